@@ -1,0 +1,242 @@
+//! The one contract between the CLI and the daemon: request/response types and their framing.
+//!
+//! A frame is a 4-byte big-endian length followed by that many bytes of JSON. Frames larger than
+//! [`MAX_FRAME`] are refused on both sides, so a garbage or hostile peer cannot make the daemon
+//! allocate without bound.
+
+use crate::spec::AppSpec;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+
+/// Bumped whenever a type below changes incompatibly; the CLI warns on a mismatch.
+pub const PROTOCOL_VERSION: u32 = 1;
+pub const MAX_FRAME: usize = 16 << 20;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Request {
+    Ping,
+    /// Register and launch apps (each `AppSpec` becomes `instances` processes).
+    Start { apps: Vec<AppSpec> },
+    List,
+    /// Turn selectors into ids (errors on a selector that matches nothing).
+    Resolve { selectors: Vec<String> },
+    Action {
+        action: Action,
+        ids: Vec<u32>,
+        /// With `--update-env`: the CLI's current environment, merged over the stored one.
+        #[serde(default)]
+        update_env: Option<BTreeMap<String, String>>,
+    },
+    Signal { signal: i32, ids: Vec<u32> },
+    /// Stop every app, then exit the daemon.
+    Kill,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Stop,
+    Restart,
+    Reload,
+    Delete,
+    Reset,
+}
+
+impl Action {
+    /// PM2's RPC method name, printed in "Applying action ..." lines.
+    pub fn pm2_method(self) -> &'static str {
+        match self {
+            Action::Stop => "stopProcessId",
+            Action::Restart => "restartProcessId",
+            Action::Reload => "reloadProcessId",
+            Action::Delete => "deleteProcessId",
+            Action::Reset => "resetMetaProcessId",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum Response {
+    Pong { version: String, protocol: u32, pid: u32 },
+    Started { ids: Vec<u32> },
+    List { procs: Vec<ProcInfo> },
+    Ids { ids: Vec<u32> },
+    Done { results: Vec<ActionResult> },
+    Error { message: String },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ActionResult {
+    pub id: u32,
+    pub name: String,
+    /// `None` on success.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Status {
+    #[serde(rename = "launching")]
+    Launching,
+    #[serde(rename = "online")]
+    Online,
+    #[serde(rename = "stopping")]
+    Stopping,
+    #[serde(rename = "stopped")]
+    Stopped,
+    #[serde(rename = "errored")]
+    Errored,
+    #[serde(rename = "waiting restart")]
+    WaitingRestart,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Launching => "launching",
+            Status::Online => "online",
+            Status::Stopping => "stopping",
+            Status::Stopped => "stopped",
+            Status::Errored => "errored",
+            Status::WaitingRestart => "waiting restart",
+        }
+    }
+}
+
+/// Everything `jlist`, `ls`, `describe` and `env` show about one managed process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProcInfo {
+    pub pm_id: u32,
+    /// The instance number (`NODE_APP_INSTANCE`), distinct from `pm_id`.
+    pub instance: u32,
+    pub spec: AppSpec,
+    pub status: Status,
+    /// 0 when not running.
+    pub pid: u32,
+    /// Start of the current run, ms since the epoch.
+    pub pm_uptime: i64,
+    pub created_at: i64,
+    pub restart_time: u32,
+    pub unstable_restarts: u32,
+    pub exit_code: Option<i32>,
+    pub prev_restart_delay: u64,
+    pub out_log_path: String,
+    pub err_log_path: String,
+    pub log_path: Option<String>,
+    pub pid_path: String,
+    /// The environment the child got (or will get) on its next start.
+    pub env: BTreeMap<String, String>,
+    pub username: String,
+    pub monit: Monit,
+    /// Why the last start failed or the process errored, for `describe`.
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Monit {
+    /// Resident memory of the whole process tree, bytes.
+    pub memory: u64,
+    /// CPU of the whole process tree, percent of one core, one decimal.
+    pub cpu: f64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("connection closed")]
+    Closed,
+    #[error("frame of {0} bytes exceeds the {MAX_FRAME}-byte limit")]
+    TooLarge(usize),
+    #[error("malformed frame: {0}")]
+    Malformed(#[from] serde_json::Error),
+    #[error(transparent)]
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for FrameError {
+    fn from(e: std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            FrameError::Closed
+        } else {
+            FrameError::Io(e)
+        }
+    }
+}
+
+pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
+    let body = serde_json::to_vec(msg)?;
+    if body.len() > MAX_FRAME {
+        return Err(FrameError::TooLarge(body.len()));
+    }
+    let mut out = Vec::with_capacity(4 + body.len());
+    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+fn check_len(header: [u8; 4]) -> Result<usize, FrameError> {
+    let len = u32::from_be_bytes(header) as usize;
+    if len > MAX_FRAME {
+        return Err(FrameError::TooLarge(len));
+    }
+    Ok(len)
+}
+
+/// Blocking write, for the CLI.
+pub fn write_frame<T: Serialize>(w: &mut impl Write, msg: &T) -> Result<(), FrameError> {
+    w.write_all(&encode(msg)?)?;
+    w.flush()?;
+    Ok(())
+}
+
+/// Blocking read, for the CLI.
+pub fn read_frame<T: for<'de> Deserialize<'de>>(r: &mut impl Read) -> Result<T, FrameError> {
+    let mut header = [0u8; 4];
+    r.read_exact(&mut header)?;
+    let mut body = vec![0u8; check_len(header)?];
+    r.read_exact(&mut body)?;
+    Ok(serde_json::from_slice(&body)?)
+}
+
+pub async fn write_frame_async<T: Serialize>(
+    w: &mut (impl tokio::io::AsyncWrite + Unpin),
+    msg: &T,
+) -> Result<(), FrameError> {
+    use tokio::io::AsyncWriteExt;
+    w.write_all(&encode(msg)?).await?;
+    w.flush().await?;
+    Ok(())
+}
+
+pub async fn read_frame_async<T: for<'de> Deserialize<'de>>(
+    r: &mut (impl tokio::io::AsyncRead + Unpin),
+) -> Result<T, FrameError> {
+    use tokio::io::AsyncReadExt;
+    let mut header = [0u8; 4];
+    r.read_exact(&mut header).await?;
+    let mut body = vec![0u8; check_len(header)?];
+    r.read_exact(&mut body).await?;
+    Ok(serde_json::from_slice(&body)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roundtrip_and_limits() {
+        let bytes = encode(&Request::Ping).unwrap();
+        let back: Request = read_frame(&mut &bytes[..]).unwrap();
+        assert!(matches!(back, Request::Ping));
+
+        let huge = ((MAX_FRAME + 1) as u32).to_be_bytes();
+        let err = read_frame::<Request>(&mut &huge[..]).unwrap_err();
+        assert!(matches!(err, FrameError::TooLarge(_)));
+
+        let mut garbage = 5u32.to_be_bytes().to_vec();
+        garbage.extend_from_slice(b"nope!");
+        let err = read_frame::<Request>(&mut &garbage[..]).unwrap_err();
+        assert!(matches!(err, FrameError::Malformed(_)));
+    }
+}

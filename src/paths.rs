@@ -70,7 +70,12 @@ pub fn with_id_suffix(path: &str, id: u32) -> String {
     let p = Path::new(path);
     match (p.file_stem(), p.extension()) {
         (Some(stem), Some(ext)) => {
-            let file = format!("{}-{}.{}", stem.to_string_lossy(), id, ext.to_string_lossy());
+            let file = format!(
+                "{}-{}.{}",
+                stem.to_string_lossy(),
+                id,
+                ext.to_string_lossy()
+            );
             p.with_file_name(file).to_string_lossy().into_owned()
         }
         _ => format!("{path}-{id}"),
@@ -84,7 +89,10 @@ mod tests {
     #[test]
     fn naming() {
         assert_eq!(sanitize_name("my app/1"), "my-app-1");
-        assert_eq!(with_id_suffix("/h/logs/web-out.log", 2), "/h/logs/web-out-2.log");
+        assert_eq!(
+            with_id_suffix("/h/logs/web-out.log", 2),
+            "/h/logs/web-out-2.log"
+        );
         assert_eq!(with_id_suffix("/h/logs/out", 2), "/h/logs/out-2");
     }
 }

@@ -18,10 +18,17 @@ pub const MAX_FRAME: usize = 16 << 20;
 pub enum Request {
     Ping,
     /// Register and launch apps (each `AppSpec` becomes `instances` processes).
-    Start { apps: Vec<AppSpec> },
+    Start {
+        apps: Vec<AppSpec>,
+        /// `-f`: start even if the same script is already running under the same name.
+        #[serde(default)]
+        force: bool,
+    },
     List,
     /// Turn selectors into ids (errors on a selector that matches nothing).
-    Resolve { selectors: Vec<String> },
+    Resolve {
+        selectors: Vec<String>,
+    },
     Action {
         action: Action,
         ids: Vec<u32>,
@@ -29,7 +36,10 @@ pub enum Request {
         #[serde(default)]
         update_env: Option<BTreeMap<String, String>>,
     },
-    Signal { signal: i32, ids: Vec<u32> },
+    Signal {
+        signal: i32,
+        ids: Vec<u32>,
+    },
     /// Stop every app, then exit the daemon.
     Kill,
 }
@@ -60,12 +70,26 @@ impl Action {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "reply", rename_all = "snake_case")]
 pub enum Response {
-    Pong { version: String, protocol: u32, pid: u32 },
-    Started { ids: Vec<u32> },
-    List { procs: Vec<ProcInfo> },
-    Ids { ids: Vec<u32> },
-    Done { results: Vec<ActionResult> },
-    Error { message: String },
+    Pong {
+        version: String,
+        protocol: u32,
+        pid: u32,
+    },
+    Started {
+        ids: Vec<u32>,
+    },
+    List {
+        procs: Vec<ProcInfo>,
+    },
+    Ids {
+        ids: Vec<u32>,
+    },
+    Done {
+        results: Vec<ActionResult>,
+    },
+    Error {
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -84,7 +84,9 @@ impl AppSpec {
                     .file_name()
                     .and_then(|s| s.to_str())
                     .unwrap_or(i);
-                base == "node" || base.starts_with("node") && base[4..].chars().all(|c| c.is_ascii_digit() || c == '.')
+                base == "node"
+                    || base.starts_with("node")
+                        && base[4..].chars().all(|c| c.is_ascii_digit() || c == '.')
             }
             None => false,
         }

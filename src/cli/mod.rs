@@ -1,0 +1,281 @@
+//! The `pmr` command line: PM2's commands, aliases and flags. Each command family lives in its
+//! own file; this one parses and dispatches.
+
+mod logs;
+mod ops;
+mod show;
+mod start;
+
+use crate::client::Client;
+use crate::paths::Home;
+use crate::protocol::{Request, Response};
+use anyhow::{bail, Result};
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "pmr",
+    version,
+    about = "A production process manager for Node.js apps and any other program (PM2-compatible)"
+)]
+pub struct Cli {
+    /// Print nothing but errors.
+    #[arg(short = 's', long, global = true)]
+    pub silent: bool,
+    /// Disable colours.
+    #[arg(long = "no-color", global = true)]
+    pub no_color: bool,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Start a script, a binary or an ecosystem file (restarts it if it is already an app).
+    Start(StartArgs),
+    /// Stop processes (they stay in the list).
+    Stop(SelArgs),
+    /// Stop then start processes.
+    Restart(SelArgs),
+    /// Zero-downtime reload (cluster mode); a restart in fork mode.
+    Reload(SelArgs),
+    /// Stop processes and remove them from the list.
+    #[command(visible_alias = "del")]
+    Delete(SelArgs),
+    /// Reset restart counters.
+    Reset(SelArgs),
+    /// List processes.
+    #[command(visible_aliases = ["ls", "l", "ps", "status"])]
+    List,
+    /// The process list as JSON (PM2's format).
+    Jlist,
+    /// The process list in Node's inspect notation (PM2's format).
+    Prettylist,
+    /// Everything about a process.
+    #[command(visible_aliases = ["desc", "info", "show"])]
+    Describe { target: String },
+    /// A process's environment.
+    Env { id: String },
+    /// Pids of an app (or of all apps).
+    Pid { name: Option<String> },
+    /// Ids of an app.
+    Id { name: String },
+    /// Ping the daemon (starting it if needed).
+    Ping,
+    /// Send a signal to processes.
+    #[command(name = "sendSignal", alias = "sendsignal")]
+    SendSignal {
+        signal: String,
+        targets: Vec<String>,
+    },
+    /// Stop every app and the daemon.
+    Kill,
+    /// Print log lines of apps.
+    #[command(visible_alias = "log")]
+    Logs(logs::LogsArgs),
+    /// (internal) Run the daemon in the foreground.
+    #[command(hide = true)]
+    Daemon,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct SelArgs {
+    /// `all`, an id, a name, a namespace or /regex/.
+    #[arg(required = true)]
+    pub targets: Vec<String>,
+    /// Apply the CLI's current environment to the processes.
+    #[arg(short = 'a', long = "update-env")]
+    pub update_env: bool,
+    #[command(flatten)]
+    pub app: AppFlags,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct StartArgs {
+    /// Script, binary, command string, ecosystem file, or existing app (name, id, namespace, all).
+    pub targets: Vec<String>,
+    /// Start even if the same script already runs under the same name.
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    #[arg(short = 'a', long = "update-env")]
+    pub update_env: bool,
+    #[command(flatten)]
+    pub app: AppFlags,
+    /// Arguments for the script, after `--`.
+    #[arg(last = true)]
+    pub script_args: Vec<String>,
+}
+
+/// PM2's app flags; each maps to the app option of the same (snake_case) name.
+#[derive(Args, Debug, Default, Clone)]
+pub struct AppFlags {
+    #[arg(short = 'n', long)]
+    pub name: Option<String>,
+    #[arg(long)]
+    pub namespace: Option<String>,
+    #[arg(long)]
+    pub cwd: Option<String>,
+    #[arg(short = 'i', long, allow_hyphen_values = true)]
+    pub instances: Option<String>,
+    #[arg(long)]
+    pub interpreter: Option<String>,
+    #[arg(
+        long = "node-args",
+        alias = "interpreter-args",
+        allow_hyphen_values = true
+    )]
+    pub node_args: Option<String>,
+    #[arg(short = 'o', long = "output")]
+    pub output: Option<String>,
+    #[arg(short = 'e', long = "error")]
+    pub error: Option<String>,
+    #[arg(short = 'l', long = "log", num_args = 0..=1, default_missing_value = "")]
+    pub log: Option<String>,
+    #[arg(long = "merge-logs")]
+    pub merge_logs: bool,
+    #[arg(long)]
+    pub time: bool,
+    #[arg(long = "log-date-format")]
+    pub log_date_format: Option<String>,
+    #[arg(long = "log-type")]
+    pub log_type: Option<String>,
+    #[arg(long = "disable-logs")]
+    pub disable_logs: bool,
+    #[arg(short = 'p', long = "pid")]
+    pub pid: Option<String>,
+    #[arg(short = 'k', long = "kill-timeout", allow_hyphen_values = true)]
+    pub kill_timeout: Option<String>,
+    #[arg(long = "listen-timeout", allow_hyphen_values = true)]
+    pub listen_timeout: Option<String>,
+    #[arg(long = "restart-delay", allow_hyphen_values = true)]
+    pub restart_delay: Option<String>,
+    #[arg(long = "exp-backoff-restart-delay", allow_hyphen_values = true)]
+    pub exp_backoff_restart_delay: Option<String>,
+    #[arg(long = "max-restarts", allow_hyphen_values = true)]
+    pub max_restarts: Option<String>,
+    #[arg(long = "max-memory-restart")]
+    pub max_memory_restart: Option<String>,
+    #[arg(long = "min-uptime", allow_hyphen_values = true)]
+    pub min_uptime: Option<String>,
+    #[arg(long = "stop-exit-codes", num_args = 1.., allow_hyphen_values = true)]
+    pub stop_exit_codes: Vec<String>,
+    #[arg(long = "no-autorestart")]
+    pub no_autorestart: bool,
+    #[arg(long = "no-autostart")]
+    pub no_autostart: bool,
+    #[arg(long = "no-treekill")]
+    pub no_treekill: bool,
+    #[arg(long = "wait-ready")]
+    pub wait_ready: bool,
+    #[arg(long = "shutdown-with-message")]
+    pub shutdown_with_message: bool,
+    #[arg(short = 'c', long = "cron-restart", alias = "cron")]
+    pub cron_restart: Option<String>,
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub watch: Option<String>,
+    #[arg(long = "ignore-watch")]
+    pub ignore_watch: Option<String>,
+    #[arg(long = "instance-var")]
+    pub instance_var: Option<String>,
+    #[arg(long = "filter-env")]
+    pub filter_env: Vec<String>,
+    /// Use the `env_<name>` block of an ecosystem file.
+    #[arg(long = "env")]
+    pub env: Option<String>,
+    /// With an ecosystem file: only these apps (comma separated).
+    #[arg(long)]
+    pub only: Option<String>,
+    /// Force fork mode.
+    #[arg(short = 'x', long = "execute-command")]
+    pub execute_command: bool,
+}
+
+/// Run the CLI; the returned code is the process exit status.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    if let Cmd::Daemon = cli.cmd {
+        return match crate::daemon::run(Home::from_env()) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("pmr daemon: {e:#}");
+                1
+            }
+        };
+    }
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("[PMR][ERROR] {e:#}");
+            1
+        }
+    }
+}
+
+pub struct Out {
+    pub silent: bool,
+    pub color: bool,
+}
+
+impl Out {
+    pub fn info(&self, msg: impl std::fmt::Display) {
+        if !self.silent {
+            println!("[PMR] {msg}");
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<i32> {
+    use std::io::IsTerminal;
+    let home = Home::from_env();
+    let out = Out {
+        silent: cli.silent,
+        color: !cli.no_color && crate::render::color_enabled(std::io::stdout().is_terminal()),
+    };
+    match cli.cmd {
+        Cmd::Start(a) => start::start(&home, &out, a),
+        Cmd::Stop(a) => ops::action(&home, &out, crate::protocol::Action::Stop, a),
+        Cmd::Restart(a) => ops::action(&home, &out, crate::protocol::Action::Restart, a),
+        Cmd::Reload(a) => ops::action(&home, &out, crate::protocol::Action::Reload, a),
+        Cmd::Delete(a) => ops::action(&home, &out, crate::protocol::Action::Delete, a),
+        Cmd::Reset(a) => ops::action(&home, &out, crate::protocol::Action::Reset, a),
+        Cmd::List => show::ls(&home, &out),
+        Cmd::Jlist => show::jlist(&home),
+        Cmd::Prettylist => show::prettylist(&home),
+        Cmd::Describe { target } => show::describe(&home, &out, &target),
+        Cmd::Env { id } => show::env(&home, &id),
+        Cmd::Pid { name } => show::pid(&home, name.as_deref()),
+        Cmd::Id { name } => show::id(&home, &name),
+        Cmd::Ping => ops::ping(&home),
+        Cmd::SendSignal { signal, targets } => ops::send_signal(&home, &out, &signal, &targets),
+        Cmd::Kill => ops::kill(&home, &out),
+        Cmd::Logs(a) => logs::logs(&home, a),
+        Cmd::Daemon => unreachable!(),
+    }
+}
+
+/// Send one request; a daemon-side error becomes an `Err`.
+pub fn call(client: &mut Client, req: &Request) -> Result<Response> {
+    match client.call(req)? {
+        Response::Error { message } => bail!("{message}"),
+        other => Ok(other),
+    }
+}
+
+pub fn list(client: &mut Client) -> Result<Vec<crate::protocol::ProcInfo>> {
+    match call(client, &Request::List)? {
+        Response::List { procs } => Ok(procs),
+        other => bail!("unexpected reply from the daemon: {other:?}"),
+    }
+}
+
+pub fn resolve(client: &mut Client, selectors: &[String]) -> Result<Vec<u32>> {
+    match call(
+        client,
+        &Request::Resolve {
+            selectors: selectors.to_vec(),
+        },
+    )? {
+        Response::Ids { ids } => Ok(ids),
+        other => bail!("unexpected reply from the daemon: {other:?}"),
+    }
+}

@@ -1,0 +1,145 @@
+//! Lifecycle commands: stop, restart, reload, delete, reset, sendSignal, kill, ping.
+
+use super::{call, Out, SelArgs};
+use crate::client::Client;
+use crate::paths::Home;
+use crate::protocol::{Action, Request, Response};
+use anyhow::{bail, Result};
+
+pub fn action(home: &Home, out: &Out, action: Action, a: SelArgs) -> Result<i32> {
+    let mut client = Client::connect(home)?;
+    let code = run_action(&mut client, out, action, &a)?;
+    super::show::print_table(&mut client, out)?;
+    Ok(code)
+}
+
+/// Resolve the selectors and apply `action`; prints PM2-style progress lines.
+pub fn run_action(client: &mut Client, out: &Out, action: Action, a: &SelArgs) -> Result<i32> {
+    let ids = super::resolve(client, &a.targets)?;
+    if a.app.env.is_some() {
+        bail!("Using --env [env] without passing the ecosystem.config.js does not work");
+    }
+    let update_env = a.update_env.then(|| std::env::vars().collect());
+    if matches!(action, Action::Restart | Action::Reload) && !a.update_env {
+        out.info("Use --update-env to update environment variables");
+    }
+    out.info(format!(
+        "Applying action {} on app [{}](ids: [ {} ])",
+        action.pm2_method(),
+        a.targets.join(", "),
+        ids.iter()
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    let results = match call(
+        client,
+        &Request::Action {
+            action,
+            ids,
+            update_env,
+        },
+    )? {
+        Response::Done { results } => results,
+        other => bail!("unexpected reply from the daemon: {other:?}"),
+    };
+    let mut failed = 0;
+    for r in results {
+        match r.error {
+            None => out.info(format!("[{}]({}) ✓", r.name, r.id)),
+            Some(e) => {
+                failed += 1;
+                eprintln!("[PMR][ERROR] [{}]({}) {e}", r.name, r.id);
+            }
+        }
+    }
+    Ok(if failed > 0 { 1 } else { 0 })
+}
+
+pub fn ping(home: &Home) -> Result<i32> {
+    let mut client = Client::connect(home)?;
+    match call(&mut client, &Request::Ping)? {
+        Response::Pong {
+            version, protocol, ..
+        } => {
+            if version != crate::daemon::VERSION || protocol != crate::protocol::PROTOCOL_VERSION {
+                eprintln!(
+                    "[PMR][WARN] the running daemon is pmr {version}, this CLI is {}: run `pmr kill` and start again",
+                    crate::daemon::VERSION
+                );
+            }
+            println!("{{ msg: 'pong' }}");
+            Ok(0)
+        }
+        other => bail!("unexpected reply from the daemon: {other:?}"),
+    }
+}
+
+/// Signal names as PM2 takes them (`SIGUSR2`, `USR2`) or numbers.
+pub fn parse_signal(s: &str) -> Result<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        return Ok(n);
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    name.parse::<nix::sys::signal::Signal>()
+        .map(|s| s as i32)
+        .map_err(|_| anyhow::anyhow!("unknown signal {s}"))
+}
+
+pub fn send_signal(home: &Home, out: &Out, signal: &str, targets: &[String]) -> Result<i32> {
+    let sig = parse_signal(signal)?;
+    if targets.is_empty() {
+        bail!("sendSignal needs a process: pmr sendSignal <signal> <id|name>");
+    }
+    let mut client = Client::connect(home)?;
+    let ids = super::resolve(&mut client, targets)?;
+    let results = match call(&mut client, &Request::Signal { signal: sig, ids })? {
+        Response::Done { results } => results,
+        other => bail!("unexpected reply from the daemon: {other:?}"),
+    };
+    let mut code = 0;
+    for r in results {
+        match r.error {
+            None => out.info(format!(
+                "successfully sent signal {signal} to process [{}]({})",
+                r.name, r.id
+            )),
+            Some(e) => {
+                code = 1;
+                eprintln!("[PMR][ERROR] [{}]({}) {e}", r.name, r.id);
+            }
+        }
+    }
+    Ok(code)
+}
+
+pub fn kill(home: &Home, out: &Out) -> Result<i32> {
+    let Some(mut client) = Client::connect_existing(home) else {
+        out.info("pmr daemon is not running");
+        return Ok(0);
+    };
+    call(&mut client, &Request::Kill)?;
+    // The daemon answers once every app is stopped, then exits; wait for its socket to go.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while home.socket().exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    out.info("pmr daemon stopped");
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn signals() {
+        assert_eq!(super::parse_signal("SIGUSR2").unwrap(), libc::SIGUSR2);
+        assert_eq!(super::parse_signal("usr1").unwrap(), libc::SIGUSR1);
+        assert_eq!(super::parse_signal("9").unwrap(), 9);
+        assert!(super::parse_signal("SIGNOPE").is_err());
+    }
+}

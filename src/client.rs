@@ -1,0 +1,118 @@
+//! The CLI's side of the socket: connect to the daemon (starting it when absent), send a
+//! request, read the reply. Blocking std I/O: the CLI is short-lived and single-threaded.
+
+use crate::paths::Home;
+use crate::protocol::{self, Request, Response};
+use anyhow::{anyhow, bail, Context, Result};
+use std::io::ErrorKind;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a starting daemon may take to answer.
+const START_DEADLINE: Duration = Duration::from_secs(10);
+
+pub struct Client {
+    stream: UnixStream,
+}
+
+impl Client {
+    /// Connect, starting the daemon if nobody answers on the socket.
+    pub fn connect(home: &Home) -> Result<Client> {
+        match UnixStream::connect(home.socket()) {
+            Ok(stream) => return Ok(Client { stream }),
+            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::ConnectionRefused) => {}
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot connect to {}", home.socket().display()))
+            }
+        }
+        start_daemon(home)?;
+        Ok(Client {
+            stream: wait_for_socket(home)?,
+        })
+    }
+
+    /// Connect only if a daemon is running.
+    pub fn connect_existing(home: &Home) -> Option<Client> {
+        UnixStream::connect(home.socket())
+            .ok()
+            .map(|stream| Client { stream })
+    }
+
+    pub fn call(&mut self, req: &Request) -> Result<Response> {
+        protocol::write_frame(&mut self.stream, req).context("cannot send to the pmr daemon")?;
+        protocol::read_frame(&mut self.stream)
+            .map_err(|e| anyhow!("no answer from the pmr daemon: {e}"))
+    }
+}
+
+/// Re-run our own binary as the daemon, detached (new session), stdio on `pmr.log`.
+fn start_daemon(home: &Home) -> Result<()> {
+    std::fs::create_dir_all(&home.root)
+        .with_context(|| format!("cannot create PMR_HOME {}", home.root.display()))?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(home.daemon_log())
+        .with_context(|| format!("cannot write {}", home.daemon_log().display()))?;
+    let exe = std::env::current_exe().context("cannot find the pmr executable")?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("daemon")
+        .env("PMR_HOME", &home.root)
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    // SAFETY: setsid is async-signal-safe; the CLI is single-threaded here anyway.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid().map_err(std::io::Error::from)?;
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().context("cannot start the pmr daemon")?;
+    // Reap it in the background if it exits early (it lost the lock race): no zombie, and
+    // `wait_for_socket` keeps polling for the daemon that won.
+    std::thread::spawn(move || {
+        let status = child.wait();
+        if let Ok(st) = status {
+            if !st.success() {
+                DAEMON_FAILED.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    });
+    Ok(())
+}
+
+static DAEMON_FAILED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn wait_for_socket(home: &Home) -> Result<UnixStream> {
+    let deadline = Instant::now() + START_DEADLINE;
+    let mut pause = Duration::from_micros(500);
+    loop {
+        match UnixStream::connect(home.socket()) {
+            Ok(s) => return Ok(s),
+            Err(_) if DAEMON_FAILED.load(std::sync::atomic::Ordering::SeqCst) => {
+                let tail =
+                    crate::daemon::logs::tail_lines(&home.daemon_log(), 5).unwrap_or_default();
+                bail!(
+                    "the pmr daemon failed to start; last lines of {}:\n{}",
+                    home.daemon_log().display(),
+                    tail.join("\n")
+                );
+            }
+            Err(e) if Instant::now() > deadline => {
+                bail!(
+                    "the pmr daemon did not answer within {:?}: {e}",
+                    START_DEADLINE
+                )
+            }
+            Err(_) => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(20));
+            }
+        }
+    }
+}

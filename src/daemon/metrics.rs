@@ -1,0 +1,198 @@
+//! CPU and memory of each managed process tree, read from /proc.
+//!
+//! A tree is the main pid, every descendant, and every process still in its process group
+//! (which catches grandchildren orphaned by a wrapper such as npm). Blocking: call from
+//! `spawn_blocking`.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+#[derive(Debug, Clone, Copy)]
+struct Stat {
+    ppid: u32,
+    pgrp: u32,
+    ticks: u64,
+    rss_pages: u64,
+    start_ticks: u64,
+}
+
+fn read_stat(pid: u32) -> Option<Stat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces and parentheses: fields start after the last ')'.
+    let rest = &text[text.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_ascii_whitespace().collect();
+    // rest[0] is field 3 (state); field N is f[N - 3].
+    Some(Stat {
+        ppid: f.get(1)?.parse().ok()?,
+        pgrp: f.get(2)?.parse().ok()?,
+        ticks: f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?,
+        start_ticks: f.get(19)?.parse().ok()?,
+        rss_pages: f.get(21)?.parse().ok()?,
+    })
+}
+
+fn all_stats() -> HashMap<u32, Stat> {
+    let mut out = HashMap::new();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            if let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) {
+                if let Some(s) = read_stat(pid) {
+                    out.insert(pid, s);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Every pid in the tree of `root` (see the module comment), root included.
+fn tree(root: u32, stats: &HashMap<u32, Stat>) -> Vec<u32> {
+    let mut members = vec![root];
+    let mut i = 0;
+    while i < members.len() {
+        let parent = members[i];
+        for (&pid, s) in stats {
+            if s.ppid == parent && !members.contains(&pid) {
+                members.push(pid);
+            }
+        }
+        i += 1;
+    }
+    for (&pid, s) in stats {
+        if s.pgrp == root && !members.contains(&pid) {
+            members.push(pid);
+        }
+    }
+    members
+}
+
+/// Pids of a process tree, for stopping it (`treekill`).
+pub fn tree_pids(root: u32) -> Vec<u32> {
+    tree(root, &all_stats())
+}
+
+/// Remembers the previous CPU reading of each tree, so CPU is the average since the last call.
+#[derive(Default)]
+pub struct Sampler {
+    prev: HashMap<u32, (u64, Instant)>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Usage {
+    pub memory: u64,
+    pub cpu: f64,
+}
+
+impl Sampler {
+    pub fn sample(&mut self, roots: &[u32]) -> HashMap<u32, Usage> {
+        let mut out = HashMap::new();
+        if roots.is_empty() {
+            self.prev.clear();
+            return out;
+        }
+        let stats = all_stats();
+        let now = Instant::now();
+        let hz = clock_ticks();
+        let page = page_size();
+        let uptime_ticks = boot_uptime_secs().map(|s| s * hz as f64);
+        let mut next = HashMap::new();
+        for &root in roots {
+            let Some(root_stat) = stats.get(&root) else {
+                continue;
+            };
+            let pids = tree(root, &stats);
+            let (mut ticks, mut rss) = (0u64, 0u64);
+            for p in &pids {
+                if let Some(s) = stats.get(p) {
+                    ticks += s.ticks;
+                    rss += s.rss_pages * page;
+                }
+            }
+            let cpu = match self.prev.get(&root) {
+                Some(&(t0, at)) if ticks >= t0 && now > at => {
+                    let secs = now.duration_since(at).as_secs_f64();
+                    (ticks - t0) as f64 / hz as f64 / secs * 100.0
+                }
+                // First look at this tree: average over the main process's life, like `ps`.
+                _ => match uptime_ticks {
+                    Some(up) if up > root_stat.start_ticks as f64 => {
+                        ticks as f64 / (up - root_stat.start_ticks as f64) * 100.0
+                    }
+                    _ => 0.0,
+                },
+            };
+            next.insert(root, (ticks, now));
+            out.insert(
+                root,
+                Usage {
+                    memory: rss,
+                    cpu: (cpu * 10.0).round() / 10.0,
+                },
+            );
+        }
+        self.prev = next;
+        out
+    }
+}
+
+fn clock_ticks() -> u64 {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let v = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if v > 0 {
+        v as u64
+    } else {
+        100
+    }
+}
+
+fn page_size() -> u64 {
+    // SAFETY: as above.
+    let v = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if v > 0 {
+        v as u64
+    } else {
+        4096
+    }
+}
+
+fn boot_uptime_secs() -> Option<f64> {
+    std::fs::read_to_string("/proc/uptime")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tree_includes_grandchildren_and_sums_memory() {
+        // sh → sleep (a grandchild of this test through sh).
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "sleep 30 & sleep 30; wait"])
+            .spawn()
+            .unwrap();
+        let root = child.id();
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        let pids = loop {
+            let p = tree_pids(root);
+            if p.len() >= 3 {
+                break p;
+            }
+            assert!(Instant::now() < deadline, "tree never grew: {p:?}");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        let mut s = Sampler::default();
+        let u = s.sample(&[root])[&root];
+        assert!(u.memory > 0);
+        assert!(u.cpu >= 0.0);
+        for p in pids {
+            // SAFETY: plain kill(2) on pids we started.
+            unsafe { libc::kill(p as i32, libc::SIGKILL) };
+        }
+        child.wait().unwrap();
+    }
+}

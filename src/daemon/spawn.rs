@@ -1,0 +1,141 @@
+//! Building and starting one child: argv, environment, cwd, its own process group, stdio pipes
+//! and, for Node apps, the IPC channel on fd 3.
+
+use crate::spec::AppSpec;
+use std::collections::BTreeMap;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::process::Stdio;
+use tokio::process::{Child, Command};
+
+/// The fd number Node expects its IPC channel on (what `child_process.fork` uses).
+pub const IPC_FD: i32 = 3;
+
+pub struct Spawned {
+    pub child: Child,
+    /// Our end of the Node IPC socketpair, when the app is a Node script.
+    pub ipc: Option<std::os::unix::net::UnixStream>,
+}
+
+/// The full argv: `[interpreter, interpreter_args.., script, args..]` or `[script, args..]`.
+pub fn argv(spec: &AppSpec) -> Vec<String> {
+    let mut v = Vec::new();
+    if let Some(i) = &spec.interpreter {
+        v.push(i.clone());
+        v.extend(spec.interpreter_args.iter().cloned());
+    }
+    v.push(spec.script.clone());
+    v.extend(spec.args.iter().cloned());
+    v
+}
+
+/// The environment of instance `instance` with id `pm_id`: the app's env plus PM2's variables.
+pub fn child_env(
+    spec: &AppSpec,
+    pm_id: u32,
+    instance: u32,
+    home: &str,
+) -> BTreeMap<String, String> {
+    let mut env = spec.env.clone();
+    env.insert("pm_id".into(), pm_id.to_string());
+    env.insert("name".into(), spec.name.clone());
+    env.insert("namespace".into(), spec.namespace.clone());
+    env.insert(spec.instance_var.clone(), instance.to_string());
+    env.insert("PMR_HOME".into(), home.to_string());
+    env.insert("exec_mode".into(), spec.exec_mode.pm2_name().into());
+    if let Some(var) = &spec.increment_var {
+        // PM2: starts from the value given in env (or 0) and adds the instance number.
+        let base: i64 = spec.env.get(var).and_then(|v| v.parse().ok()).unwrap_or(0);
+        env.insert(var.clone(), (base + instance as i64).to_string());
+    }
+    if spec
+        .interpreter
+        .as_deref()
+        .is_some_and(|i| i.rsplit('/').next().unwrap_or(i).starts_with("python"))
+    {
+        env.entry("PYTHONUNBUFFERED".into())
+            .or_insert_with(|| "1".into());
+    }
+    env
+}
+
+pub fn spawn(
+    spec: &AppSpec,
+    env: &BTreeMap<String, String>,
+    capture_output: bool,
+) -> std::io::Result<Spawned> {
+    let argv = argv(spec);
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..])
+        .env_clear()
+        .envs(env)
+        .current_dir(&spec.cwd)
+        .stdin(Stdio::null())
+        .process_group(0)
+        .kill_on_drop(false);
+    if capture_output {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    } else {
+        cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    }
+
+    let mut ipc = None;
+    let mut child_end: Option<OwnedFd> = None;
+    if spec.is_node() {
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+        cmd.env("NODE_CHANNEL_FD", IPC_FD.to_string())
+            .env("NODE_CHANNEL_SERIALIZATION_MODE", "json");
+        ipc = Some(ours);
+        child_end = Some(theirs.into());
+    }
+    if let Some(fd) = child_end.as_ref().map(|f| f.as_raw_fd()) {
+        // SAFETY: only async-signal-safe calls (dup2, fcntl) between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if fd == IPC_FD {
+                    let flags = libc::fcntl(fd, libc::F_GETFD);
+                    if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                } else if libc::dup2(fd, IPC_FD) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let child = cmd.spawn()?;
+    // Our copy of the child's end must go, or we would never see EOF when the child exits.
+    drop(child_end);
+    Ok(Spawned { child, ipc })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::policy::tests::spec;
+
+    #[test]
+    fn argv_and_env() {
+        let mut s = spec();
+        s.interpreter = Some("/usr/bin/node".into());
+        s.interpreter_args = vec!["--max-old-space-size=100".into()];
+        s.script = "/app/a.js".into();
+        s.args = vec!["x".into()];
+        assert_eq!(
+            argv(&s),
+            [
+                "/usr/bin/node",
+                "--max-old-space-size=100",
+                "/app/a.js",
+                "x"
+            ]
+        );
+        s.increment_var = Some("PORT".into());
+        s.env.insert("PORT".into(), "3000".into());
+        let env = child_env(&s, 7, 2, "/h");
+        assert_eq!(env["PORT"], "3002");
+        assert_eq!(env["NODE_APP_INSTANCE"], "2");
+        assert_eq!(env["pm_id"], "7");
+        assert_eq!(env["PMR_HOME"], "/h");
+    }
+}

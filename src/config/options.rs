@@ -552,7 +552,9 @@ fn normalize_value(kind: Kind, key: &str, v: &Value) -> Norm {
                 return Ok(Some(b.into()));
             }
             match v {
-                Value::String(s) if !s.is_empty() => Ok(Some(vec![v.clone()].into())),
+                // Falsy in PM2: not set.
+                Value::String(s) if s.is_empty() => Ok(None),
+                Value::String(_) => Ok(Some(vec![v.clone()].into())),
                 Value::Array(items) if items.iter().all(|x| matches!(x, Value::String(s) if !s.is_empty())) => {
                     if items.is_empty() && kind == Kind::Watch {
                         // PM2 watches cwd for an empty list, exactly as for `true`.

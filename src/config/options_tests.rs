@@ -527,6 +527,8 @@ fn watch_and_filter_env() {
         one(json!({"filter_env": []}), "filter_env"),
         Some(json!([]))
     );
+    assert_eq!(one(json!({"filter_env": ""}), "filter_env"), None);
+    assert_eq!(one(json!({"watch": ""}), "watch"), None);
     assert_eq!(
         fail(json!({"filter_env": 3})),
         r#"app "api": "filter_env" must be true/false, a variable name or an array of names; got 3"#

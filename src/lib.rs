@@ -3,4 +3,5 @@
 
 pub mod paths;
 pub mod protocol;
+pub mod render;
 pub mod spec;

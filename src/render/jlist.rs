@@ -18,7 +18,7 @@ pub fn jlist_value(p: &ProcInfo, home: &str) -> Value {
     let s = &p.spec;
     let env = env_object(p, home);
     let mut e = Map::new();
-    let mut put = |e: &mut Map<String, Value>, k: &str, v: Value| {
+    let put = |e: &mut Map<String, Value>, k: &str, v: Value| {
         e.insert(k.to_string(), v);
     };
 

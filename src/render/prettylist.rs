@@ -386,6 +386,20 @@ mod tests {
         }
     }
 
+    /// testdata/inspect_cases.json holds `[JSON text, Node 20's
+    /// util.inspect(JSON.parse(text), false, null, false)]` pairs covering array grouping,
+    /// truncation at 100 items, string splitting and quoting, key quoting and ordering, wide
+    /// characters and nesting.
+    #[test]
+    fn node_generated_cases() {
+        let cases: Vec<(String, String)> =
+            serde_json::from_str(include_str!("testdata/inspect_cases.json")).unwrap();
+        for (input, want) in cases {
+            let v: Value = serde_json::from_str(&input).unwrap();
+            assert_eq!(inspect(&v), want, "input: {input}");
+        }
+    }
+
     /// Expected strings below were produced by Node 20's
     /// `util.inspect(JSON.parse(s), false, null, false)`.
     #[test]

@@ -183,7 +183,7 @@ pub(crate) mod style {
     pub const GREY: &str = "90";
 
     pub fn paint(on: bool, codes: &[&str], s: &str) -> String {
-        if !on || s.is_empty() {
+        if !on || codes.is_empty() || s.is_empty() {
             return s.to_string();
         }
         format!("\x1b[{}m{s}\x1b[0m", codes.join(";"))

@@ -196,12 +196,21 @@ pub fn ls_at(procs: &[ProcInfo], width: Option<usize>, color: bool, now: i64) ->
     let longest = sorted.iter().map(|p| display_width(&p.spec.name)).max();
     let full_name_w = longest.map_or(11, |l| l + 5);
     let wanted_name_w = (longest.unwrap_or(0) + 2).max(6);
+    // PM2 truncates "waiting restart" to "waiting …"; the extra columns are worth it.
+    let status_w = 11.max(
+        2 + sorted
+            .iter()
+            .map(|p| p.status.as_str().len())
+            .max()
+            .unwrap_or(0),
+    );
 
     let total = |cols: &[(Col, &str, usize)], name_w: usize| {
         cols.iter()
             .map(|(c, _, w)| match c {
                 Col::Id => id_w,
                 Col::Name => name_w,
+                Col::Status => status_w,
                 _ => *w,
             })
             .sum::<usize>()
@@ -240,6 +249,7 @@ pub fn ls_at(procs: &[ProcInfo], width: Option<usize>, color: bool, now: i64) ->
         .map(|(c, _, w)| match c {
             Col::Id => id_w,
             Col::Name => name_w,
+            Col::Status => status_w,
             _ => *w,
         })
         .collect();
@@ -254,14 +264,14 @@ pub fn ls_at(procs: &[ProcInfo], width: Option<usize>, color: bool, now: i64) ->
         })
         .collect();
 
-    let out = render_box(&widths, Some(&head), &rows, color);
+    let plain = render_box(&widths, Some(&head), &rows, false);
     match width {
-        Some(w) if out.lines().any(|l| display_width(l) > w) => {
-            // Only for terminals too narrow even for id, a short name and status.
-            let plain = render_box(&widths, Some(&head), &rows, false);
+        // Only for terminals too narrow even for id, a short name and status.
+        Some(w) if plain.lines().any(|l| display_width(l) > w) => {
             plain.lines().map(|l| truncate_hard(l, w) + "\n").collect()
         }
-        _ => out,
+        _ if color => render_box(&widths, Some(&head), &rows, true),
+        _ => plain,
     }
 }
 
@@ -376,6 +386,7 @@ mod tests {
         let mut wide = proc_info(13, "日本語アプリ", Status::Stopped);
         wide.spec.namespace = "production".into();
         procs.push(wide);
+        procs.push(proc_info(14, "retry", Status::WaitingRestart));
         for w in [200, 132, 120, 100, 80, 72, 60, 50, 40, 30, 20, 10] {
             for color in [false, true] {
                 let out = ls_at(&procs, Some(w), color, now);
@@ -408,6 +419,7 @@ mod tests {
         let at60 = ls_at(&procs, Some(60), false, now);
         assert!(at60.contains("status") && !at60.contains("mode"), "{at60}");
         assert!(at60.contains("日本語アプリ"));
+        assert!(at60.contains("│ waiting restart │"), "{at60}");
     }
 
     #[test]
@@ -422,6 +434,7 @@ mod tests {
         assert_eq!(cells[10], "0%");
         assert_eq!(cells[11], "0b");
         assert!(!out.contains('\x1b'));
+        assert!(ls_at(std::slice::from_ref(&p), Some(80), true, 0).contains("\x1b[31;1mstopped"));
         let coloured = ls_at(&[p], None, true, 0);
         assert!(coloured.contains("\x1b[31;1mstopped\x1b[0m"));
         assert_eq!(strip_ansi(&coloured), out);

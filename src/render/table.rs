@@ -324,8 +324,6 @@ mod tests {
     use crate::protocol::Status;
     use crate::render::testutil::{proc_info, strip_ansi};
 
-    const SAMPLES: &str = "/work/shared/pm2-reference/samples";
-
     /// The three processes of samples/ls.txt, 2 s after they started.
     fn sample_procs() -> (Vec<ProcInfo>, i64) {
         let mut api = proc_info(0, "api", Status::Online);
@@ -348,21 +346,18 @@ mod tests {
         (vec![web1, api, web2], now)
     }
 
-    fn sample_without_host_metrics(file: &str) -> Option<String> {
-        let text = std::fs::read_to_string(format!("{SAMPLES}/{file}")).ok()?;
-        Some(
-            text.lines()
-                .filter(|l| l.starts_with(['┌', '│', '├', '└']))
-                .map(|l| format!("{l}\n"))
-                .collect(),
-        )
+    /// A copy of a pm2-reference sample without the lines pmr does not print (PM2's actions
+    /// and its "host metrics" line).
+    fn table_lines(text: &str) -> String {
+        text.lines()
+            .filter(|l| l.starts_with(['┌', '│', '├', '└']))
+            .map(|l| format!("{l}\n"))
+            .collect()
     }
 
     #[test]
     fn matches_pm2_ls_sample() {
-        let Some(expected) = sample_without_host_metrics("ls.txt") else {
-            return;
-        };
+        let expected = table_lines(include_str!("testdata/ls.txt"));
         let (procs, now) = sample_procs();
         assert_eq!(ls_at(&procs, None, false, now), expected);
         // A terminal wide enough for the full table prints the same.
@@ -371,9 +366,7 @@ mod tests {
 
     #[test]
     fn empty_list_is_header_only() {
-        let Some(expected) = sample_without_host_metrics("delete-all.txt") else {
-            return;
-        };
+        let expected = table_lines(include_str!("testdata/delete-all.txt"));
         assert_eq!(ls_at(&[], None, false, 0), expected);
     }
 

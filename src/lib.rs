@@ -1,7 +1,11 @@
 //! pmr: a PM2-compatible process manager. The binary (`main.rs`) is a thin entry point; the CLI
 //! and the daemon both live in this library so integration tests and benches can share types.
 
+pub mod cli;
+pub mod client;
 pub mod config;
+pub mod daemon;
 pub mod paths;
 pub mod protocol;
+pub mod render;
 pub mod spec;

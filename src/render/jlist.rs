@@ -1,0 +1,309 @@
+//! `pmr jlist`: PM2's `getMonitorData()` element shape, so exporters and scripts written for
+//! `pm2 jlist` read pmr unchanged (inventory §5).
+
+use super::{app_version, json_number, live_monit};
+use crate::protocol::ProcInfo;
+use serde_json::{json, Map, Value};
+
+/// PM2's option defaults: an option at its default is left out of `pm2_env`, as PM2 only echoes
+/// options that were set.
+const DEFAULT_KILL_TIMEOUT: u64 = 1600;
+const DEFAULT_LISTEN_TIMEOUT: u64 = 3000;
+const DEFAULT_MIN_UPTIME: u64 = 1000;
+const DEFAULT_MAX_RESTARTS: u32 = 16;
+
+/// One element of `pmr jlist`. `home` is `$PMR_HOME`: shown as `env.PMR_HOME` when the child's
+/// environment does not already carry it (PM2 shows `PM2_HOME` there).
+pub fn jlist_value(p: &ProcInfo, home: &str) -> Value {
+    let s = &p.spec;
+    let env = env_object(p, home);
+    let mut e = Map::new();
+    let put = |e: &mut Map<String, Value>, k: &str, v: Value| {
+        e.insert(k.to_string(), v);
+    };
+
+    put(&mut e, "name", json!(s.name));
+    put(&mut e, "namespace", json!(s.namespace));
+    put(&mut e, "env", Value::Object(env.clone()));
+    if s.merge_logs {
+        put(&mut e, "merge_logs", json!(true));
+    }
+    put(&mut e, "autostart", json!(s.autostart));
+    put(&mut e, "autorestart", json!(s.autorestart));
+    put(&mut e, "watch", json!(false));
+    put(&mut e, "instance_var", json!(s.instance_var));
+    put(&mut e, "treekill", json!(s.treekill));
+    put(&mut e, "username", json!(p.username));
+    put(&mut e, "kill_retry_time", json!(100));
+    put(&mut e, "node_args", json!(s.interpreter_args));
+    put(&mut e, "pm_exec_path", json!(s.script));
+    put(&mut e, "pm_cwd", json!(s.cwd));
+    put(&mut e, "exec_interpreter", json!(s.interpreter_display()));
+    put(&mut e, "exec_mode", json!(s.exec_mode.pm2_name()));
+    put(&mut e, "instances", json!(s.instances));
+
+    if s.kill_timeout != DEFAULT_KILL_TIMEOUT {
+        put(&mut e, "kill_timeout", json!(s.kill_timeout));
+    }
+    if s.listen_timeout != DEFAULT_LISTEN_TIMEOUT {
+        put(&mut e, "listen_timeout", json!(s.listen_timeout));
+    }
+    if s.min_uptime != DEFAULT_MIN_UPTIME {
+        put(&mut e, "min_uptime", json!(s.min_uptime));
+    }
+    if s.max_restarts != DEFAULT_MAX_RESTARTS {
+        put(&mut e, "max_restarts", json!(s.max_restarts));
+    }
+    if s.restart_delay != 0 {
+        put(&mut e, "restart_delay", json!(s.restart_delay));
+    }
+    if let Some(d) = s.exp_backoff_restart_delay {
+        put(&mut e, "exp_backoff_restart_delay", json!(d));
+    }
+    if !s.stop_exit_codes.is_empty() {
+        put(&mut e, "stop_exit_codes", json!(s.stop_exit_codes));
+    }
+    if s.wait_ready {
+        put(&mut e, "wait_ready", json!(true));
+    }
+    if s.shutdown_with_message {
+        put(&mut e, "shutdown_with_message", json!(true));
+    }
+    if let Some(v) = &s.increment_var {
+        put(&mut e, "increment_var", json!(v));
+    }
+    if let Some(v) = &s.log_date_format {
+        put(&mut e, "log_date_format", json!(v));
+    }
+    if s.disable_logs {
+        put(&mut e, "disable_logs", json!(true));
+    }
+    if let Some(v) = &s.log_type {
+        put(&mut e, "log_type", json!(v));
+    }
+    // A key already present (e.g. `watch`) keeps its place and takes the user's value, as a
+    // JS assignment would.
+    for (k, v) in &s.extra {
+        put(&mut e, k, v.clone());
+    }
+
+    put(&mut e, "pm_out_log_path", json!(p.out_log_path));
+    put(&mut e, "pm_err_log_path", json!(p.err_log_path));
+    if let Some(l) = &p.log_path {
+        put(&mut e, "pm_log_path", json!(l));
+    }
+    put(&mut e, "pm_pid_path", json!(p.pid_path));
+    if !s.args.is_empty() {
+        put(&mut e, "args", json!(s.args));
+    }
+    put(&mut e, &s.instance_var, json!(p.instance));
+    // PM2 copies every env var to the top level too; config keys of the same name win.
+    for (k, v) in &env {
+        if !e.contains_key(k) {
+            e.insert(k.clone(), v.clone());
+        }
+    }
+
+    put(&mut e, "status", json!(p.status.as_str()));
+    put(&mut e, "pm_uptime", json!(p.pm_uptime));
+    put(&mut e, "axm_actions", json!([]));
+    put(&mut e, "axm_monitor", json!({}));
+    put(&mut e, "axm_options", json!({}));
+    put(&mut e, "axm_dynamic", json!({}));
+    put(&mut e, "created_at", json!(p.created_at));
+    put(&mut e, "pm_id", json!(p.pm_id));
+    put(&mut e, "restart_time", json!(p.restart_time));
+    put(&mut e, "unstable_restarts", json!(p.unstable_restarts));
+    if let Some(c) = p.exit_code {
+        put(&mut e, "exit_code", json!(c));
+    }
+    if p.prev_restart_delay > 0 {
+        put(&mut e, "prev_restart_delay", json!(p.prev_restart_delay));
+    }
+    put(&mut e, "version", json!(app_version(&s.script)));
+
+    let (memory, cpu) = live_monit(p);
+    let mut el = Map::new();
+    el.insert("pid".into(), json!(p.pid));
+    el.insert("name".into(), json!(s.name));
+    el.insert("pm2_env".into(), Value::Object(e));
+    el.insert("pm_id".into(), json!(p.pm_id));
+    el.insert(
+        "monit".into(),
+        json!({ "memory": memory, "cpu": json_number(cpu) }),
+    );
+    Value::Object(el)
+}
+
+/// `pmr jlist`: the whole list on one line, as `JSON.stringify` writes it.
+pub fn jlist(procs: &[ProcInfo], home: &str) -> String {
+    let list: Vec<Value> = procs.iter().map(|p| jlist_value(p, home)).collect();
+    serde_json::to_string(&list).unwrap_or_else(|_| "[]".into())
+}
+
+/// `pm2_env.env`: the child's environment without the per-instance variables the daemon injects
+/// (`pm_id`, `name`, the instance var), which PM2 keeps as typed top-level keys instead.
+fn env_object(p: &ProcInfo, home: &str) -> Map<String, Value> {
+    let injected = |k: &str, v: &str| {
+        (k == "pm_id" && v == p.pm_id.to_string())
+            || (k == "name" && v == p.spec.name)
+            || (k == p.spec.instance_var && v == p.instance.to_string())
+    };
+    let mut env: Map<String, Value> = p
+        .env
+        .iter()
+        .filter(|(k, v)| !injected(k, v))
+        .map(|(k, v)| (k.clone(), json!(v)))
+        .collect();
+    if !home.is_empty() && !env.contains_key("PMR_HOME") {
+        env.insert("PMR_HOME".into(), json!(home));
+    }
+    env
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Status;
+    use crate::render::testutil::proc_info;
+
+    #[test]
+    fn element_shape_and_key_order() {
+        let p = proc_info(0, "api", Status::Online);
+        let v = jlist_value(&p, "/h/.pmr");
+        let top: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        assert_eq!(top, ["pid", "name", "pm2_env", "pm_id", "monit"]);
+        let env = v["pm2_env"].as_object().unwrap();
+        let keys: Vec<&str> = env.keys().map(|k| k.as_str()).collect();
+        let pos = |k: &str| {
+            keys.iter()
+                .position(|x| *x == k)
+                .unwrap_or_else(|| panic!("{k} missing"))
+        };
+        let order = [
+            "name",
+            "namespace",
+            "env",
+            "merge_logs",
+            "autostart",
+            "autorestart",
+            "watch",
+            "instance_var",
+            "treekill",
+            "username",
+            "kill_retry_time",
+            "node_args",
+            "pm_exec_path",
+            "pm_cwd",
+            "exec_interpreter",
+            "exec_mode",
+            "instances",
+            "pm_out_log_path",
+            "pm_err_log_path",
+            "pm_pid_path",
+            "NODE_APP_INSTANCE",
+            "PORT",
+            "status",
+            "pm_uptime",
+            "axm_actions",
+            "axm_monitor",
+            "axm_options",
+            "created_at",
+            "pm_id",
+            "restart_time",
+            "unstable_restarts",
+            "version",
+        ];
+        for w in order.windows(2) {
+            assert!(
+                pos(w[0]) < pos(w[1]),
+                "{} should come before {}",
+                w[0],
+                w[1]
+            );
+        }
+        assert_eq!(env["exec_mode"], "fork_mode");
+        assert_eq!(env["NODE_APP_INSTANCE"], 0);
+        assert_eq!(env["kill_retry_time"], 100);
+        assert_eq!(env["version"], "N/A");
+        assert_eq!(env["env"]["PORT"], "3000");
+        assert_eq!(env["env"]["PMR_HOME"], "/h/.pmr");
+        // Injected per-instance variables are typed top-level keys, not strings in `env`.
+        assert!(env["env"].get("pm_id").is_none());
+        assert_eq!(env["pm_id"], 0);
+        assert_eq!(env["name"], "api");
+        for absent in [
+            "pm_log_path",
+            "args",
+            "exit_code",
+            "prev_restart_delay",
+            "kill_timeout",
+        ] {
+            assert!(env.get(absent).is_none(), "{absent} should be absent");
+        }
+        assert_eq!(v["pid"], 4242);
+        assert_eq!(v["monit"], json!({"memory": 53587968, "cpu": 0.3}));
+    }
+
+    #[test]
+    fn stopped_process_and_optional_keys() {
+        let mut p = proc_info(3, "worker", Status::Stopped);
+        p.pid = 0;
+        p.exit_code = Some(1);
+        p.prev_restart_delay = 150;
+        p.log_path = Some("/h/logs/worker.log".into());
+        p.spec.args = vec!["--x".into()];
+        p.spec.kill_timeout = 5000;
+        p.spec.extra.insert("watch".into(), json!(["src"]));
+        p.spec
+            .extra
+            .insert("max_memory_restart".into(), json!(104857600));
+        let v = jlist_value(&p, "");
+        let env = &v["pm2_env"];
+        assert_eq!(v["monit"], json!({"memory": 0, "cpu": 0}));
+        assert_eq!(v["pid"], 0);
+        assert_eq!(env["status"], "stopped");
+        assert_eq!(env["exit_code"], 1);
+        assert_eq!(env["prev_restart_delay"], 150);
+        assert_eq!(env["pm_log_path"], "/h/logs/worker.log");
+        assert_eq!(env["args"], json!(["--x"]));
+        assert_eq!(env["kill_timeout"], 5000);
+        assert_eq!(env["watch"], json!(["src"]));
+        assert_eq!(env["max_memory_restart"], 104857600);
+        assert!(env["env"].get("PMR_HOME").is_none());
+        // `watch` stays where PM2 puts it even though it came from `extra`.
+        let keys: Vec<&String> = env.as_object().unwrap().keys().collect();
+        let watch = keys.iter().position(|k| *k == "watch").unwrap();
+        let instance_var = keys.iter().position(|k| *k == "instance_var").unwrap();
+        assert!(watch < instance_var);
+    }
+
+    #[test]
+    fn jlist_is_one_compact_line() {
+        let procs = [
+            proc_info(0, "api", Status::Online),
+            proc_info(1, "web", Status::Errored),
+        ];
+        let out = jlist(&procs, "/h");
+        assert!(!out.contains('\n'));
+        assert!(out.starts_with("[{\"pid\":4242,\"name\":\"api\",\"pm2_env\":{\"name\":\"api\","));
+        let back: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(back.as_array().unwrap().len(), 2);
+        assert_eq!(jlist(&[], "/h"), "[]");
+    }
+
+    #[test]
+    fn version_from_nearest_package_json() {
+        let dir = std::env::temp_dir().join(format!("pmr-render-ver-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("lib")).unwrap();
+        std::fs::write(
+            dir.join("package.json"),
+            r#"{"name":"x","version":"1.4.2"}"#,
+        )
+        .unwrap();
+        let mut p = proc_info(0, "api", Status::Online);
+        p.spec.script = dir.join("lib/app.js").to_string_lossy().into_owned();
+        assert_eq!(jlist_value(&p, "")["pm2_env"]["version"], "1.4.2");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

@@ -1,0 +1,97 @@
+//! `ProcInfo` values for the render tests.
+
+use crate::protocol::{Monit, ProcInfo, Status};
+use crate::spec::{AppSpec, ExecMode};
+use std::collections::BTreeMap;
+
+/// Where the test apps live: a path with no `package.json` above it, so `version` is `N/A`.
+pub const APP_DIR: &str = "/nonexistent-pmr-test/app";
+
+pub fn spec(name: &str) -> AppSpec {
+    AppSpec {
+        name: name.into(),
+        namespace: "default".into(),
+        script: format!("{APP_DIR}/http.js"),
+        args: vec![],
+        interpreter: Some("node".into()),
+        interpreter_args: vec![],
+        cwd: APP_DIR.into(),
+        exec_mode: ExecMode::Fork,
+        instances: 1,
+        env: BTreeMap::from([("PORT".into(), "3000".into())]),
+        autorestart: true,
+        autostart: true,
+        restart_delay: 0,
+        exp_backoff_restart_delay: None,
+        max_restarts: 16,
+        min_uptime: 1000,
+        stop_exit_codes: vec![],
+        kill_timeout: 1600,
+        listen_timeout: 3000,
+        wait_ready: false,
+        shutdown_with_message: false,
+        treekill: true,
+        merge_logs: true,
+        out_file: None,
+        error_file: None,
+        log_file: None,
+        pid_file: None,
+        instance_var: "NODE_APP_INSTANCE".into(),
+        increment_var: None,
+        log_date_format: None,
+        disable_logs: false,
+        log_type: None,
+        extra: serde_json::Map::new(),
+    }
+}
+
+pub fn proc_info(pm_id: u32, name: &str, status: Status) -> ProcInfo {
+    let spec = spec(name);
+    let mut env = spec.env.clone();
+    env.insert("PATH".into(), "/usr/bin:/bin".into());
+    env.insert("pm_id".into(), pm_id.to_string());
+    env.insert("name".into(), name.into());
+    env.insert("NODE_APP_INSTANCE".into(), "0".into());
+    ProcInfo {
+        pm_id,
+        instance: 0,
+        status,
+        pid: 4242,
+        pm_uptime: 1_795_538_958_597,
+        created_at: 1_795_538_958_597,
+        restart_time: 0,
+        unstable_restarts: 0,
+        exit_code: None,
+        prev_restart_delay: 0,
+        out_log_path: format!("/h/.pmr/logs/{name}-out.log"),
+        err_log_path: format!("/h/.pmr/logs/{name}-error.log"),
+        log_path: None,
+        pid_path: format!("/h/.pmr/pids/{name}-{pm_id}.pid"),
+        env,
+        username: "root".into(),
+        monit: Monit {
+            memory: 53_587_968,
+            cpu: 0.3,
+        },
+        last_error: None,
+        spec,
+    }
+}
+
+/// The text without its ANSI colour sequences.
+pub fn strip_ansi(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}

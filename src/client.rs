@@ -4,7 +4,6 @@
 use crate::paths::Home;
 use crate::protocol::{self, Request, Response};
 use anyhow::{anyhow, bail, Context, Result};
-use std::io::ErrorKind;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
@@ -20,14 +19,10 @@ pub struct Client {
 impl Client {
     /// Connect, starting the daemon if nobody answers on the socket.
     pub fn connect(home: &Home) -> Result<Client> {
-        match UnixStream::connect(home.socket()) {
-            Ok(stream) => return Ok(Client { stream }),
-            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::ConnectionRefused) => {}
-            Err(e) => {
-                return Err(e)
-                    .with_context(|| format!("cannot connect to {}", home.socket().display()))
-            }
+        if let Ok(stream) = UnixStream::connect(home.socket()) {
+            return Ok(Client { stream });
         }
+        // Absent, stale or unreachable: starting a daemon either fixes that or says why not.
         start_daemon(home)?;
         Ok(Client {
             stream: wait_for_socket(home)?,

@@ -46,7 +46,7 @@ pub fn logs(home: &Home, a: LogsArgs) -> Result<i32> {
     };
     let mut client = Client::connect(home)?;
     let target = a.target.clone().unwrap_or_else(|| "all".into());
-    let ids = super::resolve(&mut client, &[target.clone()])?;
+    let ids = super::resolve(&mut client, std::slice::from_ref(&target))?;
     let procs: Vec<_> = list(&mut client)?
         .into_iter()
         .filter(|p| ids.contains(&p.pm_id))

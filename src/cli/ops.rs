@@ -124,13 +124,25 @@ pub fn kill(home: &Home, out: &Out) -> Result<i32> {
         return Ok(0);
     };
     call(&mut client, &Request::Kill)?;
-    // The daemon answers once every app is stopped, then exits; wait for its socket to go.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while home.socket().exists() && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
+    // The daemon answers once every app is stopped, then exits, releasing its lock last.
+    wait_daemon_gone(home);
     out.info("pmr daemon stopped");
     Ok(0)
+}
+
+/// Wait (bounded) until no process holds the daemon lock of `home`.
+fn wait_daemon_gone(home: &Home) {
+    use nix::fcntl::{Flock, FlockArg};
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        let Ok(f) = std::fs::File::open(home.lock_file()) else {
+            return;
+        };
+        if Flock::lock(f, FlockArg::LockSharedNonblock).is_ok() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
 }
 
 #[cfg(test)]

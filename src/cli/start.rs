@@ -3,153 +3,88 @@
 use super::{call, AppFlags, Out, StartArgs};
 use crate::client::Client;
 use crate::config::app::{build_spec, BuildCtx};
+use crate::config::options::normalize_app;
 use crate::paths::Home;
 use crate::protocol::{Request, Response};
+use crate::spec::AppSpec;
 use anyhow::{anyhow, bail, Result};
 use serde_json::{json, Map, Value};
 
-/// PM2's command-line flags as raw app options (the names of the ecosystem file).
-pub fn flags_to_options(f: &AppFlags) -> Result<Map<String, Value>> {
+/// PM2's command-line flags as raw app options (the names of the ecosystem file). Values stay
+/// as typed: `options::normalize_app` checks and converts them, as it does for config files.
+pub fn flags_to_options(f: &AppFlags) -> Map<String, Value> {
     let mut m = Map::new();
-    let mut put = |k: &str, v: Value| {
-        m.insert(k.to_string(), v);
-    };
-    let ms = |flag: &str, v: &str| -> Result<Value> {
-        v.trim().parse::<u64>().map(Value::from).map_err(|_| {
-            anyhow!("--{flag} must be a non-negative number of milliseconds; got {v:?}")
-        })
-    };
-    if let Some(v) = &f.name {
-        put("name", json!(v));
+    let strings = [
+        ("name", &f.name),
+        ("namespace", &f.namespace),
+        ("cwd", &f.cwd),
+        ("instances", &f.instances),
+        ("interpreter", &f.interpreter),
+        ("interpreter_args", &f.node_args),
+        ("out_file", &f.output),
+        ("error_file", &f.error),
+        ("log_date_format", &f.log_date_format),
+        ("log_type", &f.log_type),
+        ("pid_file", &f.pid),
+        ("kill_timeout", &f.kill_timeout),
+        ("listen_timeout", &f.listen_timeout),
+        ("restart_delay", &f.restart_delay),
+        ("exp_backoff_restart_delay", &f.exp_backoff_restart_delay),
+        ("min_uptime", &f.min_uptime),
+        ("max_restarts", &f.max_restarts),
+        ("max_memory_restart", &f.max_memory_restart),
+        ("cron_restart", &f.cron_restart),
+        ("ignore_watch", &f.ignore_watch),
+        ("instance_var", &f.instance_var),
+    ];
+    for (k, v) in strings {
+        if let Some(v) = v {
+            m.insert(k.into(), json!(v));
+        }
     }
-    if let Some(v) = &f.namespace {
-        put("namespace", json!(v));
-    }
-    if let Some(v) = &f.cwd {
-        put("cwd", json!(v));
-    }
-    if let Some(v) = &f.instances {
-        let n = if v == "max" {
-            0
-        } else {
-            v.trim().parse::<i64>().map_err(|_| {
-                anyhow!("-i/--instances must be a number, 'max' or a negative number; got {v:?}")
-            })?
-        };
-        put("instances", json!(n));
-    }
-    if let Some(v) = &f.interpreter {
-        put("interpreter", json!(v));
-    }
-    if let Some(v) = &f.node_args {
-        put(
-            "interpreter_args",
-            json!(v.split_whitespace().collect::<Vec<_>>()),
-        );
-    }
-    if let Some(v) = &f.output {
-        put("out_file", json!(v));
-    }
-    if let Some(v) = &f.error {
-        put("error_file", json!(v));
+    let flags = [
+        ("merge_logs", f.merge_logs, true),
+        ("time", f.time, true),
+        ("disable_logs", f.disable_logs, true),
+        ("autorestart", f.no_autorestart, false),
+        ("autostart", f.no_autostart, false),
+        ("treekill", f.no_treekill, false),
+        ("wait_ready", f.wait_ready, true),
+        ("shutdown_with_message", f.shutdown_with_message, true),
+    ];
+    for (k, given, value) in flags {
+        if given {
+            m.insert(k.into(), json!(value));
+        }
     }
     if let Some(v) = &f.log {
-        put(
-            "log_file",
+        m.insert(
+            "log_file".into(),
             if v.is_empty() { json!(true) } else { json!(v) },
         );
     }
-    if f.merge_logs {
-        put("merge_logs", json!(true));
-    }
-    if f.time {
-        put("time", json!(true));
-    }
-    if let Some(v) = &f.log_date_format {
-        put("log_date_format", json!(v));
-    }
-    if let Some(v) = &f.log_type {
-        put("log_type", json!(v));
-    }
-    if f.disable_logs {
-        put("disable_logs", json!(true));
-    }
-    if let Some(v) = &f.pid {
-        put("pid_file", json!(v));
-    }
-    for (flag, key, v) in [
-        ("kill-timeout", "kill_timeout", &f.kill_timeout),
-        ("listen-timeout", "listen_timeout", &f.listen_timeout),
-        ("restart-delay", "restart_delay", &f.restart_delay),
-        (
-            "exp-backoff-restart-delay",
-            "exp_backoff_restart_delay",
-            &f.exp_backoff_restart_delay,
-        ),
-        ("min-uptime", "min_uptime", &f.min_uptime),
-    ] {
-        if let Some(v) = v {
-            put(key, ms(flag, v)?);
-        }
-    }
-    if let Some(v) = &f.max_restarts {
-        let n = v
-            .trim()
-            .parse::<u32>()
-            .map_err(|_| anyhow!("--max-restarts must be a non-negative number; got {v:?}"))?;
-        put("max_restarts", json!(n));
-    }
-    if let Some(v) = &f.max_memory_restart {
-        put("max_memory_restart", json!(v));
-    }
     if !f.stop_exit_codes.is_empty() {
-        let codes = f
-            .stop_exit_codes
-            .iter()
-            .map(|c| {
-                c.parse::<i32>()
-                    .map_err(|_| anyhow!("--stop-exit-codes takes numbers; got {c:?}"))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        put("stop_exit_codes", json!(codes));
-    }
-    if f.no_autorestart {
-        put("autorestart", json!(false));
-    }
-    if f.no_autostart {
-        put("autostart", json!(false));
-    }
-    if f.no_treekill {
-        put("treekill", json!(false));
-    }
-    if f.wait_ready {
-        put("wait_ready", json!(true));
-    }
-    if f.shutdown_with_message {
-        put("shutdown_with_message", json!(true));
-    }
-    if let Some(v) = &f.cron_restart {
-        put("cron_restart", json!(v));
+        m.insert("stop_exit_codes".into(), json!(f.stop_exit_codes));
     }
     if let Some(v) = &f.watch {
-        put("watch", if v == "true" { json!(true) } else { json!([v]) });
-    }
-    if let Some(v) = &f.ignore_watch {
-        put(
-            "ignore_watch",
-            json!(v.split_whitespace().collect::<Vec<_>>()),
+        m.insert(
+            "watch".into(),
+            if v == "true" { json!(true) } else { json!([v]) },
         );
     }
-    if let Some(v) = &f.instance_var {
-        put("instance_var", json!(v));
-    }
     if !f.filter_env.is_empty() {
-        put("filter_env", json!(f.filter_env));
+        m.insert("filter_env".into(), json!(f.filter_env));
     }
     if f.execute_command {
-        put("exec_mode", json!("fork"));
+        m.insert("exec_mode".into(), json!("fork"));
     }
-    Ok(m)
+    m
+}
+
+/// Raw options → a complete spec, with errors that name the app and the option.
+pub fn spec_from_options(raw: &Map<String, Value>, ctx: &BuildCtx) -> Result<AppSpec> {
+    let opts = normalize_app(raw).map_err(|e| anyhow!("{e}"))?;
+    build_spec(&opts, ctx).map_err(|e| anyhow!("{e}"))
 }
 
 pub fn start(home: &Home, out: &Out, a: StartArgs) -> Result<i32> {
@@ -164,7 +99,7 @@ pub fn start(home: &Home, out: &Out, a: StartArgs) -> Result<i32> {
 
     // Build every spec before talking to the daemon: bad input starts nothing.
     let ctx = BuildCtx::from_process(a.app.env.clone());
-    let flags = flags_to_options(&a.app)?;
+    let flags = flags_to_options(&a.app);
     let mut client: Option<Client> = None;
     let mut specs = Vec::new();
     let mut restart_selectors = Vec::new();
@@ -174,7 +109,7 @@ pub fn start(home: &Home, out: &Out, a: StartArgs) -> Result<i32> {
         if !a.script_args.is_empty() {
             opts.insert("args".into(), json!(a.script_args));
         }
-        match build_spec(&opts, &ctx) {
+        match spec_from_options(&opts, &ctx) {
             Ok(spec) => specs.push(spec),
             Err(e) => {
                 // Not a script: maybe an existing app (PM2 restarts it then).

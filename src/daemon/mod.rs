@@ -65,9 +65,10 @@ pub fn run(home: Home) -> Result<()> {
     let _ = std::fs::remove_file(home.socket());
     let _ = std::fs::remove_file(home.pid_file());
     tracing::info!("daemon exited");
-    drop(lock);
-    // Do not wait for blocked log writer threads of apps that are already gone.
+    // Do not wait for log writer threads of apps that are already gone.
     rt.shutdown_timeout(std::time::Duration::from_millis(200));
+    // Released last: `pmr kill` waits for this lock to know the daemon is gone.
+    drop(lock);
     res
 }
 

@@ -1,0 +1,10 @@
+//! Integration tests: the real `pmr` binary, a temporary `PMR_HOME` per test, real apps from
+//! `tests/fixtures/`, loopback only.
+
+mod support;
+
+mod daemon;
+mod errors;
+mod fork;
+mod restart_policy;
+mod stop;

@@ -1,0 +1,125 @@
+//! The stop sequence: SIGINT to the tree, SIGKILL after kill_timeout, no orphans.
+
+use crate::support::*;
+use std::time::{Duration, Instant};
+
+#[test]
+fn an_app_ignoring_sigint_is_killed_after_kill_timeout() {
+    let pmr = Pmr::new();
+    pmr.run(&["start", &fixture("stubborn.js"), "--kill-timeout", "800"])
+        .ok();
+    wait_until("stubborn started", || {
+        pmr.log_of("stubborn-out.log").contains("stubborn")
+    });
+    let pid = pmr.proc(0).unwrap()["pid"].as_u64().unwrap() as u32;
+    let t = Instant::now();
+    pmr.run(&["stop", "stubborn"]).ok();
+    let took = t.elapsed();
+    assert!(!alive(pid), "still alive after stop returned");
+    assert!(
+        took >= Duration::from_millis(800),
+        "SIGKILL came before kill_timeout: {took:?}"
+    );
+    assert!(
+        took < Duration::from_millis(800 + 500 + 1500),
+        "took {took:?}"
+    );
+    assert!(pmr
+        .log_of("stubborn-out.log")
+        .contains("got SIGINT, ignoring"));
+    assert_eq!(pmr.status(0), "stopped");
+}
+
+#[test]
+fn stop_kills_grandchildren_in_the_group_and_outside_it() {
+    let pmr = Pmr::new();
+    let gc1 = pmr.dir.join("gc1.pid");
+    let gc2 = pmr.dir.join("gc2.pid");
+    pmr.run_env(
+        &["start", &fixture("grandchild.sh"), "--kill-timeout", "600"],
+        &[("GRANDCHILD_PID_FILE", gc1.to_str().unwrap())],
+    )
+    .ok();
+    pmr.run_env(
+        &["start", &fixture("escaper.sh")],
+        &[("GRANDCHILD_PID_FILE", gc2.to_str().unwrap())],
+    )
+    .ok();
+    let g1: u32 = wait_file(&gc1).trim().parse().unwrap();
+    let g2: u32 = wait_file(&gc2).trim().parse().unwrap();
+    pmr.track(g1);
+    pmr.track(g2);
+    assert!(alive(g1) && alive(g2));
+    pmr.run(&["stop", "all"]).ok();
+    wait_until("grandchildren gone", || !alive(g1) && !alive(g2));
+}
+
+#[test]
+fn no_treekill_signals_the_main_process_only() {
+    let pmr = Pmr::new();
+    let gc = pmr.dir.join("gc.pid");
+    pmr.run_env(
+        &[
+            "start",
+            &fixture("grandchild.sh"),
+            "--no-treekill",
+            "--kill-timeout",
+            "300",
+        ],
+        &[("GRANDCHILD_PID_FILE", gc.to_str().unwrap())],
+    )
+    .ok();
+    let g: u32 = wait_file(&gc).trim().parse().unwrap();
+    pmr.track(g);
+    pmr.run(&["stop", "all"]).ok();
+    assert!(alive(g), "with --no-treekill the grandchild is left alone");
+    kill9(g);
+}
+
+#[test]
+fn shutdown_with_message_sends_shutdown_over_ipc() {
+    let pmr = Pmr::new();
+    let marker = pmr.dir.join("shutdown.txt");
+    pmr.run_env(
+        &[
+            "start",
+            &fixture("shutdown.js"),
+            "--shutdown-with-message",
+            "--kill-timeout",
+            "5000",
+        ],
+        &[("MARKER", marker.to_str().unwrap())],
+    )
+    .ok();
+    pmr.wait_status(0, "online");
+    let t = Instant::now();
+    pmr.run(&["stop", "0"]).ok();
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "shutdown");
+    // It exited by itself, long before the SIGKILL deadline.
+    assert!(t.elapsed() < Duration::from_millis(4000));
+    let p = pmr.proc(0).unwrap();
+    assert_eq!(p["pm2_env"]["exit_code"], 0);
+}
+
+#[test]
+fn kill_stops_every_app_and_the_next_command_starts_a_fresh_daemon() {
+    let pmr = Pmr::new();
+    pmr.run(&["start", &fixture("run.sh")]).ok();
+    pmr.run(&["start", &fixture("worker.py")]).ok();
+    let pids: Vec<u32> = pmr
+        .jlist()
+        .iter()
+        .map(|p| p["pid"].as_u64().unwrap() as u32)
+        .collect();
+    let daemon = pmr.daemon_pid().unwrap();
+    pmr.run(&["kill"]).ok();
+    assert!(!alive(daemon), "daemon still alive after kill");
+    for p in pids {
+        assert!(!alive(p), "app {p} survived kill");
+    }
+    assert!(!pmr.home.join("rpc.sock").exists());
+    pmr.run(&["ping"]).ok();
+    let fresh = pmr.daemon_pid().unwrap();
+    assert_ne!(fresh, daemon);
+    assert!(pmr.jlist().is_empty());
+}

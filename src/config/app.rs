@@ -169,11 +169,12 @@ pub fn build_spec(opts: &Map<String, Value>, ctx: &BuildCtx) -> Result<AppSpec, 
                 .or_else(|| which("sh", &path_var))
                 .ok_or("neither bash nor sh is available in PATH")?;
             interpreter_args.insert(0, "-c".into());
-            (
-                script.clone(),
-                Some(shell.to_string_lossy().into_owned()),
-                script.clone(),
-            )
+            let shell = shell
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            (script.clone(), Some(shell), script.clone())
         } else {
             let resolved = if local.is_file() {
                 local
@@ -204,17 +205,18 @@ pub fn build_spec(opts: &Map<String, Value>, ctx: &BuildCtx) -> Result<AppSpec, 
             };
             (resolved.to_string_lossy().into_owned(), interp, stem)
         };
+    // Checked here so a missing interpreter is an error before anything starts; the name is
+    // kept as written (`node`, as PM2 shows it) and found again on the child's PATH at spawn.
     if let Some(i) = interpreter.take() {
-        let found = which(&i, &path_var).or_else(|| {
+        let name = if which(&i, &path_var).is_some() {
+            i
+        } else if i == "python" && which("python3", &path_var).is_some() {
             // PM2 falls back from python to python3.
-            (i == "python")
-                .then(|| which("python3", &path_var))
-                .flatten()
-        });
-        match found {
-            Some(p) => interpreter = Some(p.to_string_lossy().into_owned()),
-            None => return Err(format!("Interpreter {i} is not available in PATH")),
-        }
+            "python3".to_string()
+        } else {
+            return Err(format!("Interpreter {i} is not available in PATH"));
+        };
+        interpreter = Some(name);
     }
 
     let mut name = take_str(&mut m, "name").unwrap_or(default_name);
@@ -394,7 +396,7 @@ mod tests {
         let d = fixture_dir();
         let s = build_spec(&obj(json!({"script": "app.js"})), &ctx(&d)).unwrap();
         assert_eq!(s.name, "app");
-        assert!(s.interpreter.as_deref().unwrap().ends_with("/node"));
+        assert_eq!(s.interpreter.as_deref(), Some("node"));
         assert_eq!(s.exec_mode, ExecMode::Fork);
         assert!(s.merge_logs);
         assert_eq!(

@@ -1,0 +1,4 @@
+pub mod js;
+pub mod js_prelude;
+pub mod load;
+pub mod load_node;

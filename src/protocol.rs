@@ -24,6 +24,11 @@ pub enum Request {
         #[serde(default)]
         force: bool,
     },
+    /// The apps of an ecosystem file: restart those known by name (with the new spec), start
+    /// the others.
+    Apply {
+        apps: Vec<AppSpec>,
+    },
     List,
     /// Turn selectors into ids (errors on a selector that matches nothing).
     Resolve {

@@ -1,6 +1,7 @@
 //! The `pmr` command line: PM2's commands, aliases and flags. Each command family lives in its
 //! own file; this one parses and dispatches.
 
+mod ecosystem;
 mod logs;
 mod ops;
 mod show;
@@ -33,6 +34,19 @@ pub struct Cli {
 pub enum Cmd {
     /// Start a script, a binary or an ecosystem file (restarts it if it is already an app).
     Start(StartArgs),
+    /// Start the apps of an ecosystem file, restarting those already running.
+    #[command(name = "startOrRestart", alias = "startorrestart")]
+    StartOrRestart(SelArgs),
+    /// Start the apps of an ecosystem file, reloading those already running.
+    #[command(
+        name = "startOrReload",
+        alias = "startorreload",
+        alias = "startOrGracefulReload"
+    )]
+    StartOrReload(SelArgs),
+    /// Write a sample ecosystem.config.js.
+    #[command(visible_alias = "ecosystem")]
+    Init { file: Option<String> },
     /// Stop processes (they stay in the list).
     Stop(SelArgs),
     /// Stop then start processes.
@@ -233,6 +247,13 @@ fn dispatch(cli: Cli) -> Result<i32> {
     };
     match cli.cmd {
         Cmd::Start(a) => start::start(&home, &out, a),
+        Cmd::StartOrRestart(a) => ops::action(&home, &out, crate::protocol::Action::Restart, a),
+        Cmd::StartOrReload(a) => ops::action(&home, &out, crate::protocol::Action::Reload, a),
+        Cmd::Init { file } => {
+            let path = ecosystem::init(file.as_deref())?;
+            out.info(format!("File {} generated", path.display()));
+            Ok(0)
+        }
         Cmd::Stop(a) => ops::action(&home, &out, crate::protocol::Action::Stop, a),
         Cmd::Restart(a) => ops::action(&home, &out, crate::protocol::Action::Restart, a),
         Cmd::Reload(a) => ops::action(&home, &out, crate::protocol::Action::Reload, a),

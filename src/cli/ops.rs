@@ -1,5 +1,6 @@
 //! Lifecycle commands: stop, restart, reload, delete, reset, sendSignal, kill, ping.
 
+use super::ecosystem::{is_ecosystem, load_specs};
 use super::{call, Out, SelArgs};
 use crate::client::Client;
 use crate::paths::Home;
@@ -13,12 +14,44 @@ pub fn action(home: &Home, out: &Out, action: Action, a: SelArgs) -> Result<i32>
     Ok(code)
 }
 
-/// Resolve the selectors and apply `action`; prints PM2-style progress lines.
+/// Resolve the selectors and apply `action`; prints PM2-style progress lines. Ecosystem files
+/// among the targets stand for their apps; restart/reload of a file re-applies its config and
+/// starts the apps that are not running (as PM2 does).
 pub fn run_action(client: &mut Client, out: &Out, action: Action, a: &SelArgs) -> Result<i32> {
-    let ids = super::resolve(client, &a.targets)?;
-    if a.app.env.is_some() {
+    let mut selectors = Vec::new();
+    let mut apply = Vec::new();
+    for t in &a.targets {
+        if !is_ecosystem(t) {
+            selectors.push(t.clone());
+            continue;
+        }
+        let specs = load_specs(t, a.app.only.as_deref(), a.app.env.as_deref())?;
+        match action {
+            Action::Restart | Action::Reload => apply.extend(specs),
+            _ => selectors.extend(specs.into_iter().map(|s| s.name)),
+        }
+    }
+    if a.app.env.is_some() && apply.is_empty() {
         bail!("Using --env [env] without passing the ecosystem.config.js does not work");
     }
+    let mut failed = 0;
+    if !apply.is_empty() {
+        let names: Vec<String> = apply.iter().map(|s| s.name.clone()).collect();
+        out.info(format!(
+            "Applying action {} on apps [{}]",
+            action.pm2_method(),
+            names.join(", ")
+        ));
+        let results = match call(client, &Request::Apply { apps: apply })? {
+            Response::Done { results } => results,
+            other => bail!("unexpected reply from the daemon: {other:?}"),
+        };
+        failed += report(out, results);
+    }
+    if selectors.is_empty() {
+        return Ok(if failed > 0 { 1 } else { 0 });
+    }
+    let ids = super::resolve(client, &selectors)?;
     let update_env = a.update_env.then(|| std::env::vars().collect());
     if matches!(action, Action::Restart | Action::Reload) && !a.update_env {
         out.info("Use --update-env to update environment variables");
@@ -26,7 +59,7 @@ pub fn run_action(client: &mut Client, out: &Out, action: Action, a: &SelArgs) -
     out.info(format!(
         "Applying action {} on app [{}](ids: [ {} ])",
         action.pm2_method(),
-        a.targets.join(", "),
+        selectors.join(", "),
         ids.iter()
             .map(|i| i.to_string())
             .collect::<Vec<_>>()
@@ -43,6 +76,12 @@ pub fn run_action(client: &mut Client, out: &Out, action: Action, a: &SelArgs) -
         Response::Done { results } => results,
         other => bail!("unexpected reply from the daemon: {other:?}"),
     };
+    failed += report(out, results);
+    Ok(if failed > 0 { 1 } else { 0 })
+}
+
+/// Print one line per process; returns how many failed.
+fn report(out: &Out, results: Vec<crate::protocol::ActionResult>) -> usize {
     let mut failed = 0;
     for r in results {
         match r.error {
@@ -53,7 +92,7 @@ pub fn run_action(client: &mut Client, out: &Out, action: Action, a: &SelArgs) -
             }
         }
     }
-    Ok(if failed > 0 { 1 } else { 0 })
+    failed
 }
 
 pub fn ping(home: &Home) -> Result<i32> {

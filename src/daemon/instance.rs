@@ -32,13 +32,22 @@ use tokio::time::Instant;
 
 pub type Reply = oneshot::Sender<Result<(), String>>;
 
+/// What a restart changes.
+#[derive(Debug, Default, Clone)]
+pub struct Update {
+    /// Merged over the stored env (`--update-env`): variables are added or replaced.
+    pub env: Option<BTreeMap<String, String>>,
+    /// A new spec from an ecosystem file (PM2 re-applies the file's config on restart).
+    pub spec: Option<Arc<AppSpec>>,
+}
+
 #[derive(Debug)]
 pub enum Ctl {
     Start(Reply),
     Stop(Reply),
-    /// Stop (if running) and start again; `env` is merged over the stored env (`--update-env`).
+    /// Stop (if running) and start again with the changes in `update`.
     Restart {
-        env: Option<BTreeMap<String, String>>,
+        update: Update,
         reply: Reply,
     },
     /// Stop and end the task.
@@ -162,15 +171,12 @@ impl Instance {
 
     async fn on_ctl_idle(&self, ctl: Ctl) -> Phase {
         match ctl {
-            Ctl::Start(reply) | Ctl::Restart { env: None, reply } => {
+            Ctl::Start(reply) => {
                 self.reset_for_manual_start();
                 self.launch(Some(reply)).await
             }
-            Ctl::Restart {
-                env: Some(env),
-                reply,
-            } => {
-                self.merge_env(env);
+            Ctl::Restart { update, reply } => {
+                self.apply(update);
                 self.reset_for_manual_start();
                 self.launch(Some(reply)).await
             }
@@ -227,11 +233,9 @@ impl Instance {
                 let _ = reply.send(Ok(()));
                 Phase::Idle
             }
-            Ctl::Restart { env, reply } => {
+            Ctl::Restart { update, reply } => {
                 self.stop_running(*r).await;
-                if let Some(env) = env {
-                    self.merge_env(env);
-                }
+                self.apply(update);
                 self.reset_for_manual_start();
                 self.with(|s| s.restart_time += 1);
                 self.launch(Some(reply)).await
@@ -258,10 +262,14 @@ impl Instance {
         }
     }
 
-    fn merge_env(&self, env: BTreeMap<String, String>) {
+    fn apply(&self, update: Update) {
         self.with(|s| {
-            let spec = Arc::make_mut(&mut s.spec);
-            spec.env.extend(env);
+            if let Some(spec) = update.spec {
+                s.spec = spec;
+            }
+            if let Some(env) = update.env {
+                Arc::make_mut(&mut s.spec).env.extend(env);
+            }
         });
     }
 

@@ -177,6 +177,9 @@ async fn handle(d: &Arc<Daemon>, req: Request) -> Response {
             pid: std::process::id(),
         },
         Request::Start { apps, force } => start(d, apps, force).await,
+        Request::Apply { apps } => Response::Done {
+            results: apply(d, apps).await,
+        },
         Request::List => Response::List {
             procs: list(d).await,
         },
@@ -295,49 +298,10 @@ async fn start(d: &Arc<Daemon>, apps: Vec<AppSpec>, force: bool) -> Response {
 
     let mut waits = Vec::new();
     let mut ids = Vec::new();
-    {
-        let mut reg = d.registry.lock().unwrap();
-        for spec in new_apps {
-            let spec = Arc::new(spec);
-            let mut taken = Vec::new();
-            for _ in 0..spec.instances.max(1) {
-                let id = reg.next_id();
-                let instance = reg.free_instance_number(&spec.name, &taken);
-                taken.push(instance);
-                let now = now_ms();
-                let shared = Arc::new(Mutex::new(Shared {
-                    spec: spec.clone(),
-                    instance,
-                    status: if spec.autostart {
-                        Status::Launching
-                    } else {
-                        Status::Stopped
-                    },
-                    pid: 0,
-                    pm_uptime: now,
-                    created_at: now,
-                    restart_time: 0,
-                    counters: Default::default(),
-                    exit_code: None,
-                    last_error: None,
-                    env: spawn::child_env(&spec, id, instance, &d.ctx.home.root.to_string_lossy()),
-                    paths: default_paths(&d.ctx.home, &spec, id),
-                }));
-                let (tx, rx) = mpsc::unbounded_channel();
-                let inst = Instance {
-                    id,
-                    shared: shared.clone(),
-                    ctx: d.ctx.clone(),
-                };
-                tokio::spawn(inst.run(rx));
-                if spec.autostart {
-                    let (rtx, rrx) = oneshot::channel();
-                    let _ = tx.send(Ctl::Start(rtx));
-                    waits.push((id, spec.name.clone(), rrx));
-                }
-                reg.insert(id, Entry { shared, ctl: tx });
-                ids.push(id);
-            }
+    for spec in new_apps {
+        for (id, wait) in register(d, Arc::new(spec)) {
+            ids.push(id);
+            waits.extend(wait);
         }
     }
     let mut errors = Vec::new();
@@ -363,6 +327,103 @@ async fn start(d: &Arc<Daemon>, apps: Vec<AppSpec>, force: bool) -> Response {
     }
 }
 
+type StartWait = (u32, String, oneshot::Receiver<Result<(), String>>);
+
+/// Add `spec.instances` new processes to the table and launch them (unless `autostart` is
+/// off); returns their ids with the replies that come when each is online.
+fn register(d: &Arc<Daemon>, spec: Arc<AppSpec>) -> Vec<(u32, Option<StartWait>)> {
+    let mut reg = d.registry.lock().unwrap();
+    let mut out = Vec::new();
+    let mut taken = Vec::new();
+    for _ in 0..spec.instances.max(1) {
+        let id = reg.next_id();
+        let instance = reg.free_instance_number(&spec.name, &taken);
+        taken.push(instance);
+        let now = now_ms();
+        let shared = Arc::new(Mutex::new(Shared {
+            spec: spec.clone(),
+            instance,
+            status: if spec.autostart {
+                Status::Launching
+            } else {
+                Status::Stopped
+            },
+            pid: 0,
+            pm_uptime: now,
+            created_at: now,
+            restart_time: 0,
+            counters: Default::default(),
+            exit_code: None,
+            last_error: None,
+            env: spawn::child_env(&spec, id, instance, &d.ctx.home.root.to_string_lossy()),
+            paths: default_paths(&d.ctx.home, &spec, id),
+        }));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let inst = Instance {
+            id,
+            shared: shared.clone(),
+            ctx: d.ctx.clone(),
+        };
+        tokio::spawn(inst.run(rx));
+        let wait = spec.autostart.then(|| {
+            let (rtx, rrx) = oneshot::channel();
+            let _ = tx.send(Ctl::Start(rtx));
+            (id, spec.name.clone(), rrx)
+        });
+        reg.insert(id, Entry { shared, ctl: tx });
+        out.push((id, wait));
+    }
+    out
+}
+
+/// The apps of an ecosystem file: those already known by name restart with their new spec,
+/// the others start (PM2's startOrRestart, which `start`/`restart` of a file also do).
+async fn apply(d: &Arc<Daemon>, apps: Vec<AppSpec>) -> Vec<ActionResult> {
+    let mut waits: Vec<StartWait> = Vec::new();
+    let mut restarts = Vec::new();
+    for spec in apps {
+        let known: Vec<u32> = d
+            .registry
+            .lock()
+            .unwrap()
+            .snapshot()
+            .into_iter()
+            .filter(|(_, s)| s.spec.name == spec.name)
+            .map(|(id, _)| id)
+            .collect();
+        let spec = Arc::new(spec);
+        if known.is_empty() {
+            waits.extend(register(d, spec).into_iter().filter_map(|(_, w)| w));
+        } else {
+            restarts.push((known, spec));
+        }
+    }
+    let mut results = Vec::new();
+    for (ids, spec) in restarts {
+        let update = instance::Update {
+            env: None,
+            spec: Some(spec),
+        };
+        results.extend(
+            fan_out(d, &ids, |reply| Ctl::Restart {
+                update: update.clone(),
+                reply,
+            })
+            .await,
+        );
+    }
+    for (id, name, rx) in waits {
+        let error = match rx.await {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e),
+            Err(_) => Some("the instance task ended".into()),
+        };
+        results.push(ActionResult { id, name, error });
+    }
+    results.sort_by_key(|r| r.id);
+    results
+}
+
 async fn act(
     d: &Arc<Daemon>,
     action: Action,
@@ -372,7 +433,10 @@ async fn act(
     let results = fan_out(d, ids, |reply| match action {
         Action::Stop => Ctl::Stop(reply),
         Action::Restart | Action::Reload => Ctl::Restart {
-            env: update_env.clone(),
+            update: instance::Update {
+                env: update_env.clone(),
+                spec: None,
+            },
             reply,
         },
         Action::Delete => Ctl::Delete(reply),

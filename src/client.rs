@@ -20,7 +20,9 @@ impl Client {
     /// Connect, starting the daemon if nobody answers on the socket.
     pub fn connect(home: &Home) -> Result<Client> {
         if let Ok(stream) = UnixStream::connect(home.socket()) {
-            return Ok(Client { stream });
+            let mut c = Client { stream };
+            c.check_version();
+            return Ok(c);
         }
         // Absent, stale or unreachable: starting a daemon either fixes that or says why not.
         start_daemon(home)?;
@@ -34,6 +36,22 @@ impl Client {
         UnixStream::connect(home.socket())
             .ok()
             .map(|stream| Client { stream })
+    }
+
+    /// Warn when the running daemon is another pmr version (DESIGN §1): its requests may not
+    /// match ours until it is restarted.
+    fn check_version(&mut self) {
+        if let Ok(Response::Pong {
+            version, protocol, ..
+        }) = self.call(&Request::Ping)
+        {
+            if version != crate::daemon::VERSION || protocol != protocol::PROTOCOL_VERSION {
+                eprintln!(
+                    "[PMR][WARN] the running daemon is pmr {version}, this CLI is {}: run `pmr kill` (apps stop) and retry",
+                    crate::daemon::VERSION
+                );
+            }
+        }
     }
 
     pub fn call(&mut self, req: &Request) -> Result<Response> {

@@ -56,6 +56,12 @@ pub enum Cmd {
     /// Stop processes and remove them from the list.
     #[command(visible_alias = "del")]
     Delete(SelArgs),
+    /// Set the number of instances of an app: N, +N or -N.
+    Scale {
+        name: String,
+        #[arg(allow_hyphen_values = true)]
+        count: String,
+    },
     /// Reset restart counters.
     Reset(SelArgs),
     /// List processes.
@@ -100,6 +106,9 @@ pub struct SelArgs {
     /// Apply the CLI's current environment to the processes.
     #[arg(short = 'a', long = "update-env")]
     pub update_env: bool,
+    /// Reload: how many instances are replaced at once (default 1).
+    #[arg(long)]
+    pub parallel: Option<u32>,
     #[command(flatten)]
     pub app: AppFlags,
 }
@@ -258,6 +267,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Cmd::Restart(a) => ops::action(&home, &out, crate::protocol::Action::Restart, a),
         Cmd::Reload(a) => ops::action(&home, &out, crate::protocol::Action::Reload, a),
         Cmd::Delete(a) => ops::action(&home, &out, crate::protocol::Action::Delete, a),
+        Cmd::Scale { name, count } => ops::scale(&home, &out, &name, &count),
         Cmd::Reset(a) => ops::action(&home, &out, crate::protocol::Action::Reset, a),
         Cmd::List => show::ls(&home, &out),
         Cmd::Jlist => show::jlist(&home),

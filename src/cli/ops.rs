@@ -42,7 +42,13 @@ pub fn run_action(client: &mut Client, out: &Out, action: Action, a: &SelArgs) -
             action.pm2_method(),
             names.join(", ")
         ));
-        let results = match call(client, &Request::Apply { apps: apply })? {
+        let results = match call(
+            client,
+            &Request::Apply {
+                apps: apply,
+                reload: action == Action::Reload,
+            },
+        )? {
             Response::Done { results } => results,
             other => bail!("unexpected reply from the daemon: {other:?}"),
         };
@@ -71,6 +77,7 @@ pub fn run_action(client: &mut Client, out: &Out, action: Action, a: &SelArgs) -
             action,
             ids,
             update_env,
+            parallel: a.parallel,
         },
     )? {
         Response::Done { results } => results,
@@ -93,6 +100,31 @@ fn report(out: &Out, results: Vec<crate::protocol::ActionResult>) -> usize {
         }
     }
     failed
+}
+
+pub fn scale(home: &Home, out: &Out, name: &str, count: &str) -> Result<i32> {
+    let relative = count.starts_with('+') || count.starts_with('-');
+    let n: i64 = count.trim_start_matches('+').parse().map_err(|_| {
+        anyhow::anyhow!("scale takes a number of instances: N, +N or -N; got {count:?}")
+    })?;
+    let mut client = Client::connect(home)?;
+    let results = match call(
+        &mut client,
+        &Request::Scale {
+            name: name.to_string(),
+            relative,
+            count: n,
+        },
+    )? {
+        Response::Done { results } => results,
+        other => bail!("unexpected reply from the daemon: {other:?}"),
+    };
+    if results.is_empty() {
+        out.info(format!("{name} already has that many instances"));
+    }
+    let failed = report(out, results);
+    super::show::print_table(&mut client, out)?;
+    Ok(if failed > 0 { 1 } else { 0 })
 }
 
 pub fn ping(home: &Home) -> Result<i32> {

@@ -140,13 +140,20 @@ pub fn start(home: &Home, out: &Out, a: StartArgs) -> Result<i32> {
         let sel = super::SelArgs {
             targets: restart_selectors,
             update_env: a.update_env,
+            parallel: None,
             app: a.app.clone(),
         };
         super::ops::run_action(&mut client, out, crate::protocol::Action::Restart, &sel)?;
     }
     let mut code = 0;
     if !file_specs.is_empty() {
-        let results = match call(&mut client, &Request::Apply { apps: file_specs })? {
+        let results = match call(
+            &mut client,
+            &Request::Apply {
+                apps: file_specs,
+                reload: false,
+            },
+        )? {
             Response::Done { results } => results,
             other => bail!("unexpected reply from the daemon: {other:?}"),
         };

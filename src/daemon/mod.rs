@@ -1,6 +1,8 @@
 //! The daemon: one per `$PMR_HOME`. It owns every managed process, serves the CLI over
 //! `rpc.sock`, and never runs user configuration.
 
+pub mod cluster;
+pub mod drain;
 pub mod instance;
 pub mod logs;
 pub mod metrics;
@@ -95,9 +97,20 @@ async fn serve(home: Home) -> Result<()> {
 
     let d = Arc::new(Daemon {
         ctx: Arc::new(Ctx {
+            preload: match drain::install(&home.root) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    tracing::warn!(
+                        "cannot write the drain preload, cluster workers run without it: {e}"
+                    );
+                    None
+                }
+            },
             home,
             sinks: logs::Sinks::default(),
             shutting_down: Default::default(),
+            listeners: Default::default(),
+            next_worker: std::sync::atomic::AtomicU64::new(1),
         }),
         registry: Mutex::new(Registry::default()),
         sampler: Default::default(),
@@ -177,8 +190,8 @@ async fn handle(d: &Arc<Daemon>, req: Request) -> Response {
             pid: std::process::id(),
         },
         Request::Start { apps, force } => start(d, apps, force).await,
-        Request::Apply { apps } => Response::Done {
-            results: apply(d, apps).await,
+        Request::Apply { apps, reload } => Response::Done {
+            results: apply(d, apps, reload).await,
         },
         Request::List => Response::List {
             procs: list(d).await,
@@ -188,9 +201,18 @@ async fn handle(d: &Arc<Daemon>, req: Request) -> Response {
             Err(message) => Response::Error { message },
         },
         Request::Action {
+            action: Action::Reload,
+            ids,
+            update_env,
+            parallel,
+        } => Response::Done {
+            results: reload(d, &ids, update_env, parallel).await,
+        },
+        Request::Action {
             action,
             ids,
             update_env,
+            ..
         } => Response::Done {
             results: act(d, action, &ids, update_env).await,
         },
@@ -198,6 +220,11 @@ async fn handle(d: &Arc<Daemon>, req: Request) -> Response {
             let results = fan_out(d, &ids, |reply| Ctl::Signal(signal, reply)).await;
             Response::Done { results }
         }
+        Request::Scale {
+            name,
+            relative,
+            count,
+        } => scale(d, &name, relative, count).await,
         Request::Kill => {
             shutdown(d).await;
             Response::Done { results: vec![] }
@@ -378,7 +405,7 @@ fn register(d: &Arc<Daemon>, spec: Arc<AppSpec>) -> Vec<(u32, Option<StartWait>)
 
 /// The apps of an ecosystem file: those already known by name restart with their new spec,
 /// the others start (PM2's startOrRestart, which `start`/`restart` of a file also do).
-async fn apply(d: &Arc<Daemon>, apps: Vec<AppSpec>) -> Vec<ActionResult> {
+async fn apply(d: &Arc<Daemon>, apps: Vec<AppSpec>, reload_known: bool) -> Vec<ActionResult> {
     let mut waits: Vec<StartWait> = Vec::new();
     let mut restarts = Vec::new();
     for spec in apps {
@@ -404,13 +431,17 @@ async fn apply(d: &Arc<Daemon>, apps: Vec<AppSpec>) -> Vec<ActionResult> {
             env: None,
             spec: Some(spec),
         };
-        results.extend(
-            fan_out(d, &ids, |reply| Ctl::Restart {
-                update: update.clone(),
-                reply,
-            })
-            .await,
-        );
+        if reload_known {
+            results.extend(reload_with(d, &ids, update, 1).await);
+        } else {
+            results.extend(
+                fan_out(d, &ids, |reply| Ctl::Restart {
+                    update: update.clone(),
+                    reply,
+                })
+                .await,
+            );
+        }
     }
     for (id, name, rx) in waits {
         let error = match rx.await {
@@ -421,6 +452,136 @@ async fn apply(d: &Arc<Daemon>, apps: Vec<AppSpec>) -> Vec<ActionResult> {
         results.push(ActionResult { id, name, error });
     }
     results.sort_by_key(|r| r.id);
+    results
+}
+
+/// Scale an app: new instances take the next free instance numbers with the app's spec;
+/// scaling down retires the highest instance numbers (PM2 stops the lowest, which kills
+/// instance 0, where apps often run their once-per-cluster jobs).
+async fn scale(d: &Arc<Daemon>, name: &str, relative: bool, count: i64) -> Response {
+    let mut members: Vec<(u32, u32, Arc<AppSpec>)> = d
+        .registry
+        .lock()
+        .unwrap()
+        .snapshot()
+        .into_iter()
+        .filter(|(_, s)| s.spec.name == name)
+        .map(|(id, s)| (s.instance, id, s.spec))
+        .collect();
+    if members.is_empty() {
+        return Response::Error {
+            message: format!("app {name} not found"),
+        };
+    }
+    members.sort_by_key(|m| m.0);
+    let current = members.len() as i64;
+    let target = if relative { current + count } else { count };
+    if target < 0 {
+        return Response::Error {
+            message: format!("cannot scale {name} to {target} instances (it has {current})"),
+        };
+    }
+    let mut results = Vec::new();
+    if target > current {
+        let mut spec = (*members[0].2).clone();
+        spec.instances = (target - current) as u32;
+        let mut waits = Vec::new();
+        for (id, wait) in register(d, Arc::new(spec)) {
+            match wait {
+                Some(w) => waits.push(w),
+                None => results.push(ActionResult {
+                    id,
+                    name: name.to_string(),
+                    error: None,
+                }),
+            }
+        }
+        for (id, name, rx) in waits {
+            let error = match rx.await {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e),
+                Err(_) => Some("the instance task ended".into()),
+            };
+            results.push(ActionResult { id, name, error });
+        }
+    } else if target < current {
+        let ids: Vec<u32> = members[target as usize..].iter().map(|m| m.1).collect();
+        results = fan_out(d, &ids, Ctl::Retire).await;
+        let mut reg = d.registry.lock().unwrap();
+        for r in &results {
+            if r.error.is_none() {
+                reg.remove(r.id);
+            }
+        }
+    }
+    Response::Done { results }
+}
+
+/// Reload `ids` a few at a time (`parallel`, default 1), so capacity never drops by more than
+/// that many workers; a failure stops the reload of that app's remaining instances.
+async fn reload(
+    d: &Arc<Daemon>,
+    ids: &[u32],
+    update_env: Option<std::collections::BTreeMap<String, String>>,
+    parallel: Option<u32>,
+) -> Vec<ActionResult> {
+    let update = instance::Update {
+        env: update_env,
+        spec: None,
+    };
+    reload_with(d, ids, update, parallel.unwrap_or(1)).await
+}
+
+async fn reload_with(
+    d: &Arc<Daemon>,
+    ids: &[u32],
+    update: instance::Update,
+    parallel: u32,
+) -> Vec<ActionResult> {
+    let mut results: Vec<ActionResult> = Vec::new();
+    let mut failed_apps: Vec<String> = Vec::new();
+    for batch in ids.chunks(parallel.max(1) as usize) {
+        let todo: Vec<u32> = {
+            let reg = d.registry.lock().unwrap();
+            batch
+                .iter()
+                .copied()
+                .filter(|id| {
+                    reg.entries
+                        .get(id)
+                        .map(|e| !failed_apps.contains(&e.shared.lock().unwrap().spec.name))
+                        .unwrap_or(true)
+                })
+                .collect()
+        };
+        for &id in batch.iter().filter(|id| !todo.contains(id)) {
+            let name = d
+                .registry
+                .lock()
+                .unwrap()
+                .entries
+                .get(&id)
+                .map(|e| e.shared.lock().unwrap().spec.name.clone());
+            results.push(ActionResult {
+                id,
+                name: name.unwrap_or_default(),
+                error: Some(
+                    "not reloaded: an earlier instance of this app failed to reload".into(),
+                ),
+            });
+        }
+        for r in fan_out(d, &todo, |reply| Ctl::Reload {
+            update: update.clone(),
+            reply,
+        })
+        .await
+        {
+            if r.error.is_some() {
+                failed_apps.push(r.name.clone());
+            }
+            results.push(r);
+        }
+    }
     results
 }
 

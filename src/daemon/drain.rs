@@ -5,8 +5,11 @@
 //! answering on open keep-alive connections with `Connection: keep-alive` until the process is
 //! killed mid-request — PM2's reload errors. With the preload, once the daemon disconnects the
 //! worker every response carries `Connection: close` (the client opens its next connection to
-//! the listening socket, now served by the new workers), and connections that stay idle are
-//! closed after a short grace instead of at the very instant of the disconnect.
+//! the listening socket, now served by the new workers). Node would also close idle kept-alive
+//! connections at the instant of the disconnect, racing a request the client may already have
+//! sent on them; the preload leaves them open instead, so each one ends cleanly after its next
+//! response, or by the keep-alive timeout, or when the daemon stops the worker after
+//! `kill_timeout`.
 
 use std::path::Path;
 
@@ -14,7 +17,6 @@ pub const PRELOAD: &str = r#"'use strict';
 // pmr drain preload (see src/daemon/drain.rs). Changes nothing until pmr disconnects this worker.
 const http = require('http');
 const net = require('net');
-const GRACE_MS = 150;
 const servers = new Set();
 let draining = false;
 
@@ -36,14 +38,8 @@ http.ServerResponse.prototype.writeHead = function (...args) {
 function drain() {
   if (draining) return;
   draining = true;
-  for (const s of servers) {
-    // server.close() would close idle connections at once, racing a request already on its way.
-    const closeIdle = s.closeIdleConnections;
-    s.closeIdleConnections = () => {};
-    const sweep = setInterval(() => closeIdle.call(s), GRACE_MS);
-    sweep.unref();
-    s.once('close', () => clearInterval(sweep));
-  }
+  // server.close() would close idle connections at once, racing a request already on its way.
+  for (const s of servers) s.closeIdleConnections = () => {};
 }
 
 // Runs before the cluster module's own handler closes the servers.

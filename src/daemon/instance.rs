@@ -732,9 +732,14 @@ async fn retire(
             }
         };
         tokio::select! {
-            _ = old.child.wait() => return,
-            _ = drained => {}
-            _ = tokio::time::sleep_until(deadline) => {}
+            _ = old.child.wait() => {
+                tracing::info!("App {label}: retired process {} exited after disconnect", old.pid);
+                return;
+            }
+            _ = drained => tracing::info!("App {label}: retired process {} drained its connections", old.pid),
+            _ = tokio::time::sleep_until(deadline) => {
+                tracing::warn!("App {label}: retired process {} still had connections after kill_timeout", old.pid);
+            }
         }
     }
     terminate(&mut old, spec, label).await;

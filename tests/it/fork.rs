@@ -277,7 +277,10 @@ fn wait_ready_holds_launching_until_ready_and_listen_timeout_bounds_it() {
     .ok();
     pmr.wait_status(1, "online");
     let log = std::fs::read_to_string(pmr.home.join("pmr.log")).unwrap();
-    assert!(log.contains("App [mute:1] sent no 'ready'"), "{log}");
+    assert!(
+        log.contains("App [mute:1] was not ready within listen_timeout"),
+        "{log}"
+    );
 }
 
 #[test]

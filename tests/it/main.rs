@@ -3,9 +3,11 @@
 
 mod support;
 
+mod cluster;
 mod daemon;
 mod ecosystem;
 mod errors;
 mod fork;
+mod load;
 mod restart_policy;
 mod stop;

@@ -6,5 +6,6 @@ mod support;
 mod daemon;
 mod errors;
 mod fork;
+mod logs;
 mod restart_policy;
 mod stop;

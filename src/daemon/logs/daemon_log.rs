@@ -17,6 +17,7 @@ struct State {
     /// Whether fd 2 is `pmr.log` (not when the daemon runs in a terminal).
     owns_stderr: bool,
     conf: RotateConf,
+    last_rotation: rotate::Last,
 }
 
 static STATE: Mutex<Option<State>> = Mutex::new(None);
@@ -38,6 +39,7 @@ pub fn init(path: PathBuf) {
         path,
         owns_stderr: size.is_some(),
         conf: RotateConf::default(),
+        last_rotation: None,
     });
 }
 
@@ -88,7 +90,7 @@ fn rotate_if_due() {
         return;
     }
     let now = chrono::Utc::now().timestamp_millis();
-    let target = rotate::rotated_name(&s.path, now);
+    let target = rotate::rotated_name(&s.path, now, &mut s.last_rotation);
     let res = std::fs::rename(&s.path, &target).and_then(|_| reopen_locked(s));
     match res {
         Ok(()) => {

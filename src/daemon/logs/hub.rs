@@ -81,10 +81,12 @@ impl Filter {
     }
 }
 
+/// (lines skipped just before this block, the block)
+type Queued = (u64, Arc<Block>);
+
 struct Sub {
     filter: Filter,
-    /// (lines skipped just before this block, the block)
-    tx: mpsc::Sender<(u64, Arc<Block>)>,
+    tx: mpsc::Sender<Queued>,
     skipped: AtomicU64,
 }
 
@@ -125,20 +127,21 @@ impl Hub {
         }
     }
 
-    fn add(&self, filter: Filter) -> Option<mpsc::Receiver<(u64, Arc<Block>)>> {
+    fn add(&self, filter: Filter) -> Option<(Arc<Sub>, mpsc::Receiver<Queued>)> {
         let mut subs = self.subs.lock().unwrap();
         subs.retain(|s| !s.tx.is_closed());
         if subs.len() >= MAX_SUBSCRIBERS {
             return None;
         }
         let (tx, rx) = mpsc::channel(SUB_QUEUE);
-        subs.push(Arc::new(Sub {
+        let sub = Arc::new(Sub {
             filter,
             tx,
             skipped: AtomicU64::new(0),
-        }));
+        });
+        subs.push(sub.clone());
         self.count.store(subs.len(), Ordering::Relaxed);
-        Some(rx)
+        Some((sub, rx))
     }
 
     fn prune(&self) {
@@ -151,7 +154,7 @@ impl Hub {
     /// `Skipped` frames.
     pub async fn serve(self: &Arc<Self>, stream: UnixStream, filter: Filter) {
         let (mut rd, mut wr) = stream.into_split();
-        let Some(mut rx) = self.add(filter) else {
+        let Some((sub, mut rx)) = self.add(filter) else {
             let _ = protocol::write_frame_async(
                 &mut wr,
                 &Response::Error {
@@ -191,12 +194,25 @@ impl Hub {
                     if protocol::write_frame_async(&mut wr, &frame).await.is_err() {
                         break;
                     }
+                    // Caught up: lines skipped since the last queued block are said now,
+                    // not only when the next block comes (there may be none for a while).
+                    if rx.is_empty() {
+                        let n = sub.skipped.swap(0, Ordering::Relaxed);
+                        if n > 0
+                            && protocol::write_frame_async(&mut wr, &Response::Skipped { count: n })
+                                .await
+                                .is_err()
+                        {
+                            break;
+                        }
+                    }
                 }
                 // The client sends nothing more: a read returns only when it hangs up.
                 r = rd.read(&mut probe) => if matches!(r, Ok(0) | Err(_)) { break },
             }
         }
         drop(rx);
+        drop(sub);
         self.prune();
     }
 }
@@ -219,7 +235,7 @@ mod tests {
     fn a_full_subscriber_gets_a_count_of_what_it_missed() {
         let hub = Hub::default();
         assert!(!hub.active());
-        let mut rx = hub
+        let (_sub, mut rx) = hub
             .add(Filter {
                 ids: Some(vec![1]),
                 out: true,

@@ -170,6 +170,7 @@ impl Sinks {
             path: path.to_path_buf(),
             conf: conf.clone(),
             rotate_blocked_until: None,
+            last_rotation: None,
         };
         std::thread::Builder::new()
             .name("pmr-log".into())
@@ -302,8 +303,12 @@ impl Sinks {
 
 fn open_append(path: &Path) -> std::io::Result<File> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("{}: cannot create {}: {e}", path.display(), dir.display()),
+            )
+        })?;
     }
     OpenOptions::new()
         .create(true)
@@ -320,6 +325,7 @@ struct Writer {
     conf: RotateConf,
     /// After a failed rotation, size rotation pauses for a minute (no retry on every write).
     rotate_blocked_until: Option<std::time::Instant>,
+    last_rotation: rotate::Last,
 }
 
 impl Writer {
@@ -423,7 +429,7 @@ impl Writer {
     /// thread.
     fn rotate(&mut self) {
         let now = chrono::Utc::now().timestamp_millis();
-        let target = rotate::rotated_name(&self.path, now);
+        let target = rotate::rotated_name(&self.path, now, &mut self.last_rotation);
         if let Err(e) = std::fs::rename(&self.path, &target) {
             tracing::error!("cannot rotate {}: {e}", self.path.display());
             self.rotate_blocked_until =

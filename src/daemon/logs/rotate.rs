@@ -213,13 +213,20 @@ fn name_parts(live: &Path) -> (String, String) {
     (format!("{stem}__"), ext)
 }
 
+/// The date and sequence number of the last rotation of one file.
+pub type Last = Option<(String, u64)>;
+
 /// A free name for the file rotated at `ms`: the date to the second, then `_1`, `_2`, ... when
-/// several rotations happen within one second.
-pub fn rotated_name(live: &Path, ms: i64) -> PathBuf {
+/// several rotations happen within one second. `last` (updated) makes the sequence go on even
+/// when retention has already deleted the earlier files of this second.
+pub fn rotated_name(live: &Path, ms: i64, last: &mut Last) -> PathBuf {
     let (prefix, ext) = name_parts(live);
     let date = super::format::dayjs(DATE_FORMAT, ms);
     let dir = live.parent().unwrap_or(Path::new("."));
-    let mut n = 0;
+    let mut n = match last {
+        Some((d, seq)) if *d == date => *seq + 1,
+        _ => 0,
+    };
     loop {
         let suffix = if n == 0 {
             String::new()
@@ -229,6 +236,7 @@ pub fn rotated_name(live: &Path, ms: i64) -> PathBuf {
         let name = format!("{prefix}{date}{suffix}{ext}");
         let p = dir.join(&name);
         if !p.exists() && !dir.join(format!("{name}.gz")).exists() {
+            *last = Some((date, n));
             return p;
         }
         n += 1;
@@ -347,7 +355,9 @@ impl Housekeeper {
             let (t, rx) = std::sync::mpsc::sync_channel::<Job>(QUEUE);
             let spawned = std::thread::Builder::new()
                 .name("pmr-logrotate".into())
-                .stack_size(256 * 1024)
+                // gzip needs a deep stack (zlib's state lives on it); 2 MiB of address space,
+                // only what is touched becomes resident.
+                .stack_size(2 << 20)
                 .spawn(move || {
                     while let Ok(job) = rx.recv() {
                         housekeep(&job);
@@ -419,16 +429,22 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("pmr-rot-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let live = dir.join("web-out-1.log");
-        let a = rotated_name(&live, 0);
+        let mut last = None;
+        let a = rotated_name(&live, 0, &mut last);
         std::fs::write(&a, "a").unwrap();
-        let b = rotated_name(&live, 0);
+        let b = rotated_name(&live, 0, &mut None);
         assert_ne!(a, b);
         assert!(b.to_string_lossy().ends_with("_1.log"), "{}", b.display());
         std::fs::write(&b, "b").unwrap();
         // Names of other files in the same directory are not taken for ours.
         std::fs::write(dir.join("web-out-10__2020-01-01_00-00-00.log"), "x").unwrap();
         std::fs::write(dir.join("web-out-1.log"), "live").unwrap();
-        let c = rotated_name(&live, 1000);
+        let c = rotated_name(&live, 1000, &mut last);
+        // The sequence goes on within a second even when earlier names are free again.
+        let mut l2 = Some((crate::daemon::logs::format::dayjs(DATE_FORMAT, 0), 7));
+        assert!(rotated_name(&live, 0, &mut l2)
+            .to_string_lossy()
+            .ends_with("_8.log"));
         std::fs::write(&c, "c").unwrap();
         assert_eq!(rotated_files(&live), vec![a.clone(), b.clone(), c.clone()]);
         housekeep(&Job {

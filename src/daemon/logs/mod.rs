@@ -317,6 +317,17 @@ fn open_append(path: &Path) -> std::io::Result<File> {
         .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))
 }
 
+/// Bytes written by one sink after which, once its queue is empty, freed memory is returned.
+const TRIM_AFTER: usize = 4 << 20;
+
+fn release_free_memory() {
+    // SAFETY: malloc_trim only releases free memory of the allocator's arenas.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// The state of one sink's thread.
 struct Writer {
     file: File,
@@ -330,9 +341,20 @@ struct Writer {
 
 impl Writer {
     fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+        let mut since_trim = 0usize;
         while let Some(msg) = rx.blocking_recv() {
             match msg {
-                Msg::Data(bytes) => self.write_lines(&bytes),
+                Msg::Data(bytes) => {
+                    self.write_lines(&bytes);
+                    since_trim += bytes.len();
+                    drop(bytes);
+                    // After a burst, give the freed buffers back to the system so that the
+                    // daemon's RSS returns to its idle level.
+                    if since_trim >= TRIM_AFTER && rx.is_empty() {
+                        since_trim = 0;
+                        release_free_memory();
+                    }
+                }
                 Msg::Reopen(conf, ack) => {
                     self.conf = conf;
                     self.rotate_blocked_until = None;

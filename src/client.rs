@@ -20,7 +20,9 @@ impl Client {
     /// Connect, starting the daemon if nobody answers on the socket.
     pub fn connect(home: &Home) -> Result<Client> {
         if let Ok(stream) = UnixStream::connect(home.socket()) {
-            return Ok(Client { stream });
+            let mut c = Client { stream };
+            c.check_version();
+            return Ok(c);
         }
         // Absent, stale or unreachable: starting a daemon either fixes that or says why not.
         start_daemon(home)?;
@@ -44,6 +46,22 @@ impl Client {
     /// The next frame of a stream; `FrameError::Closed` when the daemon hangs up.
     pub fn recv(&mut self) -> Result<Response, protocol::FrameError> {
         protocol::read_frame(&mut self.stream)
+    }
+
+    /// Warn when the running daemon is another pmr version (DESIGN §1): its requests may not
+    /// match ours until it is restarted.
+    fn check_version(&mut self) {
+        if let Ok(Response::Pong {
+            version, protocol, ..
+        }) = self.call(&Request::Ping)
+        {
+            if version != crate::daemon::VERSION || protocol != protocol::PROTOCOL_VERSION {
+                eprintln!(
+                    "[PMR][WARN] the running daemon is pmr {version}, this CLI is {}: run `pmr kill` (apps stop) and retry",
+                    crate::daemon::VERSION
+                );
+            }
+        }
     }
 
     pub fn call(&mut self, req: &Request) -> Result<Response> {

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 
 /// Bumped whenever a type below changes incompatibly; the CLI warns on a mismatch.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 pub const MAX_FRAME: usize = 16 << 20;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -24,6 +24,14 @@ pub enum Request {
         #[serde(default)]
         force: bool,
     },
+    /// The apps of an ecosystem file: restart those known by name (with the new spec), start
+    /// the others.
+    Apply {
+        apps: Vec<AppSpec>,
+        /// Reload (rather than restart) the apps that are known.
+        #[serde(default)]
+        reload: bool,
+    },
     List,
     /// Turn selectors into ids (errors on a selector that matches nothing).
     Resolve {
@@ -35,10 +43,19 @@ pub enum Request {
         /// With `--update-env`: the CLI's current environment, merged over the stored one.
         #[serde(default)]
         update_env: Option<BTreeMap<String, String>>,
+        /// Reload: how many instances at once (default 1).
+        #[serde(default)]
+        parallel: Option<u32>,
     },
     Signal {
         signal: i32,
         ids: Vec<u32>,
+    },
+    /// Set an app's instance count: `+N`/`-N` relative, `N` absolute.
+    Scale {
+        name: String,
+        relative: bool,
+        count: i64,
     },
     /// Stop every app, then exit the daemon.
     Kill,

@@ -2,6 +2,7 @@
 //! own file; this one parses and dispatches.
 
 mod conf;
+mod ecosystem;
 mod logs;
 mod ops;
 mod show;
@@ -34,6 +35,19 @@ pub struct Cli {
 pub enum Cmd {
     /// Start a script, a binary or an ecosystem file (restarts it if it is already an app).
     Start(StartArgs),
+    /// Start the apps of an ecosystem file, restarting those already running.
+    #[command(name = "startOrRestart", alias = "startorrestart")]
+    StartOrRestart(SelArgs),
+    /// Start the apps of an ecosystem file, reloading those already running.
+    #[command(
+        name = "startOrReload",
+        alias = "startorreload",
+        alias = "startOrGracefulReload"
+    )]
+    StartOrReload(SelArgs),
+    /// Write a sample ecosystem.config.js.
+    #[command(visible_alias = "ecosystem")]
+    Init { file: Option<String> },
     /// Stop processes (they stay in the list).
     Stop(SelArgs),
     /// Stop then start processes.
@@ -43,6 +57,12 @@ pub enum Cmd {
     /// Stop processes and remove them from the list.
     #[command(visible_alias = "del")]
     Delete(SelArgs),
+    /// Set the number of instances of an app: N, +N or -N.
+    Scale {
+        name: String,
+        #[arg(allow_hyphen_values = true)]
+        count: String,
+    },
     /// Reset restart counters.
     Reset(SelArgs),
     /// List processes.
@@ -99,6 +119,9 @@ pub struct SelArgs {
     /// Apply the CLI's current environment to the processes.
     #[arg(short = 'a', long = "update-env")]
     pub update_env: bool,
+    /// Reload: how many instances are replaced at once (default 1).
+    #[arg(long)]
+    pub parallel: Option<u32>,
     #[command(flatten)]
     pub app: AppFlags,
 }
@@ -246,10 +269,18 @@ fn dispatch(cli: Cli) -> Result<i32> {
     };
     match cli.cmd {
         Cmd::Start(a) => start::start(&home, &out, a),
+        Cmd::StartOrRestart(a) => ops::action(&home, &out, crate::protocol::Action::Restart, a),
+        Cmd::StartOrReload(a) => ops::action(&home, &out, crate::protocol::Action::Reload, a),
+        Cmd::Init { file } => {
+            let path = ecosystem::init(file.as_deref())?;
+            out.info(format!("File {} generated", path.display()));
+            Ok(0)
+        }
         Cmd::Stop(a) => ops::action(&home, &out, crate::protocol::Action::Stop, a),
         Cmd::Restart(a) => ops::action(&home, &out, crate::protocol::Action::Restart, a),
         Cmd::Reload(a) => ops::action(&home, &out, crate::protocol::Action::Reload, a),
         Cmd::Delete(a) => ops::action(&home, &out, crate::protocol::Action::Delete, a),
+        Cmd::Scale { name, count } => ops::scale(&home, &out, &name, &count),
         Cmd::Reset(a) => ops::action(&home, &out, crate::protocol::Action::Reset, a),
         Cmd::List => show::ls(&home, &out),
         Cmd::Jlist => show::jlist(&home),

@@ -1,5 +1,6 @@
 //! Lifecycle commands: stop, restart, reload, delete, reset, sendSignal, kill, ping.
 
+use super::ecosystem::{is_ecosystem, load_specs};
 use super::{call, Out, SelArgs};
 use crate::client::Client;
 use crate::paths::Home;
@@ -13,12 +14,50 @@ pub fn action(home: &Home, out: &Out, action: Action, a: SelArgs) -> Result<i32>
     Ok(code)
 }
 
-/// Resolve the selectors and apply `action`; prints PM2-style progress lines.
+/// Resolve the selectors and apply `action`; prints PM2-style progress lines. Ecosystem files
+/// among the targets stand for their apps; restart/reload of a file re-applies its config and
+/// starts the apps that are not running (as PM2 does).
 pub fn run_action(client: &mut Client, out: &Out, action: Action, a: &SelArgs) -> Result<i32> {
-    let ids = super::resolve(client, &a.targets)?;
-    if a.app.env.is_some() {
+    let mut selectors = Vec::new();
+    let mut apply = Vec::new();
+    for t in &a.targets {
+        if !is_ecosystem(t) {
+            selectors.push(t.clone());
+            continue;
+        }
+        let specs = load_specs(t, a.app.only.as_deref(), a.app.env.as_deref())?;
+        match action {
+            Action::Restart | Action::Reload => apply.extend(specs),
+            _ => selectors.extend(specs.into_iter().map(|s| s.name)),
+        }
+    }
+    if a.app.env.is_some() && apply.is_empty() {
         bail!("Using --env [env] without passing the ecosystem.config.js does not work");
     }
+    let mut failed = 0;
+    if !apply.is_empty() {
+        let names: Vec<String> = apply.iter().map(|s| s.name.clone()).collect();
+        out.info(format!(
+            "Applying action {} on apps [{}]",
+            action.pm2_method(),
+            names.join(", ")
+        ));
+        let results = match call(
+            client,
+            &Request::Apply {
+                apps: apply,
+                reload: action == Action::Reload,
+            },
+        )? {
+            Response::Done { results } => results,
+            other => bail!("unexpected reply from the daemon: {other:?}"),
+        };
+        failed += report(out, results);
+    }
+    if selectors.is_empty() {
+        return Ok(if failed > 0 { 1 } else { 0 });
+    }
+    let ids = super::resolve(client, &selectors)?;
     let update_env = a.update_env.then(|| std::env::vars().collect());
     if matches!(action, Action::Restart | Action::Reload) && !a.update_env {
         out.info("Use --update-env to update environment variables");
@@ -26,7 +65,7 @@ pub fn run_action(client: &mut Client, out: &Out, action: Action, a: &SelArgs) -
     out.info(format!(
         "Applying action {} on app [{}](ids: [ {} ])",
         action.pm2_method(),
-        a.targets.join(", "),
+        selectors.join(", "),
         ids.iter()
             .map(|i| i.to_string())
             .collect::<Vec<_>>()
@@ -38,11 +77,18 @@ pub fn run_action(client: &mut Client, out: &Out, action: Action, a: &SelArgs) -
             action,
             ids,
             update_env,
+            parallel: a.parallel,
         },
     )? {
         Response::Done { results } => results,
         other => bail!("unexpected reply from the daemon: {other:?}"),
     };
+    failed += report(out, results);
+    Ok(if failed > 0 { 1 } else { 0 })
+}
+
+/// Print one line per process; returns how many failed.
+fn report(out: &Out, results: Vec<crate::protocol::ActionResult>) -> usize {
     let mut failed = 0;
     for r in results {
         match r.error {
@@ -53,6 +99,31 @@ pub fn run_action(client: &mut Client, out: &Out, action: Action, a: &SelArgs) -
             }
         }
     }
+    failed
+}
+
+pub fn scale(home: &Home, out: &Out, name: &str, count: &str) -> Result<i32> {
+    let relative = count.starts_with('+') || count.starts_with('-');
+    let n: i64 = count.trim_start_matches('+').parse().map_err(|_| {
+        anyhow::anyhow!("scale takes a number of instances: N, +N or -N; got {count:?}")
+    })?;
+    let mut client = Client::connect(home)?;
+    let results = match call(
+        &mut client,
+        &Request::Scale {
+            name: name.to_string(),
+            relative,
+            count: n,
+        },
+    )? {
+        Response::Done { results } => results,
+        other => bail!("unexpected reply from the daemon: {other:?}"),
+    };
+    if results.is_empty() {
+        out.info(format!("{name} already has that many instances"));
+    }
+    let failed = report(out, results);
+    super::show::print_table(&mut client, out)?;
     Ok(if failed > 0 { 1 } else { 0 })
 }
 

@@ -1,5 +1,6 @@
 //! `pmr start`: scripts, binaries, command strings, or existing apps (which are restarted).
 
+use super::ecosystem::{is_ecosystem, load_specs};
 use super::{call, AppFlags, Out, StartArgs};
 use crate::client::Client;
 use crate::config::app::{build_spec, BuildCtx};
@@ -102,8 +103,13 @@ pub fn start(home: &Home, out: &Out, a: StartArgs) -> Result<i32> {
     let flags = flags_to_options(&a.app);
     let mut client: Option<Client> = None;
     let mut specs = Vec::new();
+    let mut file_specs = Vec::new();
     let mut restart_selectors = Vec::new();
     for t in &targets {
+        if is_ecosystem(t) {
+            file_specs.extend(load_specs(t, a.app.only.as_deref(), a.app.env.as_deref())?);
+            continue;
+        }
         let mut opts = flags.clone();
         opts.insert("script".into(), json!(t));
         if !a.script_args.is_empty() {
@@ -120,7 +126,7 @@ pub fn start(home: &Home, out: &Out, a: StartArgs) -> Result<i32> {
                 if super::resolve(c, std::slice::from_ref(t)).is_ok() {
                     restart_selectors.push(t.clone());
                 } else {
-                    bail!("{e}");
+                    return Err(e);
                 }
             }
         }
@@ -134,9 +140,32 @@ pub fn start(home: &Home, out: &Out, a: StartArgs) -> Result<i32> {
         let sel = super::SelArgs {
             targets: restart_selectors,
             update_env: a.update_env,
+            parallel: None,
             app: a.app.clone(),
         };
         super::ops::run_action(&mut client, out, crate::protocol::Action::Restart, &sel)?;
+    }
+    let mut code = 0;
+    if !file_specs.is_empty() {
+        let results = match call(
+            &mut client,
+            &Request::Apply {
+                apps: file_specs,
+                reload: false,
+            },
+        )? {
+            Response::Done { results } => results,
+            other => bail!("unexpected reply from the daemon: {other:?}"),
+        };
+        for r in results {
+            match r.error {
+                None => out.info(format!("App [{}]({}) launched", r.name, r.id)),
+                Some(e) => {
+                    code = 1;
+                    eprintln!("[PMR][ERROR] [{}]({}) {e}", r.name, r.id);
+                }
+            }
+        }
     }
     if !specs.is_empty() {
         for s in &specs {
@@ -160,5 +189,5 @@ pub fn start(home: &Home, out: &Out, a: StartArgs) -> Result<i32> {
         }
     }
     super::show::print_table(&mut client, out)?;
-    Ok(0)
+    Ok(code)
 }

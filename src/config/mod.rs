@@ -1,2 +1,9 @@
+//! Ecosystem files and app options: loading (`load`, `js`), validation (`options`) and the
+//! final normalized [`crate::spec::AppSpec`] (`app`). Runs in the CLI only.
+
 pub mod app;
+pub mod js;
+pub mod js_prelude;
+pub mod load;
+pub mod load_node;
 pub mod options;

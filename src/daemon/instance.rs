@@ -15,7 +15,7 @@
 //! under it) and send [`Ctl`] messages.
 
 use super::logs::{pump, Sinks};
-use super::node_ipc::{self, IpcEvent, IpcWriter};
+use super::node_ipc::{self, ClusterCtx, IpcEvent, IpcHandle};
 use super::policy::{self, Counters, ExitDecision};
 use super::spawn;
 use crate::protocol::Status;
@@ -32,17 +32,34 @@ use tokio::time::Instant;
 
 pub type Reply = oneshot::Sender<Result<(), String>>;
 
+/// What a restart changes.
+#[derive(Debug, Default, Clone)]
+pub struct Update {
+    /// Merged over the stored env (`--update-env`): variables are added or replaced.
+    pub env: Option<BTreeMap<String, String>>,
+    /// A new spec from an ecosystem file (PM2 re-applies the file's config on restart).
+    pub spec: Option<Arc<AppSpec>>,
+}
+
 #[derive(Debug)]
 pub enum Ctl {
     Start(Reply),
     Stop(Reply),
-    /// Stop (if running) and start again; `env` is merged over the stored env (`--update-env`).
+    /// Stop (if running) and start again with the changes in `update`.
     Restart {
-        env: Option<BTreeMap<String, String>>,
+        update: Update,
+        reply: Reply,
+    },
+    /// Cluster mode: start a new process, and once it is ready retire the old one (disconnect,
+    /// SIGINT, SIGKILL). Other modes: a restart.
+    Reload {
+        update: Update,
         reply: Reply,
     },
     /// Stop and end the task.
     Delete(Reply),
+    /// Scale down: retire gracefully (cluster disconnect first, as in a reload), then end.
+    Retire(Reply),
     Signal(i32, Reply),
     Reset(Reply),
 }
@@ -53,6 +70,11 @@ pub struct Ctx {
     pub sinks: Arc<Sinks>,
     /// Set by `kill`: exits are no longer restarted.
     pub shutting_down: AtomicBool,
+    pub listeners: Arc<super::cluster::Listeners>,
+    /// NODE_UNIQUE_ID of the next cluster worker (unique for the daemon's life).
+    pub next_worker: std::sync::atomic::AtomicU64,
+    /// The drain preload for cluster workers (see `drain.rs`), if it could be written.
+    pub preload: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -89,11 +111,20 @@ struct Running {
     pid: u32,
     started: Instant,
     ipc_rx: Option<mpsc::Receiver<IpcEvent>>,
-    ipc_tx: Option<IpcWriter>,
-    /// Set while launching with `wait_ready`: online anyway when it passes.
+    ipc: Option<IpcHandle>,
+    /// Set while launching (cluster, or `wait_ready`): online anyway when it passes.
     ready_deadline: Option<Instant>,
     /// Start requests answered once the instance is online.
     waiters: Vec<Reply>,
+    /// Why the last `listen()` failed (EADDRINUSE...), for `describe` when it dies of it.
+    listen_error: Option<String>,
+}
+
+/// What an IPC event asks of the instance.
+enum IpcOutcome {
+    Nothing,
+    /// The worker broke the protocol: replace it.
+    Restart,
 }
 
 enum Phase {
@@ -139,12 +170,16 @@ impl Instance {
                 },
                 Phase::Running(mut r) => tokio::select! {
                     status = r.child.wait() => self.on_exit(*r, status).await,
-                    Some(ev) = recv_opt(&mut r.ipc_rx) => {
-                        self.on_ipc(&mut r, ev);
-                        Phase::Running(r)
-                    }
+                    Some(ev) = recv_opt(&mut r.ipc_rx) => match self.on_ipc(&mut r, ev) {
+                        IpcOutcome::Nothing => Phase::Running(r),
+                        IpcOutcome::Restart => {
+                            self.stop_running(*r).await;
+                            self.with(|s| s.restart_time += 1);
+                            self.launch(None).await
+                        }
+                    },
                     _ = sleep_opt(r.ready_deadline) => {
-                        tracing::warn!("App {} sent no 'ready' within listen_timeout; considered online", self.label());
+                        tracing::warn!("App {} was not ready within listen_timeout; considered online", self.label());
                         self.set_online(&mut r);
                         Phase::Running(r)
                     }
@@ -162,15 +197,12 @@ impl Instance {
 
     async fn on_ctl_idle(&self, ctl: Ctl) -> Phase {
         match ctl {
-            Ctl::Start(reply) | Ctl::Restart { env: None, reply } => {
+            Ctl::Start(reply) => {
                 self.reset_for_manual_start();
                 self.launch(Some(reply)).await
             }
-            Ctl::Restart {
-                env: Some(env),
-                reply,
-            } => {
-                self.merge_env(env);
+            Ctl::Restart { update, reply } | Ctl::Reload { update, reply } => {
+                self.apply(update);
                 self.reset_for_manual_start();
                 self.launch(Some(reply)).await
             }
@@ -179,7 +211,7 @@ impl Instance {
                 let _ = reply.send(Ok(()));
                 Phase::Idle
             }
-            Ctl::Delete(reply) => {
+            Ctl::Delete(reply) | Ctl::Retire(reply) => {
                 let _ = reply.send(Ok(()));
                 Phase::Deleted
             }
@@ -227,17 +259,41 @@ impl Instance {
                 let _ = reply.send(Ok(()));
                 Phase::Idle
             }
-            Ctl::Restart { env, reply } => {
+            Ctl::Restart { update, reply } => {
                 self.stop_running(*r).await;
-                if let Some(env) = env {
-                    self.merge_env(env);
-                }
+                self.apply(update);
                 self.reset_for_manual_start();
                 self.with(|s| s.restart_time += 1);
                 self.launch(Some(reply)).await
             }
+            Ctl::Reload { update, reply } => {
+                self.apply(update);
+                let cluster = self.with(|s| s.spec.exec_mode == crate::spec::ExecMode::Cluster);
+                if cluster && r.ready_deadline.is_none() {
+                    self.reload(r, reply).await
+                } else {
+                    // Fork mode (or not up yet): a restart, as in PM2.
+                    self.stop_running(*r).await;
+                    self.reset_for_manual_start();
+                    self.with(|s| s.restart_time += 1);
+                    self.launch(Some(reply)).await
+                }
+            }
             Ctl::Delete(reply) => {
                 self.stop_running(*r).await;
+                let _ = reply.send(Ok(()));
+                Phase::Deleted
+            }
+            Ctl::Retire(reply) => {
+                let spec = self.with(|s| {
+                    s.status = Status::Stopping;
+                    s.spec.clone()
+                });
+                retire(*r, None, &spec, &self.label()).await;
+                self.with(|s| {
+                    s.status = Status::Stopped;
+                    s.pid = 0;
+                });
                 let _ = reply.send(Ok(()));
                 Phase::Deleted
             }
@@ -258,10 +314,14 @@ impl Instance {
         }
     }
 
-    fn merge_env(&self, env: BTreeMap<String, String>) {
+    fn apply(&self, update: Update) {
         self.with(|s| {
-            let spec = Arc::make_mut(&mut s.spec);
-            spec.env.extend(env);
+            if let Some(spec) = update.spec {
+                s.spec = spec;
+            }
+            if let Some(env) = update.env {
+                Arc::make_mut(&mut s.spec).env.extend(env);
+            }
         });
     }
 
@@ -281,11 +341,10 @@ impl Instance {
         });
     }
 
-    /// Spawn the child. `reply` is answered when it is online, or with the reason it failed.
-    async fn launch(&self, reply: Option<Reply>) -> Phase {
+    /// Start a child for this instance: sinks, process, log pumps, IPC. Does not touch the
+    /// instance's visible state except its env.
+    async fn spawn_child(&self) -> Result<Box<Running>, String> {
         let (spec, paths, env) = self.with(|s| {
-            s.status = Status::Launching;
-            s.exit_code = None;
             let env = spawn::child_env(
                 &s.spec,
                 self.id,
@@ -310,18 +369,21 @@ impl Instance {
         })
         .await
         .unwrap_or_else(|e| Err(e.to_string()));
-        let (out_sinks, err_sinks) = match sinks {
-            Ok(s) => s,
-            Err(e) => return self.fail_launch(format!("cannot open log file {e}"), reply),
-        };
+        let (out_sinks, err_sinks) = sinks.map_err(|e| format!("cannot open log file {e}"))?;
 
-        let mut spawned = match spawn::spawn(&spec, &env, true) {
-            Ok(s) => s,
-            Err(e) => {
-                let argv0 = spawn::argv(&spec).remove(0);
-                return self.fail_launch(format!("cannot start {argv0}: {e}"), reply);
-            }
+        let cluster = spec.exec_mode == crate::spec::ExecMode::Cluster;
+        let worker = cluster.then(|| self.ctx.next_worker.fetch_add(1, Ordering::SeqCst));
+        let preload = if cluster
+            && spec.extra.get("drain_keepalive") != Some(&serde_json::Value::Bool(false))
+        {
+            self.ctx.preload.as_deref()
+        } else {
+            None
         };
+        let mut spawned = spawn::spawn(&spec, &env, worker, preload).map_err(|e| {
+            let argv0 = spawn::argv(&spec, None).remove(0);
+            format!("cannot start {argv0}: {e}")
+        })?;
         let pid = spawned.child.id().unwrap_or(0);
         if let Some(out) = spawned.child.stdout.take() {
             tokio::spawn(pump(out, out_sinks));
@@ -329,7 +391,12 @@ impl Instance {
         if let Some(err) = spawned.child.stderr.take() {
             tokio::spawn(pump(err, err_sinks));
         }
-        let (ipc_tx, ipc_rx) = match spawned.ipc.take().map(node_ipc::start) {
+        let cluster_ctx = worker.map(|w| ClusterCtx {
+            listeners: self.ctx.listeners.clone(),
+            app: spec.name.clone(),
+            worker: w,
+        });
+        let (ipc, ipc_rx) = match spawned.ipc.take().map(|s| node_ipc::start(s, cluster_ctx)) {
             Some(Ok((tx, rx))) => (Some(tx), Some(rx)),
             Some(Err(e)) => {
                 tracing::warn!("App {}: no IPC channel: {e}", self.label());
@@ -337,28 +404,111 @@ impl Instance {
             }
             None => (None, None),
         };
-        let pid_path = paths.pid.clone();
-        let _ = tokio::task::spawn_blocking(move || write_pid_file(&pid_path, pid)).await;
-
-        self.with(|s| {
-            s.pid = pid;
-            s.pm_uptime = now_ms();
-        });
-        let mut r = Box::new(Running {
+        // Cluster workers are online when they listen; `wait_ready` apps when they say so.
+        let ready_deadline = (cluster || spec.wait_ready)
+            .then(|| Instant::now() + Duration::from_millis(spec.listen_timeout));
+        Ok(Box::new(Running {
             child: spawned.child,
             pid,
             started: Instant::now(),
             ipc_rx,
-            ipc_tx,
-            ready_deadline: None,
-            waiters: reply.into_iter().collect(),
+            ipc,
+            ready_deadline,
+            waiters: Vec::new(),
+            listen_error: None,
+        }))
+    }
+
+    /// Spawn the child. `reply` is answered when it is online, or with the reason it failed.
+    async fn launch(&self, reply: Option<Reply>) -> Phase {
+        self.with(|s| {
+            s.status = Status::Launching;
+            s.exit_code = None;
         });
-        if spec.wait_ready {
-            r.ready_deadline = Some(Instant::now() + Duration::from_millis(spec.listen_timeout));
-        } else {
+        let mut r = match self.spawn_child().await {
+            Ok(r) => r,
+            Err(e) => return self.fail_launch(e, reply),
+        };
+        r.waiters.extend(reply);
+        let (pid, pid_path) = (r.pid, self.with(|s| s.paths.pid.clone()));
+        let _ = tokio::task::spawn_blocking(move || write_pid_file(&pid_path, pid)).await;
+        self.with(|s| {
+            s.pid = pid;
+            s.pm_uptime = now_ms();
+        });
+        if r.ready_deadline.is_none() {
             self.set_online(&mut r);
         }
         Phase::Running(r)
+    }
+
+    /// Zero-downtime replacement of a cluster worker (DESIGN §3): the new process takes this
+    /// pm_id once it is ready, then the old one is retired in the background; `reply` is
+    /// answered when the old one is gone. If the new one dies before it is ready, it is
+    /// dropped and the old one keeps serving. Control messages sent meanwhile wait in the
+    /// channel until the swap is done.
+    async fn reload(&self, mut old: Box<Running>, reply: Reply) -> Phase {
+        let mut new = match self.spawn_child().await {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return Phase::Running(old);
+            }
+        };
+        let mut old_exit = None;
+        loop {
+            tokio::select! {
+                st = new.child.wait() => {
+                    let why = match st.ok().and_then(|s| s.code()) {
+                        Some(c) => format!("exited with code {c}"),
+                        None => "was killed".to_string(),
+                    };
+                    let extra = new.listen_error.take().map(|e| format!(" ({e})")).unwrap_or_default();
+                    let msg = format!("the new process {why} before it was ready{extra}; the old one keeps serving");
+                    tracing::error!("App {} reload failed: {msg}", self.label());
+                    let _ = reply.send(Err(msg));
+                    return Phase::Running(old);
+                }
+                st = old.child.wait(), if old_exit.is_none() => old_exit = Some(st),
+                Some(ev) = recv_opt(&mut new.ipc_rx) => {
+                    let ready = match ev {
+                        IpcEvent::Listening { .. } => !self.with(|s| s.spec.wait_ready),
+                        IpcEvent::Ready => self.with(|s| s.spec.wait_ready),
+                        IpcEvent::ListenError(e) => { new.listen_error = Some(e); false }
+                        _ => false,
+                    };
+                    if ready { break; }
+                }
+                // The old worker's events are not needed any more; keep its queue drained.
+                Some(_) = recv_opt(&mut old.ipc_rx) => {}
+                _ = sleep_opt(new.ready_deadline) => {
+                    tracing::warn!("App {}: the new process was not ready within listen_timeout; considered ready", self.label());
+                    break;
+                }
+            }
+        }
+        new.ready_deadline = None;
+        let (pid, pid_path, spec) = self.with(|s| {
+            s.pid = new.pid;
+            s.pm_uptime = now_ms();
+            s.restart_time += 1;
+            s.counters = Counters::default();
+            s.status = Status::Online;
+            (new.pid, s.paths.pid.clone(), s.spec.clone())
+        });
+        let _ = tokio::task::spawn_blocking(move || write_pid_file(&pid_path, pid)).await;
+        tracing::info!(
+            "App {} reloaded: pid {} replaces {}",
+            self.label(),
+            new.pid,
+            old.pid
+        );
+        let label = self.label();
+        tokio::spawn(async move {
+            retire(*old, old_exit, &spec, &label).await;
+            let _ = reply.send(Ok(()));
+        });
+        Phase::Running(new)
     }
 
     fn fail_launch(&self, reason: String, reply: Option<Reply>) -> Phase {
@@ -383,18 +533,39 @@ impl Instance {
         }
     }
 
-    fn on_ipc(&self, r: &mut Running, ev: IpcEvent) {
+    fn on_ipc(&self, r: &mut Running, ev: IpcEvent) -> IpcOutcome {
+        let (cluster, wait_ready) = self.with(|s| {
+            (
+                s.spec.exec_mode == crate::spec::ExecMode::Cluster,
+                s.spec.wait_ready,
+            )
+        });
         match ev {
             IpcEvent::Ready => {
-                if r.ready_deadline.is_some() {
+                if r.ready_deadline.is_some() && wait_ready {
                     self.set_online(r);
                 }
             }
-            IpcEvent::Message(_) => {}
+            IpcEvent::Listening { .. } => {
+                if r.ready_deadline.is_some() && !wait_ready {
+                    self.set_online(r);
+                }
+            }
+            IpcEvent::ListenError(e) => {
+                tracing::error!("App {}: {e}", self.label());
+                r.listen_error = Some(e);
+            }
+            IpcEvent::Message(_) | IpcEvent::Closed => {}
             IpcEvent::Garbage(g) => {
                 tracing::warn!("App {} sent a malformed IPC message: {g:?}", self.label());
+                if cluster {
+                    // A worker that breaks the cluster protocol cannot be trusted with it.
+                    tracing::warn!("App {}: restarting it", self.label());
+                    return IpcOutcome::Restart;
+                }
             }
         }
+        IpcOutcome::Nothing
     }
 
     async fn on_exit(
@@ -416,11 +587,14 @@ impl Instance {
             code.map_or("null".into(), |c| c.to_string()),
             signal.map_or("null".into(), signal_name)
         );
-        let reason = match (code, signal) {
+        let mut reason = match (code, signal) {
             (Some(c), _) => format!("exited with code {c}"),
             (None, Some(s)) => format!("killed by {}", signal_name(s)),
             _ => "exited".to_string(),
         };
+        if let Some(e) = &r.listen_error {
+            reason = format!("{reason} after {e}");
+        }
         for w in r.waiters {
             let _ = w.send(Err(format!("{reason} before it was ready")));
         }
@@ -469,8 +643,7 @@ impl Instance {
         }
     }
 
-    /// The stop sequence: the stop signal (or `'shutdown'`) to the tree, SIGKILL after
-    /// `kill_timeout`, and wait until no process of the tree is left.
+    /// Stop the running child (see [`terminate`]) and record it as stopped.
     async fn stop_running(&self, mut r: Running) {
         let spec = self.with(|s| {
             s.status = Status::Stopping;
@@ -479,57 +652,7 @@ impl Instance {
         for w in r.waiters.drain(..) {
             let _ = w.send(Err("stopped before it was ready".into()));
         }
-        let pid = r.pid;
-        let deadline = Instant::now() + Duration::from_millis(spec.kill_timeout);
-        // Descendants that left the process group (setsid) are found through /proc.
-        let tree = if spec.treekill {
-            tokio::task::spawn_blocking(move || super::metrics::tree_pids(pid))
-                .await
-                .unwrap_or_default()
-        } else {
-            vec![pid]
-        };
-        let by_message = spec.shutdown_with_message && r.ipc_tx.is_some();
-        if by_message {
-            let msg = serde_json::Value::String("shutdown".into());
-            if let Some(tx) = r.ipc_tx.as_mut() {
-                let _ = tx.send(&msg).await;
-            }
-        } else {
-            signal_tree(pid, &tree, spec.treekill, Signal::SIGINT);
-        }
-
-        let exited = tokio::time::timeout_at(deadline, r.child.wait()).await;
-        let mut status = match exited {
-            Ok(st) => Some(st),
-            Err(_) => {
-                tracing::warn!(
-                    "App {} still alive after kill_timeout ({} ms): SIGKILL",
-                    self.label(),
-                    spec.kill_timeout
-                );
-                signal_tree(pid, &tree, spec.treekill, Signal::SIGKILL);
-                Some(r.child.wait().await)
-            }
-        };
-        if spec.treekill {
-            // The main process is gone; wait (bounded) for the rest of its group.
-            let mut killed = false;
-            while group_alive(pid, &tree) {
-                if Instant::now() >= deadline && !killed {
-                    signal_tree(pid, &tree, true, Signal::SIGKILL);
-                    killed = true;
-                } else if Instant::now() >= deadline + Duration::from_secs(2) {
-                    tracing::error!(
-                        "App {}: some processes of its tree survive SIGKILL",
-                        self.label()
-                    );
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-        let code = status.take().and_then(|s| s.ok()).and_then(|s| s.code());
+        let code = terminate(&mut r, &spec, &self.label()).await;
         let pid_path = self.with(|s| {
             s.status = Status::Stopped;
             s.pid = 0;
@@ -539,6 +662,84 @@ impl Instance {
         let _ = tokio::task::spawn_blocking(move || std::fs::remove_file(pid_path)).await;
         tracing::info!("App {} stopped", self.label());
     }
+}
+
+/// The stop sequence: the stop signal (or `'shutdown'`) to the tree, SIGKILL after
+/// `kill_timeout`, and wait until no process of the tree is left. Returns the exit code.
+async fn terminate(r: &mut Running, spec: &AppSpec, label: &str) -> Option<i32> {
+    let pid = r.pid;
+    let deadline = Instant::now() + Duration::from_millis(spec.kill_timeout);
+    // Descendants that left the process group (setsid) are found through /proc.
+    let tree = if spec.treekill {
+        tokio::task::spawn_blocking(move || super::metrics::tree_pids(pid))
+            .await
+            .unwrap_or_default()
+    } else {
+        vec![pid]
+    };
+    match (&r.ipc, spec.shutdown_with_message) {
+        (Some(ipc), true) => ipc.send(serde_json::Value::String("shutdown".into())),
+        _ => signal_tree(pid, &tree, spec.treekill, Signal::SIGINT),
+    }
+    let status = match tokio::time::timeout_at(deadline, r.child.wait()).await {
+        Ok(st) => st,
+        Err(_) => {
+            tracing::warn!(
+                "App {label} still alive after kill_timeout ({} ms): SIGKILL",
+                spec.kill_timeout
+            );
+            signal_tree(pid, &tree, spec.treekill, Signal::SIGKILL);
+            r.child.wait().await
+        }
+    };
+    if spec.treekill {
+        // The main process is gone; wait (bounded) for the rest of its group.
+        let mut killed = false;
+        while group_alive(pid, &tree) {
+            if Instant::now() >= deadline && !killed {
+                signal_tree(pid, &tree, true, Signal::SIGKILL);
+                killed = true;
+            } else if Instant::now() >= deadline + Duration::from_secs(2) {
+                tracing::error!("App {label}: some processes of its tree survive SIGKILL");
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    status.ok().and_then(|s| s.code())
+}
+
+/// Retire a cluster worker replaced by a reload: it stops taking connections (cluster
+/// `disconnect`: its servers close and, with the drain preload, kept-alive connections finish
+/// with `Connection: close`); once its channel closes (drained) or `kill_timeout` passes, the
+/// usual stop sequence follows.
+async fn retire(
+    mut old: Running,
+    exited: Option<std::io::Result<std::process::ExitStatus>>,
+    spec: &AppSpec,
+    label: &str,
+) {
+    if exited.is_some() {
+        return;
+    }
+    if let Some(ipc) = &old.ipc {
+        ipc.disconnect();
+        let deadline = Instant::now() + Duration::from_millis(spec.kill_timeout);
+        let mut events = old.ipc_rx.take();
+        let drained = async {
+            while let Some(ev) = recv_opt(&mut events).await {
+                if matches!(ev, IpcEvent::Closed) {
+                    return;
+                }
+            }
+        };
+        tokio::select! {
+            _ = old.child.wait() => return,
+            _ = drained => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+    terminate(&mut old, spec, label).await;
 }
 
 fn signal_tree(pid: u32, tree: &[u32], treekill: bool, sig: Signal) {

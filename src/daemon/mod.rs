@@ -1,6 +1,8 @@
 //! The daemon: one per `$PMR_HOME`. It owns every managed process, serves the CLI over
 //! `rpc.sock`, and never runs user configuration.
 
+pub mod cluster;
+pub mod drain;
 pub mod instance;
 pub mod logs;
 pub mod metrics;
@@ -97,9 +99,20 @@ async fn serve(home: Home) -> Result<()> {
     let sinks = Arc::new(logs::Sinks::new(&home));
     let d = Arc::new(Daemon {
         ctx: Arc::new(Ctx {
+            preload: match drain::install(&home.root) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    tracing::warn!(
+                        "cannot write the drain preload, cluster workers run without it: {e}"
+                    );
+                    None
+                }
+            },
             home,
             sinks,
             shutting_down: Default::default(),
+            listeners: Default::default(),
+            next_worker: std::sync::atomic::AtomicU64::new(1),
         }),
         registry: Mutex::new(Registry::default()),
         sampler: Default::default(),
@@ -204,6 +217,9 @@ async fn handle(d: &Arc<Daemon>, req: Request) -> Response {
             pid: std::process::id(),
         },
         Request::Start { apps, force } => start(d, apps, force).await,
+        Request::Apply { apps, reload } => Response::Done {
+            results: apply(d, apps, reload).await,
+        },
         Request::List => Response::List {
             procs: list(d).await,
         },
@@ -212,9 +228,18 @@ async fn handle(d: &Arc<Daemon>, req: Request) -> Response {
             Err(message) => Response::Error { message },
         },
         Request::Action {
+            action: Action::Reload,
+            ids,
+            update_env,
+            parallel,
+        } => Response::Done {
+            results: reload(d, &ids, update_env, parallel).await,
+        },
+        Request::Action {
             action,
             ids,
             update_env,
+            ..
         } => Response::Done {
             results: act(d, action, &ids, update_env).await,
         },
@@ -222,6 +247,11 @@ async fn handle(d: &Arc<Daemon>, req: Request) -> Response {
             let results = fan_out(d, &ids, |reply| Ctl::Signal(signal, reply)).await;
             Response::Done { results }
         }
+        Request::Scale {
+            name,
+            relative,
+            count,
+        } => scale(d, &name, relative, count).await,
         Request::Kill => {
             shutdown(d).await;
             Response::Done { results: vec![] }
@@ -347,49 +377,10 @@ async fn start(d: &Arc<Daemon>, apps: Vec<AppSpec>, force: bool) -> Response {
 
     let mut waits = Vec::new();
     let mut ids = Vec::new();
-    {
-        let mut reg = d.registry.lock().unwrap();
-        for spec in new_apps {
-            let spec = Arc::new(spec);
-            let mut taken = Vec::new();
-            for _ in 0..spec.instances.max(1) {
-                let id = reg.next_id();
-                let instance = reg.free_instance_number(&spec.name, &taken);
-                taken.push(instance);
-                let now = now_ms();
-                let shared = Arc::new(Mutex::new(Shared {
-                    spec: spec.clone(),
-                    instance,
-                    status: if spec.autostart {
-                        Status::Launching
-                    } else {
-                        Status::Stopped
-                    },
-                    pid: 0,
-                    pm_uptime: now,
-                    created_at: now,
-                    restart_time: 0,
-                    counters: Default::default(),
-                    exit_code: None,
-                    last_error: None,
-                    env: spawn::child_env(&spec, id, instance, &d.ctx.home.root.to_string_lossy()),
-                    paths: default_paths(&d.ctx.home, &spec, id),
-                }));
-                let (tx, rx) = mpsc::unbounded_channel();
-                let inst = Instance {
-                    id,
-                    shared: shared.clone(),
-                    ctx: d.ctx.clone(),
-                };
-                tokio::spawn(inst.run(rx));
-                if spec.autostart {
-                    let (rtx, rrx) = oneshot::channel();
-                    let _ = tx.send(Ctl::Start(rtx));
-                    waits.push((id, spec.name.clone(), rrx));
-                }
-                reg.insert(id, Entry { shared, ctl: tx });
-                ids.push(id);
-            }
+    for spec in new_apps {
+        for (id, wait) in register(d, Arc::new(spec)) {
+            ids.push(id);
+            waits.extend(wait);
         }
     }
     let mut errors = Vec::new();
@@ -415,6 +406,237 @@ async fn start(d: &Arc<Daemon>, apps: Vec<AppSpec>, force: bool) -> Response {
     }
 }
 
+type StartWait = (u32, String, oneshot::Receiver<Result<(), String>>);
+
+/// Add `spec.instances` new processes to the table and launch them (unless `autostart` is
+/// off); returns their ids with the replies that come when each is online.
+fn register(d: &Arc<Daemon>, spec: Arc<AppSpec>) -> Vec<(u32, Option<StartWait>)> {
+    let mut reg = d.registry.lock().unwrap();
+    let mut out = Vec::new();
+    let mut taken = Vec::new();
+    for _ in 0..spec.instances.max(1) {
+        let id = reg.next_id();
+        let instance = reg.free_instance_number(&spec.name, &taken);
+        taken.push(instance);
+        let now = now_ms();
+        let shared = Arc::new(Mutex::new(Shared {
+            spec: spec.clone(),
+            instance,
+            status: if spec.autostart {
+                Status::Launching
+            } else {
+                Status::Stopped
+            },
+            pid: 0,
+            pm_uptime: now,
+            created_at: now,
+            restart_time: 0,
+            counters: Default::default(),
+            exit_code: None,
+            last_error: None,
+            env: spawn::child_env(&spec, id, instance, &d.ctx.home.root.to_string_lossy()),
+            paths: default_paths(&d.ctx.home, &spec, id),
+        }));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let inst = Instance {
+            id,
+            shared: shared.clone(),
+            ctx: d.ctx.clone(),
+        };
+        tokio::spawn(inst.run(rx));
+        let wait = spec.autostart.then(|| {
+            let (rtx, rrx) = oneshot::channel();
+            let _ = tx.send(Ctl::Start(rtx));
+            (id, spec.name.clone(), rrx)
+        });
+        reg.insert(id, Entry { shared, ctl: tx });
+        out.push((id, wait));
+    }
+    out
+}
+
+/// The apps of an ecosystem file: those already known by name restart with their new spec,
+/// the others start (PM2's startOrRestart, which `start`/`restart` of a file also do).
+async fn apply(d: &Arc<Daemon>, apps: Vec<AppSpec>, reload_known: bool) -> Vec<ActionResult> {
+    let mut waits: Vec<StartWait> = Vec::new();
+    let mut restarts = Vec::new();
+    for spec in apps {
+        let known: Vec<u32> = d
+            .registry
+            .lock()
+            .unwrap()
+            .snapshot()
+            .into_iter()
+            .filter(|(_, s)| s.spec.name == spec.name)
+            .map(|(id, _)| id)
+            .collect();
+        let spec = Arc::new(spec);
+        if known.is_empty() {
+            waits.extend(register(d, spec).into_iter().filter_map(|(_, w)| w));
+        } else {
+            restarts.push((known, spec));
+        }
+    }
+    let mut results = Vec::new();
+    for (ids, spec) in restarts {
+        let update = instance::Update {
+            env: None,
+            spec: Some(spec),
+        };
+        if reload_known {
+            results.extend(reload_with(d, &ids, update, 1).await);
+        } else {
+            results.extend(
+                fan_out(d, &ids, |reply| Ctl::Restart {
+                    update: update.clone(),
+                    reply,
+                })
+                .await,
+            );
+        }
+    }
+    for (id, name, rx) in waits {
+        let error = match rx.await {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e),
+            Err(_) => Some("the instance task ended".into()),
+        };
+        results.push(ActionResult { id, name, error });
+    }
+    results.sort_by_key(|r| r.id);
+    results
+}
+
+/// Scale an app: new instances take the next free instance numbers with the app's spec;
+/// scaling down retires the highest instance numbers (PM2 stops the lowest, which kills
+/// instance 0, where apps often run their once-per-cluster jobs).
+async fn scale(d: &Arc<Daemon>, name: &str, relative: bool, count: i64) -> Response {
+    let mut members: Vec<(u32, u32, Arc<AppSpec>)> = d
+        .registry
+        .lock()
+        .unwrap()
+        .snapshot()
+        .into_iter()
+        .filter(|(_, s)| s.spec.name == name)
+        .map(|(id, s)| (s.instance, id, s.spec))
+        .collect();
+    if members.is_empty() {
+        return Response::Error {
+            message: format!("app {name} not found"),
+        };
+    }
+    members.sort_by_key(|m| m.0);
+    let current = members.len() as i64;
+    let target = if relative { current + count } else { count };
+    if target < 0 {
+        return Response::Error {
+            message: format!("cannot scale {name} to {target} instances (it has {current})"),
+        };
+    }
+    let mut results = Vec::new();
+    if target > current {
+        let mut spec = (*members[0].2).clone();
+        spec.instances = (target - current) as u32;
+        let mut waits = Vec::new();
+        for (id, wait) in register(d, Arc::new(spec)) {
+            match wait {
+                Some(w) => waits.push(w),
+                None => results.push(ActionResult {
+                    id,
+                    name: name.to_string(),
+                    error: None,
+                }),
+            }
+        }
+        for (id, name, rx) in waits {
+            let error = match rx.await {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e),
+                Err(_) => Some("the instance task ended".into()),
+            };
+            results.push(ActionResult { id, name, error });
+        }
+    } else if target < current {
+        let ids: Vec<u32> = members[target as usize..].iter().map(|m| m.1).collect();
+        results = fan_out(d, &ids, Ctl::Retire).await;
+        let mut reg = d.registry.lock().unwrap();
+        for r in &results {
+            if r.error.is_none() {
+                reg.remove(r.id);
+            }
+        }
+    }
+    Response::Done { results }
+}
+
+/// Reload `ids` a few at a time (`parallel`, default 1), so capacity never drops by more than
+/// that many workers; a failure stops the reload of that app's remaining instances.
+async fn reload(
+    d: &Arc<Daemon>,
+    ids: &[u32],
+    update_env: Option<std::collections::BTreeMap<String, String>>,
+    parallel: Option<u32>,
+) -> Vec<ActionResult> {
+    let update = instance::Update {
+        env: update_env,
+        spec: None,
+    };
+    reload_with(d, ids, update, parallel.unwrap_or(1)).await
+}
+
+async fn reload_with(
+    d: &Arc<Daemon>,
+    ids: &[u32],
+    update: instance::Update,
+    parallel: u32,
+) -> Vec<ActionResult> {
+    let mut results: Vec<ActionResult> = Vec::new();
+    let mut failed_apps: Vec<String> = Vec::new();
+    for batch in ids.chunks(parallel.max(1) as usize) {
+        let todo: Vec<u32> = {
+            let reg = d.registry.lock().unwrap();
+            batch
+                .iter()
+                .copied()
+                .filter(|id| {
+                    reg.entries
+                        .get(id)
+                        .map(|e| !failed_apps.contains(&e.shared.lock().unwrap().spec.name))
+                        .unwrap_or(true)
+                })
+                .collect()
+        };
+        for &id in batch.iter().filter(|id| !todo.contains(id)) {
+            let name = d
+                .registry
+                .lock()
+                .unwrap()
+                .entries
+                .get(&id)
+                .map(|e| e.shared.lock().unwrap().spec.name.clone());
+            results.push(ActionResult {
+                id,
+                name: name.unwrap_or_default(),
+                error: Some(
+                    "not reloaded: an earlier instance of this app failed to reload".into(),
+                ),
+            });
+        }
+        for r in fan_out(d, &todo, |reply| Ctl::Reload {
+            update: update.clone(),
+            reply,
+        })
+        .await
+        {
+            if r.error.is_some() {
+                failed_apps.push(r.name.clone());
+            }
+            results.push(r);
+        }
+    }
+    results
+}
+
 async fn act(
     d: &Arc<Daemon>,
     action: Action,
@@ -424,7 +646,10 @@ async fn act(
     let results = fan_out(d, ids, |reply| match action {
         Action::Stop => Ctl::Stop(reply),
         Action::Restart | Action::Reload => Ctl::Restart {
-            env: update_env.clone(),
+            update: instance::Update {
+                env: update_env.clone(),
+                spec: None,
+            },
             reply,
         },
         Action::Delete => Ctl::Delete(reply),

@@ -1,10 +1,18 @@
-//! Node's IPC channel (fork mode): newline-delimited JSON over a Unix socketpair
-//! (`../shared/node-cluster-protocol.md` §2). Lets apps call `process.send('ready')` and receive
-//! `'shutdown'`.
+//! Node's IPC channel: newline-delimited JSON over a Unix socketpair, with file descriptors
+//! passed alongside (`../shared/node-cluster-protocol.md` §2–3).
+//!
+//! One task per channel reads and writes it. It answers the cluster protocol itself (so a
+//! worker's `listen()` never waits on the instance task), and reports what the instance task
+//! cares about as [`IpcEvent`]s: readiness, user messages, garbage, end of channel.
 
-use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::unix::OwnedWriteHalf;
+use super::cluster::{Listeners, Query};
+use serde_json::{json, Value};
+use std::collections::VecDeque;
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
+use tokio::io::Interest;
+use tokio::net::UnixStream;
 use tokio::sync::mpsc;
 
 /// A message longer than this is garbage; it is dropped so the daemon's memory stays bounded.
@@ -14,65 +22,326 @@ const MAX_MESSAGE: usize = 1 << 20;
 pub enum IpcEvent {
     /// `process.send('ready')`.
     Ready,
+    /// A cluster worker listens (its first server, or any later one).
+    Listening {
+        port: i64,
+    },
+    /// A cluster worker could not get its socket (the message says which and why).
+    ListenError(String),
     Message(Value),
     Garbage(String),
+    /// The worker closed the channel (after a disconnect: its servers are closed and drained).
+    Closed,
 }
 
-pub struct IpcWriter(OwnedWriteHalf);
+/// Set for cluster workers: where their listening sockets come from.
+pub struct ClusterCtx {
+    pub listeners: Arc<Listeners>,
+    pub app: String,
+    /// Unique for the daemon's life (NODE_UNIQUE_ID), so a reloading pm_id's old and new
+    /// workers are told apart.
+    pub worker: u64,
+}
 
-impl IpcWriter {
-    pub async fn send(&mut self, msg: &Value) -> std::io::Result<()> {
-        let mut line = serde_json::to_vec(msg)?;
-        line.push(b'\n');
-        self.0.write_all(&line).await
+enum Out {
+    User(Value),
+    Disconnect,
+}
+
+/// The instance's handle on the channel.
+#[derive(Clone)]
+pub struct IpcHandle(mpsc::UnboundedSender<Out>);
+
+impl IpcHandle {
+    /// A message the app receives with `process.on('message')` (e.g. `'shutdown'`).
+    pub fn send(&self, msg: Value) {
+        let _ = self.0.send(Out::User(msg));
+    }
+    /// Cluster `disconnect`: the worker closes its servers and leaves once they drain.
+    pub fn disconnect(&self) {
+        let _ = self.0.send(Out::Disconnect);
     }
 }
 
-/// Take over our end of the socketpair: a task reads it and reports events until EOF.
+/// Take over our end of the socketpair.
 pub fn start(
     stream: std::os::unix::net::UnixStream,
-) -> std::io::Result<(IpcWriter, mpsc::Receiver<IpcEvent>)> {
+    cluster: Option<ClusterCtx>,
+) -> std::io::Result<(IpcHandle, mpsc::Receiver<IpcEvent>)> {
     stream.set_nonblocking(true)?;
-    let stream = tokio::net::UnixStream::from_std(stream)?;
-    let (mut rd, wr) = stream.into_split();
-    let (tx, rx) = mpsc::channel(64);
-    tokio::spawn(async move {
-        let mut pending: Vec<u8> = Vec::new();
-        let mut buf = vec![0u8; 16 * 1024];
-        let mut skipping = false;
+    let stream = UnixStream::from_std(stream)?;
+    let (out_tx, out_rx) = mpsc::unbounded_channel();
+    let (ev_tx, ev_rx) = mpsc::channel(64);
+    let ch = Channel {
+        stream,
+        cluster,
+        events: ev_tx,
+        rbuf: Vec::new(),
+        skipping: false,
+        fds_in: VecDeque::new(),
+        inflight: false,
+        queue: VecDeque::new(),
+        seq: 0,
+    };
+    tokio::spawn(ch.run(out_rx));
+    Ok((IpcHandle(out_tx), ev_rx))
+}
+
+struct Channel {
+    stream: UnixStream,
+    cluster: Option<ClusterCtx>,
+    events: mpsc::Sender<IpcEvent>,
+    rbuf: Vec<u8>,
+    skipping: bool,
+    /// Descriptors received and not yet claimed by a NODE_HANDLE message.
+    fds_in: VecDeque<OwnedFd>,
+    /// A message with a descriptor was sent and not yet acknowledged: Node accepts one at a
+    /// time, so later messages wait in `queue`, in order.
+    inflight: bool,
+    queue: VecDeque<(Vec<u8>, Option<Arc<OwnedFd>>)>,
+    seq: u64,
+}
+
+impl Channel {
+    async fn run(mut self, mut out: mpsc::UnboundedReceiver<Out>) {
+        let mut out_open = true;
         loop {
-            let n = match rd.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => n,
-            };
-            for &b in &buf[..n] {
-                if b != b'\n' {
-                    if !skipping {
-                        pending.push(b);
-                        if pending.len() > MAX_MESSAGE {
-                            pending = Vec::new();
-                            skipping = true;
-                            let _ = tx.send(IpcEvent::Garbage("message too long".into())).await;
-                        }
+            tokio::select! {
+                r = self.stream.ready(Interest::READABLE) => {
+                    if r.is_err() || !self.read_some().await {
+                        break;
                     }
-                    continue;
                 }
-                if std::mem::take(&mut skipping) {
-                    continue;
-                }
-                let line = std::mem::take(&mut pending);
-                let ev = match serde_json::from_slice::<Value>(&line) {
-                    Ok(Value::String(s)) if s == "ready" => IpcEvent::Ready,
-                    Ok(v) => IpcEvent::Message(v),
-                    Err(_) => IpcEvent::Garbage(
-                        String::from_utf8_lossy(&line).chars().take(200).collect(),
-                    ),
-                };
-                if tx.send(ev).await.is_err() {
-                    return;
-                }
+                o = out.recv(), if out_open => match o {
+                    Some(Out::User(v)) => self.send(v, None).await,
+                    Some(Out::Disconnect) => {
+                        let m = self.cluster_msg(json!({"act": "disconnect"}));
+                        self.send(m, None).await;
+                    }
+                    None => out_open = false,
+                },
             }
         }
-    });
-    Ok((IpcWriter(wr), rx))
+        if let Some(c) = &self.cluster {
+            c.listeners.leave_all(&c.app, c.worker);
+        }
+        self.emit(IpcEvent::Closed);
+    }
+
+    /// Events are advisory: if nobody reads them (a retiring worker), they are dropped rather
+    /// than blocking the protocol.
+    fn emit(&self, ev: IpcEvent) {
+        let _ = self.events.try_send(ev);
+    }
+
+    fn cluster_msg(&mut self, mut fields: Value) -> Value {
+        fields["cmd"] = json!("NODE_CLUSTER");
+        fields["seq"] = json!(self.seq);
+        self.seq += 1;
+        fields
+    }
+
+    /// Read what is available; false at EOF or on a fatal error.
+    async fn read_some(&mut self) -> bool {
+        let mut buf = [0u8; 16 * 1024];
+        let fd = self.stream.as_raw_fd();
+        let res = self
+            .stream
+            .try_io(Interest::READABLE, || recv_with_fds(fd, &mut buf));
+        let (n, fds) = match res {
+            Ok(x) => x,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+            Err(_) => return false,
+        };
+        self.fds_in.extend(fds);
+        if n == 0 {
+            return false;
+        }
+        for &b in &buf[..n] {
+            if b != b'\n' {
+                if !self.skipping {
+                    self.rbuf.push(b);
+                    if self.rbuf.len() > MAX_MESSAGE {
+                        self.rbuf = Vec::new();
+                        self.skipping = true;
+                        self.emit(IpcEvent::Garbage("message longer than 1 MiB".into()));
+                    }
+                }
+                continue;
+            }
+            if std::mem::take(&mut self.skipping) {
+                continue;
+            }
+            let line = std::mem::take(&mut self.rbuf);
+            match serde_json::from_slice::<Value>(&line) {
+                Ok(v) => self.dispatch(v).await,
+                Err(_) => self.emit(IpcEvent::Garbage(
+                    String::from_utf8_lossy(&line).chars().take(200).collect(),
+                )),
+            }
+        }
+        true
+    }
+
+    async fn dispatch(&mut self, m: Value) {
+        let cmd = m.get("cmd").and_then(Value::as_str).unwrap_or("");
+        let internal = cmd.len() > 5 && cmd.starts_with("NODE_");
+        if !internal {
+            if m == "ready" {
+                self.emit(IpcEvent::Ready);
+            } else {
+                self.emit(IpcEvent::Message(m));
+            }
+            return;
+        }
+        match cmd {
+            "NODE_HANDLE_ACK" | "NODE_HANDLE_NACK" => {
+                // A NACK means the worker could not take the fd: nothing useful to retry with
+                // a listening socket it asked for, so move on in both cases.
+                self.inflight = false;
+                self.flush_queue().await;
+            }
+            "NODE_HANDLE" => {
+                // The worker sent us a handle: we have no use for it; acknowledge and close it.
+                let fd = self.fds_in.pop_front();
+                let ack = json!({"cmd": if fd.is_some() { "NODE_HANDLE_ACK" } else { "NODE_HANDLE_NACK" }});
+                self.write_now(&line_of(&ack), None).await;
+                drop(fd);
+                if let Some(inner) = m.get("msg").cloned() {
+                    Box::pin(self.dispatch(inner)).await;
+                }
+            }
+            "NODE_CLUSTER" => self.on_cluster(m).await,
+            _ => {}
+        }
+    }
+
+    async fn on_cluster(&mut self, m: Value) {
+        let Some(c) = &self.cluster else { return };
+        match m["act"].as_str().unwrap_or("") {
+            "queryServer" => {
+                let key = Query::key(&m);
+                let q = Query::from_message(&m);
+                let seq = m["seq"].clone();
+                match c.listeners.join(&c.app, &key, c.worker, &q, &m["data"]) {
+                    Ok(j) => {
+                        let reply = json!({
+                            "cmd": "NODE_HANDLE",
+                            "type": "net.Native",
+                            "msg": self.cluster_msg(json!({"errno": 0, "key": key, "ack": seq, "data": j.data})),
+                        });
+                        self.send(reply, Some(j.socket)).await;
+                    }
+                    Err(errno) => {
+                        let what = format!(
+                            "{}: cannot listen on {}",
+                            nix::errno::Errno::from_raw(errno).desc(),
+                            q.describe()
+                        );
+                        let code = nix::errno::Errno::from_raw(errno);
+                        self.emit(IpcEvent::ListenError(format!("{code:?} ({what})")));
+                        let reply = self.cluster_msg(
+                            json!({"errno": -errno, "key": key, "ack": seq, "data": m["data"]}),
+                        );
+                        self.send(reply, None).await;
+                    }
+                }
+            }
+            "listening" => self.emit(IpcEvent::Listening {
+                port: m["port"].as_i64().unwrap_or(0),
+            }),
+            "close" => {
+                if let Some(k) = m["key"].as_str() {
+                    c.listeners.leave(&c.app, k, c.worker);
+                }
+            }
+            "exitedAfterDisconnect" => {
+                // Required: the worker waits for this ack before closing the channel.
+                let ack = self.cluster_msg(json!({"ack": m["seq"]}));
+                self.send(ack, None).await;
+            }
+            _ => {}
+        }
+    }
+
+    async fn send(&mut self, msg: Value, fd: Option<Arc<OwnedFd>>) {
+        let line = line_of(&msg);
+        if self.inflight {
+            self.queue.push_back((line, fd));
+            return;
+        }
+        let has_fd = fd.is_some();
+        self.write_now(&line, fd).await;
+        self.inflight = has_fd;
+    }
+
+    async fn flush_queue(&mut self) {
+        while !self.inflight {
+            let Some((line, fd)) = self.queue.pop_front() else {
+                return;
+            };
+            let has_fd = fd.is_some();
+            self.write_now(&line, fd).await;
+            self.inflight = has_fd;
+        }
+    }
+
+    /// Write one whole line; the descriptor rides with its first byte.
+    async fn write_now(&mut self, line: &[u8], fd: Option<Arc<OwnedFd>>) {
+        let raw = self.stream.as_raw_fd();
+        let mut off = 0;
+        let mut pass = fd.as_ref().map(|f| f.as_raw_fd());
+        while off < line.len() {
+            if self.stream.writable().await.is_err() {
+                return;
+            }
+            match self
+                .stream
+                .try_io(Interest::WRITABLE, || send_with_fd(raw, &line[off..], pass))
+            {
+                Ok(n) => {
+                    off += n;
+                    pass = None;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+fn line_of(v: &Value) -> Vec<u8> {
+    let mut l = serde_json::to_vec(v).unwrap_or_default();
+    l.push(b'\n');
+    l
+}
+
+fn send_with_fd(sock: RawFd, data: &[u8], fd: Option<RawFd>) -> std::io::Result<usize> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let iov = [IoSlice::new(data)];
+    let fds;
+    let cmsgs: Vec<ControlMessage> = match fd {
+        Some(f) => {
+            fds = [f];
+            vec![ControlMessage::ScmRights(&fds)]
+        }
+        None => vec![],
+    };
+    sendmsg::<()>(sock, &iov, &cmsgs, MsgFlags::MSG_NOSIGNAL, None).map_err(std::io::Error::from)
+}
+
+fn recv_with_fds(sock: RawFd, buf: &mut [u8]) -> std::io::Result<(usize, Vec<OwnedFd>)> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut iov = [IoSliceMut::new(buf)];
+    let mut space = nix::cmsg_space!([RawFd; 8]);
+    let msg = recvmsg::<()>(sock, &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
+        .map_err(std::io::Error::from)?;
+    let mut fds = Vec::new();
+    for c in msg.cmsgs().map_err(std::io::Error::from)? {
+        if let ControlMessageOwned::ScmRights(list) = c {
+            // SAFETY: the kernel just gave us these descriptors; we own them now.
+            fds.extend(list.into_iter().map(|f| unsafe { OwnedFd::from_raw_fd(f) }));
+        }
+    }
+    Ok((msg.bytes, fds))
 }

@@ -16,11 +16,16 @@ pub struct Spawned {
     pub ipc: Option<std::os::unix::net::UnixStream>,
 }
 
-/// The full argv: `[interpreter, interpreter_args.., script, args..]` or `[script, args..]`.
-pub fn argv(spec: &AppSpec) -> Vec<String> {
+/// The full argv: `[interpreter, interpreter_args.., script, args..]` or `[script, args..]`;
+/// a Node preload goes first among the interpreter's arguments.
+pub fn argv(spec: &AppSpec, preload: Option<&str>) -> Vec<String> {
     let mut v = Vec::new();
     if let Some(i) = &spec.interpreter {
         v.push(i.clone());
+        if let Some(p) = preload {
+            v.push("--require".into());
+            v.push(p.to_string());
+        }
         v.extend(spec.interpreter_args.iter().cloned());
     }
     v.push(spec.script.clone());
@@ -58,12 +63,14 @@ pub fn child_env(
     env
 }
 
+/// Start the child. `worker` is the cluster worker id (NODE_UNIQUE_ID) in cluster mode.
 pub fn spawn(
     spec: &AppSpec,
     env: &BTreeMap<String, String>,
-    capture_output: bool,
+    worker: Option<u64>,
+    preload: Option<&str>,
 ) -> std::io::Result<Spawned> {
-    let argv = argv(spec);
+    let argv = argv(spec, preload);
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..])
         .env_clear()
@@ -71,12 +78,9 @@ pub fn spawn(
         .current_dir(&spec.cwd)
         .stdin(Stdio::null())
         .process_group(0)
-        .kill_on_drop(false);
-    if capture_output {
-        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    } else {
-        cmd.stdout(Stdio::null()).stderr(Stdio::null());
-    }
+        .kill_on_drop(false)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
 
     let mut ipc = None;
     let mut child_end: Option<OwnedFd> = None;
@@ -84,6 +88,9 @@ pub fn spawn(
         let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
         cmd.env("NODE_CHANNEL_FD", IPC_FD.to_string())
             .env("NODE_CHANNEL_SERIALIZATION_MODE", "json");
+        if let Some(w) = worker {
+            cmd.env("NODE_UNIQUE_ID", w.to_string());
+        }
         ipc = Some(ours);
         child_end = Some(theirs.into());
     }
@@ -122,7 +129,7 @@ mod tests {
         s.script = "/app/a.js".into();
         s.args = vec!["x".into()];
         assert_eq!(
-            argv(&s),
+            argv(&s, None),
             [
                 "/usr/bin/node",
                 "--max-old-space-size=100",

@@ -595,3 +595,43 @@ fn unwritable_log_path_fails_the_start_naming_it_and_disabled_logs_write_nothing
     assert!(!pmr.home.join("logs/quiet-out.log").exists());
     assert!(!pmr.home.join("logs/quiet-error.log").exists());
 }
+
+#[test]
+fn an_apps_log_rotate_block_overrides_the_global_settings() {
+    let pmr = Pmr::new();
+    pmr.run(&["set", "pmr-logrotate:max_size", "1M"]).ok();
+    pmr.run(&["set", "pmr-logrotate:retain", "1000"]).ok();
+    let eco = pmr.dir.join("ecosystem.json");
+    let apps = serde_json::json!({"apps": [
+        {"name": "small", "script": fixture("burst.js"), "env": {"LINES": "1000"},
+         "log_rotate": {"max_size": "20K"}},
+        {"name": "timed", "script": fixture("ticker.js"), "env": {"TICK_MS": "20"},
+         "log_rotate": {"interval": "1s", "max_size": "10M"}},
+    ]});
+    std::fs::write(&eco, apps.to_string()).unwrap();
+    pmr.run(&["start", eco.to_str().unwrap()]).ok();
+    let last = format!("{:08}", 999);
+    wait_until("the small app's last line", || {
+        pmr.log_of("small-out.log")
+            .lines()
+            .last()
+            .is_some_and(|l| l.starts_with(&last))
+    });
+    // 100 KB at 20 KB per file: 4 full rotated files (the global 1M would give none).
+    let files = rotated(&pmr, "small-out.log");
+    assert_eq!(files.len(), 4, "{files:?}");
+    check_burst(&burst_lines(&pmr, "small-out.log"), 0, 1000);
+
+    // The interval rotates the ticker's non-empty file every second.
+    wait_until("two timed rotations", || rotated(&pmr, "timed-out.log").len() >= 2);
+    pmr.run(&["stop", "timed"]).ok();
+    pmr.wait_status(1, "stopped");
+    let mut all = String::new();
+    for f in rotated(&pmr, "timed-out.log") {
+        all.push_str(&read(&f));
+    }
+    all.push_str(&pmr.log_of("timed-out.log"));
+    let n = tick_numbers(&all);
+    let expected: Vec<u64> = (1..=*n.last().unwrap()).collect();
+    assert_eq!(n, expected);
+}

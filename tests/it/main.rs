@@ -4,6 +4,7 @@
 mod support;
 
 mod daemon;
+mod ecosystem;
 mod errors;
 mod fork;
 mod logs;

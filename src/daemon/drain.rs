@@ -1,0 +1,64 @@
+//! The drain preload: a small CommonJS file the daemon gives cluster workers with `--require`
+//! (turn it off per app with `drain_keepalive: false`).
+//!
+//! Why: when a worker is disconnected (reload, scale down) Node closes its servers, but it keeps
+//! answering on open keep-alive connections with `Connection: keep-alive` until the process is
+//! killed mid-request — PM2's reload errors. With the preload, once the daemon disconnects the
+//! worker every response carries `Connection: close` (the client opens its next connection to
+//! the listening socket, now served by the new workers), and connections that stay idle are
+//! closed after a short grace instead of at the very instant of the disconnect.
+
+use std::path::Path;
+
+pub const PRELOAD: &str = r#"'use strict';
+// pmr drain preload (see src/daemon/drain.rs). Changes nothing until pmr disconnects this worker.
+const http = require('http');
+const net = require('net');
+const GRACE_MS = 150;
+const servers = new Set();
+let draining = false;
+
+const listen = net.Server.prototype.listen;
+net.Server.prototype.listen = function (...args) {
+  if (typeof this.closeIdleConnections === 'function') {
+    servers.add(this);
+    this.once('close', () => servers.delete(this));
+  }
+  return listen.apply(this, args);
+};
+
+const writeHead = http.ServerResponse.prototype.writeHead;
+http.ServerResponse.prototype.writeHead = function (...args) {
+  if (draining) this.shouldKeepAlive = false;
+  return writeHead.apply(this, args);
+};
+
+function drain() {
+  if (draining) return;
+  draining = true;
+  for (const s of servers) {
+    // server.close() would close idle connections at once, racing a request already on its way.
+    const closeIdle = s.closeIdleConnections;
+    s.closeIdleConnections = () => {};
+    const sweep = setInterval(() => closeIdle.call(s), GRACE_MS);
+    sweep.unref();
+    s.once('close', () => clearInterval(sweep));
+  }
+}
+
+// Runs before the cluster module's own handler closes the servers.
+process.prependListener('internalMessage', (m) => {
+  if (m && m.cmd === 'NODE_CLUSTER' && m.act === 'disconnect') drain();
+});
+"#;
+
+/// Write the preload into `$PMR_HOME/preload/` (atomically) and return its path.
+pub fn install(home: &Path) -> std::io::Result<String> {
+    let dir = home.join("preload");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(format!("drain-{}.cjs", env!("CARGO_PKG_VERSION")));
+    let tmp = dir.join(format!(".drain.{}.tmp", std::process::id()));
+    std::fs::write(&tmp, PRELOAD)?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(path.to_string_lossy().into_owned())
+}

@@ -623,7 +623,9 @@ fn an_apps_log_rotate_block_overrides_the_global_settings() {
     check_burst(&burst_lines(&pmr, "small-out.log"), 0, 1000);
 
     // The interval rotates the ticker's non-empty file every second.
-    wait_until("two timed rotations", || rotated(&pmr, "timed-out.log").len() >= 2);
+    wait_until("two timed rotations", || {
+        rotated(&pmr, "timed-out.log").len() >= 2
+    });
     pmr.run(&["stop", "timed"]).ok();
     pmr.wait_status(1, "stopped");
     let mut all = String::new();

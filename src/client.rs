@@ -38,6 +38,16 @@ impl Client {
             .map(|stream| Client { stream })
     }
 
+    /// Send a request whose answer is a stream of frames (`Subscribe`); read them with `recv`.
+    pub fn send(&mut self, req: &Request) -> Result<()> {
+        protocol::write_frame(&mut self.stream, req).context("cannot send to the pmr daemon")
+    }
+
+    /// The next frame of a stream; `FrameError::Closed` when the daemon hangs up.
+    pub fn recv(&mut self) -> Result<Response, protocol::FrameError> {
+        protocol::read_frame(&mut self.stream)
+    }
+
     /// Warn when the running daemon is another pmr version (DESIGN §1): its requests may not
     /// match ours until it is restarted.
     fn check_version(&mut self) {

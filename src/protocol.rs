@@ -59,6 +59,28 @@ pub enum Request {
     },
     /// Stop every app, then exit the daemon.
     Kill,
+    /// Live log lines: the daemon answers `Subscribed`, then sends `Log` (and `Skipped`) frames
+    /// until the client hangs up. `ids: None` means every app, including apps started later.
+    Subscribe {
+        ids: Option<Vec<u32>>,
+        #[serde(default = "yes")]
+        out: bool,
+        #[serde(default = "yes")]
+        err: bool,
+        /// The daemon's own log (`pmr.log`) too.
+        #[serde(default)]
+        daemon: bool,
+    },
+    /// Empty the log files of these apps (`None`: every app and `pmr.log`).
+    Flush {
+        ids: Option<Vec<u32>>,
+    },
+    /// Reopen every log file (after an external rotation) and re-read `conf.json`.
+    ReloadLogs,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,6 +128,30 @@ pub enum Response {
     },
     Error {
         message: String,
+    },
+    Subscribed,
+    /// Whole lines (each ending with `\n`) read at once from one stream of one app.
+    Log {
+        /// `None`: the daemon's own log.
+        id: Option<u32>,
+        name: String,
+        /// `out`, `err` or `pmr`.
+        stream: String,
+        /// When the daemon read them, ms since the epoch.
+        time: i64,
+        lines: String,
+    },
+    /// This many lines were not sent to this subscriber (it read too slowly).
+    Skipped {
+        count: u64,
+    },
+    Flushed {
+        paths: Vec<String>,
+    },
+    LogsReloaded {
+        files: usize,
+        /// What was wrong in `conf.json`.
+        warnings: Vec<String>,
     },
 }
 

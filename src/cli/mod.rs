@@ -1,6 +1,7 @@
 //! The `pmr` command line: PM2's commands, aliases and flags. Each command family lives in its
 //! own file; this one parses and dispatches.
 
+mod conf;
 mod ecosystem;
 mod logs;
 mod ops;
@@ -93,6 +94,18 @@ pub enum Cmd {
     /// Print log lines of apps.
     #[command(visible_alias = "log")]
     Logs(logs::LogsArgs),
+    /// Empty log files (of these apps; without one, of every app and pmr.log).
+    Flush { targets: Vec<String> },
+    /// Reopen every log file (after the system's logrotate moved them); same as SIGUSR2.
+    #[command(name = "reloadLogs", alias = "reloadlogs")]
+    ReloadLogs,
+    /// Set a module setting, e.g. `pmr set pmr-logrotate:max_size 10M`.
+    Set { key: String, value: String },
+    /// Remove a module setting.
+    Unset { key: String },
+    /// Print a module setting (or all of them).
+    #[command(alias = "conf")]
+    Get { key: Option<String> },
     /// (internal) Run the daemon in the foreground.
     #[command(hide = true)]
     Daemon,
@@ -279,7 +292,12 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Cmd::Ping => ops::ping(&home),
         Cmd::SendSignal { signal, targets } => ops::send_signal(&home, &out, &signal, &targets),
         Cmd::Kill => ops::kill(&home, &out),
-        Cmd::Logs(a) => logs::logs(&home, a),
+        Cmd::Logs(a) => logs::logs(&home, a, out.color),
+        Cmd::Flush { targets } => logs::flush(&home, &out, &targets),
+        Cmd::ReloadLogs => logs::reload_logs(&home, &out),
+        Cmd::Set { key, value } => conf::set(&home, &out, &key, &value),
+        Cmd::Unset { key } => conf::unset(&home, &out, &key),
+        Cmd::Get { key } => conf::get(&home, key.as_deref()),
         Cmd::Daemon => unreachable!(),
     }
 }

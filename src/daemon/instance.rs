@@ -67,7 +67,7 @@ pub enum Ctl {
 /// What the daemon-wide context offers every instance.
 pub struct Ctx {
     pub home: crate::paths::Home,
-    pub sinks: Sinks,
+    pub sinks: Arc<Sinks>,
     /// Set by `kill`: exits are no longer restarted.
     pub shutting_down: AtomicBool,
     pub listeners: Arc<super::cluster::Listeners>,
@@ -360,13 +360,15 @@ impl Instance {
             spec.exec_mode.short()
         );
 
-        let ctx = self.ctx.clone();
-        let log_paths = paths.clone();
-        let disable = spec.disable_logs;
-        let sinks =
-            tokio::task::spawn_blocking(move || open_sinks(&ctx.sinks, &log_paths, disable))
-                .await
-                .unwrap_or_else(|e| Err(e.to_string()));
+        let (ctx, log_paths, log_spec, id) =
+            (self.ctx.clone(), paths.clone(), spec.clone(), self.id);
+        let sinks = tokio::task::spawn_blocking(move || {
+            let p = &log_paths;
+            ctx.sinks
+                .open_app(&log_spec, id, &p.out, &p.err, p.combined.as_deref())
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
         let (out_sinks, err_sinks) = sinks.map_err(|e| format!("cannot open log file {e}"))?;
 
         let cluster = spec.exec_mode == crate::spec::ExecMode::Cluster;
@@ -774,36 +776,6 @@ pub fn signal_name(sig: i32) -> String {
     Signal::try_from(sig)
         .map(|s| s.as_str().to_string())
         .unwrap_or_else(|_| sig.to_string())
-}
-
-type SinkList = Vec<Arc<super::logs::Sink>>;
-
-fn open_sinks(
-    sinks: &Sinks,
-    paths: &Paths,
-    disabled: bool,
-) -> Result<(SinkList, SinkList), String> {
-    if disabled {
-        return Ok((vec![], vec![]));
-    }
-    let open = |p: &str| -> Result<Option<Arc<super::logs::Sink>>, String> {
-        if p == "/dev/null" || p == "NULL" {
-            return Ok(None);
-        }
-        sinks
-            .get(std::path::Path::new(p))
-            .map(Some)
-            .map_err(|e| e.to_string())
-    };
-    let mut out: SinkList = open(&paths.out)?.into_iter().collect();
-    let mut err: SinkList = open(&paths.err)?.into_iter().collect();
-    if let Some(c) = &paths.combined {
-        if let Some(s) = open(c)? {
-            out.push(s.clone());
-            err.push(s);
-        }
-    }
-    Ok((out, err))
 }
 
 fn write_pid_file(path: &str, pid: u32) {

@@ -51,8 +51,9 @@ pub fn run(home: Home) -> Result<()> {
         Err((_, nix::errno::Errno::EWOULDBLOCK)) => return Ok(()),
         Err((_, e)) => return Err(e).context("cannot lock the daemon lock file"),
     };
+    logs::daemon_log::init(home.daemon_log());
     tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(logs::daemon_log::DaemonLog)
         .with_ansi(false)
         .with_target(false)
         .init();
@@ -95,6 +96,7 @@ async fn serve(home: Home) -> Result<()> {
         home.root.display()
     );
 
+    let sinks = Arc::new(logs::Sinks::new(&home));
     let d = Arc::new(Daemon {
         ctx: Arc::new(Ctx {
             preload: match drain::install(&home.root) {
@@ -107,7 +109,7 @@ async fn serve(home: Home) -> Result<()> {
                 }
             },
             home,
-            sinks: logs::Sinks::default(),
+            sinks,
             shutting_down: Default::default(),
             listeners: Default::default(),
             next_worker: std::sync::atomic::AtomicU64::new(1),
@@ -122,6 +124,8 @@ async fn serve(home: Home) -> Result<()> {
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     // SIGHUP is ignored (a closed terminal must not take the daemon down).
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    // SIGUSR2 reopens the log files, as `pmr reloadLogs` (for the system's logrotate).
+    let mut usr2 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined2())?;
     let my_uid = nix::unistd::getuid().as_raw();
     loop {
         tokio::select! {
@@ -150,6 +154,13 @@ async fn serve(home: Home) -> Result<()> {
             _ = term.recv() => { shutdown(&d).await; break; }
             _ = int.recv() => { shutdown(&d).await; break; }
             _ = hup.recv() => {}
+            _ = usr2.recv() => {
+                let sinks = d.ctx.sinks.clone();
+                tokio::spawn(async move {
+                    let (n, _) = sinks.reload().await;
+                    tracing::info!("SIGUSR2: reopened {n} log file(s)");
+                });
+            }
         }
     }
     Ok(())
@@ -172,6 +183,22 @@ async fn client(d: Arc<Daemon>, mut stream: UnixStream) {
                 return;
             }
         };
+        if let Request::Subscribe {
+            ids,
+            out,
+            err,
+            daemon,
+        } = req
+        {
+            let filter = logs::hub::Filter {
+                ids,
+                out,
+                err,
+                daemon,
+            };
+            let hub = d.ctx.sinks.hub.clone();
+            return hub.serve(stream, filter).await;
+        }
         let is_kill = matches!(req, Request::Kill);
         let resp = handle(&d, req).await;
         let _ = protocol::write_frame_async(&mut stream, &resp).await;
@@ -229,6 +256,31 @@ async fn handle(d: &Arc<Daemon>, req: Request) -> Response {
             shutdown(d).await;
             Response::Done { results: vec![] }
         }
+        Request::Flush { ids } => flush_logs(d, ids).await,
+        Request::ReloadLogs => {
+            let (files, warnings) = d.ctx.sinks.reload().await;
+            Response::LogsReloaded { files, warnings }
+        }
+        // Handled in `client` (the connection becomes a stream).
+        Request::Subscribe { .. } => Response::Error {
+            message: "unexpected subscribe".into(),
+        },
+    }
+}
+
+/// `flush`: empty the log files of these apps (`None`: all, and `pmr.log`).
+async fn flush_logs(d: &Arc<Daemon>, ids: Option<Vec<u32>>) -> Response {
+    let paths: Vec<String> = {
+        let reg = d.registry.lock().unwrap();
+        reg.snapshot()
+            .into_iter()
+            .filter(|(id, _)| ids.as_ref().is_none_or(|ids| ids.contains(id)))
+            .flat_map(|(_, s)| [Some(s.paths.out), Some(s.paths.err), s.paths.combined])
+            .flatten()
+            .collect()
+    };
+    Response::Flushed {
+        paths: d.ctx.sinks.flush(paths, ids.is_none()).await,
     }
 }
 

@@ -9,5 +9,6 @@ mod ecosystem;
 mod errors;
 mod fork;
 mod load;
+mod logs;
 mod restart_policy;
 mod stop;

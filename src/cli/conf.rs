@@ -1,0 +1,130 @@
+//! `pmr set|unset|get`: module settings in `$PMR_HOME/conf.json` (PM2's `module_conf.json`),
+//! `section:key` → `{"section": {"key": "value"}}`. pmr itself reads the `pmr-logrotate`
+//! section (`pm2-logrotate` is an alias): the global log rotation settings.
+
+use crate::client::Client;
+use crate::daemon::logs::rotate::{RotateConf, CONF_SECTION, KEYS, PM2_SECTION};
+use crate::paths::Home;
+use crate::protocol::{Request, Response};
+use anyhow::{bail, Context, Result};
+use serde_json::{Map, Value};
+
+fn conf_path(home: &Home) -> std::path::PathBuf {
+    home.root.join("conf.json")
+}
+
+fn read(home: &Home) -> Result<Map<String, Value>> {
+    crate::daemon::logs::rotate::read_conf(&conf_path(home)).map_err(anyhow::Error::msg)
+}
+
+fn write(home: &Home, conf: &Map<String, Value>) -> Result<()> {
+    let path = conf_path(home);
+    std::fs::create_dir_all(&home.root)
+        .with_context(|| format!("cannot create {}", home.root.display()))?;
+    let tmp = path.with_extension("json.tmp");
+    let text = serde_json::to_string_pretty(conf)? + "\n";
+    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// `section:key` or `section.key`; pm2-logrotate's keys are stored under pmr-logrotate.
+fn split_key(key: &str) -> Result<(String, String)> {
+    let Some((section, k)) = key.split_once(':').or_else(|| key.split_once('.')) else {
+        bail!("a setting is named module:key (e.g. {CONF_SECTION}:max_size); got {key:?}");
+    };
+    if section.is_empty() || k.is_empty() {
+        bail!("a setting is named module:key (e.g. {CONF_SECTION}:max_size); got {key:?}");
+    }
+    let section = if section == PM2_SECTION {
+        CONF_SECTION
+    } else {
+        section
+    };
+    // pm2-logrotate spells some keys in camelCase.
+    let k = match (section, k) {
+        (CONF_SECTION, "maxSize") => "max_size",
+        (CONF_SECTION, "rotateInterval") => "cron",
+        _ => k,
+    };
+    Ok((section.to_string(), k.to_string()))
+}
+
+/// Tell a running daemon to apply the new settings (a stopped one reads them when it starts).
+fn apply(home: &Home) -> Result<()> {
+    if let Some(mut c) = Client::connect_existing(home) {
+        if let Response::LogsReloaded { warnings, .. } = c.call(&Request::ReloadLogs)? {
+            for w in warnings {
+                eprintln!("[PMR][WARN] conf.json: {w}");
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn set(home: &Home, out: &super::Out, key: &str, value: &str) -> Result<i32> {
+    let (section, k) = split_key(key)?;
+    if section == CONF_SECTION {
+        if !KEYS.contains(&k.as_str()) {
+            bail!("unknown setting {section}:{k} (known: {})", KEYS.join(", "));
+        }
+        RotateConf::default()
+            .set(&k, &Value::String(value.to_string()))
+            .map_err(anyhow::Error::msg)?;
+    }
+    let mut conf = read(home)?;
+    let entry = conf
+        .entry(section.clone())
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !entry.is_object() {
+        *entry = Value::Object(Map::new());
+    }
+    entry
+        .as_object_mut()
+        .unwrap()
+        .insert(k.clone(), Value::String(value.to_string()));
+    write(home, &conf)?;
+    out.info(format!("Module {section} configured: {k} = {value}"));
+    apply(home)?;
+    Ok(0)
+}
+
+pub fn unset(home: &Home, out: &super::Out, key: &str) -> Result<i32> {
+    let (section, k) = split_key(key)?;
+    let mut conf = read(home)?;
+    let removed = conf
+        .get_mut(&section)
+        .and_then(Value::as_object_mut)
+        .and_then(|m| m.remove(&k))
+        .is_some();
+    if !removed {
+        bail!("{section}:{k} is not set");
+    }
+    if conf
+        .get(&section)
+        .and_then(Value::as_object)
+        .is_some_and(Map::is_empty)
+    {
+        conf.remove(&section);
+    }
+    write(home, &conf)?;
+    out.info(format!("Module {section}: {k} unset"));
+    apply(home)?;
+    Ok(0)
+}
+
+pub fn get(home: &Home, key: Option<&str>) -> Result<i32> {
+    let conf = read(home)?;
+    match key {
+        None => println!("{}", serde_json::to_string_pretty(&conf)?),
+        Some(key) => {
+            let (section, k) = split_key(key)?;
+            match conf.get(&section).and_then(|s| s.get(&k)) {
+                Some(Value::String(s)) => println!("{s}"),
+                Some(v) => println!("{v}"),
+                None => bail!("{section}:{k} is not set"),
+            }
+        }
+    }
+    Ok(0)
+}

@@ -174,6 +174,7 @@ fn bind(q: &Query) -> Result<(OwnedFd, Option<PathBuf>), i32> {
         let addr = socket2::SockAddr::unix(&path).map_err(|e| errno_of(&e))?;
         s.bind(&addr).map_err(|e| errno_of(&e))?;
         s.listen(q.backlog).map_err(|e| errno_of(&e))?;
+        s.set_nonblocking(true).map_err(|e| errno_of(&e))?;
         return Ok((s.into(), Some(path)));
     }
     let port = u16::try_from(q.port).map_err(|_| libc::EINVAL)?;
@@ -185,6 +186,11 @@ fn bind(q: &Query) -> Result<(OwnedFd, Option<PathBuf>), i32> {
         s.set_reuse_address(true)?;
         s.bind(&addr.into())?;
         s.listen(q.backlog)?;
+        // Non-blocking, as libuv's own listening sockets are: O_NONBLOCK belongs to the open
+        // file that every worker shares, and libuv does not set it on a socket it receives.
+        // A blocking one makes a worker that loses an accept race sleep in accept(2), its
+        // event loop stopped, until the next connection arrives.
+        s.set_nonblocking(true)?;
         Ok(s)
     };
     let sock = match &q.address {
@@ -243,6 +249,13 @@ mod tests {
         let b = l.join("web", "k", 2, &q, &Value::Null).unwrap();
         assert!(Arc::ptr_eq(&a.socket, &b.socket));
         let port = fd_port(&a.socket).unwrap();
+        // Workers' libuv relies on the shared open file being non-blocking.
+        let flags = nix::fcntl::fcntl(
+            std::os::fd::AsRawFd::as_raw_fd(&*a.socket),
+            nix::fcntl::FcntlArg::F_GETFL,
+        )
+        .unwrap();
+        assert!(flags & libc::O_NONBLOCK != 0);
         // Another app asking for the same port conflicts, as two programs would.
         let q2 = Query {
             port: port as i64,

@@ -2,6 +2,7 @@
 //! interpreter, instances, environment. Everything that depends on the user's machine (files,
 //! PATH, CPUs) is resolved here, in the CLI, so the daemon gets nothing to guess.
 
+use super::pkg_script;
 use crate::spec::{AppSpec, ExecMode};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -161,50 +162,102 @@ pub fn build_spec(opts: &Map<String, Value>, ctx: &BuildCtx) -> Result<AppSpec, 
     let given_interpreter = take_str(&mut m, "interpreter");
     let mut interpreter_args = take_strings(&mut m, "interpreter_args");
 
-    // A script string with spaces that names no file runs through bash, as in PM2.
+    let mut args = take_strings(&mut m, "args");
+    let wants_cluster = match m.get("exec_mode").and_then(Value::as_str) {
+        Some(mode) => mode.starts_with("cluster"),
+        None => matches!(m.get("instances").and_then(Value::as_i64), Some(n) if n >= -1),
+    };
     let local = abs(&cwd, &script);
-    let (script_path, mut interpreter, default_name) =
-        if script.contains(' ') && !local.exists() && given_interpreter.is_none() {
-            let shell = which("bash", &path_var)
-                .or_else(|| which("sh", &path_var))
-                .ok_or("neither bash nor sh is available in PATH")?;
-            interpreter_args.insert(0, "-c".into());
-            let shell = shell
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned();
-            (script.clone(), Some(shell), script.clone())
+    // `npm start`, `yarn start`... in cluster mode: run the Node file the package script runs.
+    let pm_words: Option<Vec<String>> = if script.contains(' ') && !local.exists() {
+        shell_words::split(&script)
+            .ok()
+            .filter(|w| w.first().is_some_and(|p| pkg_script::is_package_manager(p)))
+            .map(|mut w| {
+                w.extend(args.iter().cloned());
+                w
+            })
+    } else if pkg_script::is_package_manager(&script) && !local.is_file() {
+        Some(
+            std::iter::once(script.clone())
+                .chain(args.iter().cloned())
+                .collect(),
+        )
+    } else {
+        None
+    };
+    let mut pm_env = BTreeMap::new();
+    let resolved_pm = match pm_words {
+        Some(words) if wants_cluster && given_interpreter.is_none() => {
+            let r = pkg_script::resolve(&words[0], &words[1..], &cwd)
+                .map_err(|e| format!("cannot run `{}` in cluster mode: {e}", words.join(" ")))?;
+            args = r.args.clone();
+            interpreter_args.splice(0..0, r.node_args.iter().cloned());
+            pm_env = r.env.clone();
+            let bin = cwd.join("node_modules/.bin");
+            let path = ctx.env.get("PATH").cloned().unwrap_or_default();
+            pm_env.insert("PATH".into(), format!("{}:{path}", bin.display()));
+            Some(r)
+        }
+        _ => None,
+    };
+
+    // A script string with spaces that names no file runs through bash, as in PM2.
+    let (script_path, mut interpreter, default_name) = if let Some(r) = &resolved_pm {
+        let name = if script.contains(' ') {
+            script.clone()
         } else {
-            let resolved = if local.is_file() {
-                local
-            } else if !script.contains('/') {
-                which(&script, &path_var)
-                    .ok_or_else(|| format!("Script not found: {}", local.display()))?
-            } else {
-                return Err(format!("Script not found: {}", local.display()));
-            };
-            let stem = Path::new(&script)
-                .file_stem()
+            Path::new(&script)
+                .file_name()
                 .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_else(|| script.clone());
-            let interp = match given_interpreter.as_deref() {
-                Some("none") => None,
-                Some(i) => Some(i.to_string()),
-                None => match resolved
-                    .extension()
-                    .and_then(|e| e.to_str())
-                    .and_then(interpreter_for_extension)
-                {
-                    Some(i) => Some(i.to_string()),
-                    // pmr decision: an executable without a known extension (a binary, or a
-                    // script with a shebang) runs directly; other files go to node, as in PM2.
-                    None if is_executable(&resolved) => None,
-                    None => Some("node".to_string()),
-                },
-            };
-            (resolved.to_string_lossy().into_owned(), interp, stem)
+                .unwrap_or(script.clone())
         };
+        (
+            r.script.to_string_lossy().into_owned(),
+            Some("node".to_string()),
+            name,
+        )
+    } else if script.contains(' ') && !local.exists() && given_interpreter.is_none() {
+        let shell = which("bash", &path_var)
+            .or_else(|| which("sh", &path_var))
+            .ok_or("neither bash nor sh is available in PATH")?;
+        interpreter_args.insert(0, "-c".into());
+        let shell = shell
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        (script.clone(), Some(shell), script.clone())
+    } else {
+        let resolved = if local.is_file() {
+            local
+        } else if !script.contains('/') {
+            which(&script, &path_var)
+                .ok_or_else(|| format!("Script not found: {}", local.display()))?
+        } else {
+            return Err(format!("Script not found: {}", local.display()));
+        };
+        let stem = Path::new(&script)
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| script.clone());
+        let interp = match given_interpreter.as_deref() {
+            Some("none") => None,
+            Some(i) => Some(i.to_string()),
+            None => match resolved
+                .extension()
+                .and_then(|e| e.to_str())
+                .and_then(interpreter_for_extension)
+            {
+                Some(i) => Some(i.to_string()),
+                // pmr decision: an executable without a known extension (a binary, or a
+                // script with a shebang) runs directly; other files go to node, as in PM2.
+                None if is_executable(&resolved) => None,
+                None => Some("node".to_string()),
+            },
+        };
+        (resolved.to_string_lossy().into_owned(), interp, stem)
+    };
     // Checked here so a missing interpreter is an error before anything starts; the name is
     // kept as written (`node`, as PM2 shows it) and found again on the child's PATH at spawn.
     if let Some(i) = interpreter.take() {
@@ -253,12 +306,24 @@ pub fn build_spec(opts: &Map<String, Value>, ctx: &BuildCtx) -> Result<AppSpec, 
         }
         None => ExecMode::Fork,
     };
-    if exec_mode == ExecMode::Cluster && !is_node_interp {
-        return Err(format!(
-            "cluster mode needs a Node.js script; {script_path} runs with {}",
-            interpreter.as_deref().unwrap_or("no interpreter")
-        ));
+    if let Some(Value::Array(addrs)) = m.get("listen") {
+        for a in addrs.iter().filter_map(Value::as_str) {
+            crate::daemon::cluster::Query::from_address(a)
+                .map_err(|e| format!("\"listen\": {e}"))?;
+        }
     }
+    let exec_mode = if exec_mode == ExecMode::Cluster
+        && !is_node_interp
+        && !m.contains_key("listen")
+    {
+        // As PM2 does: N fork instances, which will not share a port unless the app does.
+        eprintln!(
+            "[PMR][WARN] cluster mode needs a Node.js script or `listen` addresses; {script_path} runs as {instances} fork instance(s)"
+        );
+        ExecMode::Fork
+    } else {
+        exec_mode
+    };
 
     // Environment: the CLI's (minus filter_env), then `env`, then `env_<name>`.
     let mut env = ctx.env.clone();
@@ -277,6 +342,7 @@ pub fn build_spec(opts: &Map<String, Value>, ctx: &BuildCtx) -> Result<AppSpec, 
     if let Some(e) = &ctx.env_name {
         env.extend(env_object(m.get(&format!("env_{e}"))));
     }
+    env.extend(pm_env);
     if let Some(port) = m.remove("port").and_then(|v| v.as_u64()) {
         env.insert("PORT".into(), port.to_string());
     }
@@ -319,7 +385,7 @@ pub fn build_spec(opts: &Map<String, Value>, ctx: &BuildCtx) -> Result<AppSpec, 
         name,
         namespace,
         script: script_path,
-        args: take_strings(&mut m, "args"),
+        args,
         interpreter,
         interpreter_args,
         cwd: cwd.to_string_lossy().into_owned(),

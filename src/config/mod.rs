@@ -7,3 +7,4 @@ pub mod js_prelude;
 pub mod load;
 pub mod load_node;
 pub mod options;
+pub mod pkg_script;

@@ -26,6 +26,29 @@ pub struct Query {
 }
 
 impl Query {
+    /// An address of the `listen` option: `127.0.0.1:8000`, `[::]:80`, `:8000` or `8000` (all
+    /// interfaces, dual-stack), or a unix socket path (`/run/app.sock`).
+    pub fn from_address(addr: &str) -> Result<Query, String> {
+        let q = |address: Option<String>, port: i64, address_type: i64| Query {
+            address,
+            port,
+            address_type,
+            backlog: 511,
+        };
+        if addr.starts_with('/') || addr.starts_with("./") {
+            return Ok(q(Some(addr.to_string()), -1, -1));
+        }
+        let bad = || {
+            format!("listen address {addr:?} is not host:port, a port, or an absolute socket path")
+        };
+        if let Ok(port) = addr.trim_start_matches(':').parse::<u16>() {
+            return Ok(q(None, port as i64, 4));
+        }
+        let sa: SocketAddr = addr.parse().map_err(|_| bad())?;
+        let ty = if sa.is_ipv6() { 6 } else { 4 };
+        Ok(q(Some(sa.ip().to_string()), sa.port() as i64, ty))
+    }
+
     pub fn from_message(m: &Value) -> Query {
         let backlog = m["backlog"].as_i64().filter(|&b| b > 0).unwrap_or(511) as i32;
         Query {
@@ -158,6 +181,20 @@ impl Listeners {
     /// Raw fds of an app's sockets (for tests and `describe`).
     pub fn count(&self) -> usize {
         self.map.lock().unwrap().len()
+    }
+}
+
+/// A process's hold on its app's sockets: released (and the sockets closed with their last
+/// holder) when the process is dropped after it exits.
+pub struct Membership {
+    pub listeners: Arc<Listeners>,
+    pub app: String,
+    pub worker: u64,
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        self.listeners.leave_all(&self.app, self.worker);
     }
 }
 

@@ -75,6 +75,9 @@ pub struct Ctx {
     pub next_worker: std::sync::atomic::AtomicU64,
     /// The drain preload for cluster workers (see `drain.rs`), if it could be written.
     pub preload: Option<String>,
+    pub notify: Arc<super::notify::Notify>,
+    /// `$NOTIFY_SOCKET`, offered to every app.
+    pub notify_path: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -118,6 +121,9 @@ struct Running {
     waiters: Vec<Reply>,
     /// Why the last `listen()` failed (EADDRINUSE...), for `describe` when it dies of it.
     listen_error: Option<String>,
+    /// Released when this process is dropped (after it exited).
+    _membership: Option<super::cluster::Membership>,
+    _notify: Option<super::notify::Registration>,
 }
 
 /// What an IPC event asks of the instance.
@@ -268,8 +274,11 @@ impl Instance {
             }
             Ctl::Reload { update, reply } => {
                 self.apply(update);
-                let cluster = self.with(|s| s.spec.exec_mode == crate::spec::ExecMode::Cluster);
-                if cluster && r.ready_deadline.is_none() {
+                let seamless = self.with(|s| {
+                    s.spec.exec_mode == crate::spec::ExecMode::Cluster
+                        || !listen_addresses(&s.spec).is_empty()
+                });
+                if seamless && r.ready_deadline.is_none() {
                     self.reload(r, reply).await
                 } else {
                     // Fork mode (or not up yet): a restart, as in PM2.
@@ -372,15 +381,48 @@ impl Instance {
         let (out_sinks, err_sinks) = sinks.map_err(|e| format!("cannot open log file {e}"))?;
 
         let cluster = spec.exec_mode == crate::spec::ExecMode::Cluster;
-        let worker = cluster.then(|| self.ctx.next_worker.fetch_add(1, Ordering::SeqCst));
+        let listen = listen_addresses(&spec);
+        let worker = (cluster || !listen.is_empty())
+            .then(|| self.ctx.next_worker.fetch_add(1, Ordering::SeqCst));
         let preload = if cluster
+            && listen.is_empty()
             && spec.extra.get("drain_keepalive") != Some(&serde_json::Value::Bool(false))
         {
             self.ctx.preload.as_deref()
         } else {
             None
         };
-        let mut spawned = spawn::spawn(&spec, &env, worker, preload).map_err(|e| {
+        let membership = worker.map(|w| super::cluster::Membership {
+            listeners: self.ctx.listeners.clone(),
+            app: spec.name.clone(),
+            worker: w,
+        });
+        // Sockets passed the systemd way are bound (or shared) before the process starts.
+        let mut sockets = Vec::new();
+        for addr in &listen {
+            let q = super::cluster::Query::from_address(addr)?;
+            let key = format!("listen:{addr}");
+            match self.ctx.listeners.join(
+                &spec.name,
+                &key,
+                worker.unwrap_or(0),
+                &q,
+                &serde_json::Value::Null,
+            ) {
+                Ok(j) => sockets.push(j.socket),
+                Err(errno) => {
+                    let e = nix::errno::Errno::from_raw(errno);
+                    return Err(format!("cannot listen on {addr}: {e:?} ({})", e.desc()));
+                }
+            }
+        }
+        let names = listen.iter().map(|a| a.replace([':', '/'], "_")).collect();
+        let listen_fds = (!sockets.is_empty()).then(|| spawn::ListenFds::new(&sockets, names));
+        let mut env = env;
+        if let Some(p) = &self.ctx.notify_path {
+            env.insert("NOTIFY_SOCKET".into(), p.clone());
+        }
+        let mut spawned = spawn::spawn(&spec, &env, worker, preload, listen_fds).map_err(|e| {
             let argv0 = spawn::argv(&spec, None).remove(0);
             format!("cannot start {argv0}: {e}")
         })?;
@@ -391,21 +433,26 @@ impl Instance {
         if let Some(err) = spawned.child.stderr.take() {
             tokio::spawn(pump(err, err_sinks));
         }
-        let cluster_ctx = worker.map(|w| ClusterCtx {
+        let cluster_ctx = (cluster && listen.is_empty()).then(|| ClusterCtx {
             listeners: self.ctx.listeners.clone(),
             app: spec.name.clone(),
-            worker: w,
+            worker: worker.unwrap_or(0),
         });
+        let mut notify = None;
         let (ipc, ipc_rx) = match spawned.ipc.take().map(|s| node_ipc::start(s, cluster_ctx)) {
             Some(Ok((tx, rx))) => (Some(tx), Some(rx)),
             Some(Err(e)) => {
                 tracing::warn!("App {}: no IPC channel: {e}", self.label());
                 (None, None)
             }
-            None => (None, None),
+            // No Node channel: readiness can come as READY=1 on $NOTIFY_SOCKET.
+            None => {
+                let (tx, rx) = mpsc::channel(8);
+                notify = Some(self.ctx.notify.register(pid, tx));
+                (None, Some(rx))
+            }
         };
-        // Cluster workers are online when they listen; `wait_ready` apps when they say so.
-        let ready_deadline = (cluster || spec.wait_ready)
+        let ready_deadline = ((cluster && listen.is_empty()) || spec.wait_ready)
             .then(|| Instant::now() + Duration::from_millis(spec.listen_timeout));
         Ok(Box::new(Running {
             child: spawned.child,
@@ -416,6 +463,8 @@ impl Instance {
             ready_deadline,
             waiters: Vec::new(),
             listen_error: None,
+            _membership: membership,
+            _notify: notify,
         }))
     }
 
@@ -456,7 +505,9 @@ impl Instance {
             }
         };
         let mut old_exit = None;
-        loop {
+        // Without a readiness signal to wait for (socket passing, no wait_ready) the new
+        // process is ready at once: connections wait in the shared socket's backlog.
+        while new.ready_deadline.is_some() {
             tokio::select! {
                 st = new.child.wait() => {
                     let why = match st.ok().and_then(|s| s.code()) {
@@ -477,13 +528,13 @@ impl Instance {
                         IpcEvent::ListenError(e) => { new.listen_error = Some(e); false }
                         _ => false,
                     };
-                    if ready { break; }
+                    if ready { new.ready_deadline = None; }
                 }
                 // The old worker's events are not needed any more; keep its queue drained.
                 Some(_) = recv_opt(&mut old.ipc_rx) => {}
                 _ = sleep_opt(new.ready_deadline) => {
                     tracing::warn!("App {}: the new process was not ready within listen_timeout; considered ready", self.label());
-                    break;
+                    new.ready_deadline = None;
                 }
             }
         }
@@ -745,6 +796,18 @@ async fn retire(
         }
     }
     terminate(&mut old, spec, label).await;
+}
+
+/// The `listen` option: addresses whose sockets the daemon passes the systemd way.
+pub fn listen_addresses(spec: &AppSpec) -> Vec<String> {
+    match spec.extra.get("listen") {
+        Some(serde_json::Value::Array(a)) => a
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        Some(serde_json::Value::String(s)) => vec![s.clone()],
+        _ => vec![],
+    }
 }
 
 fn signal_tree(pid: u32, tree: &[u32], treekill: bool, sig: Signal) {

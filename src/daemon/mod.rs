@@ -7,6 +7,7 @@ pub mod instance;
 pub mod logs;
 pub mod metrics;
 pub mod node_ipc;
+pub mod notify;
 pub mod policy;
 pub mod registry;
 pub mod spawn;
@@ -97,6 +98,16 @@ async fn serve(home: Home) -> Result<()> {
     );
 
     let sinks = Arc::new(logs::Sinks::new(&home));
+    let notifier = Arc::new(notify::Notify::default());
+    let notify_sock = home.root.join("notify.sock");
+    // sd_notify paths must fit a sockaddr_un; apps simply get no NOTIFY_SOCKET otherwise.
+    let notify_path = match notify::start(&notify_sock, notifier.clone()) {
+        Ok(()) => Some(notify_sock.to_string_lossy().into_owned()),
+        Err(e) => {
+            tracing::warn!("no $NOTIFY_SOCKET for apps: {}: {e}", notify_sock.display());
+            None
+        }
+    };
     let d = Arc::new(Daemon {
         ctx: Arc::new(Ctx {
             preload: match drain::install(&home.root) {
@@ -113,6 +124,8 @@ async fn serve(home: Home) -> Result<()> {
             shutting_down: Default::default(),
             listeners: Default::default(),
             next_worker: std::sync::atomic::AtomicU64::new(1),
+            notify: notifier,
+            notify_path,
         }),
         registry: Mutex::new(Registry::default()),
         sampler: Default::default(),

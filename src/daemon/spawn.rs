@@ -3,7 +3,7 @@
 
 use crate::spec::AppSpec;
 use std::collections::BTreeMap;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::process::Stdio;
 use tokio::process::{Child, Command};
 
@@ -63,14 +63,49 @@ pub fn child_env(
     env
 }
 
+/// Sockets passed the systemd way (`LISTEN_FDS`), with their names for `LISTEN_FDNAMES`.
+pub struct ListenFds<'a> {
+    pub fds: Vec<RawFd>,
+    pub names: Vec<String>,
+    _borrow: std::marker::PhantomData<&'a ()>,
+}
+
+impl<'a> ListenFds<'a> {
+    pub fn new(fds: &'a [std::sync::Arc<OwnedFd>], names: Vec<String>) -> ListenFds<'a> {
+        ListenFds {
+            fds: fds.iter().map(|f| f.as_raw_fd()).collect(),
+            names,
+            _borrow: std::marker::PhantomData,
+        }
+    }
+}
+
 /// Start the child. `worker` is the cluster worker id (NODE_UNIQUE_ID) in cluster mode.
+/// Node apps get the IPC channel on fd 3; apps with `listen` sockets get them from fd 3 instead
+/// (and no IPC channel: the systemd convention owns those fds).
 pub fn spawn(
     spec: &AppSpec,
     env: &BTreeMap<String, String>,
     worker: Option<u64>,
     preload: Option<&str>,
+    listen: Option<ListenFds<'_>>,
 ) -> std::io::Result<Spawned> {
-    let argv = argv(spec, preload);
+    let mut argv = argv(spec, preload);
+    if listen.is_some() {
+        // LISTEN_PID must be the pid of the process that reads LISTEN_FDS: set it in a shell
+        // that then execs the app (same pid). The app's argv goes through "$@", never parsed.
+        let mut wrapped: Vec<String> = [
+            "/bin/sh",
+            "-c",
+            "LISTEN_PID=$$; export LISTEN_PID; exec \"$@\"",
+            "pmr-listen",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        wrapped.append(&mut argv);
+        argv = wrapped;
+    }
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..])
         .env_clear()
@@ -84,7 +119,12 @@ pub fn spawn(
 
     let mut ipc = None;
     let mut child_end: Option<OwnedFd> = None;
-    if spec.is_node() {
+    let mut pass: Vec<RawFd> = Vec::new();
+    if let Some(l) = &listen {
+        cmd.env("LISTEN_FDS", l.fds.len().to_string())
+            .env("LISTEN_FDNAMES", l.names.join(":"));
+        pass = l.fds.clone();
+    } else if spec.is_node() {
         let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
         cmd.env("NODE_CHANNEL_FD", IPC_FD.to_string())
             .env("NODE_CHANNEL_SERIALIZATION_MODE", "json");
@@ -92,28 +132,45 @@ pub fn spawn(
             cmd.env("NODE_UNIQUE_ID", w.to_string());
         }
         ipc = Some(ours);
+        pass.push(theirs.as_raw_fd());
         child_end = Some(theirs.into());
     }
-    if let Some(fd) = child_end.as_ref().map(|f| f.as_raw_fd()) {
-        // SAFETY: only async-signal-safe calls (dup2, fcntl) between fork and exec.
+    if !pass.is_empty() {
+        // SAFETY: only async-signal-safe calls (fcntl, dup2) between fork and exec.
         unsafe {
-            cmd.pre_exec(move || {
-                if fd == IPC_FD {
-                    let flags = libc::fcntl(fd, libc::F_GETFD);
-                    if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                } else if libc::dup2(fd, IPC_FD) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
+            cmd.pre_exec(move || place_fds(&pass));
         }
     }
     let child = cmd.spawn()?;
     // Our copy of the child's end must go, or we would never see EOF when the child exits.
     drop(child_end);
     Ok(Spawned { child, ipc })
+}
+
+/// In the child: put `fds` at 3, 4, ... without one overwriting another. First move each
+/// above the target range (close-on-exec copies), then dup2 into place (dup2 clears the flag).
+fn place_fds(fds: &[RawFd]) -> std::io::Result<()> {
+    const MAX: usize = 64;
+    if fds.len() > MAX {
+        return Err(std::io::Error::from_raw_os_error(libc::EMFILE));
+    }
+    let mut tmp = [0 as RawFd; MAX];
+    let floor = IPC_FD + fds.len() as RawFd;
+    for (i, &fd) in fds.iter().enumerate() {
+        // SAFETY: fcntl on a descriptor we own.
+        let t = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, floor) };
+        if t < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        tmp[i] = t;
+    }
+    for (i, &t) in tmp[..fds.len()].iter().enumerate() {
+        // SAFETY: as above.
+        if unsafe { libc::dup2(t, IPC_FD + i as RawFd) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

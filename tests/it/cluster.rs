@@ -386,3 +386,65 @@ fn non_node_scripts_with_instances_run_as_fork_instances() {
         .iter()
         .all(|p| p["pm2_env"]["exec_mode"] == "fork_mode"));
 }
+
+#[test]
+fn yarn_start_and_npm_start_resolve_to_the_node_entry_in_cluster_mode() {
+    let pmr = Pmr::new();
+    // A package whose start script runs a node_modules/.bin tool (as `next start` does); yarn
+    // itself is not even needed: the script is resolved, not run through the package manager.
+    let port = free_port();
+    let mut c = pmr.cmd();
+    c.args(["start", "yarn start", "-i", "2"])
+        .current_dir(fixtures().join("pkgapp"))
+        .env("PORT", port.to_string());
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list = pmr.jlist();
+    assert_eq!(list.len(), 2);
+    assert!(list[0]["pm2_env"]["pm_exec_path"]
+        .as_str()
+        .unwrap()
+        .ends_with("fakeserve/bin/serve.js"));
+    assert_eq!(list[0]["name"], "yarn start");
+    let pids = wait_pids_answering(port, 2);
+    assert_eq!(
+        pids,
+        online_pids(&pmr),
+        "the workers themselves serve: no untracked grandchild"
+    );
+    let body: Value = serde_json::from_str(&http_get(port).unwrap()).unwrap();
+    assert_eq!(
+        body["greeting"], "hello",
+        "VAR=value prefixes of the script become env"
+    );
+    assert_eq!(body["argv"], serde_json::json!(["--mode", "cluster"]));
+
+    // `pmr start npm -i 2 -- start`, with the script `node server.js`.
+    let port2 = free_port();
+    let mut c = pmr.cmd();
+    c.args(["start", "npm", "-i", "2", "--name", "web", "--", "start"])
+        .current_dir(fixtures().join("npmapp"))
+        .env("PORT", port2.to_string());
+    assert!(c.output().unwrap().status.success());
+    wait_pids_answering(port2, 2);
+
+    // A script that cannot be resolved is said clearly, and nothing starts.
+    let mut c = pmr.cmd();
+    c.args([
+        "start", "npm", "-i", "2", "--name", "bad", "--", "run", "shelly",
+    ])
+    .current_dir(fixtures().join("pkgapp"));
+    let out = c.output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot run `npm run shelly` in cluster mode")
+            && err.contains("shell features"),
+        "{err}"
+    );
+    assert_eq!(pmr.jlist().len(), 4);
+}

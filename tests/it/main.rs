@@ -11,4 +11,5 @@ mod fork;
 mod load;
 mod logs;
 mod restart_policy;
+mod sockets;
 mod stop;

@@ -421,6 +421,20 @@ async fn start(d: &Arc<Daemon>, apps: Vec<AppSpec>, force: bool) -> Response {
 
 type StartWait = (u32, String, oneshot::Receiver<Result<(), String>>);
 
+/// Wait for newly started instances to be online (or to fail).
+async fn collect(waits: Vec<StartWait>) -> Vec<ActionResult> {
+    let mut out = Vec::new();
+    for (id, name, rx) in waits {
+        let error = match rx.await {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e),
+            Err(_) => Some("the instance task ended".into()),
+        };
+        out.push(ActionResult { id, name, error });
+    }
+    out
+}
+
 /// Add `spec.instances` new processes to the table and launch them (unless `autostart` is
 /// off); returns their ids with the replies that come when each is online.
 fn register(d: &Arc<Daemon>, spec: Arc<AppSpec>) -> Vec<(u32, Option<StartWait>)> {
@@ -508,14 +522,7 @@ async fn apply(d: &Arc<Daemon>, apps: Vec<AppSpec>, reload_known: bool) -> Vec<A
             );
         }
     }
-    for (id, name, rx) in waits {
-        let error = match rx.await {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(e),
-            Err(_) => Some("the instance task ended".into()),
-        };
-        results.push(ActionResult { id, name, error });
-    }
+    results.extend(collect(waits).await);
     results.sort_by_key(|r| r.id);
     results
 }
@@ -561,14 +568,7 @@ async fn scale(d: &Arc<Daemon>, name: &str, relative: bool, count: i64) -> Respo
                 }),
             }
         }
-        for (id, name, rx) in waits {
-            let error = match rx.await {
-                Ok(Ok(())) => None,
-                Ok(Err(e)) => Some(e),
-                Err(_) => Some("the instance task ended".into()),
-            };
-            results.push(ActionResult { id, name, error });
-        }
+        results.extend(collect(waits).await);
     } else if target < current {
         let ids: Vec<u32> = members[target as usize..].iter().map(|m| m.1).collect();
         results = fan_out(d, &ids, Ctl::Retire).await;

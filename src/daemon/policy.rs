@@ -78,44 +78,9 @@ pub fn on_unrequested_exit(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::spec::ExecMode;
 
     pub fn spec() -> AppSpec {
-        AppSpec {
-            name: "t".into(),
-            namespace: "default".into(),
-            script: "/bin/true".into(),
-            args: vec![],
-            interpreter: None,
-            interpreter_args: vec![],
-            cwd: "/".into(),
-            exec_mode: ExecMode::Fork,
-            instances: 1,
-            env: Default::default(),
-            autorestart: true,
-            autostart: true,
-            restart_delay: 0,
-            exp_backoff_restart_delay: None,
-            max_restarts: 16,
-            min_uptime: 1000,
-            stop_exit_codes: vec![],
-            kill_timeout: 1600,
-            listen_timeout: 3000,
-            wait_ready: false,
-            shutdown_with_message: false,
-            treekill: true,
-            merge_logs: true,
-            out_file: None,
-            error_file: None,
-            log_file: None,
-            pid_file: None,
-            instance_var: "NODE_APP_INSTANCE".into(),
-            increment_var: None,
-            log_date_format: None,
-            disable_logs: false,
-            log_type: None,
-            extra: Default::default(),
-        }
+        crate::spec::test_spec("t")
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `ProcInfo` values for the render tests.
 
 use crate::protocol::{Monit, ProcInfo, Status};
-use crate::spec::{AppSpec, ExecMode};
+use crate::spec::AppSpec;
 use std::collections::BTreeMap;
 
 /// Where the test apps live: a path with no `package.json` above it, so `version` is `N/A`.
@@ -9,39 +9,11 @@ pub const APP_DIR: &str = "/nonexistent-pmr-test/app";
 
 pub fn spec(name: &str) -> AppSpec {
     AppSpec {
-        name: name.into(),
-        namespace: "default".into(),
         script: format!("{APP_DIR}/http.js"),
-        args: vec![],
         interpreter: Some("node".into()),
-        interpreter_args: vec![],
         cwd: APP_DIR.into(),
-        exec_mode: ExecMode::Fork,
-        instances: 1,
         env: BTreeMap::from([("PORT".into(), "3000".into())]),
-        autorestart: true,
-        autostart: true,
-        restart_delay: 0,
-        exp_backoff_restart_delay: None,
-        max_restarts: 16,
-        min_uptime: 1000,
-        stop_exit_codes: vec![],
-        kill_timeout: 1600,
-        listen_timeout: 3000,
-        wait_ready: false,
-        shutdown_with_message: false,
-        treekill: true,
-        merge_logs: true,
-        out_file: None,
-        error_file: None,
-        log_file: None,
-        pid_file: None,
-        instance_var: "NODE_APP_INSTANCE".into(),
-        increment_var: None,
-        log_date_format: None,
-        disable_logs: false,
-        log_type: None,
-        extra: serde_json::Map::new(),
+        ..crate::spec::test_spec(name)
     }
 }
 

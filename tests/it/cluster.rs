@@ -8,20 +8,6 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 /// Distinct worker pids seen answering on `port`, polling until `n` are seen.
-fn wait_pids_answering(port: u16, n: usize) -> HashSet<u64> {
-    let mut seen = HashSet::new();
-    wait_until(&format!("{n} distinct workers answering on {port}"), || {
-        for _ in 0..20 {
-            if let Ok(body) = http_get(port) {
-                if let Ok(v) = serde_json::from_str::<Value>(&body) {
-                    seen.insert(v["pid"].as_u64().unwrap());
-                }
-            }
-        }
-        seen.len() >= n
-    });
-    seen
-}
 
 fn online_pids(pmr: &Pmr) -> HashSet<u64> {
     pmr.jlist()
@@ -50,7 +36,7 @@ fn workers_share_one_port_and_answer_with_distinct_pids() {
         assert_eq!(p["pm2_env"]["status"], "online");
         assert_eq!(p["pm2_env"]["NODE_APP_INSTANCE"], i as u64);
     }
-    let pids = wait_pids_answering(port, 2);
+    let pids = pids_answering(port, 2);
     assert_eq!(pids, online_pids(&pmr));
     // Per-instance log files, as PM2 names them in cluster mode.
     wait_until("both workers logged", || {
@@ -70,7 +56,7 @@ fn esm_workers_and_listen_without_host() {
     .ok();
     let body = http_get(port).unwrap();
     assert!(body.contains("\"esm\":true"), "{body}");
-    wait_pids_answering(port, 2);
+    pids_answering(port, 2);
 
     // listen(PORT) with no host binds the wildcard address, as `node app.js` would.
     let port2 = free_port();
@@ -86,7 +72,7 @@ fn esm_workers_and_listen_without_host() {
         &[("PORT", &port2.to_string())],
     )
     .ok();
-    wait_pids_answering(port2, 2);
+    pids_answering(port2, 2);
 }
 
 #[test]
@@ -118,7 +104,7 @@ fn listen_zero_is_one_shared_ephemeral_port_per_server() {
     let (a, b) = (ports(0), ports(1));
     assert_eq!(a, b, "the n-th listen(0) of every worker shares one port");
     assert_ne!(a[0], a[1], "two servers in one worker get two ports");
-    wait_pids_answering(a[0].as_u64().unwrap() as u16, 2);
+    pids_answering(a[0].as_u64().unwrap() as u16, 2);
 }
 
 #[test]
@@ -134,7 +120,7 @@ fn scale_up_down_and_bad_scales() {
         .map(|p| p["pm2_env"]["NODE_APP_INSTANCE"].as_u64().unwrap())
         .collect();
     assert_eq!(instances, [0, 1, 2, 3]);
-    wait_pids_answering(port, 4);
+    pids_answering(port, 4);
 
     let before: Vec<Value> = pmr.jlist();
     pmr.run(&["scale", "web", "1"]).ok();
@@ -146,7 +132,7 @@ fn scale_up_down_and_bad_scales() {
     for p in &before[1..] {
         assert!(!alive(p["pid"].as_u64().unwrap() as u32));
     }
-    assert_eq!(wait_pids_answering(port, 1).len(), 1);
+    assert_eq!(pids_answering(port, 1).len(), 1);
 
     let r = pmr.run(&["scale", "web", "-2"]).fails();
     assert!(r.stderr.contains("cannot scale web"), "{}", r.stderr);
@@ -167,7 +153,7 @@ fn reload_under_load(script: &str, workers: &str, env: &[(&str, &str)]) {
     args.extend(["--listen-timeout", "8000"]);
     pmr.run_env(&args, &all_env).ok();
     let n: usize = workers.parse().unwrap();
-    wait_pids_answering(port, n);
+    pids_answering(port, n);
 
     let close = Load::start(port, 4, false, Duration::from_secs(60));
     let keep = Load::start(port, 8, true, Duration::from_secs(60));
@@ -257,7 +243,7 @@ fn a_new_worker_that_crashes_before_ready_stops_the_reload_and_the_old_ones_keep
     );
     assert!(r.stderr.contains("old one keeps serving"), "{}", r.stderr);
     assert_eq!(online_pids(&pmr), before);
-    assert_eq!(wait_pids_answering(port, 2), before);
+    assert_eq!(pids_answering(port, 2), before);
     assert!(pmr
         .jlist()
         .iter()
@@ -336,7 +322,7 @@ fn a_port_taken_by_another_program_errors_the_app_and_says_why() {
         &[("PORT", &port2.to_string())],
     )
     .ok();
-    wait_pids_answering(port2, 1);
+    pids_answering(port2, 1);
     drop(taken);
 }
 
@@ -361,7 +347,7 @@ fn a_worker_sending_garbage_on_ipc_is_restarted_alone() {
     let other = pmr.proc(1).unwrap();
     assert_eq!(other["pid"], p1);
     assert_eq!(other["pm2_env"]["restart_time"], 0);
-    wait_pids_answering(port, 2);
+    pids_answering(port, 2);
 }
 
 #[test]
@@ -373,7 +359,7 @@ fn restart_is_a_plain_stop_then_start() {
     pmr.run(&["restart", "web"]).ok();
     let after = online_pids(&pmr);
     assert!(before.is_disjoint(&after));
-    wait_pids_answering(port, 2);
+    pids_answering(port, 2);
 }
 
 #[test]
@@ -410,7 +396,7 @@ fn yarn_start_and_npm_start_resolve_to_the_node_entry_in_cluster_mode() {
         .unwrap()
         .ends_with("fakeserve/bin/serve.js"));
     assert_eq!(list[0]["name"], "yarn start");
-    let pids = wait_pids_answering(port, 2);
+    let pids = pids_answering(port, 2);
     assert_eq!(
         pids,
         online_pids(&pmr),
@@ -430,7 +416,7 @@ fn yarn_start_and_npm_start_resolve_to_the_node_entry_in_cluster_mode() {
         .current_dir(fixtures().join("npmapp"))
         .env("PORT", port2.to_string());
     assert!(c.output().unwrap().status.success());
-    wait_pids_answering(port2, 2);
+    pids_answering(port2, 2);
 
     // A script that cannot be resolved is said clearly, and nothing starts.
     let mut c = pmr.cmd();

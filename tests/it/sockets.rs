@@ -13,21 +13,6 @@ fn config(pmr: &Pmr, app: Value) -> String {
     path.to_string_lossy().into_owned()
 }
 
-fn pids_answering(port: u16, n: usize) -> HashSet<u64> {
-    let mut seen = HashSet::new();
-    wait_until(&format!("{n} processes answering on {port}"), || {
-        for _ in 0..20 {
-            if let Ok(b) = http_get(port) {
-                if let Ok(v) = serde_json::from_str::<Value>(&b) {
-                    seen.insert(v["pid"].as_u64().unwrap());
-                }
-            }
-        }
-        seen.len() >= n
-    });
-    seen
-}
-
 #[test]
 fn python_instances_share_a_daemon_owned_port() {
     let pmr = Pmr::new();

@@ -241,3 +241,22 @@ pub fn free_port() -> u16 {
 pub fn env_of(p: &Value) -> &serde_json::Map<String, Value> {
     p["pm2_env"]["env"].as_object().unwrap()
 }
+
+/// Distinct `pid`s seen in JSON answers on `port`, polling until `n` are seen.
+pub fn pids_answering(port: u16, n: usize) -> std::collections::HashSet<u64> {
+    let mut seen = std::collections::HashSet::new();
+    wait_until(
+        &format!("{n} distinct processes answering on {port}"),
+        || {
+            for _ in 0..20 {
+                if let Ok(body) = http_get(port) {
+                    if let Ok(v) = serde_json::from_str::<Value>(&body) {
+                        seen.insert(v["pid"].as_u64().unwrap());
+                    }
+                }
+            }
+            seen.len() >= n
+        },
+    );
+    seen
+}

@@ -7,8 +7,6 @@ use serde_json::Value;
 use std::collections::HashSet;
 use std::time::Duration;
 
-/// Distinct worker pids seen answering on `port`, polling until `n` are seen.
-
 fn online_pids(pmr: &Pmr) -> HashSet<u64> {
     pmr.jlist()
         .iter()

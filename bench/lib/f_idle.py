@@ -6,6 +6,8 @@ For each tool: start the daemon (`ping`), let it settle, read its RSS; start 10 
 directly (`node idle.js`, 3 copies) for the app-RSS reference.
 """
 
+import os
+import socket
 import subprocess
 import time
 
@@ -24,15 +26,29 @@ def all_online(tool, n):
     return ps if len(ps) == n and all(p["status"] == "online" and p["pid"] for p in ps) else None
 
 
-def direct_app_rss(copies=3):
-    procs = [subprocess.Popen(["node", str(APPS / "idle.js")]) for _ in range(copies)]
+def direct_app_rss(copies=3, ipc=False):
+    """Median RSS of `node idle.js` started by us; with ipc, given a Node IPC channel on fd 3
+    (NODE_CHANNEL_FD, as a process manager does so that process.send works)."""
+    procs, socks = [], []
     try:
+        for _ in range(copies):
+            if ipc:
+                ours, theirs = socket.socketpair()
+                socks += [ours, theirs]
+                env = dict(os.environ, NODE_CHANNEL_FD="3", NODE_CHANNEL_SERIALIZATION_MODE="json")
+                procs.append(subprocess.Popen(
+                    ["node", str(APPS / "idle.js")], env=env, pass_fds=(theirs.fileno(),),
+                    preexec_fn=lambda fd=theirs.fileno(): os.dup2(fd, 3)))
+            else:
+                procs.append(subprocess.Popen(["node", str(APPS / "idle.js")]))
         time.sleep(SETTLE)
         return median([rss_kb(p.pid) for p in procs])
     finally:
         for p in procs:
             p.kill()
             p.wait()
+        for s in socks:
+            s.close()
 
 
 def measure(tool, cli_runs, do_memory, do_cli):
@@ -65,7 +81,7 @@ def run(tools, quick, select):
     sections = []
 
     if do_memory:
-        direct = direct_app_rss()
+        direct, direct_ipc = direct_app_rss(), direct_app_rss(ipc=True)
         s = Section("Memory")
         s.rows.append(Row("daemon RSS, idle", fmt_mb(a["idle"]), fmt_mb(b["idle"]),
                           ratio(a["idle"], b["idle"]), "≤ 1/7",
@@ -74,7 +90,8 @@ def run(tools, quick, select):
                           ratio(a["ten"], b["ten"]), "≤ 1/7 and ≤ 8 MB",
                           ok=a["ten"] * 7 <= b["ten"] and a["ten"] <= 8 * 1024))
         ov_a, ov_b = a["apps"] - direct, b["apps"] - direct
-        s.rows.append(Row(f"managed idle app RSS (direct `node`: {fmt_mb(direct)})",
+        s.rows.append(Row(f"managed idle app RSS (direct `node`: {fmt_mb(direct)}; "
+                          f"direct with an IPC channel: {fmt_mb(direct_ipc)})",
                           f"{fmt_mb(a['apps'])} ({ov_a / 1024:+.1f})",
                           f"{fmt_mb(b['apps'])} ({ov_b / 1024:+.1f})",
                           ratio(a["apps"], b["apps"]), "= direct (±1 MB)",
@@ -84,7 +101,9 @@ def run(tools, quick, select):
             f"then {SETTLE:.0f} s after 10 idle Node apps (`bench/apps/idle.js`, one JSON "
             "ecosystem file, or one `start` per app for a tool that cannot read one) came online. App RSS: median over the 10 apps' main pids; the direct "
             f"reference is the median of 3 copies of `node idle.js` started by the suite, read "
-            f"{SETTLE:.0f} s after start. PM2 runs fork-mode apps inside its "
+            f"{SETTLE:.0f} s after start, and the same with a Node IPC channel on fd 3 "
+            "(`NODE_CHANNEL_FD`), which both managers give fork-mode Node apps so that "
+            "`process.send` works. PM2 runs fork-mode apps inside its "
             "`ProcessContainerFork.js` wrapper, which is where its extra per-app memory comes from.",
         ]
         sections.append(s)

@@ -65,7 +65,7 @@ def one_round(tool, name):
 
 
 def run(tools, quick, select):
-    rounds = 2 if quick else 3
+    rounds = 2 if quick else 5
     res = {}
     for t in tools:
         t.delete_all()
@@ -73,7 +73,7 @@ def run(tools, quick, select):
         time.sleep(0.5)
         rs = [one_round(t, f"burst{i}") for i in range(rounds)]
         res[t.key] = {"rounds": rs, "time": median([r["time"] for r in rs]),
-                      "cpu": median([r["cpu"] for r in rs]), "rss": median([r["rss"] for r in rs]),
+                      "cpu": sum(r["cpu"] for r in rs) / len(rs), "rss": median([r["rss"] for r in rs]),
                       "lost": max(r["lost"] for r in rs)}
     a, b = res["pmr"], res["pm2"]
     s = Section("Log burst")
@@ -85,13 +85,13 @@ def run(tools, quick, select):
                       ratio(a["time"], b["time"]), "—"))
     s.rows.append(Row("log burst: lines lost (worst round)", str(a["lost"]), str(b["lost"]), "—",
                       "0", ok=a["lost"] == 0))
-    s.rows.append(Row("log burst: daemon CPU time", fmt_ms(a["cpu"]), fmt_ms(b["cpu"]),
+    s.rows.append(Row("log burst: daemon CPU time (mean)", fmt_ms(a["cpu"]), fmt_ms(b["cpu"]),
                       ratio(a["cpu"], b["cpu"]), "≤ 1/5", ok=a["cpu"] * 5 <= b["cpu"]))
     s.rows.append(Row("log burst: daemon RSS after", fmt_mb(a["rss"]), fmt_mb(b["rss"]),
                       ratio(a["rss"], b["rss"]), "—"))
     s.details.append(
-        f"{rounds} rounds per tool, medians shown (CPU time has a resolution of one clock tick, "
-        "10 ms). Time and CPU run from the `start` command to the moment the file holds 20 MB, so "
+        f"{rounds} rounds per tool; medians shown, except CPU time: its resolution is one clock "
+        "tick (10 ms), so the mean over the rounds is shown. Time and CPU run from the `start` command to the moment the file holds 20 MB, so "
         "they include starting the app. Per round (time, CPU, lost):")
     for k, r in res.items():
         s.details.append(f"- {k}: " + "; ".join(

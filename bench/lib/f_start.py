@@ -63,7 +63,9 @@ def rows(res, label, with_targets):
             ("all online in jlist", "online", 0.150),
             ("then `delete all`", "del", 0.080))):
         target = f"≤ {limit * 1000:.0f} ms" if with_targets else "—"
-        ok = (a is not None and a[key] is not None and a[key] <= limit) if with_targets else None
+        ok = None
+        if with_targets and a is not None:
+            ok = a[key] is not None and a[key] <= limit
         out.append(Row(f"{label}: {what}", cell(a, i), cell(b, i),
                        ratio(a and a[key], b[key]), target, ok=ok))
     return out

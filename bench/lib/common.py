@@ -272,3 +272,23 @@ def start_apps(tool, apps, base):
             elif k not in ("name", "script", "env"):
                 raise ValueError(f"no CLI flag known for {k}")
         tool.run(*args, extra_env=app.get("env"))
+
+
+# ---------------------------------------------------------------- pmr's daemon, without the CLI
+
+def pmr_rpc_times(home, request, n=100):
+    """Seconds per request sent straight to pmr's socket (connect, one frame each way), as the
+    CLI does it but without starting a process: the daemon's share of a CLI call."""
+    body = json.dumps(request).encode()
+    frame = len(body).to_bytes(4, "big") + body
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(str(Path(home) / "rpc.sock"))
+            s.sendall(frame)
+            f = s.makefile("rb")
+            size = int.from_bytes(f.read(4), "big")
+            f.read(size)
+        times.append(time.perf_counter() - t0)
+    return times

@@ -11,7 +11,7 @@ import socket
 import subprocess
 import time
 
-from common import APPS, latency, median, rss_kb, start_apps, wait_until
+from common import APPS, latency, median, pmr_rpc_times, rss_kb, start_apps, wait_until
 from report import Row, Section, fmt_mb, fmt_ms, ratio
 
 SETTLE = 2.0  # seconds between a start and a memory reading, the same for everyone
@@ -67,6 +67,11 @@ def measure(tool, cli_runs, do_memory, do_cli):
     if do_cli:
         for cmd in ("jlist", "ls", "ping"):
             r[cmd] = latency(tool, [cmd], cli_runs)
+        if tool.key == "pmr":  # where the time goes
+            r["version"] = latency(tool, ["--version"], cli_runs)
+            r["rpc_list"] = median(pmr_rpc_times(tool.home, {"cmd": "list"}))
+            r["rpc_ping"] = median(pmr_rpc_times(tool.home, {"cmd": "ping"}))
+            r["procs_on_machine"] = sum(1 for d in os.listdir("/proc") if d.isdigit())
     tool.delete_all()
     return r
 
@@ -124,5 +129,11 @@ def run(tools, quick, select):
             f"{a['jlist']['how']} after 3 warm-up runs, output discarded; cells show median "
             "(min–max). The time is the whole CLI process: exec, connect, request, render, exit "
             "(for PM2 that includes starting Node and loading PM2's modules).")
+        s.details.append(
+            f"Where pmr's time goes (medians): `pmr --version` (process start, no daemon) "
+            f"{fmt_ms(a['version']['median'])}; a `list` request sent straight to the socket "
+            f"(connect, request, reply; no CLI process) {fmt_ms(a['rpc_list'])}, a `ping` "
+            f"{fmt_ms(a['rpc_ping'])}. The daemon's `list` reads /proc to find each app's process "
+            f"tree; there were {a['procs_on_machine']} processes on the machine.")
         sections.append(s)
     return sections, res

@@ -182,8 +182,9 @@ def main():
         (ROOT / "docs" / "BENCHMARKS.md").write_text(md)
         print("\nwritten to docs/BENCHMARKS.md", file=sys.stderr)
     else:
-        print(f"\npartial run: written to {WORK / 'results.md'} (docs/BENCHMARKS.md is only "
-              "written by a full run)", file=sys.stderr)
+        why = "--no-write" if full else "a partial run"
+        print(f"\n{why}: written to {WORK / 'results.md'} only (docs/BENCHMARKS.md is written by "
+              "a full run)", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
-"""Entry point of the benchmark suite (called by bench/run): pmr and PM2 side by side.
+"""pmr and PM2 side by side on this machine (the entry point behind bench/run).
 
-usage: bench/run [--quick] [--no-write] [figure...]
-figures: memory cli start cluster reload logs crash (default: all; --quick skips cluster, reload)
+A full run prints the results table and writes docs/BENCHMARKS.md; a partial run (--quick or
+some figures) writes bench/.work/results.md only.
 """
 
 import argparse

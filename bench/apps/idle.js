@@ -1,0 +1,2 @@
+// An idle app: keeps the event loop alive and does nothing.
+setInterval(() => {}, 1 << 30);

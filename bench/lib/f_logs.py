@@ -1,0 +1,100 @@
+"""Log burst: an app writes 200k numbered lines of 100 bytes to stdout as fast as it can.
+
+From the `start` command until the out log file holds all 20 MB: the time, the lines lost (by
+sequence number), the daemon's CPU time (utime+stime of /proc/<daemon>/stat, all threads, not
+children) over that interval, and the daemon's RSS afterwards. The app stays idle after its
+burst, so nothing restarts it. A few rounds with fresh app names (fresh files); medians shown.
+"""
+
+import re
+import time
+
+from common import APPS, cpu_seconds, median, rss_kb
+from report import Row, Section, fmt_mb, fmt_ms, ratio
+
+LINES = 200_000
+LINE = re.compile(rb"^(\d{8}) x{90}$")
+
+
+def count(path):
+    seen = set()
+    total = 0
+    with open(path, "rb") as f:
+        for line in f:
+            total += 1
+            m = LINE.match(line.rstrip(b"\n"))
+            if m:
+                seen.add(int(m.group(1)))
+    return total, len(seen)
+
+
+def one_round(tool, name):
+    path = tool.home / "logs" / f"{name}-out.log"
+    pid = tool.daemon_pid()
+    cpu0 = cpu_seconds(pid)
+    t0 = time.perf_counter()
+    starter = tool.popen("start", APPS / "burst.js", "--name", name,
+                         extra_env={"BURST_LINES": str(LINES)})
+    size, last_size, last_change = 0, -1, time.perf_counter()
+    done = None
+    while True:
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            size = 0
+        now = time.perf_counter()
+        if size >= LINES * 100:
+            done = now - t0
+            break
+        if size != last_size:
+            last_size, last_change = size, now
+        elif now - last_change > 5 and now - t0 > 10:
+            break  # nothing more is coming
+        time.sleep(0.002)
+    cpu1 = cpu_seconds(pid)
+    starter.communicate(timeout=60)
+    time.sleep(0.2)
+    rss = rss_kb(pid)
+    outs = [p["out"] for p in tool.procs() if p["name"] == name]
+    if outs and outs[0] != str(path):
+        raise RuntimeError(f"{tool.name} wrote {name}'s log to {outs[0]}, expected {path}")
+    total, unique = count(path)
+    tool.run("delete", name)
+    return {"time": done, "cpu": cpu1 - cpu0, "rss": rss, "lost": LINES - unique,
+            "lines": total}
+
+
+def run(tools, quick, select):
+    rounds = 2 if quick else 5
+    res = {}
+    for t in tools:
+        t.delete_all()
+        t.ping()
+        time.sleep(0.5)
+        rs = [one_round(t, f"burst{i}") for i in range(rounds)]
+        res[t.key] = {"rounds": rs, "time": median([r["time"] for r in rs]),
+                      "cpu": sum(r["cpu"] for r in rs) / len(rs), "rss": median([r["rss"] for r in rs]),
+                      "lost": max(r["lost"] for r in rs)}
+    a, b = res["pmr"], res["pm2"]
+    s = Section("Log burst")
+
+    def t(r):
+        return fmt_ms(r["time"]) if r["time"] is not None else "incomplete"
+
+    s.rows.append(Row("log burst 200k×100 B: all lines in the file", t(a), t(b),
+                      ratio(a["time"], b["time"]), "—"))
+    s.rows.append(Row("log burst: lines lost (worst round)", str(a["lost"]), str(b["lost"]), "—",
+                      "0", ok=a["lost"] == 0))
+    s.rows.append(Row("log burst: daemon CPU time (mean)", fmt_ms(a["cpu"]), fmt_ms(b["cpu"]),
+                      ratio(a["cpu"], b["cpu"]), "≤ 1/5", ok=a["cpu"] * 5 <= b["cpu"]))
+    s.rows.append(Row("log burst: daemon RSS after", fmt_mb(a["rss"]), fmt_mb(b["rss"]),
+                      ratio(a["rss"], b["rss"]), "—"))
+    s.details.append(
+        f"{rounds} rounds per tool; medians shown, except CPU time: its resolution is one clock "
+        "tick (10 ms), so the mean over the rounds is shown. Time and CPU run from the `start` command to the moment the file holds 20 MB, so "
+        "they include starting the app. Per round (time, CPU, lost):")
+    for k, r in res.items():
+        s.details.append(f"- {k}: " + "; ".join(
+            f"{fmt_ms(x['time']) if x['time'] else 'incomplete'}, {fmt_ms(x['cpu'])}, {x['lost']}"
+            for x in r["rounds"]))
+    return [s], res

@@ -75,7 +75,16 @@ pub fn tree_pids(root: u32) -> Vec<u32> {
 #[derive(Default)]
 pub struct Sampler {
     prev: HashMap<u32, (u64, Instant)>,
+    /// Tree members by root, from the last full /proc scan. Finding members needs every
+    /// process's parent and group (a scan of the whole machine); their usage needs only their
+    /// own stat files. Trees change rarely, so the scan is redone only when it is older than
+    /// [`RESCAN`] or a root is new, which keeps `jlist` cheap on a busy host.
+    members: HashMap<u32, Vec<u32>>,
+    scanned: Option<Instant>,
 }
+
+/// How long tree membership from a scan is trusted.
+const RESCAN: std::time::Duration = std::time::Duration::from_secs(2);
 
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Usage {
@@ -90,8 +99,21 @@ impl Sampler {
             self.prev.clear();
             return out;
         }
-        let stats = all_stats();
         let now = Instant::now();
+        let fresh = self.scanned.is_some_and(|t| now.duration_since(t) < RESCAN)
+            && roots.iter().all(|r| self.members.contains_key(r));
+        let stats: HashMap<u32, Stat> = if fresh {
+            self.members
+                .values()
+                .flatten()
+                .filter_map(|&p| read_stat(p).map(|s| (p, s)))
+                .collect()
+        } else {
+            let all = all_stats();
+            self.members = roots.iter().map(|&r| (r, tree(r, &all))).collect();
+            self.scanned = Some(now);
+            all
+        };
         let hz = clock_ticks();
         let page = page_size();
         let uptime_ticks = boot_uptime_secs().map(|s| s * hz as f64);
@@ -100,7 +122,11 @@ impl Sampler {
             let Some(root_stat) = stats.get(&root) else {
                 continue;
             };
-            let pids = tree(root, &stats);
+            let pids = self
+                .members
+                .get(&root)
+                .cloned()
+                .unwrap_or_else(|| vec![root]);
             let (mut ticks, mut rss) = (0u64, 0u64);
             for p in &pids {
                 if let Some(s) = stats.get(p) {
@@ -131,6 +157,7 @@ impl Sampler {
             );
         }
         self.prev = next;
+        self.members.retain(|r, _| roots.contains(r));
         out
     }
 }

@@ -147,6 +147,23 @@ pub(crate) fn live_monit(p: &ProcInfo) -> (u64, f64) {
 
 /// The `version` PM2 shows: that of the `package.json` nearest to the script, else `N/A`.
 pub fn app_version(script: &str) -> String {
+    // Instances of one app share a script: look its folder up once per CLI run.
+    thread_local! {
+        static SEEN: std::cell::RefCell<std::collections::HashMap<String, String>> = Default::default();
+    }
+    let dir = Path::new(script)
+        .parent()
+        .map(|d| d.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if let Some(v) = SEEN.with(|c| c.borrow().get(&dir).cloned()) {
+        return v;
+    }
+    let v = find_version(script);
+    SEEN.with(|c| c.borrow_mut().insert(dir, v.clone()));
+    v
+}
+
+fn find_version(script: &str) -> String {
     let mut dir = Path::new(script).parent();
     while let Some(d) = dir {
         let pkg = d.join("package.json");

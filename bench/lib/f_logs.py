@@ -1,7 +1,8 @@
 """Log burst: an app writes 200k numbered lines of 100 bytes to stdout as fast as it can.
 
-From the `start` command until the out log file holds all 20 MB: the time, the lines lost (by
-sequence number), the daemon's CPU time (utime+stime of /proc/<daemon>/stat, all threads, not
+From the `start` command until the out log files hold all 20 MB: the time, the lines lost (by
+sequence number, over the file and its rotated pieces `<name>-out__<date>.log`: pmr rotates at
+10 MB by default; a second pmr-only pass rotates at 1 MB), the daemon's CPU time (utime+stime of /proc/<daemon>/stat, all threads, not
 children) over that interval, and the daemon's RSS afterwards. The app stays idle after its
 burst, so nothing restarts it. A few rounds with fresh app names (fresh files); medians shown.
 """
@@ -16,16 +17,38 @@ LINES = 200_000
 LINE = re.compile(rb"^(\d{8}) x{90}$")
 
 
+def pieces(path):
+    """The log file and its rotated pieces (uncompressed), oldest first."""
+    rotated = sorted(path.parent.glob(path.stem + "__*" + path.suffix), key=lambda p: p.stat().st_mtime)
+    return rotated + ([path] if path.exists() else [])
+
+
+def size_of(path):
+    total = 0
+    for p in pieces(path):
+        try:
+            total += p.stat().st_size
+        except FileNotFoundError:
+            pass
+    return total
+
+
 def count(path):
+    """(lines, distinct sequence numbers, whether they come in order across the pieces)."""
     seen = set()
     total = 0
-    with open(path, "rb") as f:
-        for line in f:
-            total += 1
-            m = LINE.match(line.rstrip(b"\n"))
-            if m:
-                seen.add(int(m.group(1)))
-    return total, len(seen)
+    last, in_order = -1, True
+    for p in pieces(path):
+        with open(p, "rb") as f:
+            for line in f:
+                total += 1
+                m = LINE.match(line.rstrip(b"\n"))
+                if m:
+                    n = int(m.group(1))
+                    in_order = in_order and n > last
+                    last = n
+                    seen.add(n)
+    return total, len(seen), in_order
 
 
 def one_round(tool, name):
@@ -38,10 +61,7 @@ def one_round(tool, name):
     size, last_size, last_change = 0, -1, time.perf_counter()
     done = None
     while True:
-        try:
-            size = path.stat().st_size
-        except FileNotFoundError:
-            size = 0
+        size = size_of(path)
         now = time.perf_counter()
         if size >= LINES * 100:
             done = now - t0
@@ -58,10 +78,11 @@ def one_round(tool, name):
     outs = [p["out"] for p in tool.procs() if p["name"] == name]
     if outs and outs[0] != str(path):
         raise RuntimeError(f"{tool.name} wrote {name}'s log to {outs[0]}, expected {path}")
-    total, unique = count(path)
+    total, unique, in_order = count(path)
+    rotated = len(pieces(path)) - 1
     tool.run("delete", name)
     return {"time": done, "cpu": cpu1 - cpu0, "rss": rss, "lost": LINES - unique,
-            "lines": total}
+            "lines": total, "in_order": in_order, "rotated": rotated}
 
 
 def run(tools, quick, select):
@@ -75,6 +96,11 @@ def run(tools, quick, select):
         res[t.key] = {"rounds": rs, "time": median([r["time"] for r in rs]),
                       "cpu": sum(r["cpu"] for r in rs) / len(rs), "rss": median([r["rss"] for r in rs]),
                       "lost": max(r["lost"] for r in rs)}
+    # pmr only: the same burst with rotation at 1 MB (about 20 rotations during it).
+    pmr = next(t for t in tools if t.key == "pmr")
+    pmr.run("set", "pmr-logrotate:max_size", "1M")
+    rot = [one_round(pmr, f"rot{i}") for i in range(2 if quick else 3)]
+    pmr.run("set", "pmr-logrotate:max_size", "10M")
     a, b = res["pmr"], res["pm2"]
     s = Section("Log burst")
 
@@ -85,6 +111,12 @@ def run(tools, quick, select):
                       ratio(a["time"], b["time"]), "—"))
     s.rows.append(Row("log burst: lines lost (worst round)", str(a["lost"]), str(b["lost"]), "—",
                       "0", ok=a["lost"] == 0))
+    rot_lost = max(r["lost"] for r in rot)
+    rot_order = all(r["in_order"] for r in rot)
+    s.rows.append(Row("log burst with rotation at 1 MB: lines lost / in order / files",
+                      f"{rot_lost} / {'yes' if rot_order else 'NO'} / {min(r['rotated'] for r in rot) + 1}+",
+                      "no built-in rotation", "—", "0 lost, in order",
+                      ok=rot_lost == 0 and rot_order))
     s.rows.append(Row("log burst: daemon CPU time (mean)", fmt_ms(a["cpu"]), fmt_ms(b["cpu"]),
                       ratio(a["cpu"], b["cpu"]), "≤ 1/5", ok=a["cpu"] * 5 <= b["cpu"]))
     s.rows.append(Row("log burst: daemon RSS after", fmt_mb(a["rss"]), fmt_mb(b["rss"]),

@@ -106,6 +106,15 @@ pub enum Cmd {
     /// Print a module setting (or all of them).
     #[command(alias = "conf")]
     Get { key: Option<String> },
+    /// Print the apps of an ecosystem file as pmr understands them (JSON), without starting them.
+    #[command(name = "config-check", hide = true)]
+    ConfigCheck {
+        file: String,
+        #[arg(long)]
+        only: Option<String>,
+        #[arg(long)]
+        env: Option<String>,
+    },
     /// (internal) Run the daemon in the foreground.
     #[command(hide = true)]
     Daemon,
@@ -298,6 +307,11 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Cmd::Set { key, value } => conf::set(&home, &out, &key, &value),
         Cmd::Unset { key } => conf::unset(&home, &out, &key),
         Cmd::Get { key } => conf::get(&home, key.as_deref()),
+        Cmd::ConfigCheck { file, only, env } => {
+            let specs = ecosystem::load_specs(&file, only.as_deref(), env.as_deref())?;
+            println!("{}", serde_json::to_string_pretty(&specs)?);
+            Ok(0)
+        }
         Cmd::Daemon => unreachable!(),
     }
 }

@@ -20,7 +20,7 @@ import subprocess
 import threading
 import time
 
-from common import APPS, free_port, http_pid, wait_until
+from common import cpu_seconds, APPS, free_port, http_pid, wait_until
 from report import Row, Section, fmt_ms, fmt_rps, not_measurable, ratio
 
 NO_CLUSTER = "pmr has no cluster mode yet"
@@ -139,7 +139,11 @@ def throughput(tools, quick):
             plain = PlainNode(port)
         try:
             wrk(port, secs=2)  # warm-up (JIT, caches)
+            dpid = tool.daemon_pid() if tool else None
+            cpu0 = cpu_seconds(dpid) if dpid else None
             res[name] = {"keep": wrk(port), "close": wrk(port, close=True)}
+            if dpid:
+                res[name]["daemon_cpu"] = cpu_seconds(dpid) - cpu0
         finally:
             if tool:
                 tool.delete_all()
@@ -164,6 +168,10 @@ def throughput(tools, quick):
                           ok=ak["rps"] >= need * bk["rps"]))
         s.rows.append(Row(f"cluster ×2, {label}: p99 latency", fmt_ms(ak["p99"]), fmt_ms(bk["p99"]),
                           ratio(ak["p99"], bk["p99"]), f"— (plain node: {fmt_ms(nk['p99'])})"))
+    if a is not None:
+        s.rows.append(Row("cluster ×2: daemon CPU time during the 20 s of load", fmt_ms(a["daemon_cpu"]),
+                          fmt_ms(b["daemon_cpu"]), ratio(a["daemon_cpu"], b["daemon_cpu"]),
+                          "near zero", ok=a["daemon_cpu"] < 0.1))
     s.details.append("`wrk -t1 -c64 -d10s --latency` after a 2 s warm-up run, "
                      "`-H 'Connection: close'` for a new connection per request. "
                      + " ".join(notes))

@@ -20,7 +20,7 @@ import subprocess
 import threading
 import time
 
-from common import cpu_seconds, APPS, free_port, http_pid, wait_until
+from common import write_ecosystem, cpu_seconds, APPS, free_port, http_pid, wait_until
 from report import Row, Section, fmt_ms, fmt_rps, not_measurable, ratio
 
 NO_CLUSTER = "pmr has no cluster mode yet"
@@ -231,7 +231,14 @@ class Prober(threading.Thread):
 def reload_run(tool, mode, secs=15, at=(5, 10)):
     port = free_port()
     tool.delete_all()
-    start_hello(tool, mode, port)
+    if mode == "listen":
+        # pmr only: fork mode with the socket passed the systemd way (`listen` option).
+        app = {"name": "hello", "script": str(APPS / "hello_fd.js"), "listen": [f"127.0.0.1:{port}"]}
+        tool.run("start", write_ecosystem("listen", [app], ".json"))
+        if not wait_until(lambda: http_pid(port), 10, 0.05):
+            raise RuntimeError("hello_fd.js does not answer")
+    else:
+        start_hello(tool, mode, port)
     if mode == "cluster":
         ok, ev = cluster_check(tool, port)
         if not ok:
@@ -293,12 +300,16 @@ def reload_under_load(tools, quick):
         s.rows.append(Row(labels[2], str(a["kept"]), str(b["kept"]), ratio(a["kept"], b["kept"]),
                           "≤ 1/4 of PM2", ok=a["kept"] * 4 <= b["kept"]))
     fa, fb = res[("pmr", "fork")], res[("pm2", "fork")]
+    la, _ = reload_run(tools[0], "listen")
+    res[("pmr", "listen")] = la
 
     def trio(r):
         return f"{r['refused']} / {r['bad']} / {r['kept']}"
 
     s.rows.append(Row("reload ×2 under load, fork (= restart): refused / non-2xx / other errors",
                       trio(fa), trio(fb), "—", "— (fork reload is a restart)"))
+    s.rows.append(Row("reload ×2 under load, fork with `listen` (socket passing): refused / non-2xx / other errors",
+                      trio(la), "no socket passing", "—", "0 refused", ok=la["refused"] == 0))
     s.details.append(
         "`wrk -t2 -c64 -d15s` (keep-alive) with `reload hello` at 5 s and 10 s, and beside it a "
         "probe opening a new connection every 5 ms for one request. Refused connections = the "

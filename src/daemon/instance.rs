@@ -746,7 +746,13 @@ async fn terminate(r: &mut Running, spec: &AppSpec, label: &str) -> Option<i32> 
     if spec.treekill {
         // The main process is gone; wait (bounded) for the rest of its group.
         let mut killed = false;
-        while group_alive(pid, &tree) {
+        // /proc reads stay off the runtime's threads.
+        let alive = |tree: Vec<u32>| async move {
+            tokio::task::spawn_blocking(move || group_alive(pid, &tree))
+                .await
+                .unwrap_or(false)
+        };
+        while alive(tree.clone()).await {
             if Instant::now() >= deadline && !killed {
                 signal_tree(pid, &tree, true, Signal::SIGKILL);
                 killed = true;

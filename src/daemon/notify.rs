@@ -70,7 +70,14 @@ pub fn start(path: &Path, notify: Arc<Notify>) -> std::io::Result<()> {
             }
             let fd = sock.as_raw_fd();
             match sock.try_io(Interest::READABLE, || recv_with_pid(fd, &mut buf)) {
-                Ok((n, Some(pid))) => notify.deliver(pid, &String::from_utf8_lossy(&buf[..n])),
+                Ok((n, Some(pid))) => {
+                    // Finding the sender's process group reads /proc: off the runtime's threads.
+                    let (notify, text) = (
+                        notify.clone(),
+                        String::from_utf8_lossy(&buf[..n]).into_owned(),
+                    );
+                    tokio::task::spawn_blocking(move || notify.deliver(pid, &text));
+                }
                 Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                 Err(e) => tracing::warn!("notify socket: {e}"),

@@ -170,6 +170,17 @@ impl Pmr {
 impl Drop for Pmr {
     fn drop(&mut self) {
         let daemon = self.daemon_pid();
+        // Remember every app pid before asking the daemon to stop them, so that a daemon that
+        // fails to stop them still leaves no process behind.
+        if let Ok(out) = self.cmd().arg("jlist").output() {
+            if let Ok(Value::Array(list)) = serde_json::from_slice::<Value>(&out.stdout) {
+                for p in list {
+                    if let Some(pid) = p["pid"].as_u64().filter(|&p| p != 0) {
+                        self.track(pid as u32);
+                    }
+                }
+            }
+        }
         let _ = self.cmd().arg("kill").output();
         if let Some(pid) = daemon {
             kill9(pid);

@@ -172,7 +172,11 @@ impl Drop for Pmr {
         let daemon = self.daemon_pid();
         // Remember every app pid before asking the daemon to stop them, so that a daemon that
         // fails to stop them still leaves no process behind.
-        if let Ok(out) = self.cmd().arg("jlist").output() {
+        let running = self.home.join("rpc.sock").exists();
+        if let Some(out) = running
+            .then(|| self.cmd().arg("jlist").output().ok())
+            .flatten()
+        {
             if let Ok(Value::Array(list)) = serde_json::from_slice::<Value>(&out.stdout) {
                 for p in list {
                     if let Some(pid) = p["pid"].as_u64().filter(|&p| p != 0) {

@@ -1,5 +1,7 @@
 //! A small HTTP/1.1 load generator for the reload tests: bounded in time, loopback only,
 //! errors counted by kind (as wrk does), so a reload's effect on clients is measured.
+//! `PMR_LOAD_DEBUG=1` prints every failed or slow (> 500 ms) request with the pid that last
+//! answered on that client thread: how the blocking-accept bug of the cluster sockets was found.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;

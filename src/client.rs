@@ -49,16 +49,16 @@ impl Client {
     }
 
     /// Warn when the running daemon is another pmr version (DESIGN §1): its requests may not
-    /// match ours until it is restarted.
+    /// match ours until it is restarted. The one place this warning is printed.
     fn check_version(&mut self) {
         if let Ok(Response::Pong {
             version, protocol, ..
         }) = self.call(&Request::Ping)
         {
-            if version != crate::daemon::VERSION || protocol != protocol::PROTOCOL_VERSION {
+            if version != protocol::VERSION || protocol != protocol::PROTOCOL_VERSION {
                 eprintln!(
                     "[PMR][WARN] the running daemon is pmr {version}, this CLI is {}: run `pmr kill` (apps stop) and retry",
-                    crate::daemon::VERSION
+                    protocol::VERSION
                 );
             }
         }

@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 
+/// The pmr version, which the daemon reports in `Pong`; the CLI warns when they differ.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Bumped whenever a type below changes incompatibly; the CLI warns on a mismatch.
 pub const PROTOCOL_VERSION: u32 = 2;
 pub const MAX_FRAME: usize = 16 << 20;

@@ -130,15 +130,8 @@ pub fn scale(home: &Home, out: &Out, name: &str, count: &str) -> Result<i32> {
 pub fn ping(home: &Home) -> Result<i32> {
     let mut client = Client::connect(home)?;
     match call(&mut client, &Request::Ping)? {
-        Response::Pong {
-            version, protocol, ..
-        } => {
-            if version != crate::daemon::VERSION || protocol != crate::protocol::PROTOCOL_VERSION {
-                eprintln!(
-                    "[PMR][WARN] the running daemon is pmr {version}, this CLI is {}: run `pmr kill` and start again",
-                    crate::daemon::VERSION
-                );
-            }
+        // A version mismatch was already reported by `Client::connect`.
+        Response::Pong { .. } => {
             println!("{{ msg: 'pong' }}");
             Ok(0)
         }

@@ -13,7 +13,9 @@ pub mod registry;
 pub mod spawn;
 
 use crate::paths::{sanitize_name, with_id_suffix, Home};
-use crate::protocol::{self, Action, ActionResult, Monit, ProcInfo, Request, Response, Status};
+use crate::protocol::{
+    self, Action, ActionResult, Monit, ProcInfo, Request, Response, Status, VERSION,
+};
 use crate::spec::AppSpec;
 use anyhow::{Context, Result};
 use instance::{now_ms, Ctl, Ctx, Instance, Paths, Shared};
@@ -23,8 +25,6 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
-
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 struct Daemon {
     ctx: Arc<Ctx>,

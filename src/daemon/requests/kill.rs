@@ -1,0 +1,20 @@
+//! `kill`: stop every app, answer, then the server exits (also on SIGTERM/SIGINT).
+
+use super::action::act;
+use crate::daemon::state::Daemon;
+use crate::protocol::{Action, Response};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+pub async fn kill(d: &Arc<Daemon>) -> Response {
+    shutdown(d).await;
+    Response::Done { results: vec![] }
+}
+
+/// Stop every app (no restarts from here on) and forget them.
+pub async fn shutdown(d: &Arc<Daemon>) {
+    d.ctx.shutting_down.store(true, Ordering::SeqCst);
+    let ids: Vec<u32> = d.registry.lock().unwrap().entries.keys().copied().collect();
+    tracing::info!("stopping {} process(es) before exit", ids.len());
+    act(d, Action::Delete, &ids, None).await;
+}

@@ -1,0 +1,52 @@
+//! `list` (`jlist`, `ls`, ...): every instance's state with its CPU and memory.
+
+use crate::daemon::state::Daemon;
+use crate::protocol::{Monit, ProcInfo, Response};
+use std::sync::Arc;
+
+pub async fn list(d: &Arc<Daemon>) -> Response {
+    let snap = d.registry.lock().unwrap().snapshot();
+    let roots: Vec<u32> = snap
+        .iter()
+        .map(|(_, s)| s.pid)
+        .filter(|&p| p != 0)
+        .collect();
+    let sampler = d.sampler.clone();
+    let usage = tokio::task::spawn_blocking(move || sampler.lock().unwrap().sample(&roots))
+        .await
+        .unwrap_or_default();
+    let procs = snap
+        .into_iter()
+        .map(|(id, s)| {
+            let monit = usage
+                .get(&s.pid)
+                .map(|u| Monit {
+                    memory: u.memory,
+                    cpu: u.cpu,
+                })
+                .unwrap_or_default();
+            ProcInfo {
+                pm_id: id,
+                instance: s.instance,
+                spec: (*s.spec).clone(),
+                status: s.status,
+                pid: s.pid,
+                pm_uptime: s.pm_uptime,
+                created_at: s.created_at,
+                restart_time: s.restart_time,
+                unstable_restarts: s.counters.unstable_restarts,
+                exit_code: s.exit_code,
+                prev_restart_delay: s.counters.prev_restart_delay,
+                out_log_path: s.paths.out,
+                err_log_path: s.paths.err,
+                log_path: s.paths.combined,
+                pid_path: s.paths.pid,
+                env: s.env,
+                username: d.username.clone(),
+                monit,
+                last_error: s.last_error,
+            }
+        })
+        .collect();
+    Response::List { procs }
+}

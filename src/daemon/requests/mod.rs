@@ -1,0 +1,72 @@
+//! One file per request kind (as pueue's daemon does), plus what several of them share:
+//! sending a control message to instances and waiting for their answers.
+
+pub mod action;
+pub mod kill;
+pub mod list;
+pub mod logs;
+pub mod ping;
+pub mod register;
+pub mod reload;
+pub mod resolve;
+pub mod scale;
+pub mod signal;
+pub mod start;
+
+use super::instance::{self, Ctl};
+use super::state::Daemon;
+use crate::protocol::ActionResult;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+
+/// A new instance's id, its app's name, and the reply that comes when it is online.
+pub type StartWait = (u32, String, oneshot::Receiver<Result<(), String>>);
+
+/// Wait for newly started instances to be online (or to fail).
+pub async fn collect(waits: Vec<StartWait>) -> Vec<ActionResult> {
+    let mut out = Vec::new();
+    for (id, name, rx) in waits {
+        let error = match rx.await {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e),
+            Err(_) => Some("the instance task ended".into()),
+        };
+        out.push(ActionResult { id, name, error });
+    }
+    out
+}
+
+/// Send one control message to each instance at once and collect the answers in id order.
+pub async fn fan_out(
+    d: &Arc<Daemon>,
+    ids: &[u32],
+    make: impl Fn(instance::Reply) -> Ctl,
+) -> Vec<ActionResult> {
+    let mut pending = Vec::new();
+    {
+        let reg = d.registry.lock().unwrap();
+        for &id in ids {
+            let Some(e) = reg.entries.get(&id) else {
+                pending.push((id, String::new(), None));
+                continue;
+            };
+            let name = e.shared.lock().unwrap().spec.name.clone();
+            let (tx, rx) = oneshot::channel();
+            let sent = e.ctl.send(make(tx)).is_ok();
+            pending.push((id, name, sent.then_some(rx)));
+        }
+    }
+    let mut out = Vec::new();
+    for (id, name, rx) in pending {
+        let error = match rx {
+            None => Some(format!("process {id} not found")),
+            Some(rx) => match rx.await {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e),
+                Err(_) => Some("the instance task ended".into()),
+            },
+        };
+        out.push(ActionResult { id, name, error });
+    }
+    out
+}

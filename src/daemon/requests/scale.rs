@@ -1,0 +1,64 @@
+//! `scale`: add instances with the app's spec, or retire the highest instance numbers.
+
+use super::register::register;
+use super::{collect, fan_out};
+use crate::daemon::instance::Ctl;
+use crate::daemon::state::Daemon;
+use crate::protocol::{ActionResult, Response};
+use crate::spec::AppSpec;
+use std::sync::Arc;
+
+/// Scale an app: new instances take the next free instance numbers with the app's spec;
+/// scaling down retires the highest instance numbers (PM2 stops the lowest, which kills
+/// instance 0, where apps often run their once-per-cluster jobs).
+pub async fn scale(d: &Arc<Daemon>, name: &str, relative: bool, count: i64) -> Response {
+    let mut members: Vec<(u32, u32, Arc<AppSpec>)> = d
+        .registry
+        .lock()
+        .unwrap()
+        .snapshot()
+        .into_iter()
+        .filter(|(_, s)| s.spec.name == name)
+        .map(|(id, s)| (s.instance, id, s.spec))
+        .collect();
+    if members.is_empty() {
+        return Response::Error {
+            message: format!("app {name} not found"),
+        };
+    }
+    members.sort_by_key(|m| m.0);
+    let current = members.len() as i64;
+    let target = if relative { current + count } else { count };
+    if target < 0 {
+        return Response::Error {
+            message: format!("cannot scale {name} to {target} instances (it has {current})"),
+        };
+    }
+    let mut results = Vec::new();
+    if target > current {
+        let mut spec = (*members[0].2).clone();
+        spec.instances = (target - current) as u32;
+        let mut waits = Vec::new();
+        for (id, wait) in register(d, Arc::new(spec)) {
+            match wait {
+                Some(w) => waits.push(w),
+                None => results.push(ActionResult {
+                    id,
+                    name: name.to_string(),
+                    error: None,
+                }),
+            }
+        }
+        results.extend(collect(waits).await);
+    } else if target < current {
+        let ids: Vec<u32> = members[target as usize..].iter().map(|m| m.1).collect();
+        results = fan_out(d, &ids, Ctl::Retire).await;
+        let mut reg = d.registry.lock().unwrap();
+        for r in &results {
+            if r.error.is_none() {
+                reg.remove(r.id);
+            }
+        }
+    }
+    Response::Done { results }
+}

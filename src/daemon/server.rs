@@ -1,0 +1,158 @@
+//! The socket side of the daemon: bind `rpc.sock`, accept clients of our own uid, handle
+//! signals, read each client's requests and dispatch them to `requests/`.
+
+use super::requests::{action, kill, list, logs, ping, reload, resolve, scale, signal, start};
+use super::state::Daemon;
+use crate::paths::Home;
+use crate::protocol::{self, Action, Request, Response, VERSION};
+use anyhow::{Context, Result};
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+use tokio::net::{UnixListener, UnixStream};
+
+pub async fn serve(home: Home) -> Result<()> {
+    let sock = home.socket();
+    // We hold the lock, so any socket file here is stale.
+    let _ = std::fs::remove_file(&sock);
+    let listener = {
+        // Created 0600 from the start: no window in which another user could connect.
+        let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+        let l = UnixListener::bind(&sock);
+        nix::sys::stat::umask(old);
+        l.with_context(|| format!("cannot bind {}", sock.display()))?
+    };
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600))?;
+    std::fs::write(home.pid_file(), std::process::id().to_string())?;
+    std::fs::create_dir_all(home.logs_dir())?;
+    std::fs::create_dir_all(home.pids_dir())?;
+    tracing::info!(
+        "pmr daemon {VERSION} started (pid {}, home {})",
+        std::process::id(),
+        home.root.display()
+    );
+    let d = Arc::new(Daemon::new(home));
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    // SIGHUP is ignored (a closed terminal must not take the daemon down).
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    // SIGUSR2 reopens the log files, as `pmr reloadLogs` (for the system's logrotate).
+    let mut usr2 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined2())?;
+    let my_uid = nix::unistd::getuid().as_raw();
+    loop {
+        tokio::select! {
+            conn = listener.accept() => {
+                let (stream, _) = match conn {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!("accept failed: {e}");
+                        continue;
+                    }
+                };
+                match stream.peer_cred() {
+                    Ok(cred) if cred.uid() == my_uid => {}
+                    Ok(cred) => {
+                        tracing::warn!("refused a client of uid {} (daemon uid {my_uid})", cred.uid());
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::warn!("refused a client whose credentials are unknown: {e}");
+                        continue;
+                    }
+                }
+                tokio::spawn(client(d.clone(), stream));
+            }
+            _ = d.exit.notified() => break,
+            _ = term.recv() => { kill::shutdown(&d).await; break; }
+            _ = int.recv() => { kill::shutdown(&d).await; break; }
+            _ = hup.recv() => {}
+            _ = usr2.recv() => {
+                let sinks = d.ctx.sinks.clone();
+                tokio::spawn(async move {
+                    let (n, _) = sinks.reload().await;
+                    tracing::info!("SIGUSR2: reopened {n} log file(s)");
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn client(d: Arc<Daemon>, mut stream: UnixStream) {
+    loop {
+        let req: Request = match protocol::read_frame_async(&mut stream).await {
+            Ok(r) => r,
+            Err(protocol::FrameError::Closed) => return,
+            Err(e) => {
+                tracing::warn!("bad frame from a client, closing its connection: {e}");
+                let _ = protocol::write_frame_async(
+                    &mut stream,
+                    &Response::Error {
+                        message: e.to_string(),
+                    },
+                )
+                .await;
+                return;
+            }
+        };
+        if let Request::Subscribe {
+            ids,
+            out,
+            err,
+            daemon,
+        } = req
+        {
+            let filter = super::logs::hub::Filter {
+                ids,
+                out,
+                err,
+                daemon,
+            };
+            let hub = d.ctx.sinks.hub.clone();
+            return hub.serve(stream, filter).await;
+        }
+        let is_kill = matches!(req, Request::Kill);
+        let resp = handle(&d, req).await;
+        let _ = protocol::write_frame_async(&mut stream, &resp).await;
+        if is_kill {
+            d.exit.notify_one();
+            return;
+        }
+    }
+}
+
+/// One handler per request kind, each in its own file under `requests/`.
+async fn handle(d: &Arc<Daemon>, req: Request) -> Response {
+    match req {
+        Request::Ping => ping::ping(),
+        Request::Start { apps, force } => start::start(d, apps, force).await,
+        Request::Apply { apps, reload } => start::apply(d, apps, reload).await,
+        Request::List => list::list(d).await,
+        Request::Resolve { selectors } => resolve::resolve(d, &selectors),
+        Request::Action {
+            action: Action::Reload,
+            ids,
+            update_env,
+            parallel,
+        } => reload::reload(d, &ids, update_env, parallel).await,
+        Request::Action {
+            action,
+            ids,
+            update_env,
+            ..
+        } => action::action(d, action, &ids, update_env).await,
+        Request::Signal { signal, ids } => signal::signal(d, signal, &ids).await,
+        Request::Scale {
+            name,
+            relative,
+            count,
+        } => scale::scale(d, &name, relative, count).await,
+        Request::Kill => kill::kill(d).await,
+        Request::Flush { ids } => logs::flush(d, ids).await,
+        Request::ReloadLogs => logs::reload(d).await,
+        // Handled in `client` (the connection becomes a stream).
+        Request::Subscribe { .. } => Response::Error {
+            message: "unexpected subscribe".into(),
+        },
+    }
+}

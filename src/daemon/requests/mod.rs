@@ -22,15 +22,21 @@ use tokio::sync::oneshot;
 /// A new instance's id, its app's name, and the reply that comes when it is online.
 pub type StartWait = (u32, String, oneshot::Receiver<Result<(), String>>);
 
+/// The one reading of an instance's answer: `None` is success. A reply dropped unanswered
+/// (the instance task ended) is a failure, never a success.
+pub fn reply_error(reply: Result<Result<(), String>, oneshot::error::RecvError>) -> Option<String> {
+    match reply {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e),
+        Err(_) => Some("the instance task ended".into()),
+    }
+}
+
 /// Wait for newly started instances to be online (or to fail).
 pub async fn collect(waits: Vec<StartWait>) -> Vec<ActionResult> {
     let mut out = Vec::new();
     for (id, name, rx) in waits {
-        let error = match rx.await {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(e),
-            Err(_) => Some("the instance task ended".into()),
-        };
+        let error = reply_error(rx.await);
         out.push(ActionResult { id, name, error });
     }
     out
@@ -60,13 +66,31 @@ pub async fn fan_out(
     for (id, name, rx) in pending {
         let error = match rx {
             None => Some(format!("process {id} not found")),
-            Some(rx) => match rx.await {
-                Ok(Ok(())) => None,
-                Ok(Err(e)) => Some(e),
-                Err(_) => Some("the instance task ended".into()),
-            },
+            Some(rx) => reply_error(rx.await),
         };
         out.push(ActionResult { id, name, error });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reply_error;
+    use tokio::sync::oneshot;
+
+    #[tokio::test]
+    async fn a_dropped_reply_is_an_error() {
+        let (tx, rx) = oneshot::channel::<Result<(), String>>();
+        drop(tx);
+        assert_eq!(
+            reply_error(rx.await).as_deref(),
+            Some("the instance task ended")
+        );
+        let (tx, rx) = oneshot::channel();
+        tx.send(Ok(())).unwrap();
+        assert_eq!(reply_error(rx.await), None);
+        let (tx, rx) = oneshot::channel();
+        tx.send(Err("boom".to_string())).unwrap();
+        assert_eq!(reply_error(rx.await).as_deref(), Some("boom"));
+    }
 }

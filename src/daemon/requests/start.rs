@@ -49,20 +49,15 @@ pub async fn start(d: &Arc<Daemon>, apps: Vec<AppSpec>, force: bool) -> Response
             waits.extend(wait);
         }
     }
-    let mut errors = Vec::new();
-    for (id, name, rx) in waits {
-        if let Ok(Err(e)) = rx.await {
-            errors.push(format!("[{name}]({id}) {e}"));
-        }
-    }
+    let mut results = collect(waits).await;
     if !restart_ids.is_empty() {
-        for r in act(d, Action::Restart, &restart_ids, None).await {
-            if let Some(e) = r.error {
-                errors.push(format!("[{}]({}) {e}", r.name, r.id));
-            }
-        }
+        results.extend(act(d, Action::Restart, &restart_ids, None).await);
         ids.extend(restart_ids);
     }
+    let errors: Vec<String> = results
+        .into_iter()
+        .filter_map(|r| Some(format!("[{}]({}) {}", r.name, r.id, r.error?)))
+        .collect();
     if errors.is_empty() {
         Response::Started { ids }
     } else {

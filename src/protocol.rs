@@ -15,6 +15,30 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const PROTOCOL_VERSION: u32 = 2;
 pub const MAX_FRAME: usize = 16 << 20;
 
+/// The most instances one app may have unless `PMR_MAX_INSTANCES` says otherwise.
+pub const DEFAULT_MAX_INSTANCES: u32 = 1024;
+
+/// The most instances one app may have: `$PMR_MAX_INSTANCES` if it is a positive integer,
+/// else [`DEFAULT_MAX_INSTANCES`]. The CLI checks it before sending a request and the daemon
+/// again on `start`, `apply` and `scale` (it must survive any client); the daemon inherits the
+/// environment of the CLI that started it, so both usually agree.
+pub fn max_instances() -> u32 {
+    parse_max_instances(std::env::var("PMR_MAX_INSTANCES").ok().as_deref())
+}
+
+fn parse_max_instances(v: Option<&str>) -> u32 {
+    v.and_then(|s| s.trim().parse::<u32>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(DEFAULT_MAX_INSTANCES)
+}
+
+/// The one wording of "too many instances", for the CLI and the daemon.
+pub fn too_many_instances(app: &str, count: impl std::fmt::Display, max: u32) -> String {
+    format!(
+        "app \"{app}\": {count} instances is more than the maximum of {max} per app (set PMR_MAX_INSTANCES to change it)"
+    )
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum Request {
@@ -312,6 +336,20 @@ pub async fn read_frame_async<T: for<'de> Deserialize<'de>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn max_instances_from_the_environment() {
+        assert_eq!(parse_max_instances(None), DEFAULT_MAX_INSTANCES);
+        assert_eq!(parse_max_instances(Some("4")), 4);
+        assert_eq!(parse_max_instances(Some(" 4 ")), 4);
+        for bad in ["0", "-1", "lots", "", "99999999999"] {
+            assert_eq!(
+                parse_max_instances(Some(bad)),
+                DEFAULT_MAX_INSTANCES,
+                "{bad}"
+            );
+        }
+    }
 
     #[test]
     fn roundtrip_and_limits() {

@@ -107,6 +107,12 @@ pub fn scale(home: &Home, out: &Out, name: &str, count: &str) -> Result<i32> {
     let n: i64 = count.trim_start_matches('+').parse().map_err(|_| {
         anyhow::anyhow!("scale takes a number of instances: N, +N or -N; got {count:?}")
     })?;
+    // Checked before asking the daemon (which checks the resulting count again): a typo like
+    // 10000 must not start anything.
+    let max = crate::protocol::max_instances();
+    if n > i64::from(max) {
+        bail!(crate::protocol::too_many_instances(name, n, max));
+    }
     let mut client = Client::connect(home)?;
     let results = match call(
         &mut client,

@@ -117,8 +117,14 @@ pub fn start(home: &Home, out: &Out, a: StartArgs) -> Result<i32> {
         }
         match spec_from_options(&opts, &ctx) {
             Ok(spec) => specs.push(spec),
+            // Bad flags (e.g. `-i` above the maximum) are wrong whatever the target names.
+            Err(e) if normalize_app(&opts).is_err() => return Err(e),
             Err(e) => {
-                // Not a script: maybe an existing app (PM2 restarts it then).
+                // Not a script: maybe an existing app (PM2 restarts it then). This is not the
+                // daemon's "start or restart an existing app" rule (`daemon::requests::start::
+                // decide`), which judges a complete spec against the managed apps: here the
+                // question is only whether the word on the command line is a script or the name
+                // or id of an app, and only the daemon can answer the latter.
                 let c = match client.as_mut() {
                     Some(c) => c,
                     None => client.insert(Client::connect(home)?),

@@ -500,7 +500,11 @@ fn normalize_value(kind: Kind, key: &str, v: &Value) -> Norm {
             if v.as_str().map(str::trim) == Some("max") {
                 return Ok(Some(0.into()));
             }
+            let max = crate::protocol::max_instances();
             match integer(v) {
+                Some(n) if n > i64::from(max) => bad(&format!(
+                    "at most {max}, the maximum per app (set PMR_MAX_INSTANCES to change it)"
+                )),
                 Some(n) => Ok(Some(n.into())),
                 None => bad("a whole number (0 or \"max\" = one per CPU, -N = CPUs minus N)"),
             }

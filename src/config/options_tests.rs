@@ -364,6 +364,18 @@ fn instances() {
         r#"app "api": "instances" must be a whole number (0 or "max" = one per CPU, -N = CPUs minus N); got "lots""#
     );
     assert!(fail(json!({"instances": 1.5})).contains("got 1.5"));
+    // Above the per-app maximum (1024 unless PMR_MAX_INSTANCES is set for the tests).
+    if std::env::var_os("PMR_MAX_INSTANCES").is_none() {
+        assert_eq!(
+            one(json!({"instances": 1024}), "instances"),
+            Some(json!(1024))
+        );
+        assert_eq!(
+            fail(json!({"instances": 5000})),
+            r#"app "api": "instances" must be at most 1024, the maximum per app (set PMR_MAX_INSTANCES to change it); got 5000"#
+        );
+        assert!(fail(json!({"instances": "5000000000"})).contains("at most 1024"));
+    }
     assert!(fail(json!({"instances": true})).contains("got true"));
 }
 

@@ -5,6 +5,13 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
+/// A reserved id and instance number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slot {
+    pub id: u32,
+    pub instance: u32,
+}
+
 pub struct Entry {
     pub shared: Arc<Mutex<Shared>>,
     pub ctl: mpsc::UnboundedSender<Ctl>,
@@ -14,23 +21,71 @@ pub struct Entry {
 pub struct Registry {
     pub entries: BTreeMap<u32, Entry>,
     next_id: u32,
+    /// Ids handed out by `reserve` whose entries are still being built outside the lock, with
+    /// their app name and instance number: nobody else may take them meanwhile.
+    pending: BTreeMap<u32, (String, u32)>,
 }
 
 impl Registry {
-    pub fn next_id(&mut self) -> u32 {
-        let id = self.next_id;
-        self.next_id += 1;
-        id
+    /// Reserve ids and the lowest free instance numbers of `name` for `count` new instances,
+    /// refusing to go past `max` instances of that name (counting reservations not yet filled).
+    /// Fill each with `insert`, or give them back with `release`.
+    pub fn reserve(&mut self, name: &str, count: u32, max: u32) -> Result<Vec<Slot>, String> {
+        let used: Vec<u32> = self
+            .entries
+            .values()
+            .filter_map(|e| {
+                let s = e.shared.lock().unwrap();
+                (s.spec.name == name).then_some(s.instance)
+            })
+            .chain(
+                self.pending
+                    .values()
+                    .filter(|(n, _)| n == name)
+                    .map(|&(_, i)| i),
+            )
+            .collect();
+        let total = used.len() as u64 + u64::from(count);
+        if total > u64::from(max) {
+            return Err(crate::protocol::too_many_instances(name, total, max));
+        }
+        let end = self
+            .next_id
+            .checked_add(count)
+            .ok_or("no process ids left: delete every app to start again from 0")?;
+        let slots: Vec<Slot> = (self.next_id..end)
+            .zip(free_instance_numbers(&used, count as usize))
+            .map(|(id, instance)| Slot { id, instance })
+            .collect();
+        self.next_id = end;
+        for s in &slots {
+            self.pending.insert(s.id, (name.to_string(), s.instance));
+        }
+        Ok(slots)
     }
 
+    /// Give back reserved slots that will not be filled.
+    pub fn release(&mut self, slots: &[Slot]) {
+        for s in slots {
+            self.pending.remove(&s.id);
+        }
+        self.reset_ids_if_empty();
+    }
+
+    /// Fill a slot from `reserve`.
     pub fn insert(&mut self, id: u32, entry: Entry) {
+        self.pending.remove(&id);
         self.entries.insert(id, entry);
     }
 
     /// As PM2: ids start again from 0 once the table is empty.
     pub fn remove(&mut self, id: u32) {
         self.entries.remove(&id);
-        if self.entries.is_empty() {
+        self.reset_ids_if_empty();
+    }
+
+    fn reset_ids_if_empty(&mut self) {
+        if self.entries.is_empty() && self.pending.is_empty() {
             self.next_id = 0;
         }
     }
@@ -44,20 +99,6 @@ impl Registry {
             .iter()
             .map(|(&id, e)| (id, Self::snapshot_of(e)))
             .collect()
-    }
-
-    /// The lowest instance number not used by another process of this name (PM2's rule).
-    pub fn free_instance_number(&self, name: &str, taken_now: &[u32]) -> u32 {
-        let used: Vec<u32> = self
-            .entries
-            .values()
-            .filter_map(|e| {
-                let s = e.shared.lock().unwrap();
-                (s.spec.name == name).then_some(s.instance)
-            })
-            .chain(taken_now.iter().copied())
-            .collect();
-        (0..).find(|n| !used.contains(n)).unwrap()
     }
 
     /// Selectors as PM2 reads them: `all`, a name, a namespace, an id, or `/regex/`.
@@ -111,5 +152,105 @@ impl Registry {
         ids.sort_unstable();
         ids.dedup();
         Ok(ids)
+    }
+}
+
+/// The `count` lowest numbers not in `used` (PM2 gives each new instance the lowest free
+/// instance number). One pass over `used` and one over the result: no quadratic search.
+pub fn free_instance_numbers(used: &[u32], count: usize) -> Vec<u32> {
+    // Among the first `used.len() + count` numbers at least `count` are free.
+    let span = used.len() + count;
+    let mut taken = vec![false; span];
+    for &u in used {
+        if let Some(t) = taken.get_mut(u as usize) {
+            *t = true;
+        }
+    }
+    taken
+        .iter()
+        .enumerate()
+        .filter(|(_, &t)| !t)
+        .map(|(n, _)| n as u32)
+        .take(count)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{free_instance_numbers, Registry, Slot};
+
+    fn numbers(slots: &[Slot]) -> Vec<u32> {
+        slots.iter().map(|s| s.instance).collect()
+    }
+
+    #[test]
+    fn reservations_are_not_handed_out_twice_and_count_towards_the_maximum() {
+        let mut reg = Registry::default();
+        // Two registrations of one name while neither is inserted yet: disjoint numbers and ids.
+        let a = reg.reserve("web", 2, 5).unwrap();
+        let b = reg.reserve("web", 2, 5).unwrap();
+        assert_eq!(numbers(&a), [0, 1]);
+        assert_eq!(numbers(&b), [2, 3]);
+        assert_eq!(
+            a.iter().chain(&b).map(|s| s.id).collect::<Vec<_>>(),
+            [0, 1, 2, 3]
+        );
+        // Another name has its own numbers.
+        assert_eq!(numbers(&reg.reserve("api", 1, 5).unwrap()), [0]);
+        // 4 reserved + 2 > 5: refused, nothing taken.
+        let e = reg.reserve("web", 2, 5).unwrap_err();
+        assert!(
+            e.contains("6 instances") && e.contains("maximum of 5"),
+            "{e}"
+        );
+        assert_eq!(numbers(&reg.reserve("web", 1, 5).unwrap()), [4]);
+        // Released numbers are free again, lowest first.
+        reg.release(&a);
+        assert_eq!(numbers(&reg.reserve("web", 1, 5).unwrap()), [0]);
+    }
+
+    #[test]
+    fn ids_start_again_from_zero_only_when_nothing_is_pending() {
+        let mut reg = Registry::default();
+        let a = reg.reserve("web", 1, 5).unwrap();
+        let b = reg.reserve("web", 1, 5).unwrap();
+        reg.release(&a);
+        // `b` is still being built: its id must not be handed out again.
+        assert_eq!(reg.reserve("web", 1, 5).unwrap()[0].id, 2);
+        reg.release(&b);
+    }
+
+    #[test]
+    fn absurd_counts_are_refused() {
+        let mut reg = Registry::default();
+        assert!(reg.reserve("web", u32::MAX, 1024).is_err());
+        assert!(reg.reserve("web", 1024, 1024).is_ok());
+    }
+
+    #[test]
+    fn lowest_free_numbers_fill_the_holes_first() {
+        assert_eq!(free_instance_numbers(&[], 3), [0, 1, 2]);
+        assert_eq!(free_instance_numbers(&[0, 2, 5], 4), [1, 3, 4, 6]);
+        assert_eq!(free_instance_numbers(&[3, 1], 2), [0, 2]);
+        assert_eq!(free_instance_numbers(&[0, 1, 2], 0), Vec::<u32>::new());
+        // Numbers far above the span (and duplicates) do not matter.
+        assert_eq!(free_instance_numbers(&[u32::MAX, 0, 0], 2), [1, 2]);
+    }
+
+    #[test]
+    fn allocation_is_linear() {
+        // 200,000 used numbers with every other one free: a quadratic search would take
+        // minutes here, a linear one milliseconds.
+        let used: Vec<u32> = (0..400_000).filter(|n| n % 2 == 0).collect();
+        let t = std::time::Instant::now();
+        let got = free_instance_numbers(&used, 200_000);
+        assert_eq!(got.len(), 200_000);
+        assert_eq!(&got[..3], [1, 3, 5]);
+        assert_eq!(got[199_999], 399_999);
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            t.elapsed()
+        );
     }
 }

@@ -8,6 +8,7 @@ mod daemon;
 mod ecosystem;
 mod errors;
 mod fork;
+mod limits;
 mod load;
 mod logs;
 mod restart_policy;

@@ -2,11 +2,11 @@
 
 use super::StartWait;
 use crate::daemon::instance::{now_ms, Ctl, Instance, Paths, Shared};
-use crate::daemon::registry::Entry;
+use crate::daemon::registry::{Entry, Registry, Slot};
 use crate::daemon::spawn;
 use crate::daemon::state::Daemon;
 use crate::paths::{sanitize_name, with_id_suffix, Home};
-use crate::protocol::Status;
+use crate::protocol::{too_many_instances, Status};
 use crate::spec::AppSpec;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
@@ -63,16 +63,31 @@ fn default_paths(home: &Home, spec: &AppSpec, id: u32) -> Paths {
     }
 }
 
-/// Add `spec.instances` new processes to the table and launch them (unless `autostart` is
-/// off); returns their ids with the replies that come when each is online.
-pub fn register(d: &Arc<Daemon>, spec: Arc<AppSpec>) -> Vec<(u32, Option<StartWait>)> {
-    let mut reg = d.registry.lock().unwrap();
-    let mut out = Vec::new();
-    let mut taken = Vec::new();
-    for _ in 0..spec.instances.max(1) {
-        let id = reg.next_id();
-        let instance = reg.free_instance_number(&spec.name, &taken);
-        taken.push(instance);
+/// One app's new instances: slots reserved under the registry lock, built outside it.
+pub struct NewInstances {
+    pub spec: Arc<AppSpec>,
+    pub slots: Vec<Slot>,
+}
+
+/// Reserve `spec.instances` slots for `spec` (see `Registry::reserve`).
+pub fn reserve(reg: &mut Registry, spec: Arc<AppSpec>, max: u32) -> Result<NewInstances, String> {
+    if spec.instances > max {
+        return Err(too_many_instances(&spec.name, spec.instances, max));
+    }
+    let slots = reg.reserve(&spec.name, spec.instances.max(1), max)?;
+    Ok(NewInstances { spec, slots })
+}
+
+/// Add reserved instances to the table and launch them (unless `autostart` is off); returns
+/// their ids with the replies that come when each is online. The per-instance work (state,
+/// env, paths, tasks) happens outside the registry lock, which is taken once to insert them.
+pub fn launch(d: &Arc<Daemon>, new: NewInstances) -> Vec<(u32, Option<StartWait>)> {
+    let NewInstances { spec, slots } = new;
+    let home = d.ctx.home.root.to_string_lossy().into_owned();
+    let mut out = Vec::with_capacity(slots.len());
+    let mut entries = Vec::with_capacity(slots.len());
+    let mut tasks = Vec::with_capacity(slots.len());
+    for Slot { id, instance } in slots {
         let now = now_ms();
         let shared = Arc::new(Mutex::new(Shared {
             spec: spec.clone(),
@@ -89,23 +104,35 @@ pub fn register(d: &Arc<Daemon>, spec: Arc<AppSpec>) -> Vec<(u32, Option<StartWa
             counters: Default::default(),
             exit_code: None,
             last_error: None,
-            env: spawn::child_env(&spec, id, instance, &d.ctx.home.root.to_string_lossy()),
+            env: spawn::child_env(&spec, id, instance, &home),
             paths: default_paths(&d.ctx.home, &spec, id),
         }));
         let (tx, rx) = mpsc::unbounded_channel();
-        let inst = Instance {
-            id,
-            shared: shared.clone(),
-            ctx: d.ctx.clone(),
-        };
-        tokio::spawn(inst.run(rx));
+        // Queued before the entry is visible: `Start` is the first message the task reads.
         let wait = spec.autostart.then(|| {
             let (rtx, rrx) = oneshot::channel();
             let _ = tx.send(Ctl::Start(rtx));
             (id, spec.name.clone(), rrx)
         });
-        reg.insert(id, Entry { shared, ctl: tx });
+        tasks.push((
+            Instance {
+                id,
+                shared: shared.clone(),
+                ctx: d.ctx.clone(),
+            },
+            rx,
+        ));
+        entries.push((id, Entry { shared, ctl: tx }));
         out.push((id, wait));
+    }
+    {
+        let mut reg = d.registry.lock().unwrap();
+        for (id, entry) in entries {
+            reg.insert(id, entry);
+        }
+    }
+    for (inst, rx) in tasks {
+        tokio::spawn(inst.run(rx));
     }
     out
 }

@@ -1,10 +1,10 @@
 //! `scale`: add instances with the app's spec, or retire the highest instance numbers.
 
-use super::register::register;
+use super::register::{self, launch};
 use super::{collect, fan_out};
 use crate::daemon::instance::Ctl;
 use crate::daemon::state::Daemon;
-use crate::protocol::{ActionResult, Response};
+use crate::protocol::{max_instances, too_many_instances, ActionResult, Response};
 use crate::spec::AppSpec;
 use std::sync::Arc;
 
@@ -28,18 +28,38 @@ pub async fn scale(d: &Arc<Daemon>, name: &str, relative: bool, count: i64) -> R
     }
     members.sort_by_key(|m| m.0);
     let current = members.len() as i64;
-    let target = if relative { current + count } else { count };
-    if target < 0 {
+    // Any i64 may come from a client: checked arithmetic, and a bound before any work.
+    let target = if relative {
+        current.checked_add(count)
+    } else {
+        Some(count)
+    };
+    let target = match target {
+        Some(t) if t >= 0 => t,
+        _ => {
+            let shown = target.map_or_else(|| format!("{current}{count:+}"), |t| t.to_string());
+            return Response::Error {
+                message: format!("cannot scale {name} to {shown} instances (it has {current})"),
+            };
+        }
+    };
+    let max = max_instances();
+    if target > current && target > i64::from(max) {
         return Response::Error {
-            message: format!("cannot scale {name} to {target} instances (it has {current})"),
+            message: too_many_instances(name, target, max),
         };
     }
     let mut results = Vec::new();
     if target > current {
         let mut spec = (*members[0].2).clone();
+        // Fits: current < target <= max.
         spec.instances = (target - current) as u32;
+        let new = match register::reserve(&mut d.registry.lock().unwrap(), Arc::new(spec), max) {
+            Ok(n) => n,
+            Err(message) => return Response::Error { message },
+        };
         let mut waits = Vec::new();
-        for (id, wait) in register(d, Arc::new(spec)) {
+        for (id, wait) in launch(d, new) {
             match wait {
                 Some(w) => waits.push(w),
                 None => results.push(ActionResult {

@@ -111,7 +111,7 @@ pub fn scale(home: &Home, out: &Out, name: &str, count: &str) -> Result<i32> {
     // 10000 must not start anything.
     let max = crate::protocol::max_instances();
     if n > i64::from(max) {
-        bail!(crate::protocol::too_many_instances(name, n, max));
+        bail!(crate::protocol::too_many_instances(name, count, max));
     }
     let mut client = Client::connect(home)?;
     let results = match call(

@@ -204,3 +204,34 @@ fn the_maximum_comes_from_pmr_max_instances() {
     pmr.run_env(&["scale", "web", "2"], &env).ok();
     assert_eq!(pmr.jlist().len(), 2);
 }
+
+#[test]
+fn concurrent_scales_never_share_an_instance_number() {
+    let pmr = Pmr::new();
+    // Not started: registration alone is what races here.
+    pmr.run(&[
+        "start",
+        &fixture("run.sh"),
+        "--name",
+        "web",
+        "--no-autostart",
+    ])
+    .ok();
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| pmr.run(&["scale", "web", "+50"]).ok());
+        }
+    });
+    let list = pmr.jlist();
+    let mut numbers: Vec<u64> = list
+        .iter()
+        .map(|p| p["pm2_env"]["NODE_APP_INSTANCE"].as_u64().unwrap())
+        .collect();
+    numbers.sort_unstable();
+    assert_eq!(numbers, (0..201).collect::<Vec<u64>>());
+    let mut ids: Vec<u64> = list.iter().map(|p| p["pm_id"].as_u64().unwrap()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 201);
+    ping_promptly(&pmr, &[]);
+}

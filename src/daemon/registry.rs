@@ -1,4 +1,5 @@
-//! The process table: ids, names, selectors. Only in-memory work happens under its lock.
+//! The process table: ids, instance numbers (with reservations for instances being built),
+//! selectors. Only in-memory work happens under its lock.
 
 use super::instance::{Ctl, Shared};
 use std::collections::BTreeMap;
@@ -157,7 +158,7 @@ impl Registry {
 
 /// The `count` lowest numbers not in `used` (PM2 gives each new instance the lowest free
 /// instance number). One pass over `used` and one over the result: no quadratic search.
-pub fn free_instance_numbers(used: &[u32], count: usize) -> Vec<u32> {
+fn free_instance_numbers(used: &[u32], count: usize) -> Vec<u32> {
     // Among the first `used.len() + count` numbers at least `count` are free.
     let span = used.len() + count;
     let mut taken = vec![false; span];

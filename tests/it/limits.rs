@@ -23,6 +23,14 @@ fn error_of(resp: Response) -> String {
     }
 }
 
+/// The spec of the first app, as the daemon holds it.
+fn first_spec(pmr: &Pmr) -> pmr::spec::AppSpec {
+    match raw(pmr, &Request::List) {
+        Response::List { procs } => procs[0].spec.clone(),
+        other => panic!("{other:?}"),
+    }
+}
+
 /// `pmr ping` answers within a few seconds (a daemon busy registering thousands of
 /// instances did not answer at all).
 fn ping_promptly(pmr: &Pmr, env: &[(&str, &str)]) {
@@ -120,11 +128,7 @@ fn too_many_instances_at_start_are_refused_and_nothing_starts() {
 
     // The daemon refuses such specs from any client, for `start` and `apply`, changing nothing.
     pmr.run(&["start", &script, "--name", "small"]).ok();
-    let procs = match raw(&pmr, &Request::List) {
-        Response::List { procs } => procs,
-        other => panic!("{other:?}"),
-    };
-    let mut spec = procs[0].spec.clone();
+    let mut spec = first_spec(&pmr);
     spec.name = "huge".into();
     spec.instances = 5000;
     let e = error_of(raw(
@@ -184,11 +188,7 @@ fn the_maximum_comes_from_pmr_max_instances() {
         },
     ));
     assert!(e.contains("maximum of 4"), "{e}");
-    let procs = match raw(&pmr, &Request::List) {
-        Response::List { procs } => procs,
-        other => panic!("{other:?}"),
-    };
-    let mut spec = procs[0].spec.clone();
+    let mut spec = first_spec(&pmr);
     spec.instances = 1;
     let e = error_of(raw(
         &pmr,

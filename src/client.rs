@@ -118,8 +118,7 @@ fn wait_for_socket(home: &Home) -> Result<UnixStream> {
         match UnixStream::connect(home.socket()) {
             Ok(s) => return Ok(s),
             Err(_) if DAEMON_FAILED.load(std::sync::atomic::Ordering::SeqCst) => {
-                let tail =
-                    crate::daemon::logs::tail_lines(&home.daemon_log(), 5).unwrap_or_default();
+                let tail = crate::tail::tail_lines(&home.daemon_log(), 5).unwrap_or_default();
                 bail!(
                     "the pmr daemon failed to start; last lines of {}:\n{}",
                     home.daemon_log().display(),

@@ -21,10 +21,11 @@ pub mod format;
 pub mod hub;
 pub mod rotate;
 
+use crate::conf::{self, RotateConf};
 use crate::spec::AppSpec;
 use format::{JsonMeta, LineFormat};
 use hub::{Block, Hub, Stream};
-use rotate::{Housekeeper, RotateConf};
+use rotate::Housekeeper;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -140,7 +141,7 @@ impl Sinks {
         let Some(path) = &self.conf_path else {
             return vec![];
         };
-        let (conf, mut errors) = match rotate::read_conf(path) {
+        let (conf, mut errors) = match conf::read_conf(path) {
             Ok(m) => RotateConf::global(&m),
             Err(e) => (RotateConf::default(), vec![e]),
         };
@@ -557,36 +558,10 @@ pub async fn pump(mut pipe: impl AsyncRead + Unpin, src: Source) {
     }
 }
 
-/// The last `n` lines of a file (for `logs`). Reads only the file's tail.
-pub fn tail_lines(path: &Path, n: usize) -> std::io::Result<Vec<String>> {
-    use std::io::{Read, Seek, SeekFrom};
-    if n == 0 {
-        return Ok(vec![]);
-    }
-    let mut f = File::open(path)?;
-    let len = f.metadata()?.len();
-    let mut want = 64 * 1024u64;
-    loop {
-        let start = len.saturating_sub(want);
-        f.seek(SeekFrom::Start(start))?;
-        let mut data = Vec::new();
-        f.read_to_end(&mut data)?;
-        let text = String::from_utf8_lossy(&data);
-        let mut lines: Vec<&str> = text.lines().collect();
-        if start > 0 && !lines.is_empty() {
-            lines.remove(0); // probably a partial line
-        }
-        if lines.len() >= n || start == 0 {
-            let skip = lines.len().saturating_sub(n);
-            return Ok(lines[skip..].iter().map(|s| s.to_string()).collect());
-        }
-        want *= 4;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tail::tail_lines;
     use tokio::io::AsyncWriteExt;
 
     fn source(sinks: Vec<Arc<Sink>>) -> Source {

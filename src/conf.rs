@@ -2,6 +2,7 @@
 //! `log_rotate`). Shared by the CLI (`pmr set|get`, validation of `log_rotate`) and the daemon
 //! (which applies them), so it lives outside both.
 
+use crate::spec::LogRotate;
 use serde_json::{Map, Value};
 use std::path::Path;
 use std::str::FromStr;
@@ -154,11 +155,24 @@ impl RotateConf {
     }
 
     /// These settings overridden by an app's `log_rotate` block.
-    pub fn with_app(&self, block: Option<&Value>) -> RotateConf {
+    pub fn with_app(&self, block: Option<&LogRotate>) -> RotateConf {
         let mut c = self.clone();
-        if let Some(Value::Object(m)) = block {
-            for (k, v) in m {
-                if let Err(e) = c.set(k, v) {
+        let Some(b) = block else {
+            return c;
+        };
+        if let Some(n) = b.max_size {
+            c.max_size = (n > 0).then_some(n);
+        }
+        if let Some(n) = b.retain {
+            c.retain = n;
+        }
+        if let Some(z) = b.compress {
+            c.compress = z;
+        }
+        // The CLI checked both texts with the parsers `set` uses, so these cannot fail.
+        for (k, v) in [("interval", &b.interval), ("cron", &b.cron)] {
+            if let Some(t) = v {
+                if let Err(e) = c.set(k, &Value::String(t.clone())) {
                     tracing::warn!("log_rotate.{k}: {e}");
                 }
             }
@@ -219,9 +233,11 @@ mod tests {
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!((g.max_size, g.retain, g.compress), (Some(1 << 20), 3, true));
         assert!(matches!(g.schedule, Some(Schedule::Cron(_))));
-        let app = g.with_app(Some(
-            &serde_json::json!({"max_size": 2048, "compress": false}),
-        ));
+        let app = g.with_app(Some(&LogRotate {
+            max_size: Some(2048),
+            compress: Some(false),
+            ..Default::default()
+        }));
         assert_eq!(
             (app.max_size, app.retain, app.compress),
             (Some(2048), 3, false)

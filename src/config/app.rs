@@ -3,7 +3,7 @@
 //! PATH, CPUs) is resolved here, in the CLI, so the daemon gets nothing to guess.
 
 use super::pkg_script;
-use crate::spec::{AppSpec, ExecMode};
+use crate::spec::{AppSpec, ExecMode, ListenAddr, LogRotate, Watch};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -306,16 +306,11 @@ pub fn build_spec(opts: &Map<String, Value>, ctx: &BuildCtx) -> Result<AppSpec, 
         }
         None => ExecMode::Fork,
     };
-    if let Some(Value::Array(addrs)) = m.get("listen") {
-        for a in addrs.iter().filter_map(Value::as_str) {
-            crate::daemon::cluster::Query::from_address(a)
-                .map_err(|e| format!("\"listen\": {e}"))?;
-        }
-    }
-    let exec_mode = if exec_mode == ExecMode::Cluster
-        && !is_node_interp
-        && !m.contains_key("listen")
-    {
+    let listen = take_strings(&mut m, "listen")
+        .iter()
+        .map(|a| ListenAddr::parse(a).map_err(|e| format!("\"listen\": {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let exec_mode = if exec_mode == ExecMode::Cluster && !is_node_interp && listen.is_empty() {
         // As PM2 does: N fork instances, which will not share a port unless the app does.
         eprintln!(
             "[PMR][WARN] cluster mode needs a Node.js script or `listen` addresses; {script_path} runs as {instances} fork instance(s)"
@@ -415,6 +410,28 @@ pub fn build_spec(opts: &Map<String, Value>, ctx: &BuildCtx) -> Result<AppSpec, 
         log_date_format,
         disable_logs: take_bool(&mut m, "disable_logs", false),
         log_type: take_str(&mut m, "log_type"),
+        listen,
+        drain_keepalive: take_bool(&mut m, "drain_keepalive", true),
+        log_rotate: m.remove("log_rotate").map(|v| log_rotate(&v)),
+        watch: match m.remove("watch") {
+            Some(Value::Bool(true)) => Watch::Cwd,
+            Some(Value::Array(a)) => Watch::Paths(
+                a.into_iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect(),
+            ),
+            _ => Watch::Off,
+        },
+        ignore_watch: m
+            .contains_key("ignore_watch")
+            .then(|| take_strings(&mut m, "ignore_watch")),
+        watch_delay: take_u64(&mut m, "watch_delay"),
+        watch_options: match m.remove("watch_options") {
+            Some(Value::Object(o)) => Some(o),
+            _ => None,
+        },
+        cron_restart: take_str(&mut m, "cron_restart"),
+        max_memory_restart: take_u64(&mut m, "max_memory_restart"),
         extra: {
             m.remove("env");
             if time {
@@ -423,7 +440,28 @@ pub fn build_spec(opts: &Map<String, Value>, ctx: &BuildCtx) -> Result<AppSpec, 
             m
         },
     };
+    for key in spec.unsupported() {
+        eprintln!(
+            "[PMR][WARN] app {:?}: {key} is not supported yet: accepted and ignored",
+            spec.name
+        );
+    }
     Ok(spec)
+}
+
+/// A `log_rotate` block as `options::normalize_app` left it (canonical keys, checked values).
+fn log_rotate(v: &Value) -> LogRotate {
+    let text = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+    LogRotate {
+        max_size: v.get("max_size").and_then(Value::as_u64),
+        retain: v
+            .get("retain")
+            .and_then(Value::as_u64)
+            .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+        compress: v.get("compress").and_then(Value::as_bool),
+        interval: text("interval"),
+        cron: text("cron"),
+    }
 }
 
 #[cfg(test)]

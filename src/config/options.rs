@@ -576,7 +576,10 @@ fn normalize_value(kind: Kind, key: &str, v: &Value) -> Norm {
         },
         Kind::Cron => match v {
             Value::String(s) if s.trim().is_empty() || s.trim() == "0" => Ok(None),
-            Value::String(_) => Ok(Some(v.clone())),
+            Value::String(s) => match s.trim().parse::<croner::Cron>() {
+                Ok(_) => Ok(Some(v.clone())),
+                Err(e) => Err(format!("{k} is not a valid cron expression; got {}: {e}", show(v))),
+            },
             Value::Number(n) if n.as_f64() == Some(0.0) => Ok(None),
             _ => bad("a cron expression string (0 disables)"),
         },
@@ -787,15 +790,23 @@ fn log_rotate(key: &str, v: &Value) -> Result<Value, String> {
                 _ => return bad("a positive number of bytes or a size like \"10M\""),
             },
             "retain" => match integer(val) {
-                Some(n) if n >= 0 => Value::from(n),
+                Some(n) if (0..=u32::MAX as i64).contains(&n) => Value::from(n),
                 _ => return bad("a non-negative integer"),
             },
             "compress" => match as_bool(val) {
                 Some(b) => Value::from(b),
                 None => return bad("true or false"),
             },
+            // Checked with the parsers the daemon applies, so a bad value is an error here
+            // rather than a warning in the daemon log.
             _ => match val {
-                Value::String(s) if !s.trim().is_empty() => val.clone(),
+                Value::String(s) if !s.trim().is_empty() => {
+                    let mut probe = crate::conf::RotateConf::default();
+                    if let Err(e) = probe.set(canon, val) {
+                        return Err(format!("{field}: {e}"));
+                    }
+                    val.clone()
+                }
                 _ => return bad("a non-empty string"),
             },
         };

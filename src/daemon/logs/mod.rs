@@ -56,7 +56,7 @@ pub struct Sink {
     pub path: PathBuf,
     tx: mpsc::Sender<Msg>,
     /// The app's `log_rotate` block, applied over the global settings on each reload.
-    app_rotate: Option<serde_json::Value>,
+    app_rotate: Option<crate::spec::LogRotate>,
     /// Dropping the sender ends the schedule task.
     schedule: Mutex<Option<oneshot::Sender<()>>>,
 }
@@ -156,7 +156,7 @@ impl Sinks {
     pub fn get(
         &self,
         path: &Path,
-        app_rotate: Option<&serde_json::Value>,
+        app_rotate: Option<&crate::spec::LogRotate>,
     ) -> std::io::Result<Arc<Sink>> {
         let mut open = self.open.lock().unwrap();
         if let Some(sink) = open.get(path).and_then(Weak::upgrade) {
@@ -208,7 +208,7 @@ impl Sinks {
         err: &str,
         combined: Option<&str>,
     ) -> Result<(Source, Source), String> {
-        let rotate = spec.extra.get("log_rotate");
+        let rotate = spec.log_rotate.as_ref();
         let open = |p: &str| -> Result<Option<Arc<Sink>>, String> {
             if spec.disable_logs || p == "/dev/null" || p == "NULL" {
                 return Ok(None);
@@ -624,7 +624,11 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let path = dir.join("b.log");
         let sinks = Sinks::default();
-        let block = serde_json::json!({"max_size": 1000, "retain": 1000});
+        let block = crate::spec::LogRotate {
+            max_size: Some(1000),
+            retain: Some(1000),
+            ..Default::default()
+        };
         let sink = sinks.get(&path, Some(&block)).unwrap();
         let (mut w, r) = tokio::io::duplex(4096);
         let task = tokio::spawn(pump(r, source(vec![sink.clone()])));

@@ -551,4 +551,65 @@ mod tests {
         let s = build_spec(&obj(json!({"script": "sh"})), &ctx(&d)).unwrap();
         assert_eq!(s.interpreter, None, "a binary on PATH runs directly");
     }
+
+    #[test]
+    fn options_the_daemon_reads_are_typed_fields_not_extra() {
+        let d = fixture_dir();
+        let s = build_spec(
+            &obj(json!({
+                "script": "app.js",
+                "listen": ["127.0.0.1:8000", "/tmp/a.sock"],
+                "drain_keepalive": false,
+                "log_rotate": {"max_size": 1024, "retain": 3, "cron": "0 0 * * *"},
+                "watch": ["src", "lib"],
+                "ignore_watch": ["node_modules"],
+                "watch_delay": 500,
+                "watch_options": {"usePolling": true},
+                "cron_restart": "0 3 * * *",
+                "max_memory_restart": 209715200,
+                "time": true,
+            })),
+            &ctx(&d),
+        )
+        .unwrap();
+        let listen: Vec<String> = s.listen.iter().map(ToString::to_string).collect();
+        assert_eq!(listen, ["127.0.0.1:8000", "/tmp/a.sock"]);
+        assert!(!s.drain_keepalive);
+        assert_eq!(
+            s.log_rotate,
+            Some(LogRotate {
+                max_size: Some(1024),
+                retain: Some(3),
+                compress: None,
+                interval: None,
+                cron: Some("0 0 * * *".into()),
+            })
+        );
+        assert_eq!(s.watch, Watch::Paths(vec!["src".into(), "lib".into()]));
+        assert_eq!(s.ignore_watch, Some(vec!["node_modules".to_string()]));
+        assert_eq!(s.watch_delay, Some(500));
+        assert_eq!(
+            s.watch_options.map(Value::Object),
+            Some(json!({"usePolling": true}))
+        );
+        assert_eq!(s.cron_restart.as_deref(), Some("0 3 * * *"));
+        assert_eq!(s.max_memory_restart, Some(209715200));
+        let extra: Vec<&str> = s.extra.keys().map(String::as_str).collect();
+        assert_eq!(extra, ["time"], "typed options must not stay in extra");
+
+        let s = build_spec(&obj(json!({"script": "app.js", "watch": true})), &ctx(&d)).unwrap();
+        assert_eq!(
+            (s.watch, s.drain_keepalive, s.log_rotate),
+            (Watch::Cwd, true, None)
+        );
+        let e = build_spec(
+            &obj(json!({"script": "app.js", "listen": ["localhost"]})),
+            &ctx(&d),
+        )
+        .unwrap_err();
+        assert!(
+            e.starts_with("\"listen\": listen address \"localhost\""),
+            "{e}"
+        );
+    }
 }

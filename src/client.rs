@@ -88,7 +88,10 @@ fn start_daemon(home: &Home) -> Result<()> {
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
-    // SAFETY: setsid is async-signal-safe; the CLI is single-threaded here anyway.
+    // SAFETY: `pre_exec` is unsafe because the closure runs in the forked child, where only
+    // async-signal-safe calls are sound. It calls setsid(2) only (async-signal-safe, no
+    // allocation, no lock); an error becomes an `io::Error` holding the errno, which allocates
+    // nothing either.
     unsafe {
         cmd.pre_exec(|| {
             nix::unistd::setsid().map_err(std::io::Error::from)?;

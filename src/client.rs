@@ -88,7 +88,10 @@ fn start_daemon(home: &Home) -> Result<()> {
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
-    // SAFETY: setsid is async-signal-safe; the CLI is single-threaded here anyway.
+    // SAFETY: `pre_exec` is unsafe because the closure runs in the forked child, where only
+    // async-signal-safe calls are sound. It calls setsid(2) only (async-signal-safe, no
+    // allocation, no lock); an error becomes an `io::Error` holding the errno, which allocates
+    // nothing either.
     unsafe {
         cmd.pre_exec(|| {
             nix::unistd::setsid().map_err(std::io::Error::from)?;
@@ -118,8 +121,7 @@ fn wait_for_socket(home: &Home) -> Result<UnixStream> {
         match UnixStream::connect(home.socket()) {
             Ok(s) => return Ok(s),
             Err(_) if DAEMON_FAILED.load(std::sync::atomic::Ordering::SeqCst) => {
-                let tail =
-                    crate::daemon::logs::tail_lines(&home.daemon_log(), 5).unwrap_or_default();
+                let tail = crate::tail::tail_lines(&home.daemon_log(), 5).unwrap_or_default();
                 bail!(
                     "the pmr daemon failed to start; last lines of {}:\n{}",
                     home.daemon_log().display(),

@@ -3,9 +3,12 @@
 
 pub mod cli;
 pub mod client;
+pub mod conf;
 pub mod config;
 pub mod daemon;
+pub mod dayjs;
 pub mod paths;
 pub mod protocol;
 pub mod render;
 pub mod spec;
+pub mod tail;

@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -70,9 +71,126 @@ pub struct AppSpec {
     pub log_date_format: Option<String>,
     pub disable_logs: bool,
     pub log_type: Option<String>,
-    /// Every other option given by the user, already validated, kept so `jlist` and
-    /// `describe` show it (watch, cron_restart, max_memory_restart, env_* blocks, ...).
+    /// `listen`: sockets the daemon binds and passes systemd-style (`LISTEN_FDS`).
+    pub listen: Vec<ListenAddr>,
+    /// Cluster workers get the keep-alive draining preload (`drain_keepalive`, default true).
+    pub drain_keepalive: bool,
+    /// The app's `log_rotate` block, over the global settings of `conf.json`.
+    pub log_rotate: Option<LogRotate>,
+    /// Not implemented yet (the CLI warns; see [`AppSpec::unsupported`]).
+    pub watch: Watch,
+    pub ignore_watch: Option<Vec<String>>,
+    /// Milliseconds.
+    pub watch_delay: Option<u64>,
+    pub watch_options: Option<serde_json::Map<String, serde_json::Value>>,
+    /// A cron pattern, already checked by the CLI. Not implemented yet.
+    pub cron_restart: Option<String>,
+    /// Bytes. Not implemented yet.
+    pub max_memory_restart: Option<u64>,
+    /// Options the daemon never reads, already validated, kept only so `jlist` shows them
+    /// (`time`, `env_*` blocks, PM2 options pmr accepts without effect, ...). The daemon must
+    /// not read this: an option it acts on gets a typed field.
     pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// An address of the `listen` option: `127.0.0.1:8000`, `[::]:80`, `:8000` or `8000` (all
+/// interfaces, dual-stack), or a unix socket path (`/run/app.sock`). Kept as written too, since
+/// the daemon names the socket after it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ListenAddr {
+    text: String,
+    pub kind: ListenKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenKind {
+    Unix(String),
+    /// `ip: None`: all interfaces.
+    Tcp {
+        ip: Option<IpAddr>,
+        port: u16,
+    },
+}
+
+impl ListenAddr {
+    pub fn parse(addr: &str) -> Result<ListenAddr, String> {
+        let kind = if addr.starts_with('/') || addr.starts_with("./") {
+            ListenKind::Unix(addr.to_string())
+        } else if let Ok(port) = addr.trim_start_matches(':').parse::<u16>() {
+            ListenKind::Tcp { ip: None, port }
+        } else {
+            let sa: SocketAddr = addr.parse().map_err(|_| {
+                format!(
+                    "listen address {addr:?} is not host:port, a port, or an absolute socket path"
+                )
+            })?;
+            ListenKind::Tcp {
+                ip: Some(sa.ip()),
+                port: sa.port(),
+            }
+        };
+        Ok(ListenAddr {
+            text: addr.to_string(),
+            kind,
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+impl std::fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl TryFrom<String> for ListenAddr {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        ListenAddr::parse(&s)
+    }
+}
+
+impl From<ListenAddr> for String {
+    fn from(a: ListenAddr) -> String {
+        a.text
+    }
+}
+
+/// An app's `log_rotate` block: each setting given overrides the global one. `interval` and
+/// `cron` are kept as written (checked by the CLI with [`crate::conf`]'s parsers) so `jlist`
+/// shows them as given.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LogRotate {
+    /// Bytes.
+    pub max_size: Option<u64>,
+    pub retain: Option<u32>,
+    pub compress: Option<bool>,
+    pub interval: Option<String>,
+    pub cron: Option<String>,
+}
+
+/// `watch`: off, the app's `cwd` (`true`), or these paths.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub enum Watch {
+    #[default]
+    Off,
+    Cwd,
+    Paths(Vec<String>),
+}
+
+impl Watch {
+    /// As PM2 keeps it in `pm2_env.watch`.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Watch::Off => false.into(),
+            Watch::Cwd => true.into(),
+            Watch::Paths(p) => p.clone().into(),
+        }
+    }
 }
 
 impl AppSpec {
@@ -90,6 +208,26 @@ impl AppSpec {
             }
             None => false,
         }
+    }
+
+    /// The options set on this app that pmr accepts but does not act on yet, by name.
+    pub fn unsupported(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if self.watch != Watch::Off {
+            out.push("watch");
+        }
+        for (set, key) in [
+            (self.ignore_watch.is_some(), "ignore_watch"),
+            (self.watch_delay.is_some(), "watch_delay"),
+            (self.watch_options.is_some(), "watch_options"),
+            (self.cron_restart.is_some(), "cron_restart"),
+            (self.max_memory_restart.is_some(), "max_memory_restart"),
+        ] {
+            if set {
+                out.push(key);
+            }
+        }
+        out
     }
 
     /// The interpreter as PM2 shows it in `exec_interpreter`.
@@ -134,6 +272,73 @@ pub fn test_spec(name: &str) -> AppSpec {
         log_date_format: None,
         disable_logs: false,
         log_type: None,
+        listen: vec![],
+        drain_keepalive: true,
+        log_rotate: None,
+        watch: Watch::Off,
+        ignore_watch: None,
+        watch_delay: None,
+        watch_options: None,
+        cron_restart: None,
+        max_memory_restart: None,
         extra: Default::default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_addresses_parse_and_keep_their_text() {
+        let a = ListenAddr::parse("127.0.0.1:8000").unwrap();
+        assert_eq!(
+            a.kind,
+            ListenKind::Tcp {
+                ip: Some("127.0.0.1".parse().unwrap()),
+                port: 8000
+            }
+        );
+        assert_eq!(a.to_string(), "127.0.0.1:8000");
+        for any in ["8000", ":8000"] {
+            assert_eq!(
+                ListenAddr::parse(any).unwrap().kind,
+                ListenKind::Tcp {
+                    ip: None,
+                    port: 8000
+                }
+            );
+        }
+        assert!(matches!(
+            ListenAddr::parse("[::1]:80").unwrap().kind,
+            ListenKind::Tcp {
+                ip: Some(IpAddr::V6(_)),
+                port: 80
+            }
+        ));
+        assert_eq!(
+            ListenAddr::parse("/run/a.sock").unwrap().kind,
+            ListenKind::Unix("/run/a.sock".into())
+        );
+        let e = ListenAddr::parse("localhost").unwrap_err();
+        assert!(e.contains("\"localhost\""), "{e}");
+        // Over the wire as the plain string.
+        let json = serde_json::to_string(&a).unwrap();
+        assert_eq!(json, "\"127.0.0.1:8000\"");
+        assert_eq!(serde_json::from_str::<ListenAddr>(&json).unwrap(), a);
+    }
+
+    #[test]
+    fn unsupported_options_are_named() {
+        let mut s = test_spec("a");
+        assert!(s.unsupported().is_empty());
+        s.watch = Watch::Paths(vec!["src".into()]);
+        s.cron_restart = Some("0 * * * *".into());
+        s.max_memory_restart = Some(1 << 20);
+        s.log_rotate = Some(LogRotate::default());
+        assert_eq!(
+            s.unsupported(),
+            ["watch", "cron_restart", "max_memory_restart"]
+        );
     }
 }

@@ -3,7 +3,7 @@
 //! section (`pm2-logrotate` is an alias): the global log rotation settings.
 
 use crate::client::Client;
-use crate::daemon::logs::rotate::{RotateConf, CONF_SECTION, KEYS, PM2_SECTION};
+use crate::conf::{RotateConf, CONF_SECTION, KEYS, PM2_SECTION};
 use crate::paths::Home;
 use crate::protocol::{Request, Response};
 use anyhow::{bail, Context, Result};
@@ -14,7 +14,7 @@ fn conf_path(home: &Home) -> std::path::PathBuf {
 }
 
 fn read(home: &Home) -> Result<Map<String, Value>> {
-    crate::daemon::logs::rotate::read_conf(&conf_path(home)).map_err(anyhow::Error::msg)
+    crate::conf::read_conf(&conf_path(home)).map_err(anyhow::Error::msg)
 }
 
 fn write(home: &Home, conf: &Map<String, Value>) -> Result<()> {

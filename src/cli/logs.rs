@@ -4,11 +4,11 @@
 
 use super::{call, list};
 use crate::client::Client;
-use crate::daemon::logs::format::dayjs;
-use crate::daemon::logs::tail_lines;
+use crate::dayjs::dayjs;
 use crate::paths::Home;
 use crate::protocol::{FrameError, Request, Response};
 use crate::render::style::{paint, BLUE, GREEN, GREY, RED};
+use crate::tail::tail_lines;
 use anyhow::{bail, Result};
 use clap::Args;
 use serde_json::json;

@@ -3,6 +3,7 @@
 
 mod conf;
 mod ecosystem;
+mod flags;
 mod logs;
 mod ops;
 mod show;
@@ -132,7 +133,7 @@ pub struct SelArgs {
     #[arg(long)]
     pub parallel: Option<u32>,
     #[command(flatten)]
-    pub app: AppFlags,
+    pub app: flags::AppArgs,
 }
 
 #[derive(Args, Debug, Default)]
@@ -145,13 +146,14 @@ pub struct StartArgs {
     #[arg(short = 'a', long = "update-env")]
     pub update_env: bool,
     #[command(flatten)]
-    pub app: AppFlags,
+    pub app: flags::AppArgs,
     /// Arguments for the script, after `--`.
     #[arg(last = true)]
     pub script_args: Vec<String>,
 }
 
-/// PM2's app flags; each maps to the app option of the same (snake_case) name.
+/// PM2's app flags. Each flag's id is the app option it sets (see `flags.rs`, which reads the
+/// given ones from clap's matches), so a new flag needs only its line here.
 #[derive(Args, Debug, Default, Clone)]
 pub struct AppFlags {
     #[arg(short = 'n', long)]
@@ -165,16 +167,17 @@ pub struct AppFlags {
     #[arg(long)]
     pub interpreter: Option<String>,
     #[arg(
+        id = "interpreter_args",
         long = "node-args",
         alias = "interpreter-args",
         allow_hyphen_values = true
     )]
     pub node_args: Option<String>,
-    #[arg(short = 'o', long = "output")]
+    #[arg(short = 'o', long = "output", id = "out_file")]
     pub output: Option<String>,
-    #[arg(short = 'e', long = "error")]
+    #[arg(short = 'e', long = "error", id = "error_file")]
     pub error: Option<String>,
-    #[arg(short = 'l', long = "log", num_args = 0..=1, default_missing_value = "")]
+    #[arg(short = 'l', long = "log", id = "log_file", num_args = 0..=1, default_missing_value = "true")]
     pub log: Option<String>,
     #[arg(long = "merge-logs")]
     pub merge_logs: bool,
@@ -186,7 +189,7 @@ pub struct AppFlags {
     pub log_type: Option<String>,
     #[arg(long = "disable-logs")]
     pub disable_logs: bool,
-    #[arg(short = 'p', long = "pid")]
+    #[arg(short = 'p', long = "pid", id = "pid_file")]
     pub pid: Option<String>,
     #[arg(short = 'k', long = "kill-timeout", allow_hyphen_values = true)]
     pub kill_timeout: Option<String>,
@@ -204,12 +207,12 @@ pub struct AppFlags {
     pub min_uptime: Option<String>,
     #[arg(long = "stop-exit-codes", num_args = 1.., allow_hyphen_values = true)]
     pub stop_exit_codes: Vec<String>,
-    #[arg(long = "no-autorestart")]
-    pub no_autorestart: bool,
-    #[arg(long = "no-autostart")]
-    pub no_autostart: bool,
-    #[arg(long = "no-treekill")]
-    pub no_treekill: bool,
+    #[arg(long = "no-autorestart", action = clap::ArgAction::SetFalse)]
+    pub autorestart: bool,
+    #[arg(long = "no-autostart", action = clap::ArgAction::SetFalse)]
+    pub autostart: bool,
+    #[arg(long = "no-treekill", action = clap::ArgAction::SetFalse)]
+    pub treekill: bool,
     #[arg(long = "wait-ready")]
     pub wait_ready: bool,
     #[arg(long = "shutdown-with-message")]
@@ -225,14 +228,20 @@ pub struct AppFlags {
     #[arg(long = "filter-env")]
     pub filter_env: Vec<String>,
     /// Use the `env_<name>` block of an ecosystem file.
-    #[arg(long = "env")]
+    #[arg(long = "env", id = "env_name")]
     pub env: Option<String>,
     /// With an ecosystem file: only these apps (comma separated).
     #[arg(long)]
     pub only: Option<String>,
     /// Force fork mode.
-    #[arg(short = 'x', long = "execute-command")]
-    pub execute_command: bool,
+    #[arg(
+        short = 'x',
+        long = "execute-command",
+        id = "exec_mode",
+        num_args = 0,
+        default_missing_value = "fork"
+    )]
+    pub execute_command: Option<String>,
 }
 
 /// Run the CLI; the returned code is the process exit status.

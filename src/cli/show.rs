@@ -41,7 +41,9 @@ fn terminal_width() -> Option<usize> {
         ws_ypixel: 0,
     };
     let mut ws = ws;
-    // SAFETY: TIOCGWINSZ fills the struct we pass.
+    // SAFETY: nix has no safe wrapper for TIOCGWINSZ. The request writes one `winsize`
+    // through the pointer, which points at `ws`, owned here and alive for the call; on a bad fd
+    // or a non-terminal the call fails without writing, and `r` says so.
     let r = unsafe { nix::libc::ioctl(1, nix::libc::TIOCGWINSZ, &mut ws) };
     (r == 0 && ws.ws_col > 0)
         .then_some(ws.ws_col as usize)

@@ -1,7 +1,8 @@
 //! `pmr start`: scripts, binaries, command strings, or existing apps (which are restarted).
 
 use super::ecosystem::{is_ecosystem, load_specs};
-use super::{call, AppFlags, Out, StartArgs};
+use super::flags::AppArgs;
+use super::{call, Out, StartArgs};
 use crate::client::Client;
 use crate::config::app::{build_spec, BuildCtx};
 use crate::config::options::normalize_app;
@@ -11,75 +12,9 @@ use crate::spec::AppSpec;
 use anyhow::{anyhow, bail, Result};
 use serde_json::{json, Map, Value};
 
-/// PM2's command-line flags as raw app options (the names of the ecosystem file). Values stay
-/// as typed: `options::normalize_app` checks and converts them, as it does for config files.
-pub fn flags_to_options(f: &AppFlags) -> Map<String, Value> {
-    let mut m = Map::new();
-    let strings = [
-        ("name", &f.name),
-        ("namespace", &f.namespace),
-        ("cwd", &f.cwd),
-        ("instances", &f.instances),
-        ("interpreter", &f.interpreter),
-        ("interpreter_args", &f.node_args),
-        ("out_file", &f.output),
-        ("error_file", &f.error),
-        ("log_date_format", &f.log_date_format),
-        ("log_type", &f.log_type),
-        ("pid_file", &f.pid),
-        ("kill_timeout", &f.kill_timeout),
-        ("listen_timeout", &f.listen_timeout),
-        ("restart_delay", &f.restart_delay),
-        ("exp_backoff_restart_delay", &f.exp_backoff_restart_delay),
-        ("min_uptime", &f.min_uptime),
-        ("max_restarts", &f.max_restarts),
-        ("max_memory_restart", &f.max_memory_restart),
-        ("cron_restart", &f.cron_restart),
-        ("ignore_watch", &f.ignore_watch),
-        ("instance_var", &f.instance_var),
-    ];
-    for (k, v) in strings {
-        if let Some(v) = v {
-            m.insert(k.into(), json!(v));
-        }
-    }
-    let flags = [
-        ("merge_logs", f.merge_logs, true),
-        ("time", f.time, true),
-        ("disable_logs", f.disable_logs, true),
-        ("autorestart", f.no_autorestart, false),
-        ("autostart", f.no_autostart, false),
-        ("treekill", f.no_treekill, false),
-        ("wait_ready", f.wait_ready, true),
-        ("shutdown_with_message", f.shutdown_with_message, true),
-    ];
-    for (k, given, value) in flags {
-        if given {
-            m.insert(k.into(), json!(value));
-        }
-    }
-    if let Some(v) = &f.log {
-        m.insert(
-            "log_file".into(),
-            if v.is_empty() { json!(true) } else { json!(v) },
-        );
-    }
-    if !f.stop_exit_codes.is_empty() {
-        m.insert("stop_exit_codes".into(), json!(f.stop_exit_codes));
-    }
-    if let Some(v) = &f.watch {
-        m.insert(
-            "watch".into(),
-            if v == "true" { json!(true) } else { json!([v]) },
-        );
-    }
-    if !f.filter_env.is_empty() {
-        m.insert("filter_env".into(), json!(f.filter_env));
-    }
-    if f.execute_command {
-        m.insert("exec_mode".into(), json!("fork"));
-    }
-    m
+/// PM2's command-line flags as raw app options (see `flags.rs`).
+pub fn flags_to_options(f: &AppArgs) -> Map<String, Value> {
+    f.options.clone()
 }
 
 /// Raw options → a complete spec, with errors that name the app and the option.

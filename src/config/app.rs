@@ -3,7 +3,7 @@
 //! PATH, CPUs) is resolved here, in the CLI, so the daemon gets nothing to guess.
 
 use super::pkg_script;
-use crate::spec::{AppSpec, ExecMode};
+use crate::spec::{AppSpec, ExecMode, ListenAddr, LogRotate, Watch};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -306,16 +306,11 @@ pub fn build_spec(opts: &Map<String, Value>, ctx: &BuildCtx) -> Result<AppSpec, 
         }
         None => ExecMode::Fork,
     };
-    if let Some(Value::Array(addrs)) = m.get("listen") {
-        for a in addrs.iter().filter_map(Value::as_str) {
-            crate::daemon::cluster::Query::from_address(a)
-                .map_err(|e| format!("\"listen\": {e}"))?;
-        }
-    }
-    let exec_mode = if exec_mode == ExecMode::Cluster
-        && !is_node_interp
-        && !m.contains_key("listen")
-    {
+    let listen = take_strings(&mut m, "listen")
+        .iter()
+        .map(|a| ListenAddr::parse(a).map_err(|e| format!("\"listen\": {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let exec_mode = if exec_mode == ExecMode::Cluster && !is_node_interp && listen.is_empty() {
         // As PM2 does: N fork instances, which will not share a port unless the app does.
         eprintln!(
             "[PMR][WARN] cluster mode needs a Node.js script or `listen` addresses; {script_path} runs as {instances} fork instance(s)"
@@ -415,6 +410,28 @@ pub fn build_spec(opts: &Map<String, Value>, ctx: &BuildCtx) -> Result<AppSpec, 
         log_date_format,
         disable_logs: take_bool(&mut m, "disable_logs", false),
         log_type: take_str(&mut m, "log_type"),
+        listen,
+        drain_keepalive: take_bool(&mut m, "drain_keepalive", true),
+        log_rotate: m.remove("log_rotate").map(|v| log_rotate(&v)),
+        watch: match m.remove("watch") {
+            Some(Value::Bool(true)) => Watch::Cwd,
+            Some(Value::Array(a)) => Watch::Paths(
+                a.into_iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect(),
+            ),
+            _ => Watch::Off,
+        },
+        ignore_watch: m
+            .contains_key("ignore_watch")
+            .then(|| take_strings(&mut m, "ignore_watch")),
+        watch_delay: take_u64(&mut m, "watch_delay"),
+        watch_options: match m.remove("watch_options") {
+            Some(Value::Object(o)) => Some(o),
+            _ => None,
+        },
+        cron_restart: take_str(&mut m, "cron_restart"),
+        max_memory_restart: take_u64(&mut m, "max_memory_restart"),
         extra: {
             m.remove("env");
             if time {
@@ -423,7 +440,28 @@ pub fn build_spec(opts: &Map<String, Value>, ctx: &BuildCtx) -> Result<AppSpec, 
             m
         },
     };
+    for key in spec.unsupported() {
+        eprintln!(
+            "[PMR][WARN] app {:?}: {key} is not supported yet: accepted and ignored",
+            spec.name
+        );
+    }
     Ok(spec)
+}
+
+/// A `log_rotate` block as `options::normalize_app` left it (canonical keys, checked values).
+fn log_rotate(v: &Value) -> LogRotate {
+    let text = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+    LogRotate {
+        max_size: v.get("max_size").and_then(Value::as_u64),
+        retain: v
+            .get("retain")
+            .and_then(Value::as_u64)
+            .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+        compress: v.get("compress").and_then(Value::as_bool),
+        interval: text("interval"),
+        cron: text("cron"),
+    }
 }
 
 #[cfg(test)]
@@ -512,5 +550,66 @@ mod tests {
         assert_eq!(e, "Interpreter nosuchinterp is not available in PATH");
         let s = build_spec(&obj(json!({"script": "sh"})), &ctx(&d)).unwrap();
         assert_eq!(s.interpreter, None, "a binary on PATH runs directly");
+    }
+
+    #[test]
+    fn options_the_daemon_reads_are_typed_fields_not_extra() {
+        let d = fixture_dir();
+        let s = build_spec(
+            &obj(json!({
+                "script": "app.js",
+                "listen": ["127.0.0.1:8000", "/tmp/a.sock"],
+                "drain_keepalive": false,
+                "log_rotate": {"max_size": 1024, "retain": 3, "cron": "0 0 * * *"},
+                "watch": ["src", "lib"],
+                "ignore_watch": ["node_modules"],
+                "watch_delay": 500,
+                "watch_options": {"usePolling": true},
+                "cron_restart": "0 3 * * *",
+                "max_memory_restart": 209715200,
+                "time": true,
+            })),
+            &ctx(&d),
+        )
+        .unwrap();
+        let listen: Vec<String> = s.listen.iter().map(ToString::to_string).collect();
+        assert_eq!(listen, ["127.0.0.1:8000", "/tmp/a.sock"]);
+        assert!(!s.drain_keepalive);
+        assert_eq!(
+            s.log_rotate,
+            Some(LogRotate {
+                max_size: Some(1024),
+                retain: Some(3),
+                compress: None,
+                interval: None,
+                cron: Some("0 0 * * *".into()),
+            })
+        );
+        assert_eq!(s.watch, Watch::Paths(vec!["src".into(), "lib".into()]));
+        assert_eq!(s.ignore_watch, Some(vec!["node_modules".to_string()]));
+        assert_eq!(s.watch_delay, Some(500));
+        assert_eq!(
+            s.watch_options.map(Value::Object),
+            Some(json!({"usePolling": true}))
+        );
+        assert_eq!(s.cron_restart.as_deref(), Some("0 3 * * *"));
+        assert_eq!(s.max_memory_restart, Some(209715200));
+        let extra: Vec<&str> = s.extra.keys().map(String::as_str).collect();
+        assert_eq!(extra, ["time"], "typed options must not stay in extra");
+
+        let s = build_spec(&obj(json!({"script": "app.js", "watch": true})), &ctx(&d)).unwrap();
+        assert_eq!(
+            (s.watch, s.drain_keepalive, s.log_rotate),
+            (Watch::Cwd, true, None)
+        );
+        let e = build_spec(
+            &obj(json!({"script": "app.js", "listen": ["localhost"]})),
+            &ctx(&d),
+        )
+        .unwrap_err();
+        assert!(
+            e.starts_with("\"listen\": listen address \"localhost\""),
+            "{e}"
+        );
     }
 }

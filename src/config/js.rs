@@ -465,8 +465,8 @@ fn static_facts() -> String {
         })
         .unwrap_or_else(|| "/tmp".into());
     let sys = sysinfo();
-    let uid = unsafe { libc::getuid() };
-    let gid = unsafe { libc::getgid() };
+    let uid = nix::unistd::getuid().as_raw();
+    let gid = nix::unistd::getgid().as_raw();
     let (platform, os_type) = match std::env::consts::OS {
         "linux" => ("linux", "Linux"),
         "macos" => ("darwin", "Darwin"),
@@ -485,7 +485,7 @@ fn static_facts() -> String {
         "cwd": cwd,
         "argv": argv,
         "pid": std::process::id(),
-        "ppid": unsafe { libc::getppid() },
+        "ppid": nix::unistd::getppid().as_raw(),
         "platform": platform,
         "arch": arch,
         "pmrVersion": env!("CARGO_PKG_VERSION"),
@@ -515,22 +515,21 @@ fn static_facts() -> String {
 
 /// Online CPUs, as Node's `os.cpus().length` (not limited by affinity or cgroup quotas).
 pub(crate) fn cpu_count() -> usize {
-    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
-    if n > 0 {
-        n as usize
-    } else {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
+    #[cfg(target_os = "linux")]
+    if let Ok(Some(n)) = nix::unistd::sysconf(nix::unistd::SysconfVar::_NPROCESSORS_ONLN) {
+        if n > 0 {
+            return n as usize;
+        }
     }
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// `os.hostname()`: the node name `uname` reports (what `gethostname` returns).
 fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return "localhost".into();
+    match nix::sys::utsname::uname() {
+        Ok(u) => u.nodename().to_string_lossy().into_owned(),
+        Err(_) => "localhost".into(),
     }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
 struct SysInfo {
@@ -549,25 +548,17 @@ fn sysinfo() -> SysInfo {
         uptime: 0,
         loadavg: [0.0; 3],
     };
-    let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
-    if unsafe { libc::uname(&mut uts) } == 0 {
-        let release = unsafe { std::ffi::CStr::from_ptr(uts.release.as_ptr()) };
-        out.release = release.to_string_lossy().into_owned();
+    if let Ok(u) = nix::sys::utsname::uname() {
+        out.release = u.release().to_string_lossy().into_owned();
     }
     #[cfg(target_os = "linux")]
-    {
-        let mut si: libc::sysinfo = unsafe { std::mem::zeroed() };
-        if unsafe { libc::sysinfo(&mut si) } == 0 {
-            let unit = u64::from(si.mem_unit.max(1));
-            out.totalmem = si.totalram as u64 * unit;
-            // Node's freemem() is MemAvailable; fall back to free RAM.
-            out.freemem = mem_available().unwrap_or(si.freeram as u64 * unit);
-            out.uptime = si.uptime.max(0) as u64;
-            let scale = f64::from(1u32 << libc::SI_LOAD_SHIFT);
-            for (i, l) in si.loads.iter().enumerate() {
-                out.loadavg[i] = *l as f64 / scale;
-            }
-        }
+    if let Ok(si) = nix::sys::sysinfo::sysinfo() {
+        out.totalmem = si.ram_total();
+        // Node's freemem() is MemAvailable; fall back to free RAM.
+        out.freemem = mem_available().unwrap_or(si.ram_unused());
+        out.uptime = si.uptime().as_secs();
+        let (a, b, c) = si.load_average();
+        out.loadavg = [a, b, c];
     }
     out
 }

@@ -83,7 +83,10 @@ pub(crate) fn eval_with_node(
         Ok(out) => out.map_err(|e| fail(e.to_string()))?,
         Err(_) => {
             // The waiting thread has not reaped the child, so the pid is still ours.
-            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
             let _ = rx.recv();
             return Err(LoadError::Timeout {
                 file: display.to_string(),

@@ -191,13 +191,13 @@ static OPTIONS: &[Opt] = &[
     opt("filter_env", &[], Kind::FilterEnv, "false",
         "Drop inherited CLI environment: `true` = all, names = every variable whose name contains one of them."),
     opt("append_env_to_name", &[], Kind::Bool, "false", "With `--env X`, the app is named `name-X`."),
-    opt("watch", &[], Kind::Watch, "false", "Restart on file changes; `true` watches `cwd`, else the given paths."),
+    opt("watch", &[], Kind::Watch, "false", "**Not supported yet**: accepted and ignored, with a warning. PM2: restart on file changes; `true` watches `cwd`, else the given paths."),
     opt("ignore_watch", &[], Kind::StrList, "dotfiles and `node_modules`",
-        "Paths/patterns not watched (replaces the default)."),
+        "**Not supported yet**: accepted and ignored, with a warning. PM2: paths/patterns not watched (replaces the default)."),
     opt("watch_delay", &[], Kind::Duration, "0",
-        "Delay between a detected change and the restart (ms in a file; the CLI flag is in seconds)."),
-    opt("watch_options", &[], Kind::Object, "—", "Extra watcher options (chokidar's in PM2), passed through."),
-    opt("max_memory_restart", &[], Kind::Bytes, "—", "Restart (reload in cluster mode) when memory exceeds this (K = 1024)."),
+        "**Not supported yet**: accepted and ignored, with a warning. PM2: delay between a detected change and the restart (ms)."),
+    opt("watch_options", &[], Kind::Object, "—", "**Not supported yet**: accepted and ignored, with a warning. PM2: extra watcher options (chokidar's)."),
+    opt("max_memory_restart", &[], Kind::Bytes, "—", "**Not supported yet**: accepted and ignored, with a warning. PM2: restart (reload in cluster mode) when memory exceeds this (K = 1024)."),
     opt("autorestart", &[], Kind::Bool, "true", "Restart the app when it exits."),
     opt("autostart", &[], Kind::Bool, "true", "Start the app when it is added; false registers it as stopped."),
     opt("restart_delay", &[], Kind::Duration, "0", "Fixed delay before an automatic restart."),
@@ -216,7 +216,7 @@ static OPTIONS: &[Opt] = &[
     opt("treekill", &[], Kind::Bool, "true", "Signal the whole process tree, not only the main process."),
     opt("drain_keepalive", &[], Kind::Bool, "true", "pmr: cluster workers get a small preload so that, when a reload retires them, kept-alive HTTP connections end after their next response (`Connection: close`) instead of breaking."),
     opt("listen", &[], Kind::StrList, "—", "pmr: addresses the daemon listens on for a non-Node app (`127.0.0.1:8000`, `[::]:80`, `/run/app.sock`), passed systemd-style (`LISTEN_FDS`, fds from 3), so `-i N`, reload and scale share them."),
-    opt("cron_restart", &["cron"], Kind::Cron, "—", "Restart on this cron schedule (seconds field allowed)."),
+    opt("cron_restart", &["cron"], Kind::Cron, "—", "**Not supported yet**: accepted and ignored, with a warning. PM2: restart on this cron schedule (seconds field allowed). An invalid pattern is an error."),
     opt("merge_logs", &["combine_logs"], Kind::Bool, "true in fork mode without `instances`, else false",
         "One log file for all instances instead of one per instance (`-<id>` suffix)."),
     opt("out_file", &["out", "output", "out_log"], Kind::Str, "`<home>/logs/<name>-out.log`",
@@ -580,7 +580,10 @@ fn normalize_value(kind: Kind, key: &str, v: &Value) -> Norm {
         },
         Kind::Cron => match v {
             Value::String(s) if s.trim().is_empty() || s.trim() == "0" => Ok(None),
-            Value::String(_) => Ok(Some(v.clone())),
+            Value::String(s) => match s.trim().parse::<croner::Cron>() {
+                Ok(_) => Ok(Some(v.clone())),
+                Err(e) => Err(format!("{k} is not a valid cron expression; got {}: {e}", show(v))),
+            },
             Value::Number(n) if n.as_f64() == Some(0.0) => Ok(None),
             _ => bad("a cron expression string (0 disables)"),
         },
@@ -791,15 +794,23 @@ fn log_rotate(key: &str, v: &Value) -> Result<Value, String> {
                 _ => return bad("a positive number of bytes or a size like \"10M\""),
             },
             "retain" => match integer(val) {
-                Some(n) if n >= 0 => Value::from(n),
+                Some(n) if (0..=u32::MAX as i64).contains(&n) => Value::from(n),
                 _ => return bad("a non-negative integer"),
             },
             "compress" => match as_bool(val) {
                 Some(b) => Value::from(b),
                 None => return bad("true or false"),
             },
+            // Checked with the parsers the daemon applies, so a bad value is an error here
+            // rather than a warning in the daemon log.
             _ => match val {
-                Value::String(s) if !s.trim().is_empty() => val.clone(),
+                Value::String(s) if !s.trim().is_empty() => {
+                    let mut probe = crate::conf::RotateConf::default();
+                    if let Err(e) = probe.set(canon, val) {
+                        return Err(format!("{field}: {e}"));
+                    }
+                    val.clone()
+                }
                 _ => return bad("a non-empty string"),
             },
         };

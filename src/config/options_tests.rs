@@ -708,6 +708,22 @@ fn cron_restart_values() {
         fail(json!({"cron_restart": 5})),
         r#"app "api": "cron_restart" must be a cron expression string (0 disables); got 5"#
     );
+    // Checked with the parser the scheduler will use: a bad pattern is a config error.
+    assert_eq!(
+        one(json!({"cron": "*/30 * * * * *"}), "cron_restart"),
+        Some(json!("*/30 * * * * *")),
+        "a seconds field is allowed"
+    );
+    for bad in ["every day", "61 * * * *", "* * * *"] {
+        let e = fail(json!({"cron_restart": bad}));
+        assert!(
+            e.starts_with(&format!(
+                r#"app "api": "cron_restart" is not a valid cron expression; got "{bad}": "#
+            )),
+            "{e}"
+        );
+    }
+    assert!(fail(json!({"cron": "nope"})).contains(r#""cron" is not a valid cron expression"#));
 }
 
 #[test]
@@ -738,6 +754,21 @@ fn log_rotate_block() {
         r#"app "api": "log_rotate.max_size" must be a positive number of bytes or a size like "10M"; got "big""#
     );
     assert!(fail(json!({"log_rotate": {"compress": "gz"}})).contains("true or false"));
+    assert_eq!(
+        one(json!({"log_rotate": {"interval": "off"}}), "log_rotate"),
+        Some(json!({"interval": "off"}))
+    );
+    let e = fail(json!({"log_rotate": {"interval": "often"}}));
+    assert!(
+        e.starts_with(r#"app "api": "log_rotate.interval": interval must be"#),
+        "{e}"
+    );
+    let e = fail(json!({"log_rotate": {"cron": "0 0 * *"}}));
+    assert!(
+        e.starts_with(r#"app "api": "log_rotate.cron": bad cron expression"#),
+        "{e}"
+    );
+    assert!(fail(json!({"log_rotate": {"retain": 1u64 << 33}})).contains("non-negative integer"));
     assert!(fail(json!({"log_rotate": {"max_size": 1, "maxSize": 2}})).contains("twice"));
     assert_eq!(
         fail(json!({"log_rotate": "10M"})),

@@ -6,6 +6,7 @@
 //! two programs would (EADDRINUSE), and they stay open while any worker of the app holds them:
 //! during a reload the new worker joins before the old one leaves, so no connection is refused.
 
+use crate::spec::{ListenAddr, ListenKind};
 use serde_json::Value;
 use socket2::{Domain, Socket, Type};
 use std::collections::{HashMap, HashSet};
@@ -26,27 +27,9 @@ pub struct Query {
 }
 
 impl Query {
-    /// An address of the `listen` option: `127.0.0.1:8000`, `[::]:80`, `:8000` or `8000` (all
-    /// interfaces, dual-stack), or a unix socket path (`/run/app.sock`).
+    /// An address of the `listen` option (see [`ListenAddr`]).
     pub fn from_address(addr: &str) -> Result<Query, String> {
-        let q = |address: Option<String>, port: i64, address_type: i64| Query {
-            address,
-            port,
-            address_type,
-            backlog: 511,
-        };
-        if addr.starts_with('/') || addr.starts_with("./") {
-            return Ok(q(Some(addr.to_string()), -1, -1));
-        }
-        let bad = || {
-            format!("listen address {addr:?} is not host:port, a port, or an absolute socket path")
-        };
-        if let Ok(port) = addr.trim_start_matches(':').parse::<u16>() {
-            return Ok(q(None, port as i64, 4));
-        }
-        let sa: SocketAddr = addr.parse().map_err(|_| bad())?;
-        let ty = if sa.is_ipv6() { 6 } else { 4 };
-        Ok(q(Some(sa.ip().to_string()), sa.port() as i64, ty))
+        ListenAddr::parse(addr).map(|a| Query::from(&a))
     }
 
     pub fn from_message(m: &Value) -> Query {
@@ -85,6 +68,26 @@ impl Query {
             (Some(p), -1) => p.clone(),
             (Some(a), _) => format!("{a}:{}", self.port),
             (None, _) => format!(":::{}", self.port),
+        }
+    }
+}
+
+impl From<&ListenAddr> for Query {
+    fn from(a: &ListenAddr) -> Query {
+        let (address, port, address_type) = match &a.kind {
+            ListenKind::Unix(path) => (Some(path.clone()), -1, -1),
+            ListenKind::Tcp { ip: None, port } => (None, *port as i64, 4),
+            ListenKind::Tcp { ip: Some(ip), port } => (
+                Some(ip.to_string()),
+                *port as i64,
+                if ip.is_ipv6() { 6 } else { 4 },
+            ),
+        };
+        Query {
+            address,
+            port,
+            address_type,
+            backlog: 511,
         }
     }
 }

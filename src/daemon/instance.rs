@@ -384,10 +384,7 @@ impl Instance {
         let listen = listen_addresses(&spec);
         let worker = (cluster || !listen.is_empty())
             .then(|| self.ctx.next_worker.fetch_add(1, Ordering::SeqCst));
-        let preload = if cluster
-            && listen.is_empty()
-            && spec.extra.get("drain_keepalive") != Some(&serde_json::Value::Bool(false))
-        {
+        let preload = if cluster && listen.is_empty() && spec.drain_keepalive {
             self.ctx.preload.as_deref()
         } else {
             None
@@ -806,14 +803,7 @@ async fn retire(
 
 /// The `listen` option: addresses whose sockets the daemon passes the systemd way.
 pub fn listen_addresses(spec: &AppSpec) -> Vec<String> {
-    match spec.extra.get("listen") {
-        Some(serde_json::Value::Array(a)) => a
-            .iter()
-            .filter_map(|v| v.as_str().map(str::to_string))
-            .collect(),
-        Some(serde_json::Value::String(s)) => vec![s.clone()],
-        _ => vec![],
-    }
+    spec.listen.iter().map(ToString::to_string).collect()
 }
 
 fn signal_tree(pid: u32, tree: &[u32], treekill: bool, sig: Signal) {

@@ -3,9 +3,9 @@
 
 use super::style::{self, paint};
 use super::table::{render_box, Cell};
-use super::{app_version, display_width, js_number, now_ms, status_colors, uptime_cell};
+use super::{app_version, display_width, now_ms, status_colors, uptime_cell};
 use crate::protocol::ProcInfo;
-use serde_json::Value;
+use crate::spec::Watch;
 
 /// `pmr describe <id>` for one process. Ends with a newline.
 pub fn describe(p: &ProcInfo, color: bool) -> String {
@@ -44,8 +44,8 @@ pub fn describe_at(p: &ProcInfo, color: bool, now: i64) -> String {
         ("node env", Cell::plain(na(p.env.get("NODE_ENV").cloned()))),
         (
             "watch & reload",
-            if watching(p) {
-                Cell::styled("✔", &[style::GREEN, style::BOLD])
+            if s.watch != Watch::Off {
+                Cell::plain(format!("✘{NOT_YET}"))
             } else {
                 Cell::plain("✘")
             },
@@ -60,11 +60,14 @@ pub fn describe_at(p: &ProcInfo, color: bool, now: i64) -> String {
     if let Some(l) = &p.log_path {
         rows.insert(6, ("entire log path", Cell::plain(l)));
     }
-    if let Some(c) = s.extra.get("cron_restart") {
-        rows.insert(5, ("cron restart", Cell::plain(js_string(c))));
+    if let Some(c) = &s.cron_restart {
+        rows.insert(5, ("cron restart", Cell::plain(format!("{c}{NOT_YET}"))));
     }
-    if let Some(m) = s.extra.get("max_memory_restart").filter(|m| truthy(m)) {
-        rows.insert(5, ("max memory restart", Cell::plain(js_string(m))));
+    if let Some(m) = s.max_memory_restart.filter(|&m| m > 0) {
+        rows.insert(
+            5,
+            ("max memory restart", Cell::plain(format!("{m}{NOT_YET}"))),
+        );
     }
     if let Some(c) = p.exit_code {
         rows.push(("exit code", Cell::plain(c.to_string())));
@@ -109,33 +112,14 @@ pub fn describe_at(p: &ProcInfo, color: bool, now: i64) -> String {
     out
 }
 
-/// Whether `watch` is on: PM2 accepts `true`, a path or a list of paths.
-pub(crate) fn watching(p: &ProcInfo) -> bool {
-    p.spec.extra.get("watch").is_some_and(truthy)
-}
+/// Said after the value of an option pmr accepts but does not act on yet, so the sheet never
+/// looks as if it were in force.
+const NOT_YET: &str = " (not supported yet)";
 
-fn truthy(v: &Value) -> bool {
-    match v {
-        Value::Null => false,
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
-        Value::String(s) => !s.is_empty(),
-        Value::Array(_) | Value::Object(_) => true,
-    }
-}
-
-/// A value as JavaScript's `String(v)` shows it in a table cell.
-fn js_string(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Number(n) => n
-            .as_i64()
-            .map(|i| i.to_string())
-            .unwrap_or_else(|| js_number(n.as_f64().unwrap_or(f64::NAN))),
-        Value::Array(a) => a.iter().map(js_string).collect::<Vec<_>>().join(","),
-        Value::Object(_) => "[object Object]".into(),
-        other => other.to_string(),
-    }
+/// Whether files are being watched: never yet. `watch` is accepted and ignored (the CLI warns),
+/// and `ls` must not show `enabled` for something that does nothing.
+pub(crate) fn watching(_p: &ProcInfo) -> bool {
+    false
 }
 
 /// `new Date(ms).toISOString()`.
@@ -150,7 +134,6 @@ mod tests {
     use super::*;
     use crate::protocol::Status;
     use crate::render::testutil::proc_info;
-    use serde_json::json;
 
     #[test]
     fn sheet_like_pm2_show() {
@@ -193,13 +176,9 @@ mod tests {
         let mut p = proc_info(4, "job", Status::Errored);
         p.log_path = Some("/h/.pmr/logs/job.log".into());
         p.spec.args = vec!["--a".into(), "1".into()];
-        p.spec
-            .extra
-            .insert("cron_restart".into(), json!("0 * * * *"));
-        p.spec
-            .extra
-            .insert("max_memory_restart".into(), json!(104857600));
-        p.spec.extra.insert("watch".into(), json!(true));
+        p.spec.cron_restart = Some("0 * * * *".into());
+        p.spec.max_memory_restart = Some(104857600);
+        p.spec.watch = Watch::Cwd;
         p.env.insert("NODE_ENV".into(), "production".into());
         p.exit_code = Some(2);
         p.last_error = Some("spawn ENOENT".into());
@@ -227,10 +206,13 @@ mod tests {
             keys[keys.len() - 3..],
             ["created at", "exit code", "last error"]
         );
-        assert!(out.contains("│ 104857600 "));
+        // Accepted but not acted on: said so, never shown as on.
+        assert!(out.contains("│ 104857600 (not supported yet) "));
+        assert!(out.contains("│ 0 * * * * (not supported yet) "));
+        assert!(out.contains("│ ✘ (not supported yet) "));
+        assert!(!out.contains('✔'));
         assert!(out.contains("│ --a 1 "));
         assert!(out.contains("│ production "));
-        assert!(out.contains("│ ✔ "));
         assert!(out.contains("│ spawn ENOENT "));
         assert!(out.contains("│ uptime             │ 0 "));
         let coloured = describe_at(&p, true, 0);

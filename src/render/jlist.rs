@@ -3,6 +3,7 @@
 
 use super::{app_version, json_number, live_monit};
 use crate::protocol::ProcInfo;
+use crate::spec::LogRotate;
 use serde_json::{json, Map, Value};
 
 /// PM2's option defaults: an option at its default is left out of `pm2_env`, as PM2 only echoes
@@ -30,7 +31,7 @@ pub fn jlist_value(p: &ProcInfo, home: &str) -> Value {
     }
     put(&mut e, "autostart", json!(s.autostart));
     put(&mut e, "autorestart", json!(s.autorestart));
-    put(&mut e, "watch", json!(false));
+    put(&mut e, "watch", s.watch.to_json());
     put(&mut e, "instance_var", json!(s.instance_var));
     put(&mut e, "treekill", json!(s.treekill));
     put(&mut e, "username", json!(p.username));
@@ -81,8 +82,34 @@ pub fn jlist_value(p: &ProcInfo, home: &str) -> Value {
     if let Some(v) = &s.log_type {
         put(&mut e, "log_type", json!(v));
     }
-    // A key already present (e.g. `watch`) keeps its place and takes the user's value, as a
-    // JS assignment would.
+    // Typed options the user set, where `extra` used to put them (option table order).
+    if let Some(v) = &s.ignore_watch {
+        put(&mut e, "ignore_watch", json!(v));
+    }
+    if let Some(v) = s.watch_delay {
+        put(&mut e, "watch_delay", json!(v));
+    }
+    if let Some(v) = &s.watch_options {
+        put(&mut e, "watch_options", Value::Object(v.clone()));
+    }
+    if let Some(v) = s.max_memory_restart {
+        put(&mut e, "max_memory_restart", json!(v));
+    }
+    if !s.drain_keepalive {
+        put(&mut e, "drain_keepalive", json!(false));
+    }
+    if !s.listen.is_empty() {
+        let l: Vec<&str> = s.listen.iter().map(|a| a.as_str()).collect();
+        put(&mut e, "listen", json!(l));
+    }
+    if let Some(v) = &s.cron_restart {
+        put(&mut e, "cron_restart", json!(v));
+    }
+    if let Some(r) = &s.log_rotate {
+        put(&mut e, "log_rotate", log_rotate_value(r));
+    }
+    // A key already present keeps its place and takes the user's value, as a JS assignment
+    // would.
     for (k, v) in &s.extra {
         put(&mut e, k, v.clone());
     }
@@ -133,6 +160,27 @@ pub fn jlist_value(p: &ProcInfo, home: &str) -> Value {
         json!({ "memory": memory, "cpu": json_number(cpu) }),
     );
     Value::Object(el)
+}
+
+/// An app's `log_rotate` block as the user gave it (canonical keys, sizes in bytes).
+fn log_rotate_value(r: &LogRotate) -> Value {
+    let mut m = Map::new();
+    if let Some(v) = r.max_size {
+        m.insert("max_size".into(), json!(v));
+    }
+    if let Some(v) = r.retain {
+        m.insert("retain".into(), json!(v));
+    }
+    if let Some(v) = r.compress {
+        m.insert("compress".into(), json!(v));
+    }
+    if let Some(v) = &r.interval {
+        m.insert("interval".into(), json!(v));
+    }
+    if let Some(v) = &r.cron {
+        m.insert("cron".into(), json!(v));
+    }
+    Value::Object(m)
 }
 
 /// `pmr jlist`: the whole list on one line, as `JSON.stringify` writes it.
@@ -254,10 +302,16 @@ mod tests {
         p.log_path = Some("/h/logs/worker.log".into());
         p.spec.args = vec!["--x".into()];
         p.spec.kill_timeout = 5000;
-        p.spec.extra.insert("watch".into(), json!(["src"]));
-        p.spec
-            .extra
-            .insert("max_memory_restart".into(), json!(104857600));
+        p.spec.watch = crate::spec::Watch::Paths(vec!["src".into()]);
+        p.spec.max_memory_restart = Some(104857600);
+        p.spec.cron_restart = Some("0 * * * *".into());
+        p.spec.listen = vec![crate::spec::ListenAddr::parse("127.0.0.1:8000").unwrap()];
+        p.spec.drain_keepalive = false;
+        p.spec.log_rotate = Some(LogRotate {
+            max_size: Some(1024),
+            cron: Some("0 0 * * *".into()),
+            ..Default::default()
+        });
         let v = jlist_value(&p, "");
         let env = &v["pm2_env"];
         assert_eq!(v["monit"], json!({"memory": 0, "cpu": 0}));
@@ -270,8 +324,15 @@ mod tests {
         assert_eq!(env["kill_timeout"], 5000);
         assert_eq!(env["watch"], json!(["src"]));
         assert_eq!(env["max_memory_restart"], 104857600);
+        assert_eq!(env["cron_restart"], "0 * * * *");
+        assert_eq!(env["listen"], json!(["127.0.0.1:8000"]));
+        assert_eq!(env["drain_keepalive"], false);
+        assert_eq!(
+            env["log_rotate"],
+            json!({"max_size": 1024, "cron": "0 0 * * *"})
+        );
         assert!(env["env"].get("PMR_HOME").is_none());
-        // `watch` stays where PM2 puts it even though it came from `extra`.
+        // `watch` stays where PM2 puts it.
         let keys: Vec<&String> = env.as_object().unwrap().keys().collect();
         let watch = keys.iter().position(|k| *k == "watch").unwrap();
         let instance_var = keys.iter().position(|k| *k == "instance_var").unwrap();

@@ -365,6 +365,15 @@ mod tests {
     }
 
     #[test]
+    fn watch_that_does_nothing_is_never_shown_enabled() {
+        let (mut procs, now) = sample_procs();
+        procs[0].spec.watch = crate::spec::Watch::Cwd;
+        let out = ls_at(&procs, None, false, now);
+        assert!(out.contains("disabled"), "{out}");
+        assert!(!out.contains("enabled"), "{out}");
+    }
+
+    #[test]
     fn empty_list_is_header_only() {
         let expected = table_lines(include_str!("testdata/delete-all.txt"));
         assert_eq!(ls_at(&[], None, false, 0), expected);

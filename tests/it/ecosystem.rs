@@ -263,3 +263,87 @@ fn bad_configs_name_the_file_the_app_and_the_key_and_start_nothing() {
     assert!(r.stderr.contains("nope.config.js"), "{}", r.stderr);
     assert!(pmr.jlist().is_empty());
 }
+
+#[test]
+fn options_not_supported_yet_warn_per_app_and_key_and_never_show_as_on() {
+    let pmr = Pmr::new();
+    let run_sh = fixture("run.sh");
+    std::fs::write(
+        pmr.dir.join("w.json"),
+        format!(
+            r#"{{"apps": [
+                {{"name": "w", "script": "{run_sh}", "watch": ["src"], "cron_restart": "0 3 * * *",
+                  "max_memory_restart": "200M"}},
+                {{"name": "plain", "script": "{run_sh}", "watch": false}}
+            ]}}"#
+        ),
+    )
+    .unwrap();
+    let r = pmr.run(&["start", "w.json"]).ok();
+    let warnings: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.contains("not supported yet"))
+        .collect();
+    assert_eq!(
+        warnings,
+        [
+            r#"[PMR][WARN] app "w": watch is not supported yet: accepted and ignored"#,
+            r#"[PMR][WARN] app "w": cron_restart is not supported yet: accepted and ignored"#,
+            r#"[PMR][WARN] app "w": max_memory_restart is not supported yet: accepted and ignored"#,
+        ],
+        "{}",
+        r.stderr
+    );
+    pmr.wait_status(0, "online");
+    // jlist keeps PM2's fields, as tools read them.
+    let env = &pmr.proc(0).unwrap()["pm2_env"];
+    assert_eq!(env["watch"], serde_json::json!(["src"]));
+    assert_eq!(env["cron_restart"], "0 3 * * *");
+    assert_eq!(env["max_memory_restart"], 200 * 1024 * 1024);
+    assert_eq!(pmr.proc(1).unwrap()["pm2_env"]["watch"], false);
+    // ls and describe never claim that watching (or the rest) is on.
+    let ls = pmr.run_env(&["ls"], &[("COLUMNS", "200")]).ok().stdout;
+    assert!(ls.contains("watching"), "{ls}");
+    assert!(!ls.contains("enabled"), "{ls}");
+    let d = pmr.run(&["describe", "w"]).ok().stdout;
+    let row = |key: &str| {
+        d.lines()
+            .find(|l| l.starts_with(&format!("│ {key} ")))
+            .map(|l| l.split('│').nth(2).unwrap().trim().to_string())
+            .unwrap_or_else(|| panic!("no {key} row in\n{d}"))
+    };
+    assert_eq!(row("watch & reload"), "✘ (not supported yet)");
+    assert_eq!(row("cron restart"), "0 3 * * * (not supported yet)");
+    assert_eq!(row("max memory restart"), "209715200 (not supported yet)");
+    assert!(!d.contains('✔'), "{d}");
+
+    // The command-line flag warns the same way.
+    let r = pmr.run(&["start", &run_sh, "--name", "f", "--watch"]).ok();
+    assert!(
+        r.stderr
+            .contains(r#"[PMR][WARN] app "f": watch is not supported yet"#),
+        "{}",
+        r.stderr
+    );
+    pmr.run(&["delete", "all"]).ok();
+}
+
+#[test]
+fn a_bad_cron_restart_pattern_names_the_file_the_app_and_the_key() {
+    let pmr = Pmr::new();
+    let run_sh = fixture("run.sh");
+    let e = bad(
+        &pmr,
+        "cron.json",
+        &format!(
+            r#"{{"apps": [{{"name": "c", "script": "{run_sh}", "cron_restart": "61 * * * *"}}]}}"#
+        ),
+    );
+    assert!(
+        e.contains("cron.json")
+            && e.contains("app \"c\"")
+            && e.contains("\"cron_restart\" is not a valid cron expression"),
+        "{e}"
+    );
+}

@@ -4,7 +4,8 @@
 //! rotating put the new file on fds 1 and 2 with `dup2`, so panics land there too.
 
 use super::hub::{Block, Hub, Stream};
-use super::rotate::{self, RotateConf};
+use super::rotate;
+use crate::conf::RotateConf;
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;

@@ -21,10 +21,11 @@ pub mod format;
 pub mod hub;
 pub mod rotate;
 
+use crate::conf::{self, RotateConf};
 use crate::spec::AppSpec;
 use format::{JsonMeta, LineFormat};
 use hub::{Block, Hub, Stream};
-use rotate::{Housekeeper, RotateConf};
+use rotate::Housekeeper;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -55,7 +56,7 @@ pub struct Sink {
     pub path: PathBuf,
     tx: mpsc::Sender<Msg>,
     /// The app's `log_rotate` block, applied over the global settings on each reload.
-    app_rotate: Option<serde_json::Value>,
+    app_rotate: Option<crate::spec::LogRotate>,
     /// Dropping the sender ends the schedule task.
     schedule: Mutex<Option<oneshot::Sender<()>>>,
 }
@@ -140,7 +141,7 @@ impl Sinks {
         let Some(path) = &self.conf_path else {
             return vec![];
         };
-        let (conf, mut errors) = match rotate::read_conf(path) {
+        let (conf, mut errors) = match conf::read_conf(path) {
             Ok(m) => RotateConf::global(&m),
             Err(e) => (RotateConf::default(), vec![e]),
         };
@@ -155,7 +156,7 @@ impl Sinks {
     pub fn get(
         &self,
         path: &Path,
-        app_rotate: Option<&serde_json::Value>,
+        app_rotate: Option<&crate::spec::LogRotate>,
     ) -> std::io::Result<Arc<Sink>> {
         let mut open = self.open.lock().unwrap();
         if let Some(sink) = open.get(path).and_then(Weak::upgrade) {
@@ -207,7 +208,7 @@ impl Sinks {
         err: &str,
         combined: Option<&str>,
     ) -> Result<(Source, Source), String> {
-        let rotate = spec.extra.get("log_rotate");
+        let rotate = spec.log_rotate.as_ref();
         let open = |p: &str| -> Result<Option<Arc<Sink>>, String> {
             if spec.disable_logs || p == "/dev/null" || p == "NULL" {
                 return Ok(None);
@@ -557,36 +558,10 @@ pub async fn pump(mut pipe: impl AsyncRead + Unpin, src: Source) {
     }
 }
 
-/// The last `n` lines of a file (for `logs`). Reads only the file's tail.
-pub fn tail_lines(path: &Path, n: usize) -> std::io::Result<Vec<String>> {
-    use std::io::{Read, Seek, SeekFrom};
-    if n == 0 {
-        return Ok(vec![]);
-    }
-    let mut f = File::open(path)?;
-    let len = f.metadata()?.len();
-    let mut want = 64 * 1024u64;
-    loop {
-        let start = len.saturating_sub(want);
-        f.seek(SeekFrom::Start(start))?;
-        let mut data = Vec::new();
-        f.read_to_end(&mut data)?;
-        let text = String::from_utf8_lossy(&data);
-        let mut lines: Vec<&str> = text.lines().collect();
-        if start > 0 && !lines.is_empty() {
-            lines.remove(0); // probably a partial line
-        }
-        if lines.len() >= n || start == 0 {
-            let skip = lines.len().saturating_sub(n);
-            return Ok(lines[skip..].iter().map(|s| s.to_string()).collect());
-        }
-        want *= 4;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tail::tail_lines;
     use tokio::io::AsyncWriteExt;
 
     fn source(sinks: Vec<Arc<Sink>>) -> Source {
@@ -649,7 +624,11 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let path = dir.join("b.log");
         let sinks = Sinks::default();
-        let block = serde_json::json!({"max_size": 1000, "retain": 1000});
+        let block = crate::spec::LogRotate {
+            max_size: Some(1000),
+            retain: Some(1000),
+            ..Default::default()
+        };
         let sink = sinks.get(&path, Some(&block)).unwrap();
         let (mut w, r) = tokio::io::duplex(4096);
         let task = tokio::spawn(pump(r, source(vec![sink.clone()])));

@@ -10,6 +10,7 @@ mod errors;
 mod fork;
 mod load;
 mod logs;
+mod node_apps;
 mod restart_policy;
 mod sockets;
 mod stop;

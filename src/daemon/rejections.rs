@@ -1,9 +1,12 @@
-//! PM2's unhandled-rejection behaviour for every Node app (fork and cluster): PM2's process
-//! container installs an `unhandledRejection` listener before the app's code runs, which
-//! writes `You have triggered an unhandledRejection, you may have forgotten to catch a Promise
-//! rejection:` and the reason's stack to the app's error log — and, being a listener, keeps
-//! Node (≥ 15) from exiting. Apps moved from PM2 rely on that, so pmr gives Node apps the same
-//! listener in a preload; `catch_unhandled_rejections: false` leaves Node's default (exit 1).
+//! PM2's unhandled-rejection behaviour for every Node app (fork and cluster). Measured with PM2
+//! 7.0.4: in cluster mode its process container (`lib/ProcessContainer.js`) installs an
+//! `unhandledRejection` listener before the app's code runs, which writes `You have triggered
+//! an unhandledRejection, you may have forgotten to catch a Promise rejection:` and the reason's
+//! stack to the app's error log — and, being a listener, keeps Node (>= 15) from exiting. In
+//! fork mode the listener of `@pm2/io` does the same without the first line. Apps moved from
+//! PM2 rely on staying up, so pmr gives Node apps one such listener in a preload, with the
+//! cluster-mode message in both modes (it says what happened); `catch_unhandled_rejections:
+//! false` leaves Node's default (the app exits with code 1).
 //!
 //! The spawner takes one `--require` file, so a third file that requires the drain preload and
 //! this one serves cluster workers that need both.

@@ -75,6 +75,9 @@ pub struct AppSpec {
     pub listen: Vec<ListenAddr>,
     /// Cluster workers get the keep-alive draining preload (`drain_keepalive`, default true).
     pub drain_keepalive: bool,
+    /// Node apps get PM2's unhandled-rejection handler (`catch_unhandled_rejections`, default
+    /// true); false leaves Node's own default (exit).
+    pub catch_unhandled_rejections: bool,
     /// The app's `log_rotate` block, over the global settings of `conf.json`.
     pub log_rotate: Option<LogRotate>,
     /// Not implemented yet (the CLI warns; see [`AppSpec::unsupported`]).
@@ -274,6 +277,7 @@ pub fn test_spec(name: &str) -> AppSpec {
         log_type: None,
         listen: vec![],
         drain_keepalive: true,
+        catch_unhandled_rejections: true,
         log_rotate: None,
         watch: Watch::Off,
         ignore_watch: None,

@@ -2,7 +2,7 @@
 //! interpreter, instances, environment. Everything that depends on the user's machine (files,
 //! PATH, CPUs) is resolved here, in the CLI, so the daemon gets nothing to guess.
 
-use super::pkg_script;
+use super::{node_detect, pkg_script};
 use crate::spec::{AppSpec, ExecMode, ListenAddr, LogRotate, Watch};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -147,11 +147,58 @@ fn normalize(p: &Path) -> PathBuf {
     out
 }
 
+/// The interpreter of a file without a known extension, by its content: node for a node
+/// shebang (with the shebang's flags), and for a `node_modules/.bin` shim of a Node package (with
+/// the package's JS file to run instead); none for another executable (whose `#!` interpreter
+/// must exist); node for a plain file, as in PM2.
+#[allow(clippy::type_complexity)]
+fn by_content(
+    file: &Path,
+    path_var: &str,
+) -> Result<(Option<String>, Vec<String>, Option<PathBuf>), String> {
+    if let Some(flags) = node_detect::node_args_of(file) {
+        if which("node", path_var).is_none() {
+            let real = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
+            let line = node_detect::shebang(&real)
+                .map(|s| s.line)
+                .unwrap_or_default();
+            return Err(format!(
+                "{}: its first line `{line}` names the interpreter `node`, which is not installed",
+                file.display()
+            ));
+        }
+        return Ok((Some("node".into()), flags, None));
+    }
+    if node_detect::is_in_bin_dir(file) {
+        if let Some(t) = node_detect::bin_target(file) {
+            let flags = node_detect::node_args_of(&t).unwrap_or_default();
+            return Ok((Some("node".into()), flags, Some(t)));
+        }
+    }
+    if !is_executable(file) {
+        return Ok((Some("node".into()), vec![], None));
+    }
+    // pmr decision: an executable without a known extension (a binary, or a script with a
+    // non-node shebang) runs directly; its interpreter is checked now so that a missing one is
+    // a clear error instead of a crash loop of ENOENT.
+    if let Some(sb) = node_detect::shebang(file) {
+        if which(&sb.program, path_var).is_none() {
+            return Err(format!(
+                "{}: its first line `{}` names the interpreter `{}`, which is not installed",
+                file.display(),
+                sb.line,
+                sb.program
+            ));
+        }
+    }
+    Ok((None, vec![], None))
+}
+
 /// Build the spec of one app. `opts` uses canonical option names and types.
 pub fn build_spec(opts: &Map<String, Value>, ctx: &BuildCtx) -> Result<AppSpec, String> {
     let mut m = opts.clone();
     let script = take_str(&mut m, "script").ok_or("missing \"script\"")?;
-    let cwd = match take_str(&mut m, "cwd") {
+    let mut cwd = match take_str(&mut m, "cwd") {
         Some(c) => abs(&ctx.base_dir, &c),
         None => ctx.base_dir.clone(),
     };
@@ -167,6 +214,32 @@ pub fn build_spec(opts: &Map<String, Value>, ctx: &BuildCtx) -> Result<AppSpec, 
         Some(mode) => mode.starts_with("cluster"),
         None => matches!(m.get("instances").and_then(Value::as_i64), Some(n) if n >= -1),
     };
+    // Environment: the CLI's (minus filter_env), then `env`, then `env_<name>`.
+    let mut env = ctx.env.clone();
+    match m.remove("filter_env") {
+        Some(Value::Bool(true)) => env.clear(),
+        Some(Value::Array(list)) => {
+            let pats: Vec<String> = list
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect();
+            env.retain(|k, _| !pats.iter().any(|p| k.contains(p.as_str())));
+        }
+        _ => {}
+    }
+    env.extend(env_object(m.get("env")));
+    if let Some(e) = &ctx.env_name {
+        env.extend(env_object(m.get(&format!("env_{e}"))));
+    }
+    // `port` is applied last (below); package scripts' `$PORT` already sees it.
+    let port = m
+        .remove("port")
+        .and_then(|v| v.as_u64())
+        .map(|p| p.to_string());
+    if let Some(port) = &port {
+        env.insert("PORT".into(), port.clone());
+    }
+
     let local = abs(&cwd, &script);
     // `npm start`, `yarn start`... in cluster mode: run the Node file the package script runs.
     let pm_words: Option<Vec<String>> = if script.contains(' ') && !local.exists() {
@@ -189,7 +262,8 @@ pub fn build_spec(opts: &Map<String, Value>, ctx: &BuildCtx) -> Result<AppSpec, 
     let mut pm_env = BTreeMap::new();
     let resolved_pm = match pm_words {
         Some(words) if wants_cluster && given_interpreter.is_none() => {
-            let r = pkg_script::resolve(&words[0], &words[1..], &cwd)
+            // `$VAR` in the script expands from the environment the app runs with.
+            let r = pkg_script::resolve(&words[0], &words[1..], &cwd, &env)
                 .map_err(|e| format!("cannot run `{}` in cluster mode: {e}", words.join(" ")))?;
             args = r.args.clone();
             interpreter_args.splice(0..0, r.node_args.iter().cloned());
@@ -197,6 +271,9 @@ pub fn build_spec(opts: &Map<String, Value>, ctx: &BuildCtx) -> Result<AppSpec, 
             let bin = cwd.join("node_modules/.bin");
             let path = ctx.env.get("PATH").cloned().unwrap_or_default();
             pm_env.insert("PATH".into(), format!("{}:{path}", bin.display()));
+            if let Some(d) = &r.cwd {
+                cwd = d.clone();
+            }
             Some(r)
         }
         _ => None,
@@ -229,7 +306,7 @@ pub fn build_spec(opts: &Map<String, Value>, ctx: &BuildCtx) -> Result<AppSpec, 
             .into_owned();
         (script.clone(), Some(shell), script.clone())
     } else {
-        let resolved = if local.is_file() {
+        let mut resolved = if local.is_file() {
             local
         } else if !script.contains('/') {
             which(&script, &path_var)
@@ -250,12 +327,30 @@ pub fn build_spec(opts: &Map<String, Value>, ctx: &BuildCtx) -> Result<AppSpec, 
                 .and_then(interpreter_for_extension)
             {
                 Some(i) => Some(i.to_string()),
-                // pmr decision: an executable without a known extension (a binary, or a
-                // script with a shebang) runs directly; other files go to node, as in PM2.
-                None if is_executable(&resolved) => None,
-                None => Some("node".to_string()),
+                None => {
+                    let (interp, node_args, target) = by_content(&resolved, &path_var)?;
+                    // The shebang's flags (`env -S node --flags`) come before the user's.
+                    interpreter_args.splice(0..0, node_args);
+                    if let Some(t) = target {
+                        resolved = t;
+                    }
+                    interp
+                }
             },
         };
+        if wants_cluster
+            && node_detect::is_in_bin_dir(&resolved)
+            && !interp.as_deref().is_some_and(node_detect::is_node_program)
+            && !m.contains_key("listen")
+        {
+            // A package bin asked to be clustered is a framework CLI: running it as N fork
+            // instances (PM2's fallback) only makes them fight for the port.
+            return Err(format!(
+                "cannot run {} in cluster mode: {}",
+                resolved.display(),
+                pkg_script::not_node(&resolved)
+            ));
+        }
         (resolved.to_string_lossy().into_owned(), interp, stem)
     };
     // Checked here so a missing interpreter is an error before anything starts; the name is
@@ -320,26 +415,9 @@ pub fn build_spec(opts: &Map<String, Value>, ctx: &BuildCtx) -> Result<AppSpec, 
         exec_mode
     };
 
-    // Environment: the CLI's (minus filter_env), then `env`, then `env_<name>`.
-    let mut env = ctx.env.clone();
-    match m.remove("filter_env") {
-        Some(Value::Bool(true)) => env.clear(),
-        Some(Value::Array(list)) => {
-            let pats: Vec<String> = list
-                .iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect();
-            env.retain(|k, _| !pats.iter().any(|p| k.contains(p.as_str())));
-        }
-        _ => {}
-    }
-    env.extend(env_object(m.get("env")));
-    if let Some(e) = &ctx.env_name {
-        env.extend(env_object(m.get(&format!("env_{e}"))));
-    }
     env.extend(pm_env);
-    if let Some(port) = m.remove("port").and_then(|v| v.as_u64()) {
-        env.insert("PORT".into(), port.to_string());
+    if let Some(port) = &port {
+        env.insert("PORT".into(), port.clone());
     }
 
     let path_opt = |m: &mut Map<String, Value>, k: &str| -> Option<String> {
@@ -412,6 +490,7 @@ pub fn build_spec(opts: &Map<String, Value>, ctx: &BuildCtx) -> Result<AppSpec, 
         log_type: take_str(&mut m, "log_type"),
         listen,
         drain_keepalive: take_bool(&mut m, "drain_keepalive", true),
+        catch_unhandled_rejections: take_bool(&mut m, "catch_unhandled_rejections", true),
         log_rotate: m.remove("log_rotate").map(|v| log_rotate(&v)),
         watch: match m.remove("watch") {
             Some(Value::Bool(true)) => Watch::Cwd,
@@ -611,5 +690,171 @@ mod tests {
             e.starts_with("\"listen\": listen address \"localhost\""),
             "{e}"
         );
+    }
+
+    /// A project with a `next`-like bin: shebang, no extension, executable, linked from .bin.
+    fn bin_project(tag: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let d = std::env::temp_dir().join(format!("pmr-app-bin-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let w = |rel: &str, text: &str| {
+            let p = d.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, text).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        };
+        w("node_modules/next/dist/bin/next", "#!/usr/bin/env node\n");
+        w(
+            "node_modules/next/package.json",
+            r#"{"name":"next","bin":{"next":"dist/bin/next"}}"#,
+        );
+        w("node_modules/sh/run", "#!/bin/sh\n");
+        w("node_modules/.bin/pnpmshim", "#!/bin/sh\nexec node x\n");
+        w(
+            "node_modules/pnpmshim/package.json",
+            r#"{"name":"pnpmshim","bin":"cli.js"}"#,
+        );
+        w("node_modules/pnpmshim/cli.js", "");
+        w("flagged", "#!/usr/bin/env -S node --enable-source-maps\n");
+        w("ghost", "#!/usr/bin/env no-such-interpreter-here\n");
+        w("ghost2", "#!/opt/nowhere/bin/ruby\n");
+        w("tool.sh.bin", "#!/bin/sh\necho\n");
+        w(
+            "package.json",
+            r#"{"scripts":{"start":"next start -p ${PORT:-3100}","sh":"shtool"}}"#,
+        );
+        std::os::unix::fs::symlink("../next/dist/bin/next", d.join("node_modules/.bin/next"))
+            .unwrap();
+        std::os::unix::fs::symlink("../sh/run", d.join("node_modules/.bin/shtool")).unwrap();
+        d
+    }
+
+    #[test]
+    fn node_is_recognised_by_content() {
+        let d = bin_project("content");
+        let c = ctx(&d);
+        let next = "node_modules/next/dist/bin/next";
+        // Fork mode: node runs it, so IPC works.
+        let s = build_spec(&obj(json!({ "script": next, "args": "start" })), &c).unwrap();
+        assert_eq!(
+            (s.interpreter.as_deref(), s.exec_mode),
+            (Some("node"), ExecMode::Fork)
+        );
+        assert!(s.is_node());
+        // Cluster mode, both PM2-guide forms.
+        for script in [next, "node_modules/.bin/next"] {
+            let s = build_spec(
+                &obj(json!({ "script": script, "args": "start", "instances": 2, "exec_mode": "cluster" })),
+                &c,
+            )
+            .unwrap();
+            assert_eq!(
+                (s.exec_mode, s.instances),
+                (ExecMode::Cluster, 2),
+                "{script}"
+            );
+            assert_eq!(s.args, ["start"]);
+        }
+        // `instances` alone picks cluster for node, as for a .js file.
+        let s = build_spec(&obj(json!({ "script": next, "instances": 0 })), &c).unwrap();
+        assert_eq!(s.exec_mode, ExecMode::Cluster);
+        // `env -S node --flags`: the flags are node args, before the user's.
+        let s = build_spec(
+            &obj(json!({ "script": "flagged", "interpreter_args": ["--x"] })),
+            &c,
+        )
+        .unwrap();
+        assert_eq!(s.interpreter_args, ["--enable-source-maps", "--x"]);
+        // A pnpm shell shim in .bin runs the package's JS file.
+        let s = build_spec(&obj(json!({ "script": "node_modules/.bin/pnpmshim" })), &c).unwrap();
+        assert!(s.script.ends_with("pnpmshim/cli.js"), "{}", s.script);
+        assert_eq!(s.interpreter.as_deref(), Some("node"));
+        // Other executables still run directly, and fall back to fork in cluster mode.
+        let s = build_spec(
+            &obj(json!({ "script": "tool.sh.bin", "instances": 2, "exec_mode": "cluster" })),
+            &c,
+        )
+        .unwrap();
+        assert_eq!((s.interpreter, s.exec_mode), (None, ExecMode::Fork));
+    }
+
+    #[test]
+    fn bad_bins_and_shebangs_are_errors() {
+        let d = bin_project("errors");
+        let c = ctx(&d);
+        let e = build_spec(&obj(json!({ "script": "ghost" })), &c).unwrap_err();
+        assert_eq!(
+            e,
+            format!(
+                "{}: its first line `#!/usr/bin/env no-such-interpreter-here` names the interpreter `no-such-interpreter-here`, which is not installed",
+                d.join("ghost").display()
+            )
+        );
+        let mut no_node = c.clone();
+        no_node.env.insert("PATH".into(), "/nonexistent".into());
+        let e = build_spec(
+            &obj(json!({ "script": "node_modules/.bin/next" })),
+            &no_node,
+        )
+        .unwrap_err();
+        assert!(
+            e.ends_with("node_modules/.bin/next: its first line `#!/usr/bin/env node` names the interpreter `node`, which is not installed"),
+            "{e}"
+        );
+        let e = build_spec(&obj(json!({ "script": "ghost2" })), &c).unwrap_err();
+        assert!(
+            e.contains("`/opt/nowhere/bin/ruby`, which is not installed"),
+            "{e}"
+        );
+        let e = build_spec(
+            &obj(json!({ "script": "node_modules/.bin/shtool", "exec_mode": "cluster", "instances": 2 })),
+            &c,
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("cannot run ")
+                && e.contains("sh/run is not a Node.js program (its first line is `#!/bin/sh`"),
+            "{e}"
+        );
+        let e =
+            build_spec(&obj(json!({ "script": "npm run sh", "instances": 2 })), &c).unwrap_err();
+        assert!(
+            e.contains("cannot run `npm run sh` in cluster mode:") && e.contains("#!/bin/sh"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn package_scripts_expand_the_apps_env() {
+        let d = bin_project("expand");
+        let c = ctx(&d);
+        let cluster = |extra: Value| {
+            let mut o = obj(json!({ "script": "yarn start", "instances": 2 }));
+            o.extend(obj(extra));
+            build_spec(&o, &c).unwrap()
+        };
+        let s = cluster(json!({}));
+        assert_eq!(
+            (s.exec_mode, s.args.clone()),
+            (
+                ExecMode::Cluster,
+                vec!["start".to_string(), "-p".into(), "3100".into()]
+            )
+        );
+        assert!(s.script.ends_with("next/dist/bin/next"));
+        let s = cluster(json!({ "env": { "PORT": 4000 } }));
+        assert_eq!(s.args[2], "4000");
+        let s = cluster(json!({ "env_production": { "PORT": 4001 } }));
+        assert_eq!(s.args[2], "4001", "--env blocks count");
+        let s = cluster(json!({ "port": 4002 }));
+        assert_eq!(s.args[2], "4002");
+        let mut c2 = c.clone();
+        c2.env.insert("PORT".into(), "4003".into());
+        let s = build_spec(
+            &obj(json!({ "script": "npm", "args": ["start"], "instances": 2 })),
+            &c2,
+        )
+        .unwrap();
+        assert_eq!(s.args[2], "4003", "the shell's env counts");
     }
 }

@@ -6,5 +6,7 @@ pub mod js;
 pub mod js_prelude;
 pub mod load;
 pub mod load_node;
+pub mod node_detect;
 pub mod options;
 pub mod pkg_script;
+pub mod shell_lite;

@@ -10,6 +10,7 @@ pub mod node_ipc;
 pub mod notify;
 pub mod policy;
 pub mod registry;
+pub mod rejections;
 mod requests;
 mod server;
 pub mod spawn;

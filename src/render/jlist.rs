@@ -98,6 +98,9 @@ pub fn jlist_value(p: &ProcInfo, home: &str) -> Value {
     if !s.drain_keepalive {
         put(&mut e, "drain_keepalive", json!(false));
     }
+    if !s.catch_unhandled_rejections {
+        put(&mut e, "catch_unhandled_rejections", json!(false));
+    }
     if !s.listen.is_empty() {
         let l: Vec<&str> = s.listen.iter().map(|a| a.as_str()).collect();
         put(&mut e, "listen", json!(l));

@@ -11,6 +11,7 @@ mod fork;
 mod limits;
 mod load;
 mod logs;
+mod node_apps;
 mod restart_policy;
 mod sockets;
 mod stop;

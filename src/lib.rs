@@ -6,6 +6,7 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod paths;
+pub mod procfs;
 pub mod protocol;
 pub mod render;
 pub mod spec;

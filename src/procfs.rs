@@ -51,7 +51,7 @@ pub fn alive(pid: u32) -> bool {
 mod tests {
     use super::*;
 
-    const LINE: &str = "0 S 1 4242 7 0 -1 4194560 100 0 0 0 30 12 0 0 20 0 1 0 5000 1000000 250 18446744073709551615";
+    const LINE: &str = "S 1 4242 7 0 -1 4194560 100 0 0 0 30 12 0 0 20 0 1 0 5000 1000000 250 18446744073709551615";
 
     #[test]
     fn parses_a_plain_line() {

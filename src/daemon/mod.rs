@@ -22,7 +22,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -464,7 +464,7 @@ fn register(d: &Arc<Daemon>, spec: Arc<AppSpec>) -> Vec<(u32, Option<StartWait>)
             env: spawn::child_env(&spec, id, instance, &d.ctx.home.root.to_string_lossy()),
             paths: default_paths(&d.ctx.home, &spec, id),
         }));
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = instance::channel();
         let inst = Instance {
             id,
             shared: shared.clone(),

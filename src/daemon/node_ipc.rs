@@ -34,6 +34,18 @@ pub enum IpcEvent {
     Closed,
 }
 
+impl IpcEvent {
+    /// Does this event make a launching process ready? With `wait_ready` only `'ready'` does;
+    /// otherwise a cluster worker is ready once it listens.
+    pub fn is_readiness(&self, wait_ready: bool) -> bool {
+        match self {
+            IpcEvent::Ready => wait_ready,
+            IpcEvent::Listening { .. } => !wait_ready,
+            _ => false,
+        }
+    }
+}
+
 /// Set for cluster workers: where their listening sockets come from.
 pub struct ClusterCtx {
     pub listeners: Arc<Listeners>,

@@ -1,13 +1,12 @@
 //! The process table: ids, names, selectors. Only in-memory work happens under its lock.
 
-use super::instance::{Ctl, Shared};
+use super::instance::{CtlSender, Shared};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use tokio::sync::mpsc;
 
 pub struct Entry {
     pub shared: Arc<Mutex<Shared>>,
-    pub ctl: mpsc::UnboundedSender<Ctl>,
+    pub ctl: CtlSender,
 }
 
 #[derive(Default)]

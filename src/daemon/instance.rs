@@ -436,7 +436,7 @@ impl Instance {
         reply: Reply,
         ctl: Ctl,
     ) -> Phase {
-        tracing::info!("App {}: reload aborted by {ctl:?}", self.label());
+        tracing::info!("App {}: reload aborted by a {}", self.label(), ctl.name());
         let (spec, label) = (self.with(|s| s.spec.clone()), self.label());
         let old_gone = async {
             if !old_exited {
@@ -444,7 +444,7 @@ impl Instance {
             }
         };
         tokio::join!(self.stop_running(*new), old_gone);
-        let _ = reply.send(Err("reload aborted: the app was stopped meanwhile".into()));
+        let _ = reply.send(Err(format!("reload aborted by a {}", ctl.name())));
         self.on_ctl_idle(ctl).await
     }
 

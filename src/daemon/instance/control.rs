@@ -58,6 +58,20 @@ impl Ctl {
         )
     }
 
+    /// For messages and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Ctl::Start(_) => "start",
+            Ctl::Stop(_) => "stop",
+            Ctl::Restart { .. } => "restart",
+            Ctl::Reload { .. } => "reload",
+            Ctl::Delete(_) => "delete",
+            Ctl::Retire(_) => "scale down",
+            Ctl::Signal(..) => "signal",
+            Ctl::Reset(_) => "reset",
+        }
+    }
+
     pub fn into_reply(self) -> Reply {
         match self {
             Ctl::Start(r)
@@ -157,11 +171,7 @@ impl CtlReceiver {
         while let Ok(m) = self.normal.try_recv() {
             self.stash.push_back(m);
         }
-        let what = match &ctl {
-            Ctl::Stop(_) => "stop",
-            Ctl::Delete(_) => "delete",
-            _ => "scale down",
-        };
+        let what = ctl.name();
         let mut kept = VecDeque::new();
         for (m, c) in self.stash.drain(..) {
             if m < n && c.starts() {

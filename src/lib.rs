@@ -8,6 +8,7 @@ pub mod config;
 pub mod daemon;
 pub mod dayjs;
 pub mod paths;
+pub mod procfs;
 pub mod protocol;
 pub mod render;
 pub mod spec;

@@ -2,6 +2,12 @@
 
 use std::path::{Path, PathBuf};
 
+/// A log path that means "discard": `/dev/null`, or PM2's `NULL`. Such paths are neither
+/// opened, made absolute nor flushed.
+pub fn is_null_device(path: &str) -> bool {
+    path == "/dev/null" || path == "NULL"
+}
+
 #[derive(Debug, Clone)]
 pub struct Home {
     pub root: PathBuf,

@@ -251,7 +251,7 @@ pub fn logs(home: &Home, a: LogsArgs, color: bool) -> Result<i32> {
     }
     for p in &procs {
         let mut add = |kind: Kind, path: &str| {
-            if path == "/dev/null" || path == "NULL" || files.iter().any(|f| f.path == *path) {
+            if crate::paths::is_null_device(path) || files.iter().any(|f| f.path == *path) {
                 return;
             }
             files.push(File {

@@ -422,7 +422,7 @@ pub fn build_spec(opts: &Map<String, Value>, ctx: &BuildCtx) -> Result<AppSpec, 
 
     let path_opt = |m: &mut Map<String, Value>, k: &str| -> Option<String> {
         take_str(m, k).map(|p| {
-            if p == "/dev/null" || p == "NULL" {
+            if crate::paths::is_null_device(&p) {
                 p
             } else {
                 abs(&cwd, &p).to_string_lossy().into_owned()

@@ -12,57 +12,38 @@
 //!                                          └─ Restart → waiting restart ──delay──▶ launching
 //! ```
 //! Other tasks only read the instance's [`Shared`] snapshot (under a short std mutex, no I/O
-//! under it) and send [`Ctl`] messages.
+//! under it) and send [`Ctl`] messages. Stop, delete and retire jump the queue
+//! ([`control`]); a reload in progress watches for them and is aborted by them (both
+//! processes stopped, the reload answered with an error).
+//!
+//! This file is the state machine; starting a process is in [`launch`], the stop sequence in
+//! [`terminate`], a cluster worker's graceful exit in [`retire`].
 
-use super::logs::{pump, Sinks};
-use super::node_ipc::{self, ClusterCtx, IpcEvent, IpcHandle};
+mod control;
+mod launch;
+mod retire;
+mod terminate;
+
+pub use control::{channel, Ctl, CtlReceiver, CtlSender, Reply, Update};
+pub use launch::listen_addresses;
+
+use super::logs::Sinks;
+use super::node_ipc::{IpcEvent, IpcHandle};
 use super::policy::{self, Counters, ExitDecision};
-use super::spawn;
 use crate::protocol::Status;
 use crate::spec::AppSpec;
-use nix::sys::signal::{kill, killpg, Signal};
+use launch::write_pid_file;
+use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use retire::retire;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use terminate::terminate;
 use tokio::process::Child;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
-
-pub type Reply = oneshot::Sender<Result<(), String>>;
-
-/// What a restart changes.
-#[derive(Debug, Default, Clone)]
-pub struct Update {
-    /// Merged over the stored env (`--update-env`): variables are added or replaced.
-    pub env: Option<BTreeMap<String, String>>,
-    /// A new spec from an ecosystem file (PM2 re-applies the file's config on restart).
-    pub spec: Option<Arc<AppSpec>>,
-}
-
-#[derive(Debug)]
-pub enum Ctl {
-    Start(Reply),
-    Stop(Reply),
-    /// Stop (if running) and start again with the changes in `update`.
-    Restart {
-        update: Update,
-        reply: Reply,
-    },
-    /// Cluster mode: start a new process, and once it is ready retire the old one (disconnect,
-    /// SIGINT, SIGKILL). Other modes: a restart.
-    Reload {
-        update: Update,
-        reply: Reply,
-    },
-    /// Stop and end the task.
-    Delete(Reply),
-    /// Scale down: retire gracefully (cluster disconnect first, as in a reload), then end.
-    Retire(Reply),
-    Signal(i32, Reply),
-    Reset(Reply),
-}
 
 /// What the daemon-wide context offers every instance.
 pub struct Ctx {
@@ -109,6 +90,7 @@ pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// One started process of the instance.
 struct Running {
     child: Child,
     pid: u32,
@@ -155,7 +137,7 @@ impl Instance {
         self.with(|s| format!("[{}:{}]", s.spec.name, self.id))
     }
 
-    pub async fn run(self, mut rx: mpsc::UnboundedReceiver<Ctl>) {
+    pub async fn run(self, mut rx: CtlReceiver) {
         let mut phase = Phase::Idle;
         loop {
             phase = match phase {
@@ -165,10 +147,7 @@ impl Instance {
                     Some(ctl) => self.on_ctl_idle(ctl).await,
                 },
                 Phase::Waiting(at) => tokio::select! {
-                    _ = tokio::time::sleep_until(at) => {
-                        self.with(|s| s.restart_time += 1);
-                        self.launch(None).await
-                    }
+                    _ = tokio::time::sleep_until(at) => self.relaunch(None).await,
                     ctl = rx.recv() => match ctl {
                         None => break,
                         Some(ctl) => self.on_ctl_waiting(ctl).await,
@@ -180,8 +159,7 @@ impl Instance {
                         IpcOutcome::Nothing => Phase::Running(r),
                         IpcOutcome::Restart => {
                             self.stop_running(*r).await;
-                            self.with(|s| s.restart_time += 1);
-                            self.launch(None).await
+                            self.relaunch(None).await
                         }
                     },
                     _ = sleep_opt(r.ready_deadline) => {
@@ -194,7 +172,7 @@ impl Instance {
                             self.stop_running(*r).await;
                             break;
                         }
-                        Some(ctl) => self.on_ctl_running(r, ctl).await,
+                        Some(ctl) => self.on_ctl_running(r, ctl, &mut rx).await,
                     },
                 },
             };
@@ -250,7 +228,7 @@ impl Instance {
         }
     }
 
-    async fn on_ctl_running(&self, mut r: Box<Running>, ctl: Ctl) -> Phase {
+    async fn on_ctl_running(&self, mut r: Box<Running>, ctl: Ctl, rx: &mut CtlReceiver) -> Phase {
         match ctl {
             Ctl::Start(reply) => {
                 if r.ready_deadline.is_some() {
@@ -269,8 +247,7 @@ impl Instance {
                 self.stop_running(*r).await;
                 self.apply(update);
                 self.reset_for_manual_start();
-                self.with(|s| s.restart_time += 1);
-                self.launch(Some(reply)).await
+                self.relaunch(Some(reply)).await
             }
             Ctl::Reload { update, reply } => {
                 self.apply(update);
@@ -279,13 +256,12 @@ impl Instance {
                         || !listen_addresses(&s.spec).is_empty()
                 });
                 if seamless && r.ready_deadline.is_none() {
-                    self.reload(r, reply).await
+                    self.reload(r, reply, rx).await
                 } else {
                     // Fork mode (or not up yet): a restart, as in PM2.
                     self.stop_running(*r).await;
                     self.reset_for_manual_start();
-                    self.with(|s| s.restart_time += 1);
-                    self.launch(Some(reply)).await
+                    self.relaunch(Some(reply)).await
                 }
             }
             Ctl::Delete(reply) => {
@@ -350,123 +326,6 @@ impl Instance {
         });
     }
 
-    /// Start a child for this instance: sinks, process, log pumps, IPC. Does not touch the
-    /// instance's visible state except its env.
-    async fn spawn_child(&self) -> Result<Box<Running>, String> {
-        let (spec, paths, env) = self.with(|s| {
-            let env = spawn::child_env(
-                &s.spec,
-                self.id,
-                s.instance,
-                &self.ctx.home.root.to_string_lossy(),
-            );
-            s.env = env.clone();
-            (s.spec.clone(), s.paths.clone(), env)
-        });
-        tracing::info!(
-            "App {} starting in -{} mode-",
-            self.label(),
-            spec.exec_mode.short()
-        );
-
-        let (ctx, log_paths, log_spec, id) =
-            (self.ctx.clone(), paths.clone(), spec.clone(), self.id);
-        let sinks = tokio::task::spawn_blocking(move || {
-            let p = &log_paths;
-            ctx.sinks
-                .open_app(&log_spec, id, &p.out, &p.err, p.combined.as_deref())
-        })
-        .await
-        .unwrap_or_else(|e| Err(e.to_string()));
-        let (out_sinks, err_sinks) = sinks.map_err(|e| format!("cannot open log file {e}"))?;
-
-        let cluster = spec.exec_mode == crate::spec::ExecMode::Cluster;
-        let listen = listen_addresses(&spec);
-        let worker = (cluster || !listen.is_empty())
-            .then(|| self.ctx.next_worker.fetch_add(1, Ordering::SeqCst));
-        let drain = if cluster && listen.is_empty() && spec.drain_keepalive {
-            self.ctx.preload.as_deref()
-        } else {
-            None
-        };
-        let preload = super::rejections::preload(&spec, drain, self.ctx.preload.as_deref());
-        let membership = worker.map(|w| super::cluster::Membership {
-            listeners: self.ctx.listeners.clone(),
-            app: spec.name.clone(),
-            worker: w,
-        });
-        // Sockets passed the systemd way are bound (or shared) before the process starts.
-        let mut sockets = Vec::new();
-        for addr in &listen {
-            let q = super::cluster::Query::from_address(addr)?;
-            let key = format!("listen:{addr}");
-            match self.ctx.listeners.join(
-                &spec.name,
-                &key,
-                worker.unwrap_or(0),
-                &q,
-                &serde_json::Value::Null,
-            ) {
-                Ok(j) => sockets.push(j.socket),
-                Err(errno) => {
-                    let e = nix::errno::Errno::from_raw(errno);
-                    return Err(format!("cannot listen on {addr}: {e:?} ({})", e.desc()));
-                }
-            }
-        }
-        let names = listen.iter().map(|a| a.replace([':', '/'], "_")).collect();
-        let listen_fds = (!sockets.is_empty()).then(|| spawn::ListenFds::new(&sockets, names));
-        let mut env = env;
-        if let Some(p) = &self.ctx.notify_path {
-            env.insert("NOTIFY_SOCKET".into(), p.clone());
-        }
-        let mut spawned = spawn::spawn(&spec, &env, worker, preload.as_deref(), listen_fds)
-            .map_err(|e| {
-                let argv0 = spawn::argv(&spec, None).remove(0);
-                format!("cannot start {argv0}: {e}")
-            })?;
-        let pid = spawned.child.id().unwrap_or(0);
-        if let Some(out) = spawned.child.stdout.take() {
-            tokio::spawn(pump(out, out_sinks));
-        }
-        if let Some(err) = spawned.child.stderr.take() {
-            tokio::spawn(pump(err, err_sinks));
-        }
-        let cluster_ctx = (cluster && listen.is_empty()).then(|| ClusterCtx {
-            listeners: self.ctx.listeners.clone(),
-            app: spec.name.clone(),
-            worker: worker.unwrap_or(0),
-        });
-        let mut notify = None;
-        let (ipc, ipc_rx) = match spawned.ipc.take().map(|s| node_ipc::start(s, cluster_ctx)) {
-            Some(Ok((tx, rx))) => (Some(tx), Some(rx)),
-            Some(Err(e)) => {
-                tracing::warn!("App {}: no IPC channel: {e}", self.label());
-                (None, None)
-            }
-            // No Node channel: readiness can come as READY=1 on $NOTIFY_SOCKET.
-            None => {
-                let (tx, rx) = mpsc::channel(8);
-                notify = Some(self.ctx.notify.register(pid, tx));
-                (None, Some(rx))
-            }
-        };
-        let ready_deadline = ((cluster && listen.is_empty()) || spec.wait_ready)
-            .then(|| Instant::now() + Duration::from_millis(spec.listen_timeout));
-        Ok(Box::new(Running {
-            child: spawned.child,
-            pid,
-            started: Instant::now(),
-            ipc_rx,
-            ipc,
-            ready_deadline,
-            waiters: Vec::new(),
-            listen_error: None,
-            _membership: membership,
-            _notify: notify,
-        }))
-    }
-
     /// Spawn the child. `reply` is answered when it is online, or with the reason it failed.
     async fn launch(&self, reply: Option<Reply>) -> Phase {
         self.with(|s| {
@@ -490,12 +349,18 @@ impl Instance {
         Phase::Running(r)
     }
 
+    /// Every start after the first counts as a restart (`restart_time`, `↺`).
+    async fn relaunch(&self, reply: Option<Reply>) -> Phase {
+        self.with(|s| s.restart_time += 1);
+        self.launch(reply).await
+    }
+
     /// Zero-downtime replacement of a cluster worker (DESIGN §3): the new process takes this
     /// pm_id once it is ready, then the old one is retired in the background; `reply` is
     /// answered when the old one is gone. If the new one dies before it is ready, it is
-    /// dropped and the old one keeps serving. Control messages sent meanwhile wait in the
-    /// channel until the swap is done.
-    async fn reload(&self, mut old: Box<Running>, reply: Reply) -> Phase {
+    /// dropped and the old one keeps serving. A stop (delete, scale down) sent meanwhile
+    /// aborts the reload; other control messages wait until the swap is done.
+    async fn reload(&self, mut old: Box<Running>, reply: Reply, rx: &mut CtlReceiver) -> Phase {
         let mut new = match self.spawn_child().await {
             Ok(n) => n,
             Err(e) => {
@@ -521,13 +386,11 @@ impl Instance {
                 }
                 st = old.child.wait(), if old_exit.is_none() => old_exit = Some(st),
                 Some(ev) = recv_opt(&mut new.ipc_rx) => {
-                    let ready = match ev {
-                        IpcEvent::Listening { .. } => !self.with(|s| s.spec.wait_ready),
-                        IpcEvent::Ready => self.with(|s| s.spec.wait_ready),
-                        IpcEvent::ListenError(e) => { new.listen_error = Some(e); false }
-                        _ => false,
-                    };
-                    if ready { new.ready_deadline = None; }
+                    if ev.is_readiness(self.with(|s| s.spec.wait_ready)) {
+                        new.ready_deadline = None;
+                    } else if let IpcEvent::ListenError(e) = ev {
+                        new.listen_error = Some(e);
+                    }
                 }
                 // The old worker's events are not needed any more; keep its queue drained.
                 Some(_) = recv_opt(&mut old.ipc_rx) => {}
@@ -535,6 +398,7 @@ impl Instance {
                     tracing::warn!("App {}: the new process was not ready within listen_timeout; considered ready", self.label());
                     new.ready_deadline = None;
                 }
+                ctl = rx.recv_urgent() => return self.abort_reload(old, new, old_exit.is_some(), reply, ctl).await,
             }
         }
         new.ready_deadline = None;
@@ -559,6 +423,29 @@ impl Instance {
             let _ = reply.send(Ok(()));
         });
         Phase::Running(new)
+    }
+
+    /// A stop, delete or scale down arrived during a reload: both processes go (at once, so
+    /// the stop takes one `kill_timeout`), the reload fails, then `ctl` is handled as if the
+    /// instance had been stopped.
+    async fn abort_reload(
+        &self,
+        mut old: Box<Running>,
+        new: Box<Running>,
+        old_exited: bool,
+        reply: Reply,
+        ctl: Ctl,
+    ) -> Phase {
+        tracing::info!("App {}: reload aborted by a {}", self.label(), ctl.name());
+        let (spec, label) = (self.with(|s| s.spec.clone()), self.label());
+        let old_gone = async {
+            if !old_exited {
+                terminate(&mut old, &spec, &label).await;
+            }
+        };
+        tokio::join!(self.stop_running(*new), old_gone);
+        let _ = reply.send(Err(format!("reload aborted by a {}", ctl.name())));
+        self.on_ctl_idle(ctl).await
     }
 
     fn fail_launch(&self, reason: String, reply: Option<Reply>) -> Phase {
@@ -591,16 +478,12 @@ impl Instance {
             )
         });
         match ev {
-            IpcEvent::Ready => {
-                if r.ready_deadline.is_some() && wait_ready {
+            ev if ev.is_readiness(wait_ready) => {
+                if r.ready_deadline.is_some() {
                     self.set_online(r);
                 }
             }
-            IpcEvent::Listening { .. } => {
-                if r.ready_deadline.is_some() && !wait_ready {
-                    self.set_online(r);
-                }
-            }
+            IpcEvent::Ready | IpcEvent::Listening { .. } => {}
             IpcEvent::ListenError(e) => {
                 tracing::error!("App {}: {e}", self.label());
                 r.listen_error = Some(e);
@@ -681,10 +564,7 @@ impl Instance {
                 tracing::error!("App {} errored: {msg}", self.label());
                 Phase::Idle
             }
-            ExitDecision::Restart { delay_ms: 0 } => {
-                self.with(|s| s.restart_time += 1);
-                self.launch(None).await
-            }
+            ExitDecision::Restart { delay_ms: 0 } => self.relaunch(None).await,
             ExitDecision::Restart { delay_ms } => {
                 tracing::info!("App {} will restart in {delay_ms}ms", self.label());
                 self.with(|s| s.status = Status::WaitingRestart);
@@ -714,139 +594,10 @@ impl Instance {
     }
 }
 
-/// The stop sequence: the stop signal (or `'shutdown'`) to the tree, SIGKILL after
-/// `kill_timeout`, and wait until no process of the tree is left. Returns the exit code.
-async fn terminate(r: &mut Running, spec: &AppSpec, label: &str) -> Option<i32> {
-    let pid = r.pid;
-    let deadline = Instant::now() + Duration::from_millis(spec.kill_timeout);
-    // Descendants that left the process group (setsid) are found through /proc.
-    let tree = if spec.treekill {
-        tokio::task::spawn_blocking(move || super::metrics::tree_pids(pid))
-            .await
-            .unwrap_or_default()
-    } else {
-        vec![pid]
-    };
-    match (&r.ipc, spec.shutdown_with_message) {
-        (Some(ipc), true) => ipc.send(serde_json::Value::String("shutdown".into())),
-        _ => signal_tree(pid, &tree, spec.treekill, Signal::SIGINT),
-    }
-    let status = match tokio::time::timeout_at(deadline, r.child.wait()).await {
-        Ok(st) => st,
-        Err(_) => {
-            tracing::warn!(
-                "App {label} still alive after kill_timeout ({} ms): SIGKILL",
-                spec.kill_timeout
-            );
-            signal_tree(pid, &tree, spec.treekill, Signal::SIGKILL);
-            r.child.wait().await
-        }
-    };
-    if spec.treekill {
-        // The main process is gone; wait (bounded) for the rest of its group.
-        let mut killed = false;
-        // /proc reads stay off the runtime's threads.
-        let alive = |tree: Vec<u32>| async move {
-            tokio::task::spawn_blocking(move || group_alive(pid, &tree))
-                .await
-                .unwrap_or(false)
-        };
-        while alive(tree.clone()).await {
-            if Instant::now() >= deadline && !killed {
-                signal_tree(pid, &tree, true, Signal::SIGKILL);
-                killed = true;
-            } else if Instant::now() >= deadline + Duration::from_secs(2) {
-                tracing::error!("App {label}: some processes of its tree survive SIGKILL");
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-    status.ok().and_then(|s| s.code())
-}
-
-/// Retire a cluster worker replaced by a reload: it stops taking connections (cluster
-/// `disconnect`: its servers close and, with the drain preload, kept-alive connections finish
-/// with `Connection: close`); once its channel closes (drained) or `kill_timeout` passes, the
-/// usual stop sequence follows.
-async fn retire(
-    mut old: Running,
-    exited: Option<std::io::Result<std::process::ExitStatus>>,
-    spec: &AppSpec,
-    label: &str,
-) {
-    if exited.is_some() {
-        return;
-    }
-    if let Some(ipc) = &old.ipc {
-        ipc.disconnect();
-        let deadline = Instant::now() + Duration::from_millis(spec.kill_timeout);
-        let mut events = old.ipc_rx.take();
-        let drained = async {
-            while let Some(ev) = recv_opt(&mut events).await {
-                if matches!(ev, IpcEvent::Closed) {
-                    return;
-                }
-            }
-        };
-        tokio::select! {
-            _ = old.child.wait() => {
-                tracing::info!("App {label}: retired process {} exited after disconnect", old.pid);
-                return;
-            }
-            _ = drained => tracing::info!("App {label}: retired process {} drained its connections", old.pid),
-            _ = tokio::time::sleep_until(deadline) => {
-                tracing::warn!("App {label}: retired process {} still had connections after kill_timeout", old.pid);
-            }
-        }
-    }
-    terminate(&mut old, spec, label).await;
-}
-
-/// The `listen` option: addresses whose sockets the daemon passes the systemd way.
-pub fn listen_addresses(spec: &AppSpec) -> Vec<String> {
-    spec.listen.iter().map(ToString::to_string).collect()
-}
-
-fn signal_tree(pid: u32, tree: &[u32], treekill: bool, sig: Signal) {
-    if !treekill {
-        let _ = kill(Pid::from_raw(pid as i32), sig);
-        return;
-    }
-    // Deepest first, as PM2 does, then the whole group at once.
-    for &p in tree.iter().rev() {
-        let _ = kill(Pid::from_raw(p as i32), sig);
-    }
-    let _ = killpg(Pid::from_raw(pid as i32), sig);
-}
-
-fn group_alive(pgid: u32, tree: &[u32]) -> bool {
-    if killpg(Pid::from_raw(pgid as i32), None).is_ok() {
-        return true;
-    }
-    // Processes that left the group: alive unless gone or a zombie awaiting its parent.
-    tree.iter().skip(1).any(|&p| {
-        std::fs::read_to_string(format!("/proc/{p}/stat"))
-            .ok()
-            .and_then(|s| s.rfind(')').map(|i| s[i + 2..].starts_with(|c| c != 'Z')))
-            .unwrap_or(false)
-    })
-}
-
 pub fn signal_name(sig: i32) -> String {
     Signal::try_from(sig)
         .map(|s| s.as_str().to_string())
         .unwrap_or_else(|_| sig.to_string())
-}
-
-fn write_pid_file(path: &str, pid: u32) {
-    let p = std::path::Path::new(path);
-    if let Some(dir) = p.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    if let Err(e) = std::fs::write(p, pid.to_string()) {
-        tracing::warn!("cannot write pid file {path}: {e}");
-    }
 }
 
 async fn recv_opt(rx: &mut Option<mpsc::Receiver<IpcEvent>>) -> Option<IpcEvent> {

@@ -4,32 +4,10 @@
 //! (which catches grandchildren orphaned by a wrapper such as npm). Blocking: call from
 //! `spawn_blocking`.
 
+use crate::procfs::{read_stat, Stat};
+use nix::unistd::{sysconf, SysconfVar};
 use std::collections::HashMap;
 use std::time::Instant;
-
-#[derive(Debug, Clone, Copy)]
-struct Stat {
-    ppid: u32,
-    pgrp: u32,
-    ticks: u64,
-    rss_pages: u64,
-    start_ticks: u64,
-}
-
-fn read_stat(pid: u32) -> Option<Stat> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may contain spaces and parentheses: fields start after the last ')'.
-    let rest = &text[text.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_ascii_whitespace().collect();
-    // rest[0] is field 3 (state); field N is f[N - 3].
-    Some(Stat {
-        ppid: f.get(1)?.parse().ok()?,
-        pgrp: f.get(2)?.parse().ok()?,
-        ticks: f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?,
-        start_ticks: f.get(19)?.parse().ok()?,
-        rss_pages: f.get(21)?.parse().ok()?,
-    })
-}
 
 fn all_stats() -> HashMap<u32, Stat> {
     let mut out = HashMap::new();
@@ -163,22 +141,16 @@ impl Sampler {
 }
 
 fn clock_ticks() -> u64 {
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let v = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if v > 0 {
-        v as u64
-    } else {
-        100
+    match sysconf(SysconfVar::CLK_TCK) {
+        Ok(Some(v)) if v > 0 => v as u64,
+        _ => 100,
     }
 }
 
 fn page_size() -> u64 {
-    // SAFETY: as above.
-    let v = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if v > 0 {
-        v as u64
-    } else {
-        4096
+    match sysconf(SysconfVar::PAGE_SIZE) {
+        Ok(Some(v)) if v > 0 => v as u64,
+        _ => 4096,
     }
 }
 
@@ -217,8 +189,10 @@ mod tests {
         assert!(u.memory > 0);
         assert!(u.cpu >= 0.0);
         for p in pids {
-            // SAFETY: plain kill(2) on pids we started.
-            unsafe { libc::kill(p as i32, libc::SIGKILL) };
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(p as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
         child.wait().unwrap();
     }

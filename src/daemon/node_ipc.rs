@@ -18,6 +18,10 @@ use tokio::sync::mpsc;
 /// A message longer than this is garbage; it is dropped so the daemon's memory stays bounded.
 const MAX_MESSAGE: usize = 1 << 20;
 
+/// Received descriptors waiting for their `NODE_HANDLE` message. Node sends one handle at a
+/// time (it waits for the ack), so more than this is an app making the daemon hoard fds.
+const MAX_PENDING_FDS: usize = 8;
+
 #[derive(Debug)]
 pub enum IpcEvent {
     /// `process.send('ready')`.
@@ -32,6 +36,18 @@ pub enum IpcEvent {
     Garbage(String),
     /// The worker closed the channel (after a disconnect: its servers are closed and drained).
     Closed,
+}
+
+impl IpcEvent {
+    /// Does this event make a launching process ready? With `wait_ready` only `'ready'` does;
+    /// otherwise a cluster worker is ready once it listens.
+    pub fn is_readiness(&self, wait_ready: bool) -> bool {
+        match self {
+            IpcEvent::Ready => wait_ready,
+            IpcEvent::Listening { .. } => !wait_ready,
+            _ => false,
+        }
+    }
 }
 
 /// Set for cluster workers: where their listening sockets come from.
@@ -79,6 +95,7 @@ pub fn start(
         rbuf: Vec::new(),
         skipping: false,
         fds_in: VecDeque::new(),
+        warned_fds: false,
         inflight: false,
         queue: VecDeque::new(),
         seq: 0,
@@ -95,6 +112,8 @@ struct Channel {
     skipping: bool,
     /// Descriptors received and not yet claimed by a NODE_HANDLE message.
     fds_in: VecDeque<OwnedFd>,
+    /// Unclaimed descriptors were closed and said so in the log (once per channel).
+    warned_fds: bool,
     /// A message with a descriptor was sent and not yet acknowledged: Node accepts one at a
     /// time, so later messages wait in `queue`, in order.
     inflight: bool,
@@ -153,7 +172,7 @@ impl Channel {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
             Err(_) => return false,
         };
-        self.fds_in.extend(fds);
+        self.take_fds(fds);
         if n == 0 {
             return false;
         }
@@ -180,7 +199,40 @@ impl Channel {
                 )),
             }
         }
+        // A descriptor arrives with the first byte of the message that claims it: once no
+        // message is partly read, nothing can claim those still here.
+        if self.rbuf.is_empty() && !self.fds_in.is_empty() {
+            let n = self.fds_in.len();
+            self.fds_in.clear();
+            self.warn_fds(n);
+        }
         true
+    }
+
+    /// Keep received descriptors for the message that will claim them, up to
+    /// [`MAX_PENDING_FDS`]; close the excess.
+    fn take_fds(&mut self, fds: Vec<OwnedFd>) {
+        let mut closed = 0;
+        for fd in fds {
+            if self.fds_in.len() < MAX_PENDING_FDS {
+                self.fds_in.push_back(fd);
+            } else {
+                drop(fd);
+                closed += 1;
+            }
+        }
+        if closed > 0 {
+            self.warn_fds(closed);
+        }
+    }
+
+    fn warn_fds(&mut self, n: usize) {
+        if !std::mem::replace(&mut self.warned_fds, true) {
+            tracing::warn!(
+                "a process sent {n} file descriptor(s) over IPC without a NODE_HANDLE message \
+                 to claim them: closed (further ones are closed without a word)"
+            );
+        }
     }
 
     async fn dispatch(&mut self, m: Value) {

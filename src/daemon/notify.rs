@@ -52,8 +52,7 @@ impl Notify {
 }
 
 fn process_group(pid: u32) -> Option<u32> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    s[s.rfind(')')? + 2..].split(' ').nth(2)?.parse().ok()
+    crate::procfs::read_stat(pid).map(|s| s.pgrp)
 }
 
 /// Bind the socket (replacing a stale one) and serve it until the daemon exits.

@@ -1,10 +1,9 @@
 //! The process table: ids, instance numbers (with reservations for instances being built),
 //! selectors. Only in-memory work happens under its lock.
 
-use super::instance::{Ctl, Shared};
+use super::instance::{CtlSender, Shared};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use tokio::sync::mpsc;
 
 /// A reserved id and instance number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,7 +14,7 @@ pub struct Slot {
 
 pub struct Entry {
     pub shared: Arc<Mutex<Shared>>,
-    pub ctl: mpsc::UnboundedSender<Ctl>,
+    pub ctl: CtlSender,
 }
 
 #[derive(Default)]

@@ -2,6 +2,8 @@
 //! and, for Node apps, the IPC channel on fd 3.
 
 use crate::spec::AppSpec;
+use nix::fcntl::{fcntl, FcntlArg};
+use nix::unistd::dup2;
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::process::Stdio;
@@ -136,7 +138,8 @@ pub fn spawn(
         child_end = Some(theirs.into());
     }
     if !pass.is_empty() {
-        // SAFETY: only async-signal-safe calls (fcntl, dup2) between fork and exec.
+        // SAFETY: pre_exec runs in the forked child, where only async-signal-safe work is
+        // allowed: place_fds makes fcntl and dup2 calls on a stack array, nothing else.
         unsafe {
             cmd.pre_exec(move || place_fds(&pass));
         }
@@ -149,6 +152,7 @@ pub fn spawn(
 
 /// In the child: put `fds` at 3, 4, ... without one overwriting another. First move each
 /// above the target range (close-on-exec copies), then dup2 into place (dup2 clears the flag).
+/// Runs between fork and exec: nix's wrappers are plain syscalls (no allocation, no locks).
 fn place_fds(fds: &[RawFd]) -> std::io::Result<()> {
     const MAX: usize = 64;
     if fds.len() > MAX {
@@ -157,18 +161,10 @@ fn place_fds(fds: &[RawFd]) -> std::io::Result<()> {
     let mut tmp = [0 as RawFd; MAX];
     let floor = IPC_FD + fds.len() as RawFd;
     for (i, &fd) in fds.iter().enumerate() {
-        // SAFETY: fcntl on a descriptor we own.
-        let t = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, floor) };
-        if t < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        tmp[i] = t;
+        tmp[i] = fcntl(fd, FcntlArg::F_DUPFD_CLOEXEC(floor))?;
     }
     for (i, &t) in tmp[..fds.len()].iter().enumerate() {
-        // SAFETY: as above.
-        if unsafe { libc::dup2(t, IPC_FD + i as RawFd) } < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
+        dup2(t, IPC_FD + i as RawFd)?;
     }
     Ok(())
 }

@@ -134,3 +134,64 @@ fn the_daemon_survives_the_cli_and_apps_outlive_it() {
     );
     assert!(pmr.home.join("pmr.log").exists());
 }
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+/// An app that sends descriptors over its IPC channel without NODE_HANDLE messages to claim
+/// them cannot make the daemon hoard them: they are closed, and the daemon keeps serving.
+#[test]
+fn unclaimed_descriptors_sent_over_ipc_are_closed() {
+    let pmr = Pmr::new();
+    // pmr opens the Node IPC channel for interpreters named node: a python3 under that name.
+    let python = std::process::Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .unwrap();
+    let python = String::from_utf8(python.stdout).unwrap();
+    let node = pmr.dir.join("bin/node");
+    std::fs::create_dir_all(node.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(python.trim(), &node).unwrap();
+
+    pmr.run(&["ping"]).ok();
+    let daemon = pmr.daemon_pid().unwrap();
+    let before = open_fds(daemon);
+    let sent_file = pmr.dir.join("sent");
+    pmr.run_env(
+        &[
+            "start",
+            &fixture("fd_spam.py"),
+            "--interpreter",
+            node.to_str().unwrap(),
+            "--name",
+            "spam",
+        ],
+        &[("SENT_FILE", sent_file.to_str().unwrap())],
+    )
+    .ok();
+    // 4 descriptors per message: 3,000 messages are 12,000 descriptors.
+    wait_until("3000 messages sent", || {
+        std::fs::read_to_string(&sent_file)
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .is_some_and(|n| n >= 3000)
+    });
+    let during = open_fds(daemon);
+    assert!(
+        during < before + 100,
+        "the daemon holds {during} descriptors (it had {before})"
+    );
+    pmr.run(&["ping"]).ok();
+    let p = pmr.proc(0).unwrap();
+    assert_eq!(p["pm2_env"]["status"], "online", "{p:#}");
+    assert_eq!(p["pm2_env"]["restart_time"], 0, "{p:#}");
+    let log = std::fs::read_to_string(pmr.home.join("pmr.log")).unwrap();
+    assert_eq!(
+        log.matches("without a NODE_HANDLE message").count(),
+        1,
+        "{log}"
+    );
+}

@@ -123,3 +123,61 @@ fn kill_stops_every_app_and_the_next_command_starts_a_fresh_daemon() {
     assert_ne!(fresh, daemon);
     assert!(pmr.jlist().is_empty());
 }
+
+/// A stop does not wait behind a reload in progress: it aborts it, and stops the old and the
+/// new process within one kill_timeout.
+#[test]
+fn stop_during_a_slow_reload_acts_within_kill_timeout() {
+    let pmr = Pmr::new();
+    let marker = pmr.dir.join("first.pid");
+    let new_pid_file = pmr.dir.join("new.pid");
+    let env = [
+        ("MARKER", marker.to_str().unwrap()),
+        ("NEW_PID_FILE", new_pid_file.to_str().unwrap()),
+        ("SLOW_READY_MS", "20000"),
+    ];
+    let args = [
+        "start",
+        &fixture("slow_reload_ready.js"),
+        "-i",
+        "1",
+        "--name",
+        "slow",
+        "--wait-ready",
+        "--listen-timeout",
+        "30000",
+        "--kill-timeout",
+        "2000",
+    ];
+    pmr.run_env(&args, &env).ok();
+    let old = pmr.wait_status(0, "online")["pid"].as_u64().unwrap() as u32;
+
+    let mut reload = pmr.cmd().args(["reload", "slow"]).spawn().unwrap();
+    let new: u32 = wait_file(&new_pid_file).trim().parse().unwrap();
+    pmr.track(new);
+    assert_ne!(new, old);
+
+    let t = Instant::now();
+    pmr.run(&["stop", "slow"]).ok();
+    let took = t.elapsed();
+    // Both ignore SIGINT: SIGKILL after kill_timeout, once for both at the same time.
+    assert!(took >= Duration::from_millis(2000), "took {took:?}");
+    assert!(took < Duration::from_millis(2000 + 3000), "took {took:?}");
+    assert!(!alive(old), "the old process {old} survived the stop");
+    assert!(!alive(new), "the new process {new} survived the stop");
+    assert_eq!(pmr.status(0), "stopped");
+
+    // The reload is answered with an error, long before the new process would be ready.
+    let deadline = Instant::now() + DEADLINE;
+    let status = loop {
+        if let Some(st) = reload.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "reload never returned");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!status.success(), "the aborted reload reported success");
+    assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
+    assert_eq!(pmr.status(0), "stopped");
+    assert_eq!(pmr.proc(0).unwrap()["pid"], 0);
+}

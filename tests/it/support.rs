@@ -207,13 +207,7 @@ pub fn kill9(pid: u32) {
 
 /// Whether a process exists and is not a zombie.
 pub fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => s
-            .rfind(')')
-            .map(|i| !s[i + 2..].starts_with('Z'))
-            .unwrap_or(false),
-        Err(_) => false,
-    }
+    pmr::procfs::alive(pid)
 }
 
 pub fn wait_until(what: &str, mut f: impl FnMut() -> bool) {

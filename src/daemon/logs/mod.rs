@@ -210,7 +210,7 @@ impl Sinks {
     ) -> Result<(Source, Source), String> {
         let rotate = spec.log_rotate.as_ref();
         let open = |p: &str| -> Result<Option<Arc<Sink>>, String> {
-            if spec.disable_logs || p == "/dev/null" || p == "NULL" {
+            if spec.disable_logs || crate::paths::is_null_device(p) {
                 return Ok(None);
             }
             self.get(Path::new(p), rotate)
@@ -274,7 +274,7 @@ impl Sinks {
         let mut closed = Vec::new();
         let live = self.live();
         for p in paths {
-            if p == "/dev/null" || p == "NULL" || done.contains(&p) {
+            if crate::paths::is_null_device(&p) || done.contains(&p) {
                 continue;
             }
             match live.iter().find(|s| s.path == Path::new(&p)) {

@@ -9,7 +9,7 @@ use crate::paths::{sanitize_name, with_id_suffix, Home};
 use crate::protocol::{too_many_instances, Status};
 use crate::spec::AppSpec;
 use std::sync::{Arc, Mutex};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 fn default_paths(home: &Home, spec: &AppSpec, id: u32) -> Paths {
     let base = sanitize_name(&spec.name);
@@ -22,7 +22,7 @@ fn default_paths(home: &Home, spec: &AppSpec, id: u32) -> Paths {
         }
     };
     let user_or = |user: &Option<String>, default: String| match user {
-        Some(u) if u == "/dev/null" || u == "NULL" => u.clone(),
+        Some(u) if crate::paths::is_null_device(u) => u.clone(),
         Some(u) => per_id(u.clone()),
         None => per_id(default),
     };
@@ -107,7 +107,7 @@ pub fn launch(d: &Arc<Daemon>, new: NewInstances) -> Vec<(u32, Option<StartWait>
             env: spawn::child_env(&spec, id, instance, &home),
             paths: default_paths(&d.ctx.home, &spec, id),
         }));
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = crate::daemon::instance::channel();
         // Queued before the entry is visible: `Start` is the first message the task reads.
         let wait = spec.autostart.then(|| {
             let (rtx, rrx) = oneshot::channel();

@@ -1,0 +1,146 @@
+//! Starting one process of an instance: log sinks, the child, its log pumps, its IPC channel
+//! or notify registration, cluster membership and `listen` sockets.
+
+use super::{Instance, Running};
+use crate::daemon::logs::pump;
+use crate::daemon::node_ipc::{self, ClusterCtx};
+use crate::daemon::spawn;
+use crate::spec::AppSpec;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+impl Instance {
+    /// Start a child for this instance: sinks, process, log pumps, IPC. Does not touch the
+    /// instance's visible state except its env.
+    pub(super) async fn spawn_child(&self) -> Result<Box<Running>, String> {
+        let (spec, paths, env) = self.with(|s| {
+            let env = spawn::child_env(
+                &s.spec,
+                self.id,
+                s.instance,
+                &self.ctx.home.root.to_string_lossy(),
+            );
+            s.env = env.clone();
+            (s.spec.clone(), s.paths.clone(), env)
+        });
+        tracing::info!(
+            "App {} starting in -{} mode-",
+            self.label(),
+            spec.exec_mode.short()
+        );
+
+        let (ctx, log_paths, log_spec, id) =
+            (self.ctx.clone(), paths.clone(), spec.clone(), self.id);
+        let sinks = tokio::task::spawn_blocking(move || {
+            let p = &log_paths;
+            ctx.sinks
+                .open_app(&log_spec, id, &p.out, &p.err, p.combined.as_deref())
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+        let (out_sinks, err_sinks) = sinks.map_err(|e| format!("cannot open log file {e}"))?;
+
+        let cluster = spec.exec_mode == crate::spec::ExecMode::Cluster;
+        let listen = listen_addresses(&spec);
+        let worker = (cluster || !listen.is_empty())
+            .then(|| self.ctx.next_worker.fetch_add(1, Ordering::SeqCst));
+        let drain = if cluster && listen.is_empty() && spec.drain_keepalive {
+            self.ctx.preload.as_deref()
+        } else {
+            None
+        };
+        let preload = crate::daemon::rejections::preload(&spec, drain, self.ctx.preload.as_deref());
+        let membership = worker.map(|w| crate::daemon::cluster::Membership {
+            listeners: self.ctx.listeners.clone(),
+            app: spec.name.clone(),
+            worker: w,
+        });
+        // Sockets passed the systemd way are bound (or shared) before the process starts.
+        let mut sockets = Vec::new();
+        for addr in &listen {
+            let q = crate::daemon::cluster::Query::from_address(addr)?;
+            let key = format!("listen:{addr}");
+            match self.ctx.listeners.join(
+                &spec.name,
+                &key,
+                worker.unwrap_or(0),
+                &q,
+                &serde_json::Value::Null,
+            ) {
+                Ok(j) => sockets.push(j.socket),
+                Err(errno) => {
+                    let e = nix::errno::Errno::from_raw(errno);
+                    return Err(format!("cannot listen on {addr}: {e:?} ({})", e.desc()));
+                }
+            }
+        }
+        let names = listen.iter().map(|a| a.replace([':', '/'], "_")).collect();
+        let listen_fds = (!sockets.is_empty()).then(|| spawn::ListenFds::new(&sockets, names));
+        let mut env = env;
+        if let Some(p) = &self.ctx.notify_path {
+            env.insert("NOTIFY_SOCKET".into(), p.clone());
+        }
+        let mut spawned = spawn::spawn(&spec, &env, worker, preload.as_deref(), listen_fds)
+            .map_err(|e| {
+                let argv0 = spawn::argv(&spec, None).remove(0);
+                format!("cannot start {argv0}: {e}")
+            })?;
+        let pid = spawned.child.id().unwrap_or(0);
+        if let Some(out) = spawned.child.stdout.take() {
+            tokio::spawn(pump(out, out_sinks));
+        }
+        if let Some(err) = spawned.child.stderr.take() {
+            tokio::spawn(pump(err, err_sinks));
+        }
+        let cluster_ctx = (cluster && listen.is_empty()).then(|| ClusterCtx {
+            listeners: self.ctx.listeners.clone(),
+            app: spec.name.clone(),
+            worker: worker.unwrap_or(0),
+        });
+        let mut notify = None;
+        let (ipc, ipc_rx) = match spawned.ipc.take().map(|s| node_ipc::start(s, cluster_ctx)) {
+            Some(Ok((tx, rx))) => (Some(tx), Some(rx)),
+            Some(Err(e)) => {
+                tracing::warn!("App {}: no IPC channel: {e}", self.label());
+                (None, None)
+            }
+            // No Node channel: readiness can come as READY=1 on $NOTIFY_SOCKET.
+            None => {
+                let (tx, rx) = mpsc::channel(8);
+                notify = Some(self.ctx.notify.register(pid, tx));
+                (None, Some(rx))
+            }
+        };
+        let ready_deadline = ((cluster && listen.is_empty()) || spec.wait_ready)
+            .then(|| Instant::now() + Duration::from_millis(spec.listen_timeout));
+        Ok(Box::new(Running {
+            child: spawned.child,
+            pid,
+            started: Instant::now(),
+            ipc_rx,
+            ipc,
+            ready_deadline,
+            waiters: Vec::new(),
+            listen_error: None,
+            _membership: membership,
+            _notify: notify,
+        }))
+    }
+}
+
+/// The `listen` option: addresses whose sockets the daemon passes the systemd way.
+pub fn listen_addresses(spec: &AppSpec) -> Vec<String> {
+    spec.listen.iter().map(ToString::to_string).collect()
+}
+
+pub(super) fn write_pid_file(path: &str, pid: u32) {
+    let p = std::path::Path::new(path);
+    if let Some(dir) = p.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    if let Err(e) = std::fs::write(p, pid.to_string()) {
+        tracing::warn!("cannot write pid file {path}: {e}");
+    }
+}

@@ -1,0 +1,89 @@
+//! `/proc/<pid>/stat`, parsed once for everyone who needs a process's state, parent, group or
+//! usage. Blocking (a file read): call from `spawn_blocking` on the daemon.
+
+/// The fields of `/proc/<pid>/stat` pmr uses.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stat {
+    /// `R`, `S`, `Z`...
+    pub state: char,
+    pub ppid: u32,
+    pub pgrp: u32,
+    /// utime + stime, in clock ticks.
+    pub ticks: u64,
+    /// Start time after boot, in clock ticks.
+    pub start_ticks: u64,
+    pub rss_pages: u64,
+}
+
+impl Stat {
+    pub fn is_zombie(&self) -> bool {
+        self.state == 'Z'
+    }
+}
+
+/// Parse the text of a stat file. The command name (field 2) may contain spaces and
+/// parentheses, so fields are counted from the last `)`.
+pub fn parse_stat(text: &str) -> Option<Stat> {
+    let rest = text.get(text.rfind(')')? + 1..)?;
+    let f: Vec<&str> = rest.split_ascii_whitespace().collect();
+    // f[0] is field 3 (state); field N is f[N - 3].
+    let num = |n: usize| -> Option<u64> { f.get(n - 3)?.parse().ok() };
+    Some(Stat {
+        state: f.first()?.chars().next()?,
+        ppid: num(4)? as u32,
+        pgrp: num(5)? as u32,
+        ticks: num(14)? + num(15)?,
+        start_ticks: num(22)?,
+        rss_pages: num(24)?,
+    })
+}
+
+pub fn read_stat(pid: u32) -> Option<Stat> {
+    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// The process exists and is not a zombie awaiting its parent.
+pub fn alive(pid: u32) -> bool {
+    read_stat(pid).is_some_and(|s| !s.is_zombie())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LINE: &str = "S 1 4242 7 0 -1 4194560 100 0 0 0 30 12 0 0 20 0 1 0 5000 1000000 250 18446744073709551615";
+
+    #[test]
+    fn parses_a_plain_line() {
+        let s = parse_stat(&format!("4243 (node) {LINE}")).unwrap();
+        assert_eq!(s.state, 'S');
+        assert_eq!((s.ppid, s.pgrp), (1, 4242));
+        assert_eq!(s.ticks, 42);
+        assert_eq!(s.start_ticks, 5000);
+        assert_eq!(s.rss_pages, 250);
+    }
+
+    #[test]
+    fn comm_with_spaces_and_parentheses() {
+        let odd = format!("99 (a) b (c) ) d) {}", LINE.replacen('S', "Z", 1));
+        let s = parse_stat(&odd).unwrap();
+        assert!(s.is_zombie());
+        assert_eq!(s.pgrp, 4242);
+        assert_eq!(s.rss_pages, 250);
+    }
+
+    #[test]
+    fn truncated_or_garbage_is_none() {
+        assert_eq!(parse_stat("12 (x) S 1 2"), None);
+        assert_eq!(parse_stat("no parenthesis"), None);
+        assert_eq!(parse_stat("1 (x)"), None);
+    }
+
+    #[test]
+    fn reads_this_process() {
+        let me = read_stat(std::process::id()).unwrap();
+        assert!(!me.is_zombie());
+        assert_eq!(me.pgrp as i32, nix::unistd::getpgrp().as_raw());
+        assert!(alive(std::process::id()));
+    }
+}

@@ -160,15 +160,21 @@ fn unclaimed_descriptors_sent_over_ipc_are_closed() {
     let daemon = pmr.daemon_pid().unwrap();
     let before = open_fds(daemon);
     let sent_file = pmr.dir.join("sent");
+    // No unhandled-rejection preload: python3 would not understand `--require`.
+    let config = pmr.dir.join("spam.json");
+    std::fs::write(
+        &config,
+        serde_json::json!({"apps": [{
+            "name": "spam",
+            "script": fixture("fd_spam.py"),
+            "interpreter": node,
+            "catch_unhandled_rejections": false,
+        }]})
+        .to_string(),
+    )
+    .unwrap();
     pmr.run_env(
-        &[
-            "start",
-            &fixture("fd_spam.py"),
-            "--interpreter",
-            node.to_str().unwrap(),
-            "--name",
-            "spam",
-        ],
+        &["start", config.to_str().unwrap()],
         &[("SENT_FILE", sent_file.to_str().unwrap())],
     )
     .ok();

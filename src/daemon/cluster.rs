@@ -27,11 +27,6 @@ pub struct Query {
 }
 
 impl Query {
-    /// An address of the `listen` option (see [`ListenAddr`]).
-    pub fn from_address(addr: &str) -> Result<Query, String> {
-        ListenAddr::parse(addr).map(|a| Query::from(&a))
-    }
-
     pub fn from_message(m: &Value) -> Query {
         let backlog = m["backlog"].as_i64().filter(|&b| b > 0).unwrap_or(511) as i32;
         Query {

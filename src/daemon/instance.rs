@@ -25,7 +25,6 @@ mod retire;
 mod terminate;
 
 pub use control::{channel, Ctl, CtlReceiver, CtlSender, Reply, Update};
-pub use launch::listen_addresses;
 
 use super::logs::Sinks;
 use super::node_ipc::{IpcEvent, IpcHandle};
@@ -252,8 +251,7 @@ impl Instance {
             Ctl::Reload { update, reply } => {
                 self.apply(update);
                 let seamless = self.with(|s| {
-                    s.spec.exec_mode == crate::spec::ExecMode::Cluster
-                        || !listen_addresses(&s.spec).is_empty()
+                    s.spec.exec_mode == crate::spec::ExecMode::Cluster || !s.spec.listen.is_empty()
                 });
                 if seamless && r.ready_deadline.is_none() {
                     self.reload(r, reply, rx).await

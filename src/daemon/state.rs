@@ -36,7 +36,7 @@ impl Daemon {
                     Ok(p) => Some(p),
                     Err(e) => {
                         tracing::warn!(
-                            "cannot write the drain preload, cluster workers run without it: {e}"
+                            "cannot write the preloads (drain, unhandled rejections): Node apps run without them: {e}"
                         );
                         None
                     }

@@ -5,7 +5,6 @@ use super::{Instance, Running};
 use crate::daemon::logs::pump;
 use crate::daemon::node_ipc::{self, ClusterCtx};
 use crate::daemon::spawn;
-use crate::spec::AppSpec;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -43,7 +42,7 @@ impl Instance {
         let (out_sinks, err_sinks) = sinks.map_err(|e| format!("cannot open log file {e}"))?;
 
         let cluster = spec.exec_mode == crate::spec::ExecMode::Cluster;
-        let listen = listen_addresses(&spec);
+        let listen = &spec.listen;
         let worker = (cluster || !listen.is_empty())
             .then(|| self.ctx.next_worker.fetch_add(1, Ordering::SeqCst));
         let drain = if cluster && listen.is_empty() && spec.drain_keepalive {
@@ -59,8 +58,8 @@ impl Instance {
         });
         // Sockets passed the systemd way are bound (or shared) before the process starts.
         let mut sockets = Vec::new();
-        for addr in &listen {
-            let q = crate::daemon::cluster::Query::from_address(addr)?;
+        for addr in listen {
+            let q = crate::daemon::cluster::Query::from(addr);
             let key = format!("listen:{addr}");
             match self.ctx.listeners.join(
                 &spec.name,
@@ -76,7 +75,10 @@ impl Instance {
                 }
             }
         }
-        let names = listen.iter().map(|a| a.replace([':', '/'], "_")).collect();
+        let names = listen
+            .iter()
+            .map(|a| a.to_string().replace([':', '/'], "_"))
+            .collect();
         let listen_fds = (!sockets.is_empty()).then(|| spawn::ListenFds::new(&sockets, names));
         let mut env = env;
         if let Some(p) = &self.ctx.notify_path {
@@ -128,11 +130,6 @@ impl Instance {
             _notify: notify,
         }))
     }
-}
-
-/// The `listen` option: addresses whose sockets the daemon passes the systemd way.
-pub fn listen_addresses(spec: &AppSpec) -> Vec<String> {
-    spec.listen.iter().map(ToString::to_string).collect()
 }
 
 pub(super) fn write_pid_file(path: &str, pid: u32) {

@@ -46,6 +46,19 @@ fn start_config(pmr: &Pmr, dir: &Path, config: &str, port: u16) {
     );
 }
 
+/// Whether `pid` is `ancestor` or one of its descendants.
+fn descends_from(mut pid: u64, ancestor: u64) -> bool {
+    while pid > 1 {
+        if pid == ancestor {
+            return true;
+        }
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let after = stat.rfind(')').map_or("", |i| &stat[i + 2..]);
+        pid = after.split(' ').nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+    }
+    false
+}
+
 fn cpus_online() -> usize {
     // SAFETY: sysconf has no preconditions.
     unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) as usize }
@@ -66,6 +79,18 @@ fn assert_no_sigkill(pmr: &Pmr) {
     assert!(killed.is_empty(), "workers needed SIGKILL:\n{}", killed.join("\n"));
 }
 
+/// A connection that made one keep-alive request and then stays idle, as a browser's does.
+fn idle_keepalive(port: u16) -> std::net::TcpStream {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = [0u8; 4096];
+    let n = s.read(&mut buf).unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf[..n]));
+    s
+}
+
 /// Reload `name` under keep-alive load and under new-connection load: nothing refused, no
 /// non-2xx, no error on kept-alive connections, every old worker gone without SIGKILL.
 fn reload_under_load(pmr: &Pmr, name: &str, port: u16, rounds: usize) {
@@ -78,6 +103,9 @@ fn reload_under_load(pmr: &Pmr, name: &str, port: u16, rounds: usize) {
         wait_until("traffic flowing", || {
             keep.ok_so_far() > seen.0 + 100 && close.ok_so_far() > seen.1 + 20
         });
+        // A browser's idle kept-alive connection to an old worker must not hold it past
+        // kill_timeout (Next.js waits for open connections before it exits).
+        let idle = idle_keepalive(port);
         pmr.run(&["reload", name]).ok();
         let after = online_pids(pmr);
         assert_eq!(after.len(), n, "round {round}");
@@ -85,6 +113,13 @@ fn reload_under_load(pmr: &Pmr, name: &str, port: u16, rounds: usize) {
         for p in before {
             wait_until(&format!("old worker {p} gone"), || !alive(p as u32));
         }
+        let mut idle = idle;
+        let mut buf = [0u8; 64];
+        let r = std::io::Read::read(&mut idle, &mut buf);
+        assert!(
+            matches!(r, Ok(0)) || r.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+            "round {round}: the idle connection was left open: {r:?}"
+        );
     }
     let seen = keep.ok_so_far();
     wait_until("traffic after the reloads", || keep.ok_so_far() > seen + 100);
@@ -127,7 +162,13 @@ fn cluster_then_fork(app_name: &str, title: &str, name: &str) {
         now = pids_answering(port, 1);
         !now.is_empty() && now.is_disjoint(&pid)
     });
-    assert_eq!(now, online_pids(&pmr));
+    // `npm start` in fork mode runs npm itself, as PM2 does: node is its descendant.
+    let top = online_pids(&pmr);
+    let served = *now.iter().next().unwrap();
+    assert!(
+        top.iter().any(|&t| descends_from(served, t)),
+        "{served} is not (under) the managed process {top:?}"
+    );
     assert_no_sigkill(&pmr);
 }
 
@@ -279,4 +320,106 @@ fn a_nextjs_app_never_built_says_why_and_ends_errored() {
         logs.stdout,
         logs.stderr
     );
+}
+
+/// Node's https client as load on the HTTPS port and on the Unix socket (bounded to 90 s).
+struct TlsLoad {
+    child: std::process::Child,
+    stats: std::path::PathBuf,
+    stop: std::path::PathBuf,
+}
+
+impl TlsLoad {
+    fn start(pmr: &Pmr, port: u16, sock: &Path, until_pids: usize) -> TlsLoad {
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let stats = pmr.dir.join(format!("stats-{n}.json"));
+        let stop = pmr.dir.join(format!("stop-{n}"));
+        let cert = app("https").join("test-cert.pem");
+        let child = std::process::Command::new("node")
+            .arg(fixture("https_unix_client.js"))
+            .args([&port.to_string(), sock.to_str().unwrap(), cert.to_str().unwrap()])
+            .args([&stats, &stop])
+            .args(["90000", &until_pids.to_string()])
+            .spawn()
+            .unwrap();
+        pmr.track(child.id());
+        TlsLoad { child, stats, stop }
+    }
+
+    fn now(&self) -> serde_json::Value {
+        std::fs::read(&self.stats)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(serde_json::json!({"https": {"ok": 0}, "unix": {"ok": 0}}))
+    }
+
+    fn ok(&self) -> (u64, u64) {
+        let v = self.now();
+        (v["https"]["ok"].as_u64().unwrap(), v["unix"]["ok"].as_u64().unwrap())
+    }
+
+    fn finish(mut self) -> serde_json::Value {
+        std::fs::write(&self.stop, "").unwrap();
+        assert!(self.child.wait().unwrap().success());
+        self.now()
+    }
+}
+
+static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+#[test]
+fn https_and_unix_socket_cluster_and_fork() {
+    let _g = heavy();
+    let dir = app("https");
+    let config = readme_config("HTTPS and a Unix socket");
+    for mode in ["cluster", "fork"] {
+        let pmr = Pmr::new();
+        let port = free_port();
+        let sock = pmr.dir.join("app.sock");
+        let mut cfg = config.replace("/run/app/app.sock", sock.to_str().unwrap());
+        if mode == "fork" {
+            cfg = cfg
+                .replace("exec_mode: 'cluster'", "exec_mode: 'fork'")
+                .replace("instances: 'max'", "instances: 1");
+        }
+        start_config(&pmr, &dir, &cfg, port);
+        let n = if mode == "fork" { 1 } else { cpus_online() };
+        let top = online_pids(&pmr);
+        assert_eq!(top.len(), n);
+        wait_until("the socket exists", || sock.exists());
+
+        // Every worker answers on both listeners.
+        let v = TlsLoad::start(&pmr, port, &sock, n).finish();
+        for k in ["https", "unix"] {
+            let pids: HashSet<u64> = v[k]["pids"].as_array().unwrap().iter().map(|p| p.as_u64().unwrap()).collect();
+            assert_eq!(pids, top, "{mode} {k}: {v}");
+        }
+
+        // A reload (cluster) or a restart (fork) under load on both listeners.
+        let load = TlsLoad::start(&pmr, port, &sock, 0);
+        wait_until("traffic on both", || {
+            let (a, b) = load.ok();
+            a > 50 && b > 50
+        });
+        let cmd = if mode == "fork" { "restart" } else { "reload" };
+        pmr.run(&[cmd, "secure"]).ok();
+        assert!(online_pids(&pmr).is_disjoint(&top), "{mode}: every process replaced");
+        let seen = load.ok();
+        wait_until("traffic after", || {
+            let (a, b) = load.ok();
+            a > seen.0 + 50 && b > seen.1 + 50
+        });
+        let v = load.finish();
+        eprintln!("https/unix {mode}: {v}");
+        if mode == "cluster" {
+            for k in ["https", "unix"] {
+                assert_eq!(
+                    (v[k]["errors"].as_u64(), v[k]["non2xx"].as_u64()),
+                    (Some(0), Some(0)),
+                    "{k}: {v}"
+                );
+            }
+        }
+        assert_no_sigkill(&pmr);
+    }
 }

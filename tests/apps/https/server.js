@@ -16,6 +16,11 @@ const tls = {
 const port = Number(process.env.PORT || 3443);
 https.createServer(tls, app).listen(port, '127.0.0.1', () => console.log(`https on ${port}`));
 if (process.env.SOCKET_PATH) {
+  // A process stopped by a signal leaves its socket file behind (Node unlinks it only on
+  // server.close()): remove a stale one, as any app listening on a path must.
+  try {
+    fs.unlinkSync(process.env.SOCKET_PATH);
+  } catch {}
   http.createServer(app).listen(process.env.SOCKET_PATH, () =>
     console.log(`http on ${process.env.SOCKET_PATH}`));
 }

@@ -389,10 +389,17 @@ fn https_and_unix_socket_cluster_and_fork() {
         wait_until("the socket exists", || sock.exists());
 
         // Every worker answers on both listeners.
-        let v = TlsLoad::start(&pmr, port, &sock, n).finish();
+        let load = TlsLoad::start(&pmr, port, &sock, n);
+        let pids_on = |v: &serde_json::Value, k: &str| -> HashSet<u64> {
+            v[k]["pids"].as_array().map_or(HashSet::new(), |a| a.iter().map(|p| p.as_u64().unwrap()).collect())
+        };
+        wait_until("every worker answers on both listeners", || {
+            let v = load.now();
+            pids_on(&v, "https").len() >= n && pids_on(&v, "unix").len() >= n
+        });
+        let v = load.finish();
         for k in ["https", "unix"] {
-            let pids: HashSet<u64> = v[k]["pids"].as_array().unwrap().iter().map(|p| p.as_u64().unwrap()).collect();
-            assert_eq!(pids, top, "{mode} {k}: {v}");
+            assert_eq!(pids_on(&v, k), top, "{mode} {k}: {v}");
         }
 
         // A reload (cluster) or a restart (fork) under load on both listeners.
@@ -422,4 +429,30 @@ fn https_and_unix_socket_cluster_and_fork() {
         }
         assert_no_sigkill(&pmr);
     }
+}
+
+/// Every config in the README's framework section is one a test above starts.
+#[test]
+fn every_framework_config_in_the_readme_is_tested() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme.find("\n## Next.js, Express, Fastify, NestJS, Nuxt\n").expect("the section");
+    let section = &readme[start + 1..];
+    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |i| i + 3)];
+    let titles: Vec<&str> = section
+        .split("```js\n// ")
+        .skip(1)
+        .map(|b| b.lines().next().unwrap())
+        .collect();
+    let tested = [
+        "Next.js",
+        "Next.js (the form PM2 guides give)",
+        "Express",
+        "Fastify",
+        "Koa",
+        "NestJS",
+        "Nuxt (Nitro output)",
+        "HTTPS and a Unix socket",
+    ];
+    assert_eq!(titles, tested);
+    assert_eq!(section.matches("```js").count(), tested.len(), "a js block without a title");
 }

@@ -3,6 +3,7 @@
 const fs = require('fs');
 const https = require('https');
 const http = require('http');
+const net = require('net');
 const path = require('path');
 const express = require('express');
 
@@ -16,11 +17,21 @@ const tls = {
 const port = Number(process.env.PORT || 3443);
 https.createServer(tls, app).listen(port, '127.0.0.1', () => console.log(`https on ${port}`));
 if (process.env.SOCKET_PATH) {
+  const sock = process.env.SOCKET_PATH;
+  const server = http.createServer(app);
   // A process stopped by a signal leaves its socket file behind (Node unlinks it only on
-  // server.close()): remove a stale one, as any app listening on a path must.
-  try {
-    fs.unlinkSync(process.env.SOCKET_PATH);
-  } catch {}
-  http.createServer(app).listen(process.env.SOCKET_PATH, () =>
-    console.log(`http on ${process.env.SOCKET_PATH}`));
+  // server.close()): if nobody answers on the path, the file is stale; remove it and retry.
+  // (Unlinking unconditionally would delete a live socket: another cluster worker's.)
+  server.on('error', (err) => {
+    if (err.code !== 'EADDRINUSE') throw err;
+    const probe = net.connect(sock);
+    probe.on('connect', () => {
+      throw err;
+    });
+    probe.on('error', () => {
+      fs.rmSync(sock, { force: true });
+      server.listen(sock);
+    });
+  });
+  server.listen(sock, () => console.log(`http on ${sock}`));
 }

@@ -157,6 +157,16 @@ fn by_content(
     path_var: &str,
 ) -> Result<(Option<String>, Vec<String>, Option<PathBuf>), String> {
     if let Some(flags) = node_detect::node_args_of(file) {
+        if which("node", path_var).is_none() {
+            let real = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
+            let line = node_detect::shebang(&real)
+                .map(|s| s.line)
+                .unwrap_or_default();
+            return Err(format!(
+                "{}: its first line `{line}` names the interpreter `node`, which is not installed",
+                file.display()
+            ));
+        }
         return Ok((Some("node".into()), flags, None));
     }
     if node_detect::is_in_bin_dir(file) {
@@ -679,6 +689,17 @@ mod tests {
                 "{}: its first line `#!/usr/bin/env no-such-interpreter-here` names the interpreter `no-such-interpreter-here`, which is not installed",
                 d.join("ghost").display()
             )
+        );
+        let mut no_node = c.clone();
+        no_node.env.insert("PATH".into(), "/nonexistent".into());
+        let e = build_spec(
+            &obj(json!({ "script": "node_modules/.bin/next" })),
+            &no_node,
+        )
+        .unwrap_err();
+        assert!(
+            e.ends_with("node_modules/.bin/next: its first line `#!/usr/bin/env node` names the interpreter `node`, which is not installed"),
+            "{e}"
         );
         let e = build_spec(&obj(json!({ "script": "ghost2" })), &c).unwrap_err();
         assert!(

@@ -87,14 +87,15 @@ pub fn node_args_of(path: &Path) -> Option<Vec<String>> {
 }
 
 /// The JS file of `node_modules/.bin/<tool>`: the link's target, or — when the entry is a
-/// shell shim (pnpm writes those) — the file the owning package's `bin` field names.
+/// shell shim (pnpm writes those) — the file the owning package's `bin` field names; `None`
+/// when that is not a Node program.
 pub fn bin_target(bin: &Path) -> Option<PathBuf> {
     if node_args_of(bin).is_some() {
         return std::fs::canonicalize(bin).ok();
     }
     let tool = bin.file_name()?.to_str()?;
     let modules = bin.parent()?.parent()?;
-    package_bin(modules, tool)
+    package_bin(modules, tool).filter(|f| node_args_of(f).is_some())
 }
 
 /// Search `node_modules` (one level, and `@scope/` packages) for the package whose `bin`

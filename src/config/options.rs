@@ -215,6 +215,7 @@ static OPTIONS: &[Opt] = &[
     opt("shutdown_with_message", &[], Kind::Bool, "false", "Stop with a `shutdown` IPC message instead of a signal."),
     opt("treekill", &[], Kind::Bool, "true", "Signal the whole process tree, not only the main process."),
     opt("drain_keepalive", &[], Kind::Bool, "true", "pmr: cluster workers get a small preload so that, when a reload retires them, kept-alive HTTP connections end after their next response (`Connection: close`) instead of breaking."),
+    opt("catch_unhandled_rejections", &[], Kind::Bool, "true", "pmr: Node apps get a small preload that, as PM2 does, writes an unhandled promise rejection to the error log and keeps the app running; `false` leaves Node's default (the app exits)."),
     opt("listen", &[], Kind::StrList, "—", "pmr: addresses the daemon listens on for a non-Node app (`127.0.0.1:8000`, `[::]:80`, `/run/app.sock`), passed systemd-style (`LISTEN_FDS`, fds from 3), so `-i N`, reload and scale share them."),
     opt("cron_restart", &["cron"], Kind::Cron, "—", "Restart on this cron schedule (seconds field allowed)."),
     opt("merge_logs", &["combine_logs"], Kind::Bool, "true in fork mode without `instances`, else false",

@@ -234,6 +234,18 @@ impl Walk {
             command: command.to_string(),
             cwd: None,
         };
+        if tool.contains('/') {
+            // `./bin/www`, `dist/cli`: a file of the package, Node by extension or shebang.
+            let p = cwd.join(tool.trim_start_matches("./"));
+            let node_args = node_detect::node_args_of(&p).ok_or_else(|| {
+                if p.is_file() {
+                    not_node(&p)
+                } else {
+                    format!("{} does not exist", p.display())
+                }
+            })?;
+            return Ok(done(p, node_args, rest, env));
+        }
         if node_detect::is_node_program(&tool) {
             let (node_args, file, args) = node_command(rest)?;
             return Ok(done(node_file(cwd, &file)?, node_args, args, env));
@@ -325,7 +337,7 @@ fn node_command(rest: Vec<String>) -> Result<(Vec<String>, String, Vec<String>),
 
 /// The file `node <file>` loads: as written, with a JS extension added, or a folder's `main`.
 fn node_file(cwd: &Path, file: &str) -> Result<PathBuf, String> {
-    let p = cwd.join(file);
+    let p = cwd.join(file.trim_start_matches("./"));
     if p.is_file() {
         return Ok(p);
     }

@@ -26,6 +26,8 @@ fn package(tag: &str, scripts: serde_json::Value) -> PathBuf {
         &serde_json::json!({"name": "app", "version": "1.2.3", "scripts": scripts}).to_string(),
     );
     w("server.js", "");
+    w("bin/www", "#!/usr/bin/env node\n");
+    w("bin/sh", "#!/bin/sh\n");
     w("web/main.js", "");
     w("web/package.json", r#"{"main": "main.js"}"#);
     w("dist/main.js", "");
@@ -128,6 +130,8 @@ fn every_supported_form() {
             "cd": "cd web && node main.js",
             "exec": "exec node server.js",
             "shebangflags": "flagged serve",
+            "path": "./bin/www --x",
+            "envprefix": "env NODE_ENV=test node server.js",
         }),
     );
     let next = real(d.join("node_modules/next/dist/bin/next"));
@@ -212,6 +216,18 @@ fn every_supported_form() {
     let r = go(&["shebangflags"], &[]);
     assert!(r.script.ends_with("flagged/cli"), "{r:?}");
     assert_eq!(r.node_args, args(&["--enable-source-maps"]));
+    let r = go(&["path"], &[]);
+    assert_eq!(
+        (r.script.clone(), r.args.clone()),
+        (d.join("./bin/www"), args(&["--x"]))
+    );
+    let r = go(&["envprefix"], &[]);
+    assert_eq!(
+        (r.script.clone(), r.env["NODE_ENV"].as_str()),
+        (d.join("server.js"), "test")
+    );
+    let r = resolve("pnpm", &args(&["start"]), &d, &env(&[])).unwrap();
+    assert_eq!(r.script, next);
     // The bin is found through the package's `bin` field when .bin has no entry.
     assert!(!d.join("node_modules/.bin/flagged").exists());
 }
@@ -238,6 +254,8 @@ fn every_refusal() {
             "nothing": "NODE_ENV=x",
             "missing": "node nope.js",
             "badcd": "cd nowhere && node server.js",
+            "shpath": "./bin/sh",
+            "nopath": "./bin/none",
         }),
     );
     let e0 = BTreeMap::new();
@@ -273,6 +291,10 @@ fn every_refusal() {
     assert!(err("nothing").contains("runs no program"));
     assert!(err("missing").contains("nope.js does not exist"));
     assert!(err("badcd").contains("nowhere is not a directory"));
+    assert!(
+        err("shpath").contains("bin/sh is not a Node.js program (its first line is `#!/bin/sh`")
+    );
+    assert!(err("nopath").contains("bin/none does not exist"));
     assert!(err("absent").contains("has no script \"absent\""));
     let e = resolve("npm", &args(&["start"]), &d.join("dist"), &e0).unwrap_err();
     assert!(

@@ -384,7 +384,7 @@ impl Instance {
         let listen = listen_addresses(&spec);
         let worker = (cluster || !listen.is_empty())
             .then(|| self.ctx.next_worker.fetch_add(1, Ordering::SeqCst));
-        let preload = if cluster
+        let drain = if cluster
             && listen.is_empty()
             && spec.extra.get("drain_keepalive") != Some(&serde_json::Value::Bool(false))
         {
@@ -392,6 +392,7 @@ impl Instance {
         } else {
             None
         };
+        let preload = super::rejections::preload(&spec, drain, self.ctx.preload.as_deref());
         let membership = worker.map(|w| super::cluster::Membership {
             listeners: self.ctx.listeners.clone(),
             app: spec.name.clone(),
@@ -422,10 +423,11 @@ impl Instance {
         if let Some(p) = &self.ctx.notify_path {
             env.insert("NOTIFY_SOCKET".into(), p.clone());
         }
-        let mut spawned = spawn::spawn(&spec, &env, worker, preload, listen_fds).map_err(|e| {
-            let argv0 = spawn::argv(&spec, None).remove(0);
-            format!("cannot start {argv0}: {e}")
-        })?;
+        let mut spawned = spawn::spawn(&spec, &env, worker, preload.as_deref(), listen_fds)
+            .map_err(|e| {
+                let argv0 = spawn::argv(&spec, None).remove(0);
+                format!("cannot start {argv0}: {e}")
+            })?;
         let pid = spawned.child.id().unwrap_or(0);
         if let Some(out) = spawned.child.stdout.take() {
             tokio::spawn(pump(out, out_sinks));

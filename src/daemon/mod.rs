@@ -10,6 +10,7 @@ pub mod node_ipc;
 pub mod notify;
 pub mod policy;
 pub mod registry;
+pub mod rejections;
 pub mod spawn;
 
 use crate::paths::{sanitize_name, with_id_suffix, Home};

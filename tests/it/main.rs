@@ -12,6 +12,7 @@ mod frameworks;
 mod fork;
 mod load;
 mod logs;
+mod node_apps;
 mod restart_policy;
 mod sockets;
 mod stop;

@@ -48,7 +48,13 @@ fn files(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) {
 fn hash(root: &Path, list: &[PathBuf]) -> String {
     let mut h: u64 = 0xcbf29ce484222325;
     for f in list {
-        let bytes = [f.to_string_lossy().as_bytes(), &[0], &std::fs::read(root.join(f)).unwrap(), &[0]].concat();
+        let bytes = [
+            f.to_string_lossy().as_bytes(),
+            &[0],
+            &std::fs::read(root.join(f)).unwrap(),
+            &[0],
+        ]
+        .concat();
         for b in bytes {
             h ^= b as u64;
             h = h.wrapping_mul(0x100000001b3);
@@ -88,7 +94,10 @@ fn install(name: &str) -> PathBuf {
     }
     let lock = std::fs::File::create(root.join(format!("{name}.lock"))).unwrap();
     // SAFETY: flock(2) on a file this function owns; released when `lock` is dropped.
-    assert_eq!(unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) }, 0);
+    assert_eq!(
+        unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) },
+        0
+    );
     if ready.exists() {
         return dir;
     }
@@ -99,7 +108,11 @@ fn install(name: &str) -> PathBuf {
         std::fs::copy(src.join(f), to).unwrap();
     }
     eprintln!("installing test app {name} into {}", dir.display());
-    run(&dir, "npm", &["ci", "--no-audit", "--no-fund", "--loglevel=error"]);
+    run(
+        &dir,
+        "npm",
+        &["ci", "--no-audit", "--no-fund", "--loglevel=error"],
+    );
     if name == "nextjs" {
         run(&dir, "node", &["node_modules/next/dist/bin/next", "build"]);
     }
@@ -110,7 +123,10 @@ fn install(name: &str) -> PathBuf {
 /// The installed (and built) copy of `tests/apps/<name>`.
 pub fn app(name: &str) -> PathBuf {
     static APPS: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
-    let mut apps = APPS.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    let mut apps = APPS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     apps.entry(name.to_string())
         .or_insert_with(|| install(name))
         .clone()

@@ -19,7 +19,8 @@ fn heavy() -> std::sync::MutexGuard<'static, ()> {
 
 /// The ecosystem file the README gives under the heading line `// <title>`.
 pub fn readme_config(title: &str) -> String {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let head = format!("```js\n// {title}\n");
     let start = readme
         .find(&head)
@@ -36,7 +37,13 @@ fn start_config(pmr: &Pmr, dir: &Path, config: &str, port: u16) {
     assert_ne!(text, config, "the config sets PORT: 3000");
     let file = dir.join(format!("pmr-test-{}-{port}.config.js", std::process::id()));
     std::fs::write(&file, text).unwrap();
-    let out = pmr.cmd().arg("start").arg(&file).current_dir(dir).output().unwrap();
+    let out = pmr
+        .cmd()
+        .arg("start")
+        .arg(&file)
+        .current_dir(dir)
+        .output()
+        .unwrap();
     let _ = std::fs::remove_file(&file);
     assert!(
         out.status.success(),
@@ -54,7 +61,11 @@ fn descends_from(mut pid: u64, ancestor: u64) -> bool {
         }
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
         let after = stat.rfind(')').map_or("", |i| &stat[i + 2..]);
-        pid = after.split(' ').nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+        pid = after
+            .split(' ')
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
     }
     false
 }
@@ -76,18 +87,27 @@ fn online_pids(pmr: &Pmr) -> HashSet<u64> {
 fn assert_no_sigkill(pmr: &Pmr) {
     let log = std::fs::read_to_string(pmr.home.join("pmr.log")).unwrap_or_default();
     let killed: Vec<&str> = log.lines().filter(|l| l.contains("SIGKILL")).collect();
-    assert!(killed.is_empty(), "workers needed SIGKILL:\n{}", killed.join("\n"));
+    assert!(
+        killed.is_empty(),
+        "workers needed SIGKILL:\n{}",
+        killed.join("\n")
+    );
 }
 
 /// A connection that made one keep-alive request and then stays idle, as a browser's does.
 fn idle_keepalive(port: u16) -> std::net::TcpStream {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut buf = [0u8; 4096];
     let n = s.read(&mut buf).unwrap();
-    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf[..n]));
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
     s
 }
 
@@ -109,7 +129,10 @@ fn reload_under_load(pmr: &Pmr, name: &str, port: u16, rounds: usize) {
         pmr.run(&["reload", name]).ok();
         let after = online_pids(pmr);
         assert_eq!(after.len(), n, "round {round}");
-        assert!(before.is_disjoint(&after), "round {round}: every worker replaced");
+        assert!(
+            before.is_disjoint(&after),
+            "round {round}: every worker replaced"
+        );
         for p in before {
             wait_until(&format!("old worker {p} gone"), || !alive(p as u32));
         }
@@ -117,12 +140,16 @@ fn reload_under_load(pmr: &Pmr, name: &str, port: u16, rounds: usize) {
         let mut buf = [0u8; 64];
         let r = std::io::Read::read(&mut idle, &mut buf);
         assert!(
-            matches!(r, Ok(0)) || r.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+            matches!(r, Ok(0))
+                || r.as_ref()
+                    .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
             "round {round}: the idle connection was left open: {r:?}"
         );
     }
     let seen = keep.ok_so_far();
-    wait_until("traffic after the reloads", || keep.ok_so_far() > seen + 100);
+    wait_until("traffic after the reloads", || {
+        keep.ok_so_far() > seen + 100
+    });
     let (close, keep) = (close.finish(), keep.finish());
     eprintln!("{name}: Connection: close: {close:?}\nkeep-alive: {keep:?}");
     assert_eq!(close.errors(), 0, "new connection per request: {close:?}");
@@ -142,7 +169,10 @@ fn cluster_then_fork(app_name: &str, title: &str, name: &str) {
         start_config(&pmr, &dir, &config, port);
         let n = cpus_online();
         assert_eq!(pmr.jlist().len(), n);
-        assert!(pmr.jlist().iter().all(|p| p["pm2_env"]["exec_mode"] == "cluster_mode"));
+        assert!(pmr
+            .jlist()
+            .iter()
+            .all(|p| p["pm2_env"]["exec_mode"] == "cluster_mode"));
         assert_eq!(pids_answering(port, n), online_pids(&pmr));
         reload_under_load(&pmr, name, port, 1);
     }
@@ -223,7 +253,9 @@ fn next_scene(pmr: &Pmr, dir: &Path, title: &str) {
     let n = cpus_online();
     let list = pmr.jlist();
     assert_eq!(list.len(), n, "one worker per CPU online");
-    assert!(list.iter().all(|p| p["pm2_env"]["exec_mode"] == "cluster_mode"));
+    assert!(list
+        .iter()
+        .all(|p| p["pm2_env"]["exec_mode"] == "cluster_mode"));
     assert_eq!(pids_answering(port, n), online_pids(pmr));
 
     pmr.run(&["scale", "frontend", "+4"]).ok();
@@ -313,7 +345,9 @@ fn a_nextjs_app_never_built_says_why_and_ends_errored() {
     let why = "Could not find a production build";
     let d = pmr.run(&["describe", "frontend"]).ok().stdout;
     assert!(d.contains(why), "{d}");
-    let logs = pmr.run(&["logs", "frontend", "--nostream", "--lines", "50"]).ok();
+    let logs = pmr
+        .run(&["logs", "frontend", "--nostream", "--lines", "50"])
+        .ok();
     assert!(
         logs.stdout.contains(why) || logs.stderr.contains(why),
         "{}{}",
@@ -337,7 +371,11 @@ impl TlsLoad {
         let cert = app("https").join("test-cert.pem");
         let child = std::process::Command::new("node")
             .arg(fixture("https_unix_client.js"))
-            .args([&port.to_string(), sock.to_str().unwrap(), cert.to_str().unwrap()])
+            .args([
+                &port.to_string(),
+                sock.to_str().unwrap(),
+                cert.to_str().unwrap(),
+            ])
             .args([&stats, &stop])
             .args(["90000", &until_pids.to_string()])
             .spawn()
@@ -355,7 +393,10 @@ impl TlsLoad {
 
     fn ok(&self) -> (u64, u64) {
         let v = self.now();
-        (v["https"]["ok"].as_u64().unwrap(), v["unix"]["ok"].as_u64().unwrap())
+        (
+            v["https"]["ok"].as_u64().unwrap(),
+            v["unix"]["ok"].as_u64().unwrap(),
+        )
     }
 
     fn finish(mut self) -> serde_json::Value {
@@ -391,7 +432,9 @@ fn https_and_unix_socket_cluster_and_fork() {
         // Every worker answers on both listeners.
         let load = TlsLoad::start(&pmr, port, &sock, n);
         let pids_on = |v: &serde_json::Value, k: &str| -> HashSet<u64> {
-            v[k]["pids"].as_array().map_or(HashSet::new(), |a| a.iter().map(|p| p.as_u64().unwrap()).collect())
+            v[k]["pids"].as_array().map_or(HashSet::new(), |a| {
+                a.iter().map(|p| p.as_u64().unwrap()).collect()
+            })
         };
         wait_until("every worker answers on both listeners", || {
             let v = load.now();
@@ -410,7 +453,10 @@ fn https_and_unix_socket_cluster_and_fork() {
         });
         let cmd = if mode == "fork" { "restart" } else { "reload" };
         pmr.run(&[cmd, "secure"]).ok();
-        assert!(online_pids(&pmr).is_disjoint(&top), "{mode}: every process replaced");
+        assert!(
+            online_pids(&pmr).is_disjoint(&top),
+            "{mode}: every process replaced"
+        );
         let seen = load.ok();
         wait_until("traffic after", || {
             let (a, b) = load.ok();
@@ -434,8 +480,11 @@ fn https_and_unix_socket_cluster_and_fork() {
 /// Every config in the README's framework section is one a test above starts.
 #[test]
 fn every_framework_config_in_the_readme_is_tested() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let start = readme.find("\n## Next.js, Express, Fastify, NestJS, Nuxt\n").expect("the section");
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .find("\n## Next.js, Express, Fastify, NestJS, Nuxt\n")
+        .expect("the section");
     let section = &readme[start + 1..];
     let section = &section[..section[3..].find("\n## ").map_or(section.len(), |i| i + 3)];
     let titles: Vec<&str> = section
@@ -454,5 +503,9 @@ fn every_framework_config_in_the_readme_is_tested() {
         "HTTPS and a Unix socket",
     ];
     assert_eq!(titles, tested);
-    assert_eq!(section.matches("```js").count(), tested.len(), "a js block without a title");
+    assert_eq!(
+        section.matches("```js").count(),
+        tested.len(),
+        "a js block without a title"
+    );
 }

@@ -3,13 +3,13 @@
 
 mod support;
 
+mod apps;
 mod cluster;
 mod daemon;
 mod ecosystem;
-mod apps;
 mod errors;
-mod frameworks;
 mod fork;
+mod frameworks;
 mod load;
 mod logs;
 mod node_apps;

@@ -115,6 +115,47 @@ def log_size(tool):
     return log.stat().st_size if log.exists() else 0
 
 
+def idle_connections(port, n):
+    """n kept-alive connections that made one request and stay idle, as browsers' do."""
+    import socket
+    conns = []
+    for _ in range(n):
+        c = socket.create_connection(("127.0.0.1", port), timeout=5)
+        c.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        c.recv(4096)
+        conns.append(c)
+    return conns
+
+
+def settled_rss(pid, port, requests=500):
+    """RSS after `requests` sequential keep-alive requests and a second of rest."""
+    import http.client
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    for _ in range(requests):
+        c.request("GET", "/")
+        c.getresponse().read()
+    c.close()
+    time.sleep(1)
+    return rss_kb(pid)
+
+
+def managed_rss(tool, app):
+    """One managed worker (cluster mode, 1 instance: it gets all the requests)."""
+    port = free_port()
+    tool.delete_all()
+    eco = app / f"bench-{tool.key}.config.js"
+    eco.write_text(config(tool, port).replace('"instances": 2', '"instances": 1'))
+    try:
+        tool.run("start", eco, cwd=app)
+        if not all_answer(port, 1, 60):
+            raise RuntimeError(f"{tool.name}: the Next.js worker does not answer")
+        pid = tool.procs()[0]["pid"]
+        return settled_rss(pid, port)
+    finally:
+        tool.delete_all()
+        eco.unlink()
+
+
 def scene(tool, app):
     port = free_port()
     tool.delete_all()
@@ -137,9 +178,11 @@ def scene(tool, app):
     old = {p["pid"] for p in tool.procs()}
     w = subprocess.Popen(["wrk", "-t1", "-c16", "-d30s", f"http://127.0.0.1:{port}/"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    idle = []
     try:
         for _ in range(2):
             time.sleep(2)
+            idle += idle_connections(port, 4)
             cp = tool.run("reload", "frontend", check=False, timeout=120)
             r.setdefault("reload_rc", []).append(cp.returncode)
             all_answer(port, 2, 30)
@@ -147,15 +190,16 @@ def scene(tool, app):
     finally:
         w.kill()
         w.wait()
+        for c in idle:
+            c.close()
     # Let the last retired workers finish their stop (kill_timeout is 1.6 s for both).
     time.sleep(4)
     r["sigkill_lines"] = sigkills(tool, since)
     r["old_workers"] = 4
     r["after"] = [(p["status"], p["restarts"]) for p in tool.procs()]
-    # Memory of one managed worker after the load (median of the 2).
-    r["worker_rss"] = median([rss_kb(p["pid"]) for p in tool.procs() if p["pid"]])
     tool.delete_all()
     eco.unlink()
+    r["worker_rss"] = median([managed_rss(tool, app) for _ in range(3)])
     return r
 
 
@@ -168,10 +212,7 @@ def by_hand(app):
     try:
         if not all_answer(port, 1, 60):
             raise RuntimeError("Next.js started by hand does not answer")
-        wrk(port, secs=2)
-        wrk(port, secs=10)
-        wrk(port, secs=10, close=True)
-        return rss_kb(p.pid)
+        return settled_rss(p.pid, port)
     finally:
         p.terminate()
         p.wait(timeout=30)
@@ -180,7 +221,7 @@ def by_hand(app):
 def run(tools, quick, select):
     app = install()
     res = {t.key: scene(t, app) for t in tools}
-    res["by_hand_rss"] = by_hand(app)
+    res["by_hand_rss"] = median([by_hand(app) for _ in range(3)])
     a, b = res["pmr"], res["pm2"]
     s = Section("Next.js: the seed's scene (2 workers)")
     s.rows.append(Row("Next.js: `start` to both workers answering", fmt_ms(a["start"]),
@@ -207,9 +248,11 @@ def run(tools, quick, select):
         "`instances: 2, exec_mode: 'cluster'`. Start: from the `start` command to both pids seen "
         "in answers. Requests/s: `wrk -t1 -c64 -d10s` after a 2 s warm-up, keep-alive and "
         "`Connection: close`. SIGKILL: lines of the tool's own log (pmr.log / pm2.log) naming "
-        "SIGKILL during 2 reloads under `wrk -c16` keep-alive load (4 old workers in all). "
-        "Memory: RSS of a worker after that load (median of 2), against `node "
-        "node_modules/next/dist/bin/next start` by hand after the same wrk runs.")
+        "SIGKILL during 2 reloads under `wrk -c16` keep-alive load, with 4 more kept-alive "
+        "connections left idle (as browsers leave them) opened before each reload (4 old "
+        "workers in all). Memory: RSS of one managed worker (`instances: 1`, cluster mode) after "
+        "500 sequential keep-alive requests and 1 s of rest, median of 3 starts, against `node "
+        "node_modules/next/dist/bin/next start` by hand measured the same way.")
     for k in ("pmr", "pm2"):
         r = res[k]
         s.details.append(f"- {k}: keep-alive {r['keep']}, close {r['close']}, reload exit codes "

@@ -125,7 +125,8 @@ fn reload_under_load(pmr: &Pmr, name: &str, port: u16, rounds: usize) {
         });
         // A browser's idle kept-alive connection to an old worker must not hold it past
         // kill_timeout (Next.js waits for open connections before it exits).
-        let idle = idle_keepalive(port);
+        // Several, so that every old worker likely holds one.
+        let idle: Vec<_> = (0..2 * n).map(|_| idle_keepalive(port)).collect();
         pmr.run(&["reload", name]).ok();
         let after = online_pids(pmr);
         assert_eq!(after.len(), n, "round {round}");
@@ -136,15 +137,16 @@ fn reload_under_load(pmr: &Pmr, name: &str, port: u16, rounds: usize) {
         for p in before {
             wait_until(&format!("old worker {p} gone"), || !alive(p as u32));
         }
-        let mut idle = idle;
-        let mut buf = [0u8; 64];
-        let r = std::io::Read::read(&mut idle, &mut buf);
-        assert!(
-            matches!(r, Ok(0))
-                || r.as_ref()
-                    .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
-            "round {round}: the idle connection was left open: {r:?}"
-        );
+        for mut c in idle {
+            let mut buf = [0u8; 64];
+            let r = std::io::Read::read(&mut c, &mut buf);
+            assert!(
+                matches!(r, Ok(0))
+                    || r.as_ref()
+                        .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+                "round {round}: an idle connection was left open: {r:?}"
+            );
+        }
     }
     let seen = keep.ok_so_far();
     wait_until("traffic after the reloads", || {

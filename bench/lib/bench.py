@@ -25,18 +25,20 @@ import f_crash
 import f_http
 import f_idle
 import f_logs
+import f_next
 import f_start
 
 ROOT = BENCH.parent
 WORK = BENCH / ".work"
-FIGURES = ["memory", "cli", "start", "cluster", "reload", "logs", "crash"]
-WRK_FIGURES = {"cluster", "reload"}
+FIGURES = ["memory", "cli", "start", "cluster", "reload", "logs", "crash", "nextjs"]
+WRK_FIGURES = {"cluster", "reload", "nextjs"}
 FAMILIES = [  # (module, figures it measures)
     (f_idle, {"memory", "cli"}),
     (f_start, {"start"}),
     (f_http, {"cluster", "reload"}),
     (f_logs, {"logs"}),
     (f_crash, {"crash"}),
+    (f_next, {"nextjs"}),
 ]
 
 

@@ -3,7 +3,7 @@
 use super::{list, Out};
 use crate::client::Client;
 use crate::paths::Home;
-use crate::protocol::ProcInfo;
+use crate::protocol::{ProcInfo, Status};
 use crate::render;
 use anyhow::{bail, Result};
 use std::io::{IsTerminal, Write};
@@ -94,9 +94,25 @@ pub fn describe(home: &Home, out: &Out, target: &str) -> Result<i32> {
     let procs = select(&mut client, target)?;
     for p in &procs {
         print(&render::describe::describe(p, out.color))?;
+        // The app's own words on why it stopped (pmr's "last error" only says how).
+        if matches!(p.status, Status::Errored) {
+            let path = std::path::Path::new(&p.err_log_path);
+            if let Ok(lines) = crate::daemon::logs::tail_lines(path, ERROR_TAIL) {
+                if !lines.is_empty() {
+                    print(&format!(
+                        " Last lines of the error log ({}):\n{}\n\n",
+                        p.err_log_path,
+                        lines.join("\n")
+                    ))?;
+                }
+            }
+        }
     }
     Ok(0)
 }
+
+/// Lines of an errored app's error log that `describe` shows: a stack trace's head.
+const ERROR_TAIL: usize = 15;
 
 pub fn env(home: &Home, id: &str) -> Result<i32> {
     let Ok(id) = id.parse::<u32>() else {

@@ -7,9 +7,10 @@
 //! worker every response carries `Connection: close` (the client opens its next connection to
 //! the listening socket, now served by the new workers). Node would also close idle kept-alive
 //! connections at the instant of the disconnect, racing a request the client may already have
-//! sent on them; the preload leaves them open instead, so each one ends cleanly after its next
-//! response, or by the keep-alive timeout, or when the daemon stops the worker after
-//! `kill_timeout`.
+//! sent on them; the preload leaves them open for a short grace instead, so each one ends
+//! cleanly after its next response, and closes those still idle after it (an idle browser
+//! connection would otherwise hold `server.close()` until the keep-alive timeout, past
+//! `kill_timeout`: Next.js then needed SIGKILL on every reload).
 
 use std::path::Path;
 
@@ -19,6 +20,8 @@ const http = require('http');
 const net = require('net');
 const servers = new Set();
 let draining = false;
+// Long enough for a request already sent to be read; well under the default kill_timeout.
+const IDLE_GRACE_MS = 300;
 
 const listen = net.Server.prototype.listen;
 net.Server.prototype.listen = function (...args) {
@@ -40,6 +43,15 @@ function drain() {
   draining = true;
   // server.close() would close idle connections at once, racing a request already on its way.
   for (const s of servers) s.closeIdleConnections = () => {};
+  // A connection still idle after the grace is a client with nothing to send (a browser's):
+  // close it, else server.close() (the cluster's, or the app's own on SIGINT, as Next.js does)
+  // waits for keepAliveTimeout and the worker outlives kill_timeout.
+  setTimeout(() => {
+    for (const s of servers) {
+      delete s.closeIdleConnections;
+      s.closeIdleConnections();
+    }
+  }, IDLE_GRACE_MS).unref();
 }
 
 // Runs before the cluster module's own handler closes the servers.

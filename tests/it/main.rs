@@ -3,11 +3,13 @@
 
 mod support;
 
+mod apps;
 mod cluster;
 mod daemon;
 mod ecosystem;
 mod errors;
 mod fork;
+mod frameworks;
 mod limits;
 mod load;
 mod logs;

@@ -259,11 +259,26 @@ pub fn main() -> i32 {
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("[PMR][ERROR] {e:#}");
+            match e.downcast_ref::<Warning>() {
+                Some(w) => eprintln!("[PMR][WARN] {w}"),
+                None => eprintln!("[PMR][ERROR] {e:#}"),
+            }
             1
         }
     }
 }
+
+/// A failure PM2 reports as a warning (`[PM2][WARN] No process found`), still exit status 1.
+#[derive(Debug)]
+pub struct Warning(pub &'static str);
+
+impl std::fmt::Display for Warning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for Warning {}
 
 pub struct Out {
     pub silent: bool,

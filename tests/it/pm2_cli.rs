@@ -59,3 +59,54 @@ fn restart_counts_as_pm2_counts() {
     pmr.run(&["reload", "k"]).ok();
     assert_eq!(restart_time(&pmr.wait_status(0, "online")), 2);
 }
+
+const IGNORED_FLAGS: [&str; 10] = [
+    "--no-automation",
+    "--no-pmx",
+    "--no-vizion",
+    "--trace",
+    "--disable-trace",
+    "--v8",
+    "--event-loop-inspector",
+    "--deep-monitoring",
+    "--source-map-support",
+    "--disable-source-map-support",
+];
+
+#[test]
+fn pm2_monitoring_flags_are_accepted_with_one_note() {
+    let pmr = Pmr::new();
+    let mut args = vec!["start", "--name", "flagged"];
+    let script = fixture("run.sh");
+    args.push(&script);
+    args.extend(IGNORED_FLAGS);
+    let r = pmr.run(&args).ok();
+    let notes: Vec<&str> = r.stderr.lines().filter(|l| l.contains("ignored")).collect();
+    assert_eq!(notes.len(), 1, "{}", r.stderr);
+    for f in IGNORED_FLAGS {
+        assert!(notes[0].contains(f), "{f} not named: {}", notes[0]);
+    }
+    let p = pmr.wait_status(0, "online");
+    assert_eq!(p["name"], "flagged");
+    // PM2's options are global: any command takes them; without them, no note.
+    let r = pmr.run(&["stop", "flagged", "--no-pmx"]).ok();
+    assert!(r.stderr.contains("--no-pmx"), "{}", r.stderr);
+    assert_eq!(pmr.status(0), "stopped");
+    let r = pmr.run(&["restart", "flagged"]).ok();
+    assert!(!r.stderr.contains("ignored"), "{}", r.stderr);
+}
+
+#[test]
+fn pm2_plus_commands_say_they_are_not_offered() {
+    let pmr = Pmr::new();
+    for args in [
+        &["link", "secret-key", "public-key", "machine"][..],
+        &["unlink"],
+        &["plus"],
+    ] {
+        let r = pmr.run(args).ok();
+        assert!(r.stdout.contains("not offered"), "{args:?}: {}", r.stdout);
+    }
+    // Nothing was started for them, not even the daemon.
+    assert!(pmr.daemon_pid().is_none());
+}

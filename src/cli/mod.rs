@@ -5,6 +5,7 @@ mod conf;
 mod ecosystem;
 mod flags;
 mod logs;
+mod misc;
 mod ops;
 mod show;
 mod start;
@@ -107,6 +108,7 @@ pub enum Cmd {
     /// Stop then start processes.
     Restart(SelArgs),
     /// Zero-downtime reload (cluster mode); a restart in fork mode.
+    #[command(alias = "gracefulReload", alias = "gracefulreload")]
     Reload(SelArgs),
     /// Stop processes and remove them from the list.
     #[command(visible_alias = "del")]
@@ -121,7 +123,11 @@ pub enum Cmd {
     Reset(SelArgs),
     /// List processes.
     #[command(visible_aliases = ["ls", "l", "ps", "status"])]
-    List,
+    List {
+        /// One block of `key : value` lines per process (PM2's format), for scripts.
+        #[arg(short = 'm', long = "mini-list")]
+        mini: bool,
+    },
     /// The process list as JSON (PM2's format).
     Jlist,
     /// The process list in Node's inspect notation (PM2's format).
@@ -169,6 +175,16 @@ pub enum Cmd {
         #[arg(long)]
         env: Option<String>,
     },
+    /// Print usage examples.
+    Examples,
+    /// Print a completion script: `pmr completion bash > /etc/bash_completion.d/pmr`.
+    Completion {
+        /// bash, zsh, fish, elvish or powershell; default: that of $SHELL.
+        #[arg(value_enum)]
+        shell: Option<clap_complete::Shell>,
+    },
+    /// PM2 modules: `pmr install pm2-logrotate` explains the built-in log rotation.
+    Install { module: String },
     /// PM2 Plus (PM2's hosted monitoring) is not offered: says so and exits 0.
     #[command(hide = true)]
     Link(SaasArgs),
@@ -389,7 +405,11 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Cmd::Delete(a) => ops::action(&home, &out, crate::protocol::Action::Delete, a),
         Cmd::Scale { name, count } => ops::scale(&home, &out, &name, &count),
         Cmd::Reset(a) => ops::action(&home, &out, crate::protocol::Action::Reset, a),
-        Cmd::List => show::ls(&home, &out),
+        Cmd::List { mini: false } => show::ls(&home, &out),
+        Cmd::List { mini: true } => show::mini_list(&home),
+        Cmd::Examples => misc::examples(&out),
+        Cmd::Completion { shell } => misc::completion(shell),
+        Cmd::Install { module } => misc::install(&out, &module),
         Cmd::Jlist => show::jlist(&home),
         Cmd::Prettylist => show::prettylist(&home),
         Cmd::Describe { target } => show::describe(&home, &out, &target),

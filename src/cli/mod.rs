@@ -5,6 +5,7 @@ mod conf;
 mod ecosystem;
 mod flags;
 mod logs;
+mod misc;
 mod ops;
 mod show;
 mod start;
@@ -28,8 +29,61 @@ pub struct Cli {
     /// Disable colours.
     #[arg(long = "no-color", global = true)]
     pub no_color: bool,
+    #[command(flatten)]
+    pub ignored: IgnoredFlags,
     #[command(subcommand)]
     pub cmd: Cmd,
+}
+
+/// PM2 flags for its monitoring agent (pmx, PM2 Plus, versioning, source maps): they mean
+/// nothing here, but scripts pass them, so they are accepted on every command, as PM2's global
+/// options are, with one note.
+#[derive(Args, Debug, Default)]
+pub struct IgnoredFlags {
+    #[arg(long = "no-automation", global = true, hide = true)]
+    no_automation: bool,
+    #[arg(long = "no-pmx", global = true, hide = true)]
+    no_pmx: bool,
+    #[arg(long = "no-vizion", global = true, hide = true)]
+    no_vizion: bool,
+    #[arg(long, global = true, hide = true)]
+    trace: bool,
+    #[arg(long = "disable-trace", global = true, hide = true)]
+    disable_trace: bool,
+    #[arg(long, global = true, hide = true)]
+    v8: bool,
+    #[arg(long = "event-loop-inspector", global = true, hide = true)]
+    event_loop_inspector: bool,
+    #[arg(long = "deep-monitoring", global = true, hide = true)]
+    deep_monitoring: bool,
+    #[arg(long = "source-map-support", global = true, hide = true)]
+    source_map_support: bool,
+    #[arg(long = "disable-source-map-support", global = true, hide = true)]
+    disable_source_map_support: bool,
+}
+
+impl IgnoredFlags {
+    /// The flags given, as typed.
+    fn given(&self) -> Vec<&'static str> {
+        [
+            (self.no_automation, "--no-automation"),
+            (self.no_pmx, "--no-pmx"),
+            (self.no_vizion, "--no-vizion"),
+            (self.trace, "--trace"),
+            (self.disable_trace, "--disable-trace"),
+            (self.v8, "--v8"),
+            (self.event_loop_inspector, "--event-loop-inspector"),
+            (self.deep_monitoring, "--deep-monitoring"),
+            (self.source_map_support, "--source-map-support"),
+            (
+                self.disable_source_map_support,
+                "--disable-source-map-support",
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(on, flag)| on.then_some(flag))
+        .collect()
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -54,6 +108,7 @@ pub enum Cmd {
     /// Stop then start processes.
     Restart(SelArgs),
     /// Zero-downtime reload (cluster mode); a restart in fork mode.
+    #[command(alias = "gracefulReload", alias = "gracefulreload")]
     Reload(SelArgs),
     /// Stop processes and remove them from the list.
     #[command(visible_alias = "del")]
@@ -68,7 +123,11 @@ pub enum Cmd {
     Reset(SelArgs),
     /// List processes.
     #[command(visible_aliases = ["ls", "l", "ps", "status"])]
-    List,
+    List {
+        /// One block of `key : value` lines per process (PM2's format), for scripts.
+        #[arg(short = 'm', long = "mini-list")]
+        mini: bool,
+    },
     /// The process list as JSON (PM2's format).
     Jlist,
     /// The process list in Node's inspect notation (PM2's format).
@@ -116,9 +175,33 @@ pub enum Cmd {
         #[arg(long)]
         env: Option<String>,
     },
+    /// Print usage examples.
+    Examples,
+    /// Print a completion script: `pmr completion bash > /etc/bash_completion.d/pmr`.
+    Completion {
+        /// bash, zsh, fish, elvish or powershell; default: that of $SHELL.
+        #[arg(value_enum)]
+        shell: Option<clap_complete::Shell>,
+    },
+    /// PM2 modules: `pmr install pm2-logrotate` explains the built-in log rotation.
+    Install { module: String },
+    /// PM2 Plus (PM2's hosted monitoring) is not offered: says so and exits 0.
+    #[command(hide = true)]
+    Link(SaasArgs),
+    #[command(hide = true)]
+    Unlink(SaasArgs),
+    #[command(hide = true)]
+    Plus(SaasArgs),
     /// (internal) Run the daemon in the foreground.
     #[command(hide = true)]
     Daemon,
+}
+
+/// Whatever PM2's SaaS commands take (keys, machine name): accepted, unused.
+#[derive(Args, Debug, Default)]
+pub struct SaasArgs {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
 }
 
 #[derive(Args, Debug, Default)]
@@ -259,11 +342,26 @@ pub fn main() -> i32 {
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("[PMR][ERROR] {e:#}");
+            match e.downcast_ref::<Warning>() {
+                Some(w) => eprintln!("[PMR][WARN] {w}"),
+                None => eprintln!("[PMR][ERROR] {e:#}"),
+            }
             1
         }
     }
 }
+
+/// A failure PM2 reports as a warning (`[PM2][WARN] No process found`), still exit status 1.
+#[derive(Debug)]
+pub struct Warning(pub &'static str);
+
+impl std::fmt::Display for Warning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for Warning {}
 
 pub struct Out {
     pub silent: bool,
@@ -285,6 +383,13 @@ fn dispatch(cli: Cli) -> Result<i32> {
         silent: cli.silent,
         color: !cli.no_color && crate::render::color_enabled(std::io::stdout().is_terminal()),
     };
+    let ignored = cli.ignored.given();
+    if !ignored.is_empty() && !out.silent {
+        eprintln!(
+            "[PMR] {}: no effect in pmr (options of PM2's monitoring agent and source maps); ignored",
+            ignored.join(" ")
+        );
+    }
     match cli.cmd {
         Cmd::Start(a) => start::start(&home, &out, a),
         Cmd::StartOrRestart(a) => ops::action(&home, &out, crate::protocol::Action::Restart, a),
@@ -300,7 +405,11 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Cmd::Delete(a) => ops::action(&home, &out, crate::protocol::Action::Delete, a),
         Cmd::Scale { name, count } => ops::scale(&home, &out, &name, &count),
         Cmd::Reset(a) => ops::action(&home, &out, crate::protocol::Action::Reset, a),
-        Cmd::List => show::ls(&home, &out),
+        Cmd::List { mini: false } => show::ls(&home, &out),
+        Cmd::List { mini: true } => show::mini_list(&home),
+        Cmd::Examples => misc::examples(&out),
+        Cmd::Completion { shell } => misc::completion(shell),
+        Cmd::Install { module } => misc::install(&out, &module),
         Cmd::Jlist => show::jlist(&home),
         Cmd::Prettylist => show::prettylist(&home),
         Cmd::Describe { target } => show::describe(&home, &out, &target),
@@ -319,6 +428,10 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Cmd::ConfigCheck { file, only, env } => {
             let specs = ecosystem::load_specs(&file, only.as_deref(), env.as_deref())?;
             println!("{}", serde_json::to_string_pretty(&specs)?);
+            Ok(0)
+        }
+        Cmd::Link(_) | Cmd::Unlink(_) | Cmd::Plus(_) => {
+            out.info("PM2 Plus (PM2's hosted monitoring) is not offered by pmr: nothing to do");
             Ok(0)
         }
         Cmd::Daemon => unreachable!(),

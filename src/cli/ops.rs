@@ -62,6 +62,11 @@ pub fn run_action(client: &mut Client, out: &Out, action: Action, a: &SelArgs) -
     if matches!(action, Action::Restart | Action::Reload) && !a.update_env {
         out.info("Use --update-env to update environment variables");
     }
+    // PM2 treats "nothing to act on" (`stop all` on an empty list) as a failure: scripts and
+    // CI jobs test the exit status.
+    if ids.is_empty() {
+        return Err(super::Warning("No process found").into());
+    }
     out.info(format!(
         "Applying action {} on app [{}](ids: [ {} ])",
         action.pm2_method(),

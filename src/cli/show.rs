@@ -12,7 +12,7 @@ fn home_str(home: &Home) -> String {
     home.root.to_string_lossy().into_owned()
 }
 
-fn print(text: &str) -> Result<()> {
+pub(super) fn print(text: &str) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
     // A closed pipe (`pmr jlist | head`) is not an error worth a message.
     let _ = stdout.write_all(text.as_bytes());
@@ -60,6 +60,68 @@ pub fn ls(home: &Home, out: &Out) -> Result<i32> {
         },
     )?;
     Ok(0)
+}
+
+/// `ls -m` / `--mini-list`: PM2's `pm2-ls-minimal.js`, one block per process, for scripts
+/// that grep it.
+pub fn mini_list(home: &Home) -> Result<i32> {
+    let mut client = Client::connect(home)?;
+    let procs = list(&mut client)?;
+    let v: Vec<serde_json::Value> = procs
+        .iter()
+        .map(|p| render::jlist::jlist_value(p, &home_str(home)))
+        .collect();
+    print(&mini_list_text(&v, render::now_ms()))?;
+    Ok(0)
+}
+
+/// The text of `ls -m` from jlist entries (read as PM2 reads its list), at time `now` (ms).
+fn mini_list_text(procs: &[serde_json::Value], now: i64) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    for p in procs {
+        let e = &p["pm2_env"];
+        let text = |v: &serde_json::Value| match v {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Null => "undefined".into(),
+            other => other.to_string(),
+        };
+        let status = text(&e["status"]);
+        let mode = text(&e["exec_mode"]);
+        // jlist says `N/A` where PM2's pm2_env has no version, which console.log writes so.
+        let version = match text(&e["version"]).as_str() {
+            "N/A" => "undefined".to_string(),
+            v => v.to_string(),
+        };
+        let uptime = match e["pm_uptime"].as_i64() {
+            Some(t) if t > 0 && status == "online" => render::human_duration(now - t),
+            _ => "0".into(),
+        };
+        let watching = !matches!(
+            e["watch"],
+            serde_json::Value::Bool(false) | serde_json::Value::Null
+        );
+        let _ = writeln!(s, "+--- {}", text(&e["name"]));
+        let _ = writeln!(s, "namespace : {}", text(&e["namespace"]));
+        let _ = writeln!(s, "version : {version}");
+        let _ = writeln!(s, "pid : {}", text(&p["pid"]));
+        let _ = writeln!(s, "pm2 id : {}", text(&e["pm_id"]));
+        let _ = writeln!(s, "status : {status}");
+        let _ = writeln!(
+            s,
+            "mode : {}",
+            mode.split("_mode").next().unwrap_or_default()
+        );
+        let _ = writeln!(s, "restarted : {}", e["restart_time"].as_u64().unwrap_or(0));
+        let _ = writeln!(s, "uptime : {uptime}");
+        // PM2's bytesToSize leaves a space after the unit.
+        let mem = p["monit"]["memory"].as_u64().unwrap_or(0);
+        let _ = writeln!(s, "memory usage : {} ", render::human_bytes(mem));
+        let _ = writeln!(s, "error log : {}", text(&e["pm_err_log_path"]));
+        let _ = writeln!(s, "watching : {}", if watching { "yes" } else { "no" });
+        let _ = writeln!(s, "PID file : {}\n", text(&e["pm_pid_path"]));
+    }
+    s
 }
 
 pub fn jlist(home: &Home) -> Result<i32> {
@@ -154,4 +216,47 @@ pub fn id(home: &Home, name: &str) -> Result<i32> {
         print(&format!("[ {} ]\n", ids.join(", ")))?;
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn mini_list_is_pm2s_format() {
+        let now = 1_700_000_000_000;
+        let p = json!({
+            "pid": 4242,
+            "monit": {"memory": 43_830_000, "cpu": 0.5},
+            "pm2_env": {
+                "name": "k", "namespace": "default", "version": "N/A", "pm_id": 0,
+                "status": "online", "exec_mode": "fork_mode", "restart_time": 2,
+                "pm_uptime": now - 150_000, "watch": false,
+                "pm_err_log_path": "/h/logs/k-error.log", "pm_pid_path": "/h/pids/k-0.pid",
+            },
+        });
+        // As printed by PM2 7.0.4 for such a process.
+        assert_eq!(
+            super::mini_list_text(&[p], now),
+            "+--- k\nnamespace : default\nversion : undefined\npid : 4242\npm2 id : 0\n\
+             status : online\nmode : fork\nrestarted : 2\nuptime : 2m\n\
+             memory usage : 41.8mb \nerror log : /h/logs/k-error.log\nwatching : no\n\
+             PID file : /h/pids/k-0.pid\n\n"
+        );
+        let stopped = json!({"pid": 0, "monit": {"memory": 0},
+            "pm2_env": {"name": "c", "namespace": "ns", "version": "1.2.0", "pm_id": 3,
+                "status": "stopped", "exec_mode": "cluster_mode", "pm_uptime": now,
+                "watch": ["src"], "pm_err_log_path": "e", "pm_pid_path": "p"}});
+        let t = super::mini_list_text(&[stopped], now);
+        for line in [
+            "version : 1.2.0",
+            "mode : cluster",
+            "restarted : 0",
+            "uptime : 0\n",
+            "memory usage : 0b \n",
+            "watching : yes",
+        ] {
+            assert!(t.contains(line), "{line:?} in {t}");
+        }
+    }
 }

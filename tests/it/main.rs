@@ -14,6 +14,7 @@ mod limits;
 mod load;
 mod logs;
 mod node_apps;
+mod pm2_cli;
 mod restart_policy;
 mod sockets;
 mod stop;

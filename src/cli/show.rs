@@ -67,10 +67,7 @@ pub fn ls(home: &Home, out: &Out) -> Result<i32> {
 pub fn mini_list(home: &Home) -> Result<i32> {
     let mut client = Client::connect(home)?;
     let procs = list(&mut client)?;
-    let v: Vec<serde_json::Value> = procs
-        .iter()
-        .map(|p| render::jlist::jlist_value(p, &home_str(home)))
-        .collect();
+    let v = jlist_values(&procs, home);
     print(&mini_list_text(&v, render::now_ms()))?;
     Ok(0)
 }
@@ -134,10 +131,7 @@ pub fn jlist(home: &Home) -> Result<i32> {
 pub fn prettylist(home: &Home) -> Result<i32> {
     let mut client = Client::connect(home)?;
     let procs = list(&mut client)?;
-    let v: Vec<serde_json::Value> = procs
-        .iter()
-        .map(|p| render::jlist::jlist_value(p, &home_str(home)))
-        .collect();
+    let v = jlist_values(&procs, home);
     print(&(render::prettylist::inspect(&serde_json::Value::Array(v)) + "\n"))?;
     Ok(0)
 }
@@ -216,6 +210,14 @@ pub fn id(home: &Home, name: &str) -> Result<i32> {
         print(&format!("[ {} ]\n", ids.join(", ")))?;
     }
     Ok(0)
+}
+
+/// Each process as PM2's jlist shows it.
+fn jlist_values(procs: &[ProcInfo], home: &Home) -> Vec<serde_json::Value> {
+    procs
+        .iter()
+        .map(|p| render::jlist::jlist_value(p, &home_str(home)))
+        .collect()
 }
 
 #[cfg(test)]

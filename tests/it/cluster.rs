@@ -4,16 +4,7 @@
 use crate::load::Load;
 use crate::support::*;
 use serde_json::Value;
-use std::collections::HashSet;
 use std::time::Duration;
-
-fn online_pids(pmr: &Pmr) -> HashSet<u64> {
-    pmr.jlist()
-        .iter()
-        .filter(|p| p["pm2_env"]["status"] == "online")
-        .map(|p| p["pid"].as_u64().unwrap())
-        .collect()
-}
 
 fn start_cluster(pmr: &Pmr, script: &str, n: &str, port: u16, extra: &[&str]) {
     let mut args = vec!["start", script, "-i", n, "--name", "web"];

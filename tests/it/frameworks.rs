@@ -75,14 +75,6 @@ fn cpus_online() -> usize {
     unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) as usize }
 }
 
-fn online_pids(pmr: &Pmr) -> HashSet<u64> {
-    pmr.jlist()
-        .iter()
-        .filter(|p| p["pm2_env"]["status"] == "online")
-        .map(|p| p["pid"].as_u64().unwrap())
-        .collect()
-}
-
 /// The daemon logs a line naming SIGKILL whenever a stop needs it (see `daemon/instance.rs`).
 fn assert_no_sigkill(pmr: &Pmr) {
     let log = std::fs::read_to_string(pmr.home.join("pmr.log")).unwrap_or_default();

@@ -4,18 +4,9 @@
 
 use crate::support::*;
 use serde_json::{json, Value};
-use std::collections::HashSet;
 
 fn binapp() -> std::path::PathBuf {
     fixtures().join("binapp")
-}
-
-fn online_pids(pmr: &Pmr) -> HashSet<u64> {
-    pmr.jlist()
-        .iter()
-        .filter(|p| p["pm2_env"]["status"] == "online")
-        .map(|p| p["pid"].as_u64().unwrap())
-        .collect()
 }
 
 /// Start the apps of an ecosystem JSON written into the test's own directory.

@@ -269,3 +269,12 @@ pub fn pids_answering(port: u16, n: usize) -> std::collections::HashSet<u64> {
     );
     seen
 }
+
+/// The pids of the instances that are online.
+pub fn online_pids(pmr: &Pmr) -> std::collections::HashSet<u64> {
+    pmr.jlist()
+        .iter()
+        .filter(|p| p["pm2_env"]["status"] == "online")
+        .map(|p| p["pid"].as_u64().unwrap())
+        .collect()
+}

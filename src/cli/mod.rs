@@ -7,6 +7,7 @@ mod flags;
 mod logs;
 mod misc;
 mod ops;
+mod patch;
 mod show;
 mod start;
 
@@ -458,6 +459,10 @@ pub fn resolve(client: &mut Client, selectors: &[String]) -> Result<Vec<u32>> {
         client,
         &Request::Resolve {
             selectors: selectors.to_vec(),
+            // Script paths among the selectors are relative to here (as PM2's path.resolve).
+            cwd: std::env::current_dir()
+                .ok()
+                .map(|d| d.to_string_lossy().into_owned()),
         },
     )? {
         Response::Ids { ids } => Ok(ids),

@@ -3,6 +3,7 @@
 
 use super::instance::{CtlSender, Shared};
 use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 /// A reserved id and instance number.
@@ -101,16 +102,23 @@ impl Registry {
             .collect()
     }
 
-    /// Selectors as PM2 reads them: `all`, a name, a namespace, an id, or `/regex/`.
-    /// Name is tried before namespace before id, so an app named `3` shadows id 3.
-    pub fn resolve(&self, selectors: &[String]) -> Result<Vec<u32>, String> {
+    /// Selectors as PM2 reads them: `all`, a name or a script path, a namespace, an id, or
+    /// `/regex/`. Name (or path) is tried before namespace before id, so an app named `3`
+    /// shadows id 3. A path is resolved against `cwd` (the CLI's) and matches the apps whose
+    /// script is that file (PM2's `name == x || pm_exec_path == path.resolve(x)`).
+    pub fn resolve(&self, selectors: &[String], cwd: Option<&Path>) -> Result<Vec<u32>, String> {
         let mut ids = Vec::new();
-        let snap: Vec<(u32, String, String)> = self
+        let snap: Vec<(u32, String, String, String)> = self
             .entries
             .iter()
             .map(|(&id, e)| {
                 let s = e.shared.lock().unwrap();
-                (id, s.spec.name.clone(), s.spec.namespace.clone())
+                (
+                    id,
+                    s.spec.name.clone(),
+                    s.spec.namespace.clone(),
+                    s.spec.script.clone(),
+                )
             })
             .collect();
         for sel in selectors {
@@ -127,7 +135,12 @@ impl Registry {
                     .map(|x| x.0)
                     .collect()
             } else {
-                let by_name: Vec<u32> = snap.iter().filter(|x| &x.1 == sel).map(|x| x.0).collect();
+                let path = script_path(sel, cwd);
+                let by_name: Vec<u32> = snap
+                    .iter()
+                    .filter(|x| &x.1 == sel || path.as_deref() == Some(x.3.as_str()))
+                    .map(|x| x.0)
+                    .collect();
                 if !by_name.is_empty() {
                     by_name
                 } else {
@@ -153,6 +166,29 @@ impl Registry {
         ids.dedup();
         Ok(ids)
     }
+}
+
+/// `sel` as the absolute path an app's script would have: joined to `cwd` and cleaned of `.`
+/// and `..` without touching the file system, as Node's `path.resolve` (and pmr's spec
+/// builder) do. `None` when there is nothing to resolve against.
+fn script_path(sel: &str, cwd: Option<&Path>) -> Option<String> {
+    let p = Path::new(sel);
+    let joined = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        cwd?.join(p)
+    };
+    let mut out = PathBuf::new();
+    for c in joined.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    Some(out.to_string_lossy().into_owned())
 }
 
 /// The `count` lowest numbers not in `used` (PM2 gives each new instance the lowest free

@@ -128,19 +128,21 @@ async fn handle(d: &Arc<Daemon>, req: Request) -> Response {
         Request::Start { apps, force } => start::start(d, apps, force).await,
         Request::Apply { apps, reload } => start::apply(d, apps, reload).await,
         Request::List => list::list(d).await,
-        Request::Resolve { selectors } => resolve::resolve(d, &selectors),
+        Request::Resolve { selectors, cwd } => resolve::resolve(d, &selectors, cwd.as_deref()),
         Request::Action {
             action: Action::Reload,
             ids,
             update_env,
             parallel,
-        } => reload::reload(d, &ids, update_env, parallel).await,
+            patch,
+        } => reload::reload(d, &ids, update_env, parallel, patch).await,
         Request::Action {
             action,
             ids,
             update_env,
+            patch,
             ..
-        } => action::action(d, action, &ids, update_env).await,
+        } => action::action(d, action, &ids, update_env, patch).await,
         Request::Signal { signal, ids } => signal::signal(d, signal, &ids).await,
         Request::Scale {
             name,

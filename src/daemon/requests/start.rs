@@ -184,7 +184,7 @@ pub async fn apply(d: &Arc<Daemon>, apps: Vec<AppSpec>, reload_known: bool) -> R
             spec: Some(spec),
         };
         if reload_known {
-            results.extend(reload_with(d, &ids, update, 1).await);
+            results.extend(reload_with(d, &ids, |_| update.clone(), 1).await);
         } else {
             results.extend(
                 fan_out(d, &ids, |reply| Ctl::Restart {

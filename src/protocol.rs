@@ -49,6 +49,9 @@ pub enum Request {
         /// `-f`: start even if the same script is already running under the same name.
         #[serde(default)]
         force: bool,
+        /// The command line's options, for the stopped apps this restarts.
+        #[serde(default)]
+        patch: Option<SpecPatch>,
     },
     /// The apps of an ecosystem file: restart those known by name (with the new spec), start
     /// the others.

@@ -8,6 +8,7 @@ use super::flags::AppArgs;
 use super::{AppFlags, Out};
 use crate::config::app::BuildCtx;
 use crate::protocol::SpecPatch;
+use crate::spec::AppSpec;
 use anyhow::{bail, Result};
 use clap::{Args, Command};
 use serde_json::{json, Map, Value};
@@ -127,6 +128,26 @@ pub fn from_flags(out: &Out, a: &AppArgs, label: &str) -> Result<Option<SpecPatc
     Ok(Some(SpecPatch {
         fields,
         toggle_watch,
+    }))
+}
+
+/// The patch for `start <script>` when the daemon restarts a stopped app of that script: the
+/// options given, with the values `spec` (built from them) has. Nothing is printed: the spec's
+/// build already warned, and the app may turn out to be new.
+pub fn from_spec(a: &AppArgs, spec: &AppSpec) -> Result<Option<SpecPatch>> {
+    let built = serde_json::to_value(spec)?;
+    let fields: Map<String, Value> = a
+        .options
+        .keys()
+        .filter(|k| *k != "exec_mode" && *k != "name" && !KEPT.iter().any(|(key, _)| key == k))
+        .filter_map(|k| {
+            let field = spec_field(k);
+            Some((field.to_string(), built.get(field)?.clone()))
+        })
+        .collect();
+    Ok((!fields.is_empty()).then_some(SpecPatch {
+        fields,
+        toggle_watch: false,
     }))
 }
 

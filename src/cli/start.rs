@@ -134,6 +134,9 @@ pub fn start(home: &Home, out: &Out, a: StartArgs) -> Result<i32> {
         }
     }
     if !specs.is_empty() {
+        // A stopped app of the same script restarts instead (the daemon decides): the options
+        // given apply to it, as with `restart`.
+        let patch = super::patch::from_spec(&a.app, &specs[0])?;
         for s in &specs {
             out.info(format!(
                 "Starting {} in {} ({} instance{})",
@@ -148,6 +151,7 @@ pub fn start(home: &Home, out: &Out, a: StartArgs) -> Result<i32> {
             &Request::Start {
                 apps: specs,
                 force: a.force,
+                patch,
             },
         )? {
             Response::Started { .. } => out.info("Done."),

@@ -213,7 +213,21 @@ fn free_instance_numbers(used: &[u32], count: usize) -> Vec<u32> {
 
 #[cfg(test)]
 mod tests {
-    use super::{free_instance_numbers, Registry, Slot};
+    use super::{free_instance_numbers, script_path, Registry, Slot};
+    use std::path::Path;
+
+    #[test]
+    fn script_paths_resolve_as_nodes_path_resolve() {
+        let cwd = Some(Path::new("/srv/app/sub"));
+        assert_eq!(script_path("../app.js", cwd).unwrap(), "/srv/app/app.js");
+        assert_eq!(
+            script_path("./a/./b.js", cwd).unwrap(),
+            "/srv/app/sub/a/b.js"
+        );
+        assert_eq!(script_path("/x/../y.js", None).unwrap(), "/y.js");
+        assert_eq!(script_path("web", cwd).unwrap(), "/srv/app/sub/web");
+        assert_eq!(script_path("web", None), None);
+    }
 
     fn numbers(slots: &[Slot]) -> Vec<u32> {
         slots.iter().map(|s| s.instance).collect()

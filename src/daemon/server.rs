@@ -125,7 +125,7 @@ async fn client(d: Arc<Daemon>, mut stream: UnixStream) {
 async fn handle(d: &Arc<Daemon>, req: Request) -> Response {
     match req {
         Request::Ping => ping::ping(),
-        Request::Start { apps, force } => start::start(d, apps, force).await,
+        Request::Start { apps, force, patch } => start::start(d, apps, force, patch).await,
         Request::Apply { apps, reload } => start::apply(d, apps, reload).await,
         Request::List => list::list(d).await,
         Request::Resolve { selectors, cwd } => resolve::resolve(d, &selectors, cwd.as_deref()),

@@ -243,6 +243,16 @@ fn options_given_with_restart_apply_and_zero_or_null_turn_them_off() {
     pmr.run(&["start", "api", "--name", "web"]).ok();
     assert_eq!(env_of_app(&pmr, 0)["name"], "web");
     pmr.wait_status(0, "online");
+
+    // `start <script>` of a stopped app of that script restarts it with the options given.
+    std::fs::copy(fixture("ticker.js"), pmr.dir.join("app.js")).unwrap();
+    pmr.run(&["start", "app.js"]).ok();
+    pmr.run(&["stop", "app"]).ok();
+    pmr.run(&["start", "app.js", "--kill-timeout", "4000"]).ok();
+    let list = pmr.jlist();
+    assert_eq!(list.len(), 2, "a second app.js was started");
+    assert_eq!(list[1]["pm2_env"]["kill_timeout"], 4000);
+    pmr.wait_status(1, "online");
 }
 
 /// What must not change when a restart is refused.

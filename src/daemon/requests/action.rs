@@ -72,9 +72,10 @@ pub async fn act_with(
     results
 }
 
-/// Results carry the app's name as it is now (after a `--name`), as PM2 prints it.
+/// Results of the instances that restarted carry the app's new name (after a `--name`), as
+/// PM2 prints them.
 pub fn renamed(results: &mut [ActionResult], specs: &BTreeMap<u32, Arc<AppSpec>>) {
-    for r in results {
+    for r in results.iter_mut().filter(|r| r.error.is_none()) {
         if let Some(s) = specs.get(&r.id) {
             r.name = s.name.clone();
         }

@@ -408,6 +408,30 @@ mod tests {
     }
 
     #[test]
+    fn a_spec_patch_applies_typed_fields_or_nothing() {
+        let spec = crate::spec::test_spec("web");
+        let mut p = SpecPatch::default();
+        p.fields.insert("name".into(), "api".into());
+        p.fields.insert("kill_timeout".into(), 3000.into());
+        p.fields
+            .insert("max_memory_restart".into(), serde_json::Value::Null);
+        p.toggle_watch = true;
+        let new = p.apply(&spec).unwrap();
+        assert_eq!(
+            (new.name.as_str(), new.kill_timeout, new.max_memory_restart),
+            ("api", 3000, None)
+        );
+        assert_eq!(new.watch, crate::spec::Watch::Cwd);
+        assert_eq!(p.apply(&new).unwrap().watch, crate::spec::Watch::Off);
+        let mut bad = SpecPatch::default();
+        bad.fields.insert("kill_timeout".into(), "soon".into());
+        assert!(bad.apply(&spec).is_err());
+        let mut unknown = SpecPatch::default();
+        unknown.fields.insert("kil_timeout".into(), 1.into());
+        assert!(unknown.apply(&spec).unwrap_err().contains("kil_timeout"));
+    }
+
+    #[test]
     fn roundtrip_and_limits() {
         let bytes = encode(&Request::Ping).unwrap();
         let back: Request = read_frame(&mut &bytes[..]).unwrap();

@@ -394,6 +394,42 @@ mod tests {
     }
 
     #[test]
+    fn specs_without_json_types_still_load_and_show_strings() {
+        let mut s = test_spec("a");
+        s.env.insert("PORT".into(), "3000".into());
+        // As the previous version wrote it: no `env_json` at all.
+        let mut old = serde_json::to_value(&s).unwrap();
+        assert!(old.get("env_json").is_none(), "empty: not written");
+        old.as_object_mut().unwrap().remove("env_json");
+        let back: AppSpec = serde_json::from_value(old).unwrap();
+        assert_eq!(back, s);
+        assert_eq!(back.env_typed()["PORT"], "3000");
+
+        s.env_json.insert("PORT".into(), 3000.into());
+        let back: AppSpec = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert_eq!(back.env_typed()["PORT"], 3000);
+    }
+
+    #[test]
+    fn env_strings_as_node_makes_them() {
+        use serde_json::json;
+        let cases = [
+            (json!("x"), Some("x")),
+            (json!(3000), Some("3000")),
+            (json!(-1), Some("-1")),
+            (json!(0.5), Some("0.5")),
+            (json!(1e3), Some("1000")),
+            (json!(true), Some("true")),
+            (json!(null), Some("null")),
+            (json!([1, "a"]), Some("[1,\"a\"]")),
+            (json!({"a": 1}), None),
+        ];
+        for (v, want) in cases {
+            assert_eq!(env_string(&v).as_deref(), want, "{v}");
+        }
+    }
+
+    #[test]
     fn unsupported_options_are_named() {
         let mut s = test_spec("a");
         assert!(s.unsupported().is_empty());

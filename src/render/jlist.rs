@@ -127,9 +127,10 @@ pub fn jlist_value(p: &ProcInfo, home: &str) -> Value {
         put(&mut e, "args", json!(s.args));
     }
     put(&mut e, &s.instance_var, json!(p.instance));
-    // PM2 copies every env var to the top level too; config keys of the same name win.
+    // PM2 copies every env var to the top level too; config keys of the same name win, and
+    // objects stay behind (`Common.extend` skips `[object Object]`).
     for (k, v) in &env {
-        if !e.contains_key(k) {
+        if !e.contains_key(k) && !v.is_object() {
             e.insert(k.clone(), v.clone());
         }
     }
@@ -326,6 +327,11 @@ mod tests {
             &json!({"FLAG": true, "PORT": 3001, "RATIO": "2", "api": {}, "PMR_HOME": "/h/.pmr"})
         );
         assert_eq!(v["pm2_env"]["PORT"], 3001);
+        assert_eq!(v["pm2_env"]["FLAG"], true);
+        assert!(
+            v["pm2_env"].get("api").is_none(),
+            "objects are not copied up"
+        );
         assert_eq!(v["pm2_env"]["exec_mode"], "cluster_mode");
         assert_eq!(v["pm2_env"]["NODE_APP_INSTANCE"], 1);
         // `fork_mode`/`cluster_mode` once per process, as in PM2's prettylist.

@@ -132,6 +132,7 @@ fn command_line_apps_and_module_settings() {
     assert_eq!(env_of(p)["cli"], json!({}));
     assert!(env_of(p).get("exec_mode").is_none());
     assert!(child_env(p).get("cli").is_none());
+    assert!(p["pm2_env"].get("cli").is_none(), "objects stay in env");
 
     // `pmr set <app>:<key>`: a variable, and the section as JSON under the app's name.
     pmr.run(&["set", "mod:level", "5"]).ok();

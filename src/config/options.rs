@@ -87,7 +87,7 @@ enum Kind {
     Port,
     /// Array of integers (a single integer → one-element array).
     ExitCodes,
-    /// Object of string → string.
+    /// Object of variables: JSON scalars kept (the child gets strings), see `normalize_env`.
     Env,
     /// String path, or `true` (default path); `false` → dropped.
     LogFile,

@@ -167,7 +167,8 @@ pub enum Cmd {
     /// Print a module setting (or all of them).
     #[command(alias = "conf")]
     Get { key: Option<String> },
-    /// Print the apps of an ecosystem file as pmr understands them (JSON), without starting them.
+    /// Print the apps of an ecosystem file as pmr understands them (JSON), without starting them;
+    /// an unknown option is an error here.
     #[command(name = "config-check", hide = true)]
     ConfigCheck {
         file: String,
@@ -229,6 +230,9 @@ pub struct StartArgs {
     pub force: bool,
     #[arg(short = 'a', long = "update-env")]
     pub update_env: bool,
+    /// An unknown option in a config file is an error (by default a warning, and ignored).
+    #[arg(long)]
+    pub strict: bool,
     #[command(flatten)]
     pub app: flags::AppArgs,
     /// Arguments for the script, after `--`.
@@ -427,7 +431,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Cmd::Unset { key } => conf::unset(&home, &out, &key),
         Cmd::Get { key } => conf::get(&home, key.as_deref()),
         Cmd::ConfigCheck { file, only, env } => {
-            let specs = ecosystem::load_specs(&file, only.as_deref(), env.as_deref())?;
+            let specs = ecosystem::load_specs(&file, only.as_deref(), env.as_deref(), true)?;
             println!("{}", serde_json::to_string_pretty(&specs)?);
             Ok(0)
         }

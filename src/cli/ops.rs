@@ -37,7 +37,7 @@ pub fn act(
             selectors.push(t.clone());
             continue;
         }
-        let specs = load_specs(t, a.app.only.as_deref(), a.app.env.as_deref())?;
+        let specs = load_specs(t, a.app.only.as_deref(), a.app.env.as_deref(), false)?;
         match action {
             Action::Restart | Action::Reload => apply.extend(specs),
             _ => selectors.extend(specs.into_iter().map(|s| s.name)),

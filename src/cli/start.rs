@@ -43,7 +43,12 @@ pub fn start(home: &Home, out: &Out, a: StartArgs) -> Result<i32> {
     let mut restart_selectors = Vec::new();
     for t in &targets {
         if is_ecosystem(t) {
-            file_specs.extend(load_specs(t, a.app.only.as_deref(), a.app.env.as_deref())?);
+            file_specs.extend(load_specs(
+                t,
+                a.app.only.as_deref(),
+                a.app.env.as_deref(),
+                a.strict,
+            )?);
             continue;
         }
         // PM2's order (`API._startScript`): a word without a slash or an extension may name

@@ -15,6 +15,7 @@ mod load;
 mod logs;
 mod node_apps;
 mod pm2_cli;
+mod pm2_env;
 mod restart_policy;
 mod select;
 mod sockets;

@@ -5,6 +5,7 @@ mod support;
 
 mod apps;
 mod cluster;
+mod cluster_shared;
 mod daemon;
 mod ecosystem;
 mod errors;

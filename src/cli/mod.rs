@@ -7,6 +7,7 @@ mod flags;
 mod logs;
 mod misc;
 mod ops;
+mod report;
 mod show;
 mod start;
 
@@ -177,6 +178,8 @@ pub enum Cmd {
     },
     /// Print usage examples.
     Examples,
+    /// A diagnostic dump for an issue: versions, daemon state, system, list, pmr.log's end.
+    Report,
     /// Print a completion script: `pmr completion bash > /etc/bash_completion.d/pmr`.
     Completion {
         /// bash, zsh, fish, elvish or powershell; default: that of $SHELL.
@@ -408,6 +411,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Cmd::List { mini: false } => show::ls(&home, &out),
         Cmd::List { mini: true } => show::mini_list(&home),
         Cmd::Examples => misc::examples(&out),
+        Cmd::Report => report::report(&home, &out),
         Cmd::Completion { shell } => misc::completion(shell),
         Cmd::Install { module } => misc::install(&out, &module),
         Cmd::Jlist => show::jlist(&home),

@@ -16,6 +16,7 @@ mod load;
 mod logs;
 mod node_apps;
 mod pm2_cli;
+mod report;
 mod restart_policy;
 mod sockets;
 mod stop;

@@ -157,3 +157,56 @@ fn listen_zero_stays_per_app() {
         assert!(!y.as_array().unwrap().contains(p), "{x} and {y}");
     }
 }
+
+/// One HTTP/1.0 request over a unix socket: the pid that answered.
+fn pid_over_unix(path: &std::path::Path) -> std::io::Result<u64> {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(path)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+    let mut body = String::new();
+    s.read_to_string(&mut body)?;
+    let json = body.split("\r\n\r\n").nth(1).unwrap_or("");
+    serde_json::from_str::<serde_json::Value>(json)
+        .ok()
+        .and_then(|v| v["pid"].as_u64())
+        .ok_or_else(|| std::io::Error::other(body))
+}
+
+#[test]
+fn two_apps_on_one_unix_socket_share_it_and_the_last_one_unlinks_it() {
+    let pmr = Pmr::new();
+    let app = pmr.dir.join("unix_app.js");
+    std::fs::write(
+        &app,
+        "require('http').createServer((q, r) => r.end(JSON.stringify({ pid: process.pid })))\
+         .listen(process.env.SOCK);\n",
+    )
+    .unwrap();
+    let sock = pmr.dir.join("app.sock");
+    for name in ["a", "b"] {
+        pmr.run_env(
+            &["start", app.to_str().unwrap(), "-i", "1", "--name", name],
+            &[("SOCK", sock.to_str().unwrap())],
+        )
+        .ok();
+    }
+    let (a, b) = (pids_of(&pmr, "a"), pids_of(&pmr, "b"));
+    let all: HashSet<u64> = a.union(&b).copied().collect();
+    assert_eq!(all.len(), 2, "{:#?}", pmr.jlist());
+    let mut seen = HashSet::new();
+    wait_until("both apps answering on the unix socket", || {
+        for _ in 0..20 {
+            if let Ok(p) = pid_over_unix(&sock) {
+                seen.insert(p);
+            }
+        }
+        seen == all
+    });
+    pmr.run(&["stop", "a"]).ok();
+    for _ in 0..20 {
+        assert!(b.contains(&pid_over_unix(&sock).unwrap()));
+    }
+    pmr.run(&["stop", "b"]).ok();
+    wait_until("the socket file removed", || !sock.exists());
+}

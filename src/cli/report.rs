@@ -165,23 +165,22 @@ impl Report {
                 self.field("home", &home.root.to_string_lossy());
             }
             Daemon::NotRunning { stale_pid } => {
-                let mut st = format!(
-                    "not running (nothing listens on {}; the report does not start it)",
-                    home.socket().display()
-                );
+                self.field("status", "not running (the report does not start it)");
+                let sock = format!("{}: nothing listens", home.socket().display());
+                self.field("socket", &sock);
                 if let Some(pid) = stale_pid {
                     let alive = crate::procfs::alive(*pid);
-                    st.push_str(&format!(
-                        "; {} names pid {pid}, {}",
+                    let what = format!(
+                        "{} names pid {pid}, {}",
                         home.pid_file().display(),
                         if alive {
                             "which is alive"
                         } else {
                             "which is gone"
                         }
-                    ));
+                    );
+                    self.field("pid file", &what);
                 }
-                self.field("status", &st);
                 self.field("home", &home.root.to_string_lossy());
             }
         }

@@ -73,3 +73,27 @@ fn report_with_a_daemon_shows_its_state_list_and_log() {
         "{tail}"
     );
 }
+
+#[test]
+fn report_after_the_daemon_died_names_its_pid_and_keeps_its_log() {
+    let pmr = Pmr::new();
+    pmr.run(&["ping"]).ok();
+    let pid = pmr.daemon_pid().unwrap();
+    kill9(pid);
+    wait_until("the daemon gone", || !alive(pid));
+    let out = pmr.run(&["report"]).ok().stdout;
+    assert!(field(&out, "status").starts_with("not running"), "{out}");
+    assert!(
+        field(&out, "pid file").ends_with(&format!("names pid {pid}, which is gone")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "pmr daemon {} started (pid {pid}",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{out}"
+    );
+    // Still not restarted by the report.
+    assert_eq!(pmr.daemon_pid(), Some(pid));
+}

@@ -38,6 +38,12 @@ impl Client {
             .map(|stream| Client { stream })
     }
 
+    /// Give up on a daemon that does not answer within `t` (`pmr report` on a stuck daemon).
+    pub fn set_timeout(&self, t: Option<Duration>) {
+        let _ = self.stream.set_read_timeout(t);
+        let _ = self.stream.set_write_timeout(t);
+    }
+
     /// Send a request whose answer is a stream of frames (`Subscribe`); read them with `recv`.
     pub fn send(&mut self, req: &Request) -> Result<()> {
         protocol::write_frame(&mut self.stream, req).context("cannot send to the pmr daemon")

@@ -8,6 +8,7 @@ mod logs;
 mod misc;
 mod ops;
 mod patch;
+mod report;
 mod show;
 mod start;
 
@@ -179,6 +180,8 @@ pub enum Cmd {
     },
     /// Print usage examples.
     Examples,
+    /// A diagnostic dump for an issue: versions, daemon state, system, list, pmr.log's end.
+    Report,
     /// Print a completion script: `pmr completion bash > /etc/bash_completion.d/pmr`.
     Completion {
         /// bash, zsh, fish, elvish or powershell; default: that of $SHELL.
@@ -413,6 +416,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Cmd::List { mini: false } => show::ls(&home, &out),
         Cmd::List { mini: true } => show::mini_list(&home),
         Cmd::Examples => misc::examples(&out),
+        Cmd::Report => report::report(&home, &out),
         Cmd::Completion { shell } => misc::completion(shell),
         Cmd::Install { module } => misc::install(&out, &module),
         Cmd::Jlist => show::jlist(&home),

@@ -5,6 +5,7 @@ mod support;
 
 mod apps;
 mod cluster;
+mod cluster_shared;
 mod daemon;
 mod ecosystem;
 mod errors;
@@ -16,6 +17,7 @@ mod logs;
 mod node_apps;
 mod pm2_cli;
 mod pm2_env;
+mod report;
 mod restart_policy;
 mod select;
 mod sockets;

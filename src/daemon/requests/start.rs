@@ -184,7 +184,8 @@ pub async fn apply(d: &Arc<Daemon>, apps: Vec<AppSpec>, reload_known: bool) -> R
             spec: Some(spec),
         };
         if reload_known {
-            results.extend(reload_with(d, &ids, update, 1).await);
+            let parallel = crate::knobs::get().reload_parallel(None);
+            results.extend(reload_with(d, &ids, update, parallel).await);
         } else {
             results.extend(
                 fan_out(d, &ids, |reply| Ctl::Restart {

@@ -51,7 +51,7 @@ pub fn daemon_in(pid_file: &Path) -> Option<Foreign> {
         what: if argv.is_empty() {
             "unknown process".into()
         } else {
-            argv.join(" ")
+            argv.join(" ").trim().to_string()
         },
     })
 }

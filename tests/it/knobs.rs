@@ -379,6 +379,29 @@ fn a_pm2_symlink_refuses_a_live_pm2_daemon_in_its_home() {
             "{args:?}: {err}"
         );
     }
+    // A daemon started by hand refuses too (and exits: it would otherwise serve forever).
+    let mut daemon = pm2
+        .cmd()
+        .arg("daemon")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut status = None;
+    let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_until("the refusing daemon's exit", || {
+            status = daemon.try_wait().unwrap();
+            status.is_some()
+        })
+    }));
+    if waited.is_err() {
+        kill9(daemon.id());
+        panic!("pm2 daemon started beside a live PM2 daemon");
+    }
+    assert_eq!(status.unwrap().code(), Some(1));
+    let out = daemon.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("a PM2 daemon is running in"), "{err}");
+    std::fs::remove_file(pm2.home.join("daemon.lock")).unwrap();
     // Nothing of pmr's started beside it, and its files are untouched.
     assert!(!pm2.home.join("pm2.log").exists());
     assert!(!pm2.home.join("daemon.lock").exists());

@@ -255,7 +255,8 @@ impl Pm2 {
 
     fn cmd(&self) -> Command {
         let mut c = Command::new(&self.bin);
-        c.env("PM2_HOME", &self.home)
+        // Relative, from the directory of the command: the daemon and the apps get it absolute.
+        c.env("PM2_HOME", self.home.file_name().unwrap())
             // pmr's home is not pm2's: a PMR_HOME in the environment changes nothing.
             .env("PMR_HOME", self.base.join("not-here"))
             .env("NO_COLOR", "1")
@@ -328,6 +329,15 @@ fn a_pm2_symlink_uses_pm2_home_names_prefixes_and_variables() {
     let (code, out, _) = pm2.run(&["jlist"], &[]);
     assert_eq!(code, 0);
     assert!(out.contains("stop_cause"), "{out}");
+    // The app gets PM2_HOME (absolute), so a `pm2` it runs finds this daemon.
+    let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let app_pid = list[0]["pid"].as_u64().unwrap();
+    let environ = std::fs::read(format!("/proc/{app_pid}/environ")).unwrap();
+    let want = format!("PM2_HOME={}", pm2.home.display());
+    assert!(
+        environ.split(|&b| b == 0).any(|kv| kv == want.as_bytes()),
+        "{want} not in the app's environment"
+    );
     let (code, _, err) = pm2.run(&["stop", "nope"], &[]);
     assert_eq!(code, 1);
     assert!(err.starts_with("[PM2]"), "{err}");

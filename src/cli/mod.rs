@@ -351,8 +351,8 @@ pub fn main() -> i32 {
         Ok(code) => code,
         Err(e) => {
             match e.downcast_ref::<Warning>() {
-                Some(w) => eprintln!("[PMR][WARN] {w}"),
-                None => eprintln!("[PMR][ERROR] {e:#}"),
+                Some(w) => eprintln!("{} {w}", crate::personality::warn()),
+                None => eprintln!("{} {e:#}", crate::personality::err()),
             }
             1
         }
@@ -379,7 +379,7 @@ pub struct Out {
 impl Out {
     pub fn info(&self, msg: impl std::fmt::Display) {
         if !self.silent {
-            println!("[PMR] {msg}");
+            println!("{} {msg}", crate::personality::msg());
         }
     }
 }
@@ -394,9 +394,27 @@ fn dispatch(cli: Cli) -> Result<i32> {
     let ignored = cli.ignored.given();
     if !ignored.is_empty() && !out.silent {
         eprintln!(
-            "[PMR] {}: no effect in pmr (options of PM2's monitoring agent and source maps); ignored",
+            "{} {}: no effect in pmr (options of PM2's monitoring agent and source maps); ignored",
+            crate::personality::msg(),
             ignored.join(" ")
         );
+    }
+    // As `pm2`, PM2's home may hold a live PM2 daemon: no command may talk to it or start a
+    // second daemon beside it.
+    if !matches!(
+        cli.cmd,
+        Cmd::Init { .. }
+            | Cmd::Examples
+            | Cmd::Completion { .. }
+            | Cmd::Install { .. }
+            | Cmd::ConfigCheck { .. }
+            | Cmd::Link(_)
+            | Cmd::Unlink(_)
+            | Cmd::Plus(_)
+    ) {
+        if let Some(f) = crate::foreign::daemon_of(&home) {
+            bail!("{}", crate::foreign::refusal(&home, &f));
+        }
     }
     match cli.cmd {
         Cmd::Start(a) => start::start(&home, &out, a),

@@ -123,7 +123,7 @@ fn report(out: &Out, results: Vec<crate::protocol::ActionResult>) -> usize {
             None => out.info(format!("[{}]({}) ✓", r.name, r.id)),
             Some(e) => {
                 failed += 1;
-                eprintln!("[PMR][ERROR] [{}]({}) {e}", r.name, r.id);
+                eprintln!("{} [{}]({}) {e}", crate::personality::err(), r.name, r.id);
             }
         }
     }
@@ -209,7 +209,7 @@ pub fn send_signal(home: &Home, out: &Out, signal: &str, targets: &[String]) -> 
             )),
             Some(e) => {
                 code = 1;
-                eprintln!("[PMR][ERROR] [{}]({}) {e}", r.name, r.id);
+                eprintln!("{} [{}]({}) {e}", crate::personality::err(), r.name, r.id);
             }
         }
     }

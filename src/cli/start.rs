@@ -133,7 +133,7 @@ pub fn start(home: &Home, out: &Out, a: StartArgs) -> Result<i32> {
                 None => out.info(format!("App [{}]({}) launched", r.name, r.id)),
                 Some(e) => {
                     code = 1;
-                    eprintln!("[PMR][ERROR] [{}]({}) {e}", r.name, r.id);
+                    eprintln!("{} [{}]({}) {e}", crate::personality::err(), r.name, r.id);
                 }
             }
         }

@@ -26,9 +26,11 @@ pub async fn serve(home: Home) -> Result<()> {
     std::fs::create_dir_all(home.logs_dir())?;
     std::fs::create_dir_all(home.pids_dir())?;
     tracing::info!(
-        "pmr daemon {VERSION} started (pid {}, home {})",
+        "pmr daemon {VERSION} started (pid {}, home {}, as {}; knobs: {})",
         std::process::id(),
-        home.root.display()
+        home.root.display(),
+        crate::personality::current().arg0(),
+        crate::knobs::get().describe()
     );
     let d = Arc::new(Daemon::new(home));
 

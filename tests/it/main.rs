@@ -11,6 +11,7 @@ mod ecosystem;
 mod errors;
 mod fork;
 mod frameworks;
+mod knobs;
 mod limits;
 mod load;
 mod logs;

@@ -115,8 +115,10 @@ impl Instance {
                 (None, Some(rx))
             }
         };
-        let ready_deadline = ((cluster && listen.is_empty()) || spec.wait_ready)
-            .then(|| Instant::now() + Duration::from_millis(spec.listen_timeout));
+        let ready_deadline = ((cluster && listen.is_empty()) || spec.wait_ready).then(|| {
+            let ms = crate::knobs::get().listen_timeout(spec.listen_timeout);
+            Instant::now() + Duration::from_millis(ms)
+        });
         Ok(Box::new(Running {
             child: spawned.child,
             pid,

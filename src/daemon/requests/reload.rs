@@ -9,7 +9,7 @@ use crate::protocol::{ActionResult, Response, SpecPatch};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// Reload `ids` a few at a time (`parallel`, default 1), so capacity never drops by more than
+/// Reload `ids` a few at a time (`parallel`, default 1 or `PM2_CONCURRENT_ACTIONS`), so capacity never drops by more than
 /// that many workers; a failure stops the reload of that app's remaining instances.
 pub async fn reload(
     d: &Arc<Daemon>,
@@ -30,7 +30,7 @@ pub async fn reload(
         env: update_env.clone(),
         spec: specs.get(&id).cloned(),
     };
-    let mut results = reload_with(d, ids, update, parallel.unwrap_or(1)).await;
+    let mut results = reload_with(d, ids, update, crate::knobs::get().reload_parallel(parallel)).await;
     renamed(&mut results, &specs);
     Response::Done { results }
 }

@@ -209,7 +209,8 @@ pub async fn apply(d: &Arc<Daemon>, apps: Vec<AppSpec>, reload_known: bool) -> R
             spec: Some(spec),
         };
         if reload_known {
-            results.extend(reload_with(d, &ids, |_| update.clone(), 1).await);
+            let parallel = crate::knobs::get().reload_parallel(None);
+            results.extend(reload_with(d, &ids, |_| update.clone(), parallel).await);
         } else {
             results.extend(
                 fan_out(d, &ids, |reply| Ctl::Restart {

@@ -30,7 +30,13 @@ pub async fn reload(
         env: update_env.clone(),
         spec: specs.get(&id).cloned(),
     };
-    let mut results = reload_with(d, ids, update, crate::knobs::get().reload_parallel(parallel)).await;
+    let mut results = reload_with(
+        d,
+        ids,
+        update,
+        crate::knobs::get().reload_parallel(parallel),
+    )
+    .await;
     renamed(&mut results, &specs);
     Response::Done { results }
 }

@@ -10,6 +10,7 @@ pub mod register;
 pub mod reload;
 pub mod resolve;
 pub mod scale;
+pub mod send;
 pub mod signal;
 pub mod start;
 

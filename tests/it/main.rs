@@ -17,4 +17,5 @@ mod node_apps;
 mod pm2_cli;
 mod restart_policy;
 mod sockets;
+mod stdin;
 mod stop;

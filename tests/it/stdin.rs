@@ -76,7 +76,10 @@ fn whole_lines_stay_whole_in_a_merged_dated_file_under_a_burst() {
         count += 1;
     }
     assert_eq!(count, 2 * N);
-    assert!(seen.iter().all(|&n| n == 2), "every number once per instance");
+    assert!(
+        seen.iter().all(|&n| n == 2),
+        "every number once per instance"
+    );
 }
 
 #[test]
@@ -88,10 +91,15 @@ fn send_reaches_an_app_reading_stdin_which_never_sees_eof() {
         pmr.log_of("echo-out.log").contains("reading stdin")
     });
     let r = pmr.run(&["send", "0", "hello", "world"]).ok();
-    assert!(r.stdout.contains("│ echo"), "the list, as PM2: {}", r.stdout);
+    assert!(
+        r.stdout.contains("│ echo"),
+        "the list, as PM2: {}",
+        r.stdout
+    );
     pmr.run(&["send", "echo", "again"]).ok();
     wait_until("both lines echoed", || {
-        pmr.log_of("echo-out.log").ends_with("got:hello world\ngot:again\n")
+        pmr.log_of("echo-out.log")
+            .ends_with("got:hello world\ngot:again\n")
     });
     // Its stdin stays open (PM2: a pipe the daemon holds), so the app is still reading.
     assert!(!pmr.log_of("echo-out.log").contains("stdin ended"));
@@ -99,7 +107,11 @@ fn send_reaches_an_app_reading_stdin_which_never_sees_eof() {
 
     // A restart gives the new process a new pipe; the old ones are closed, not kept.
     let daemon = pmr.daemon_pid().unwrap();
-    let fds = || std::fs::read_dir(format!("/proc/{daemon}/fd")).unwrap().count();
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{daemon}/fd"))
+            .unwrap()
+            .count()
+    };
     let before = fds();
     for i in 1..=5u64 {
         pmr.run(&["restart", "echo"]).ok();
@@ -121,8 +133,15 @@ fn send_errors_are_pm2s() {
     let pmr = Pmr::new();
     pmr.run(&["start", &fixture("stdin_echo.js"), "--name", "echo"])
         .ok();
-    pmr.run(&["start", &fixture("stdin_echo.js"), "--name", "cl", "-i", "1"])
-        .ok();
+    pmr.run(&[
+        "start",
+        &fixture("stdin_echo.js"),
+        "--name",
+        "cl",
+        "-i",
+        "1",
+    ])
+    .ok();
     pmr.wait_status(1, "online");
     let r = pmr.run(&["send", "nope", "x"]).fails();
     assert!(
@@ -131,7 +150,11 @@ fn send_errors_are_pm2s() {
         r.stderr
     );
     let r = pmr.run(&["send", "7", "x"]).fails();
-    assert!(r.stderr.contains("Process with ID <7> unknown."), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("Process with ID <7> unknown."),
+        "{}",
+        r.stderr
+    );
     let r = pmr.run(&["send", "cl", "x"]).fails();
     assert!(
         r.stderr
@@ -141,7 +164,11 @@ fn send_errors_are_pm2s() {
     );
     pmr.run(&["stop", "echo"]).ok();
     let r = pmr.run(&["send", "echo", "x"]).fails();
-    assert!(r.stderr.contains("Process with ID <0> offline."), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("Process with ID <0> offline."),
+        "{}",
+        r.stderr
+    );
     assert_ne!(pmr.run(&["send", "echo"]).code, 0, "a line is required");
     let r = pmr.run(&["attach", "nope"]).fails();
     assert!(
@@ -201,7 +228,10 @@ fn attach_forwards_lines_and_shows_the_output_until_stdin_ends() {
         if let Some(s) = child.try_wait().unwrap() {
             break s.code();
         }
-        assert!(Instant::now() < deadline, "attach did not end with its stdin");
+        assert!(
+            Instant::now() < deadline,
+            "attach did not end with its stdin"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(code, Some(0));

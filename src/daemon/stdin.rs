@@ -24,7 +24,8 @@ const QUEUE: usize = 4;
 type Line = (Vec<u8>, oneshot::Sender<Result<(), String>>);
 
 /// The writer of each running process by instance id, with the pid it was started for.
-static FEEDS: Mutex<Option<HashMap<u32, (u32, mpsc::Sender<Line>)>>> = Mutex::new(None);
+type Table = HashMap<u32, (u32, mpsc::Sender<Line>)>;
+static FEEDS: Mutex<Option<Table>> = Mutex::new(None);
 
 /// The daemon's hold on one process's stdin; dropping it closes the pipe.
 pub struct Feed {

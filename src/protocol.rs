@@ -87,6 +87,12 @@ pub enum Request {
         signal: i32,
         ids: Vec<u32>,
     },
+    /// `send`/`attach`: write `line` (with its separator) to the stdin of each instance
+    /// (fork mode). Answered with `Done`, PM2's wording in each failure.
+    SendLine {
+        ids: Vec<u32>,
+        line: String,
+    },
     /// Set an app's instance count: `+N`/`-N` relative, `N` absolute.
     Scale {
         name: String,

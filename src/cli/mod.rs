@@ -1,6 +1,7 @@
 //! The `pmr` command line: PM2's commands, aliases and flags. Each command family lives in its
 //! own file; this one parses and dispatches.
 
+mod attach;
 mod conf;
 mod ecosystem;
 mod flags;
@@ -150,6 +151,18 @@ pub enum Cmd {
     SendSignal {
         signal: String,
         targets: Vec<String>,
+    },
+    /// Write a line to the stdin of a process (fork mode): the words joined by spaces.
+    Send {
+        target: String,
+        #[arg(required = true, num_args = 1.., allow_hyphen_values = true)]
+        line: Vec<String>,
+    },
+    /// Print a process's output and send it the lines read from stdin, until stdin ends.
+    Attach {
+        target: String,
+        /// What ends each line sent (default: a newline).
+        separator: Option<String>,
     },
     /// Stop every app and the daemon.
     Kill,
@@ -445,6 +458,8 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Cmd::Id { name } => show::id(&home, &name),
         Cmd::Ping => ops::ping(&home),
         Cmd::SendSignal { signal, targets } => ops::send_signal(&home, &out, &signal, &targets),
+        Cmd::Send { target, line } => attach::send(&home, &out, &target, &line),
+        Cmd::Attach { target, separator } => attach::attach(&home, &target, separator.as_deref()),
         Cmd::Kill => ops::kill(&home, &out),
         Cmd::Logs(a) => logs::logs(&home, a, out.color),
         Cmd::Flush { targets } => logs::flush(&home, &out, &targets),

@@ -105,6 +105,8 @@ struct Running {
     /// Released when this process is dropped (after it exited).
     _membership: Option<super::cluster::Membership>,
     _notify: Option<super::notify::Registration>,
+    /// The stdin pipe (fork mode): closed when this process is dropped.
+    _stdin: Option<super::stdin::Feed>,
 }
 
 /// What an IPC event asks of the instance.

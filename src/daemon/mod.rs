@@ -15,6 +15,7 @@ mod requests;
 mod server;
 pub mod spawn;
 mod state;
+pub mod stdin;
 
 use crate::paths::Home;
 use anyhow::{Context, Result};

@@ -146,6 +146,7 @@ async fn handle(d: &Arc<Daemon>, req: Request) -> Response {
             ..
         } => action::action(d, action, &ids, update_env, patch).await,
         Request::Signal { signal, ids } => signal::signal(d, signal, &ids).await,
+        Request::SendLine { ids, line } => super::requests::send::send_line(d, &ids, line).await,
         Request::Scale {
             name,
             relative,

@@ -1,5 +1,6 @@
 //! Building and starting one child: argv, environment, cwd, its own process group, stdio pipes
-//! and, for Node apps, the IPC channel on fd 3.
+//! (stdin too in fork mode, see [`crate::daemon::stdin`]) and, for Node apps, the IPC channel
+//! on fd 3.
 
 use crate::spec::AppSpec;
 use nix::fcntl::{fcntl, FcntlArg};
@@ -110,12 +111,19 @@ pub fn spawn(
         wrapped.append(&mut argv);
         argv = wrapped;
     }
+    // Fork mode: a stdin pipe held open by the daemon, as PM2's `stdio: ['pipe', ...]`.
+    // Cluster workers read EOF at once under PM2 (they inherit its daemon's spent stdin).
+    let stdin = if spec.exec_mode == crate::spec::ExecMode::Cluster {
+        Stdio::null()
+    } else {
+        Stdio::piped()
+    };
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..])
         .env_clear()
         .envs(env)
         .current_dir(&spec.cwd)
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .process_group(0)
         .kill_on_drop(false)
         .stdout(Stdio::piped())

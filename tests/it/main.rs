@@ -22,4 +22,5 @@ mod report;
 mod restart_policy;
 mod select;
 mod sockets;
+mod stdin;
 mod stop;

@@ -90,6 +90,11 @@ impl Instance {
                 format!("cannot start {argv0}: {e}")
             })?;
         let pid = spawned.child.id().unwrap_or(0);
+        let stdin = spawned
+            .child
+            .stdin
+            .take()
+            .map(|s| crate::daemon::stdin::Feed::new(self.id, pid, s));
         if let Some(out) = spawned.child.stdout.take() {
             tokio::spawn(pump(out, out_sinks));
         }
@@ -130,6 +135,7 @@ impl Instance {
             listen_error: None,
             _membership: membership,
             _notify: notify,
+            _stdin: stdin,
         }))
     }
 }

@@ -27,7 +27,9 @@ impl LineFormat {
         self.date_format.is_none() && self.json.is_none()
     }
 
-    /// Rewrite a block of whole lines (each ending with `\n`) read at `ms`.
+    /// Rewrite a block of lines read at `ms`. A last line without its newline (a partial line
+    /// written out early) becomes a line of its own: a prefix or a JSON record cannot be left
+    /// open, and PM2 does the same with each piece it reads.
     pub fn apply(&self, lines: &[u8], ms: i64) -> Vec<u8> {
         let date = match &self.date_format {
             Some(f) => dayjs(f, ms),

@@ -35,7 +35,8 @@ impl Stream {
     }
 }
 
-/// A block of whole lines (each ending with `\n`), as read from one pipe at `time`.
+/// A block of lines as read from one pipe at `time`: whole lines, except that the last may be
+/// a partial line written out when the pipe went quiet (the next block continues it).
 #[derive(Debug)]
 pub struct Block {
     /// `None` for the daemon's own log.
@@ -49,7 +50,8 @@ pub struct Block {
 
 impl Block {
     fn line_count(&self) -> u64 {
-        self.lines.iter().filter(|&&b| b == b'\n').count() as u64
+        let partial = !self.lines.is_empty() && !self.lines.ends_with(b"\n");
+        self.lines.iter().filter(|&&b| b == b'\n').count() as u64 + partial as u64
     }
 }
 

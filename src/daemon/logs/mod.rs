@@ -1,8 +1,19 @@
 //! The log pipeline: child pipes → whole lines → log files (formatted, rotated) and live
 //! subscribers.
 //!
-//! * [`pump`] reads a pipe (an async task) and cuts what it read at the last newline, so only
-//!   whole lines move on; a partial last line is completed with a newline at EOF.
+//! * [`pump`] reads a pipe (an async task) and cuts what it read at the last newline, so whole
+//!   lines move on whole. A partial line (no newline yet) is held only while the pipe keeps
+//!   talking: once it has been quiet for [`QUIET`] (or the partial line is [`HOLD_MAX`] old),
+//!   it is written out as it is, so `process.stderr.write('x')` shows up at once, as with PM2.
+//!   A partial line left by a large read is a write cut by the pipe: it waits for the rest up to
+//!   [`BUSY_HOLD`], so that bursts on a loaded machine keep their lines whole.
+//!   At EOF, a line left open is completed with a newline.
+//! * What the rest of such a line looks like when it comes, as PM2 writes it: in a raw file the
+//!   bytes continue the same line (`x` then `y\n` reads `xy`); with a date prefix or JSON each
+//!   piece is a line of its own (`<date>: x`, `<date>: y`), since a prefix or a JSON record
+//!   cannot be left open; `pmr logs` shows each piece as a line. In a file written by several
+//!   streams (`merge_logs`, the combined file), the writer ends an open line with a newline
+//!   before another stream's lines, so lines of two streams never share a line.
 //! * Each log file has one [`Sink`]: a thread fed by a bounded queue. It is the only writer of
 //!   its file, so lines of instances sharing a file (`merge_logs`) never interleave, and file I/O
 //!   never runs on the async runtime. The thread also rotates (rename + reopen), reopens on
@@ -30,19 +41,39 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
 /// Largest piece read from a pipe at once; also the longest line kept whole.
 pub const CHUNK: usize = 64 * 1024;
 /// Blocks queued per file before readers wait.
 pub const SINK_QUEUE: usize = 16;
+/// How long a pipe must stay quiet before a partial line (no newline yet) is written out.
+/// Short enough to look immediate; long enough that a line written in several `write()`s
+/// by the app (or cut by a pipe read) is almost always kept whole.
+pub const QUIET: Duration = Duration::from_millis(5);
+/// The longest a partial line is held while bytes keep trickling in without a newline
+/// (a progress bar printing dots).
+pub const HOLD_MAX: Duration = Duration::from_millis(100);
+/// How long a partial line left by a large read is held. A `write()` larger than the pipe
+/// reaches us in pieces cut anywhere, with the app asleep in `write()` until we read; on a busy
+/// machine it may not run again for a while. Writes of at most `PIPE_BUF` bytes are atomic, so
+/// a small read is the app's own choice of where to stop; a large one is not.
+pub const BUSY_HOLD: Duration = Duration::from_secs(1);
+/// Linux's `PIPE_BUF`.
+const PIPE_BUF: usize = 4096;
 
 pub(crate) static HOUSEKEEPER: Housekeeper = Housekeeper::new();
 
 enum Msg {
-    Data(Arc<Vec<u8>>),
+    /// Bytes from one stream (its [`Source::owner`]): whole lines, the last possibly partial.
+    Data(u64, Arc<Vec<u8>>),
+    /// The stream ended: complete its line if it is still open.
+    EndLine(u64),
     /// Reopen the path (after an external rotation) with these settings.
     Reopen(RotateConf, oneshot::Sender<()>),
     /// Truncate the file.
@@ -62,10 +93,14 @@ pub struct Sink {
 }
 
 impl Sink {
-    /// Queue bytes (whole lines) for the file; waits while the queue is full.
-    pub async fn write(&self, bytes: Arc<Vec<u8>>) {
+    /// Queue bytes of stream `owner` for the file; waits while the queue is full.
+    pub async fn write(&self, owner: u64, bytes: Arc<Vec<u8>>) {
         // An error means the writer thread is gone (daemon shutting down): nothing to do.
-        let _ = self.tx.send(Msg::Data(bytes)).await;
+        let _ = self.tx.send(Msg::Data(owner, bytes)).await;
+    }
+
+    async fn end_line(&self, owner: u64) {
+        let _ = self.tx.send(Msg::EndLine(owner)).await;
     }
 
     async fn request(&self, make: impl FnOnce(oneshot::Sender<()>) -> Msg) {
@@ -172,6 +207,7 @@ impl Sinks {
             conf: conf.clone(),
             rotate_blocked_until: None,
             last_rotation: None,
+            open_line: None,
         };
         std::thread::Builder::new()
             .name("pmr-log".into())
@@ -227,6 +263,7 @@ impl Sinks {
         }
         let name: Arc<str> = spec.name.as_str().into();
         let source = |stream: Stream, sinks| Source {
+            owner: Source::next_owner(),
             id,
             name: name.clone(),
             stream,
@@ -338,6 +375,9 @@ struct Writer {
     /// After a failed rotation, size rotation pauses for a minute (no retry on every write).
     rotate_blocked_until: Option<std::time::Instant>,
     last_rotation: rotate::Last,
+    /// The stream whose last line in the file has no newline yet (a partial line written
+    /// out early), if any.
+    open_line: Option<u64>,
 }
 
 impl Writer {
@@ -345,8 +385,8 @@ impl Writer {
         let mut since_trim = 0usize;
         while let Some(msg) = rx.blocking_recv() {
             match msg {
-                Msg::Data(bytes) => {
-                    self.write_lines(&bytes);
+                Msg::Data(owner, bytes) => {
+                    self.write_block(owner, &bytes);
                     since_trim += bytes.len();
                     drop(bytes);
                     // After a burst, give the freed buffers back to the system so that the
@@ -356,7 +396,14 @@ impl Writer {
                         release_free_memory();
                     }
                 }
+                Msg::EndLine(owner) => {
+                    if self.open_line == Some(owner) {
+                        self.write_all(b"\n");
+                        self.open_line = None;
+                    }
+                }
                 Msg::Reopen(conf, ack) => {
+                    self.open_line = None;
                     self.conf = conf;
                     self.rotate_blocked_until = None;
                     match open_append(&self.path) {
@@ -369,6 +416,7 @@ impl Writer {
                     let _ = ack.send(());
                 }
                 Msg::Flush(ack) => {
+                    self.open_line = None;
                     match self.file.set_len(0) {
                         Ok(()) => self.size = 0,
                         Err(e) => tracing::error!("cannot flush {}: {e}", self.path.display()),
@@ -389,6 +437,32 @@ impl Writer {
             Some(t) if std::time::Instant::now() < t => None,
             _ => self.conf.max_size,
         }
+    }
+
+    /// Write a block of `owner`'s stream. Its first bytes continue the file's open line if that
+    /// line is `owner`'s; another stream's open line is ended first.
+    fn write_block(&mut self, owner: u64, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        let open_after = (!bytes.ends_with(b"\n")).then_some(owner);
+        let mut rest = bytes;
+        match self.open_line {
+            Some(o) if o != owner => self.write_all(b"\n"),
+            // The rest of our own line: it ends in this file, whatever its size.
+            Some(_) => {
+                let end = rest
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .map_or(rest.len(), |i| i + 1);
+                self.write_all(&rest[..end]);
+                rest = &rest[end..];
+            }
+            None => {}
+        }
+        self.open_line = None;
+        self.write_lines(rest);
+        self.open_line = open_after;
     }
 
     /// Write whole lines; when the file would grow past `max_size`, write the lines that fit,
@@ -451,6 +525,8 @@ impl Writer {
     /// Rename the file and reopen its path; gzip and retention happen on the housekeeping
     /// thread.
     fn rotate(&mut self) {
+        // The new file starts clean: the rest of an open line starts it, nothing ends it.
+        self.open_line = None;
         let now = chrono::Utc::now().timestamp_millis();
         let target = rotate::rotated_name(&self.path, now, &mut self.last_rotation);
         if let Err(e) = std::fs::rename(&self.path, &target) {
@@ -482,6 +558,8 @@ impl Writer {
 
 /// One stream (stdout or stderr) of one instance: where its lines go and how they look.
 pub struct Source {
+    /// Unique for the daemon's life: which stream an open line in a shared file belongs to.
+    pub owner: u64,
     pub id: u32,
     pub name: Arc<str>,
     pub stream: Stream,
@@ -492,6 +570,13 @@ pub struct Source {
 }
 
 impl Source {
+    pub fn next_owner() -> u64 {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Hand on whole lines, or (last) a partial line written out early: raw files get it as
+    /// it is; a date prefix or JSON makes it a line of its own.
     async fn send(&self, lines: Vec<u8>) {
         let live = self.hub.as_ref().filter(|h| h.active());
         if self.sinks.is_empty() && live.is_none() {
@@ -521,21 +606,45 @@ impl Source {
             Arc::new(self.format.apply(&raw, time))
         };
         for s in &self.sinks {
-            s.write(data.clone()).await;
+            s.write(self.owner, data.clone()).await;
+        }
+    }
+
+    async fn end(&self) {
+        for s in &self.sinks {
+            s.end_line(self.owner).await;
         }
     }
 }
 
 /// Read a child's pipe until EOF, handing whole lines to the source's files and subscribers.
-/// A line longer than [`CHUNK`] is written in pieces; a last line without a newline is
-/// completed with one when the pipe closes.
+/// A partial line is written out when the pipe goes quiet ([`QUIET`], [`HOLD_MAX`]); a line
+/// longer than [`CHUNK`] is written in pieces; a line left open at EOF is completed.
 pub async fn pump(mut pipe: impl AsyncRead + Unpin, src: Source) {
     let mut buf: Vec<u8> = Vec::with_capacity(CHUNK);
+    // While `buf` holds a partial line: when it began to wait, and when it is written out.
+    let mut pending: Option<(Instant, Instant)> = None;
     loop {
         if buf.len() == buf.capacity() {
             buf.reserve(CHUNK);
         }
-        let n = match pipe.read_buf(&mut buf).await {
+        let spare = buf.capacity() - buf.len();
+        let read = match pending {
+            None => pipe.read_buf(&mut buf).await,
+            Some((_, due)) => match tokio::time::timeout_at(due, pipe.read_buf(&mut buf)).await {
+                Ok(r) => r,
+                Err(_) => {
+                    // Quiet: write the partial line out as it is (a small copy; the read
+                    // buffer stays).
+                    let part = buf.to_vec();
+                    buf.clear();
+                    pending = None;
+                    src.send(part).await;
+                    continue;
+                }
+            },
+        };
+        let n = match read {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
@@ -543,18 +652,36 @@ pub async fn pump(mut pipe: impl AsyncRead + Unpin, src: Source) {
         let cut = match buf[scan_from..].iter().rposition(|&b| b == b'\n') {
             Some(i) => scan_from + i + 1,
             None if buf.len() >= CHUNK => buf.len(),
-            None => continue,
+            None => 0,
         };
+        let now = Instant::now();
+        let busy = n >= PIPE_BUF || n == spare;
+        if cut == 0 {
+            // Nothing but the partial line so far.
+            let since = pending.map_or(now, |(since, _)| since);
+            pending = Some((since, hold(since, now, busy)));
+            continue;
+        }
         let rest = buf.split_off(cut);
         let lines = std::mem::replace(&mut buf, rest);
+        pending = (!buf.is_empty()).then(|| (now, hold(now, now, busy)));
         src.send(lines).await;
         if buf.capacity() < CHUNK {
             buf.reserve(CHUNK - buf.len());
         }
     }
     if !buf.is_empty() {
-        buf.push(b'\n');
         src.send(buf).await;
+    }
+    src.end().await;
+}
+
+/// When a partial line that began to wait at `since` is written out, given the last read.
+fn hold(since: Instant, now: Instant, busy: bool) -> Instant {
+    if busy {
+        now + BUSY_HOLD
+    } else {
+        (now + QUIET).min(since + HOLD_MAX)
     }
 }
 
@@ -566,6 +693,7 @@ mod tests {
 
     fn source(sinks: Vec<Arc<Sink>>) -> Source {
         Source {
+            owner: Source::next_owner(),
             id: 0,
             name: "t".into(),
             stream: Stream::Out,
@@ -615,6 +743,95 @@ mod tests {
                 "partial".into()
             ]
         );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn test_dir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("pmr-logs-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[tokio::test]
+    async fn a_partial_line_is_written_out_when_the_pipe_goes_quiet() {
+        let dir = test_dir("partial");
+        let (raw, dated) = (dir.join("raw.log"), dir.join("dated.log"));
+        let sinks = Sinks::default();
+        let (mut w1, r1) = tokio::io::duplex(1024);
+        let (mut w2, r2) = tokio::io::duplex(1024);
+        let t1 = tokio::spawn(pump(r1, source(vec![sinks.get(&raw, None).unwrap()])));
+        let mut dated_src = source(vec![sinks.get(&dated, None).unwrap()]);
+        dated_src.format.date_format = Some("[T]".into());
+        let t2 = tokio::spawn(pump(r2, dated_src));
+        for w in [&mut w1, &mut w2] {
+            w.write_all(b"a\nx").await.unwrap();
+        }
+        // No newline comes, the pipes stay open: the partial line shows up anyway.
+        wait_for(&raw, "a\nx").await;
+        wait_for(&dated, "T: a\nT: x\n").await;
+        // Its rest continues the line in a raw file, is a line of its own with a prefix.
+        for w in [&mut w1, &mut w2] {
+            w.write_all(b"y\nz").await.unwrap();
+        }
+        wait_for(&raw, "a\nxy\nz").await;
+        wait_for(&dated, "T: a\nT: x\nT: y\nT: z\n").await;
+        // EOF completes the open line.
+        drop((w1, w2));
+        t1.await.unwrap();
+        t2.await.unwrap();
+        wait_for(&raw, "a\nxy\nz\n").await;
+        wait_for(&dated, "T: a\nT: x\nT: y\nT: z\n").await;
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn in_a_shared_file_another_stream_never_continues_an_open_line() {
+        let dir = test_dir("shared");
+        let path = dir.join("merged.log");
+        let sinks = Sinks::default();
+        let sink = sinks.get(&path, None).unwrap();
+        let (mut wa, ra) = tokio::io::duplex(1024);
+        let (mut wb, rb) = tokio::io::duplex(1024);
+        let ta = tokio::spawn(pump(ra, source(vec![sink.clone()])));
+        let tb = tokio::spawn(pump(rb, source(vec![sink.clone()])));
+        wa.write_all(b"a1").await.unwrap();
+        wait_for(&path, "a1").await;
+        wb.write_all(b"b1\n").await.unwrap();
+        wait_for(&path, "a1\nb1\n").await;
+        wa.write_all(b"a2\n").await.unwrap();
+        wait_for(&path, "a1\nb1\na2\n").await;
+        wb.write_all(b"b2").await.unwrap();
+        wait_for(&path, "a1\nb1\na2\nb2").await;
+        drop(wa);
+        ta.await.unwrap();
+        // A's end does not end B's line.
+        wb.write_all(b"b3\n").await.unwrap();
+        wait_for(&path, "a1\nb1\na2\nb2b3\n").await;
+        drop(wb);
+        tb.await.unwrap();
+        drop(sink);
+        wait_for(&path, "a1\nb1\na2\nb2b3\n").await;
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_large_write_cut_by_the_pipe_waits_for_its_rest() {
+        let dir = test_dir("busy");
+        let path = dir.join("d.log");
+        let sinks = Sinks::default();
+        let mut src = source(vec![sinks.get(&path, None).unwrap()]);
+        src.format.date_format = Some("[T]".into());
+        let (mut w, r) = tokio::io::duplex(2 * CHUNK);
+        let task = tokio::spawn(pump(r, src));
+        // One line of 8 KiB arrives in two pieces, the second well after QUIET.
+        let line = "z".repeat(8192);
+        w.write_all(&line.as_bytes()[..6000]).await.unwrap();
+        tokio::time::sleep(QUIET * 10).await;
+        w.write_all(&line.as_bytes()[6000..]).await.unwrap();
+        w.write_all(b"\n").await.unwrap();
+        drop(w);
+        task.await.unwrap();
+        wait_for(&path, &format!("T: {line}\n")).await;
         std::fs::remove_dir_all(dir).unwrap();
     }
 

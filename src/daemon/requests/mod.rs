@@ -11,6 +11,7 @@ pub mod register;
 pub mod reload;
 pub mod resolve;
 pub mod scale;
+pub mod send;
 pub mod signal;
 pub mod start;
 

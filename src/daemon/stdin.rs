@@ -1,0 +1,98 @@
+//! Apps' stdin. As with PM2, a fork-mode process gets a pipe the daemon keeps open for the
+//! process's life: a program reading stdin waits for input instead of seeing EOF at once, and
+//! `pmr send`/`pmr attach` write lines to it. (Cluster workers keep `/dev/null`, as PM2's
+//! cluster workers see EOF.)
+//!
+//! Each process's pipe end is owned by one small writer task, so a process that does not read
+//! its stdin never holds up the daemon: a write that cannot complete within [`WRITE_TIMEOUT`]
+//! fails the request. The [`Feed`] lives in the instance's running process and goes with it:
+//! dropping it ends the task and closes the pipe, so nothing is left open across restarts.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::process::ChildStdin;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::AbortHandle;
+
+/// How long a line may wait for room in the pipe (the app does not read its stdin).
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Lines queued per process before senders wait.
+const QUEUE: usize = 4;
+
+type Line = (Vec<u8>, oneshot::Sender<Result<(), String>>);
+
+/// The writer of each running process by instance id, with the pid it was started for.
+type Table = HashMap<u32, (u32, mpsc::Sender<Line>)>;
+static FEEDS: Mutex<Option<Table>> = Mutex::new(None);
+
+/// The daemon's hold on one process's stdin; dropping it closes the pipe.
+pub struct Feed {
+    id: u32,
+    pid: u32,
+    task: AbortHandle,
+}
+
+impl Feed {
+    /// Start the writer of instance `id`'s process `pid`. Needs the tokio runtime.
+    pub fn new(id: u32, pid: u32, mut stdin: ChildStdin) -> Feed {
+        let (tx, mut rx) = mpsc::channel::<Line>(QUEUE);
+        let task = tokio::spawn(async move {
+            while let Some((bytes, reply)) = rx.recv().await {
+                let r = match tokio::time::timeout(WRITE_TIMEOUT, stdin.write_all(&bytes)).await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(format!("cannot write to its stdin: {e}")),
+                    Err(_) => Err(format!(
+                        "its stdin is full (not read for {}s)",
+                        WRITE_TIMEOUT.as_secs()
+                    )),
+                };
+                let _ = reply.send(r);
+            }
+        })
+        .abort_handle();
+        FEEDS
+            .lock()
+            .unwrap()
+            .get_or_insert_with(HashMap::new)
+            .insert(id, (pid, tx));
+        Feed { id, pid, task }
+    }
+}
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        if let Some(map) = FEEDS.lock().unwrap().as_mut() {
+            // A newer process of the same instance may already be registered.
+            if map.get(&self.id).is_some_and(|(pid, _)| *pid == self.pid) {
+                map.remove(&self.id);
+            }
+        }
+        // The task owns the pipe's end: ending it closes the pipe even if a write is stuck.
+        self.task.abort();
+    }
+}
+
+/// Write `bytes` to the stdin of instance `id`'s running process. `Ok(false)`: no process of
+/// this instance holds a stdin pipe.
+pub async fn write(id: u32, bytes: Vec<u8>) -> Result<bool, String> {
+    let tx = FEEDS
+        .lock()
+        .unwrap()
+        .as_ref()
+        .and_then(|m| m.get(&id).map(|(_, tx)| tx.clone()));
+    let Some(tx) = tx else { return Ok(false) };
+    let (reply, done) = oneshot::channel();
+    match tokio::time::timeout(WRITE_TIMEOUT, tx.send((bytes, reply))).await {
+        Ok(Ok(())) => {}
+        Ok(Err(_)) => return Ok(false),
+        Err(_) => return Err("its stdin is full (lines are waiting)".into()),
+    }
+    drop(tx);
+    match done.await {
+        Ok(r) => r.map(|()| true),
+        // The process went away while the line waited.
+        Err(_) => Ok(false),
+    }
+}

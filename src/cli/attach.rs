@@ -11,15 +11,10 @@ use std::io::{BufRead, Write};
 
 /// The ids `target` names; PM2's message when it names nothing.
 fn target_ids(client: &mut Client, target: &str) -> Result<Vec<u32>> {
-    let reply = client.call(&Request::Resolve {
-        selectors: vec![target.to_string()],
-    })?;
-    match reply {
-        Response::Ids { ids } if !ids.is_empty() => Ok(ids),
-        Response::Ids { .. } | Response::Error { .. } => {
-            bail!("Process with ID <{target}> unknown.")
-        }
-        other => bail!("unexpected reply from the daemon: {other:?}"),
+    // A selector that names nothing is an error reply; both get PM2's message.
+    match super::resolve(client, &[target.to_string()]) {
+        Ok(ids) if !ids.is_empty() => Ok(ids),
+        _ => bail!("Process with ID <{target}> unknown."),
     }
 }
 

@@ -11,5 +11,6 @@ pub mod paths;
 pub mod procfs;
 pub mod protocol;
 pub mod render;
+pub mod serve;
 pub mod spec;
 pub mod tail;

@@ -16,5 +16,6 @@ mod logs;
 mod node_apps;
 mod pm2_cli;
 mod restart_policy;
+mod serve;
 mod sockets;
 mod stop;

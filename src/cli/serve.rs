@@ -29,8 +29,10 @@ pub struct ServeArgs {
     /// List directories that have no index.html.
     #[arg(long)]
     pub ftp: bool,
+    /// Ask for this username (with --basic-auth-password).
     #[arg(long = "basic-auth-username", value_name = "USERNAME")]
     pub basic_auth_username: Option<String>,
+    /// Ask for this password (with --basic-auth-username).
     #[arg(long = "basic-auth-password", value_name = "PASSWORD")]
     pub basic_auth_password: Option<String>,
     /// PM2 Plus front-end monitoring: not offered by pmr (accepted, ignored).

@@ -296,3 +296,43 @@ fn bad_serve_input_starts_nothing() {
     assert!(pmr.jlist().is_empty());
     assert!(!Path::new(&pmr.home.join("logs/static-page-server-8123-out.log")).exists());
 }
+
+#[test]
+fn large_files_are_streamed_not_loaded() {
+    let pmr = Pmr::new();
+    let root = site(&pmr);
+    const SIZE: usize = 48 << 20;
+    let data: Vec<u8> = (0..SIZE).map(|i| (i % 251) as u8).collect();
+    std::fs::write(root.join("big.bin"), &data).unwrap();
+    let port = free_port();
+    serve(&pmr, &["site", &port.to_string()]).ok();
+    wait_serving(port);
+    let pid = pmr.wait_status(0, "online")["pid"].as_u64().unwrap();
+
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(b"GET /big.bin HTTP/1.0\r\n\r\n").unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let at = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8_lossy(&raw[..at]).to_ascii_lowercase();
+    assert!(head.contains(&format!("content-length: {SIZE}")), "{head}");
+    assert!(
+        head.contains("content-type: application/octet-stream"),
+        "{head}"
+    );
+    assert!(raw[at..] == data[..], "the body differs from the file");
+
+    // Peak resident memory of the server stays far below the file's size.
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let hwm_kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    assert!(
+        hwm_kb < (SIZE as u64 >> 10) / 2,
+        "server peaked at {hwm_kb} kB serving a {} kB file",
+        SIZE >> 10
+    );
+}

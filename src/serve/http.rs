@@ -59,9 +59,11 @@ pub async fn handle(
             r
         }
         Reply::AddSlash => {
+            // One leading `/` only: `//host/dir` would send the browser to another site.
+            let local = path.trim_start_matches(['/', '\\']);
             let location = match query {
-                Some(q) => format!("{path}/?{q}"),
-                None => format!("{path}/"),
+                Some(q) => format!("/{local}/?{q}"),
+                None => format!("/{local}/"),
             };
             let mut r = plain(StatusCode::MOVED_PERMANENTLY, None, "");
             if let Ok(v) = HeaderValue::from_str(&location) {

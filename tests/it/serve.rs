@@ -119,6 +119,13 @@ fn serve_is_an_app_serving_files_with_their_content_types() {
     // A directory without the slash is redirected, so its relative links work.
     let r = must_get(port, "/docs", &[]);
     assert_eq!((r.status, r.headers["location"].as_str()), (301, "/docs/"));
+    // Never to another site: `//evil.example` is a protocol-relative URL.
+    std::fs::create_dir(root.join("evil.example")).unwrap();
+    for path in ["//evil.example", "/\\evil.example"] {
+        let r = must_get(port, path, &[]);
+        assert_eq!(r.status, 301, "{path}");
+        assert_eq!(r.headers["location"], "/evil.example/", "{path}");
+    }
 
     // 404: PM2's text, then the site's own 404.html.
     for path in ["/nope", "/deep/route", "/files/", "/style.css/x"] {

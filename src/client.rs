@@ -19,6 +19,7 @@ pub struct Client {
 impl Client {
     /// Connect, starting the daemon if nobody answers on the socket.
     pub fn connect(home: &Home) -> Result<Client> {
+        refuse_foreign(home)?;
         if let Ok(stream) = UnixStream::connect(home.socket()) {
             let mut c = Client { stream };
             c.check_version();
@@ -32,10 +33,21 @@ impl Client {
     }
 
     /// Connect only if a daemon is running.
+    /// As `pm2`, a live PM2 daemon in the home is never connected to (it speaks another
+    /// protocol): callers that need a daemon then report it, through `connect`.
     pub fn connect_existing(home: &Home) -> Option<Client> {
+        if crate::foreign::daemon_of(home).is_some() {
+            return None;
+        }
         UnixStream::connect(home.socket())
             .ok()
             .map(|stream| Client { stream })
+    }
+
+    /// Give up on a daemon that does not answer within `t` (`pmr report` on a stuck daemon).
+    pub fn set_timeout(&self, t: Option<Duration>) {
+        let _ = self.stream.set_read_timeout(t);
+        let _ = self.stream.set_write_timeout(t);
     }
 
     /// Send a request whose answer is a stream of frames (`Subscribe`); read them with `recv`.
@@ -56,8 +68,10 @@ impl Client {
         }) = self.call(&Request::Ping)
         {
             if version != protocol::VERSION || protocol != protocol::PROTOCOL_VERSION {
+                let me = crate::personality::current().arg0();
                 eprintln!(
-                    "[PMR][WARN] the running daemon is pmr {version}, this CLI is {}: run `pmr kill` (apps stop) and retry",
+                    "{} the running daemon is pmr {version}, this CLI is {}: run `{me} kill` (apps stop) and retry",
+                    crate::personality::warn(),
                     protocol::VERSION
                 );
             }
@@ -71,10 +85,25 @@ impl Client {
     }
 }
 
-/// Re-run our own binary as the daemon, detached (new session), stdio on `pmr.log`.
+/// As `pm2`: a live PM2 daemon in the home is an error naming its pid (see `foreign`).
+fn refuse_foreign(home: &Home) -> Result<()> {
+    match crate::foreign::daemon_of(home) {
+        Some(f) => bail!("{}", crate::foreign::refusal(home, &f)),
+        None => Ok(()),
+    }
+}
+
+/// Re-run our own binary as the daemon, detached (new session), stdio on `pmr.log`. It gets
+/// the CLI's personality (argv[0]), home and path knobs made absolute; the knobs are checked
+/// first, so a bad one is an error here and nothing starts.
 fn start_daemon(home: &Home) -> Result<()> {
+    crate::knobs::check_env().map_err(|e| anyhow!("{e}"))?;
+    let home_var = crate::personality::current().home_var();
     std::fs::create_dir_all(&home.root)
-        .with_context(|| format!("cannot create PMR_HOME {}", home.root.display()))?;
+        .with_context(|| format!("cannot create {home_var} {}", home.root.display()))?;
+    if let Some(dir) = home.daemon_log().parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -82,8 +111,13 @@ fn start_daemon(home: &Home) -> Result<()> {
         .with_context(|| format!("cannot write {}", home.daemon_log().display()))?;
     let exe = std::env::current_exe().context("cannot find the pmr executable")?;
     let mut cmd = Command::new(exe);
-    cmd.arg("daemon")
-        .env("PMR_HOME", &home.root)
+    let (remove, set) = crate::knobs::daemon_env(home);
+    for var in remove {
+        cmd.env_remove(var);
+    }
+    cmd.envs(set);
+    cmd.arg0(crate::personality::current().arg0())
+        .arg("daemon")
         .current_dir("/")
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)

@@ -1,4 +1,4 @@
-//! The `$PMR_HOME` layout (DESIGN §1) and PM2's log/pid file naming.
+//! The `$PMR_HOME` layout (DESIGN §1), with PM2's path overrides, and PM2's log/pid file naming.
 
 use std::path::{Path, PathBuf};
 
@@ -8,52 +8,82 @@ pub fn is_null_device(path: &str) -> bool {
     path == "/dev/null" || path == "NULL"
 }
 
+/// Where the daemon keeps its files: the home, with PM2's `paths.js` overrides applied
+/// (`PM2_PID_FILE_PATH`, `PM2_DEFAULT_LOG_PATH`, ... and their `PMR_` twins; see `knobs`).
+/// The file names follow the personality: `pmr.pid`/`pmr.log`/`dump.json`, or PM2's
+/// `pm2.pid`/`pm2.log`/`dump.pm2` when run as `pm2`.
 #[derive(Debug, Clone)]
 pub struct Home {
     pub root: PathBuf,
+    socket: PathBuf,
+    pid_file: PathBuf,
+    daemon_log: PathBuf,
+    logs_dir: PathBuf,
+    pids_dir: PathBuf,
+    dump_file: PathBuf,
 }
 
 impl Home {
-    /// `$PMR_HOME`, else `~/.pmr`.
+    /// `$PMR_HOME`, else `~/.pmr` (as `pm2`: `$PM2_HOME`, else `~/.pm2`), and the path knobs.
     pub fn from_env() -> Home {
-        let root = match std::env::var_os("PMR_HOME") {
-            Some(h) if !h.is_empty() => PathBuf::from(h),
-            _ => {
-                let home = std::env::var_os("HOME")
-                    .map(PathBuf::from)
-                    .unwrap_or_else(|| PathBuf::from("/etc"));
-                home.join(".pmr")
-            }
-        };
+        let get = |k: &str| std::env::var_os(k).map(|v| v.to_string_lossy().into_owned());
+        let p = crate::personality::current();
         // Absolute, so that a daemon started from another cwd agrees with the CLI.
-        let root = if root.is_absolute() {
-            root
-        } else {
-            std::env::current_dir().unwrap_or_default().join(root)
-        };
-        Home { root }
+        let cwd = std::env::current_dir().unwrap_or_default();
+        let root = crate::knobs::home_root_from(&get, p, &cwd);
+        let mut home = Home::named(root, p);
+        for (suffix, path) in crate::knobs::path_overrides_from(&get, p, &cwd) {
+            *home.slot(suffix) = path;
+        }
+        home
+    }
+
+    /// The default layout of `root` for personality `p`, without overrides.
+    pub fn named(root: PathBuf, p: crate::personality::Personality) -> Home {
+        Home {
+            socket: root.join("rpc.sock"),
+            pid_file: root.join(p.pid_file_name()),
+            daemon_log: root.join(p.log_file_name()),
+            logs_dir: root.join("logs"),
+            pids_dir: root.join("pids"),
+            dump_file: root.join(p.dump_file_name()),
+            root,
+        }
+    }
+
+    /// The path a knob of `knobs::PATH_KNOBS` overrides.
+    fn slot(&mut self, suffix: &str) -> &mut PathBuf {
+        match suffix {
+            "PID_FILE_PATH" => &mut self.pid_file,
+            "LOG_FILE_PATH" => &mut self.daemon_log,
+            "DEFAULT_LOG_PATH" => &mut self.logs_dir,
+            "DEFAULT_PID_PATH" => &mut self.pids_dir,
+            "DUMP_FILE_PATH" => &mut self.dump_file,
+            "DAEMON_RPC_PORT" => &mut self.socket,
+            other => unreachable!("path knob {other} has no file"),
+        }
     }
 
     pub fn socket(&self) -> PathBuf {
-        self.root.join("rpc.sock")
+        self.socket.clone()
     }
     pub fn pid_file(&self) -> PathBuf {
-        self.root.join("pmr.pid")
+        self.pid_file.clone()
     }
     pub fn lock_file(&self) -> PathBuf {
         self.root.join("daemon.lock")
     }
     pub fn daemon_log(&self) -> PathBuf {
-        self.root.join("pmr.log")
+        self.daemon_log.clone()
     }
     pub fn logs_dir(&self) -> PathBuf {
-        self.root.join("logs")
+        self.logs_dir.clone()
     }
     pub fn pids_dir(&self) -> PathBuf {
-        self.root.join("pids")
+        self.pids_dir.clone()
     }
     pub fn dump_file(&self) -> PathBuf {
-        self.root.join("dump.json")
+        self.dump_file.clone()
     }
 }
 
@@ -100,5 +130,19 @@ mod tests {
             "/h/logs/web-out-2.log"
         );
         assert_eq!(with_id_suffix("/h/logs/out", 2), "/h/logs/out-2");
+    }
+
+    #[test]
+    fn personality_names() {
+        use crate::personality::Personality;
+        let h = Home::named(PathBuf::from("/h"), Personality::Pm2);
+        assert_eq!(h.pid_file(), PathBuf::from("/h/pm2.pid"));
+        assert_eq!(h.daemon_log(), PathBuf::from("/h/pm2.log"));
+        assert_eq!(h.dump_file(), PathBuf::from("/h/dump.pm2"));
+        assert_eq!(h.socket(), PathBuf::from("/h/rpc.sock"));
+        let h = Home::named(PathBuf::from("/h"), Personality::Pmr);
+        assert_eq!(h.pid_file(), PathBuf::from("/h/pmr.pid"));
+        assert_eq!(h.daemon_log(), PathBuf::from("/h/pmr.log"));
+        assert_eq!(h.dump_file(), PathBuf::from("/h/dump.json"));
     }
 }

@@ -49,6 +49,9 @@ pub enum Request {
         /// `-f`: start even if the same script is already running under the same name.
         #[serde(default)]
         force: bool,
+        /// The command line's options, for the stopped apps this restarts.
+        #[serde(default)]
+        patch: Option<SpecPatch>,
     },
     /// The apps of an ecosystem file: restart those known by name (with the new spec), start
     /// the others.
@@ -62,6 +65,10 @@ pub enum Request {
     /// Turn selectors into ids (errors on a selector that matches nothing).
     Resolve {
         selectors: Vec<String>,
+        /// The CLI's working directory: a selector also matches the apps whose script is that
+        /// path resolved against it (PM2's `pm_exec_path == path.resolve(x)`).
+        #[serde(default)]
+        cwd: Option<String>,
     },
     Action {
         action: Action,
@@ -72,6 +79,9 @@ pub enum Request {
         /// Reload: how many instances at once (default 1).
         #[serde(default)]
         parallel: Option<u32>,
+        /// Restart/reload: options given on the command line, applied to the stored spec first.
+        #[serde(default)]
+        patch: Option<SpecPatch>,
     },
     Signal {
         signal: i32,
@@ -107,6 +117,52 @@ pub enum Request {
 
 fn yes() -> bool {
     true
+}
+
+/// Options given with `restart`, `reload` or `start` of an existing app (PM2's
+/// `_handleAttributeUpdate`): typed [`AppSpec`] fields, already checked by the CLI, that replace
+/// the stored ones. The daemon applies a patch to every selected instance or to none.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SpecPatch {
+    /// `AppSpec` field name → its new value (as `AppSpec` serializes it; `null` clears an
+    /// optional field).
+    #[serde(default)]
+    pub fields: serde_json::Map<String, serde_json::Value>,
+    /// `--watch` without paths: watching on if it was off, off if it was on (as PM2).
+    #[serde(default)]
+    pub toggle_watch: bool,
+}
+
+impl SpecPatch {
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty() && !self.toggle_watch
+    }
+
+    /// `spec` with the patch applied, or why it cannot be (nothing is applied then).
+    pub fn apply(&self, spec: &AppSpec) -> Result<AppSpec, String> {
+        let mut v = serde_json::to_value(spec).map_err(|e| e.to_string())?;
+        let obj = v
+            .as_object_mut()
+            .ok_or("an app spec is not a JSON object")?;
+        for (k, val) in &self.fields {
+            if !obj.contains_key(k) {
+                return Err(format!("unknown app field {k:?}"));
+            }
+            obj.insert(k.clone(), val.clone());
+        }
+        let mut out: AppSpec =
+            serde_json::from_value(v).map_err(|e| format!("bad option value: {e}"))?;
+        if self.toggle_watch {
+            out.watch = match out.watch {
+                crate::spec::Watch::Off => crate::spec::Watch::Cwd,
+                _ => crate::spec::Watch::Off,
+            };
+        }
+        if out.name.trim().is_empty() {
+            return Err("an app needs a name".into());
+        }
+        Ok(out)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -349,6 +405,30 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn a_spec_patch_applies_typed_fields_or_nothing() {
+        let spec = crate::spec::test_spec("web");
+        let mut p = SpecPatch::default();
+        p.fields.insert("name".into(), "api".into());
+        p.fields.insert("kill_timeout".into(), 3000.into());
+        p.fields
+            .insert("max_memory_restart".into(), serde_json::Value::Null);
+        p.toggle_watch = true;
+        let new = p.apply(&spec).unwrap();
+        assert_eq!(
+            (new.name.as_str(), new.kill_timeout, new.max_memory_restart),
+            ("api", 3000, None)
+        );
+        assert_eq!(new.watch, crate::spec::Watch::Cwd);
+        assert_eq!(p.apply(&new).unwrap().watch, crate::spec::Watch::Off);
+        let mut bad = SpecPatch::default();
+        bad.fields.insert("kill_timeout".into(), "soon".into());
+        assert!(bad.apply(&spec).is_err());
+        let mut unknown = SpecPatch::default();
+        unknown.fields.insert("kil_timeout".into(), 1.into());
+        assert!(unknown.apply(&spec).unwrap_err().contains("kil_timeout"));
     }
 
     #[test]

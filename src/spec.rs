@@ -48,6 +48,13 @@ pub struct AppSpec {
     pub instances: u32,
     /// The environment the child starts from: the CLI's (filtered) env plus the app's `env`.
     pub env: BTreeMap<String, String>,
+    /// The JSON value of each `env` entry the config gave as a number, a boolean or `null`, so
+    /// `jlist` shows `PORT: 3000` as PM2 does while the child gets `env`'s string; and entries
+    /// that are objects (PM2's `{}` under the app's name for a CLI start, objects of an
+    /// `env_<name>` block), which only `jlist` shows: the child does not get them (PM2 drops them
+    /// too). Absent from specs written before pmr kept the types: everything is then a string.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env_json: BTreeMap<String, serde_json::Value>,
     pub autorestart: bool,
     pub autostart: bool,
     pub restart_delay: u64,
@@ -233,10 +240,63 @@ impl AppSpec {
         out
     }
 
+    /// `pm2_env.env` as PM2 shows it: `env` with the JSON types the config gave (a value
+    /// changed since, e.g. by `--update-env`, shows as the string it now is), plus the
+    /// object-valued entries the child does not get.
+    pub fn env_typed(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut out: serde_json::Map<String, serde_json::Value> = self
+            .env
+            .iter()
+            .map(|(k, v)| {
+                let typed = self
+                    .env_json
+                    .get(k)
+                    .filter(|t| env_string(t).as_deref() == Some(v.as_str()));
+                (
+                    k.clone(),
+                    typed.cloned().unwrap_or_else(|| v.clone().into()),
+                )
+            })
+            .collect();
+        for (k, v) in &self.env_json {
+            if v.is_object() && !self.env.contains_key(k) {
+                out.insert(k.clone(), v.clone());
+            }
+        }
+        out
+    }
+
     /// The interpreter as PM2 shows it in `exec_interpreter`.
     pub fn interpreter_display(&self) -> &str {
         self.interpreter.as_deref().unwrap_or("none")
     }
+}
+
+/// The string a child gets for an env value given as JSON, as Node's `child_process` makes it:
+/// `3000` → `"3000"`, `true` → `"true"`, `null` → `"null"`; arrays as JSON (PM2 stringifies them
+/// before). `None` for an object, which PM2 leaves out of the child's environment.
+pub fn env_string(v: &serde_json::Value) -> Option<String> {
+    use serde_json::Value;
+    Some(match v {
+        Value::String(s) => s.clone(),
+        Value::Bool(b) => b.to_string(),
+        Value::Null => "null".to_string(),
+        Value::Number(n) => {
+            if n.is_i64() || n.is_u64() {
+                n.to_string()
+            } else {
+                // JavaScript's Number#toString for the integral doubles JSON gives as `3e3`.
+                let f = n.as_f64().unwrap_or(0.0);
+                if f.fract() == 0.0 && f.abs() < 1e21 {
+                    format!("{f:.0}")
+                } else {
+                    f.to_string()
+                }
+            }
+        }
+        Value::Array(_) => v.to_string(),
+        Value::Object(_) => return None,
+    })
 }
 
 /// An app with PM2's defaults, for unit tests.
@@ -253,6 +313,7 @@ pub fn test_spec(name: &str) -> AppSpec {
         exec_mode: ExecMode::Fork,
         instances: 1,
         env: BTreeMap::new(),
+        env_json: BTreeMap::new(),
         autorestart: true,
         autostart: true,
         restart_delay: 0,
@@ -330,6 +391,42 @@ mod tests {
         let json = serde_json::to_string(&a).unwrap();
         assert_eq!(json, "\"127.0.0.1:8000\"");
         assert_eq!(serde_json::from_str::<ListenAddr>(&json).unwrap(), a);
+    }
+
+    #[test]
+    fn specs_without_json_types_still_load_and_show_strings() {
+        let mut s = test_spec("a");
+        s.env.insert("PORT".into(), "3000".into());
+        // As the previous version wrote it: no `env_json` at all.
+        let mut old = serde_json::to_value(&s).unwrap();
+        assert!(old.get("env_json").is_none(), "empty: not written");
+        old.as_object_mut().unwrap().remove("env_json");
+        let back: AppSpec = serde_json::from_value(old).unwrap();
+        assert_eq!(back, s);
+        assert_eq!(back.env_typed()["PORT"], "3000");
+
+        s.env_json.insert("PORT".into(), 3000.into());
+        let back: AppSpec = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert_eq!(back.env_typed()["PORT"], 3000);
+    }
+
+    #[test]
+    fn env_strings_as_node_makes_them() {
+        use serde_json::json;
+        let cases = [
+            (json!("x"), Some("x")),
+            (json!(3000), Some("3000")),
+            (json!(-1), Some("-1")),
+            (json!(0.5), Some("0.5")),
+            (json!(1e3), Some("1000")),
+            (json!(true), Some("true")),
+            (json!(null), Some("null")),
+            (json!([1, "a"]), Some("[1,\"a\"]")),
+            (json!({"a": 1}), None),
+        ];
+        for (v, want) in cases {
+            assert_eq!(env_string(&v).as_deref(), want, "{v}");
+        }
     }
 
     #[test]

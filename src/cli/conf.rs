@@ -55,7 +55,7 @@ fn apply(home: &Home) -> Result<()> {
     if let Some(mut c) = Client::connect_existing(home) {
         if let Response::LogsReloaded { warnings, .. } = c.call(&Request::ReloadLogs)? {
             for w in warnings {
-                eprintln!("[PMR][WARN] conf.json: {w}");
+                eprintln!("{} conf.json: {w}", crate::personality::warn());
             }
         }
     }

@@ -3,7 +3,7 @@
 
 use crate::config::app::{build_spec, BuildCtx};
 use crate::config::load::{apps_of, is_config_file, load_file, load_str, ConfigKind};
-use crate::config::options::normalize_app;
+use crate::config::options::{normalize_app, normalize_app_lenient};
 use crate::spec::AppSpec;
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::HashSet;
@@ -15,10 +15,12 @@ pub fn is_ecosystem(target: &str) -> bool {
 }
 
 /// The specs of the apps in `target` (a file, or `-`), narrowed to `only` (comma separated).
+/// An unknown option is a warning (PM2 ignores it), or with `strict` an error.
 pub fn load_specs(
     target: &str,
     only: Option<&str>,
     env_name: Option<&str>,
+    strict: bool,
 ) -> Result<Vec<AppSpec>> {
     let cwd = std::env::current_dir().context("no current directory")?;
     let (value, shown, base_dir) = if target == "-" {
@@ -43,12 +45,24 @@ pub fn load_specs(
 
     let ctx = BuildCtx {
         base_dir: base_dir.clone(),
+        from_file: true,
+        deploy: value.get("deploy").cloned(),
         ..BuildCtx::from_process(env_name.map(str::to_string))
     };
     let mut specs = Vec::new();
     let mut names = HashSet::new();
     for (i, raw) in apps.iter().enumerate() {
-        let opts = normalize_app(raw).map_err(|e| anyhow!("{shown}: {}", e.with_index(i)))?;
+        let opts = if strict {
+            normalize_app(raw)
+        } else {
+            normalize_app_lenient(raw).map(|(opts, unknown)| {
+                for u in unknown {
+                    eprintln!("[PMR][WARN] {shown}: {}, ignored", u.with_index(i));
+                }
+                opts
+            })
+        }
+        .map_err(|e| anyhow!("{shown}: {}", e.with_index(i)))?;
         let spec =
             build_spec(&opts, &ctx).map_err(|e| anyhow!("{shown}: {}: {e}", app_label(raw, i)))?;
         if !names.insert(spec.name.clone()) {

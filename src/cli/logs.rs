@@ -349,7 +349,10 @@ pub fn logs(home: &Home, a: LogsArgs, color: bool) -> Result<i32> {
             Ok(_) => Ok(()),
             Err(FrameError::Closed) => {
                 let _ = w.flush();
-                eprintln!("[PMR] the pmr daemon is gone; no more lines");
+                eprintln!(
+                    "{} the pmr daemon is gone; no more lines",
+                    crate::personality::msg()
+                );
                 return Ok(0);
             }
             Err(e) => bail!("log stream: {e}"),
@@ -388,7 +391,7 @@ pub fn reload_logs(home: &Home, out: &super::Out) -> Result<i32> {
     match call(&mut client, &Request::ReloadLogs)? {
         Response::LogsReloaded { files, warnings } => {
             for w in &warnings {
-                eprintln!("[PMR][WARN] conf.json: {w}");
+                eprintln!("{} conf.json: {w}", crate::personality::warn());
             }
             out.info(format!("All logs reloaded ({files} files reopened)"));
             Ok(0)

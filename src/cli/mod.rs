@@ -7,6 +7,8 @@ mod flags;
 mod logs;
 mod misc;
 mod ops;
+mod patch;
+mod report;
 mod serve;
 mod show;
 mod start;
@@ -167,7 +169,8 @@ pub enum Cmd {
     /// Print a module setting (or all of them).
     #[command(alias = "conf")]
     Get { key: Option<String> },
-    /// Print the apps of an ecosystem file as pmr understands them (JSON), without starting them.
+    /// Print the apps of an ecosystem file as pmr understands them (JSON), without starting them;
+    /// an unknown option is an error here.
     #[command(name = "config-check", hide = true)]
     ConfigCheck {
         file: String,
@@ -178,6 +181,8 @@ pub enum Cmd {
     },
     /// Print usage examples.
     Examples,
+    /// A diagnostic dump for an issue: versions, daemon state, system, list, pmr.log's end.
+    Report,
     /// Print a completion script: `pmr completion bash > /etc/bash_completion.d/pmr`.
     Completion {
         /// bash, zsh, fish, elvish or powershell; default: that of $SHELL.
@@ -235,6 +240,9 @@ pub struct StartArgs {
     pub force: bool,
     #[arg(short = 'a', long = "update-env")]
     pub update_env: bool,
+    /// An unknown option in a config file is an error (by default a warning, and ignored).
+    #[arg(long)]
+    pub strict: bool,
     #[command(flatten)]
     pub app: flags::AppArgs,
     /// Arguments for the script, after `--`.
@@ -353,8 +361,8 @@ pub fn main() -> i32 {
         Ok(code) => code,
         Err(e) => {
             match e.downcast_ref::<Warning>() {
-                Some(w) => eprintln!("[PMR][WARN] {w}"),
-                None => eprintln!("[PMR][ERROR] {e:#}"),
+                Some(w) => eprintln!("{} {w}", crate::personality::warn()),
+                None => eprintln!("{} {e:#}", crate::personality::err()),
             }
             1
         }
@@ -381,7 +389,7 @@ pub struct Out {
 impl Out {
     pub fn info(&self, msg: impl std::fmt::Display) {
         if !self.silent {
-            println!("[PMR] {msg}");
+            println!("{} {msg}", crate::personality::msg());
         }
     }
 }
@@ -396,9 +404,27 @@ fn dispatch(cli: Cli) -> Result<i32> {
     let ignored = cli.ignored.given();
     if !ignored.is_empty() && !out.silent {
         eprintln!(
-            "[PMR] {}: no effect in pmr (options of PM2's monitoring agent and source maps); ignored",
+            "{} {}: no effect in pmr (options of PM2's monitoring agent and source maps); ignored",
+            crate::personality::msg(),
             ignored.join(" ")
         );
+    }
+    // As `pm2`, PM2's home may hold a live PM2 daemon: no command may talk to it or start a
+    // second daemon beside it.
+    if !matches!(
+        cli.cmd,
+        Cmd::Init { .. }
+            | Cmd::Examples
+            | Cmd::Completion { .. }
+            | Cmd::Install { .. }
+            | Cmd::ConfigCheck { .. }
+            | Cmd::Link(_)
+            | Cmd::Unlink(_)
+            | Cmd::Plus(_)
+    ) {
+        if let Some(f) = crate::foreign::daemon_of(&home) {
+            bail!("{}", crate::foreign::refusal(&home, &f));
+        }
     }
     match cli.cmd {
         Cmd::Start(a) => start::start(&home, &out, a),
@@ -418,6 +444,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Cmd::List { mini: false } => show::ls(&home, &out),
         Cmd::List { mini: true } => show::mini_list(&home),
         Cmd::Examples => misc::examples(&out),
+        Cmd::Report => report::report(&home, &out),
         Cmd::Completion { shell } => misc::completion(shell),
         Cmd::Install { module } => misc::install(&out, &module),
         Cmd::Jlist => show::jlist(&home),
@@ -436,7 +463,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Cmd::Unset { key } => conf::unset(&home, &out, &key),
         Cmd::Get { key } => conf::get(&home, key.as_deref()),
         Cmd::ConfigCheck { file, only, env } => {
-            let specs = ecosystem::load_specs(&file, only.as_deref(), env.as_deref())?;
+            let specs = ecosystem::load_specs(&file, only.as_deref(), env.as_deref(), true)?;
             println!("{}", serde_json::to_string_pretty(&specs)?);
             Ok(0)
         }
@@ -469,6 +496,10 @@ pub fn resolve(client: &mut Client, selectors: &[String]) -> Result<Vec<u32>> {
         client,
         &Request::Resolve {
             selectors: selectors.to_vec(),
+            // Script paths among the selectors are relative to here (as PM2's path.resolve).
+            cwd: std::env::current_dir()
+                .ok()
+                .map(|d| d.to_string_lossy().into_owned()),
         },
     )? {
         Response::Ids { ids } => Ok(ids),

@@ -18,6 +18,18 @@ pub fn action(home: &Home, out: &Out, action: Action, a: SelArgs) -> Result<i32>
 /// among the targets stand for their apps; restart/reload of a file re-applies its config and
 /// starts the apps that are not running (as PM2 does).
 pub fn run_action(client: &mut Client, out: &Out, action: Action, a: &SelArgs) -> Result<i32> {
+    act(client, out, action, a, false)
+}
+
+/// `run_action`; `from_start`: `start <app>` of existing apps, which PM2 reports with
+/// "Process successfully started" and without the `--update-env` hint.
+pub fn act(
+    client: &mut Client,
+    out: &Out,
+    action: Action,
+    a: &SelArgs,
+    from_start: bool,
+) -> Result<i32> {
     let mut selectors = Vec::new();
     let mut apply = Vec::new();
     for t in &a.targets {
@@ -25,7 +37,7 @@ pub fn run_action(client: &mut Client, out: &Out, action: Action, a: &SelArgs) -
             selectors.push(t.clone());
             continue;
         }
-        let specs = load_specs(t, a.app.only.as_deref(), a.app.env.as_deref())?;
+        let specs = load_specs(t, a.app.only.as_deref(), a.app.env.as_deref(), false)?;
         match action {
             Action::Restart | Action::Reload => apply.extend(specs),
             _ => selectors.extend(specs.into_iter().map(|s| s.name)),
@@ -57,11 +69,18 @@ pub fn run_action(client: &mut Client, out: &Out, action: Action, a: &SelArgs) -
     if selectors.is_empty() {
         return Ok(if failed > 0 { 1 } else { 0 });
     }
-    let ids = super::resolve(client, &selectors)?;
-    let update_env = a.update_env.then(|| std::env::vars().collect());
-    if matches!(action, Action::Restart | Action::Reload) && !a.update_env {
+    let restarts = matches!(action, Action::Restart | Action::Reload);
+    if restarts && !a.update_env && !from_start {
         out.info("Use --update-env to update environment variables");
     }
+    // Checked before anything is resolved or sent: a bad value changes nothing.
+    let patch = if restarts {
+        super::patch::from_flags(out, &a.app, &selectors.join(", "))?
+    } else {
+        None
+    };
+    let ids = super::resolve(client, &selectors)?;
+    let update_env = a.update_env.then(|| std::env::vars().collect());
     // PM2 treats "nothing to act on" (`stop all` on an empty list) as a failure: scripts and
     // CI jobs test the exit status.
     if ids.is_empty() {
@@ -83,12 +102,16 @@ pub fn run_action(client: &mut Client, out: &Out, action: Action, a: &SelArgs) -
             ids,
             update_env,
             parallel: a.parallel,
+            patch,
         },
     )? {
         Response::Done { results } => results,
         other => bail!("unexpected reply from the daemon: {other:?}"),
     };
     failed += report(out, results);
+    if from_start && failed == 0 {
+        out.info("Process successfully started");
+    }
     Ok(if failed > 0 { 1 } else { 0 })
 }
 
@@ -100,7 +123,7 @@ fn report(out: &Out, results: Vec<crate::protocol::ActionResult>) -> usize {
             None => out.info(format!("[{}]({}) ✓", r.name, r.id)),
             Some(e) => {
                 failed += 1;
-                eprintln!("[PMR][ERROR] [{}]({}) {e}", r.name, r.id);
+                eprintln!("{} [{}]({}) {e}", crate::personality::err(), r.name, r.id);
             }
         }
     }
@@ -186,7 +209,7 @@ pub fn send_signal(home: &Home, out: &Out, signal: &str, targets: &[String]) -> 
             )),
             Some(e) => {
                 code = 1;
-                eprintln!("[PMR][ERROR] [{}]({}) {e}", r.name, r.id);
+                eprintln!("{} [{}]({}) {e}", crate::personality::err(), r.name, r.id);
             }
         }
     }

@@ -8,7 +8,7 @@ use super::{call, Out};
 use crate::client::Client;
 use crate::config::app::BuildCtx;
 use crate::paths::Home;
-use crate::protocol::{Request, Response};
+use crate::protocol::{Request, Response, SpecPatch};
 use crate::serve::config::{parse_port, DEFAULT_PORT};
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -112,6 +112,18 @@ pub fn serve(home: &Home, out: &Out, a: ServeArgs) -> Result<i32> {
     opts.insert("cwd".into(), json!(path.to_string_lossy()));
     opts.insert("env".into(), serde_json::Value::Object(env));
     let spec = spec_from_options(&opts, &ctx)?;
+    // Serving the same port again after a stop restarts that app: with the settings given now
+    // (path, --spa, auth...), not the old ones.
+    let mut fields = Map::new();
+    for key in ["env", "env_json", "cwd", "script", "args"] {
+        if let Some(v) = serde_json::to_value(&spec)?.get(key) {
+            fields.insert(key.into(), v.clone());
+        }
+    }
+    let patch = Some(SpecPatch {
+        fields,
+        toggle_watch: false,
+    });
 
     let mut client = Client::connect(home)?;
     match call(
@@ -119,6 +131,7 @@ pub fn serve(home: &Home, out: &Out, a: ServeArgs) -> Result<i32> {
         &Request::Start {
             apps: vec![spec],
             force: false,
+            patch,
         },
     )? {
         Response::Started { .. } => {}

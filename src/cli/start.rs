@@ -11,6 +11,7 @@ use crate::protocol::{Request, Response};
 use crate::spec::AppSpec;
 use anyhow::{anyhow, bail, Result};
 use serde_json::{json, Map, Value};
+use std::path::Path;
 
 /// PM2's command-line flags as raw app options (see `flags.rs`).
 pub fn flags_to_options(f: &AppArgs) -> Map<String, Value> {
@@ -42,8 +43,31 @@ pub fn start(home: &Home, out: &Out, a: StartArgs) -> Result<i32> {
     let mut restart_selectors = Vec::new();
     for t in &targets {
         if is_ecosystem(t) {
-            file_specs.extend(load_specs(t, a.app.only.as_deref(), a.app.env.as_deref())?);
+            file_specs.extend(load_specs(
+                t,
+                a.app.only.as_deref(),
+                a.app.env.as_deref(),
+                a.strict,
+            )?);
             continue;
+        }
+        // PM2's order (`API._startScript`): a word without a slash or an extension may name
+        // apps (by name, script path or namespace); a number names an id (and nothing else);
+        // only then is the word a script or a program on PATH.
+        let numeric = is_number(t);
+        if numeric || (!t.contains('/') && Path::new(t).extension().is_none()) {
+            let c = match client.as_mut() {
+                Some(c) => c,
+                None => client.insert(Client::connect(home)?),
+            };
+            match super::resolve(c, std::slice::from_ref(t)) {
+                Ok(_) => {
+                    restart_selectors.push(t.clone());
+                    continue;
+                }
+                Err(e) if numeric => return Err(e),
+                Err(_) => {}
+            }
         }
         let mut opts = flags.clone();
         opts.insert("script".into(), json!(t));
@@ -77,6 +101,7 @@ pub fn start(home: &Home, out: &Out, a: StartArgs) -> Result<i32> {
         Some(c) => c,
         None => Client::connect(home)?,
     };
+    let mut code = 0;
     if !restart_selectors.is_empty() {
         let sel = super::SelArgs {
             targets: restart_selectors,
@@ -84,9 +109,14 @@ pub fn start(home: &Home, out: &Out, a: StartArgs) -> Result<i32> {
             parallel: None,
             app: a.app.clone(),
         };
-        super::ops::run_action(&mut client, out, crate::protocol::Action::Restart, &sel)?;
+        code = super::ops::act(
+            &mut client,
+            out,
+            crate::protocol::Action::Restart,
+            &sel,
+            true,
+        )?;
     }
-    let mut code = 0;
     if !file_specs.is_empty() {
         let results = match call(
             &mut client,
@@ -103,12 +133,15 @@ pub fn start(home: &Home, out: &Out, a: StartArgs) -> Result<i32> {
                 None => out.info(format!("App [{}]({}) launched", r.name, r.id)),
                 Some(e) => {
                     code = 1;
-                    eprintln!("[PMR][ERROR] [{}]({}) {e}", r.name, r.id);
+                    eprintln!("{} [{}]({}) {e}", crate::personality::err(), r.name, r.id);
                 }
             }
         }
     }
     if !specs.is_empty() {
+        // A stopped app of the same script restarts instead (the daemon decides): the options
+        // given apply to it, as with `restart`.
+        let patch = super::patch::from_spec(&a.app, &specs[0])?;
         for s in &specs {
             out.info(format!(
                 "Starting {} in {} ({} instance{})",
@@ -123,6 +156,7 @@ pub fn start(home: &Home, out: &Out, a: StartArgs) -> Result<i32> {
             &Request::Start {
                 apps: specs,
                 force: a.force,
+                patch,
             },
         )? {
             Response::Started { .. } => out.info("Done."),
@@ -131,4 +165,26 @@ pub fn start(home: &Home, out: &Out, a: StartArgs) -> Result<i32> {
     }
     super::show::print_table(&mut client, out)?;
     Ok(code)
+}
+
+/// A number as JavaScript's `isNaN` sees it (`7`, ` 7 `, `1e1`): PM2 takes such a word as an id.
+fn is_number(t: &str) -> bool {
+    let t = t.trim();
+    !t.is_empty()
+        && t.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+        && t.parse::<f64>().is_ok_and(f64::is_finite)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn numbers_as_pm2_sees_them() {
+        for yes in ["0", "7", " 12 ", "1e1", "3.0"] {
+            assert!(super::is_number(yes), "{yes}");
+        }
+        for no in ["", "echo", "7a", "inf", "NaN", "app.js", "./7"] {
+            assert!(!super::is_number(no), "{no}");
+        }
+    }
 }

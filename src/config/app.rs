@@ -2,6 +2,7 @@
 //! interpreter, instances, environment. Everything that depends on the user's machine (files,
 //! PATH, CPUs) is resolved here, in the CLI, so the daemon gets nothing to guess.
 
+use super::app_env::{new_unique_id, AppEnv};
 use super::{node_detect, pkg_script};
 use crate::spec::{AppSpec, ExecMode, ListenAddr, LogRotate, Watch};
 use serde_json::{Map, Value};
@@ -16,9 +17,16 @@ pub struct BuildCtx {
     pub base_dir: PathBuf,
     /// The CLI's environment, which apps inherit (PM2 does the same).
     pub env: BTreeMap<String, String>,
-    /// `--env <name>`: selects `env_<name>`.
+    /// `--env <name>`: selects `env_<name>` (and the file's `deploy.<name>.env`).
     pub env_name: Option<String>,
     pub cpus: u32,
+    /// The module settings (`$PMR_HOME/conf.json`, PM2's `module_conf.json`): the section
+    /// named after an app becomes variables of that app, as in PM2.
+    pub module_conf: Map<String, Value>,
+    /// The apps come from a config file (PM2 shows some values differently then).
+    pub from_file: bool,
+    /// The file's top-level `deploy` block, whose `<env_name>.env` applies with `--env`.
+    pub deploy: Option<Value>,
 }
 
 impl BuildCtx {
@@ -28,6 +36,31 @@ impl BuildCtx {
             env: std::env::vars().collect(),
             env_name,
             cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+            // A conf.json that does not parse is reported by `pmr set|get`; apps start without it.
+            module_conf: crate::conf::read_conf(
+                &crate::paths::Home::from_env().root.join("conf.json"),
+            )
+            .unwrap_or_default(),
+            from_file: false,
+            deploy: None,
+        }
+    }
+
+    /// `deploy.<env_name>.env`, checked as an `env` block.
+    fn deploy_env(&self) -> Result<Option<Map<String, Value>>, String> {
+        let (Some(name), Some(deploy)) = (&self.env_name, &self.deploy) else {
+            return Ok(None);
+        };
+        let Some(env) = deploy.get(name).and_then(|d| d.get("env")) else {
+            return Ok(None);
+        };
+        if env.is_null() {
+            return Ok(None);
+        }
+        let key = format!("deploy.{name}.env");
+        match super::options::normalize_env(&key, env)? {
+            Value::Object(m) => Ok(Some(m)),
+            _ => Ok(None),
         }
     }
 
@@ -105,21 +138,6 @@ fn take_strings(m: &mut Map<String, Value>, k: &str) -> Vec<String> {
 
 fn shell_split(s: &str) -> Vec<String> {
     s.split_whitespace().map(str::to_string).collect()
-}
-
-fn env_object(v: Option<&Value>) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    if let Some(Value::Object(o)) = v {
-        for (k, v) in o {
-            let s = match v {
-                Value::String(s) => s.clone(),
-                Value::Null => continue,
-                other => other.to_string(),
-            };
-            out.insert(k.clone(), s);
-        }
-    }
-    out
 }
 
 fn abs(base: &Path, p: &str) -> PathBuf {
@@ -214,30 +232,44 @@ pub fn build_spec(opts: &Map<String, Value>, ctx: &BuildCtx) -> Result<AppSpec, 
         Some(mode) => mode.starts_with("cluster"),
         None => matches!(m.get("instances").and_then(Value::as_i64), Some(n) if n >= -1),
     };
-    // Environment: the CLI's (minus filter_env), then `env`, then `env_<name>`.
-    let mut env = ctx.env.clone();
+    // Environment: the CLI's (minus filter_env), then `env`, then `deploy.<name>.env`, then
+    // `env_<name>` (measured with PM2 7.0.4: the deploy block wins over `env`); the module
+    // settings go between `env` and the deploy block once the name is known (below).
+    let mut base = ctx.env.clone();
     match m.remove("filter_env") {
-        Some(Value::Bool(true)) => env.clear(),
+        Some(Value::Bool(true)) => base.clear(),
         Some(Value::Array(list)) => {
             let pats: Vec<String> = list
                 .iter()
                 .filter_map(|v| v.as_str().map(str::to_string))
                 .collect();
-            env.retain(|k, _| !pats.iter().any(|p| k.contains(p.as_str())));
+            base.retain(|k, _| !pats.iter().any(|p| k.contains(p.as_str())));
         }
         _ => {}
     }
-    env.extend(env_object(m.get("env")));
-    if let Some(e) = &ctx.env_name {
-        env.extend(env_object(m.get(&format!("env_{e}"))));
+    let mut env = AppEnv::new(base);
+    if let Some(Value::Object(block)) = m.get("env") {
+        env.layer(block);
+    }
+    let mut over_settings = Vec::new();
+    if let Some(block) = ctx.deploy_env()? {
+        over_settings.push(block);
+    }
+    if let Some(Value::Object(block)) = ctx
+        .env_name
+        .as_ref()
+        .and_then(|e| m.get(&format!("env_{e}")))
+    {
+        over_settings.push(block.clone());
+    }
+    for block in &over_settings {
+        env.layer(block);
     }
     // `port` is applied last (below); package scripts' `$PORT` already sees it.
-    let port = m
-        .remove("port")
-        .and_then(|v| v.as_u64())
-        .map(|p| p.to_string());
+    // A number in `jlist`, as PM2's `app.env.PORT = app.port`.
+    let port = m.remove("port").filter(Value::is_u64);
     if let Some(port) = &port {
-        env.insert("PORT".into(), port.clone());
+        env.set("PORT", port);
     }
 
     let local = abs(&cwd, &script);
@@ -263,7 +295,7 @@ pub fn build_spec(opts: &Map<String, Value>, ctx: &BuildCtx) -> Result<AppSpec, 
     let resolved_pm = match pm_words {
         Some(words) if wants_cluster && given_interpreter.is_none() => {
             // `$VAR` in the script expands from the environment the app runs with.
-            let r = pkg_script::resolve(&words[0], &words[1..], &cwd, &env)
+            let r = pkg_script::resolve(&words[0], &words[1..], &cwd, &env.env)
                 .map_err(|e| format!("cannot run `{}` in cluster mode: {e}", words.join(" ")))?;
             args = r.args.clone();
             interpreter_args.splice(0..0, r.node_args.iter().cloned());
@@ -415,10 +447,20 @@ pub fn build_spec(opts: &Map<String, Value>, ctx: &BuildCtx) -> Result<AppSpec, 
         exec_mode
     };
 
+    env.module_conf(
+        &name,
+        ctx.module_conf.get(&name).and_then(Value::as_object),
+        ctx.from_file,
+    );
+    for block in &over_settings {
+        env.layer(block);
+    }
     env.extend(pm_env);
     if let Some(port) = &port {
-        env.insert("PORT".into(), port.clone());
+        env.set("PORT", port);
     }
+    // PM2's `God.prepare`: a new id for every start, over any inherited one.
+    env.set("unique_id", &Value::String(new_unique_id()));
 
     let path_opt = |m: &mut Map<String, Value>, k: &str| -> Option<String> {
         take_str(m, k).map(|p| {
@@ -464,7 +506,8 @@ pub fn build_spec(opts: &Map<String, Value>, ctx: &BuildCtx) -> Result<AppSpec, 
         cwd: cwd.to_string_lossy().into_owned(),
         exec_mode,
         instances,
-        env,
+        env: env.env,
+        env_json: env.json,
         autorestart: take_bool(&mut m, "autorestart", true),
         autostart: take_bool(&mut m, "autostart", true),
         restart_delay: take_u64(&mut m, "restart_delay").unwrap_or(0),
@@ -559,6 +602,9 @@ mod tests {
             .collect(),
             env_name: Some("production".into()),
             cpus: 4,
+            module_conf: Map::new(),
+            from_file: false,
+            deploy: None,
         }
     }
 
@@ -607,6 +653,69 @@ mod tests {
 
         let s = build_spec(&obj(json!({"script": "app.js", "instances": 0})), &ctx(&d)).unwrap();
         assert_eq!((s.instances, s.exec_mode), (4, ExecMode::Cluster));
+    }
+
+    #[test]
+    fn env_layers_types_module_settings_and_unique_id() {
+        let d = fixture_dir();
+        let mut c = ctx(&d);
+        c.from_file = true;
+        c.deploy = Some(json!({
+            "production": {"env": {"D": "deploy", "E": "deploy", "B": "deploy"}},
+            "staging": {"env": {"S": 1}}
+        }));
+        c.module_conf = obj(json!({"api": {"M": "5", "E": "module"}, "other": {"X": "1"}}));
+        let app = obj(json!({
+            "script": "app.js", "name": "api", "port": 4000,
+            "env": {"E": "env", "B": "env", "N": 3000, "F": true, "ONLY": "env"},
+            "env_production": {"E": "production", "P": 1, "O": {"a": 1}}
+        }));
+        let s = build_spec(&app, &c).unwrap();
+        // env < module settings < deploy.<name>.env < env_<name>, as PM2 7.0.4.
+        assert_eq!(s.env["E"], "production");
+        assert_eq!(s.env["B"], "deploy");
+        assert_eq!(s.env["D"], "deploy");
+        assert_eq!(s.env["ONLY"], "env");
+        assert_eq!(s.env["M"], "5");
+        assert!(!s.env.contains_key("S") && !s.env.contains_key("X"));
+        assert_eq!(s.env["api"], r#"{"M":"5","E":"module"}"#);
+        // The child gets strings; jlist's types are kept beside them.
+        assert_eq!((s.env["N"].as_str(), s.env["F"].as_str()), ("3000", "true"));
+        assert_eq!((s.env["P"].as_str(), s.env["PORT"].as_str()), ("1", "4000"));
+        assert!(!s.env.contains_key("O"), "objects are not the child's");
+        let typed = s.env_typed();
+        assert_eq!(typed["N"], 3000);
+        assert_eq!(typed["F"], true);
+        assert_eq!(typed["P"], 1);
+        assert_eq!(typed["PORT"], 4000);
+        assert_eq!(typed["O"], json!({"a": 1}));
+        assert_eq!(typed["E"], "production");
+        let id = &s.env["unique_id"];
+        assert_eq!(id.len(), 36, "{id}");
+        assert_ne!(build_spec(&app, &c).unwrap().env["unique_id"], *id);
+
+        // Without --env, no deploy block; without settings, `{}` under the name.
+        c.env_name = None;
+        let s = build_spec(&app, &c).unwrap();
+        assert_eq!(
+            (s.env["E"].as_str(), s.env["B"].as_str()),
+            ("module", "env")
+        );
+        assert!(!s.env.contains_key("D"));
+        c.module_conf = Map::new();
+        let s = build_spec(&app, &c).unwrap();
+        assert_eq!(s.env["api"], "{}");
+        // From the command line the `{}` is an object, which only jlist shows.
+        c.from_file = false;
+        let s = build_spec(&app, &c).unwrap();
+        assert!(!s.env.contains_key("api"));
+        assert_eq!(s.env_typed()["api"], json!({}));
+
+        // A bad deploy env is an error naming it.
+        c.env_name = Some("production".into());
+        c.deploy = Some(json!({"production": {"env": "X=1"}}));
+        let e = build_spec(&app, &c).unwrap_err();
+        assert!(e.contains("\"deploy.production.env\""), "{e}");
     }
 
     #[test]

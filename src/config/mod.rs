@@ -2,6 +2,7 @@
 //! final normalized [`crate::spec::AppSpec`] (`app`). Runs in the CLI only.
 
 pub mod app;
+pub mod app_env;
 pub mod js;
 pub mod js_prelude;
 pub mod load;

@@ -3,11 +3,12 @@
 //! [`normalize_app`] turns one raw app object from an ecosystem file into a *canonical* map:
 //! every key renamed to its canonical snake_case name (aliases and camelCase forms accepted, as
 //! PM2 does), every value converted to one canonical type (sizes to bytes, durations to
-//! milliseconds, string argument lists shell-split, env values to strings), or a precise
+//! milliseconds, string argument lists shell-split, env values checked), or a precise
 //! [`OptionError`]. Defaults are *not* filled in here; [`option_table_markdown`] documents them.
 //!
-//! Where pmr is stricter or looser than PM2 the row's `meaning` says so; the big difference is
-//! that unknown keys are an error (with a did-you-mean) instead of being silently dropped.
+//! Where pmr is stricter or looser than PM2 the row's `meaning` says so. Unknown keys, which PM2
+//! drops silently, are warnings with a did-you-mean ([`normalize_app_lenient`]), or errors where
+//! asked for ([`normalize_app`]: `pmr start --strict`, `pmr config-check`).
 
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -86,7 +87,7 @@ enum Kind {
     Port,
     /// Array of integers (a single integer → one-element array).
     ExitCodes,
-    /// Object of string → string.
+    /// Object of variables: JSON scalars kept (the child gets strings), see `normalize_env`.
     Env,
     /// String path, or `true` (default path); `false` → dropped.
     LogFile,
@@ -128,7 +129,7 @@ impl Kind {
             Kind::Count => "integer ≥ 0".into(),
             Kind::Port => "integer 1–65535".into(),
             Kind::ExitCodes => "array of integers, or one integer".into(),
-            Kind::Env => "object (values stringified)".into(),
+            Kind::Env => "object (JSON types kept in `jlist`; the process gets strings)".into(),
             Kind::LogFile => "string, or bool".into(),
             Kind::Watch => "bool, or array of paths, or one path".into(),
             Kind::FilterEnv => "bool, or array of names, or one name".into(),
@@ -343,18 +344,38 @@ pub fn option_table_markdown() -> String {
         ));
         if o.name == "env" {
             out.push_str(
-                "| `env_<name>` | — | object (values stringified) | — | Selected with `--env <name>`; merged over `env`. |\n",
+                "| `env_<name>` | — | object (JSON types kept in `jlist`; the process gets strings) | — | Selected with `--env <name>`; merged over `env` and `deploy.<name>.env`. |\n",
             );
         }
     }
     out
 }
 
-/// Normalize one raw app object: canonical keys, canonical types, units converted.
+/// Normalize one raw app object: canonical keys, canonical types, units converted. An unknown
+/// key is an error (`pmr start --strict`, `pmr config-check`, and the CLI's own flags).
 ///
 /// `null` values are treated as absent (as PM2 does). The output keeps the order in which keys
 /// first appeared. Defaults are not filled in.
 pub fn normalize_app(raw: &Map<String, Value>) -> Result<Map<String, Value>, OptionError> {
+    normalize(raw, None)
+}
+
+/// [`normalize_app`], except that unknown keys (of the app, and of its `log_rotate` block) are
+/// left out and returned, one [`OptionError`] each with its did-you-mean, for the caller to
+/// print as warnings: PM2 ignores them, and real config files carry such junk.
+pub fn normalize_app_lenient(
+    raw: &Map<String, Value>,
+) -> Result<(Map<String, Value>, Vec<OptionError>), OptionError> {
+    let mut unknown = Vec::new();
+    let out = normalize(raw, Some(&mut unknown))?;
+    Ok((out, unknown))
+}
+
+/// `unknown`: where unknown keys go; `None` makes the first one the error.
+fn normalize(
+    raw: &Map<String, Value>,
+    mut unknown: Option<&mut Vec<OptionError>>,
+) -> Result<Map<String, Value>, OptionError> {
     let app = match raw.get("name") {
         Some(Value::String(s)) if !s.is_empty() => AppRef::Name(s.clone()),
         _ => AppRef::Unknown,
@@ -376,7 +397,15 @@ pub fn normalize_app(raw: &Map<String, Value>) -> Result<Map<String, Value>, Opt
             if value.is_null() {
                 continue;
             }
-            let norm = normalize_value(o.kind, key, value).map_err(|m| err(key, m))?;
+            let mut unknown_sub = Vec::new();
+            let norm =
+                normalize_value(o.kind, key, value, &mut unknown_sub).map_err(|m| err(key, m))?;
+            for m in unknown_sub {
+                match unknown.as_deref_mut() {
+                    Some(u) => u.push(err(key, m)),
+                    None => return Err(err(key, m)),
+                }
+            }
             if let Some((prev_key, prev_raw, prev_norm)) = seen.get(o.name) {
                 if *prev_norm != norm {
                     return Err(err(
@@ -408,7 +437,10 @@ pub fn normalize_app(raw: &Map<String, Value>) -> Result<Map<String, Value>, Opt
             if let Some(s) = suggest(key, lk.spellings.iter().map(String::as_str)) {
                 message.push_str(&format!(" (did you mean {}?)", quote(s)));
             }
-            return Err(err(key, message));
+            match unknown.as_deref_mut() {
+                Some(u) => u.push(err(key, message)),
+                None => return Err(err(key, message)),
+            }
         }
     }
 
@@ -458,7 +490,9 @@ fn show(v: &Value) -> String {
 
 type Norm = Result<Option<Value>, String>;
 
-fn normalize_value(kind: Kind, key: &str, v: &Value) -> Norm {
+/// `unknown`: messages for unknown keys inside the value (`log_rotate`'s), which the caller
+/// makes errors or warnings.
+fn normalize_value(kind: Kind, key: &str, v: &Value, unknown: &mut Vec<String>) -> Norm {
     let k = quote(key);
     let bad = |expected: &str| Err(format!("{k} must be {expected}; got {}", show(v)));
     match kind {
@@ -592,7 +626,7 @@ fn normalize_value(kind: Kind, key: &str, v: &Value) -> Norm {
             Value::Object(_) => Ok(Some(v.clone())),
             _ => bad("an object"),
         },
-        Kind::LogRotate => log_rotate(key, v).map(Some),
+        Kind::LogRotate => log_rotate(key, v, unknown).map(Some),
         Kind::Passthrough => Ok(Some(v.clone())),
     }
 }
@@ -713,29 +747,14 @@ fn str_list(k: &str, v: &Value) -> Result<Vec<Value>, String> {
 
 /// The string a scalar becomes in a child's environment, as JavaScript would print it.
 fn scalar_string(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Bool(b) => b.to_string(),
-        Value::Null => "null".to_string(),
-        Value::Number(n) => {
-            if n.is_i64() || n.is_u64() {
-                n.to_string()
-            } else {
-                let f = n.as_f64().unwrap_or(0.0);
-                if f.fract() == 0.0 && f.abs() < 1e21 {
-                    format!("{f:.0}")
-                } else {
-                    f.to_string()
-                }
-            }
-        }
-        _ => v.to_string(),
-    }
+    crate::spec::env_string(v).unwrap_or_else(|| v.to_string())
 }
 
-/// `env` / `env_<name>`: an object whose values become strings (objects and arrays
-/// JSON-stringified, `null` → `"null"`, as PM2 + Node do).
-fn normalize_env(key: &str, v: &Value) -> Result<Value, String> {
+/// `env` / `env_<name>` / `deploy.<name>.env`: an object of variables. Values keep their JSON
+/// type (jlist shows `PORT: 3000` as PM2 does; the child gets strings, see
+/// [`crate::spec::env_string`]), except that `env`'s objects, arrays and `null` become JSON
+/// strings, as PM2's `mergeEnvironmentVariables` does to `env` only.
+pub fn normalize_env(key: &str, v: &Value) -> Result<Value, String> {
     let k = quote(key);
     let Value::Object(map) = v else {
         return Err(format!(
@@ -751,14 +770,26 @@ fn normalize_env(key: &str, v: &Value) -> Result<Value, String> {
                 quote(name)
             ));
         }
-        let s = scalar_string(val);
-        if s.contains('\0') {
+        let val = match val {
+            Value::Object(_) | Value::Array(_) | Value::Null if key == "env" => {
+                Value::String(val.to_string())
+            }
+            // `1e3` is the number 1000 in JavaScript, shown as such.
+            Value::Number(n) if n.is_f64() => match n.as_f64() {
+                Some(f) if f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0 => {
+                    Value::from(f as i64)
+                }
+                _ => val.clone(),
+            },
+            _ => val.clone(),
+        };
+        if crate::spec::env_string(&val).is_some_and(|s| s.contains('\0')) {
             return Err(format!(
                 "{k}: the value of {} contains a NUL character",
                 quote(name)
             ));
         }
-        out.insert(name.clone(), Value::String(s));
+        out.insert(name.clone(), val);
     }
     Ok(Value::Object(out))
 }
@@ -766,7 +797,8 @@ fn normalize_env(key: &str, v: &Value) -> Result<Value, String> {
 const LOG_ROTATE_KEYS: &[&str] = &["max_size", "retain", "compress", "interval", "cron"];
 
 /// `log_rotate`: validate the known keys (camelCase accepted), convert `max_size` to bytes.
-fn log_rotate(key: &str, v: &Value) -> Result<Value, String> {
+/// Unknown keys are left out and named in `unknown`.
+fn log_rotate(key: &str, v: &Value, unknown: &mut Vec<String>) -> Result<Value, String> {
     let k = quote(key);
     let Value::Object(map) = v else {
         return Err(format!("{k} must be an object; got {}", show(v)));
@@ -782,7 +814,8 @@ fn log_rotate(key: &str, v: &Value) -> Result<Value, String> {
             if let Some(s) = suggest(sub, LOG_ROTATE_KEYS.iter().copied()) {
                 m.push_str(&format!(" (did you mean {}?)", quote(s)));
             }
-            return Err(m);
+            unknown.push(m);
+            continue;
         };
         if val.is_null() {
             continue;

@@ -237,6 +237,45 @@ fn unknown_keys_with_suggestions() {
 }
 
 #[test]
+fn lenient_normalization_leaves_unknown_keys_out_and_names_each() {
+    let raw = obj(json!({
+        "script": "app.js",
+        "name": "api",
+        "max": "10",
+        "instaces": 2,
+        "options": {"x": 1},
+        "log_rotate": {"max_sise": "10M", "retain": 3},
+        "kill_timeout": 5000,
+    }));
+    let (out, unknown) = normalize_app_lenient(&raw).unwrap();
+    let msgs: Vec<String> = unknown.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        msgs,
+        [
+            r#"app "api": unknown option "max""#,
+            r#"app "api": unknown option "instaces" (did you mean "instances"?)"#,
+            r#"app "api": unknown option "options""#,
+            r#"app "api": "log_rotate" has an unknown key "max_sise" (did you mean "max_size"?)"#,
+        ]
+    );
+    assert_eq!(unknown[3].key, "log_rotate");
+    let keys: Vec<&str> = out.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["script", "name", "log_rotate", "kill_timeout"]);
+    assert_eq!(out["log_rotate"], json!({"retain": 3}));
+    // Other errors stay errors.
+    let bad = obj(json!({"script": "app.js", "junk": 1, "kill_timeout": -5}));
+    assert!(normalize_app_lenient(&bad)
+        .unwrap_err()
+        .to_string()
+        .contains("kill_timeout"));
+    // Strict: the first unknown key is the error.
+    assert_eq!(
+        normalize_app(&raw).unwrap_err().to_string(),
+        r#"app "api": unknown option "max""#
+    );
+}
+
+#[test]
 fn no_spelling_is_ambiguous() {
     // Building the lookup asserts that no spelling maps to two options.
     let lk = lookup();
@@ -380,7 +419,7 @@ fn instances() {
 }
 
 #[test]
-fn env_values_are_stringified() {
+fn env_values_keep_their_json_types() {
     let out = norm(json!({
         "env": {
             "NODE_ENV": "production",
@@ -400,17 +439,23 @@ fn env_values_are_stringified() {
         out.get("env"),
         Some(&json!({
             "NODE_ENV": "production",
-            "PORT": "3000",
-            "RATIO": "0.5",
-            "BIG": "1000",
-            "DEBUG": "true",
-            "OFF": "false",
+            "PORT": 3000,
+            "RATIO": 0.5,
+            "BIG": 1000,
+            "DEBUG": true,
+            "OFF": false,
             "NOTHING": "null",
             "OBJ": "{\"a\":1,\"b\":[1,2]}",
             "LIST": "[\"x\",2]",
         }))
     );
-    assert_eq!(out.get("env_production"), Some(&json!({"PORT": "80"})));
+    // PM2 stringifies the objects of `env` only: an `env_<name>` block keeps them.
+    let out = norm(json!({"env_production": {"PORT": 80, "O": {"a": 1}, "N": null}}));
+    assert_eq!(
+        out.get("env_production"),
+        Some(&json!({"PORT": 80, "O": {"a": 1}, "N": null}))
+    );
+    assert_eq!(out.get("env_production").unwrap()["PORT"].to_string(), "80");
     assert!(!out.contains_key("env_staging"));
 }
 

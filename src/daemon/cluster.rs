@@ -1,10 +1,12 @@
 //! Daemon-owned listening sockets for cluster mode (`../shared/node-cluster-protocol.md` §3).
 //!
 //! Shared-handle mode: the first worker's `queryServer` binds a socket (bound and listening),
-//! every worker of the app gets a dup of it over IPC and accepts on it itself, so the daemon is
-//! outside the data path. Sockets are keyed per app, so two apps asking for one port conflict as
-//! two programs would (EADDRINUSE), and they stay open while any worker of the app holds them:
-//! during a reload the new worker joins before the old one leaves, so no connection is refused.
+//! every worker that asks for the same handle gets a dup of it over IPC and accepts on it
+//! itself, so the daemon is outside the data path. As under PM2 (one Node primary for every
+//! app) a handle is keyed by Node's key (address, port, type, fd, index), not by app: two apps
+//! listening on one port share it, and the kernel spreads connections over all their workers.
+//! A socket stays open while any worker of any app holds it: during a reload the new worker
+//! joins before the old one leaves, so no connection is refused; it is closed with the last.
 
 use crate::spec::{ListenAddr, ListenKind};
 use serde_json::Value;
@@ -58,6 +60,18 @@ impl Query {
         )
     }
 
+    /// Whose socket this query joins. A named port or path is shared by every app that asks
+    /// for it, as under PM2's single Node primary. An ephemeral port (`listen(0)`) stays the
+    /// app's own: Node's key would give the n-th `listen(0)` of two unrelated apps one port,
+    /// so each would serve the other's clients.
+    pub fn owner(&self, app: &str) -> Owner {
+        if self.port == 0 && self.address_type != -1 {
+            Owner::App(app.to_string())
+        } else {
+            Owner::Shared
+        }
+    }
+
     pub fn describe(&self) -> String {
         match (&self.address, self.address_type) {
             (Some(p), -1) => p.clone(),
@@ -87,6 +101,16 @@ impl From<&ListenAddr> for Query {
     }
 }
 
+/// Who may share a socket.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Owner {
+    /// Every cluster worker of every app that asks for the key, as under Node's (and PM2's)
+    /// single primary.
+    Shared,
+    /// One app's workers only: `listen` sockets, and ephemeral ports (see [`Query::owner`]).
+    App(String),
+}
+
 struct Listener {
     socket: Arc<OwnedFd>,
     /// The first worker's `data` (TLS session ticket keys), echoed to every worker.
@@ -95,10 +119,10 @@ struct Listener {
     unix_path: Option<PathBuf>,
 }
 
-/// All listening sockets of the daemon, by (app name, handle key).
+/// All listening sockets of the daemon, by owner and handle key.
 #[derive(Default)]
 pub struct Listeners {
-    map: Mutex<HashMap<(String, String), Listener>>,
+    map: Mutex<HashMap<(Owner, String), Listener>>,
 }
 
 pub struct Joined {
@@ -107,18 +131,18 @@ pub struct Joined {
 }
 
 impl Listeners {
-    /// Join worker `worker` of `app` to the socket for `key`, binding it on first use.
+    /// Join `worker` to `owner`'s socket for `key`, binding it on first use.
     /// Errors are errno values (positive), which the worker receives negated.
     pub fn join(
         &self,
-        app: &str,
+        owner: Owner,
         key: &str,
         worker: u64,
         q: &Query,
         data: &Value,
     ) -> Result<Joined, i32> {
         let mut map = self.map.lock().unwrap();
-        let k = (app.to_string(), key.to_string());
+        let k = (owner, key.to_string());
         if let Some(l) = map.get_mut(&k) {
             l.members.insert(worker);
             return Ok(Joined {
@@ -143,56 +167,47 @@ impl Listeners {
         })
     }
 
-    /// The worker closed that server (or went away): the socket is closed with its last member.
-    pub fn leave(&self, app: &str, key: &str, worker: u64) {
+    /// The worker closed that server: the socket is closed with its last member, whichever
+    /// app that member belongs to. Worker ids are unique in the daemon, so the key and the
+    /// worker find the socket whatever its owner.
+    pub fn leave(&self, key: &str, worker: u64) {
+        self.leave_where(worker, |k| k == key);
+    }
+
+    /// The worker went away (channel closed, process gone): it leaves every socket it held.
+    pub fn leave_all(&self, worker: u64) {
+        self.leave_where(worker, |_| true);
+    }
+
+    fn leave_where(&self, worker: u64, key_matches: impl Fn(&str) -> bool) {
         let mut map = self.map.lock().unwrap();
-        let k = (app.to_string(), key.to_string());
-        let empty = match map.get_mut(&k) {
-            Some(l) => {
-                l.members.remove(&worker);
-                l.members.is_empty()
-            }
-            None => false,
-        };
-        if empty {
-            if let Some(l) = map.remove(&k) {
-                if let Some(p) = l.unix_path {
+        map.retain(|(_, k), l| {
+            if key_matches(k) && l.members.remove(&worker) && l.members.is_empty() {
+                if let Some(p) = &l.unix_path {
                     let _ = std::fs::remove_file(p);
                 }
+                return false;
             }
-        }
+            true
+        });
     }
 
-    pub fn leave_all(&self, app: &str, worker: u64) {
-        let keys: Vec<String> = {
-            let map = self.map.lock().unwrap();
-            map.iter()
-                .filter(|((a, _), l)| a == app && l.members.contains(&worker))
-                .map(|((_, k), _)| k.clone())
-                .collect()
-        };
-        for k in keys {
-            self.leave(app, &k, worker);
-        }
-    }
-
-    /// Raw fds of an app's sockets (for tests and `describe`).
+    /// How many sockets are open (for tests).
     pub fn count(&self) -> usize {
         self.map.lock().unwrap().len()
     }
 }
 
-/// A process's hold on its app's sockets: released (and the sockets closed with their last
-/// holder) when the process is dropped after it exits.
+/// A process's hold on its sockets: released (and each socket closed with its last holder)
+/// when the process is dropped after it exits.
 pub struct Membership {
     pub listeners: Arc<Listeners>,
-    pub app: String,
     pub worker: u64,
 }
 
 impl Drop for Membership {
     fn drop(&mut self) {
-        self.listeners.leave_all(&self.app, self.worker);
+        self.listeners.leave_all(self.worker);
     }
 }
 
@@ -271,38 +286,87 @@ mod tests {
         assert_eq!(Query::from_message(&json!({"backlog": false})).backlog, 511);
     }
 
-    #[test]
-    fn one_socket_per_app_and_key_closed_with_its_last_member() {
-        let l = Listeners::default();
-        let q = Query {
+    fn query(port: i64) -> Query {
+        Query {
             address: Some("127.0.0.1".into()),
-            port: 0,
+            port,
             address_type: 4,
             backlog: 511,
-        };
-        let a = l.join("web", "k", 1, &q, &Value::Null).unwrap();
-        let b = l.join("web", "k", 2, &q, &Value::Null).unwrap();
-        assert!(Arc::ptr_eq(&a.socket, &b.socket));
-        let port = fd_port(&a.socket).unwrap();
-        // Workers' libuv relies on the shared open file being non-blocking.
+        }
+    }
+
+    fn nonblocking(fd: &OwnedFd) -> bool {
         let flags = nix::fcntl::fcntl(
-            std::os::fd::AsRawFd::as_raw_fd(&*a.socket),
+            std::os::fd::AsRawFd::as_raw_fd(fd),
             nix::fcntl::FcntlArg::F_GETFL,
         )
         .unwrap();
-        assert!(flags & libc::O_NONBLOCK != 0);
-        // Another app asking for the same port conflicts, as two programs would.
-        let q2 = Query {
-            port: port as i64,
-            ..q.clone()
-        };
+        flags & libc::O_NONBLOCK != 0
+    }
+
+    #[test]
+    fn ephemeral_ports_are_per_app_and_closed_with_their_last_member() {
+        let l = Listeners::default();
+        let q = query(0);
+        assert_eq!(q.owner("web"), Owner::App("web".into()));
+        let a = l.join(q.owner("web"), "k", 1, &q, &Value::Null).unwrap();
+        let b = l.join(q.owner("web"), "k", 2, &q, &Value::Null).unwrap();
+        assert!(Arc::ptr_eq(&a.socket, &b.socket));
+        // Workers' libuv relies on the shared open file being non-blocking.
+        assert!(nonblocking(&a.socket));
+        // Another app's n-th listen(0) gets a port of its own.
+        let c = l.join(q.owner("other"), "k", 3, &q, &Value::Null).unwrap();
+        assert_ne!(fd_port(&a.socket), fd_port(&c.socket));
+        l.leave("k", 1);
+        assert_eq!(l.count(), 2);
+        l.leave_all(2);
+        l.leave_all(3);
+        assert_eq!(l.count(), 0);
+    }
+
+    #[test]
+    fn a_named_port_is_shared_by_every_app_until_its_last_worker_leaves() {
+        let l = Listeners::default();
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = free.local_addr().unwrap().port();
+        drop(free);
+        let q = query(port as i64);
+        assert_eq!(q.owner("a"), Owner::Shared);
+        let data = serde_json::json!({"ticketKeys": "aa"});
+        let a = l.join(q.owner("a"), "k", 1, &q, &data).unwrap();
+        // App b's worker gets the same socket, and the first worker's TLS data.
+        let b = l.join(q.owner("b"), "k", 2, &q, &Value::Null).unwrap();
+        assert!(Arc::ptr_eq(&a.socket, &b.socket));
+        assert_eq!(b.data, data);
+        assert_eq!(l.count(), 1);
+        drop((a, b));
+        // App a goes away: b still holds the socket, so the port stays taken.
+        l.leave_all(1);
+        assert_eq!(l.count(), 1);
+        assert!(std::net::TcpListener::bind(("127.0.0.1", port)).is_err());
+        // The last worker leaves: the socket is closed and the port free again.
+        l.leave("k", 2);
+        assert_eq!(l.count(), 0);
+        std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    }
+
+    #[test]
+    fn app_owned_sockets_still_conflict_with_another_app() {
+        let l = Listeners::default();
+        let a = l
+            .join(
+                Owner::App("a".into()),
+                "listen:x",
+                1,
+                &query(0),
+                &Value::Null,
+            )
+            .unwrap();
+        let q = query(fd_port(&a.socket).unwrap() as i64);
         assert_eq!(
-            l.join("other", "k", 3, &q2, &Value::Null).err(),
+            l.join(Owner::App("b".into()), "listen:x", 2, &q, &Value::Null)
+                .err(),
             Some(libc::EADDRINUSE)
         );
-        l.leave("web", "k", 1);
-        assert_eq!(l.count(), 1);
-        l.leave_all("web", 2);
-        assert_eq!(l.count(), 0);
     }
 }

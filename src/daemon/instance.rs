@@ -136,6 +136,11 @@ impl Instance {
         self.with(|s| format!("[{}:{}]", s.spec.name, self.id))
     }
 
+    /// The app's `listen_timeout`, or `PM2_GRACEFUL_LISTEN_TIMEOUT` when it has none.
+    fn listen_timeout(&self) -> u64 {
+        crate::knobs::get().listen_timeout(self.with(|s| s.spec.listen_timeout))
+    }
+
     pub async fn run(self, mut rx: CtlReceiver) {
         let mut phase = Phase::Idle;
         loop {
@@ -162,7 +167,7 @@ impl Instance {
                         }
                     },
                     _ = sleep_opt(r.ready_deadline) => {
-                        tracing::warn!("App {} was not ready within listen_timeout; considered online", self.label());
+                        tracing::warn!("App {} was not ready within listen_timeout ({} ms); considered online", self.label(), self.listen_timeout());
                         self.set_online(&mut r);
                         Phase::Running(r)
                     }
@@ -393,7 +398,7 @@ impl Instance {
                 // The old worker's events are not needed any more; keep its queue drained.
                 Some(_) = recv_opt(&mut old.ipc_rx) => {}
                 _ = sleep_opt(new.ready_deadline) => {
-                    tracing::warn!("App {}: the new process was not ready within listen_timeout; considered ready", self.label());
+                    tracing::warn!("App {}: the new process was not ready within listen_timeout ({} ms); considered ready", self.label(), self.listen_timeout());
                     new.ready_deadline = None;
                 }
                 ctl = rx.recv_urgent() => return self.abort_reload(old, new, old_exit.is_some(), reply, ctl).await,

@@ -56,13 +56,13 @@ pub struct Sampler {
     /// Tree members by root, from the last full /proc scan. Finding members needs every
     /// process's parent and group (a scan of the whole machine); their usage needs only their
     /// own stat files. Trees change rarely, so the scan is redone only when it is older than
-    /// [`RESCAN`] or a root is new, which keeps `jlist` cheap on a busy host.
+    /// `rescan` or a root is new, which keeps `jlist` cheap on a busy host.
     members: HashMap<u32, Vec<u32>>,
     scanned: Option<Instant>,
+    /// How long tree membership from a scan is trusted: `PM2_WORKER_INTERVAL`, else
+    /// `knobs::DEFAULT_WORKER_INTERVAL_MS`. `Some` only in tests.
+    rescan: Option<std::time::Duration>,
 }
-
-/// How long tree membership from a scan is trusted.
-const RESCAN: std::time::Duration = std::time::Duration::from_secs(2);
 
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Usage {
@@ -78,7 +78,8 @@ impl Sampler {
             return out;
         }
         let now = Instant::now();
-        let fresh = self.scanned.is_some_and(|t| now.duration_since(t) < RESCAN)
+        let rescan = self.rescan.unwrap_or_else(|| crate::knobs::get().rescan());
+        let fresh = self.scanned.is_some_and(|t| now.duration_since(t) < rescan)
             && roots.iter().all(|r| self.members.contains_key(r));
         let stats: HashMap<u32, Stat> = if fresh {
             self.members
@@ -188,6 +189,55 @@ mod tests {
         let u = s.sample(&[root])[&root];
         assert!(u.memory > 0);
         assert!(u.cpu >= 0.0);
+        for p in pids {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(p as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        child.wait().unwrap();
+    }
+
+    #[test]
+    fn a_tree_scan_is_trusted_for_the_rescan_interval() {
+        use std::io::Write;
+        // sh forks a child only once told to, after the first scan.
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "read x; sleep 30 & wait"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let root = child.id();
+        let mut slow = Sampler {
+            rescan: Some(std::time::Duration::from_secs(3600)),
+            ..Default::default()
+        };
+        let mut fast = Sampler {
+            rescan: Some(std::time::Duration::ZERO),
+            ..Default::default()
+        };
+        slow.sample(&[root]);
+        fast.sample(&[root]);
+        assert_eq!(slow.members[&root], vec![root]);
+        child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        let pids = loop {
+            let p = tree_pids(root);
+            if p.len() >= 2 {
+                break p;
+            }
+            assert!(Instant::now() < deadline, "tree never grew: {p:?}");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        slow.sample(&[root]);
+        fast.sample(&[root]);
+        assert_eq!(slow.members[&root], vec![root], "scan trusted for an hour");
+        assert_eq!(
+            fast.members[&root].len(),
+            2,
+            "rescanned: {:?}",
+            fast.members
+        );
         for p in pids {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(p as i32),

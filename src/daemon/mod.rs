@@ -19,7 +19,8 @@ mod state;
 use crate::paths::Home;
 use anyhow::{Context, Result};
 
-/// Entry point of `pmr daemon` (started detached by the CLI, stdio on `pmr.log`).
+/// Entry point of `pmr daemon` (started detached by the CLI, stdio on `pmr.log`, or `pm2.log`
+/// and PM2's home as `pm2`).
 pub fn run(home: Home) -> Result<()> {
     std::fs::create_dir_all(&home.root)
         .with_context(|| format!("cannot create {}", home.root.display()))?;
@@ -36,6 +37,18 @@ pub fn run(home: Home) -> Result<()> {
         Err((_, nix::errno::Errno::EWOULDBLOCK)) => return Ok(()),
         Err((_, e)) => return Err(e).context("cannot lock the daemon lock file"),
     };
+    // The CLI checked both before starting us; a daemon started another way checks here.
+    let knobs = crate::knobs::check_env().map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some(f) = crate::foreign::daemon_of(&home) {
+        anyhow::bail!("{}", crate::foreign::refusal(&home, &f));
+    }
+    crate::knobs::init(knobs);
+    for dir in [home.pid_file(), home.daemon_log(), home.socket()]
+        .iter()
+        .filter_map(|p| p.parent())
+    {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
     logs::daemon_log::init(home.daemon_log());
     tracing_subscriber::fmt()
         .with_writer(logs::daemon_log::DaemonLog)

@@ -53,6 +53,7 @@ impl IpcEvent {
 /// Set for cluster workers: where their listening sockets come from.
 pub struct ClusterCtx {
     pub listeners: Arc<Listeners>,
+    /// Owns the worker's ephemeral ports; named ones are shared with every app.
     pub app: String,
     /// Unique for the daemon's life (NODE_UNIQUE_ID), so a reloading pm_id's old and new
     /// workers are told apart.
@@ -142,7 +143,7 @@ impl Channel {
             }
         }
         if let Some(c) = &self.cluster {
-            c.listeners.leave_all(&c.app, c.worker);
+            c.listeners.leave_all(c.worker);
         }
         self.emit(IpcEvent::Closed);
     }
@@ -275,7 +276,10 @@ impl Channel {
                 let key = Query::key(&m);
                 let q = Query::from_message(&m);
                 let seq = m["seq"].clone();
-                match c.listeners.join(&c.app, &key, c.worker, &q, &m["data"]) {
+                match c
+                    .listeners
+                    .join(q.owner(&c.app), &key, c.worker, &q, &m["data"])
+                {
                     Ok(j) => {
                         let reply = json!({
                             "cmd": "NODE_HANDLE",
@@ -304,7 +308,7 @@ impl Channel {
             }),
             "close" => {
                 if let Some(k) = m["key"].as_str() {
-                    c.listeners.leave(&c.app, k, c.worker);
+                    c.listeners.leave(k, c.worker);
                 }
             }
             "exitedAfterDisconnect" => {

@@ -3,6 +3,7 @@
 
 use super::instance::{CtlSender, Shared};
 use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 /// A reserved id and instance number.
@@ -101,16 +102,23 @@ impl Registry {
             .collect()
     }
 
-    /// Selectors as PM2 reads them: `all`, a name, a namespace, an id, or `/regex/`.
-    /// Name is tried before namespace before id, so an app named `3` shadows id 3.
-    pub fn resolve(&self, selectors: &[String]) -> Result<Vec<u32>, String> {
+    /// Selectors as PM2 reads them: `all`, a name or a script path, a namespace, an id, or
+    /// `/regex/`. Name (or path) is tried before namespace before id, so an app named `3`
+    /// shadows id 3. A path is resolved against `cwd` (the CLI's) and matches the apps whose
+    /// script is that file (PM2's `name == x || pm_exec_path == path.resolve(x)`).
+    pub fn resolve(&self, selectors: &[String], cwd: Option<&Path>) -> Result<Vec<u32>, String> {
         let mut ids = Vec::new();
-        let snap: Vec<(u32, String, String)> = self
+        let snap: Vec<(u32, String, String, String)> = self
             .entries
             .iter()
             .map(|(&id, e)| {
                 let s = e.shared.lock().unwrap();
-                (id, s.spec.name.clone(), s.spec.namespace.clone())
+                (
+                    id,
+                    s.spec.name.clone(),
+                    s.spec.namespace.clone(),
+                    s.spec.script.clone(),
+                )
             })
             .collect();
         for sel in selectors {
@@ -127,7 +135,12 @@ impl Registry {
                     .map(|x| x.0)
                     .collect()
             } else {
-                let by_name: Vec<u32> = snap.iter().filter(|x| &x.1 == sel).map(|x| x.0).collect();
+                let path = script_path(sel, cwd);
+                let by_name: Vec<u32> = snap
+                    .iter()
+                    .filter(|x| &x.1 == sel || path.as_deref() == Some(x.3.as_str()))
+                    .map(|x| x.0)
+                    .collect();
                 if !by_name.is_empty() {
                     by_name
                 } else {
@@ -155,6 +168,29 @@ impl Registry {
     }
 }
 
+/// `sel` as the absolute path an app's script would have: joined to `cwd` and cleaned of `.`
+/// and `..` without touching the file system, as Node's `path.resolve` (and pmr's spec
+/// builder) do. `None` when there is nothing to resolve against.
+fn script_path(sel: &str, cwd: Option<&Path>) -> Option<String> {
+    let p = Path::new(sel);
+    let joined = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        cwd?.join(p)
+    };
+    let mut out = PathBuf::new();
+    for c in joined.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    Some(out.to_string_lossy().into_owned())
+}
+
 /// The `count` lowest numbers not in `used` (PM2 gives each new instance the lowest free
 /// instance number). One pass over `used` and one over the result: no quadratic search.
 fn free_instance_numbers(used: &[u32], count: usize) -> Vec<u32> {
@@ -177,7 +213,21 @@ fn free_instance_numbers(used: &[u32], count: usize) -> Vec<u32> {
 
 #[cfg(test)]
 mod tests {
-    use super::{free_instance_numbers, Registry, Slot};
+    use super::{free_instance_numbers, script_path, Registry, Slot};
+    use std::path::Path;
+
+    #[test]
+    fn script_paths_resolve_as_nodes_path_resolve() {
+        let cwd = Some(Path::new("/srv/app/sub"));
+        assert_eq!(script_path("../app.js", cwd).unwrap(), "/srv/app/app.js");
+        assert_eq!(
+            script_path("./a/./b.js", cwd).unwrap(),
+            "/srv/app/sub/a/b.js"
+        );
+        assert_eq!(script_path("/x/../y.js", None).unwrap(), "/y.js");
+        assert_eq!(script_path("web", cwd).unwrap(), "/srv/app/sub/web");
+        assert_eq!(script_path("web", None), None);
+    }
 
     fn numbers(slots: &[Slot]) -> Vec<u32> {
         slots.iter().map(|s| s.instance).collect()

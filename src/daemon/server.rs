@@ -26,9 +26,11 @@ pub async fn serve(home: Home) -> Result<()> {
     std::fs::create_dir_all(home.logs_dir())?;
     std::fs::create_dir_all(home.pids_dir())?;
     tracing::info!(
-        "pmr daemon {VERSION} started (pid {}, home {})",
+        "pmr daemon {VERSION} started (pid {}, home {}, as {}; knobs: {})",
         std::process::id(),
-        home.root.display()
+        home.root.display(),
+        crate::personality::current().arg0(),
+        crate::knobs::get().describe()
     );
     let d = Arc::new(Daemon::new(home));
 
@@ -125,22 +127,24 @@ async fn client(d: Arc<Daemon>, mut stream: UnixStream) {
 async fn handle(d: &Arc<Daemon>, req: Request) -> Response {
     match req {
         Request::Ping => ping::ping(),
-        Request::Start { apps, force } => start::start(d, apps, force).await,
+        Request::Start { apps, force, patch } => start::start(d, apps, force, patch).await,
         Request::Apply { apps, reload } => start::apply(d, apps, reload).await,
         Request::List => list::list(d).await,
-        Request::Resolve { selectors } => resolve::resolve(d, &selectors),
+        Request::Resolve { selectors, cwd } => resolve::resolve(d, &selectors, cwd.as_deref()),
         Request::Action {
             action: Action::Reload,
             ids,
             update_env,
             parallel,
-        } => reload::reload(d, &ids, update_env, parallel).await,
+            patch,
+        } => reload::reload(d, &ids, update_env, parallel, patch).await,
         Request::Action {
             action,
             ids,
             update_env,
+            patch,
             ..
-        } => action::action(d, action, &ids, update_env).await,
+        } => action::action(d, action, &ids, update_env, patch).await,
         Request::Signal { signal, ids } => signal::signal(d, signal, &ids).await,
         Request::Scale {
             name,

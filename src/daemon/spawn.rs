@@ -47,7 +47,9 @@ pub fn child_env(
     env.insert("name".into(), spec.name.clone());
     env.insert("namespace".into(), spec.namespace.clone());
     env.insert(spec.instance_var.clone(), instance.to_string());
-    env.insert("PMR_HOME".into(), home.to_string());
+    // `PM2_HOME` as `pm2`: a `pm2` command run by the app finds this daemon.
+    let home_var = crate::personality::current().home_var();
+    env.insert(home_var.into(), home.to_string());
     env.insert("exec_mode".into(), spec.exec_mode.pm2_name().into());
     if let Some(var) = &spec.increment_var {
         // PM2: starts from the value given in env (or 0) and adds the instance number.

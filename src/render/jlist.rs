@@ -13,8 +13,8 @@ const DEFAULT_LISTEN_TIMEOUT: u64 = 3000;
 const DEFAULT_MIN_UPTIME: u64 = 1000;
 const DEFAULT_MAX_RESTARTS: u32 = 16;
 
-/// One element of `pmr jlist`. `home` is `$PMR_HOME`: shown as `env.PMR_HOME` when the child's
-/// environment does not already carry it (PM2 shows `PM2_HOME` there).
+/// One element of `pmr jlist`. `home` is `$PMR_HOME`, shown as `env.PMR_HOME` where PM2 shows
+/// `PM2_HOME`.
 pub fn jlist_value(p: &ProcInfo, home: &str) -> Value {
     let s = &p.spec;
     let env = env_object(p, home);
@@ -127,9 +127,10 @@ pub fn jlist_value(p: &ProcInfo, home: &str) -> Value {
         put(&mut e, "args", json!(s.args));
     }
     put(&mut e, &s.instance_var, json!(p.instance));
-    // PM2 copies every env var to the top level too; config keys of the same name win.
+    // PM2 copies every env var to the top level too; config keys of the same name win, and
+    // objects stay behind (`Common.extend` skips `[object Object]`).
     for (k, v) in &env {
-        if !e.contains_key(k) {
+        if !e.contains_key(k) && !v.is_object() {
             e.insert(k.clone(), v.clone());
         }
     }
@@ -138,7 +139,7 @@ pub fn jlist_value(p: &ProcInfo, home: &str) -> Value {
     put(&mut e, "pm_uptime", json!(p.pm_uptime));
     put(&mut e, "axm_actions", json!([]));
     put(&mut e, "axm_monitor", json!({}));
-    put(&mut e, "axm_options", json!({}));
+    put(&mut e, "axm_options", super::axm::axm_options(s, &env));
     put(&mut e, "axm_dynamic", json!({}));
     put(&mut e, "created_at", json!(p.created_at));
     put(&mut e, "pm_id", json!(p.pm_id));
@@ -192,21 +193,20 @@ pub fn jlist(procs: &[ProcInfo], home: &str) -> String {
     serde_json::to_string(&list).unwrap_or_else(|_| "[]".into())
 }
 
-/// `pm2_env.env`: the child's environment without the per-instance variables the daemon injects
-/// (`pm_id`, `name`, the instance var), which PM2 keeps as typed top-level keys instead.
+/// `pm2_env.env` as PM2's: the app's environment with the JSON types the config gave, this
+/// instance's `increment_var` value (a number, as PM2's `God.injectVariables` makes it) and
+/// `PMR_HOME`. Not the variables the daemon adds for the child (`pm_id`, `name`, `namespace`,
+/// `exec_mode`, the instance var, ...): PM2 keeps those as top-level keys, and counting
+/// `fork_mode` in `prettylist` must not find them twice.
 fn env_object(p: &ProcInfo, home: &str) -> Map<String, Value> {
-    let injected = |k: &str, v: &str| {
-        (k == "pm_id" && v == p.pm_id.to_string())
-            || (k == "name" && v == p.spec.name)
-            || (k == p.spec.instance_var && v == p.instance.to_string())
-    };
-    let mut env: Map<String, Value> = p
-        .env
-        .iter()
-        .filter(|(k, v)| !injected(k, v))
-        .map(|(k, v)| (k.clone(), json!(v)))
-        .collect();
-    if !home.is_empty() && !env.contains_key("PMR_HOME") {
+    let s = &p.spec;
+    let mut env = s.env_typed();
+    if let Some(var) = &s.increment_var {
+        if let Some(n) = p.env.get(var).and_then(|v| v.parse::<i64>().ok()) {
+            env.insert(var.clone(), json!(n));
+        }
+    }
+    if !home.is_empty() {
         env.insert("PMR_HOME".into(), json!(home));
     }
     env
@@ -294,6 +294,50 @@ mod tests {
         }
         assert_eq!(v["pid"], 4242);
         assert_eq!(v["monit"], json!({"memory": 53587968, "cpu": 0.3}));
+    }
+
+    #[test]
+    fn env_keeps_json_types_and_only_pm2s_keys() {
+        let mut p = proc_info(1, "api", Status::Online);
+        p.instance = 1;
+        p.spec.exec_mode = crate::spec::ExecMode::Cluster;
+        p.spec.increment_var = Some("PORT".into());
+        p.spec.env_json.insert("PORT".into(), json!(3000));
+        p.spec.env.insert("FLAG".into(), "true".into());
+        p.spec.env_json.insert("FLAG".into(), json!(true));
+        // Changed since (`--update-env`): shown as the string it now is.
+        p.spec.env.insert("RATIO".into(), "2".into());
+        p.spec.env_json.insert("RATIO".into(), json!(1));
+        p.spec.env_json.insert("api".into(), json!({}));
+        // What the daemon adds for the child.
+        for (k, v) in [
+            ("PORT", "3001"),
+            ("namespace", "default"),
+            ("exec_mode", "cluster_mode"),
+            ("PMR_HOME", "/h/.pmr"),
+            ("NODE_APP_INSTANCE", "1"),
+            ("PYTHONUNBUFFERED", "1"),
+        ] {
+            p.env.insert(k.into(), v.into());
+        }
+        let v = jlist_value(&p, "/h/.pmr");
+        let env = &v["pm2_env"]["env"];
+        assert_eq!(
+            env,
+            &json!({"FLAG": true, "PORT": 3001, "RATIO": "2", "api": {}, "PMR_HOME": "/h/.pmr"})
+        );
+        assert_eq!(v["pm2_env"]["PORT"], 3001);
+        assert_eq!(v["pm2_env"]["FLAG"], true);
+        assert!(
+            v["pm2_env"].get("api").is_none(),
+            "objects are not copied up"
+        );
+        assert_eq!(v["pm2_env"]["exec_mode"], "cluster_mode");
+        assert_eq!(v["pm2_env"]["NODE_APP_INSTANCE"], 1);
+        // `fork_mode`/`cluster_mode` once per process, as in PM2's prettylist.
+        let text = crate::render::inspect(&v);
+        assert_eq!(text.matches("cluster_mode").count(), 1, "{text}");
+        assert_eq!(v["pm2_env"]["axm_options"]["module_name"], "api");
     }
 
     #[test]

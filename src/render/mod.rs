@@ -2,6 +2,7 @@
 //! text. Nothing here talks to the daemon; the only I/O is reading an app's `package.json` for its
 //! version, which PM2 shows too.
 
+pub mod axm;
 pub mod describe;
 pub mod env;
 pub mod jlist;

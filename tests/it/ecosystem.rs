@@ -206,13 +206,6 @@ fn bad_configs_name_the_file_the_app_and_the_key_and_start_nothing() {
         &format!("apps:\n  - name: a\n    script: {run_sh}\n    kill_timeout: -5\n"),
     );
     assert!(e.contains("kill_timeout") && e.contains("-5"), "{e}");
-    let e = bad(&pmr, "typo.config.js", &format!("module.exports = {{ apps: [{{ name: 'a', script: '{run_sh}', max_memory_restrat: '1G' }}] }};"));
-    assert!(
-        e.contains("typo.config.js")
-            && e.contains("max_memory_restrat")
-            && e.contains("did you mean \"max_memory_restart\""),
-        "{e}"
-    );
     let e = bad(
         &pmr,
         "dup.json",

@@ -136,6 +136,7 @@ fn too_many_instances_at_start_are_refused_and_nothing_starts() {
         &Request::Start {
             apps: vec![spec.clone()],
             force: false,
+            patch: None,
         },
     ));
     assert!(e.contains("app \"huge\": 5000 instances"), "{e}");
@@ -195,6 +196,7 @@ fn the_maximum_comes_from_pmr_max_instances() {
         &Request::Start {
             apps: vec![spec],
             force: true,
+            patch: None,
         },
     ));
     assert!(e.contains("app \"web\": 5 instances"), "{e}");

@@ -148,6 +148,14 @@ fn serve_is_an_app_serving_files_with_their_content_types() {
     pmr.run(&["restart", &name]).ok();
     pmr.wait_status(0, "online");
     wait_serving(port);
+    // Serving the port again after a stop restarts the app with the new settings.
+    assert_eq!(must_get(port, "/deep/route", &[]).status, 404);
+    pmr.run(&["stop", &name]).ok();
+    serve(&pmr, &["site", &port.to_string(), "--spa"]).ok();
+    assert_eq!(pmr.jlist().len(), 1, "the same app, restarted");
+    pmr.wait_status(0, "online");
+    wait_serving(port);
+    assert_eq!(must_get(port, "/deep/route", &[]).body, "<h1>home</h1>");
     pmr.run(&["delete", &name]).ok();
     assert!(pmr.jlist().is_empty());
     assert!(get(port, "/", &[]).is_err(), "still serving after delete");

@@ -53,7 +53,6 @@ impl Instance {
         let preload = crate::daemon::rejections::preload(&spec, drain, self.ctx.preload.as_deref());
         let membership = worker.map(|w| crate::daemon::cluster::Membership {
             listeners: self.ctx.listeners.clone(),
-            app: spec.name.clone(),
             worker: w,
         });
         // Sockets passed the systemd way are bound (or shared) before the process starts.
@@ -61,8 +60,9 @@ impl Instance {
         for addr in listen {
             let q = crate::daemon::cluster::Query::from(addr);
             let key = format!("listen:{addr}");
+            // Not shared with other apps: a `listen` socket is the app's, as a port is a program's.
             match self.ctx.listeners.join(
-                &spec.name,
+                crate::daemon::cluster::Owner::App(spec.name.clone()),
                 &key,
                 worker.unwrap_or(0),
                 &q,
@@ -115,8 +115,10 @@ impl Instance {
                 (None, Some(rx))
             }
         };
-        let ready_deadline = ((cluster && listen.is_empty()) || spec.wait_ready)
-            .then(|| Instant::now() + Duration::from_millis(spec.listen_timeout));
+        let ready_deadline = ((cluster && listen.is_empty()) || spec.wait_ready).then(|| {
+            let ms = crate::knobs::get().listen_timeout(spec.listen_timeout);
+            Instant::now() + Duration::from_millis(ms)
+        });
         Ok(Box::new(Running {
             child: spawned.child,
             pid,

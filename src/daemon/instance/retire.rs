@@ -9,7 +9,8 @@ use tokio::time::Instant;
 
 /// Retire a cluster worker replaced by a reload: it stops taking connections (cluster
 /// `disconnect`: its servers close and, with the drain preload, kept-alive connections finish
-/// with `Connection: close`); once its channel closes (drained) or `kill_timeout` passes, the
+/// with `Connection: close`); once its channel closes (drained) or `kill_timeout` (or
+/// `PM2_GRACEFUL_TIMEOUT`) passes, the
 /// usual stop sequence follows.
 pub(super) async fn retire(
     mut old: Running,
@@ -22,7 +23,10 @@ pub(super) async fn retire(
     }
     if let Some(ipc) = &old.ipc {
         ipc.disconnect();
-        let deadline = Instant::now() + Duration::from_millis(spec.kill_timeout);
+        // PM2_GRACEFUL_TIMEOUT, else the app's kill_timeout.
+        let knobs = crate::knobs::get();
+        let grace = knobs.drain_timeout(knobs.kill_timeout(spec.kill_timeout));
+        let deadline = Instant::now() + Duration::from_millis(grace);
         let mut events = old.ipc_rx.take();
         let drained = async {
             while let Some(ev) = recv_opt(&mut events).await {
@@ -38,7 +42,7 @@ pub(super) async fn retire(
             }
             _ = drained => tracing::info!("App {label}: retired process {} drained its connections", old.pid),
             _ = tokio::time::sleep_until(deadline) => {
-                tracing::warn!("App {label}: retired process {} still had connections after kill_timeout", old.pid);
+                tracing::warn!("App {label}: retired process {} still had connections after {grace} ms", old.pid);
             }
         }
     }

@@ -7,11 +7,15 @@ use nix::unistd::Pid;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// The stop sequence: the stop signal (or `'shutdown'`) to the tree, SIGKILL after
-/// `kill_timeout`, and wait until no process of the tree is left. Returns the exit code.
+/// The stop sequence: the stop signal (SIGINT, or `PM2_KILL_SIGNAL`) or `'shutdown'`
+/// (`shutdown_with_message`, or `PM2_KILL_USE_MESSAGE` for every app with a channel) to the
+/// tree, SIGKILL after `kill_timeout` (or `PM2_KILL_TIMEOUT` for apps without one), and wait
+/// until no process of the tree is left. Returns the exit code.
 pub(super) async fn terminate(r: &mut Running, spec: &AppSpec, label: &str) -> Option<i32> {
     let pid = r.pid;
-    let deadline = Instant::now() + Duration::from_millis(spec.kill_timeout);
+    let knobs = crate::knobs::get();
+    let kill_timeout = knobs.kill_timeout(spec.kill_timeout);
+    let deadline = Instant::now() + Duration::from_millis(kill_timeout);
     // Descendants that left the process group (setsid) are found through /proc.
     let tree = if spec.treekill {
         tokio::task::spawn_blocking(move || crate::daemon::metrics::tree_pids(pid))
@@ -20,16 +24,15 @@ pub(super) async fn terminate(r: &mut Running, spec: &AppSpec, label: &str) -> O
     } else {
         vec![pid]
     };
-    match (&r.ipc, spec.shutdown_with_message) {
+    match (&r.ipc, spec.shutdown_with_message || knobs.kill_use_message) {
         (Some(ipc), true) => ipc.send(serde_json::Value::String("shutdown".into())),
-        _ => signal_tree(pid, &tree, spec.treekill, Signal::SIGINT),
+        _ => signal_tree(pid, &tree, spec.treekill, knobs.stop_signal()),
     }
     let status = match tokio::time::timeout_at(deadline, r.child.wait()).await {
         Ok(st) => st,
         Err(_) => {
             tracing::warn!(
-                "App {label} still alive after kill_timeout ({} ms): SIGKILL",
-                spec.kill_timeout
+                "App {label} still alive after kill_timeout ({kill_timeout} ms): SIGKILL"
             );
             signal_tree(pid, &tree, spec.treekill, Signal::SIGKILL);
             r.child.wait().await

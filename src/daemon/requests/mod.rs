@@ -5,6 +5,7 @@ pub mod action;
 pub mod kill;
 pub mod list;
 pub mod logs;
+pub mod patch;
 pub mod ping;
 pub mod register;
 pub mod reload;
@@ -48,6 +49,15 @@ pub async fn fan_out(
     ids: &[u32],
     make: impl Fn(instance::Reply) -> Ctl,
 ) -> Vec<ActionResult> {
+    fan_out_each(d, ids, |_, reply| make(reply)).await
+}
+
+/// [`fan_out`] with a message made for each instance (by id).
+pub async fn fan_out_each(
+    d: &Arc<Daemon>,
+    ids: &[u32],
+    make: impl Fn(u32, instance::Reply) -> Ctl,
+) -> Vec<ActionResult> {
     let mut pending = Vec::new();
     {
         let reg = d.registry.lock().unwrap();
@@ -58,7 +68,7 @@ pub async fn fan_out(
             };
             let name = e.shared.lock().unwrap().spec.name.clone();
             let (tx, rx) = oneshot::channel();
-            let sent = e.ctl.send(make(tx)).is_ok();
+            let sent = e.ctl.send(make(id, tx)).is_ok();
             pending.push((id, name, sent.then_some(rx)));
         }
     }

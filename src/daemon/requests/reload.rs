@@ -1,33 +1,51 @@
 //! `reload`: replace instances a few at a time, each new one online before the old one goes.
 
-use super::fan_out;
+use super::action::renamed;
+use super::fan_out_each;
+use super::patch::patched;
 use crate::daemon::instance::{self, Ctl};
 use crate::daemon::state::Daemon;
-use crate::protocol::{ActionResult, Response};
+use crate::protocol::{ActionResult, Response, SpecPatch};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// Reload `ids` a few at a time (`parallel`, default 1), so capacity never drops by more than
+/// Reload `ids` a few at a time (`parallel`, default 1 or `PM2_CONCURRENT_ACTIONS`), so capacity never drops by more than
 /// that many workers; a failure stops the reload of that app's remaining instances.
 pub async fn reload(
     d: &Arc<Daemon>,
     ids: &[u32],
     update_env: Option<BTreeMap<String, String>>,
     parallel: Option<u32>,
+    patch: Option<SpecPatch>,
 ) -> Response {
-    let update = instance::Update {
-        env: update_env,
-        spec: None,
+    // Every new spec is computed before the first instance is touched: all or nothing.
+    let specs = match patch.filter(|p| !p.is_empty()) {
+        Some(p) => match patched(&d.registry.lock().unwrap(), ids, &p) {
+            Ok(specs) => specs,
+            Err(message) => return Response::Error { message },
+        },
+        None => BTreeMap::new(),
     };
-    Response::Done {
-        results: reload_with(d, ids, update, parallel.unwrap_or(1)).await,
-    }
+    let update = |id: u32| instance::Update {
+        env: update_env.clone(),
+        spec: specs.get(&id).cloned(),
+    };
+    let mut results = reload_with(
+        d,
+        ids,
+        update,
+        crate::knobs::get().reload_parallel(parallel),
+    )
+    .await;
+    renamed(&mut results, &specs);
+    Response::Done { results }
 }
 
+/// Reload `ids`, each with the changes `update` gives for its id.
 pub async fn reload_with(
     d: &Arc<Daemon>,
     ids: &[u32],
-    update: instance::Update,
+    update: impl Fn(u32) -> instance::Update,
     parallel: u32,
 ) -> Vec<ActionResult> {
     let mut results: Vec<ActionResult> = Vec::new();
@@ -62,8 +80,8 @@ pub async fn reload_with(
                 ),
             });
         }
-        for r in fan_out(d, &todo, |reply| Ctl::Reload {
-            update: update.clone(),
+        for r in fan_out_each(d, &todo, |id, reply| Ctl::Reload {
+            update: update(id),
             reply,
         })
         .await

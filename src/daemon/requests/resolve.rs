@@ -1,11 +1,17 @@
-//! `resolve`: selectors (names, namespaces, ids, `all`, `/regex/`) → ids.
+//! `resolve`: selectors (names, script paths, namespaces, ids, `all`, `/regex/`) → ids.
 
 use crate::daemon::state::Daemon;
 use crate::protocol::Response;
+use std::path::Path;
 use std::sync::Arc;
 
-pub fn resolve(d: &Arc<Daemon>, selectors: &[String]) -> Response {
-    match d.registry.lock().unwrap().resolve(selectors) {
+pub fn resolve(d: &Arc<Daemon>, selectors: &[String], cwd: Option<&str>) -> Response {
+    match d
+        .registry
+        .lock()
+        .unwrap()
+        .resolve(selectors, cwd.map(Path::new))
+    {
         Ok(ids) => Response::Ids { ids },
         Err(message) => Response::Error { message },
     }

@@ -1,15 +1,17 @@
 //! `start` (scripts given on the command line) and `apply` (the apps of an ecosystem file),
 //! with the one rule for an app that is already managed (`decide`).
 
-use super::action::act;
+use super::action::act_with;
+use super::patch::patched;
 use super::register::{self, launch, NewInstances};
 use super::reload::reload_with;
 use super::{collect, fan_out};
 use crate::daemon::instance::{self, Ctl};
 use crate::daemon::registry::Registry;
 use crate::daemon::state::Daemon;
-use crate::protocol::{max_instances, Action, Response, Status};
+use crate::protocol::{max_instances, Action, Response, SpecPatch, Status};
 use crate::spec::AppSpec;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Which request asks: the rule differs in what counts as "the same app".
@@ -134,10 +136,33 @@ fn plan(reg: &mut Registry, apps: Vec<AppSpec>, mode: Mode) -> Result<Plan, Stri
     Ok(plan)
 }
 
-pub async fn start(d: &Arc<Daemon>, apps: Vec<AppSpec>, force: bool) -> Response {
-    let plan = match plan(&mut d.registry.lock().unwrap(), apps, Mode::Start { force }) {
-        Ok(p) => p,
-        Err(message) => return Response::Error { message },
+/// `patch`: the options of the command line, for the stopped apps this restarts (PM2 applies
+/// them as it does for `restart`).
+pub async fn start(
+    d: &Arc<Daemon>,
+    apps: Vec<AppSpec>,
+    force: bool,
+    patch: Option<SpecPatch>,
+) -> Response {
+    let (plan, specs) = {
+        let mut reg = d.registry.lock().unwrap();
+        let plan = match plan(&mut reg, apps, Mode::Start { force }) {
+            Ok(p) => p,
+            Err(message) => return Response::Error { message },
+        };
+        let restart_ids: Vec<u32> = plan.restarts.iter().flat_map(|r| r.0.clone()).collect();
+        match patch.filter(|p| !p.is_empty()) {
+            None => (plan, BTreeMap::new()),
+            Some(p) => match patched(&reg, &restart_ids, &p) {
+                Ok(specs) => (plan, specs),
+                Err(message) => {
+                    for n in &plan.new {
+                        reg.release(&n.slots);
+                    }
+                    return Response::Error { message };
+                }
+            },
+        }
     };
     let mut waits = Vec::new();
     let mut ids = Vec::new();
@@ -150,7 +175,7 @@ pub async fn start(d: &Arc<Daemon>, apps: Vec<AppSpec>, force: bool) -> Response
     let mut results = collect(waits).await;
     let restart_ids: Vec<u32> = plan.restarts.into_iter().flat_map(|r| r.0).collect();
     if !restart_ids.is_empty() {
-        results.extend(act(d, Action::Restart, &restart_ids, None).await);
+        results.extend(act_with(d, Action::Restart, &restart_ids, None, &specs).await);
         ids.extend(restart_ids);
     }
     let errors: Vec<String> = results
@@ -184,7 +209,8 @@ pub async fn apply(d: &Arc<Daemon>, apps: Vec<AppSpec>, reload_known: bool) -> R
             spec: Some(spec),
         };
         if reload_known {
-            results.extend(reload_with(d, &ids, update, 1).await);
+            let parallel = crate::knobs::get().reload_parallel(None);
+            results.extend(reload_with(d, &ids, |_| update.clone(), parallel).await);
         } else {
             results.extend(
                 fan_out(d, &ids, |reply| Ctl::Restart {

@@ -57,7 +57,11 @@ pub fn load_specs(
         } else {
             normalize_app_lenient(raw).map(|(opts, unknown)| {
                 for u in unknown {
-                    eprintln!("[PMR][WARN] {shown}: {}, ignored", u.with_index(i));
+                    eprintln!(
+                        "{} {shown}: {}, ignored",
+                        crate::personality::warn(),
+                        u.with_index(i)
+                    );
                 }
                 opts
             })

@@ -62,7 +62,8 @@ pub fn from_flags(out: &Out, a: &AppArgs, label: &str) -> Result<Option<SpecPatc
         }
         if let Some((_, why)) = KEPT.iter().find(|(key, _)| key == k) {
             eprintln!(
-                "[PMR][WARN] {} has no effect on an existing app: {why}",
+                "{} {} has no effect on an existing app: {why}",
+                crate::personality::warn(),
                 flag_name(k)
             );
             continue;
@@ -119,7 +120,8 @@ pub fn from_flags(out: &Out, a: &AppArgs, label: &str) -> Result<Option<SpecPatc
                     fields.insert(field.to_string(), v.clone());
                 }
                 None => eprintln!(
-                    "[PMR][WARN] {} has no effect on an existing app; ignored",
+                    "{} {} has no effect on an existing app; ignored",
+                    crate::personality::warn(),
                     flag_name(&k)
                 ),
             }

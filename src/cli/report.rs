@@ -384,7 +384,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("pmr-report-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("pmr.log"), "first\nlast line\n").unwrap();
-        let home = Home { root: dir.clone() };
+        let home = Home::named(dir.clone(), crate::personality::Personality::Pmr);
         let text = render(&home, &Daemon::NotRunning { stale_pid: None }, false);
         for s in [
             "--- pmr report",

@@ -440,7 +440,8 @@ pub fn build_spec(opts: &Map<String, Value>, ctx: &BuildCtx) -> Result<AppSpec, 
     let exec_mode = if exec_mode == ExecMode::Cluster && !is_node_interp && listen.is_empty() {
         // As PM2 does: N fork instances, which will not share a port unless the app does.
         eprintln!(
-            "[PMR][WARN] cluster mode needs a Node.js script or `listen` addresses; {script_path} runs as {instances} fork instance(s)"
+            "{} cluster mode needs a Node.js script or `listen` addresses; {script_path} runs as {instances} fork instance(s)",
+            crate::personality::warn()
         );
         ExecMode::Fork
     } else {
@@ -564,7 +565,8 @@ pub fn build_spec(opts: &Map<String, Value>, ctx: &BuildCtx) -> Result<AppSpec, 
     };
     for key in spec.unsupported() {
         eprintln!(
-            "[PMR][WARN] app {:?}: {key} is not supported yet: accepted and ignored",
+            "{} app {:?}: {key} is not supported yet: accepted and ignored",
+            crate::personality::warn(),
             spec.name
         );
     }

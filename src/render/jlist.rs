@@ -207,7 +207,7 @@ fn env_object(p: &ProcInfo, home: &str) -> Map<String, Value> {
         }
     }
     if !home.is_empty() {
-        env.insert("PMR_HOME".into(), json!(home));
+        env.insert(crate::personality::current().home_var().into(), json!(home));
     }
     env
 }

@@ -14,5 +14,6 @@ pub mod personality;
 pub mod procfs;
 pub mod protocol;
 pub mod render;
+pub mod serve;
 pub mod spec;
 pub mod tail;

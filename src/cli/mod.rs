@@ -10,6 +10,7 @@ mod misc;
 mod ops;
 mod patch;
 mod report;
+mod serve;
 mod show;
 mod start;
 
@@ -210,6 +211,12 @@ pub enum Cmd {
     Unlink(SaasArgs),
     #[command(hide = true)]
     Plus(SaasArgs),
+    /// Serve a directory over HTTP, as an app named static-page-server-<port>.
+    #[command(visible_alias = "expose")]
+    Serve(serve::ServeArgs),
+    /// (internal) The static file server `serve` starts, configured by PM2_SERVE_* variables.
+    #[command(name = "__serve", hide = true)]
+    InternalServe(serve::InternalServeArgs),
     /// (internal) Run the daemon in the foreground.
     #[command(hide = true)]
     Daemon,
@@ -360,6 +367,9 @@ pub fn main() -> i32 {
             }
         };
     }
+    if let Cmd::InternalServe(a) = cli.cmd {
+        return serve::run_internal(a);
+    }
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -476,7 +486,8 @@ fn dispatch(cli: Cli) -> Result<i32> {
             out.info("PM2 Plus (PM2's hosted monitoring) is not offered by pmr: nothing to do");
             Ok(0)
         }
-        Cmd::Daemon => unreachable!(),
+        Cmd::Serve(a) => serve::serve(&home, &out, a),
+        Cmd::Daemon | Cmd::InternalServe(_) => unreachable!(),
     }
 }
 

@@ -21,6 +21,7 @@ mod pm2_env;
 mod report;
 mod restart_policy;
 mod select;
+mod serve;
 mod sockets;
 mod stdin;
 mod stop;

@@ -3,9 +3,8 @@
 //! the daemon, as PM2), PM2's errors, no fd left behind by restarts.
 
 use crate::support::*;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::process::Stdio;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 #[test]
@@ -194,16 +193,7 @@ fn attach_forwards_lines_and_shows_the_output_until_stdin_ends() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = line_channel(child.stdout.take().unwrap());
     let mut stdin = child.stdin.take().unwrap();
     let deadline = Instant::now() + DEADLINE;
     // The subscription may start after the first line is sent: send until one comes back.

@@ -278,3 +278,19 @@ pub fn online_pids(pmr: &Pmr) -> std::collections::HashSet<u64> {
         .map(|p| p["pid"].as_u64().unwrap())
         .collect()
 }
+
+/// The lines `r` gives (a child's stdout), on a channel, read by a thread that ends with it, so
+/// a test can wait for one line with a deadline.
+pub fn line_channel(r: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(r).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}

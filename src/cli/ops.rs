@@ -221,24 +221,28 @@ pub fn kill(home: &Home, out: &Out) -> Result<i32> {
         out.info("pmr daemon is not running");
         return Ok(0);
     };
+    let pid = std::fs::read_to_string(home.pid_file())
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok());
     call(&mut client, &Request::Kill)?;
-    // The daemon answers once every app is stopped, then exits, releasing its lock last.
-    wait_daemon_gone(home);
+    // The daemon answers once every app is stopped, then exits, releasing its lock last;
+    // the process itself is gone a moment later, and a script may check for it right away.
+    wait_daemon_gone(home, pid);
     out.info("pmr daemon stopped");
     Ok(0)
 }
 
-/// Wait (bounded) until no process holds the daemon lock of `home`.
-fn wait_daemon_gone(home: &Home) {
+/// Wait (bounded) until no process holds the daemon lock of `home` and the daemon's
+/// process (`pid`, read before the kill) has exited.
+fn wait_daemon_gone(home: &Home, pid: Option<u32>) {
     use nix::fcntl::{Flock, FlockArg};
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while std::time::Instant::now() < deadline {
-        let Ok(f) = std::fs::File::open(home.lock_file()) else {
-            return;
-        };
-        if Flock::lock(f, FlockArg::LockSharedNonblock).is_ok() {
-            return;
-        }
+    let unlocked = || match std::fs::File::open(home.lock_file()) {
+        Ok(f) => Flock::lock(f, FlockArg::LockSharedNonblock).is_ok(),
+        Err(_) => true,
+    };
+    let exited = || pid.is_none_or(|p| !crate::procfs::alive(p));
+    while std::time::Instant::now() < deadline && !(unlocked() && exited()) {
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
 }

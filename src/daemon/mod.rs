@@ -1,6 +1,7 @@
 //! The daemon: one per `$PMR_HOME`. It owns every managed process, serves the CLI over
 //! `rpc.sock`, and never runs user configuration.
 
+pub mod alloc;
 pub mod cluster;
 pub mod drain;
 pub mod instance;
@@ -23,6 +24,7 @@ use anyhow::{Context, Result};
 /// Entry point of `pmr daemon` (started detached by the CLI, stdio on `pmr.log`, or `pm2.log`
 /// and PM2's home as `pm2`).
 pub fn run(home: Home) -> Result<()> {
+    alloc::tune();
     std::fs::create_dir_all(&home.root)
         .with_context(|| format!("cannot create {}", home.root.display()))?;
     // The lock, not the pid file, says who owns this home: it dies with the process.

@@ -8,6 +8,7 @@ use crate::protocol::{self, Action, Request, Response, VERSION};
 use anyhow::{Context, Result};
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
+use tokio::io::AsyncWriteExt;
 use tokio::net::{UnixListener, UnixStream};
 
 pub async fn serve(home: Home) -> Result<()> {
@@ -33,6 +34,7 @@ pub async fn serve(home: Home) -> Result<()> {
         crate::knobs::get().describe()
     );
     let d = Arc::new(Daemon::new(home));
+    tokio::spawn(super::alloc::reclaimer());
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
@@ -114,13 +116,34 @@ async fn client(d: Arc<Daemon>, mut stream: UnixStream) {
             return hub.serve(stream, filter).await;
         }
         let is_kill = matches!(req, Request::Kill);
-        let resp = handle(&d, req).await;
-        let _ = protocol::write_frame_async(&mut stream, &resp).await;
+        let frame = reply(&d, req).await;
+        let _ = stream.write_all(&frame).await;
         if is_kill {
             d.exit.notify_one();
             return;
         }
     }
+}
+
+/// Replies that carry every app (`list`: ~6 KB per app) are built and encoded two at a time.
+/// Fifty CLI calls at once (each `restart` ends with the table) would otherwise hold fifty
+/// copies of the table in the allocator at the same moment, memory it keeps afterwards.
+static WHOLE_TABLE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+/// The encoded reply frame; the response itself is freed before the frame is written, so a
+/// slow reader holds one buffer and no permit.
+async fn reply(d: &Arc<Daemon>, req: Request) -> Vec<u8> {
+    let _permit = match req {
+        Request::List => WHOLE_TABLE.acquire().await.ok(),
+        _ => None,
+    };
+    let resp = handle(d, req).await;
+    protocol::encode(&resp).unwrap_or_else(|e| {
+        protocol::encode(&Response::Error {
+            message: e.to_string(),
+        })
+        .unwrap_or_default()
+    })
 }
 
 /// One handler per request kind, each in its own file under `requests/`.

@@ -9,44 +9,49 @@ use nix::unistd::{sysconf, SysconfVar};
 use std::collections::HashMap;
 use std::time::Instant;
 
-fn all_stats() -> HashMap<u32, Stat> {
-    let mut out = HashMap::new();
-    if let Ok(dir) = std::fs::read_dir("/proc") {
-        for e in dir.flatten() {
-            if let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) {
-                if let Some(s) = read_stat(pid) {
-                    out.insert(pid, s);
-                }
-            }
-        }
-    }
-    out
+/// Children and group members of every process of one scan, so that finding the trees of
+/// 1,000 apps is one pass over the scan, not one per app and per member.
+struct Index {
+    children: HashMap<u32, Vec<u32>>,
+    group: HashMap<u32, Vec<u32>>,
 }
 
-/// Every pid in the tree of `root` (see the module comment), root included.
-fn tree(root: u32, stats: &HashMap<u32, Stat>) -> Vec<u32> {
-    let mut members = vec![root];
-    let mut i = 0;
-    while i < members.len() {
-        let parent = members[i];
+impl Index {
+    fn new(stats: &HashMap<u32, Stat>) -> Index {
+        let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+        let mut group: HashMap<u32, Vec<u32>> = HashMap::new();
         for (&pid, s) in stats {
-            if s.ppid == parent && !members.contains(&pid) {
-                members.push(pid);
+            children.entry(s.ppid).or_default().push(pid);
+            group.entry(s.pgrp).or_default().push(pid);
+        }
+        Index { children, group }
+    }
+
+    /// Every pid in the tree of `root` (see the module comment), root included.
+    fn tree(&self, root: u32) -> Vec<u32> {
+        let mut members = vec![root];
+        let mut seen: std::collections::HashSet<u32> = [root].into();
+        let mut i = 0;
+        while i < members.len() {
+            for &c in self.children.get(&members[i]).into_iter().flatten() {
+                if seen.insert(c) {
+                    members.push(c);
+                }
+            }
+            i += 1;
+        }
+        for &p in self.group.get(&root).into_iter().flatten() {
+            if seen.insert(p) {
+                members.push(p);
             }
         }
-        i += 1;
+        members
     }
-    for (&pid, s) in stats {
-        if s.pgrp == root && !members.contains(&pid) {
-            members.push(pid);
-        }
-    }
-    members
 }
 
 /// Pids of a process tree, for stopping it (`treekill`).
 pub fn tree_pids(root: u32) -> Vec<u32> {
-    tree(root, &all_stats())
+    Index::new(&super::scan::scan()).tree(root)
 }
 
 /// Remembers the previous CPU reading of each tree, so CPU is the average since the last call.
@@ -88,8 +93,9 @@ impl Sampler {
                 .filter_map(|&p| read_stat(p).map(|s| (p, s)))
                 .collect()
         } else {
-            let all = all_stats();
-            self.members = roots.iter().map(|&r| (r, tree(r, &all))).collect();
+            let all = std::sync::Arc::unwrap_or_clone(super::scan::scan());
+            let index = Index::new(&all);
+            self.members = roots.iter().map(|&r| (r, index.tree(r))).collect();
             self.scanned = Some(now);
             all
         };

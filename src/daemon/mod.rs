@@ -13,6 +13,7 @@ pub mod policy;
 pub mod registry;
 pub mod rejections;
 mod requests;
+pub mod scan;
 mod server;
 pub mod spawn;
 mod state;

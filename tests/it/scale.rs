@@ -1,0 +1,124 @@
+//! Many apps and many restarts: the daemon keeps answering, leaks no fd, leaves no zombie.
+
+use crate::support::*;
+use std::time::{Duration, Instant};
+
+const APPS: usize = 100;
+const RESTARTS: usize = 300;
+const AT_ONCE: usize = 25;
+/// Generous for 2 busy cores: a `restart` alone takes tens of milliseconds.
+const CALL_BOUND: Duration = Duration::from_secs(15);
+
+fn fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+/// Children of `parent` that exited and were not reaped.
+fn zombies_of(parent: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        if f.first() == Some(&"Z") && f.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(parent) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+fn all_online(pmr: &Pmr) -> Option<Vec<u64>> {
+    let list = pmr.jlist();
+    let pids: Vec<u64> = list
+        .iter()
+        .filter(|p| p["pm2_env"]["status"] == "online")
+        .filter_map(|p| p["pid"].as_u64().filter(|&p| p != 0))
+        .collect();
+    (list.len() == APPS && pids.len() == APPS).then_some(pids)
+}
+
+#[test]
+fn restarts_of_100_apps_leak_no_fd_and_leave_no_zombie() {
+    let pmr = Pmr::new();
+    let apps: Vec<_> = (0..APPS)
+        .map(|i| serde_json::json!({"name": format!("s{i}"), "script": "sleep", "args": "100000"}))
+        .collect();
+    let file = pmr.dir.join("many.json");
+    std::fs::write(&file, serde_json::json!({ "apps": apps }).to_string()).unwrap();
+    pmr.run(&["start", file.to_str().unwrap()]).ok();
+    let mut first = Vec::new();
+    wait_until("100 apps online", || {
+        all_online(&pmr).map(|p| first = p).is_some()
+    });
+    let daemon = pmr.daemon_pid().unwrap();
+    let fds_before = fds(daemon);
+
+    let started = Instant::now();
+    let slowest = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..AT_ONCE)
+            .map(|w| {
+                let pmr = &pmr;
+                s.spawn(move || {
+                    let mut slowest = Duration::ZERO;
+                    for i in (w..RESTARTS).step_by(AT_ONCE) {
+                        let t = Instant::now();
+                        pmr.run(&["restart", &format!("s{}", i % APPS)]).ok();
+                        slowest = slowest.max(t.elapsed());
+                    }
+                    slowest
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap())
+            .max()
+            .unwrap()
+    });
+    assert!(
+        slowest < CALL_BOUND,
+        "a restart took {slowest:?} ({RESTARTS} restarts, {AT_ONCE} at a time, {:?} in all)",
+        started.elapsed()
+    );
+
+    let mut now = Vec::new();
+    wait_until("100 apps online again", || {
+        all_online(&pmr).map(|p| now = p).is_some()
+    });
+    let restarts: u64 = pmr
+        .jlist()
+        .iter()
+        .map(|p| p["pm2_env"]["restart_time"].as_u64().unwrap())
+        .sum();
+    assert_eq!(restarts, RESTARTS as u64);
+    for pid in &first {
+        assert!(!now.contains(pid), "pid {pid} was not restarted");
+        wait_until(&format!("old pid {pid} gone"), || !alive(*pid as u32));
+    }
+    // Pipes of the old processes close as their pumps see EOF: give them the deadline.
+    wait_until("the daemon's fds back to their count before", || {
+        fds(daemon) <= fds_before
+    });
+    wait_until("no zombie child of the daemon", || {
+        zombies_of(daemon).is_empty()
+    });
+    let t = Instant::now();
+    pmr.run(&["delete", "all"]).ok();
+    assert!(
+        t.elapsed() < CALL_BOUND,
+        "delete all took {:?}",
+        t.elapsed()
+    );
+    for pid in &now {
+        wait_until(&format!("pid {pid} stopped"), || !alive(*pid as u32));
+    }
+}

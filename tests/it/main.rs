@@ -23,6 +23,7 @@ mod restart_policy;
 mod scale;
 mod select;
 mod serve;
+mod soak;
 mod sockets;
 mod stdin;
 mod stop;

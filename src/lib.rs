@@ -5,6 +5,7 @@ pub mod cli;
 pub mod client;
 pub mod conf;
 pub mod config;
+pub mod cron;
 pub mod daemon;
 pub mod dayjs;
 pub mod foreign;

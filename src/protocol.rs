@@ -307,6 +307,52 @@ pub struct ProcInfo {
     pub monit: Monit,
     /// Why the last start failed or the process errored, for `describe`.
     pub last_error: Option<String>,
+    /// The instance's last restarts, oldest first (bounded by the daemon).
+    #[serde(default)]
+    pub restart_history: Vec<RestartRecord>,
+    /// Next `cron_restart` run, ms since the epoch, in the daemon's time zone's reckoning.
+    #[serde(default)]
+    pub cron_next: Option<i64>,
+}
+
+/// What made an instance restart (or, for `cron`, start a stopped one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestartCause {
+    /// The process exited on its own and the restart policy started it again.
+    Crash,
+    Cron,
+    Memory,
+    /// A user's `restart` (or an option patch applied by one).
+    Restart,
+    /// A user's `reload`.
+    Reload,
+    Watch,
+}
+
+impl RestartCause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestartCause::Crash => "crash",
+            RestartCause::Cron => "cron",
+            RestartCause::Memory => "memory",
+            RestartCause::Restart => "restart",
+            RestartCause::Reload => "reload",
+            RestartCause::Watch => "watch",
+        }
+    }
+}
+
+/// One restart of an instance: `describe`'s restart history, `pmr_restart_history` in jlist.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RestartRecord {
+    /// When, ms since the epoch.
+    pub at: i64,
+    pub cause: RestartCause,
+    /// The figures: `exited with code 1`, `memory 512.3 MB > 500 MB`, the cron pattern.
+    pub detail: String,
+    /// How long the process that was replaced had run, ms (0: none was running).
+    pub uptime_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]

@@ -26,10 +26,11 @@ mod terminate;
 
 pub use control::{channel, Ctl, CtlReceiver, CtlSender, Reply, Update};
 
+use super::history::{History, Why};
 use super::logs::Sinks;
 use super::node_ipc::{IpcEvent, IpcHandle};
 use super::policy::{self, Counters, ExitDecision};
-use crate::protocol::Status;
+use crate::protocol::{RestartCause, Status};
 use crate::spec::AppSpec;
 use launch::write_pid_file;
 use nix::sys::signal::{kill, Signal};
@@ -83,6 +84,7 @@ pub struct Shared {
     pub last_error: Option<String>,
     pub env: BTreeMap<String, String>,
     pub paths: Paths,
+    pub history: History,
 }
 
 pub fn now_ms() -> i64 {
@@ -145,25 +147,35 @@ impl Instance {
 
     pub async fn run(self, mut rx: CtlReceiver) {
         let mut phase = Phase::Idle;
+        let mut cron = super::cron::Timer::default();
         loop {
+            let pattern = self.with(|s| s.spec.cron_restart.clone());
+            let cron_due = cron.due(pattern.as_deref());
             phase = match phase {
                 Phase::Deleted => break,
-                Phase::Idle => match rx.recv().await {
-                    None => break,
-                    Some(ctl) => self.on_ctl_idle(ctl).await,
+                Phase::Idle => tokio::select! {
+                    _ = cron_due => self.on_cron(None).await,
+                    ctl = rx.recv() => match ctl {
+                        None => break,
+                        Some(ctl) => self.on_ctl_idle(ctl).await,
+                    },
                 },
                 Phase::Waiting(at) => tokio::select! {
                     _ = tokio::time::sleep_until(at) => self.relaunch(None).await,
+                    _ = cron_due => self.on_cron(None).await,
                     ctl = rx.recv() => match ctl {
                         None => break,
-                        Some(ctl) => self.on_ctl_waiting(ctl).await,
+                        Some(ctl) => self.on_ctl_waiting(ctl, at).await,
                     },
                 },
                 Phase::Running(mut r) => tokio::select! {
                     status = r.child.wait() => self.on_exit(*r, status).await,
+                    _ = cron_due => self.on_cron(Some(r)).await,
                     Some(ev) = recv_opt(&mut r.ipc_rx) => match self.on_ipc(&mut r, ev) {
                         IpcOutcome::Nothing => Phase::Running(r),
                         IpcOutcome::Restart => {
+                            let why = Why::new(RestartCause::Crash, "broke the cluster protocol");
+                            self.record(why, &r);
                             self.stop_running(*r).await;
                             self.relaunch(None).await
                         }
@@ -214,11 +226,20 @@ impl Instance {
                 let _ = reply.send(Ok(()));
                 Phase::Idle
             }
+            Ctl::Auto(_, reply) => {
+                // Memory is over the limit only while it runs: never start a stopped app.
+                let _ = reply.send(Err("process is not running".into()));
+                Phase::Idle
+            }
         }
     }
 
-    async fn on_ctl_waiting(&self, ctl: Ctl) -> Phase {
+    async fn on_ctl_waiting(&self, ctl: Ctl, at: Instant) -> Phase {
         match ctl {
+            Ctl::Auto(_, reply) => {
+                let _ = reply.send(Err("process is not running".into()));
+                Phase::Waiting(at)
+            }
             Ctl::Stop(reply) => {
                 self.with(|s| s.status = Status::Stopped);
                 let _ = reply.send(Ok(()));
@@ -250,6 +271,7 @@ impl Instance {
                 Phase::Idle
             }
             Ctl::Restart { update, reply } => {
+                self.record(Why::new(RestartCause::Restart, ""), &r);
                 self.stop_running(*r).await;
                 self.apply(update);
                 self.reset_for_manual_start();
@@ -257,18 +279,10 @@ impl Instance {
             }
             Ctl::Reload { update, reply } => {
                 self.apply(update);
-                let seamless = self.with(|s| {
-                    s.spec.exec_mode == crate::spec::ExecMode::Cluster || !s.spec.listen.is_empty()
-                });
-                if seamless && r.ready_deadline.is_none() {
-                    self.reload(r, reply, rx).await
-                } else {
-                    // Fork mode (or not up yet): a restart, as in PM2.
-                    self.stop_running(*r).await;
-                    self.reset_for_manual_start();
-                    self.relaunch(Some(reply)).await
-                }
+                let why = Why::new(RestartCause::Reload, "");
+                self.reload_or_restart(r, why, reply, rx).await
             }
+            Ctl::Auto(why, reply) => self.reload_or_restart(r, why, reply, rx).await,
             Ctl::Delete(reply) => {
                 self.stop_running(*r).await;
                 let _ = reply.send(Ok(()));
@@ -302,6 +316,63 @@ impl Instance {
                 Phase::Running(r)
             }
         }
+    }
+
+    /// Cluster mode (or `listen` sockets): a zero-downtime reload; otherwise (or not up
+    /// yet) a restart, as in PM2.
+    async fn reload_or_restart(
+        &self,
+        r: Box<Running>,
+        why: Why,
+        reply: Reply,
+        rx: &mut CtlReceiver,
+    ) -> Phase {
+        let seamless = self.with(|s| {
+            s.spec.exec_mode == crate::spec::ExecMode::Cluster || !s.spec.listen.is_empty()
+        });
+        if seamless && r.ready_deadline.is_none() {
+            self.reload(r, why, reply, rx).await
+        } else {
+            self.record(why, &r);
+            self.stop_running(*r).await;
+            self.reset_for_manual_start();
+            self.relaunch(Some(reply)).await
+        }
+    }
+
+    /// `cron_restart` is due: restart what runs, start what does not (as PM2 does: its cron
+    /// job calls `restartProcessId`, which starts a stopped or errored process).
+    async fn on_cron(&self, r: Option<Box<Running>>) -> Phase {
+        let pattern = self.with(|s| s.spec.cron_restart.clone().unwrap_or_default());
+        let why = Why::new(RestartCause::Cron, pattern);
+        match r {
+            Some(r) => {
+                self.record(why, &r);
+                self.stop_running(*r).await;
+                self.reset_for_manual_start();
+                self.relaunch(None).await
+            }
+            None => {
+                tracing::info!(
+                    "App {} started by cron_restart ({})",
+                    self.label(),
+                    why.detail
+                );
+                self.with(|s| s.history.push(now_ms(), why, 0));
+                self.reset_for_manual_start();
+                self.launch(None).await
+            }
+        }
+    }
+
+    /// Note a restart of the process `r` in the history and the daemon log.
+    fn record(&self, why: Why, r: &Running) {
+        self.record_uptime(why, r.started.elapsed().as_millis() as u64);
+    }
+
+    fn record_uptime(&self, why: Why, uptime_ms: u64) {
+        tracing::info!("App {} restart: {why}", self.label());
+        self.with(|s| s.history.push(now_ms(), why, uptime_ms));
     }
 
     fn apply(&self, update: Update) {
@@ -365,7 +436,13 @@ impl Instance {
     /// answered when the old one is gone. If the new one dies before it is ready, it is
     /// dropped and the old one keeps serving. A stop (delete, scale down) sent meanwhile
     /// aborts the reload; other control messages wait until the swap is done.
-    async fn reload(&self, mut old: Box<Running>, reply: Reply, rx: &mut CtlReceiver) -> Phase {
+    async fn reload(
+        &self,
+        mut old: Box<Running>,
+        why: Why,
+        reply: Reply,
+        rx: &mut CtlReceiver,
+    ) -> Phase {
         let mut new = match self.spawn_child().await {
             Ok(n) => n,
             Err(e) => {
@@ -407,6 +484,7 @@ impl Instance {
             }
         }
         new.ready_deadline = None;
+        self.record(why, &old);
         let (pid, pid_path, spec) = self.with(|s| {
             s.pid = new.pid;
             s.pm_uptime = now_ms();
@@ -569,8 +647,12 @@ impl Instance {
                 tracing::error!("App {} errored: {msg}", self.label());
                 Phase::Idle
             }
-            ExitDecision::Restart { delay_ms: 0 } => self.relaunch(None).await,
+            ExitDecision::Restart { delay_ms: 0 } => {
+                self.record_uptime(Why::new(RestartCause::Crash, reason), run_ms);
+                self.relaunch(None).await
+            }
             ExitDecision::Restart { delay_ms } => {
+                self.record_uptime(Why::new(RestartCause::Crash, reason), run_ms);
                 tracing::info!("App {} will restart in {delay_ms}ms", self.label());
                 self.with(|s| s.status = Status::WaitingRestart);
                 Phase::Waiting(Instant::now() + Duration::from_millis(delay_ms))

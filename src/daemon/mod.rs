@@ -2,7 +2,9 @@
 //! `rpc.sock`, and never runs user configuration.
 
 pub mod cluster;
+pub mod cron;
 pub mod drain;
+pub mod history;
 pub mod instance;
 pub mod logs;
 pub mod metrics;

@@ -61,7 +61,8 @@ pub fn describe_at(p: &ProcInfo, color: bool, now: i64) -> String {
         rows.insert(6, ("entire log path", Cell::plain(l)));
     }
     if let Some(c) = &s.cron_restart {
-        rows.insert(5, ("cron restart", Cell::plain(format!("{c}{NOT_YET}"))));
+        let cell = super::history::cron_cell(c, p.cron_next);
+        rows.insert(5, ("cron restart", Cell::plain(cell)));
     }
     if let Some(m) = s.max_memory_restart.filter(|&m| m > 0) {
         rows.insert(
@@ -98,6 +99,7 @@ pub fn describe_at(p: &ProcInfo, color: bool, now: i64) -> String {
     out.push('\n');
     out += &render_box(&[key_w, val_w], None, &body, color);
     out.push('\n');
+    out += &super::history::section(p, color);
     for hint in [
         format!(" Use `pmr logs {} [--lines 1000]` to display logs", s.name),
         format!(
@@ -208,7 +210,8 @@ mod tests {
         );
         // Accepted but not acted on: said so, never shown as on.
         assert!(out.contains("│ 104857600 (not supported yet) "));
-        assert!(out.contains("│ 0 * * * * (not supported yet) "));
+        assert!(out.contains("│ 0 * * * * "));
+        assert!(!out.contains("0 * * * * (not supported yet)"));
         assert!(out.contains("│ ✘ (not supported yet) "));
         assert!(!out.contains('✔'));
         assert!(out.contains("│ --a 1 "));

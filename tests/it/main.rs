@@ -4,6 +4,7 @@
 mod support;
 
 mod apps;
+mod auto;
 mod cluster;
 mod cluster_shared;
 mod daemon;

@@ -42,6 +42,9 @@ pub enum Ctl {
     Retire(Reply),
     Signal(i32, Reply),
     Reset(Reply),
+    /// The daemon's own restart (memory guard): as `Reload` when the process runs, with the
+    /// cause for the history; refused when it does not (it is never started by this).
+    Auto(crate::daemon::history::Why, Reply),
 }
 
 impl Ctl {
@@ -54,7 +57,7 @@ impl Ctl {
     fn starts(&self) -> bool {
         matches!(
             self,
-            Ctl::Start(_) | Ctl::Restart { .. } | Ctl::Reload { .. }
+            Ctl::Start(_) | Ctl::Restart { .. } | Ctl::Reload { .. } | Ctl::Auto(..)
         )
     }
 
@@ -69,6 +72,7 @@ impl Ctl {
             Ctl::Retire(_) => "scale down",
             Ctl::Signal(..) => "signal",
             Ctl::Reset(_) => "reset",
+            Ctl::Auto(..) => "automatic restart",
         }
     }
 
@@ -80,6 +84,7 @@ impl Ctl {
             | Ctl::Retire(r)
             | Ctl::Signal(_, r)
             | Ctl::Reset(r)
+            | Ctl::Auto(_, r)
             | Ctl::Restart { reply: r, .. }
             | Ctl::Reload { reply: r, .. } => r,
         }

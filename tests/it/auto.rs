@@ -1,0 +1,121 @@
+//! Automatic restarts: `cron_restart`, `max_memory_restart`, and the restart history that says
+//! why each restart happened.
+
+use crate::support::*;
+use serde_json::Value;
+
+fn history(p: &Value) -> Vec<Value> {
+    p["pm2_env"]["pmr_restart_history"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no pmr_restart_history: {p:#}"))
+        .clone()
+}
+
+fn causes(p: &Value) -> Vec<String> {
+    history(p)
+        .iter()
+        .map(|r| r["cause"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn cron_restart_restarts_on_schedule_and_can_be_removed() {
+    let pmr = Pmr::new();
+    pmr.run(&[
+        "start",
+        &fixture("ticker.js"),
+        "--name",
+        "cronned",
+        "--cron",
+        "* * * * * *",
+    ])
+    .ok();
+    let p = pmr.wait_proc(0, "two cron restarts", |p| {
+        p["pm2_env"]["restart_time"].as_u64() >= Some(2)
+    });
+    let h = history(&p);
+    assert!(h.len() >= 2, "{h:?}");
+    for r in &h {
+        assert_eq!(r["cause"], "cron", "{h:?}");
+        assert_eq!(r["detail"], "* * * * * *");
+        assert!(r["uptime_ms"].as_u64().unwrap() > 0);
+    }
+    let d = pmr.run(&["describe", "cronned"]).ok().stdout;
+    assert!(
+        d.lines()
+            .any(|l| l.contains("│ cron restart ") && l.contains("│ * * * * * * (next ")),
+        "{d}"
+    );
+    assert!(d.contains("Restart history"), "{d}");
+    assert!(!d.contains("not supported yet"), "{d}");
+    let log = std::fs::read_to_string(pmr.home.join("pmr.log")).unwrap();
+    assert!(log.contains("restart: cron (* * * * * *)"), "{log}");
+
+    // `--cron-restart 0` removes the schedule: the process then keeps running.
+    pmr.run(&["restart", "cronned", "--cron-restart", "0"]).ok();
+    let p = pmr.wait_status(0, "online");
+    assert!(p["pm2_env"].get("cron_restart").is_none(), "{p:#}");
+    let pid = p["pid"].as_u64().unwrap();
+    let restarts = p["pm2_env"]["restart_time"].as_u64().unwrap();
+    let started = p["pm2_env"]["pm_uptime"].as_i64().unwrap();
+    // Three schedule periods pass without a restart.
+    wait_until("3 s of uptime", || {
+        chrono::Utc::now().timestamp_millis() - started > 3_000
+    });
+    let p = pmr.proc(0).unwrap();
+    assert_eq!(p["pid"], pid, "{p:#}");
+    assert_eq!(p["pm2_env"]["restart_time"], restarts);
+    assert_eq!(causes(&p).last().unwrap(), "restart");
+}
+
+#[test]
+fn cron_restart_starts_a_stopped_app_as_pm2_does() {
+    let pmr = Pmr::new();
+    pmr.run(&["start", &fixture("ticker.js"), "-c", "*/1 * * * * *"])
+        .ok();
+    pmr.wait_status(0, "online");
+    pmr.run(&["stop", "0"]).ok();
+    // The start of the stopped app is recorded with no uptime before it.
+    pmr.wait_proc(0, "started again by cron", |p| {
+        p["pm2_env"]["status"] == "online"
+            && history(p)
+                .iter()
+                .any(|r| r["cause"] == "cron" && r["uptime_ms"] == 0)
+    });
+    // Deleted: the schedule goes with it.
+    pmr.run(&["delete", "0"]).ok();
+    assert!(pmr.jlist().is_empty());
+}
+
+#[test]
+fn a_bad_cron_pattern_is_refused_naming_it() {
+    let pmr = Pmr::new();
+    for bad in ["0 0 3 * * * 2030", "0 25 * * *", "every day"] {
+        let r = pmr
+            .run(&["start", &fixture("ticker.js"), "--cron", bad])
+            .fails();
+        assert!(
+            r.stderr.contains(bad) && r.stderr.contains("cron_restart"),
+            "{bad}: {}",
+            r.stderr
+        );
+    }
+    assert!(pmr.jlist().is_empty());
+}
+
+#[test]
+fn a_crash_is_in_the_history_with_its_exit_code() {
+    let pmr = Pmr::new();
+    pmr.run_env(
+        &["start", &fixture("crash.js"), "--name", "crashy"],
+        &[("CRASH_AFTER_MS", "300"), ("EXIT_CODE", "3")],
+    )
+    .ok();
+    let p = pmr.wait_proc(0, "a crash restart", |p| !history(p).is_empty());
+    let r = &history(&p)[0];
+    assert_eq!(r["cause"], "crash");
+    assert_eq!(r["detail"], "exited with code 3");
+    assert!(r["uptime_ms"].as_u64().unwrap() >= 300, "{r}");
+    let d = pmr.run(&["describe", "crashy"]).ok().stdout;
+    assert!(d.contains("│ crash │ exited with code 3 "), "{d}");
+}

@@ -198,7 +198,7 @@ static OPTIONS: &[Opt] = &[
     opt("watch_delay", &[], Kind::Duration, "0",
         "**Not supported yet**: accepted and ignored, with a warning. PM2: delay between a detected change and the restart (ms)."),
     opt("watch_options", &[], Kind::Object, "—", "**Not supported yet**: accepted and ignored, with a warning. PM2: extra watcher options (chokidar's)."),
-    opt("max_memory_restart", &[], Kind::Bytes, "—", "**Not supported yet**: accepted and ignored, with a warning. PM2: restart (reload in cluster mode) when memory exceeds this (K = 1024)."),
+    opt("max_memory_restart", &[], Kind::Bytes, "—", "Restart (graceful reload in cluster mode) when the memory of the app's whole process tree stays over this for the grace (`PMR_MEMORY_GRACE_MS`, default 1000); checked every 0.5 s (K = 1024). `0` removes it."),
     opt("autorestart", &[], Kind::Bool, "true", "Restart the app when it exits."),
     opt("autostart", &[], Kind::Bool, "true", "Start the app when it is added; false registers it as stopped."),
     opt("restart_delay", &[], Kind::Duration, "0", "Fixed delay before an automatic restart."),

@@ -7,6 +7,7 @@ pub mod drain;
 pub mod history;
 pub mod instance;
 pub mod logs;
+pub mod memory_guard;
 pub mod metrics;
 pub mod node_ipc;
 pub mod notify;

@@ -33,6 +33,7 @@ pub async fn serve(home: Home) -> Result<()> {
         crate::knobs::get().describe()
     );
     let d = Arc::new(Daemon::new(home));
+    super::memory_guard::spawn(d.clone());
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;

@@ -119,3 +119,103 @@ fn a_crash_is_in_the_history_with_its_exit_code() {
     let d = pmr.run(&["describe", "crashy"]).ok().stdout;
     assert!(d.contains("│ crash │ exited with code 3 "), "{d}");
 }
+
+/// The first memory restart in the history of `pm_id`, waited for.
+fn wait_memory_restart(pmr: &Pmr, pm_id: u64) -> Value {
+    let p = pmr.wait_proc(pm_id, "a memory restart", |p| {
+        history(p).iter().any(|r| r["cause"] == "memory")
+    });
+    history(&p)
+        .into_iter()
+        .find(|r| r["cause"] == "memory")
+        .unwrap()
+}
+
+#[test]
+fn max_memory_restart_restarts_a_growing_app_and_says_why() {
+    let pmr = Pmr::new();
+    pmr.run(&[
+        "start",
+        &fixture("grow.js"),
+        "--name",
+        "grower",
+        "--max-memory-restart",
+        "60M",
+    ])
+    .ok();
+    let first = pmr.wait_status(0, "online")["pid"].as_u64().unwrap();
+    let r = wait_memory_restart(&pmr, 0);
+    let detail = r["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("memory ") && detail.ends_with(" MB > 60 MB"),
+        "{r}"
+    );
+    let p = pmr.wait_status(0, "online");
+    assert_ne!(p["pid"].as_u64().unwrap(), first, "a new process");
+    assert!(!alive(first as u32), "the old one is gone");
+    let d = pmr.run(&["describe", "grower"]).ok().stdout;
+    assert!(d.contains(detail), "{d}");
+    assert!(!d.contains("not supported yet"), "{d}");
+    let log = std::fs::read_to_string(pmr.home.join("pmr.log")).unwrap();
+    assert!(
+        log.contains(&format!("restart: memory ({detail})")),
+        "{log}"
+    );
+}
+
+#[test]
+fn max_memory_restart_measures_the_whole_tree() {
+    // PM2 reads the main pid only (here `sh`), so it would never restart this app.
+    let pmr = Pmr::new();
+    pmr.run(&[
+        "start",
+        &fixture("grow_tree.sh"),
+        "--max-memory-restart",
+        "60M",
+    ])
+    .ok();
+    let r = wait_memory_restart(&pmr, 0);
+    assert!(r["detail"].as_str().unwrap().ends_with("> 60 MB"), "{r}");
+}
+
+#[test]
+fn max_memory_restart_reloads_a_cluster_worker() {
+    let pmr = Pmr::new();
+    let port = free_port();
+    pmr.run_env(
+        &[
+            "start",
+            &fixture("grow.js"),
+            "-i",
+            "1",
+            "--max-memory-restart",
+            "60M",
+        ],
+        &[("PORT", &port.to_string())],
+    )
+    .ok();
+    let r = wait_memory_restart(&pmr, 0);
+    assert!(r["uptime_ms"].as_u64().unwrap() > 0, "{r}");
+    let p = pmr.wait_status(0, "online");
+    assert_eq!(p["pm2_env"]["exec_mode"], "cluster_mode");
+    let log = std::fs::read_to_string(pmr.home.join("pmr.log")).unwrap();
+    assert!(
+        log.contains("reloaded: pid"),
+        "a reload, not a restart: {log}"
+    );
+}
+
+#[test]
+fn a_bad_memory_size_is_refused() {
+    let pmr = Pmr::new();
+    let r = pmr
+        .run(&[
+            "start",
+            &fixture("ticker.js"),
+            "--max-memory-restart",
+            "12Q",
+        ])
+        .fails();
+    assert!(r.stderr.contains("12Q"), "{}", r.stderr);
+    assert!(pmr.jlist().is_empty());
+}

@@ -159,7 +159,7 @@ pub fn over_limit(mem: u64, limit: u64) -> String {
 
 fn mb(bytes: u64, always_decimal: bool) -> String {
     const MB: u64 = 1 << 20;
-    if !always_decimal && bytes % MB == 0 {
+    if !always_decimal && bytes.is_multiple_of(MB) {
         format!("{} MB", bytes / MB)
     } else {
         format!("{:.1} MB", bytes as f64 / MB as f64)

@@ -5,8 +5,8 @@
 //! cluster mode, a restart in fork mode (`Ctl::Auto`), with the figures in the history.
 //!
 //! Without an instance that has a limit, a tick only looks at the process table: no /proc
-//! scan. The grace (`PMR_MEMORY_GRACE_MS`, default [`DEFAULT_GRACE_MS`]) keeps one short spike
-//! from restarting an app; it is read once, when the daemon starts.
+//! scan. The grace (`PMR_MEMORY_GRACE_MS`, a knob checked by the CLI before the daemon starts;
+//! default [`DEFAULT_GRACE_MS`]) keeps one short spike from restarting an app.
 
 use super::history::Why;
 use super::instance::{Ctl, CtlSender};
@@ -22,7 +22,6 @@ use tokio::time::Instant;
 /// How often memory is looked at (PM2: every 30 s, `PM2_WORKER_INTERVAL`).
 pub const CHECK_EVERY: Duration = Duration::from_millis(500);
 pub const DEFAULT_GRACE_MS: u64 = 1000;
-pub const GRACE_VAR: &str = "PMR_MEMORY_GRACE_MS";
 
 /// An instance seen over its limit.
 struct Over {
@@ -41,24 +40,8 @@ struct Watched {
 }
 
 pub fn spawn(d: Arc<Daemon>) {
-    let grace = grace_from(std::env::var(GRACE_VAR).ok().as_deref());
-    tokio::spawn(run(d, grace));
-}
-
-/// The grace period from `PMR_MEMORY_GRACE_MS`; a bad value is said in `pmr.log` and the
-/// default used (the daemon has no terminal to refuse it on).
-fn grace_from(v: Option<&str>) -> Duration {
-    match v.map(|s| s.trim().parse::<u64>()) {
-        None => Duration::from_millis(DEFAULT_GRACE_MS),
-        Some(Ok(ms)) => Duration::from_millis(ms),
-        Some(Err(_)) => {
-            tracing::warn!(
-                "{GRACE_VAR}={:?} is not a number of milliseconds; using {DEFAULT_GRACE_MS}",
-                v.unwrap_or("")
-            );
-            Duration::from_millis(DEFAULT_GRACE_MS)
-        }
-    }
+    let grace = crate::knobs::get().memory_grace.unwrap_or(DEFAULT_GRACE_MS);
+    tokio::spawn(run(d, Duration::from_millis(grace)));
 }
 
 async fn run(d: Arc<Daemon>, grace: Duration) {
@@ -177,16 +160,5 @@ mod tests {
             "memory 512.3 MB > 500 MB"
         );
         assert_eq!(over_limit(3 << 20, 2_500_000), "memory 3.0 MB > 2.4 MB");
-    }
-
-    #[test]
-    fn grace_from_the_environment() {
-        assert_eq!(grace_from(None), Duration::from_millis(DEFAULT_GRACE_MS));
-        assert_eq!(grace_from(Some("0")), Duration::ZERO);
-        assert_eq!(grace_from(Some(" 250 ")), Duration::from_millis(250));
-        assert_eq!(
-            grace_from(Some("1s")),
-            Duration::from_millis(DEFAULT_GRACE_MS)
-        );
     }
 }

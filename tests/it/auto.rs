@@ -219,3 +219,36 @@ fn a_bad_memory_size_is_refused() {
     assert!(r.stderr.contains("12Q"), "{}", r.stderr);
     assert!(pmr.jlist().is_empty());
 }
+
+#[test]
+fn the_memory_grace_delays_the_restart() {
+    let pmr = Pmr::new();
+    // Over 60 MB within 0.3 s of its start; restarted only after 3 s over the limit.
+    pmr.run_env(
+        &["start", &fixture("grow.js"), "--max-memory-restart", "60M"],
+        &[
+            ("PMR_MEMORY_GRACE_MS", "3000"),
+            ("GROW_MB_S", "200"),
+            ("GROW_MAX_MB", "100"),
+        ],
+    )
+    .ok();
+    let r = wait_memory_restart(&pmr, 0);
+    let up = r["uptime_ms"].as_u64().unwrap();
+    assert!((3_000..10_000).contains(&up), "{r}");
+    let log = std::fs::read_to_string(pmr.home.join("pmr.log")).unwrap();
+    assert!(log.contains("memory grace 3000 ms"), "{log}");
+}
+
+#[test]
+fn a_bad_memory_grace_is_refused_before_the_daemon_starts() {
+    let pmr = Pmr::new();
+    let r = pmr
+        .run_env(
+            &["start", &fixture("ticker.js")],
+            &[("PMR_MEMORY_GRACE_MS", "1s")],
+        )
+        .fails();
+    assert!(r.stderr.contains("PMR_MEMORY_GRACE_MS"), "{}", r.stderr);
+    assert!(pmr.daemon_pid().is_none());
+}

@@ -343,6 +343,10 @@ impl Instance {
     /// `cron_restart` is due: restart what runs, start what does not (as PM2 does: its cron
     /// job calls `restartProcessId`, which starts a stopped or errored process).
     async fn on_cron(&self, r: Option<Box<Running>>) -> Phase {
+        if self.ctx.shutting_down.load(Ordering::SeqCst) {
+            // `kill` is stopping everything: nothing starts again.
+            return r.map_or(Phase::Idle, Phase::Running);
+        }
         let pattern = self.with(|s| s.spec.cron_restart.clone().unwrap_or_default());
         let why = Why::new(RestartCause::Cron, pattern);
         match r {

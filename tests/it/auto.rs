@@ -21,21 +21,20 @@ fn causes(p: &Value) -> Vec<String> {
 #[test]
 fn cron_restart_restarts_on_schedule_and_can_be_removed() {
     let pmr = Pmr::new();
-    pmr.run(&[
-        "start",
-        &fixture("ticker.js"),
-        "--name",
-        "cronned",
-        "--cron",
-        "* * * * * *",
-    ])
-    .ok();
+    pmr.run(&["start", &fixture("ticker.js"), "--name", "cronned"])
+        .ok();
+    pmr.wait_status(0, "online");
+    // Given with a restart (an option patch): the schedule follows the spec.
+    pmr.run(&["restart", "cronned", "--cron-restart", "* * * * * *"])
+        .ok();
     let p = pmr.wait_proc(0, "two cron restarts", |p| {
-        p["pm2_env"]["restart_time"].as_u64() >= Some(2)
+        p["pm2_env"]["restart_time"].as_u64() >= Some(3)
     });
     let h = history(&p);
+    assert_eq!(h[0]["cause"], "restart", "{h:?}");
+    let h = &h[1..];
     assert!(h.len() >= 2, "{h:?}");
-    for r in &h {
+    for r in h {
         assert_eq!(r["cause"], "cron", "{h:?}");
         assert_eq!(r["detail"], "* * * * * *");
         assert!(r["uptime_ms"].as_u64().unwrap() > 0);

@@ -280,9 +280,7 @@ fn options_not_supported_yet_warn_per_app_and_key_and_never_show_as_on() {
         .collect();
     assert_eq!(
         warnings,
-        [
-            r#"[PMR][WARN] app "w": watch is not supported yet: accepted and ignored"#,
-        ],
+        [r#"[PMR][WARN] app "w": watch is not supported yet: accepted and ignored"#,],
         "{}",
         r.stderr
     );

@@ -22,13 +22,15 @@ use tokio::time::Instant;
 /// How often memory is looked at (PM2: every 30 s, `PM2_WORKER_INTERVAL`).
 pub const CHECK_EVERY: Duration = Duration::from_millis(500);
 pub const DEFAULT_GRACE_MS: u64 = 1000;
+const RETRY: Duration = Duration::from_secs(10);
 
 /// An instance seen over its limit.
 struct Over {
     pid: u32,
     since: Instant,
-    /// A restart was asked for this process: not again.
-    asked: bool,
+    /// When a restart was asked for this process: not again before [`RETRY`] (a cluster
+    /// reload whose new worker fails leaves the old one serving, still over the limit).
+    asked: Option<Instant>,
 }
 
 struct Watched {
@@ -83,19 +85,20 @@ async fn run(d: Arc<Daemon>, grace: Duration) {
             let o = over.entry(w.id).or_insert(Over {
                 pid: w.pid,
                 since: now,
-                asked: false,
+                asked: None,
             });
             if o.pid != w.pid {
                 *o = Over {
                     pid: w.pid,
                     since: now,
-                    asked: false,
+                    asked: None,
                 };
             }
-            if o.asked || now.duration_since(o.since) < grace {
+            let asked_lately = o.asked.is_some_and(|t| now.duration_since(t) < RETRY);
+            if asked_lately || now.duration_since(o.since) < grace {
                 continue;
             }
-            o.asked = true;
+            o.asked = Some(now);
             let why = Why::new(RestartCause::Memory, over_limit(mem, w.limit));
             tracing::warn!(
                 "App {} is over max_memory_restart for {} ms: {}",

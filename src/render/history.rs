@@ -45,11 +45,7 @@ pub fn section(p: &ProcInfo, color: bool) -> String {
                 } else {
                     r.detail.clone()
                 }),
-                Cell::plain(if r.uptime_ms == 0 {
-                    "-".to_string()
-                } else {
-                    human_duration(r.uptime_ms as i64)
-                }),
+                Cell::plain(uptime(r.uptime_ms)),
             ]
         })
         .collect();
@@ -69,6 +65,16 @@ pub fn section(p: &ProcInfo, color: bool) -> String {
     out += &render_box(&widths, Some(&head), &rows, color);
     out.push('\n');
     out
+}
+
+/// Short runs are what a restart history is about: `459ms`, `1.8s`, then PM2's units.
+fn uptime(ms: u64) -> String {
+    match ms {
+        0 => "-".into(),
+        1..=999 => format!("{ms}ms"),
+        1000..=59_999 => format!("{:.1}s", ms as f64 / 1000.0),
+        _ => human_duration(ms as i64),
+    }
 }
 
 #[cfg(test)]
@@ -100,8 +106,11 @@ mod tests {
         let memory = out.find("│ memory ").unwrap();
         let crash = out.find("│ crash ").unwrap();
         assert!(memory < crash, "newest first:\n{out}");
-        assert!(out.contains("│ memory 512.3 MB > 500 MB │ 4s "), "{out}");
+        assert!(out.contains("│ memory 512.3 MB > 500 MB │ 4.0s "), "{out}");
         assert!(out.contains("│ exited with code 1       │ 90s "), "{out}");
+        assert_eq!(uptime(0), "-");
+        assert_eq!(uptime(459), "459ms");
+        assert_eq!(uptime(1845), "1.8s");
     }
 
     #[test]

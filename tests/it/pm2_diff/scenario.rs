@@ -1,0 +1,105 @@
+//! The command sequences run under both PM2 and pmr. A step is a command line as a user types it
+//! (words split on spaces, no quoting; leading `KEY=value` words are put in its environment), or
+//! `=`: wait until no app is in a transient state, then compare `jlist`, `prettylist` and `ls`.
+//! Every command's exit code is compared. The cwd holds a copy of `tests/pm2/fixtures/`.
+
+pub struct Scenario {
+    pub name: &'static str,
+    pub steps: &'static [&'static str],
+}
+
+pub const ALL: &[Scenario] = &[
+    Scenario {
+        // Fork mode from the CLI, and every selector form on it.
+        name: "fork_cli",
+        steps: &[
+            "start http.js --name api",
+            "start worker.js",
+            "=",
+            "stop api",
+            "=",
+            "restart api",
+            "restart 1",
+            "=",
+            "stop worker.js",
+            "reset all",
+            "=",
+            "delete ./worker.js",
+            "stop nope",
+            "restart 42",
+            "=",
+            "delete all",
+            "stop all",
+            "restart all",
+            "delete all",
+            "=",
+        ],
+    },
+    Scenario {
+        // Cluster mode from the CLI: scale up and down, reload, reset.
+        name: "cluster_cli",
+        steps: &[
+            "start http.js -i 2 --name web",
+            "=",
+            "scale web 3",
+            "=",
+            "scale web 1",
+            "=",
+            "reload web",
+            "reset web",
+            "=",
+            "reload nope",
+            "delete web",
+            "=",
+        ],
+    },
+    Scenario {
+        // A JSON ecosystem file: start, then select by the file, by namespace, by name.
+        name: "ecosystem_json",
+        steps: &[
+            "start ecosystem.json",
+            "=",
+            "stop ecosystem.json",
+            "=",
+            "restart ecosystem.json --env production",
+            "=",
+            "stop back",
+            "=",
+            "restart front",
+            "delete jobs",
+            "=",
+            "delete ecosystem.json",
+            "=",
+        ],
+    },
+    Scenario {
+        // A JS ecosystem file with env, env_<name> and deploy.<name>.env blocks.
+        name: "ecosystem_js_env",
+        steps: &[
+            "start ecosystem.config.js --env production",
+            "=",
+            "restart ecosystem.config.js --env staging --update-env",
+            "=",
+            "start ecosystem.config.js --only cron",
+            "=",
+            "restart /^we/",
+            "=",
+        ],
+    },
+    Scenario {
+        // Options given again with restart and start of an existing app.
+        name: "changed_options",
+        steps: &[
+            "start worker.js --name w",
+            "=",
+            "restart w --node-args=--max-old-space-size=100",
+            "=",
+            "EXTRA=1 restart w --update-env",
+            "=",
+            "restart w --name w2",
+            "=",
+            "start w2",
+            "=",
+        ],
+    },
+];

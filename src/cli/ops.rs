@@ -106,7 +106,10 @@ pub fn act(
     selectors.extend(file_apps);
     let update_env = a.update_env.then(|| std::env::vars().collect());
     // PM2 treats "nothing to act on" (`stop all` on an empty list) as a failure: scripts and
-    // CI jobs test the exit status.
+    // CI jobs test the exit status. Except `reset all`, which PM2 answers with silence and 0.
+    if ids.is_empty() && action == Action::Reset {
+        return Ok(0);
+    }
     if ids.is_empty() {
         return Err(super::Warning("No process found").into());
     }

@@ -58,6 +58,8 @@ fn run_side(side: &Side, sc: &Scenario) -> BTreeMap<String, Value> {
     ]);
     let label = side.kind.label();
     let mut obs = BTreeMap::new();
+    // (tag, jlist, prettylist text, ls text) of each `=`, compared once the steps are done.
+    let mut snaps = Vec::new();
     for (i, step) in sc.steps.iter().enumerate() {
         let tag = format!("s{i:02} {step}");
         if *step != "=" {
@@ -72,10 +74,17 @@ fn run_side(side: &Side, sc: &Scenario) -> BTreeMap<String, Value> {
             obs.insert(format!("{tag}: exit {step}"), Value::from(out.code));
             continue;
         }
-        side.settle();
-        let mut jlist = side.jlist();
-        let mut pretty = side.prettylist();
+        let jlist = side.settle();
+        let pretty = side.prettylist();
         let ls = side.ls();
+        if verbose() {
+            eprintln!("[{}/{label}] ls\n{ls}", sc.name);
+        }
+        snaps.push((tag, jlist, pretty, ls));
+    }
+    let texts: Vec<String> = snaps.iter().map(|s| s.2.clone()).collect();
+    let pretties = tool::eval_literals(label, &texts);
+    for ((tag, mut jlist, _, ls), mut pretty) in snaps.into_iter().zip(pretties) {
         normalise::sort_list(&mut jlist);
         normalise::sort_list(&mut pretty);
         normalise::value(&mut jlist, &paths);
@@ -100,9 +109,6 @@ fn run_side(side: &Side, sc: &Scenario) -> BTreeMap<String, Value> {
             obs.insert(format!("{tag}: {k}"), v);
         }
         let rows = normalise::ls(&ls, &paths);
-        if verbose() {
-            eprintln!("[{}/{label}] ls\n{ls}", sc.name);
-        }
         if let Some((header, body)) = rows.split_first() {
             obs.insert(format!("{tag}: ls.columns"), Value::from(header.clone()));
             for (r, row) in body.iter().enumerate() {

@@ -102,4 +102,28 @@ pub const ALL: &[Scenario] = &[
             "=",
         ],
     },
+    Scenario {
+        // Errors and exit codes: unknown names and ids for every action, empty lists, bad files.
+        name: "errors",
+        steps: &[
+            "stop all",
+            "reload all",
+            "reset all",
+            "start missing.js",
+            "start worker.js --name only",
+            "=",
+            "restart nope",
+            "reload 7",
+            "delete nope",
+            "reset nope",
+            "scale nope 2",
+            "describe nope",
+            "stop missing.js",
+            "start ecosystem.json --only nope",
+            "=",
+            "delete only",
+            "delete all",
+            "=",
+        ],
+    },
 ];

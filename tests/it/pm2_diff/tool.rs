@@ -183,8 +183,8 @@ impl Side {
         v
     }
 
-    /// `prettylist` (a Node `util.inspect` literal) read back into JSON by Node itself.
-    pub fn prettylist(&self) -> Value {
+    /// `prettylist`: a Node `util.inspect` literal, for `eval_literals`.
+    pub fn prettylist(&self) -> String {
         let out = self.run_ok(&["prettylist"]);
         // PM2 may print notices first: the literal starts with the first line that is `[`.
         let start = if out.starts_with('[') {
@@ -192,27 +192,7 @@ impl Side {
         } else {
             out.find("\n[").map_or(0, |i| i + 1)
         };
-        let mut node = Command::new("node")
-            .args([
-                "-e",
-                "const s = require('fs').readFileSync(0, 'utf8'); \
-                 process.stdout.write(JSON.stringify(eval('(' + s + ')')))",
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("node is installed");
-        std::io::Write::write_all(node.stdin.as_mut().unwrap(), &out.as_bytes()[start..]).unwrap();
-        drop(node.stdin.take());
-        let o = node.wait_with_output().unwrap();
-        assert!(
-            o.status.success(),
-            "{}: prettylist is not a JS literal: {}\n{out}",
-            self.kind.label(),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        serde_json::from_slice(&o.stdout).unwrap()
+        out[start..].to_string()
     }
 
     pub fn ls(&self) -> String {
@@ -220,7 +200,8 @@ impl Side {
     }
 
     /// Poll `jlist` until no app is in a transient state (launching, stopping, waiting restart).
-    pub fn settle(&self) {
+    /// Returns that last `jlist`.
+    pub fn settle(&self) -> Value {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let list = self.jlist();
@@ -230,12 +211,20 @@ impl Side {
                     || st == "stopped"
                     || st == "errored"
             });
-            if steady {
-                return;
+            // PM2's agent inside a Node app reports `node_version` and `axm_options` some time
+            // after the app is online; without waiting, what PM2 shows depends on the moment.
+            let agent_ready = self.kind != Kind::Pm2
+                || list.as_array().into_iter().flatten().all(|p| {
+                    p["pm2_env"]["status"] != "online"
+                        || p["pm2_env"]["exec_interpreter"] != "node"
+                        || p["pm2_env"].get("node_version").is_some()
+                });
+            if steady && agent_ready {
+                return list;
             }
             assert!(
                 Instant::now() < deadline,
-                "{}: apps never settled: {list:#}",
+                "{}: apps never settled (or PM2's agent never reported): {list:#}",
                 self.kind.label()
             );
             std::thread::sleep(Duration::from_millis(50));
@@ -287,4 +276,44 @@ impl Drop for Side {
             let _ = std::fs::remove_dir_all(&self.base);
         }
     }
+}
+
+/// JS literals (`prettylist` outputs) read back into JSON by Node itself, all in one `node` run.
+pub fn eval_literals(label: &str, texts: &[String]) -> Vec<Value> {
+    if texts.is_empty() {
+        return Vec::new();
+    }
+    let mut node = Command::new("node")
+        .args([
+            "-e",
+            "const texts = JSON.parse(require('fs').readFileSync(0, 'utf8')); \
+             process.stdout.write(JSON.stringify(texts.map((s, i) => { \
+               try { return eval('(' + s + ')'); } \
+               catch (e) { return { not_a_literal: String(e), index: i }; } })))",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node is installed");
+    let input = serde_json::to_vec(texts).unwrap();
+    let mut stdin = node.stdin.take().unwrap();
+    // Written on a thread: the output may fill its pipe before the input is all read.
+    let writer = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &input));
+    let o = node.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    assert!(
+        o.status.success(),
+        "{label}: node could not read prettylist: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let values: Vec<Value> = serde_json::from_slice(&o.stdout).unwrap();
+    for (v, text) in values.iter().zip(texts) {
+        assert!(
+            v.get("not_a_literal").is_none(),
+            "{label}: prettylist is not a JS literal ({}):\n{text}",
+            v["not_a_literal"]
+        );
+    }
+    values
 }

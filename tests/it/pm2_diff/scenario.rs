@@ -1,6 +1,7 @@
 //! The command sequences run under both PM2 and pmr. A step is a command line as a user types it
 //! (words split on spaces, no quoting; leading `KEY=value` words are put in its environment), or
-//! `=`: wait until no app is in a transient state, then compare `jlist`, `prettylist` and `ls`.
+//! `=`: wait until no app is in a transient state, then compare `jlist` and `ls`; `=p` also checks
+//! that `prettylist` shows what `jlist` does (each PM2 command costs a Node start: not every time).
 //! Every command's exit code is compared. The cwd holds a copy of `tests/pm2/fixtures/`.
 
 pub struct Scenario {
@@ -15,14 +16,18 @@ pub const ALL: &[Scenario] = &[
         steps: &[
             "start http.js --name api",
             "start worker.js",
-            "=",
+            "=p",
             "stop api",
-            "=",
+            "=p",
             "restart api",
             "restart 1",
+            "reload api",
             "=",
-            "stop worker.js",
+            "stop 0 1",
+            "start worker.js",
+            "=",
             "reset all",
+            "restart worker.js",
             "=",
             "delete ./worker.js",
             "stop nope",
@@ -40,7 +45,7 @@ pub const ALL: &[Scenario] = &[
         name: "cluster_cli",
         steps: &[
             "start http.js -i 2 --name web",
-            "=",
+            "=p",
             "scale web 3",
             "=",
             "scale web 1",
@@ -58,11 +63,11 @@ pub const ALL: &[Scenario] = &[
         name: "ecosystem_json",
         steps: &[
             "start ecosystem.json",
-            "=",
+            "=p",
             "stop ecosystem.json",
             "=",
             "restart ecosystem.json --env production",
-            "=",
+            "=p",
             "stop back",
             "=",
             "restart front",
@@ -77,9 +82,9 @@ pub const ALL: &[Scenario] = &[
         name: "ecosystem_js_env",
         steps: &[
             "start ecosystem.config.js --env production",
-            "=",
+            "=p",
             "restart ecosystem.config.js --env staging --update-env",
-            "=",
+            "=p",
             "start ecosystem.config.js --only cron",
             "=",
             "restart /^we/",
@@ -91,11 +96,11 @@ pub const ALL: &[Scenario] = &[
         name: "changed_options",
         steps: &[
             "start worker.js --name w",
-            "=",
+            "=p",
             "restart w --node-args=--max-old-space-size=100",
             "=",
             "EXTRA=1 restart w --update-env",
-            "=",
+            "=p",
             "restart w --name w2",
             "=",
             "start w2",

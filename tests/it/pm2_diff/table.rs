@@ -1,7 +1,8 @@
 //! `tests/pm2_differences.toml`: the deliberate differences from PM2, one `[[difference]]` row
 //! each: `scenario`, `what` (a difference's path without step and indices, or `exit <command>`),
 //! `pm2` and `pmr` (the values as compact JSON, `<absent>` when missing) and `reason`. `*` in
-//! `scenario`, `what`, `pm2`, `pmr` matches any run of characters.
+//! `scenario`, `what`, `pm2`, `pmr` matches any run of characters. `sometimes = true` marks a
+//! difference that depends on PM2's timing: it is excused but never reported stale.
 
 use serde::Deserialize;
 use std::path::Path;
@@ -14,6 +15,9 @@ pub struct Row {
     pub pm2: String,
     pub pmr: String,
     pub reason: String,
+    /// The difference depends on timing under PM2 (say how in `reason`): not reported stale.
+    #[serde(default)]
+    pub sometimes: bool,
 }
 
 #[derive(Deserialize)]

@@ -32,7 +32,8 @@ fn verbose() -> bool {
 /// The step as a command line: leading `KEY=value` words are its environment.
 fn parse_step(step: &str) -> (Vec<(String, String)>, Vec<String>) {
     let mut env = Vec::new();
-    let mut words = step.split_whitespace().peekable();
+    let words = shell_words::split(step).unwrap_or_else(|e| panic!("step `{step}`: {e}"));
+    let mut words = words.into_iter().peekable();
     while let Some(w) = words.peek() {
         match w.split_once('=') {
             Some((k, v))
@@ -46,7 +47,7 @@ fn parse_step(step: &str) -> (Vec<(String, String)>, Vec<String>) {
             _ => break,
         }
     }
-    (env, words.map(str::to_string).collect())
+    (env, words.collect())
 }
 
 /// Run a scenario on one side: every observation by location (`sNN <step>: <item>`).

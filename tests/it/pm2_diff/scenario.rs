@@ -1,5 +1,6 @@
 //! The command sequences run under both PM2 and pmr. A step is a command line as a user types it
-//! (words split on spaces, no quoting; leading `KEY=value` words are put in its environment), or
+//! (split into words as `sh` would, quotes included; leading `KEY=value` words are put in its
+//! environment), or
 //! `=`: wait until no app is in a transient state, then compare `jlist` and `ls`; `=p` also checks
 //! that `prettylist` shows what `jlist` does (each PM2 command costs a Node start: not every time).
 //! Every command's exit code is compared. The cwd holds a copy of `tests/pm2/fixtures/`.
@@ -104,6 +105,12 @@ pub const ALL: &[Scenario] = &[
             "restart w --name w2",
             "=",
             "start w2",
+            "=",
+            "restart w2 --max-memory-restart 100M --cron-restart '0 0 * * *'",
+            "=",
+            "restart w2 --max-memory-restart 0 --cron-restart 0",
+            "=",
+            "restart w2 --watch",
             "=",
         ],
     },

@@ -42,6 +42,9 @@ pub struct Out {
     pub stderr: String,
 }
 
+/// How long `settle` waits for PM2's agent once no app is in a transient state.
+const AGENT_WAIT: Duration = Duration::from_secs(6);
+
 /// A command that hangs is a finding, not a reason for the test to hang.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(40);
 
@@ -203,6 +206,7 @@ impl Side {
     /// Returns that last `jlist`.
     pub fn settle(&self) -> Value {
         let deadline = Instant::now() + Duration::from_secs(30);
+        let mut steady_since: Option<Instant> = None;
         loop {
             let list = self.jlist();
             let steady = list.as_array().into_iter().flatten().all(|p| {
@@ -212,14 +216,22 @@ impl Side {
                     || st == "errored"
             });
             // PM2's agent inside a Node app reports `node_version` and `axm_options` some time
-            // after the app is online; without waiting, what PM2 shows depends on the moment.
+            // after the app is online (a restart empties `axm_options` again); without waiting,
+            // what PM2 shows depends on the moment.
             let agent_ready = self.kind != Kind::Pm2
                 || list.as_array().into_iter().flatten().all(|p| {
-                    p["pm2_env"]["status"] != "online"
-                        || p["pm2_env"]["exec_interpreter"] != "node"
-                        || p["pm2_env"].get("node_version").is_some()
+                    let e = &p["pm2_env"];
+                    e["status"] != "online"
+                        || e["exec_interpreter"] != "node"
+                        || (e.get("node_version").is_some()
+                            && e["axm_options"].get("module_name").is_some())
                 });
-            if steady && agent_ready {
+            // The agent gets a few seconds: if it never reports, the difference shows.
+            if !steady {
+                steady_since = None;
+            } else if agent_ready
+                || steady_since.get_or_insert_with(Instant::now).elapsed() > AGENT_WAIT
+            {
                 return list;
             }
             assert!(

@@ -59,7 +59,8 @@ fn run_side(side: &Side, sc: &Scenario) -> BTreeMap<String, Value> {
     ]);
     let label = side.kind.label();
     let mut obs = BTreeMap::new();
-    // (tag, jlist, prettylist text, ls text) of each `=`, compared once the steps are done.
+    // (tag, jlist, prettylist text, ls text) of each `=`/`=p`, compared once the steps are done
+    // (one `node` run reads all the prettylists back).
     let mut snaps = Vec::new();
     for (i, step) in sc.steps.iter().enumerate() {
         let tag = format!("s{i:02} {step}");
@@ -90,26 +91,23 @@ fn run_side(side: &Side, sc: &Scenario) -> BTreeMap<String, Value> {
         normalise::value(&mut jlist, &paths);
         let mut flat_j = BTreeMap::new();
         normalise::flatten("jlist", &jlist, &mut flat_j);
-        let mut flat_p = BTreeMap::new();
         if pretty_text.is_some() {
             let mut pretty = pretties.next().unwrap();
             normalise::sort_list(&mut pretty);
             normalise::value(&mut pretty, &paths);
+            let mut flat_p = BTreeMap::new();
             normalise::flatten("jlist", &pretty, &mut flat_p);
-        }
-        // prettylist must show what jlist shows: only where it does not is there an item,
-        // so a difference between the tools in jlist is not reported twice.
-        for k in flat_j.keys().chain(flat_p.keys()) {
-            if pretty_text.is_none() {
-                break;
-            }
-            let (j, p) = (flat_j.get(k), flat_p.get(k));
-            if j != p {
-                let item = format!("prettylist≠{}", &k["jlist".len()..].trim_start_matches('.'));
-                obs.insert(
-                    format!("{tag}: {item}"),
-                    Value::String(normalise::show(p) + " vs jlist " + &normalise::show(j)),
-                );
+            // prettylist must show what jlist shows: only where it does not is there an item,
+            // so a difference between the tools in jlist is not reported twice.
+            for k in flat_j.keys().chain(flat_p.keys()) {
+                let (j, p) = (flat_j.get(k), flat_p.get(k));
+                if j != p {
+                    let item = format!("prettylist≠{}", &k["jlist".len()..]);
+                    obs.insert(
+                        format!("{tag}: {item}"),
+                        Value::String(normalise::show(p) + " vs jlist " + &normalise::show(j)),
+                    );
+                }
             }
         }
         for (k, v) in flat_j {

@@ -31,11 +31,9 @@ pub const ALL: &[Scenario] = &[
             "restart worker.js",
             "=",
             "delete ./worker.js",
-            "stop nope",
             "restart 42",
             "=",
             "delete all",
-            "stop all",
             "restart all",
             "delete all",
             "=",
@@ -136,6 +134,18 @@ pub const ALL: &[Scenario] = &[
             "delete only",
             "delete all",
             "=",
+        ],
+    },
+    Scenario {
+        // A program that is not Node: a bash script, by file and by its name.
+        name: "shell_app",
+        steps: &[
+            "start job.sh",
+            "=p",
+            "restart job",
+            "stop job.sh",
+            "=",
+            "delete all",
         ],
     },
 ];

@@ -239,7 +239,11 @@ impl Side {
                 "{}: apps never settled (or PM2's agent never reported): {list:#}",
                 self.kind.label()
             );
-            std::thread::sleep(Duration::from_millis(50));
+            // Each poll of PM2 is a Node start: poll it less often, the machine is small.
+            std::thread::sleep(Duration::from_millis(match self.kind {
+                Kind::Pm2 => 200,
+                Kind::Pmr => 50,
+            }));
         }
     }
 

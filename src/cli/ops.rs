@@ -96,7 +96,8 @@ pub fn act(
                     }
                 }
             }
-            Err(e) if e.to_string().contains("not found") => {}
+            // The daemon's answer for a selector that matches nothing (`registry.rs`).
+            Err(e) if e.to_string().ends_with(&format!("{name} not found")) => {}
             Err(e) => return Err(e),
         }
     }

@@ -408,10 +408,8 @@ impl Instance {
 
     /// Spawn the child. `reply` is answered when it is online, or with the reason it failed.
     async fn launch(&self, reply: Option<Reply>) -> Phase {
-        self.with(|s| {
-            s.status = Status::Launching;
-            s.exit_code = None;
-        });
+        // `exit_code` stays: PM2 shows the last run's exit code until the next exit.
+        self.with(|s| s.status = Status::Launching);
         let mut r = match self.spawn_child().await {
             Ok(r) => r,
             Err(e) => return self.fail_launch(e, reply),

@@ -18,6 +18,7 @@ mod load;
 mod logs;
 mod node_apps;
 mod pm2_cli;
+mod pm2_diff;
 mod pm2_env;
 mod report;
 mod restart_policy;

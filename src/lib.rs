@@ -7,6 +7,7 @@ pub mod conf;
 pub mod config;
 pub mod daemon;
 pub mod dayjs;
+pub mod dump;
 pub mod foreign;
 pub mod knobs;
 pub mod paths;

@@ -65,6 +65,26 @@ impl Registry {
         Ok(slots)
     }
 
+    /// Reserve exactly `slot` for an instance of `name` (a dump's id and instance number), if
+    /// neither is taken; `false` otherwise (the caller then takes any free slot).
+    pub fn reserve_at(&mut self, name: &str, slot: Slot) -> bool {
+        let id_taken = self.entries.contains_key(&slot.id) || self.pending.contains_key(&slot.id);
+        let instance_taken = self.entries.values().any(|e| {
+            let s = e.shared.lock().unwrap();
+            s.spec.name == name && s.instance == slot.instance
+        }) || self
+            .pending
+            .values()
+            .any(|(n, i)| n == name && *i == slot.instance);
+        if id_taken || instance_taken || slot.id == u32::MAX {
+            return false;
+        }
+        self.next_id = self.next_id.max(slot.id + 1);
+        self.pending
+            .insert(slot.id, (name.to_string(), slot.instance));
+        true
+    }
+
     /// Give back reserved slots that will not be filled.
     pub fn release(&mut self, slots: &[Slot]) {
         for s in slots {

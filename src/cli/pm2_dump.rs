@@ -130,7 +130,17 @@ fn options_of(p: &Map<String, Value>, instances: usize, dump_dir: &Path) -> Map<
         ("pm_out_log_path", "out_file"),
         ("pm_err_log_path", "error_file"),
     ] {
-        if let Some(path) = str_of(p, from).filter(|f| !Path::new(f).starts_with(&pm2_logs)) {
+        let pm2_default = |f: &String| {
+            let file = Path::new(f)
+                .file_name()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let base = crate::paths::sanitize_name(&name);
+            Path::new(f).starts_with(&pm2_logs)
+                || file.starts_with(&format!("{base}-out"))
+                || file.starts_with(&format!("{base}-error"))
+        };
+        if let Some(path) = str_of(p, from).filter(|f| !pm2_default(f)) {
             o.insert(to.into(), path.into());
         }
     }

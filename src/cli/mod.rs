@@ -15,6 +15,8 @@ mod report;
 mod serve;
 mod show;
 mod start;
+mod startup;
+mod startup_templates;
 
 use crate::client::Client;
 use crate::paths::Home;
@@ -239,6 +241,10 @@ pub enum Cmd {
     Resurrect { file: Option<String> },
     /// Empty the dump file.
     Cleardump,
+    /// Write the boot configuration that starts the daemon with the saved apps.
+    Startup(startup::StartupArgs),
+    /// Remove the boot configuration `startup` wrote.
+    Unstartup(startup::StartupArgs),
 }
 
 /// Whatever PM2's SaaS commands take (keys, machine name): accepted, unused.
@@ -453,6 +459,8 @@ fn dispatch(cli: Cli) -> Result<i32> {
             | Cmd::Link(_)
             | Cmd::Unlink(_)
             | Cmd::Plus(_)
+            | Cmd::Startup(_)
+            | Cmd::Unstartup(_)
     ) {
         if let Some(f) = crate::foreign::daemon_of(&home) {
             bail!("{}", crate::foreign::refusal(&home, &f));
@@ -509,6 +517,8 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Cmd::Save { force } => persist::save(&home, &out, force),
         Cmd::Resurrect { file } => persist::resurrect(&home, &out, file.as_deref()),
         Cmd::Cleardump => persist::cleardump(&home, &out),
+        Cmd::Startup(a) => startup::startup(&out, a),
+        Cmd::Unstartup(a) => startup::unstartup(&out, a),
         Cmd::Daemon { .. } | Cmd::InternalServe(_) => unreachable!(),
     }
 }

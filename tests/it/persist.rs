@@ -393,3 +393,115 @@ fn the_watchdog_is_fed_on_an_abstract_notify_socket_and_sigterm_says_stopping() 
     sd.expect("STOPPING=1");
     let _ = child.wait();
 }
+
+#[test]
+fn startup_writes_a_notify_unit_under_the_test_root_and_unstartup_removes_it() {
+    let pmr = Pmr::new();
+    let root = pmr.dir.join("root");
+    let root_s = root.to_str().unwrap();
+    let env = [("PMR_STARTUP_ROOT", root_s)];
+    let r = pmr
+        .run_env(
+            &["startup", "systemd", "-u", "app", "--hp", "/home/app"],
+            &env,
+        )
+        .ok();
+    assert!(
+        r.stdout
+            .contains("Not executed (PMR_STARTUP_ROOT is set): systemctl enable pmr-app"),
+        "{}",
+        r.stdout
+    );
+    let unit_path = root.join("etc/systemd/system/pmr-app.service");
+    let unit = std::fs::read_to_string(&unit_path).unwrap();
+    for line in [
+        "Type=notify".to_string(),
+        "User=app".to_string(),
+        "Environment=PMR_HOME=/home/app/.pmr".to_string(),
+        format!("ExecStart={BIN} daemon --resurrect"),
+        format!("ExecReload={BIN} reload all"),
+        format!("ExecStop={BIN} kill"),
+        format!("Environment=PATH={}", std::env::var("PATH").unwrap()),
+    ] {
+        assert!(unit.lines().any(|l| l == line), "{line} missing in\n{unit}");
+    }
+    assert!(unit.contains("pmr unstartup` then `pmr startup"), "{unit}");
+    assert_eq!(mode(&unit_path), 0o644);
+
+    // A user unit, for users without root.
+    pmr.run_env(
+        &[
+            "startup",
+            "systemd",
+            "--user-unit",
+            "-u",
+            "app",
+            "--hp",
+            "/home/app",
+        ],
+        &env,
+    )
+    .ok();
+    let user_unit =
+        std::fs::read_to_string(root.join("home/app/.config/systemd/user/pmr.service")).unwrap();
+    assert!(!user_unit.contains("User="), "{user_unit}");
+    assert!(user_unit.contains("WantedBy=default.target"), "{user_unit}");
+
+    pmr.run_env(
+        &["unstartup", "systemd", "-u", "app", "--hp", "/home/app"],
+        &env,
+    )
+    .ok();
+    assert!(!unit_path.exists());
+    pmr.run_env(
+        &["unstartup", "systemd", "-u", "app", "--hp", "/home/app"],
+        &env,
+    )
+    .fails();
+}
+
+#[test]
+fn startup_for_an_init_system_this_machine_lacks_fails_and_writes_nothing() {
+    let pmr = Pmr::new();
+    let home = pmr.dir.join("userhome");
+    std::fs::create_dir_all(&home).unwrap();
+    let home_s = home.to_str().unwrap();
+    // launchd never exists on Linux: no PMR_STARTUP_ROOT here, the real check runs.
+    let r = pmr
+        .run_env(&["startup", "launchd", "--hp", home_s], &[("HOME", home_s)])
+        .fails();
+    assert!(
+        r.stderr.contains("launchd is not on this machine"),
+        "{}",
+        r.stderr
+    );
+    assert!(!home.join("Library").exists());
+    let r = pmr.run(&["startup", "bsd-init"]).fails();
+    assert!(r.stderr.contains("unknown init system"), "{}", r.stderr);
+}
+
+#[test]
+fn startup_without_a_platform_looks_at_pid_1() {
+    let pmr = Pmr::new();
+    let comm = std::fs::read_to_string("/proc/1/comm").unwrap_or_default();
+    let comm = comm.trim();
+    if matches!(comm, "systemd" | "init" | "openrc-init") {
+        // A machine booted with an init system: detection would succeed and write to /etc
+        // (as root). Only the container case (PID 1 is something else) is checked here.
+        return;
+    }
+    let root = pmr.dir.join("root");
+    let r = pmr
+        .run_env(
+            &["startup"],
+            &[("PMR_STARTUP_ROOT", root.to_str().unwrap())],
+        )
+        .fails();
+    assert!(
+        r.stderr
+            .contains(&format!("Init system not found (PID 1 is `{comm}`)")),
+        "{}",
+        r.stderr
+    );
+    assert!(!root.exists());
+}

@@ -119,6 +119,9 @@ pub fn load(path: &Path) -> Result<Option<Loaded>, String> {
             }))
         }
         Ok(None) => {}
+        Err(why) if why.starts_with(UNREADABLE) => {
+            return Err(format!("{}: {why}", path.display()));
+        }
         Err(why) => {
             let aside = suffixed(
                 path,
@@ -155,15 +158,18 @@ pub fn load(path: &Path) -> Result<Option<Loaded>, String> {
     }
 }
 
-/// `Ok(None)`: no such file.
+/// `Ok(None)`: no such file. `Err`: what is wrong with its contents. A file that cannot be
+/// read at all (permissions, I/O) is not corrupt: that is the caller's error, via `unreadable`.
 fn read(path: &Path) -> Result<Option<Contents>, String> {
     match std::fs::read_to_string(path) {
         Ok(text) => parse(&text).map(Some),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) if e.kind() == std::io::ErrorKind::InvalidData => Err("not UTF-8 text".into()),
-        Err(e) => Err(format!("cannot read it: {e}")),
+        Err(e) => Err(format!("{UNREADABLE}{e}")),
     }
 }
+
+const UNREADABLE: &str = "cannot read it: ";
 
 /// Mark the processes that cannot start any more: a script path or a `cwd` that is gone.
 /// Programs found on PATH and command strings are left to the start itself.

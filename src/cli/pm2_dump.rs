@@ -203,3 +203,47 @@ fn spec_of(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn wrong_types_are_refused_and_gone_scripts_kept_as_errored() {
+        let dir = Path::new("/nonexistent-pm2-home");
+        let no_name = obj(json!({"pm_exec_path": "/x.js"}));
+        assert!(convert(&[no_name], dir).unwrap_err().contains("\"name\""));
+        let bad_path = obj(json!({"name": "a", "pm_exec_path": 3}));
+        assert!(convert(&[bad_path], dir)
+            .unwrap_err()
+            .contains("pm_exec_path"));
+
+        let gone = obj(json!({
+            "name": "gone", "pm_exec_path": "/nonexistent/app.js", "pm_cwd": "/",
+            "exec_interpreter": "node", "exec_mode": "fork_mode", "status": "online",
+            "env": {"PM2_HOME": "/h", "PM2_USAGE": "CLI", "gone": "{}", "KEEP": "1"},
+            "pm_out_log_path": "/nonexistent-pm2-home/logs/gone-out.log",
+        }));
+        let procs = convert(&[gone.clone(), gone], dir).unwrap();
+        assert_eq!(procs.len(), 2);
+        let p = &procs[0];
+        assert!(
+            p.error.as_deref().unwrap().contains("Script not found"),
+            "{p:?}"
+        );
+        assert_eq!(p.spec.script, "/nonexistent/app.js");
+        assert_eq!(p.spec.interpreter.as_deref(), Some("node"));
+        assert_eq!(p.spec.instances, 2);
+        assert_eq!((procs[0].pm_id, procs[1].pm_id), (0, 1));
+        assert_eq!(p.spec.env.get("KEEP").map(String::as_str), Some("1"));
+        for k in ["PM2_HOME", "PM2_USAGE", "gone"] {
+            assert!(!p.spec.env.contains_key(k), "{k}");
+        }
+        assert_eq!(p.spec.out_file, None, "PM2's default log path is not kept");
+    }
+}

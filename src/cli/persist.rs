@@ -7,7 +7,7 @@ use crate::dump::{self, Contents};
 use crate::paths::Home;
 use crate::protocol::{Request, Response};
 use anyhow::{bail, Result};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 pub fn save(home: &Home, out: &Out, force: bool) -> Result<i32> {
     let mut client = Client::connect(home)?;
@@ -63,7 +63,7 @@ pub fn resurrect(home: &Home, out: &Out, file: Option<&str>) -> Result<i32> {
         Contents::Pm2(list) => {
             let dir = loaded.from.parent().unwrap_or(Path::new("/"));
             super::pm2_dump::convert(list, dir)
-                .map_err(|e| anyhow::anyhow!("{}: {e}; nothing started", shown(&loaded.from)))?
+                .map_err(|e| anyhow::anyhow!("{}: {e}; nothing started", loaded.from.display()))?
         }
     };
     dump::check_files(&mut procs);
@@ -98,8 +98,4 @@ pub fn resurrect(home: &Home, out: &Out, file: Option<&str>) -> Result<i32> {
     }
     super::show::print_table(&mut client, out)?;
     Ok(if failed > 0 { 1 } else { 0 })
-}
-
-fn shown(p: &Path) -> String {
-    PathBuf::from(p).display().to_string()
 }

@@ -59,11 +59,7 @@ async fn run(d: &Arc<Daemon>) {
     }
     let Some(procs) = procs else {
         if !loaded.contents.is_empty() {
-            tracing::error!(
-                "resurrect: {} is PM2's format: import it once with `pmr resurrect {}` then `pmr save`",
-                loaded.from.display(),
-                loaded.from.display()
-            );
+            pm2_dump(d, &loaded.from).await;
         }
         return;
     };
@@ -78,5 +74,41 @@ async fn run(d: &Arc<Daemon>) {
             tracing::info!("resurrect: {n} process(es) from {}", loaded.from.display());
         }
         other => tracing::error!("resurrect: {other:?}"),
+    }
+}
+
+/// A PM2 `dump.pm2` (a home moved from PM2, or pmr run as `pm2`): turning `pm2_env` objects
+/// into specs is the CLI's work (the daemon never builds specs), so the daemon runs its own
+/// `resurrect <file>` against itself and waits for it, before READY.
+async fn pm2_dump(d: &Arc<Daemon>, file: &std::path::Path) {
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::error!(
+                "resurrect: cannot find this binary to import {}: {e}",
+                file.display()
+            );
+            return;
+        }
+    };
+    let p = crate::personality::current();
+    tracing::info!(
+        "resurrect: {} is PM2's format; importing it with `{} resurrect`",
+        file.display(),
+        p.arg0()
+    );
+    let status = tokio::process::Command::new(exe)
+        // The personality comes from argv[0], and with it the home's names.
+        .arg0(p.arg0())
+        .args(["resurrect", "--silent", "--no-color"])
+        .arg(file)
+        .env(p.home_var(), &d.ctx.home.root)
+        .stdin(std::process::Stdio::null())
+        .status()
+        .await;
+    match status {
+        Ok(s) if s.success() => {}
+        Ok(s) => tracing::warn!("resurrect of {}: {s} (see the lines above)", file.display()),
+        Err(e) => tracing::error!("resurrect of {}: {e}", file.display()),
     }
 }

@@ -155,9 +155,8 @@ fn apps_whose_script_is_gone_are_errored_and_the_others_start() {
     assert!(desc.contains("Script not found"), "{desc}");
 }
 
-#[test]
-fn a_pm2_dump_is_imported() {
-    let pmr = Pmr::new();
+/// The PM2 fixture, its apps copied into the test's directory: the path of its `dump.pm2`.
+fn pm2_fixture(pmr: &Pmr) -> PathBuf {
     // The fixture was written by PM2 7.0.4 with its apps in /tmp/pmr-pm2-fixture and its home
     // in /tmp/pmr-pm2-fixture/home (see tests/fixtures/pm2-dump/README.md).
     let apps = pmr.dir.join("pm2apps");
@@ -172,6 +171,13 @@ fn a_pm2_dump_is_imported() {
         text.replace("/tmp/pmr-pm2-fixture", apps.to_str().unwrap()),
     )
     .unwrap();
+    file
+}
+
+#[test]
+fn a_pm2_dump_is_imported() {
+    let pmr = Pmr::new();
+    let file = pm2_fixture(&pmr);
     pmr.run(&["resurrect", file.to_str().unwrap()]).ok();
     wait_online(&pmr, &[0, 1, 2, 3]);
     let list = pmr.jlist();
@@ -504,4 +510,27 @@ fn startup_without_a_platform_looks_at_pid_1() {
         r.stderr
     );
     assert!(!root.exists());
+}
+
+#[test]
+fn daemon_resurrect_imports_a_pm2_dump_before_ready() {
+    let pmr = Pmr::new();
+    let file = pm2_fixture(&pmr);
+    let sd = FakeSystemd::at_path(&pmr.dir.join("notify"));
+    let mut child = daemon_resurrect(
+        &pmr,
+        &[
+            ("NOTIFY_SOCKET", &sd.env),
+            ("PMR_DUMP_FILE_PATH", file.to_str().unwrap()),
+        ],
+    );
+    sd.expect("READY=1");
+    let list = pmr.jlist();
+    let online = list
+        .iter()
+        .filter(|p| p["pm2_env"]["status"] == "online")
+        .count();
+    assert_eq!((list.len(), online), (5, 4), "{list:#?}");
+    pmr.run(&["kill"]).ok();
+    let _ = child.wait();
 }

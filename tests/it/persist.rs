@@ -534,3 +534,21 @@ fn daemon_resurrect_imports_a_pm2_dump_before_ready() {
     pmr.run(&["kill"]).ok();
     let _ = child.wait();
 }
+
+#[test]
+fn a_daemon_started_on_demand_never_notifies_the_callers_service() {
+    let pmr = Pmr::new();
+    let sd = FakeSystemd::at_path(&pmr.dir.join("notify"));
+    // A CLI run from some Type=notify unit's script: the daemon it starts is not that unit.
+    pmr.run_env(&["ping"], &[("NOTIFY_SOCKET", &sd.env)]).ok();
+    // A daemon with a notify socket says READY=1 before it answers any client, so by now the
+    // datagram would be queued: nothing to wait for.
+    sd.sock.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 256];
+    let got = sd.sock.recv(&mut buf);
+    assert!(
+        got.is_err(),
+        "the caller's service got {:?}",
+        got.map(|n| String::from_utf8_lossy(&buf[..n]).into_owned())
+    );
+}

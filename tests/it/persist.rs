@@ -433,6 +433,15 @@ fn startup_writes_a_notify_unit_under_the_test_root_and_unstartup_removes_it() {
     }
     assert!(unit.contains("pmr unstartup` then `pmr startup"), "{unit}");
     assert_eq!(mode(&unit_path), 0o644);
+    // systemd's own parser, where it is installed (it needs no running systemd).
+    if let Ok(o) = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&unit_path)
+        .output()
+    {
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success() && err.trim().is_empty(), "{err}");
+    }
 
     // A user unit, for users without root.
     pmr.run_env(

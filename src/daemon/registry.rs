@@ -237,6 +237,21 @@ mod tests {
     use std::path::Path;
 
     #[test]
+    fn a_dump_slot_is_reserved_exactly_once_and_later_ids_follow_it() {
+        let mut reg = Registry::default();
+        let s = Slot { id: 5, instance: 1 };
+        assert!(reg.reserve_at("web", s));
+        assert!(!reg.reserve_at("api", s), "id taken");
+        assert!(
+            !reg.reserve_at("web", Slot { id: 6, instance: 1 }),
+            "instance taken"
+        );
+        assert!(reg.reserve_at("web", Slot { id: 2, instance: 0 }));
+        let next = reg.reserve("api", 1, 10).unwrap();
+        assert_eq!(next, vec![Slot { id: 6, instance: 0 }]);
+    }
+
+    #[test]
     fn script_paths_resolve_as_nodes_path_resolve() {
         let cwd = Some(Path::new("/srv/app/sub"));
         assert_eq!(script_path("../app.js", cwd).unwrap(), "/srv/app/app.js");

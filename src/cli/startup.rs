@@ -23,6 +23,9 @@ pub struct StartupArgs {
     /// The service's name (default pmr-<user>).
     #[arg(long = "service-name")]
     pub service_name: Option<String>,
+    /// systemd: start once the network is online (network-online.target).
+    #[arg(long = "wait-ip")]
+    pub wait_ip: bool,
     /// systemd without root: a `systemctl --user` unit (kept running after logout by
     /// `loginctl enable-linger`).
     #[arg(long = "user-unit")]
@@ -181,6 +184,7 @@ fn plan(a: &StartupArgs, platform: Platform) -> Result<Plan> {
         path: path_var,
         node: node.map(|n| n.to_string_lossy().into_owned()),
         service: service.clone(),
+        wait_ip: a.wait_ip,
     };
     let s = |x: &str| words(x);
     Ok(match platform {
@@ -303,6 +307,9 @@ fn platform_of(a: &StartupArgs, root: &Option<PathBuf>) -> Result<Platform> {
     }
     if a.user_unit && platform != Platform::Systemd {
         bail!("--user-unit is for systemd only");
+    }
+    if a.wait_ip && platform != Platform::Systemd {
+        bail!("--wait-ip is for systemd only");
     }
     Ok(platform)
 }

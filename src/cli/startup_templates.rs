@@ -19,6 +19,8 @@ pub struct Vars {
     /// The `node` that PATH finds, for the note on upgrades.
     pub node: Option<String>,
     pub service: String,
+    /// systemd: start once the network is online (`--wait-ip`), not merely configured.
+    pub wait_ip: bool,
 }
 
 fn node_note(v: &Vars, comment: &str) -> String {
@@ -41,6 +43,11 @@ pub fn systemd(v: &Vars, user_unit: bool) -> String {
     } else {
         format!("User={}\n", v.user)
     };
+    let network = if v.wait_ip {
+        "Wants=network-online.target\nAfter=network-online.target\n"
+    } else {
+        "After=network.target\n"
+    };
     let wanted = if user_unit {
         "default.target"
     } else {
@@ -49,7 +56,7 @@ pub fn systemd(v: &Vars, user_unit: bool) -> String {
     format!(
         "[Unit]\n\
          Description={tag} process manager\n\
-         After=network.target\n\
+         {network}\
          \n\
          [Service]\n\
          Type=notify\n\
@@ -268,6 +275,7 @@ mod tests {
             path: "/opt/node/bin:/usr/bin".into(),
             node: Some("/opt/node/bin/node".into()),
             service: "pmr-app".into(),
+            wait_ip: false,
         }
     }
 
@@ -291,6 +299,15 @@ mod tests {
         let user = systemd(&vars(), true);
         assert!(!user.contains("User="), "{user}");
         assert!(user.contains("WantedBy=default.target"), "{user}");
+        assert!(u.contains("After=network.target\n"), "{u}");
+        let online = systemd(
+            &Vars {
+                wait_ip: true,
+                ..vars()
+            },
+            false,
+        );
+        assert!(online.contains("Wants=network-online.target\nAfter=network-online.target\n"));
     }
 
     #[test]

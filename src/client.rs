@@ -116,6 +116,12 @@ fn start_daemon(home: &Home) -> Result<()> {
         cmd.env_remove(var);
     }
     cmd.envs(set);
+    // A daemon started on demand is nobody's service: only one a service manager runs itself
+    // (`pmr startup`'s unit) may tell it READY/WATCHDOG/STOPPING, not the unit of whatever
+    // script happened to run this CLI.
+    for var in ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"] {
+        cmd.env_remove(var);
+    }
     cmd.arg0(crate::personality::current().arg0())
         .arg("daemon")
         .current_dir("/")

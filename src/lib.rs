@@ -8,6 +8,7 @@ pub mod config;
 pub mod cron;
 pub mod daemon;
 pub mod dayjs;
+pub mod dump;
 pub mod foreign;
 pub mod knobs;
 pub mod paths;

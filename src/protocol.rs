@@ -119,6 +119,26 @@ pub enum Request {
     },
     /// Reopen every log file (after an external rotation) and re-read `conf.json`.
     ReloadLogs,
+    /// `resurrect`: register the processes of a dump in one go, skipping every app whose name
+    /// is already managed. Answered with `Resurrected`.
+    Resurrect {
+        procs: Vec<DumpProc>,
+    },
+}
+
+/// One process of a dump (`pmr save`), as written to `dump.json` and sent by `resurrect`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DumpProc {
+    /// The id it had; kept on resurrect when free.
+    pub pm_id: u32,
+    /// Its instance number (`NODE_APP_INSTANCE`); kept when free.
+    pub instance: u32,
+    /// `online` (started again), `stopped` (registered stopped) or `errored` (not started).
+    pub status: Status,
+    pub spec: AppSpec,
+    /// Why it cannot start (its script is gone): it is registered `errored` with this reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 fn yes() -> bool {
@@ -240,6 +260,12 @@ pub enum Response {
         files: usize,
         /// What was wrong in `conf.json`.
         warnings: Vec<String>,
+    },
+    /// `resurrect`: the processes registered (with `error` when they failed to start or were
+    /// registered `errored`), and the app names skipped because they were already managed.
+    Resurrected {
+        results: Vec<ActionResult>,
+        skipped: Vec<String>,
     },
 }
 

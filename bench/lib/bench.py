@@ -27,12 +27,13 @@ import f_idle
 import f_logs
 import f_memrestart
 import f_next
+import f_persist
 import f_start
 
 ROOT = BENCH.parent
 WORK = BENCH / ".work"
 FIGURES = ["memory", "cli", "start", "cluster", "reload", "logs", "crash", "nextjs",
-           "memrestart"]
+           "memrestart", "resurrect"]
 WRK_FIGURES = {"cluster", "reload", "nextjs"}
 FAMILIES = [  # (module, figures it measures)
     (f_idle, {"memory", "cli"}),
@@ -42,6 +43,7 @@ FAMILIES = [  # (module, figures it measures)
     (f_crash, {"crash"}),
     (f_next, {"nextjs"}),
     (f_memrestart, {"memrestart"}),
+    (f_persist, {"resurrect"}),
 ]
 
 

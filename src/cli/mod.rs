@@ -9,10 +9,14 @@ mod logs;
 mod misc;
 mod ops;
 mod patch;
+mod persist;
+mod pm2_dump;
 mod report;
 mod serve;
 mod show;
 mod start;
+mod startup;
+mod startup_templates;
 
 use crate::client::Client;
 use crate::paths::Home;
@@ -219,7 +223,28 @@ pub enum Cmd {
     InternalServe(serve::InternalServeArgs),
     /// (internal) Run the daemon in the foreground.
     #[command(hide = true)]
-    Daemon,
+    Daemon {
+        /// Start what the dump holds once the socket is up (the boot unit of `startup`), then
+        /// tell systemd READY=1.
+        #[arg(long)]
+        resurrect: bool,
+    },
+    /// Save the process list (options, environment, instances, stopped or online) to the dump.
+    #[command(visible_alias = "dump")]
+    Save {
+        /// Save even an empty list.
+        #[arg(short = 'f', long)]
+        force: bool,
+    },
+    /// Start the processes of the dump (or of FILE: a pmr dump or PM2's dump.pm2), skipping
+    /// apps already managed.
+    Resurrect { file: Option<String> },
+    /// Empty the dump file.
+    Cleardump,
+    /// Write the boot configuration that starts the daemon with the saved apps.
+    Startup(startup::StartupArgs),
+    /// Remove the boot configuration `startup` wrote.
+    Unstartup(startup::StartupArgs),
 }
 
 /// Whatever PM2's SaaS commands take (keys, machine name): accepted, unused.
@@ -358,8 +383,8 @@ pub struct AppFlags {
 /// Run the CLI; the returned code is the process exit status.
 pub fn main() -> i32 {
     let cli = Cli::parse();
-    if let Cmd::Daemon = cli.cmd {
-        return match crate::daemon::run(Home::from_env()) {
+    if let Cmd::Daemon { resurrect } = cli.cmd {
+        return match crate::daemon::run_with(Home::from_env(), resurrect) {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("pmr daemon: {e:#}");
@@ -434,6 +459,8 @@ fn dispatch(cli: Cli) -> Result<i32> {
             | Cmd::Link(_)
             | Cmd::Unlink(_)
             | Cmd::Plus(_)
+            | Cmd::Startup(_)
+            | Cmd::Unstartup(_)
     ) {
         if let Some(f) = crate::foreign::daemon_of(&home) {
             bail!("{}", crate::foreign::refusal(&home, &f));
@@ -487,7 +514,12 @@ fn dispatch(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Cmd::Serve(a) => serve::serve(&home, &out, a),
-        Cmd::Daemon | Cmd::InternalServe(_) => unreachable!(),
+        Cmd::Save { force } => persist::save(&home, &out, force),
+        Cmd::Resurrect { file } => persist::resurrect(&home, &out, file.as_deref()),
+        Cmd::Cleardump => persist::cleardump(&home, &out),
+        Cmd::Startup(a) => startup::startup(&out, a),
+        Cmd::Unstartup(a) => startup::unstartup(&out, a),
+        Cmd::Daemon { .. } | Cmd::InternalServe(_) => unreachable!(),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The daemon: one per `$PMR_HOME`. It owns every managed process, serves the CLI over
 //! `rpc.sock`, and never runs user configuration.
 
+pub mod boot;
 pub mod cluster;
 pub mod cron;
 pub mod drain;
@@ -15,6 +16,7 @@ pub mod policy;
 pub mod registry;
 pub mod rejections;
 mod requests;
+pub mod sd_notify;
 mod server;
 pub mod spawn;
 mod state;
@@ -26,6 +28,12 @@ use anyhow::{Context, Result};
 /// Entry point of `pmr daemon` (started detached by the CLI, stdio on `pmr.log`, or `pm2.log`
 /// and PM2's home as `pm2`).
 pub fn run(home: Home) -> Result<()> {
+    run_with(home, false)
+}
+
+/// `run`; `resurrect`: start what the dump holds once serving (`pmr daemon --resurrect`, the
+/// boot unit's command), and tell systemd `READY=1` only after that.
+pub fn run_with(home: Home, resurrect: bool) -> Result<()> {
     std::fs::create_dir_all(&home.root)
         .with_context(|| format!("cannot create {}", home.root.display()))?;
     // The lock, not the pid file, says who owns this home: it dies with the process.
@@ -60,13 +68,14 @@ pub fn run(home: Home) -> Result<()> {
         .with_target(false)
         .init();
 
+    sd_notify::init();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(8)
         .thread_stack_size(256 * 1024)
         .enable_all()
         .build()?;
-    let res = rt.block_on(server::serve(home.clone()));
+    let res = rt.block_on(server::serve(home.clone(), resurrect));
     let _ = std::fs::remove_file(home.socket());
     let _ = std::fs::remove_file(home.pid_file());
     tracing::info!("daemon exited");

@@ -10,7 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use tokio::net::{UnixListener, UnixStream};
 
-pub async fn serve(home: Home) -> Result<()> {
+pub async fn serve(home: Home, resurrect: bool) -> Result<()> {
     let sock = home.socket();
     // We hold the lock, so any socket file here is stale.
     let _ = std::fs::remove_file(&sock);
@@ -34,6 +34,7 @@ pub async fn serve(home: Home) -> Result<()> {
     );
     let d = Arc::new(Daemon::new(home));
     super::memory_guard::spawn(d.clone());
+    super::boot::start(&d, resurrect);
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
@@ -156,6 +157,7 @@ async fn handle(d: &Arc<Daemon>, req: Request) -> Response {
         Request::Kill => kill::kill(d).await,
         Request::Flush { ids } => logs::flush(d, ids).await,
         Request::ReloadLogs => logs::reload(d).await,
+        Request::Resurrect { procs } => super::requests::resurrect::resurrect(d, procs).await,
         // Handled in `client` (the connection becomes a stream).
         Request::Subscribe { .. } => Response::Error {
             message: "unexpected subscribe".into(),

@@ -17,6 +17,7 @@ mod limits;
 mod load;
 mod logs;
 mod node_apps;
+mod persist;
 mod pm2_cli;
 mod pm2_diff;
 mod pm2_env;

@@ -13,6 +13,7 @@ pub async fn kill(d: &Arc<Daemon>) -> Response {
 
 /// Stop every app (no restarts from here on) and forget them.
 pub async fn shutdown(d: &Arc<Daemon>) {
+    crate::daemon::sd_notify::send("STOPPING=1");
     d.ctx.shutting_down.store(true, Ordering::SeqCst);
     let ids: Vec<u32> = d.registry.lock().unwrap().entries.keys().copied().collect();
     tracing::info!("stopping {} process(es) before exit", ids.len());

@@ -10,6 +10,7 @@ mod misc;
 mod ops;
 mod patch;
 mod report;
+mod runtime;
 mod serve;
 mod show;
 mod start;
@@ -220,6 +221,8 @@ pub enum Cmd {
     /// (internal) Run the daemon in the foreground.
     #[command(hide = true)]
     Daemon,
+    /// Run apps in the foreground, for containers (PM2's pm2-runtime; also `pmr-runtime`).
+    Runtime(runtime::RuntimeArgs),
 }
 
 /// Whatever PM2's SaaS commands take (keys, machine name): accepted, unused.
@@ -261,6 +264,9 @@ pub struct StartArgs {
     /// Arguments for the script, after `--`.
     #[arg(last = true)]
     pub script_args: Vec<String>,
+    /// Run the daemon in this process, print the apps' output, stop them on Ctrl-C.
+    #[arg(long = "no-daemon")]
+    pub no_daemon: bool,
 }
 
 /// PM2's app flags. Each flag's id is the app option it sets (see `flags.rs`, which reads the
@@ -357,7 +363,12 @@ pub struct AppFlags {
 
 /// Run the CLI; the returned code is the process exit status.
 pub fn main() -> i32 {
-    let cli = Cli::parse();
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // `pmr-runtime app.js` is `pmr runtime app.js`.
+    if args.first().is_some_and(|a0| runtime::is_runtime_name(a0)) {
+        args.insert(1, "runtime".into());
+    }
+    let cli = Cli::parse_from(args);
     if let Cmd::Daemon = cli.cmd {
         return match crate::daemon::run(Home::from_env()) {
             Ok(()) => 0,
@@ -487,6 +498,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Cmd::Serve(a) => serve::serve(&home, &out, a),
+        Cmd::Runtime(a) => runtime::runtime(&home, a),
         Cmd::Daemon | Cmd::InternalServe(_) => unreachable!(),
     }
 }

@@ -39,6 +39,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+pub use terminate::sigkills;
 use terminate::terminate;
 use tokio::process::Child;
 use tokio::sync::mpsc;

@@ -10,7 +10,20 @@ use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use tokio::net::{UnixListener, UnixStream};
 
-pub async fn serve(home: Home) -> Result<()> {
+/// Why the server stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// `pmr kill`, or `Daemon::exit` notified (the foreground runner's auto-exit).
+    Requested,
+    /// SIGTERM or SIGINT; `sigkilled`: some app did not stop within its `kill_timeout`.
+    Signal { sigkilled: bool },
+}
+
+/// Called once the daemon's state exists, before the first client is accepted (the
+/// foreground runner subscribes to the output and starts its apps from here).
+pub type Hook = Box<dyn FnOnce(Arc<Daemon>) + Send>;
+
+pub async fn serve(home: Home, hook: Option<Hook>) -> Result<Stop> {
     let sock = home.socket();
     // We hold the lock, so any socket file here is stale.
     let _ = std::fs::remove_file(&sock);
@@ -33,6 +46,9 @@ pub async fn serve(home: Home) -> Result<()> {
         crate::knobs::get().describe()
     );
     let d = Arc::new(Daemon::new(home));
+    if let Some(hook) = hook {
+        hook(d.clone());
+    }
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
@@ -64,9 +80,9 @@ pub async fn serve(home: Home) -> Result<()> {
                 }
                 tokio::spawn(client(d.clone(), stream));
             }
-            _ = d.exit.notified() => break,
-            _ = term.recv() => { kill::shutdown(&d).await; break; }
-            _ = int.recv() => { kill::shutdown(&d).await; break; }
+            _ = d.exit.notified() => return Ok(Stop::Requested),
+            _ = term.recv() => return Ok(on_signal(&d).await),
+            _ = int.recv() => return Ok(on_signal(&d).await),
             _ = hup.recv() => {}
             _ = usr2.recv() => {
                 let sinks = d.ctx.sinks.clone();
@@ -77,7 +93,15 @@ pub async fn serve(home: Home) -> Result<()> {
             }
         }
     }
-    Ok(())
+}
+
+/// SIGTERM/SIGINT: stop every app, and say whether one had to be SIGKILLed.
+async fn on_signal(d: &Arc<Daemon>) -> Stop {
+    let before = super::instance::sigkills();
+    kill::shutdown(d).await;
+    Stop::Signal {
+        sigkilled: super::instance::sigkills() != before,
+    }
 }
 
 async fn client(d: Arc<Daemon>, mut stream: UnixStream) {

@@ -20,6 +20,7 @@ mod pm2_cli;
 mod pm2_env;
 mod report;
 mod restart_policy;
+mod runtime;
 mod select;
 mod serve;
 mod sockets;

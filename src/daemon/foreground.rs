@@ -1,0 +1,223 @@
+//! The daemon in the caller's process (`pmr-runtime`, `pmr start --no-daemon`): the same
+//! server on the home's socket (so `pmr ls`/`logs`/`reload` work beside it), plus the apps it was
+//! given, their output handed to a console thread, orphans reaped, and an exit code.
+
+use super::logs::hub::{Filter, Queued};
+use super::requests::{kill, start};
+use super::server::{self, Stop};
+use super::state::Daemon;
+use crate::paths::Home;
+use crate::protocol::{Response, Status};
+use crate::spec::AppSpec;
+use anyhow::{bail, Result};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub use super::logs::hub::{Block, Stream};
+
+/// Blocks of app output queued for the console before lines are counted as skipped: 256 pipe
+/// reads (≤ 16 MiB). A console slower than that loses lines rather than stall the apps.
+const CONSOLE_QUEUE: usize = 256;
+
+/// How long the last output of stopped apps may take to be read (a process that left the
+/// app's tree may hold its pipe open forever).
+const PUMPS_DRAIN: Duration = Duration::from_secs(2);
+
+/// How often the apps' states are looked at for auto-exit.
+const WATCH_EVERY: Duration = Duration::from_millis(100);
+
+pub struct Options {
+    pub apps: Vec<AppSpec>,
+    /// Exit when every app has ended on its own (stopped or errored).
+    pub auto_exit: bool,
+    /// Runs on a thread of its own with the apps' output (never on the runtime: it blocks on
+    /// the console). It must return when `Console::recv` says the end.
+    pub console: Box<dyn FnOnce(Console) + Send>,
+}
+
+/// The apps' output, in the order it was read.
+pub struct Console(tokio::sync::mpsc::Receiver<Queued>);
+
+impl Console {
+    /// The next block and how many lines were lost just before it; `None` at the end.
+    pub fn recv(&mut self) -> Option<(u64, Arc<Block>)> {
+        self.0.blocking_recv()
+    }
+}
+
+/// How the foreground daemon ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// SIGTERM/SIGINT: every app stopped; `sigkilled` if one needed SIGKILL.
+    Signal { sigkilled: bool },
+    /// `pmr kill` from another shell.
+    Killed,
+    /// Every app ended on its own; the exit code of the last one to end.
+    AppsEnded { code: i32 },
+    /// The apps could not be started (the errors were logged).
+    StartFailed,
+}
+
+/// Run the daemon for `home` here until a signal, `pmr kill`, or (with `auto_exit`) the end of
+/// every app. Errors when another daemon owns the home.
+pub fn run(home: Home, opts: Options) -> Result<Outcome> {
+    let Some(lock) = super::prepare(&home)? else {
+        bail!(
+            "a pmr daemon already runs for {} (stop it with `pmr kill`, or give this one its own PMR_HOME)",
+            home.root.display()
+        );
+    };
+    // Before any app exists, so no orphan is ever missed and no child is untracked.
+    if let Err(e) = super::reaper::start() {
+        tracing::warn!("no orphan reaping: {e}");
+    }
+    let rt = super::runtime()?;
+    let ended: Arc<Mutex<Option<Outcome>>> = Arc::default();
+    let printer: Arc<Mutex<Option<std::thread::JoinHandle<()>>>> = Arc::default();
+    let hub: Arc<Mutex<Option<Arc<super::logs::hub::Hub>>>> = Arc::default();
+    let hook = {
+        let ended = ended.clone();
+        let printer = printer.clone();
+        let hub = hub.clone();
+        let Options {
+            apps,
+            auto_exit,
+            console,
+        } = opts;
+        Box::new(move |d: Arc<Daemon>| {
+            // Subscribed before the first app starts: its first line is not missed.
+            let filter = Filter {
+                ids: None,
+                out: true,
+                err: true,
+                daemon: false,
+            };
+            *hub.lock().unwrap() = Some(d.ctx.sinks.hub.clone());
+            if let Some(rx) = d.ctx.sinks.hub.subscribe(filter, CONSOLE_QUEUE) {
+                let spawned = std::thread::Builder::new()
+                    .name("pmr-console".into())
+                    .spawn(move || console(Console(rx)));
+                match spawned {
+                    Ok(h) => *printer.lock().unwrap() = Some(h),
+                    Err(e) => tracing::error!("no console output: {e}"),
+                }
+            }
+            tokio::spawn(launch(d, apps, auto_exit, ended));
+        }) as server::Hook
+    };
+    let stop = rt.block_on(async {
+        let stop = server::serve(home.clone(), Some(hook)).await;
+        // The apps are gone; their pipes end as soon as their pumps have read the rest.
+        let deadline = tokio::time::Instant::now() + PUMPS_DRAIN;
+        while super::logs::live_pumps() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        stop
+    });
+    let outcome = match stop {
+        Ok(Stop::Signal { sigkilled }) => Outcome::Signal { sigkilled },
+        Ok(Stop::Requested) => ended.lock().unwrap().unwrap_or(Outcome::Killed),
+        Err(e) => {
+            super::finish(&home, rt, lock);
+            return Err(e);
+        }
+    };
+    super::finish(&home, rt, lock);
+    // Every app is gone: the console prints what is queued and ends.
+    if let Some(hub) = hub.lock().unwrap().take() {
+        hub.close_all();
+    }
+    if let Some(h) = printer.lock().unwrap().take() {
+        let _ = h.join();
+    }
+    Ok(outcome)
+}
+
+/// Start the apps; then, with `auto_exit`, wait until all have ended.
+async fn launch(
+    d: Arc<Daemon>,
+    apps: Vec<AppSpec>,
+    auto_exit: bool,
+    ended: Arc<Mutex<Option<Outcome>>>,
+) {
+    let failed = match start::apply(&d, apps, false).await {
+        Response::Done { results } => {
+            let mut failed = false;
+            for r in results {
+                if let Some(e) = r.error {
+                    tracing::error!("[{}]({}) {e}", r.name, r.id);
+                    failed = true;
+                }
+            }
+            failed
+        }
+        Response::Error { message } => {
+            tracing::error!("{message}");
+            true
+        }
+        other => {
+            tracing::error!("unexpected answer to the start: {other:?}");
+            true
+        }
+    };
+    // Nothing half-started: one app that cannot start stops the others.
+    if failed
+        && !d
+            .ctx
+            .shutting_down
+            .load(std::sync::atomic::Ordering::SeqCst)
+    {
+        *ended.lock().unwrap() = Some(Outcome::StartFailed);
+        kill::shutdown(&d).await;
+        d.exit.notify_one();
+        return;
+    }
+    if !auto_exit {
+        return;
+    }
+    let mut last_code = None;
+    let mut was_running: Vec<u32> = Vec::new();
+    loop {
+        tokio::time::sleep(WATCH_EVERY).await;
+        if d.ctx
+            .shutting_down
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return;
+        }
+        let states: Vec<(u32, Status, Option<i32>)> = {
+            let reg = d.registry.lock().unwrap();
+            reg.entries
+                .iter()
+                .map(|(&id, e)| {
+                    let s = e.shared.lock().unwrap();
+                    (id, s.status, s.exit_code)
+                })
+                .collect()
+        };
+        // The code of the app that ended last (two ending between two looks: the higher id).
+        for &(id, status, code) in &states {
+            let over = matches!(status, Status::Stopped | Status::Errored);
+            if over && (was_running.contains(&id) || last_code.is_none()) {
+                last_code = Some(match (code, status) {
+                    (Some(c), _) => c,
+                    (None, Status::Errored) => 1,
+                    (None, _) => 0,
+                });
+            }
+        }
+        was_running = states
+            .iter()
+            .filter(|(_, st, _)| !matches!(st, Status::Stopped | Status::Errored))
+            .map(|&(id, _, _)| id)
+            .collect();
+        if !states.is_empty() && was_running.is_empty() {
+            let code = last_code.unwrap_or(0);
+            tracing::info!("every app has ended: exiting with {code}");
+            *ended.lock().unwrap() = Some(Outcome::AppsEnded { code });
+            kill::shutdown(&d).await;
+            d.exit.notify_one();
+            return;
+        }
+    }
+}

@@ -37,6 +37,22 @@ pub struct RuntimeArgs {
     /// The apps' output as they wrote it (the default; pm2-runtime's `--raw`).
     #[arg(long, conflicts_with_all = ["json", "format"])]
     pub raw: bool,
+    /// Each line after `<id>|<app> | ` (pm2-runtime's `--formatted`).
+    #[arg(long, conflicts_with_all = ["json", "format", "raw"])]
+    pub formatted: bool,
+    /// Wait this many seconds before starting the apps.
+    #[arg(long, default_value_t = 0.0)]
+    pub delay: f64,
+    /// PM2's process web API: not supported.
+    #[arg(long, num_args = 0..=1, hide = true)]
+    pub web: Option<Option<String>>,
+    /// PM2 Plus keys and machine name: PM2's hosted monitoring is not offered (ignored).
+    #[arg(long, num_args = 0..=1, hide = true)]
+    pub secret: Option<Option<String>>,
+    #[arg(long, num_args = 0..=1, hide = true)]
+    pub public: Option<Option<String>>,
+    #[arg(long = "machine-name", num_args = 0..=1, hide = true)]
+    pub machine_name: Option<Option<String>>,
     /// Keep running when every app has ended (by default: exit with the last one's code).
     #[arg(long = "no-auto-exit")]
     pub no_auto_exit: bool,
@@ -55,11 +71,28 @@ enum Mode {
     Raw,
     Json,
     Format,
+    /// `<id>|<name> | line`, both streams on stdout, optionally after a day.js timestamp.
+    Formatted(Option<&'static str>),
 }
 
 /// `pmr-runtime …`: runs until a signal, `pmr kill`, or (unless `--no-auto-exit`) the end of
 /// every app.
 pub fn runtime(home: &Home, a: RuntimeArgs) -> Result<i32> {
+    if a.web.is_some() {
+        bail!("--web (PM2's HTTP process API) is not supported yet: use `pmr jlist` inside the container");
+    }
+    if a.secret.is_some() || a.public.is_some() || a.machine_name.is_some() {
+        eprintln!(
+            "{} --secret/--public/--machine-name: PM2 Plus (PM2's hosted monitoring) is not offered by pmr; ignored",
+            crate::personality::warn()
+        );
+    }
+    if !(a.delay.is_finite() && (0.0..=86_400.0).contains(&a.delay)) {
+        bail!(
+            "--delay must be a number of seconds from 0 to 86400, not {}",
+            a.delay
+        );
+    }
     // pm2-runtime writes no log files for apps given on its command line (its `--output` and
     // `--error` default to /dev/null): the container's log is the output.
     let mut app = a.app.clone();
@@ -71,10 +104,13 @@ pub fn runtime(home: &Home, a: RuntimeArgs) -> Result<i32> {
         Mode::Json
     } else if a.format {
         Mode::Format
+    } else if a.formatted {
+        Mode::Formatted(None)
     } else {
         Mode::Raw
     };
-    run(home, specs, !a.no_auto_exit, mode)
+    let delay = std::time::Duration::from_secs_f64(a.delay);
+    run(home, specs, !a.no_auto_exit, mode, delay)
 }
 
 /// `pmr start … --no-daemon`: the same foreground daemon with the apps started, their output
@@ -90,7 +126,14 @@ pub fn no_daemon(home: &Home, out: &Out, a: super::StartArgs) -> Result<i32> {
         "launched in no-daemon mode (home {}): Ctrl-C stops every app",
         home.root.display()
     ));
-    run(home, specs, false, Mode::Raw)
+    // PM2 streams them as `pm2 logs` does, with an `HH:mm:ss` timestamp.
+    run(
+        home,
+        specs,
+        false,
+        Mode::Formatted(Some("HH:mm:ss")),
+        std::time::Duration::ZERO,
+    )
 }
 
 /// Every spec before anything starts: bad input starts nothing.
@@ -128,12 +171,19 @@ fn build_specs(
     Ok(specs)
 }
 
-fn run(home: &Home, apps: Vec<AppSpec>, auto_exit: bool, mode: Mode) -> Result<i32> {
+fn run(
+    home: &Home,
+    apps: Vec<AppSpec>,
+    auto_exit: bool,
+    mode: Mode,
+    delay: std::time::Duration,
+) -> Result<i32> {
     let outcome = foreground::run(
         home.clone(),
         Options {
             apps,
             auto_exit,
+            delay,
             console: Box::new(move |c| print_output(c, mode)),
         },
     )?;
@@ -156,6 +206,7 @@ fn exit_code(o: Outcome) -> i32 {
 fn print_output(mut c: Console, mode: Mode) {
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
+    let mut p = Printer::new(mode);
     while let Some((skipped, block)) = c.recv() {
         if skipped > 0 {
             let _ = writeln!(
@@ -166,51 +217,68 @@ fn print_output(mut c: Console, mode: Mode) {
         }
         // Errors (a closed stdout) are ignored: the apps must keep running regardless.
         let _ = match (mode, block.stream) {
-            (Mode::Raw, Stream::Err) => write_block(&mut stderr.lock(), &block, mode),
-            _ => write_block(&mut stdout.lock(), &block, mode),
+            (Mode::Raw, Stream::Err) => p.write(&mut stderr.lock(), &block),
+            _ => p.write(&mut stdout.lock(), &block),
         };
     }
 }
 
-fn write_block(w: &mut impl Write, b: &Block, mode: Mode) -> std::io::Result<()> {
-    if mode == Mode::Raw {
-        w.write_all(&b.lines)?;
-        return w.flush();
+/// pm2-runtime's output modes (`lib/API/Log.js`: `stream`, `jsonStream`, `formatStream`).
+struct Printer {
+    mode: Mode,
+    /// `--formatted`: the width names are padded to, growing with the longest seen (PM2).
+    pad: usize,
+}
+
+impl Printer {
+    fn new(mode: Mode) -> Printer {
+        Printer { mode, pad: 3 }
     }
-    let text = String::from_utf8_lossy(&b.lines);
-    let id = b.id.map(|i| i as i64).unwrap_or(-1);
-    let kind = if b.stream == Stream::Err {
-        "err"
-    } else {
-        "out"
-    };
-    for line in text.lines() {
-        match mode {
-            Mode::Json => {
-                let obj = json!({
-                    "message": line,
-                    "timestamp": iso_time(b.time),
-                    "type": kind,
-                    "process_id": id,
-                    "app_name": &*b.name,
-                });
-                writeln!(w, "{obj}")?;
-            }
-            _ => {
-                if line.is_empty() {
-                    continue;
+
+    fn write(&mut self, w: &mut impl Write, b: &Block) -> std::io::Result<()> {
+        if self.mode == Mode::Raw {
+            // As the app wrote it, byte for byte (a partial line is continued by the next block).
+            w.write_all(&b.lines)?;
+            return w.flush();
+        }
+        let text = String::from_utf8_lossy(&b.lines);
+        let id = b.id.map(|i| i as i64).unwrap_or(-1);
+        let err = b.stream == Stream::Err;
+        for line in text.lines() {
+            match self.mode {
+                Mode::Json => {
+                    let obj = json!({
+                        "message": line,
+                        "timestamp": iso_time(b.time),
+                        "type": if err { "err" } else { "out" },
+                        "process_id": id,
+                        "app_name": &*b.name,
+                    });
+                    writeln!(w, "{obj}")?;
                 }
-                writeln!(
+                _ if line.is_empty() => {}
+                Mode::Format => writeln!(
                     w,
                     "timestamp={} app={} id={id} type={} message={line}",
                     crate::dayjs::dayjs("YYYY-MM-DD-HH:mm:ssZZ", b.time),
                     b.name,
-                    if kind == "err" { "error" } else { "out" }
-                )?;
+                    if err { "error" } else { "out" }
+                )?,
+                Mode::Formatted(ts) => {
+                    if let Some(fmt) = ts {
+                        write!(w, "{} ", crate::dayjs::dayjs(fmt, b.time))?;
+                    }
+                    let name = format!("{id}|{}", b.name);
+                    if name.len() > self.pad {
+                        self.pad = name.len() + 1;
+                    }
+                    writeln!(w, "{name:<width$} | {line}", width = self.pad)?;
+                }
+                Mode::Raw => unreachable!(),
             }
         }
+        w.flush()
     }
-    w.flush()
 }
 
 /// day.js's `toJSON`: UTC, milliseconds, `Z`.
@@ -239,7 +307,9 @@ mod tests {
     #[test]
     fn json_lines_as_pm2_runtime() {
         let mut out = Vec::new();
-        write_block(&mut out, &block(Stream::Err, "a\nb \"q\"\n"), Mode::Json).unwrap();
+        Printer::new(Mode::Json)
+            .write(&mut out, &block(Stream::Err, "a\nb \"q\"\n"))
+            .unwrap();
         let text = String::from_utf8(out).unwrap();
         let lines: Vec<serde_json::Value> = text
             .lines()
@@ -256,7 +326,9 @@ mod tests {
     #[test]
     fn format_lines_as_pm2_runtime() {
         let mut out = Vec::new();
-        write_block(&mut out, &block(Stream::Out, "hello\n\n"), Mode::Format).unwrap();
+        Printer::new(Mode::Format)
+            .write(&mut out, &block(Stream::Out, "hello\n\n"))
+            .unwrap();
         let text = String::from_utf8(out).unwrap();
         assert_eq!(text.lines().count(), 1, "{text}");
         assert!(text.starts_with("timestamp="), "{text}");
@@ -264,6 +336,14 @@ mod tests {
             text.ends_with(" app=web id=3 type=out message=hello\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn formatted_lines_as_pm2_logs() {
+        let mut out = Vec::new();
+        let mut p = Printer::new(Mode::Formatted(None));
+        p.write(&mut out, &block(Stream::Err, "x\n")).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "3|web  | x\n");
     }
 
     #[test]

@@ -30,6 +30,9 @@ pub struct Options {
     pub apps: Vec<AppSpec>,
     /// Exit when every app has ended on its own (stopped or errored).
     pub auto_exit: bool,
+    /// Wait this long before starting the apps (pm2-runtime's `--delay`); signals are
+    /// answered meanwhile.
+    pub delay: Duration,
     /// Runs on a thread of its own with the apps' output (never on the runtime: it blocks on
     /// the console). It must return when `Console::recv` says the end.
     pub console: Box<dyn FnOnce(Console) + Send>,
@@ -82,6 +85,7 @@ pub fn run(home: Home, opts: Options) -> Result<Outcome> {
         let Options {
             apps,
             auto_exit,
+            delay,
             console,
         } = opts;
         Box::new(move |d: Arc<Daemon>| {
@@ -102,7 +106,10 @@ pub fn run(home: Home, opts: Options) -> Result<Outcome> {
                     Err(e) => tracing::error!("no console output: {e}"),
                 }
             }
-            tokio::spawn(launch(d, apps, auto_exit, ended));
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                launch(d, apps, auto_exit, ended).await
+            });
         }) as server::Hook
     };
     let stop = rt.block_on(async {
@@ -211,7 +218,8 @@ async fn launch(
             .filter(|(_, st, _)| !matches!(st, Status::Stopped | Status::Errored))
             .map(|&(id, _, _)| id)
             .collect();
-        if !states.is_empty() && was_running.is_empty() {
+        // `pmr delete all` beside the runtime leaves nothing to run either.
+        if was_running.is_empty() {
             let code = last_code.unwrap_or(0);
             tracing::info!("every app has ended: exiting with {code}");
             *ended.lock().unwrap() = Some(Outcome::AppsEnded { code });

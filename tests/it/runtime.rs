@@ -294,7 +294,7 @@ fn no_auto_exit_keeps_running_after_the_apps_end() {
     let mut rt = spawn_runtime(&pmr, &["--no-auto-exit", &eco]);
     Runtime::wait_line(&rt.out, "done-once", |l| l == "done-once");
     pmr.wait_status(0, "stopped");
-    // Still serving well after the auto-exit check would have fired (it looks every 100 ms).
+    // A negative, so a window: the auto-exit check looks every 100 ms, this gives it 5 looks.
     std::thread::sleep(Duration::from_millis(500));
     assert!(rt.child.try_wait().unwrap().is_none(), "exited");
     pmr.run(&["ping"]).ok();
@@ -342,7 +342,10 @@ fn start_no_daemon_runs_in_the_foreground() {
     let mut child = c.spawn().unwrap();
     let out = line_channel(child.stdout.take().unwrap());
     let _err = line_channel(child.stderr.take().unwrap());
-    Runtime::wait_line(&out, "fg-ready", |l| l == "fg-ready");
+    // PM2's `--no-daemon` streams as `pm2 logs`: `HH:mm:ss <id>|<name> | line`.
+    let seen = Runtime::wait_line(&out, "fg-ready", |l| l.ends_with(" 0|fg  | fg-ready"));
+    let line = seen.last().unwrap();
+    assert_eq!(line.as_bytes()[2], b':', "{line}");
     let list = pmr.jlist();
     assert_eq!(list[0]["name"], "fg");
     assert_eq!(
@@ -365,4 +368,83 @@ fn start_no_daemon_runs_in_the_foreground() {
     assert_eq!(st.code(), Some(0));
     let app = list[0]["pid"].as_u64().unwrap() as u32;
     assert!(!alive(app));
+}
+
+#[test]
+fn a_script_on_the_command_line_writes_no_log_file() {
+    let pmr = Pmr::new();
+    let mut rt = spawn_runtime(
+        &pmr,
+        &[
+            "--no-autorestart",
+            "--name",
+            "job",
+            "/bin/sh",
+            "--",
+            "-c",
+            "echo job-out; exit 7",
+        ],
+    );
+    assert_eq!(rt.wait(), 7);
+    assert_eq!(Runtime::lines(&rt.out), ["job-out"]);
+    // pm2-runtime's `--output`/`--error` default to /dev/null: the console is the log.
+    let logs = pmr.home.join("logs");
+    let files: Vec<_> = std::fs::read_dir(&logs)
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(files.is_empty(), "{files:?}");
+}
+
+#[test]
+fn format_mode_prints_key_values() {
+    let pmr = Pmr::new();
+    let eco = write(
+        &pmr,
+        "eco.json",
+        r#"{"apps":[{"name":"kv","script":"/bin/sh","args":["-c","echo hi; echo oops >&2"],"autorestart":false}]}"#,
+    );
+    let mut rt = spawn_runtime(&pmr, &["--format", &eco]);
+    assert_eq!(rt.wait(), 0);
+    let out = Runtime::lines(&rt.out);
+    for (kind, msg) in [("out", "hi"), ("error", "oops")] {
+        let want = format!(" app=kv id=0 type={kind} message={msg}");
+        assert!(
+            out.iter()
+                .any(|l| l.starts_with("timestamp=") && l.ends_with(&want)),
+            "{want} in {out:?}"
+        );
+    }
+}
+
+#[test]
+fn a_signal_during_delay_starts_nothing() {
+    let pmr = Pmr::new();
+    let eco = write(
+        &pmr,
+        "eco.json",
+        r#"{"apps":[{"name":"later","script":"/bin/sh","args":["-c","echo started; exec sleep 600"]}]}"#,
+    );
+    let mut rt = spawn_runtime(&pmr, &["--delay", "60", &eco]);
+    wait_until("the runtime's socket", || {
+        pmr.home.join("rpc.sock").exists()
+    });
+    assert!(pmr.jlist().is_empty());
+    rt.signal(libc::SIGTERM);
+    assert_eq!(rt.wait(), 0);
+    assert!(!Runtime::lines(&rt.out).contains(&"started".to_string()));
+}
+
+#[test]
+fn a_crash_loop_ending_errored_gives_its_exit_code() {
+    let pmr = Pmr::new();
+    let eco = write(
+        &pmr,
+        "eco.json",
+        r#"{"apps":[
+          {"name":"crashy","script":"/bin/sh","args":["-c","exit 5"],"max_restarts":2,"min_uptime":5000,"restart_delay":10},
+          {"name":"fine","script":"/bin/sh","args":["-c","exit 0"],"autorestart":false}
+        ]}"#,
+    );
+    let mut rt = spawn_runtime(&pmr, &[&eco]);
+    assert_eq!(rt.wait(), 5, "the errored app ended last");
 }

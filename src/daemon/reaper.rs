@@ -5,15 +5,19 @@
 //! The daemon's own children belong to tokio, which waits for each by its pid when SIGCHLD
 //! comes; a `waitpid(-1)` here would steal their exit statuses (the instance would never learn
 //! its app's exit code). So this thread never reaps blindly:
-//! * `waitid(P_ALL, WEXITED | WNOWAIT)` blocks until some child is a zombie, without reaping it;
-//! * then /proc says which children are zombies; those spawned by the daemon (recorded by
+//! * every [`EVERY`], `waitid(P_ALL, WEXITED | WNOWAIT | WNOHANG)` says whether some child is
+//!   a zombie, without reaping it;
+//! * if one is, /proc says which children are zombies; those spawned by the daemon (recorded by
 //!   `spawn.rs` through [`track`] right after fork, before anyone could wait) are left to tokio;
 //! * any other zombie child is an adopted orphan, reaped with `waitpid(pid)` once it has been
-//!   seen as a zombie in two sweeps [`GRACE`] apart (so a child forked an instant ago, whose pid
-//!   is about to be tracked, is never taken for an orphan).
+//!   seen as a zombie in two looks [`GRACE`] apart (so a child forked an instant ago, whose pid
+//!   is about to be tracked, is never taken for an orphan);
+//! * tracked pids whose /proc entry is gone (tokio reaped them) are forgotten at every look, so
+//!   a reused pid is not mistaken for the daemon's child (it would take a pid reuse within one
+//!   look, 100 ms).
 
 use nix::errno::Errno;
-use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag};
+use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, OnceLock};
@@ -22,8 +26,10 @@ use std::time::{Duration, Instant};
 /// Pids of the daemon's own children, while reaping is on (empty otherwise: no cost).
 static MANAGED: OnceLock<Mutex<HashSet<u32>>> = OnceLock::new();
 
-/// How long a foreign zombie must have been seen before it is reaped.
-const GRACE: Duration = Duration::from_millis(50);
+/// How often the thread looks (a `waitid` that reaps nothing, and the tracked pids' /proc
+/// entries). Also how long a foreign zombie must have been seen before it is reaped.
+const EVERY: Duration = Duration::from_millis(100);
+const GRACE: Duration = EVERY;
 
 /// Record a child the daemon spawned: tokio waits for it, never us.
 pub fn track(pid: u32) {
@@ -51,23 +57,25 @@ pub fn start() -> std::io::Result<()> {
 fn run() {
     let mut suspects: HashMap<u32, Instant> = HashMap::new();
     loop {
-        match waitid(Id::All, WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT) {
-            Ok(_) => {}
-            // No child at all right now: look again later.
-            Err(Errno::ECHILD) => {
-                std::thread::sleep(Duration::from_millis(200));
-                continue;
-            }
-            Err(Errno::EINTR) => continue,
+        std::thread::sleep(EVERY);
+        // Forget tracked pids tokio has reaped, before their pids can be reused by orphans.
+        if let Some(m) = MANAGED.get() {
+            m.lock()
+                .unwrap()
+                .retain(|&pid| crate::procfs::read_stat(pid).is_some());
+        }
+        let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT | WaitPidFlag::WNOHANG;
+        match waitid(Id::All, flags) {
+            // Some child is a zombie (`StillAlive`: none is).
+            Ok(WaitStatus::StillAlive) => suspects.clear(),
+            Ok(_) => sweep(&mut suspects),
+            // No child at all right now.
+            Err(Errno::ECHILD) | Err(Errno::EINTR) => suspects.clear(),
             Err(e) => {
                 tracing::warn!("reaper: waitid failed: {e}");
                 std::thread::sleep(Duration::from_secs(1));
-                continue;
             }
         }
-        sweep(&mut suspects);
-        // waitid answers at once while a zombie of ours waits for tokio: do not spin on it.
-        std::thread::sleep(GRACE);
     }
 }
 
@@ -77,9 +85,7 @@ fn sweep(suspects: &mut HashMap<u32, Instant>) {
     let zombies = zombie_children(me);
     let managed = MANAGED.get().expect("started");
     let foreign: Vec<u32> = {
-        let mut m = managed.lock().unwrap();
-        // A tracked pid without /proc entry has been reaped by tokio: forget it.
-        m.retain(|&pid| crate::procfs::read_stat(pid).is_some());
+        let m = managed.lock().unwrap();
         zombies.into_iter().filter(|p| !m.contains(p)).collect()
     };
     let now = Instant::now();

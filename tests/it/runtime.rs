@@ -448,3 +448,43 @@ fn a_crash_loop_ending_errored_gives_its_exit_code() {
     let mut rt = spawn_runtime(&pmr, &[&eco]);
     assert_eq!(rt.wait(), 5, "the errored app ended last");
 }
+
+#[test]
+fn a_home_with_a_daemon_is_refused() {
+    let pmr = Pmr::new();
+    pmr.run(&["ping"]).ok();
+    let daemon = pmr.daemon_pid().unwrap();
+    let r = pmr
+        .run(&[
+            "start",
+            "--no-daemon",
+            "/bin/sh",
+            "--",
+            "-c",
+            "exec sleep 600",
+        ])
+        .fails();
+    assert!(r.stderr.contains("already runs"), "{}", r.stderr);
+    let r = pmr.run(&["runtime", "/bin/sh"]).fails();
+    assert!(r.stderr.contains("already runs"), "{}", r.stderr);
+    assert!(alive(daemon));
+    assert!(pmr.jlist().is_empty(), "nothing started");
+}
+
+#[test]
+fn pmr_kill_beside_the_runtime_ends_it_with_0() {
+    let pmr = Pmr::new();
+    let eco = write(
+        &pmr,
+        "eco.json",
+        r#"{"apps":[{"name":"k","script":"/bin/sh","args":["-c","echo up; exec sleep 600"]}]}"#,
+    );
+    let mut rt = spawn_runtime(&pmr, &[&eco]);
+    Runtime::wait_line(&rt.out, "up", |l| l == "up");
+    let t = Instant::now();
+    pmr.run(&["kill"]).ok();
+    // `pmr kill` waits for the daemon's own pid (seen through the socket), not the one in
+    // `pmr.pid`, which inside a namespace is 1: a live process out here.
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    assert_eq!(rt.wait(), 0);
+}

@@ -488,3 +488,21 @@ fn pmr_kill_beside_the_runtime_ends_it_with_0() {
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     assert_eq!(rt.wait(), 0);
 }
+
+#[test]
+fn env_and_only_select_as_for_start() {
+    let pmr = Pmr::new();
+    let eco = write(
+        &pmr,
+        "eco.json",
+        r#"{"apps":[
+          {"name":"api","script":"/bin/sh","args":["-c","echo greeting=$GREETING"],"autorestart":false,
+           "env":{"GREETING":"dev"},"env_production":{"GREETING":"prod"}},
+          {"name":"other","script":"/bin/sh","args":["-c","echo other-ran"],"autorestart":false}
+        ]}"#,
+    );
+    let mut rt = spawn_runtime(&pmr, &[&eco, "--env", "production", "--only", "api"]);
+    assert_eq!(rt.wait(), 0);
+    let out = Runtime::lines(&rt.out);
+    assert_eq!(out, ["greeting=prod"]);
+}

@@ -182,8 +182,6 @@ async fn launch(
     if !auto_exit {
         return;
     }
-    let mut last_code = None;
-    let mut was_running: Vec<u32> = Vec::new();
     loop {
         tokio::time::sleep(WATCH_EVERY).await;
         if d.ctx
@@ -192,35 +190,27 @@ async fn launch(
         {
             return;
         }
-        let states: Vec<(u32, Status, Option<i32>)> = {
+        // (ended order, status, exit code) of every instance.
+        let states: Vec<(u64, Status, Option<i32>)> = {
             let reg = d.registry.lock().unwrap();
             reg.entries
-                .iter()
-                .map(|(&id, e)| {
+                .values()
+                .map(|e| {
                     let s = e.shared.lock().unwrap();
-                    (id, s.status, s.exit_code)
+                    (s.ended, s.status, s.exit_code)
                 })
                 .collect()
         };
-        // The code of the app that ended last (two ending between two looks: the higher id).
-        for &(id, status, code) in &states {
-            let over = matches!(status, Status::Stopped | Status::Errored);
-            if over && (was_running.contains(&id) || last_code.is_none()) {
-                last_code = Some(match (code, status) {
-                    (Some(c), _) => c,
-                    (None, Status::Errored) => 1,
-                    (None, _) => 0,
-                });
-            }
-        }
-        was_running = states
+        let running = states
             .iter()
-            .filter(|(_, st, _)| !matches!(st, Status::Stopped | Status::Errored))
-            .map(|&(id, _, _)| id)
-            .collect();
-        // `pmr delete all` beside the runtime leaves nothing to run either.
-        if was_running.is_empty() {
-            let code = last_code.unwrap_or(0);
+            .any(|(_, st, _)| !matches!(st, Status::Stopped | Status::Errored));
+        // `pmr delete all` beside the runtime leaves nothing to run either (code 0).
+        if !running {
+            let code = match states.iter().max_by_key(|(ended, _, _)| *ended) {
+                Some((_, _, Some(c))) => *c,
+                Some((_, Status::Errored, None)) => 1,
+                _ => 0,
+            };
             tracing::info!("every app has ended: exiting with {code}");
             *ended.lock().unwrap() = Some(Outcome::AppsEnded { code });
             kill::shutdown(&d).await;

@@ -508,3 +508,19 @@ fn env_and_only_select_as_for_start() {
     let out = Runtime::lines(&rt.out);
     assert_eq!(out, ["greeting=prod"]);
 }
+
+#[test]
+fn the_code_is_that_of_the_app_that_ended_last_even_within_one_look() {
+    let pmr = Pmr::new();
+    // Both end before the auto-exit check's first look; the lower id ends last.
+    let eco = write(
+        &pmr,
+        "eco.json",
+        r#"{"apps":[
+          {"name":"second","script":"/bin/sh","args":["-c","sleep 0.1; exit 4"],"autorestart":false},
+          {"name":"first","script":"/bin/sh","args":["-c","exit 9"],"autorestart":false}
+        ]}"#,
+    );
+    let mut rt = spawn_runtime(&pmr, &[&eco]);
+    assert_eq!(rt.wait(), 4);
+}

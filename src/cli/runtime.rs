@@ -15,17 +15,18 @@ use clap::Args;
 use serde_json::json;
 use std::io::Write;
 
-/// Names of the binary (argv[0]) that mean `pmr runtime`: `ln -s pmr pmr-runtime`.
+/// Names of the binary (argv[0]) that mean `pmr runtime`: `ln -s pmr pmr-runtime` (and PM2's
+/// `pm2-runtime` and its older name `pm2-docker`, for images that call those).
 pub fn is_runtime_name(arg0: &std::ffi::OsStr) -> bool {
     std::path::Path::new(arg0)
         .file_name()
         .and_then(|n| n.to_str())
-        .is_some_and(|n| n == "pmr-runtime" || n == "pm2-runtime")
+        .is_some_and(|n| matches!(n, "pmr-runtime" | "pm2-runtime" | "pm2-docker"))
 }
 
 #[derive(Args, Debug, Default)]
 pub struct RuntimeArgs {
-    /// Ecosystem file(s) or script(s) to run.
+    /// Ecosystem file(s) or script(s) to run (`start <file>` too, as pm2-runtime).
     #[arg(required = true)]
     pub targets: Vec<String>,
     /// Print the apps' output as JSON, one object per line (pm2-runtime's `--json`).
@@ -99,7 +100,12 @@ pub fn runtime(home: &Home, a: RuntimeArgs) -> Result<i32> {
     for key in ["out_file", "error_file"] {
         app.options.entry(key).or_insert_with(|| json!("/dev/null"));
     }
-    let specs = build_specs(&a.targets, &app, &a.script_args, a.strict)?;
+    // `pm2-runtime start ecosystem.config.js`, as PM2's docs write it: `start` is its command.
+    let targets = match a.targets.split_first() {
+        Some((first, rest)) if first == "start" && !rest.is_empty() => rest,
+        _ => &a.targets[..],
+    };
+    let specs = build_specs(targets, &app, &a.script_args, a.strict)?;
     let mode = if a.json {
         Mode::Json
     } else if a.format {

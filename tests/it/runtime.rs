@@ -503,7 +503,11 @@ fn env_and_only_select_as_for_start() {
           {"name":"other","script":"/bin/sh","args":["-c","echo other-ran"],"autorestart":false}
         ]}"#,
     );
-    let mut rt = spawn_runtime(&pmr, &[&eco, "--env", "production", "--only", "api"]);
+    // `start <file>`, as PM2's docs write pm2-runtime's command line.
+    let mut rt = spawn_runtime(
+        &pmr,
+        &["start", &eco, "--env", "production", "--only", "api"],
+    );
     assert_eq!(rt.wait(), 0);
     let out = Runtime::lines(&rt.out);
     assert_eq!(out, ["greeting=prod"]);

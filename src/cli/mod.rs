@@ -498,7 +498,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Cmd::Serve(a) => serve::serve(&home, &out, a),
-        Cmd::Runtime(a) => runtime::runtime(&home, a),
+        Cmd::Runtime(a) => runtime::runtime(&home, &out, a),
         Cmd::Daemon | Cmd::InternalServe(_) => unreachable!(),
     }
 }

@@ -78,7 +78,7 @@ enum Mode {
 
 /// `pmr-runtime …`: runs until a signal, `pmr kill`, or (unless `--no-auto-exit`) the end of
 /// every app.
-pub fn runtime(home: &Home, a: RuntimeArgs) -> Result<i32> {
+pub fn runtime(home: &Home, out: &Out, a: RuntimeArgs) -> Result<i32> {
     if a.web.is_some() {
         bail!("--web (PM2's HTTP process API) is not supported yet: use `pmr jlist` inside the container");
     }
@@ -116,7 +116,7 @@ pub fn runtime(home: &Home, a: RuntimeArgs) -> Result<i32> {
         Mode::Raw
     };
     let delay = std::time::Duration::from_secs_f64(a.delay);
-    run(home, specs, !a.no_auto_exit, mode, delay)
+    run(home, specs, !a.no_auto_exit, mode, delay, out.silent)
 }
 
 /// `pmr start … --no-daemon`: the same foreground daemon with the apps started, their output
@@ -139,6 +139,7 @@ pub fn no_daemon(home: &Home, out: &Out, a: super::StartArgs) -> Result<i32> {
         false,
         Mode::Formatted(Some("HH:mm:ss")),
         std::time::Duration::ZERO,
+        out.silent,
     )
 }
 
@@ -183,12 +184,14 @@ fn run(
     auto_exit: bool,
     mode: Mode,
     delay: std::time::Duration,
+    quiet: bool,
 ) -> Result<i32> {
     let outcome = foreground::run(
         home.clone(),
         Options {
             apps,
             auto_exit,
+            quiet,
             delay,
             console: Box::new(move |c| print_output(c, mode)),
         },

@@ -30,6 +30,8 @@ pub struct Options {
     pub apps: Vec<AppSpec>,
     /// Exit when every app has ended on its own (stopped or errored).
     pub auto_exit: bool,
+    /// Only warnings and errors of the daemon's own log (on stderr).
+    pub quiet: bool,
     /// Wait this long before starting the apps (pm2-runtime's `--delay`); signals are
     /// answered meanwhile.
     pub delay: Duration,
@@ -64,7 +66,12 @@ pub enum Outcome {
 /// Run the daemon for `home` here until a signal, `pmr kill`, or (with `auto_exit`) the end of
 /// every app. Errors when another daemon owns the home.
 pub fn run(home: Home, opts: Options) -> Result<Outcome> {
-    let Some(lock) = super::prepare(&home)? else {
+    let level = if opts.quiet {
+        tracing::Level::WARN
+    } else {
+        tracing::Level::INFO
+    };
+    let Some(lock) = super::prepare(&home, level)? else {
         bail!(
             "a pmr daemon already runs for {} (stop it with `pmr kill`, or give this one its own PMR_HOME)",
             home.root.display()
@@ -87,6 +94,7 @@ pub fn run(home: Home, opts: Options) -> Result<Outcome> {
             auto_exit,
             delay,
             console,
+            ..
         } = opts;
         Box::new(move |d: Arc<Daemon>| {
             // Subscribed before the first app starts: its first line is not missed.

@@ -26,7 +26,7 @@ use anyhow::{Context, Result};
 /// and PM2's home as `pm2`).
 pub fn run(home: Home) -> Result<()> {
     // Another daemon owns this home (two CLIs raced to start one): let it serve.
-    let Some(lock) = prepare(&home)? else {
+    let Some(lock) = prepare(&home, tracing::Level::INFO)? else {
         return Ok(());
     };
     let rt = runtime()?;
@@ -39,7 +39,7 @@ type HomeLock = nix::fcntl::Flock<std::fs::File>;
 
 /// Take the home's lock (`None`: another daemon has it), check the knobs, create the home's
 /// directories and set up the daemon's log. Shared by `run` and `foreground::run`.
-fn prepare(home: &Home) -> Result<Option<HomeLock>> {
+fn prepare(home: &Home, level: tracing::Level) -> Result<Option<HomeLock>> {
     std::fs::create_dir_all(&home.root)
         .with_context(|| format!("cannot create {}", home.root.display()))?;
     // The lock, not the pid file, says who owns this home: it dies with the process.
@@ -68,6 +68,7 @@ fn prepare(home: &Home) -> Result<Option<HomeLock>> {
     }
     logs::daemon_log::init(home.daemon_log());
     tracing_subscriber::fmt()
+        .with_max_level(level)
         .with_writer(logs::daemon_log::DaemonLog)
         .with_ansi(false)
         .with_target(false)

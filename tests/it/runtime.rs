@@ -405,9 +405,12 @@ fn format_mode_prints_key_values() {
         "eco.json",
         r#"{"apps":[{"name":"kv","script":"/bin/sh","args":["-c","echo hi; echo oops >&2"],"autorestart":false}]}"#,
     );
-    let mut rt = spawn_runtime(&pmr, &["--format", &eco]);
+    let mut rt = spawn_runtime(&pmr, &["--format", "--silent", &eco]);
     assert_eq!(rt.wait(), 0);
     let out = Runtime::lines(&rt.out);
+    // `--silent`: none of pmr's own info lines on stderr (the app's stderr is on stdout here).
+    let err = Runtime::lines(&rt.err);
+    assert!(err.is_empty(), "{err:?}");
     for (kind, msg) in [("out", "hi"), ("error", "oops")] {
         let want = format!(" app=kv id=0 type={kind} message={msg}");
         assert!(

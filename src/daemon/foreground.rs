@@ -23,6 +23,9 @@ const CONSOLE_QUEUE: usize = 256;
 /// app's tree may hold its pipe open forever).
 const PUMPS_DRAIN: Duration = Duration::from_secs(2);
 
+/// How long the console may take to print what is queued once everything has stopped.
+const CONSOLE_DRAIN: Duration = Duration::from_secs(2);
+
 /// How often the apps' states are looked at for auto-exit.
 const WATCH_EVERY: Duration = Duration::from_millis(100);
 
@@ -83,11 +86,13 @@ pub fn run(home: Home, opts: Options) -> Result<Outcome> {
     }
     let rt = super::runtime()?;
     let ended: Arc<Mutex<Option<Outcome>>> = Arc::default();
-    let printer: Arc<Mutex<Option<std::thread::JoinHandle<()>>>> = Arc::default();
+    // Told by the console thread when it has printed everything.
+    let (printed_tx, printed) = std::sync::mpsc::channel::<()>();
+    let printer_started = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let hub: Arc<Mutex<Option<Arc<super::logs::hub::Hub>>>> = Arc::default();
     let hook = {
         let ended = ended.clone();
-        let printer = printer.clone();
+        let printer_started = printer_started.clone();
         let hub = hub.clone();
         let Options {
             apps,
@@ -108,9 +113,12 @@ pub fn run(home: Home, opts: Options) -> Result<Outcome> {
             if let Some(rx) = d.ctx.sinks.hub.subscribe(filter, CONSOLE_QUEUE) {
                 let spawned = std::thread::Builder::new()
                     .name("pmr-console".into())
-                    .spawn(move || console(Console(rx)));
+                    .spawn(move || {
+                        console(Console(rx));
+                        let _ = printed_tx.send(());
+                    });
                 match spawned {
-                    Ok(h) => *printer.lock().unwrap() = Some(h),
+                    Ok(_) => printer_started.store(true, std::sync::atomic::Ordering::SeqCst),
                     Err(e) => tracing::error!("no console output: {e}"),
                 }
             }
@@ -142,8 +150,9 @@ pub fn run(home: Home, opts: Options) -> Result<Outcome> {
     if let Some(hub) = hub.lock().unwrap().take() {
         hub.close_all();
     }
-    if let Some(h) = printer.lock().unwrap().take() {
-        let _ = h.join();
+    // Bounded: a stdout nobody reads any more must not keep a stopped container alive.
+    if printer_started.load(std::sync::atomic::Ordering::SeqCst) {
+        let _ = printed.recv_timeout(CONSOLE_DRAIN);
     }
     Ok(outcome)
 }

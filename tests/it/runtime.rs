@@ -531,3 +531,71 @@ fn the_code_is_that_of_the_app_that_ended_last_even_within_one_look() {
     let mut rt = spawn_runtime(&pmr, &[&eco]);
     assert_eq!(rt.wait(), 4);
 }
+
+#[test]
+fn an_app_that_cannot_start_stops_the_others_and_gives_1() {
+    let pmr = Pmr::new();
+    let bad_dir = pmr.dir.join("not-a-dir");
+    std::fs::write(&bad_dir, "a file, so no log directory can be made under it").unwrap();
+    let eco = write(
+        &pmr,
+        "eco.json",
+        &format!(
+            r#"{{"apps":[
+              {{"name":"good","script":"/bin/sh","args":["-c","echo good-up; exec sleep 600"]}},
+              {{"name":"bad","script":"/bin/sh","args":["-c","echo bad"],"out_file":"{}/out.log"}}
+            ]}}"#,
+            bad_dir.display()
+        ),
+    );
+    let mut rt = spawn_runtime(&pmr, &[&eco]);
+    assert_eq!(rt.wait(), 1);
+    let err = Runtime::lines(&rt.err);
+    assert!(
+        err.iter()
+            .any(|l| l.contains("[bad](1)") && l.contains("out.log")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn a_stdout_nobody_reads_does_not_keep_it_alive() {
+    let pmr = Pmr::new();
+    let eco = write(
+        &pmr,
+        "eco.json",
+        r#"{"apps":[{"name":"chatty","script":"/bin/sh","args":["-c","i=0; while [ $i -lt 20000 ]; do echo line-$i-padding-padding-padding-padding-padding; i=$((i+1)); done; echo done >&2; exec sleep 600"]}]}"#,
+    );
+    let link = pmr.dir.join("pmr-runtime");
+    std::os::unix::fs::symlink(BIN, &link).unwrap();
+    let mut child = Command::new(&link)
+        .arg(&eco)
+        .env("PMR_HOME", &pmr.home)
+        .current_dir(&pmr.dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped()) // never read: the pipe fills
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _err = line_channel(child.stderr.take().unwrap());
+    // The console is stuck on stdout; the app's log file says when it has written everything.
+    wait_until("the app's last line in its log file", || {
+        pmr.log_of("chatty-out.log").contains("line-19999-")
+    });
+    // SAFETY: kill(2) on the process this test started.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + DEADLINE;
+    let st = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            kill9(child.id());
+            panic!("pmr-runtime stayed alive behind a full stdout");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(st.code(), Some(0));
+}

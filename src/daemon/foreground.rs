@@ -164,7 +164,15 @@ async fn launch(
     auto_exit: bool,
     ended: Arc<Mutex<Option<Outcome>>>,
 ) {
-    let failed = match start::apply(&d, apps, false).await {
+    let answer = start::apply(&d, apps, false).await;
+    // A signal or `pmr kill` came during the start: its errors are that stop, not failures.
+    if d.ctx
+        .shutting_down
+        .load(std::sync::atomic::Ordering::SeqCst)
+    {
+        return;
+    }
+    let failed = match answer {
         Response::Done { results } => {
             let mut failed = false;
             for r in results {
@@ -185,12 +193,7 @@ async fn launch(
         }
     };
     // Nothing half-started: one app that cannot start stops the others.
-    if failed
-        && !d
-            .ctx
-            .shutting_down
-            .load(std::sync::atomic::Ordering::SeqCst)
-    {
+    if failed {
         *ended.lock().unwrap() = Some(Outcome::StartFailed);
         kill::shutdown(&d).await;
         d.exit.notify_one();

@@ -599,3 +599,20 @@ fn a_stdout_nobody_reads_does_not_keep_it_alive() {
     };
     assert_eq!(st.code(), Some(0));
 }
+
+#[test]
+fn sigterm_while_an_app_is_still_starting() {
+    let pmr = Pmr::new();
+    // Never ready (`wait_ready` without 'ready'): the start is still waiting when SIGTERM comes.
+    let eco = write(
+        &pmr,
+        "eco.json",
+        r#"{"apps":[{"name":"slow","script":"/bin/sh","args":["-c","echo slow-up; exec sleep 600"],"wait_ready":true,"listen_timeout":60000}]}"#,
+    );
+    let mut rt = spawn_runtime(&pmr, &[&eco]);
+    Runtime::wait_line(&rt.out, "slow-up", |l| l == "slow-up");
+    rt.signal(libc::SIGTERM);
+    assert_eq!(rt.wait(), 0);
+    let err = Runtime::lines(&rt.err);
+    assert!(!err.iter().any(|l| l.contains("ERROR")), "{err:?}");
+}

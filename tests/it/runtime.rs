@@ -616,3 +616,15 @@ fn sigterm_while_an_app_is_still_starting() {
     let err = Runtime::lines(&rt.err);
     assert!(!err.iter().any(|l| l.contains("ERROR")), "{err:?}");
 }
+
+#[test]
+fn an_app_killed_by_a_signal_gives_128_plus_the_signal() {
+    let pmr = Pmr::new();
+    let eco = write(
+        &pmr,
+        "eco.json",
+        r#"{"apps":[{"name":"oom","script":"/bin/sh","args":["-c","kill -KILL $$"],"autorestart":false}]}"#,
+    );
+    let mut rt = spawn_runtime(&pmr, &[&eco]);
+    assert_eq!(rt.wait(), 137, "as a Job killed by the OOM killer");
+}

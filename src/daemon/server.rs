@@ -46,9 +46,6 @@ pub async fn serve(home: Home, hook: Option<Hook>) -> Result<Stop> {
         crate::knobs::get().describe()
     );
     let d = Arc::new(Daemon::new(home));
-    if let Some(hook) = hook {
-        hook(d.clone());
-    }
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
@@ -56,6 +53,10 @@ pub async fn serve(home: Home, hook: Option<Hook>) -> Result<Stop> {
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     // SIGUSR2 reopens the log files, as `pmr reloadLogs` (for the system's logrotate).
     let mut usr2 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined2())?;
+    // After the handlers: a SIGTERM from now on stops the apps the hook starts.
+    if let Some(hook) = hook {
+        hook(d.clone());
+    }
     let my_uid = nix::unistd::getuid().as_raw();
     loop {
         tokio::select! {

@@ -44,6 +44,15 @@ impl Client {
             .map(|stream| Client { stream })
     }
 
+    /// The daemon's pid as this process sees it (`SO_PEERCRED`): right even when the daemon
+    /// runs in another PID namespace, where its `pmr.pid` (e.g. `pmr-runtime` as a container's
+    /// PID 1) names another process here. `None` when the kernel cannot map it.
+    pub fn peer_pid(&self) -> Option<u32> {
+        use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+        let pid = getsockopt(&self.stream, PeerCredentials).ok()?.pid();
+        u32::try_from(pid).ok().filter(|&p| p != 0)
+    }
+
     /// Give up on a daemon that does not answer within `t` (`pmr report` on a stuck daemon).
     pub fn set_timeout(&self, t: Option<Duration>) {
         let _ = self.stream.set_read_timeout(t);

@@ -28,12 +28,13 @@ import f_logs
 import f_memrestart
 import f_next
 import f_persist
+import f_runtime
 import f_start
 
 ROOT = BENCH.parent
 WORK = BENCH / ".work"
 FIGURES = ["memory", "cli", "start", "cluster", "reload", "logs", "crash", "nextjs",
-           "memrestart", "resurrect"]
+           "memrestart", "resurrect", "runtime"]
 WRK_FIGURES = {"cluster", "reload", "nextjs"}
 FAMILIES = [  # (module, figures it measures)
     (f_idle, {"memory", "cli"}),
@@ -44,6 +45,7 @@ FAMILIES = [  # (module, figures it measures)
     (f_next, {"nextjs"}),
     (f_memrestart, {"memrestart"}),
     (f_persist, {"resurrect"}),
+    (f_runtime, {"runtime"}),
 ]
 
 

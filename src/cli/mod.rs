@@ -12,6 +12,7 @@ mod patch;
 mod persist;
 mod pm2_dump;
 mod report;
+mod runtime;
 mod serve;
 mod show;
 mod start;
@@ -245,6 +246,8 @@ pub enum Cmd {
     Startup(startup::StartupArgs),
     /// Remove the boot configuration `startup` wrote.
     Unstartup(startup::StartupArgs),
+    /// Run apps in the foreground, for containers (PM2's pm2-runtime; also `pmr-runtime`).
+    Runtime(runtime::RuntimeArgs),
 }
 
 /// Whatever PM2's SaaS commands take (keys, machine name): accepted, unused.
@@ -286,6 +289,9 @@ pub struct StartArgs {
     /// Arguments for the script, after `--`.
     #[arg(last = true)]
     pub script_args: Vec<String>,
+    /// Run the daemon in this process, print the apps' output, stop them on Ctrl-C.
+    #[arg(long = "no-daemon")]
+    pub no_daemon: bool,
 }
 
 /// PM2's app flags. Each flag's id is the app option it sets (see `flags.rs`, which reads the
@@ -382,7 +388,12 @@ pub struct AppFlags {
 
 /// Run the CLI; the returned code is the process exit status.
 pub fn main() -> i32 {
-    let cli = Cli::parse();
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // `pmr-runtime app.js` is `pmr runtime app.js`.
+    if args.first().is_some_and(|a0| runtime::is_runtime_name(a0)) {
+        args.insert(1, "runtime".into());
+    }
+    let cli = Cli::parse_from(args);
     if let Cmd::Daemon { resurrect } = cli.cmd {
         return match crate::daemon::run_with(Home::from_env(), resurrect) {
             Ok(()) => 0,
@@ -520,6 +531,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Cmd::Startup(a) => startup::startup(&out, a),
         Cmd::Unstartup(a) => startup::unstartup(&out, a),
         Cmd::Daemon { .. } | Cmd::InternalServe(_) => unreachable!(),
+        Cmd::Runtime(a) => runtime::runtime(&home, &out, a),
     }
 }
 

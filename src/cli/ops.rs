@@ -249,9 +249,9 @@ pub fn kill(home: &Home, out: &Out) -> Result<i32> {
         out.info("pmr daemon is not running");
         return Ok(0);
     };
-    let pid = std::fs::read_to_string(home.pid_file())
-        .ok()
-        .and_then(|s| s.trim().parse::<u32>().ok());
+    // Not `pmr.pid`: a daemon in another PID namespace (`pmr-runtime` in a container whose
+    // home is shared) wrote its own pid there, which may be a live process here.
+    let pid = client.peer_pid();
     call(&mut client, &Request::Kill)?;
     // The daemon answers once every app is stopped, then exits, releasing its lock last;
     // the process itself is gone a moment later, and a script may check for it right away.

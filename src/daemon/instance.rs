@@ -40,6 +40,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+pub use terminate::sigkills;
 use terminate::terminate;
 use tokio::process::Child;
 use tokio::sync::mpsc;
@@ -85,6 +86,16 @@ pub struct Shared {
     pub env: BTreeMap<String, String>,
     pub paths: Paths,
     pub history: History,
+    /// Daemon-wide order in which instances last became `stopped` or `errored` (0: never):
+    /// `pmr-runtime` exits with the code of the app that ended last.
+    pub ended: u64,
+}
+
+/// Source of `Shared::ended`.
+static ENDED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn is_over(s: Status) -> bool {
+    matches!(s, Status::Stopped | Status::Errored)
 }
 
 pub fn now_ms() -> i64 {
@@ -133,7 +144,13 @@ pub struct Instance {
 
 impl Instance {
     fn with<R>(&self, f: impl FnOnce(&mut Shared) -> R) -> R {
-        f(&mut self.shared.lock().unwrap())
+        let mut s = self.shared.lock().unwrap();
+        let was_over = is_over(s.status);
+        let r = f(&mut s);
+        if !was_over && is_over(s.status) {
+            s.ended = ENDED.fetch_add(1, Ordering::SeqCst) + 1;
+        }
+        r
     }
 
     fn label(&self) -> String {

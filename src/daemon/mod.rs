@@ -5,6 +5,7 @@ pub mod boot;
 pub mod cluster;
 pub mod cron;
 pub mod drain;
+pub mod foreground;
 pub mod history;
 pub mod instance;
 pub mod logs;
@@ -13,6 +14,7 @@ pub mod metrics;
 pub mod node_ipc;
 pub mod notify;
 pub mod policy;
+pub mod reaper;
 pub mod registry;
 pub mod rejections;
 mod requests;
@@ -34,6 +36,24 @@ pub fn run(home: Home) -> Result<()> {
 /// `run`; `resurrect`: start what the dump holds once serving (`pmr daemon --resurrect`, the
 /// boot unit's command), and tell systemd `READY=1` only after that.
 pub fn run_with(home: Home, resurrect: bool) -> Result<()> {
+    // Another daemon owns this home (two CLIs raced to start one): let it serve.
+    let Some(lock) = prepare(&home, tracing::Level::INFO)? else {
+        return Ok(());
+    };
+    sd_notify::init();
+    let rt = runtime()?;
+    let res = rt
+        .block_on(server::serve(home.clone(), resurrect, None))
+        .map(|_| ());
+    finish(&home, rt, lock);
+    res
+}
+
+type HomeLock = nix::fcntl::Flock<std::fs::File>;
+
+/// Take the home's lock (`None`: another daemon has it), check the knobs, create the home's
+/// directories and set up the daemon's log. Shared by `run` and `foreground::run`.
+fn prepare(home: &Home, level: tracing::Level) -> Result<Option<HomeLock>> {
     std::fs::create_dir_all(&home.root)
         .with_context(|| format!("cannot create {}", home.root.display()))?;
     // The lock, not the pid file, says who owns this home: it dies with the process.
@@ -45,14 +65,13 @@ pub fn run_with(home: Home, resurrect: bool) -> Result<()> {
         .with_context(|| format!("cannot open {}", home.lock_file().display()))?;
     let lock = match nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock) {
         Ok(l) => l,
-        // Another daemon owns this home (two CLIs raced to start one): let it serve.
-        Err((_, nix::errno::Errno::EWOULDBLOCK)) => return Ok(()),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => return Ok(None),
         Err((_, e)) => return Err(e).context("cannot lock the daemon lock file"),
     };
     // The CLI checked both before starting us; a daemon started another way checks here.
     let knobs = crate::knobs::check_env().map_err(|e| anyhow::anyhow!("{e}"))?;
-    if let Some(f) = crate::foreign::daemon_of(&home) {
-        anyhow::bail!("{}", crate::foreign::refusal(&home, &f));
+    if let Some(f) = crate::foreign::daemon_of(home) {
+        anyhow::bail!("{}", crate::foreign::refusal(home, &f));
     }
     crate::knobs::init(knobs);
     for dir in [home.pid_file(), home.daemon_log(), home.socket()]
@@ -63,19 +82,24 @@ pub fn run_with(home: Home, resurrect: bool) -> Result<()> {
     }
     logs::daemon_log::init(home.daemon_log());
     tracing_subscriber::fmt()
+        .with_max_level(level)
         .with_writer(logs::daemon_log::DaemonLog)
         .with_ansi(false)
         .with_target(false)
         .init();
+    Ok(Some(lock))
+}
 
-    sd_notify::init();
-    let rt = tokio::runtime::Builder::new_multi_thread()
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(8)
         .thread_stack_size(256 * 1024)
         .enable_all()
-        .build()?;
-    let res = rt.block_on(server::serve(home.clone(), resurrect));
+        .build()?)
+}
+
+fn finish(home: &Home, rt: tokio::runtime::Runtime, lock: HomeLock) {
     let _ = std::fs::remove_file(home.socket());
     let _ = std::fs::remove_file(home.pid_file());
     tracing::info!("daemon exited");
@@ -83,5 +107,4 @@ pub fn run_with(home: Home, resurrect: bool) -> Result<()> {
     rt.shutdown_timeout(std::time::Duration::from_millis(200));
     // Released last: `pmr kill` waits for this lock to know the daemon is gone.
     drop(lock);
-    res
 }

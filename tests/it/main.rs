@@ -23,6 +23,7 @@ mod pm2_diff;
 mod pm2_env;
 mod report;
 mod restart_policy;
+mod runtime;
 mod select;
 mod serve;
 mod sockets;

@@ -41,7 +41,7 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -621,6 +621,7 @@ impl Source {
 /// A partial line is written out when the pipe goes quiet ([`QUIET`], [`HOLD_MAX`]); a line
 /// longer than [`CHUNK`] is written in pieces; a line left open at EOF is completed.
 pub async fn pump(mut pipe: impl AsyncRead + Unpin, src: Source) {
+    let _live = LivePump::new();
     let mut buf: Vec<u8> = Vec::with_capacity(CHUNK);
     // While `buf` holds a partial line: when it began to wait, and when it is written out.
     let mut pending: Option<(Instant, Instant)> = None;
@@ -682,6 +683,29 @@ fn hold(since: Instant, now: Instant, busy: bool) -> Instant {
         now + BUSY_HOLD
     } else {
         (now + QUIET).min(since + HOLD_MAX)
+    }
+}
+
+static LIVE_PUMPS: AtomicUsize = AtomicUsize::new(0);
+
+/// Pumps still reading a pipe: the foreground daemon waits for them before it exits, so the
+/// last lines of stopped apps reach its console.
+pub fn live_pumps() -> usize {
+    LIVE_PUMPS.load(Ordering::SeqCst)
+}
+
+struct LivePump;
+
+impl LivePump {
+    fn new() -> LivePump {
+        LIVE_PUMPS.fetch_add(1, Ordering::SeqCst);
+        LivePump
+    }
+}
+
+impl Drop for LivePump {
+    fn drop(&mut self) {
+        LIVE_PUMPS.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

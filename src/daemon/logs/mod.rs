@@ -30,6 +30,7 @@
 pub mod daemon_log;
 pub mod format;
 pub mod hub;
+mod pace;
 mod pool;
 pub mod rotate;
 
@@ -41,6 +42,7 @@ use rotate::Housekeeper;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{IoSlice, Write};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
@@ -698,11 +700,25 @@ impl Source {
 /// Read a child's pipe until EOF, handing whole lines to the source's files and subscribers.
 /// A partial line is written out when the pipe goes quiet ([`QUIET`], [`HOLD_MAX`]); a line
 /// longer than [`CHUNK`] is written in pieces; a line left open at EOF is completed.
-pub async fn pump(mut pipe: impl AsyncRead + Unpin, src: Source) {
+pub async fn pump(pipe: impl AsyncRead + Unpin, src: Source) {
+    pump_paced(pipe, pace::Pace::new(None), src).await
+}
+
+/// [`pump`] for a child's pipe, which is grown when the stream gets busy ([`pace`]).
+pub async fn pump_pipe(pipe: impl AsyncRead + AsRawFd + Unpin, src: Source) {
+    let fd = pipe.as_raw_fd();
+    pump_paced(pipe, pace::Pace::new(Some(fd)), src).await
+}
+
+async fn pump_paced(mut pipe: impl AsyncRead + Unpin, mut pace: pace::Pace, src: Source) {
     let mut buf: Vec<u8> = Vec::with_capacity(CHUNK);
     // While `buf` holds a partial line: when it began to wait, and when it is written out.
     let mut pending: Option<(Instant, Instant)> = None;
+    let mut nap = false;
     loop {
+        if std::mem::take(&mut nap) {
+            tokio::time::sleep(pace::NAP).await;
+        }
         if buf.len() == buf.capacity() {
             buf.reserve(CHUNK);
         }
@@ -734,6 +750,7 @@ pub async fn pump(mut pipe: impl AsyncRead + Unpin, src: Source) {
         };
         let now = Instant::now();
         let busy = n >= PIPE_BUF || n == spare;
+        nap = pace.after_read(n < spare);
         if cut == 0 {
             // Nothing but the partial line so far.
             let since = pending.map_or(now, |(since, _)| since);

@@ -12,7 +12,7 @@ burst, so nothing restarts it. A few rounds with fresh app names (fresh files); 
 import re
 import time
 
-from common import APPS, cpu_seconds, median, rss_kb
+from common import APPS, cpu_between, cpu_seconds, median, rss_kb, thread_cpu_ns
 from report import Row, Section, fmt_mb, fmt_ms, ratio
 
 LINES = 200_000
@@ -56,7 +56,7 @@ def count(path):
 def one_round(tool, name, app="burst.js"):
     path = tool.home / "logs" / f"{name}-out.log"
     pid = tool.daemon_pid()
-    cpu0 = cpu_seconds(pid)
+    cpu0, ns0 = cpu_seconds(pid), thread_cpu_ns(pid)
     t0 = time.perf_counter()
     starter = tool.popen("start", APPS / app, "--name", name,
                          extra_env={"BURST_LINES": str(LINES)})
@@ -73,7 +73,7 @@ def one_round(tool, name, app="burst.js"):
         elif now - last_change > 5 and now - t0 > 10:
             break  # nothing more is coming
         time.sleep(0.002)
-    cpu1 = cpu_seconds(pid)
+    cpu1, ns1 = cpu_seconds(pid), thread_cpu_ns(pid)
     starter.communicate(timeout=60)
     time.sleep(0.2)
     rss = rss_kb(pid)
@@ -83,13 +83,14 @@ def one_round(tool, name, app="burst.js"):
     total, unique, in_order = count(path)
     rotated = len(pieces(path)) - 1
     tool.run("delete", name)
-    return {"time": done, "cpu": cpu1 - cpu0, "rss": rss, "lost": LINES - unique,
+    return {"time": done, "cpu": cpu1 - cpu0, "cpu_ns": cpu_between(ns0, ns1), "rss": rss, "lost": LINES - unique,
             "lines": total, "in_order": in_order, "rotated": rotated}
 
 
 def summary(rs):
     return {"rounds": rs, "time": median([r["time"] for r in rs]),
             "cpu": sum(r["cpu"] for r in rs) / len(rs), "rss": median([r["rss"] for r in rs]),
+            "cpu_ns": median([r["cpu_ns"] for r in rs]),
             "lost": max(r["lost"] for r in rs), "in_order": all(r["in_order"] for r in rs)}
 
 
@@ -123,8 +124,9 @@ def run(tools, quick, select):
                       f"{rot_lost} / {'yes' if rot_order else 'NO'} / {min(r['rotated'] for r in rot) + 1}+",
                       "no built-in rotation", "—", "0 lost, in order",
                       ok=rot_lost == 0 and rot_order))
-    s.rows.append(Row("log burst: daemon CPU time (mean)", fmt_ms(a["cpu"]), fmt_ms(b["cpu"]),
-                      ratio(a["cpu"], b["cpu"]), "≤ 1/5", ok=a["cpu"] * 5 <= b["cpu"]))
+    s.rows.append(Row("log burst: daemon CPU time (median)", fmt_ms(a["cpu_ns"]),
+                      fmt_ms(b["cpu_ns"]), ratio(a["cpu_ns"], b["cpu_ns"]), "≤ 1/5",
+                      ok=a["cpu_ns"] * 5 <= b["cpu_ns"]))
     s.rows.append(Row("log burst: daemon RSS after", fmt_mb(a["rss"]), fmt_mb(b["rss"]),
                       ratio(a["rss"], b["rss"]), "—"))
     la, lb = lines["pmr"], lines["pm2"]
@@ -137,16 +139,19 @@ def run(tools, quick, select):
     s.rows.append(Row("per-line log burst: lines lost (worst round) / in order", lost_order(la),
                       lost_order(lb), "—", "0 lost, in order",
                       ok=la["lost"] == 0 and la["in_order"]))
-    s.rows.append(Row("per-line log burst: daemon CPU time (mean)", fmt_ms(la["cpu"]),
-                      fmt_ms(lb["cpu"]), ratio(la["cpu"], lb["cpu"]), "≤ 1/5",
-                      ok=la["cpu"] * 5 <= lb["cpu"]))
+    s.rows.append(Row("per-line log burst: daemon CPU time (median)", fmt_ms(la["cpu_ns"]),
+                      fmt_ms(lb["cpu_ns"]), ratio(la["cpu_ns"], lb["cpu_ns"]), "≤ 1/5",
+                      ok=la["cpu_ns"] * 5 <= lb["cpu_ns"]))
     s.details.append(
-        f"{rounds} rounds per tool; medians shown, except CPU time: its resolution is one clock "
-        "tick (10 ms), so the mean over the rounds is shown. Time and CPU run from the `start` command to the moment the file holds 20 MB, so "
-        "they include starting the app. Per round (time, CPU, lost):")
+        f"{rounds} rounds per tool; medians shown. Daemon CPU is the sum over its threads of "
+        "`/proc/<pid>/task/*/schedstat` (nanoseconds; utime+stime count 10 ms ticks, too coarse "
+        "for these figures, and are shown per round for comparison). Time and CPU run from the "
+        "`start` command to the moment the file holds 20 MB, so they include starting the app. "
+        "Per round (time, CPU, CPU in ticks, lost):")
     for kind, results in (("batched", res), ("per line", lines)):
         for k, r in results.items():
             s.details.append(f"- {k}, {kind}: " + "; ".join(
-                f"{fmt_ms(x['time']) if x['time'] else 'incomplete'}, {fmt_ms(x['cpu'])}, {x['lost']}"
+                f"{fmt_ms(x['time']) if x['time'] else 'incomplete'}, {fmt_ms(x['cpu_ns'])}, "
+                f"{fmt_ms(x['cpu'])}, {x['lost']}"
                 for x in r["rounds"]))
     return [s], {"batched": res, "per_line": lines}

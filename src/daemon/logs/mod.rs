@@ -42,12 +42,12 @@ use rotate::Housekeeper;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{IoSlice, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::AsyncRead;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -701,31 +701,31 @@ impl Source {
 /// A partial line is written out when the pipe goes quiet ([`QUIET`], [`HOLD_MAX`]); a line
 /// longer than [`CHUNK`] is written in pieces; a line left open at EOF is completed.
 pub async fn pump(pipe: impl AsyncRead + Unpin, src: Source) {
-    pump_paced(pipe, pace::Pace::new(None), src).await
+    pump_paced(pace::Plain(pipe, false), src).await
 }
 
-/// [`pump`] for a child's pipe, which is grown when the stream gets busy ([`pace`]).
-pub async fn pump_pipe(pipe: impl AsyncRead + AsRawFd + Unpin, src: Source) {
-    let fd = pipe.as_raw_fd();
-    pump_paced(pipe, pace::Pace::new(Some(fd)), src).await
+/// [`pump`] for a child's stdout or stderr (handed over by tokio as an fd), read in batches
+/// while busy ([`pace`]).
+pub async fn pump_pipe(pipe: std::io::Result<OwnedFd>, src: Source) {
+    match pipe.and_then(pace::PipeIn::new) {
+        Ok(p) => pump_paced(p, src).await,
+        Err(e) => tracing::error!("cannot read the output of {}: {e}", src.name),
+    }
 }
 
-async fn pump_paced(mut pipe: impl AsyncRead + Unpin, mut pace: pace::Pace, src: Source) {
+async fn pump_paced(mut pipe: impl pace::Input, src: Source) {
+    let mut pace = pace::Pace::default();
     let mut buf: Vec<u8> = Vec::with_capacity(CHUNK);
     // While `buf` holds a partial line: when it began to wait, and when it is written out.
     let mut pending: Option<(Instant, Instant)> = None;
-    let mut nap = false;
     loop {
-        if std::mem::take(&mut nap) {
-            tokio::time::sleep(pace::NAP).await;
-        }
         if buf.len() == buf.capacity() {
             buf.reserve(CHUNK);
         }
         let spare = buf.capacity() - buf.len();
         let read = match pending {
-            None => pipe.read_buf(&mut buf).await,
-            Some((_, due)) => match tokio::time::timeout_at(due, pipe.read_buf(&mut buf)).await {
+            None => pipe.read(&mut buf).await,
+            Some((_, due)) => match tokio::time::timeout_at(due, pipe.read(&mut buf)).await {
                 Ok(r) => r,
                 Err(_) => {
                     // Quiet: write the partial line out as it is (a small copy; the read
@@ -750,7 +750,7 @@ async fn pump_paced(mut pipe: impl AsyncRead + Unpin, mut pace: pace::Pace, src:
         };
         let now = Instant::now();
         let busy = n >= PIPE_BUF || n == spare;
-        nap = pace.after_read(n < spare);
+        pace.after_read(&mut pipe, n < spare);
         if cut == 0 {
             // Nothing but the partial line so far.
             let since = pending.map_or(now, |(since, _)| since);

@@ -10,6 +10,7 @@ burst, so nothing restarts it. A few rounds with fresh app names (fresh files); 
 """
 
 import re
+import threading
 import time
 
 from common import APPS, cpu_between, cpu_seconds, median, rss_kb, thread_cpu_ns
@@ -17,6 +18,7 @@ from report import Row, Section, fmt_mb, fmt_ms, ratio
 
 LINES = 200_000
 LINE = re.compile(rb"^(\d{8}) x{90}$")
+PING = re.compile(rb"ping (\d+) (\d+\.\d+)")
 
 
 def pieces(path):
@@ -87,6 +89,52 @@ def one_round(tool, name, app="burst.js"):
             "lines": total, "in_order": in_order, "rotated": rotated}
 
 
+def latency(tool, name="ping", count=30):
+    """A quiet app writes a line every 100 ms holding the time it wrote it: how long until the
+    line is in its log file (the file polled every ~0.2 ms) and until `logs --raw` prints it."""
+    path = tool.home / "logs" / f"{name}-out.log"
+    tool.run("start", APPS / "ping-lines.js", "--name", name)
+    follower = tool.popen("logs", name, "--raw", "--lines", "0")
+    streamed = {}
+
+    def follow():
+        for line in follower.stdout:
+            at = time.time() * 1000
+            m = PING.search(line.encode())
+            if m:
+                streamed[int(m.group(1))] = at - float(m.group(2))
+
+    reader = threading.Thread(target=follow, daemon=True)
+    reader.start()
+    in_file, seen, size = {}, 0, 0
+    deadline = time.time() + 30
+    try:
+        while len(in_file) < count + 5 and time.time() < deadline:
+            try:
+                new = path.stat().st_size
+            except FileNotFoundError:
+                new = 0
+            if new != size:
+                at = time.time() * 1000
+                with open(path, "rb") as f:
+                    f.seek(size)
+                    chunk = f.read()
+                size += len(chunk)
+                for m in PING.finditer(chunk):
+                    in_file.setdefault(int(m.group(1)), at - float(m.group(2)))
+            time.sleep(0.0002)
+    finally:
+        follower.terminate()
+        follower.wait(timeout=10)
+        tool.run("delete", name)
+    # The first lines may come before the follower subscribed: skip them.
+    keys = sorted(k for k in in_file if k >= 5)[:count]
+    f = [in_file[k] for k in keys]
+    st = [streamed[k] for k in keys if k in streamed]
+    return {"file": (median(f), max(f)) if f else None,
+            "stream": (median(st), max(st)) if st else None, "n": len(f), "n_stream": len(st)}
+
+
 def summary(rs):
     return {"rounds": rs, "time": median([r["time"] for r in rs]),
             "cpu": sum(r["cpu"] for r in rs) / len(rs), "rss": median([r["rss"] for r in rs]),
@@ -96,13 +144,14 @@ def summary(rs):
 
 def run(tools, quick, select):
     rounds = 2 if quick else 5
-    res, lines = {}, {}
+    res, lines, lat = {}, {}, {}
     for t in tools:
         t.delete_all()
         t.ping()
         time.sleep(0.5)
         res[t.key] = summary([one_round(t, f"burst{i}") for i in range(rounds)])
         lines[t.key] = summary([one_round(t, f"lines{i}", "burst-lines.js") for i in range(rounds)])
+        lat[t.key] = latency(t)
     # pmr only: the same burst with rotation at 1 MB (about 20 rotations during it).
     pmr = next(t for t in tools if t.key == "pmr")
     pmr.run("set", "pmr-logrotate:max_size", "1M")
@@ -142,6 +191,18 @@ def run(tools, quick, select):
     s.rows.append(Row("per-line log burst: daemon CPU time (median)", fmt_ms(la["cpu_ns"]),
                       fmt_ms(lb["cpu_ns"]), ratio(la["cpu_ns"], lb["cpu_ns"]), "≤ 1/5",
                       ok=la["cpu_ns"] * 5 <= lb["cpu_ns"]))
+    def ms_pair(v):
+        return f"{v[0]:.1f} / {v[1]:.1f} ms" if v else "none arrived"
+
+    pa, pb = lat["pmr"], lat["pm2"]
+    for what, label in (("file", "in the log file"), ("stream", "printed by `logs --raw`")):
+        s.rows.append(Row(f"one line from a quiet app: {label}, median / max of {pa['n']}",
+                          ms_pair(pa[what]), ms_pair(pb[what]), "—", "≤ 10 ms",
+                          ok=pa[what] is not None and pa[what][1] <= 10))
+    s.details.append(
+        "One line from a quiet app (`ping-lines.js`, a line every 100 ms holding the time it was "
+        "written): the time until the line is in the file (polled every ~0.2 ms, so up to that "
+        "much late) and until `logs --raw` prints it (that client's own reading included).")
     s.details.append(
         f"{rounds} rounds per tool; medians shown. Daemon CPU is the sum over its threads of "
         "`/proc/<pid>/task/*/schedstat` (nanoseconds; utime+stime count 10 ms ticks, too coarse "
@@ -154,4 +215,4 @@ def run(tools, quick, select):
                 f"{fmt_ms(x['time']) if x['time'] else 'incomplete'}, {fmt_ms(x['cpu_ns'])}, "
                 f"{fmt_ms(x['cpu'])}, {x['lost']}"
                 for x in r["rounds"]))
-    return [s], {"batched": res, "per_line": lines}
+    return [s], {"batched": res, "per_line": lines, "latency": lat}

@@ -14,10 +14,14 @@
 //!   cannot be left open; `pmr logs` shows each piece as a line. In a file written by several
 //!   streams (`merge_logs`, the combined file), the writer ends an open line with a newline
 //!   before another stream's lines, so lines of two streams never share a line.
-//! * Each log file has one [`Sink`]: a thread fed by a bounded queue. It is the only writer of
-//!   its file, so lines of instances sharing a file (`merge_logs`) never interleave, and file I/O
-//!   never runs on the async runtime. The thread also rotates (rename + reopen), reopens on
-//!   `reloadLogs` and truncates on `flush`.
+//! * Each log file has one [`Sink`]: a bounded queue and a [`Writer`], run by the threads of
+//!   the writer [`pool`] (a few for all files), one thread at a time per file. It is the only
+//!   writer of its file, so lines of instances sharing a file (`merge_logs`) never interleave,
+//!   and file I/O never runs on the async runtime. What is queued is written with one `writev`
+//!   per batch. The writer also rotates (rename + reopen), reopens on `reloadLogs` and
+//!   truncates on `flush`.
+//! * A busy pipe is read in batches: the pump naps between reads, out of the epoll set, and the
+//!   pipe is grown ([`pace`]).
 //! * A full queue makes the pump wait, which fills the app's pipe and slows the app:
 //!   backpressure, never loss. A failed write (disk full) is retried every second from where it
 //!   stopped, and said once in `pmr.log`.
@@ -799,7 +803,7 @@ mod tests {
     }
 
     async fn wait_for(path: &Path, expected: &str) {
-        // The writer thread drains its queue before the file is complete: poll for it.
+        // The writer pool drains its queue before the file is complete: poll for it.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
             let got = std::fs::read_to_string(path).unwrap_or_default();
@@ -953,7 +957,7 @@ mod tests {
         drop(w);
         task.await.unwrap();
         drop(sink);
-        // Wait until the writer thread has closed the live file (all data written).
+        // Wait until the writer has closed the live file (all data written).
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
             let mut all = String::new();

@@ -37,6 +37,7 @@ pub mod hub;
 mod pace;
 mod pool;
 pub mod rotate;
+mod spare;
 
 use crate::conf::{self, RotateConf};
 use crate::spec::AppSpec;
@@ -380,10 +381,11 @@ fn open_append(path: &Path) -> std::io::Result<File> {
         .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))
 }
 
-/// Bytes written by one sink after which, once its queue is empty, freed memory is returned.
+/// Bytes written by one sink after which, once the writers are idle, freed memory is returned.
 const TRIM_AFTER: usize = 4 << 20;
 
-fn release_free_memory() {
+pub(crate) fn release_free_memory() {
+    spare::clear();
     // SAFETY: malloc_trim only releases free memory of the allocator's arenas.
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     unsafe {
@@ -447,10 +449,11 @@ impl Writer {
         };
         self.write_out();
         // After a burst, give the freed buffers back to the system so that the daemon's RSS
-        // returns to its idle level.
+        // returns to its idle level: once the pool has been idle a while (not between the
+        // batches of a burst, where the buffers are reused).
         if end != pool::Drained::More && self.since_trim >= TRIM_AFTER {
             self.since_trim = 0;
-            release_free_memory();
+            pool::trim_when_idle();
         }
         end
     }
@@ -602,7 +605,13 @@ impl Writer {
             tracing::info!("writing {} again", self.path.display());
         }
         drop(slices);
-        self.out.clear();
+        for piece in self.out.drain(..) {
+            if let Piece::Block(b, ..) = piece {
+                if let Ok(v) = Arc::try_unwrap(b) {
+                    spare::give_back(v);
+                }
+            }
+        }
     }
 
     /// Rename the file and reopen its path; gzip and retention happen on the housekeeping
@@ -687,11 +696,19 @@ impl Source {
         let data = if self.format.is_raw() {
             raw
         } else {
-            Arc::new(self.format.apply(&raw, time))
+            let formatted = Arc::new(self.format.apply(&raw, time));
+            if let Ok(v) = Arc::try_unwrap(raw) {
+                spare::give_back(v);
+            }
+            formatted
         };
-        for s in &self.sinks {
+        // The last sink gets our reference: its writer, once done, is then the block's only
+        // holder and can give the buffer back for reuse ([`spare`]).
+        let (last, others) = self.sinks.split_last().expect("not empty");
+        for s in others {
             s.write(self.owner, data.clone()).await;
         }
+        last.write(self.owner, data).await;
     }
 
     async fn end(&self) {
@@ -761,13 +778,12 @@ async fn pump_paced(mut pipe: impl pace::Input, src: Source) {
             pending = Some((since, hold(since, now, busy)));
             continue;
         }
-        let rest = buf.split_off(cut);
+        let mut rest = spare::take();
+        rest.extend_from_slice(&buf[cut..]);
+        buf.truncate(cut);
         let lines = std::mem::replace(&mut buf, rest);
         pending = (!buf.is_empty()).then(|| (now, hold(now, now, busy)));
         src.send(lines).await;
-        if buf.capacity() < CHUNK {
-            buf.reserve(CHUNK - buf.len());
-        }
     }
     if !buf.is_empty() {
         src.send(buf).await;

@@ -17,12 +17,23 @@ use super::{Msg, Writer, SINK_QUEUE};
 use std::collections::VecDeque;
 use std::sync::atomic::{fence, AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// Writer threads for all log files.
 pub const THREADS: usize = 2;
 /// Messages of one file handled (and written together) before the thread moves on.
 const BUDGET: usize = SINK_QUEUE;
+
+/// How long the pool must have had nothing to do before a requested trim runs.
+const IDLE_TRIM: Duration = Duration::from_millis(100);
+
+/// A writer drained a burst: free memory is to be returned once the pool is idle.
+static TRIM: AtomicBool = AtomicBool::new(false);
+
+pub(super) fn trim_when_idle() {
+    TRIM.store(true, Ordering::Relaxed);
+}
 
 /// How a drain of a slot's queue ended.
 #[derive(PartialEq, Eq)]
@@ -138,7 +149,21 @@ impl Pool {
                     if let Some(s) = ready.pop_front() {
                         break s;
                     }
-                    ready = self.cv.wait(ready).unwrap_or_else(|e| e.into_inner());
+                    if !TRIM.load(Ordering::Relaxed) {
+                        ready = self.cv.wait(ready).unwrap_or_else(|e| e.into_inner());
+                        continue;
+                    }
+                    let (r, waited) = self
+                        .cv
+                        .wait_timeout(ready, IDLE_TRIM)
+                        .unwrap_or_else(|e| e.into_inner());
+                    ready = r;
+                    if waited.timed_out() && ready.is_empty() && TRIM.swap(false, Ordering::Relaxed)
+                    {
+                        drop(ready);
+                        super::release_free_memory();
+                        ready = lock(&self.ready);
+                    }
                 }
             };
             let again = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| slot.run()))

@@ -950,6 +950,41 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn many_files_share_the_writer_pool_and_keep_their_order() {
+        let dir = test_dir("pool");
+        let sinks = Sinks::default();
+        const FILES: usize = 40;
+        const LINES: usize = 2000;
+        let mut tasks = Vec::new();
+        for f in 0..FILES {
+            let sink = sinks.get(&dir.join(format!("f{f}.log")), None).unwrap();
+            let (mut w, r) = tokio::io::duplex(4096);
+            let pumping = tokio::spawn(pump(r, source(vec![sink])));
+            tasks.push(tokio::spawn(async move {
+                for i in 0..LINES {
+                    w.write_all(format!("{f} {i}\n").as_bytes()).await.unwrap();
+                }
+                drop(w);
+                pumping.await.unwrap();
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        for f in 0..FILES {
+            let expected: String = (0..LINES).map(|i| format!("{f} {i}\n")).collect();
+            wait_for(&dir.join(format!("f{f}.log")), &expected).await;
+        }
+        let writers = std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .filter(|c| c.starts_with("pmr-log-"))
+            .count();
+        assert_eq!(writers, pool::THREADS, "{FILES} files, one pool");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
     #[tokio::test]
     async fn size_rotation_splits_at_line_boundaries_and_loses_nothing() {
         let dir = std::env::temp_dir().join(format!("pmr-logs-rot-{}", std::process::id()));

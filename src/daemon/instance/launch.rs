@@ -2,7 +2,7 @@
 //! or notify registration, cluster membership and `listen` sockets.
 
 use super::{Instance, Running};
-use crate::daemon::logs::pump;
+use crate::daemon::logs::pump_pipe;
 use crate::daemon::node_ipc::{self, ClusterCtx};
 use crate::daemon::spawn;
 use std::sync::atomic::Ordering;
@@ -96,10 +96,10 @@ impl Instance {
             .take()
             .map(|s| crate::daemon::stdin::Feed::new(self.id, pid, s));
         if let Some(out) = spawned.child.stdout.take() {
-            tokio::spawn(pump(out, out_sinks));
+            tokio::spawn(pump_pipe(out.into_owned_fd(), out_sinks));
         }
         if let Some(err) = spawned.child.stderr.take() {
-            tokio::spawn(pump(err, err_sinks));
+            tokio::spawn(pump_pipe(err.into_owned_fd(), err_sinks));
         }
         let cluster_ctx = (cluster && listen.is_empty()).then(|| ClusterCtx {
             listeners: self.ctx.listeners.clone(),

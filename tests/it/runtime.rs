@@ -66,7 +66,9 @@ fn spawn_runtime(pmr: &Pmr, args: &[&str]) -> Runtime {
         let mut found = 0;
         wait_until("the runtime under unshare", || {
             found = children_of(parent).first().copied().unwrap_or(0);
-            found != 0
+            // A runtime that ends at once may be gone before it is seen (std keeps the status
+            // for `wait`).
+            found != 0 || child.try_wait().ok().flatten().is_some()
         });
         found
     } else {

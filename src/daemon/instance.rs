@@ -58,6 +58,8 @@ pub struct Ctx {
     pub notify: Arc<super::notify::Notify>,
     /// `$NOTIFY_SOCKET`, offered to every app.
     pub notify_path: Option<String>,
+    /// The table on disk (`table_file.rs`): told of every change, knows every live child.
+    pub table: Arc<super::table_file::TableWriter>,
 }
 
 #[derive(Debug, Clone)]
@@ -85,6 +87,21 @@ pub struct Shared {
     pub paths: Paths,
 }
 
+impl Shared {
+    /// What the table on disk holds of this instance, cheaply: the spec by its address (a
+    /// change replaces the `Arc`; `apply` touches the table itself for in-place env merges).
+    fn fingerprint(&self) -> (Status, u32, u32, u32, *const AppSpec, bool) {
+        (
+            self.status,
+            self.restart_time,
+            self.counters.unstable_restarts,
+            self.pid,
+            Arc::as_ptr(&self.spec),
+            self.last_error.is_some(),
+        )
+    }
+}
+
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
@@ -102,6 +119,8 @@ struct Running {
     waiters: Vec<Reply>,
     /// Why the last `listen()` failed (EADDRINUSE...), for `describe` when it dies of it.
     listen_error: Option<String>,
+    /// In the table on disk until this process is dropped (after it was reaped).
+    _tracked: Option<super::table_file::Tracked>,
     /// Released when this process is dropped (after it exited).
     _membership: Option<super::cluster::Membership>,
     _notify: Option<super::notify::Registration>,
@@ -130,8 +149,19 @@ pub struct Instance {
 }
 
 impl Instance {
+    /// Every change of the state goes through here: one that the table on disk records
+    /// (seen by comparing a cheap fingerprint) tells the table's writer.
     fn with<R>(&self, f: impl FnOnce(&mut Shared) -> R) -> R {
-        f(&mut self.shared.lock().unwrap())
+        let (r, changed) = {
+            let mut s = self.shared.lock().unwrap();
+            let before = s.fingerprint();
+            let r = f(&mut s);
+            (r, s.fingerprint() != before)
+        };
+        if changed {
+            self.ctx.table.touch();
+        }
+        r
     }
 
     fn label(&self) -> String {
@@ -191,6 +221,7 @@ impl Instance {
                 self.reset_for_manual_start();
                 self.launch(Some(reply)).await
             }
+            Ctl::Resume(reply) => self.launch(Some(reply)).await,
             Ctl::Restart { update, reply } | Ctl::Reload { update, reply } => {
                 self.apply(update);
                 self.reset_for_manual_start();
@@ -236,7 +267,7 @@ impl Instance {
 
     async fn on_ctl_running(&self, mut r: Box<Running>, ctl: Ctl, rx: &mut CtlReceiver) -> Phase {
         match ctl {
-            Ctl::Start(reply) => {
+            Ctl::Start(reply) | Ctl::Resume(reply) => {
                 if r.ready_deadline.is_some() {
                     r.waiters.push(reply);
                 } else {
@@ -313,6 +344,7 @@ impl Instance {
                 Arc::make_mut(&mut s.spec).env.extend(env);
             }
         });
+        self.ctx.table.touch();
     }
 
     /// A manual start or restart forgets earlier crashes (as PM2's restart does).

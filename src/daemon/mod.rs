@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod node_ipc;
 pub mod notify;
 pub mod policy;
+mod recover;
 pub mod registry;
 pub mod rejections;
 mod requests;
@@ -16,6 +17,7 @@ mod server;
 pub mod spawn;
 mod state;
 pub mod stdin;
+pub mod table_file;
 
 use crate::paths::Home;
 use anyhow::{Context, Result};
@@ -57,13 +59,16 @@ pub fn run(home: Home) -> Result<()> {
         .with_target(false)
         .init();
 
+    // Before the runtime: a plain blocking read (and the rename of a bad file).
+    let table = table_file::load(&table_file::path(&home));
+
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(8)
         .thread_stack_size(256 * 1024)
         .enable_all()
         .build()?;
-    let res = rt.block_on(server::serve(home.clone()));
+    let res = rt.block_on(server::serve(home.clone(), table));
     let _ = std::fs::remove_file(home.socket());
     let _ = std::fs::remove_file(home.pid_file());
     tracing::info!("daemon exited");

@@ -10,7 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use tokio::net::{UnixListener, UnixStream};
 
-pub async fn serve(home: Home) -> Result<()> {
+pub async fn serve(home: Home, table: super::table_file::Loaded) -> Result<()> {
     let sock = home.socket();
     // We hold the lock, so any socket file here is stale.
     let _ = std::fs::remove_file(&sock);
@@ -33,6 +33,9 @@ pub async fn serve(home: Home) -> Result<()> {
         crate::knobs::get().describe()
     );
     let d = Arc::new(Daemon::new(home));
+    // Clients that connect meanwhile wait in the backlog: their first answer shows the
+    // restored apps.
+    super::recover::restore(&d, table).await;
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;

@@ -18,6 +18,7 @@ mod logs;
 mod node_apps;
 mod pm2_cli;
 mod pm2_env;
+mod recovery;
 mod report;
 mod restart_policy;
 mod select;

@@ -42,6 +42,9 @@ pub enum Ctl {
     Retire(Reply),
     Signal(i32, Reply),
     Reset(Reply),
+    /// A start by a daemon restoring the table of the one that died: as `Start`, but the
+    /// counters (unstable restarts) carry on instead of being reset.
+    Resume(Reply),
 }
 
 impl Ctl {
@@ -54,7 +57,7 @@ impl Ctl {
     fn starts(&self) -> bool {
         matches!(
             self,
-            Ctl::Start(_) | Ctl::Restart { .. } | Ctl::Reload { .. }
+            Ctl::Start(_) | Ctl::Restart { .. } | Ctl::Reload { .. } | Ctl::Resume(_)
         )
     }
 
@@ -69,6 +72,7 @@ impl Ctl {
             Ctl::Retire(_) => "scale down",
             Ctl::Signal(..) => "signal",
             Ctl::Reset(_) => "reset",
+            Ctl::Resume(_) => "start",
         }
     }
 
@@ -80,6 +84,7 @@ impl Ctl {
             | Ctl::Retire(r)
             | Ctl::Signal(_, r)
             | Ctl::Reset(r)
+            | Ctl::Resume(r)
             | Ctl::Restart { reply: r, .. }
             | Ctl::Reload { reply: r, .. } => r,
         }

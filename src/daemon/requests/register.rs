@@ -11,7 +11,7 @@ use crate::spec::AppSpec;
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 
-fn default_paths(home: &Home, spec: &AppSpec, id: u32) -> Paths {
+pub fn default_paths(home: &Home, spec: &AppSpec, id: u32) -> Paths {
     let base = sanitize_name(&spec.name);
     let logs = home.logs_dir();
     let per_id = |p: String| {
@@ -131,6 +131,7 @@ pub fn launch(d: &Arc<Daemon>, new: NewInstances) -> Vec<(u32, Option<StartWait>
             reg.insert(id, entry);
         }
     }
+    d.ctx.table.touch();
     for (inst, rx) in tasks {
         tokio::spawn(inst.run(rx));
     }

@@ -1,0 +1,317 @@
+//! The daemon's table survives the daemon: a daemon killed with SIGKILL is replaced (by the
+//! next CLI call) by one that restores the same ids, names and restart counts, stops what the
+//! dead one left running, and runs every online app exactly once. `kill` forgets everything.
+
+use crate::support::*;
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::path::Path;
+
+/// SIGKILL the daemon and wait until it is gone (its lock with it).
+fn crash_daemon(pmr: &Pmr) {
+    let pid = pmr.daemon_pid().expect("a daemon pid");
+    kill9(pid);
+    wait_until("the daemon to die", || !alive(pid));
+}
+
+/// Every pid the fixture wrote to its marker file (one line per start).
+fn started(marker: &Path) -> Vec<u32> {
+    std::fs::read_to_string(marker)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+/// The marker's pids once it has `n` (a fork app is online before its first line ran).
+fn wait_started(marker: &Path, n: usize) -> Vec<u32> {
+    wait_until(&format!("{n} starts in {}", marker.display()), || {
+        started(marker).len() >= n
+    });
+    started(marker)
+}
+
+fn live(pids: &[u32]) -> BTreeSet<u32> {
+    pids.iter().copied().filter(|&p| alive(p)).collect()
+}
+
+fn pids_of(list: &[Value], name: &str) -> BTreeSet<u32> {
+    list.iter()
+        .filter(|p| p["name"] == name)
+        .map(|p| p["pid"].as_u64().unwrap() as u32)
+        .collect()
+}
+
+/// (id, name, restart_time, status) of every instance.
+fn summary(list: &[Value]) -> Vec<(u64, String, u64, String)> {
+    list.iter()
+        .map(|p| {
+            (
+                p["pm_id"].as_u64().unwrap(),
+                p["name"].as_str().unwrap().to_string(),
+                p["pm2_env"]["restart_time"].as_u64().unwrap(),
+                p["pm2_env"]["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn table(pmr: &Pmr) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(pmr.home.join("state.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn a_killed_daemon_is_replaced_by_one_that_restores_every_app_once() {
+    let pmr = Pmr::new();
+    let (web, solo) = (pmr.dir.join("web.pids"), pmr.dir.join("solo.pids"));
+    let port = free_port().to_string();
+    pmr.run_env(
+        &["start", &fixture("marker.js"), "--name", "web", "-i", "2"],
+        &[("MARKER", web.to_str().unwrap()), ("PORT", &port)],
+    )
+    .ok();
+    pmr.run_env(
+        &["start", &fixture("marker.js"), "--name", "solo"],
+        &[("MARKER", solo.to_str().unwrap())],
+    )
+    .ok();
+    wait_started(&solo, 1);
+    pmr.run(&["restart", "solo"]).ok();
+    wait_started(&solo, 2);
+    let before = pmr.jlist();
+    let old_fork = pids_of(&before, "solo");
+    let old_workers = pids_of(&before, "web");
+    assert_eq!(
+        summary(&before),
+        [
+            (0, "web".into(), 0, "online".into()),
+            (1, "web".into(), 0, "online".into()),
+            (2, "solo".into(), 1, "online".into())
+        ]
+    );
+
+    crash_daemon(&pmr);
+    // The fork app outlives its daemon (it writes nothing, so no EPIPE ends it): the new
+    // daemon has to find and stop it.
+    assert!(old_fork.iter().all(|&p| alive(p)), "{old_fork:?}");
+
+    // The very first answer of the new daemon has everything back.
+    let after = pmr.jlist();
+    assert_eq!(summary(&after), summary(&before));
+    assert!(
+        old_fork.iter().all(|&p| !alive(p)),
+        "orphan left: {old_fork:?}"
+    );
+    assert!(old_workers.iter().all(|&p| !alive(p)), "{old_workers:?}");
+    // Exactly once: the live processes that ever started are the ones listed.
+    assert_eq!(live(&wait_started(&web, 4)), pids_of(&after, "web"));
+    // start, restart, restore
+    assert_eq!(live(&wait_started(&solo, 3)), pids_of(&after, "solo"));
+    let answering = pids_answering(port.parse().unwrap(), 2);
+    let answering: BTreeSet<u32> = answering.iter().map(|&p| p as u32).collect();
+    assert_eq!(answering, pids_of(&after, "web"));
+    // New apps get ids after the restored ones.
+    pmr.run_env(
+        &["start", &fixture("marker.js"), "--name", "late"],
+        &[("MARKER", pmr.dir.join("late.pids").to_str().unwrap())],
+    )
+    .ok();
+    assert_eq!(pmr.proc(3).unwrap()["name"], "late");
+}
+
+#[test]
+fn stopped_and_errored_apps_come_back_as_they_were() {
+    let pmr = Pmr::new();
+    let marker = pmr.dir.join("m.pids");
+    pmr.run_env(
+        &["start", &fixture("marker.js"), "--name", "idle"],
+        &[("MARKER", marker.to_str().unwrap())],
+    )
+    .ok();
+    wait_started(&marker, 1);
+    pmr.run(&["stop", "idle"]).ok();
+    pmr.run_env(
+        &[
+            "start",
+            &fixture("crash.js"),
+            "--name",
+            "broken",
+            "--max-restarts",
+            "2",
+        ],
+        &[("CRASH_AFTER_MS", "10")],
+    )
+    .ok();
+    pmr.wait_status(1, "errored");
+    let before = summary(&pmr.jlist());
+    crash_daemon(&pmr);
+    assert_eq!(summary(&pmr.jlist()), before);
+    assert_eq!(started(&marker).len(), 1, "a stopped app is not started");
+}
+
+#[test]
+fn kill_forgets_the_table_and_the_next_daemon_starts_empty() {
+    let pmr = Pmr::new();
+    let marker = pmr.dir.join("m.pids");
+    pmr.run_env(
+        &["start", &fixture("marker.js")],
+        &[("MARKER", marker.to_str().unwrap())],
+    )
+    .ok();
+    assert_eq!(table(&pmr)["apps"].as_array().unwrap().len(), 1);
+    let pid = wait_started(&marker, 1)[0];
+    pmr.run(&["kill"]).ok();
+    assert!(!alive(pid));
+    assert!(!pmr.home.join("state.json").exists());
+    assert!(pmr.jlist().is_empty());
+    assert_eq!(started(&marker).len(), 1);
+}
+
+#[test]
+fn a_pid_reused_by_another_process_is_not_touched() {
+    let pmr = Pmr::new();
+    let marker = pmr.dir.join("m.pids");
+    pmr.run_env(
+        &["start", &fixture("marker.js"), "--name", "app"],
+        &[("MARKER", marker.to_str().unwrap())],
+    )
+    .ok();
+    let orphan = wait_started(&marker, 1)[0];
+    crash_daemon(&pmr);
+    // An unrelated process now holds the pid the table names: same pid, another start time.
+    let mut t = table(&pmr);
+    let procs = t["processes"].as_array_mut().unwrap();
+    assert_eq!(procs.len(), 1, "{t:#}");
+    assert_eq!(procs[0]["pid"], orphan);
+    let ticks = procs[0]["start_ticks"].as_u64().unwrap();
+    procs[0]["start_ticks"] = (ticks + 1).into();
+    std::fs::write(pmr.home.join("state.json"), t.to_string()).unwrap();
+
+    let after = pmr.jlist();
+    assert_eq!(after[0]["pm2_env"]["status"], "online");
+    assert!(
+        alive(orphan),
+        "a process whose start time differs was signalled"
+    );
+    assert_ne!(after[0]["pid"], orphan);
+    pmr.track(orphan);
+}
+
+#[test]
+fn a_corrupt_table_is_kept_aside_and_the_daemon_starts_empty() {
+    let pmr = Pmr::new();
+    let marker = pmr.dir.join("m.pids");
+    pmr.run_env(
+        &["start", &fixture("marker.js")],
+        &[("MARKER", marker.to_str().unwrap())],
+    )
+    .ok();
+    pmr.track(wait_started(&marker, 1)[0]);
+    crash_daemon(&pmr);
+    std::fs::write(pmr.home.join("state.json"), "{\"format\": 1, \"apps\": [tr").unwrap();
+    assert!(pmr.jlist().is_empty());
+    let log = std::fs::read_to_string(pmr.home.join("pmr.log")).unwrap();
+    assert!(
+        log.contains("process table of the previous daemon is unreadable"),
+        "{log}"
+    );
+    let kept: Vec<_> = std::fs::read_dir(&pmr.home)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("state.json.bad-")
+        })
+        .collect();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(
+        std::fs::read_to_string(kept[0].path()).unwrap(),
+        "{\"format\": 1, \"apps\": [tr"
+    );
+    // The new daemon writes its own table again.
+    pmr.run_env(
+        &["start", &fixture("marker.js"), "--name", "again"],
+        &[("MARKER", marker.to_str().unwrap())],
+    )
+    .ok();
+    wait_until("a new table", || {
+        std::fs::read_to_string(pmr.home.join("state.json")).is_ok_and(|s| s.contains("\"again\""))
+    });
+}
+
+#[test]
+fn a_crash_loop_carries_on_where_it_was() {
+    let pmr = Pmr::new();
+    let starts = pmr.dir.join("starts.txt");
+    pmr.run_env(
+        &[
+            "start",
+            &fixture("crash.js"),
+            "--name",
+            "crasher",
+            "--restart-delay",
+            "100",
+        ],
+        &[
+            ("CRASH_AFTER_MS", "150"),
+            ("STARTS_FILE", starts.to_str().unwrap()),
+        ],
+    )
+    .ok();
+    pmr.wait_proc(0, "3 restarts", |p| {
+        p["pm2_env"]["restart_time"].as_u64() >= Some(3)
+    });
+    crash_daemon(&pmr);
+    let p = pmr.proc(0).unwrap();
+    assert_eq!(p["name"], "crasher");
+    assert!(p["pm2_env"]["restart_time"].as_u64() >= Some(3), "{p:#}");
+    // The counts went on: it ends as an uninterrupted loop does (restart_policy.rs), not
+    // after 16 more runs.
+    let p = pmr.wait_status(0, "errored");
+    assert_eq!(p["pm2_env"]["unstable_restarts"], 16, "{p:#}");
+    assert_eq!(p["pm2_env"]["restart_time"], 15, "{p:#}");
+}
+
+#[test]
+fn a_daemon_killed_during_a_slow_reload_leaves_one_process() {
+    let pmr = Pmr::new();
+    let marker = pmr.dir.join("first");
+    let new_pid = pmr.dir.join("new.pid");
+    pmr.run_env(
+        &[
+            "start",
+            &fixture("slow_reload_ready.js"),
+            "--name",
+            "slow",
+            "-i",
+            "1",
+            "--wait-ready",
+            "--listen-timeout",
+            "30000",
+            "--kill-timeout",
+            "500",
+        ],
+        &[
+            ("MARKER", marker.to_str().unwrap()),
+            ("NEW_PID_FILE", new_pid.to_str().unwrap()),
+        ],
+    )
+    .ok();
+    let old: u32 = wait_file(&marker).trim().parse().unwrap();
+    // The reload waits 20 s for the new worker to be ready; the daemon dies meanwhile.
+    let mut reload = pmr.cmd().args(["reload", "slow"]).spawn().unwrap();
+    let new: u32 = wait_file(&new_pid).trim().parse().unwrap();
+    pmr.track(new);
+    assert!(alive(old) && alive(new));
+    crash_daemon(&pmr);
+    let _ = reload.wait();
+    // The restored worker is a first one again (ready at once).
+    std::fs::remove_file(&marker).unwrap();
+    let p = pmr.proc(0).unwrap();
+    assert_eq!(p["pm2_env"]["status"], "online", "{p:#}");
+    let pid = p["pid"].as_u64().unwrap() as u32;
+    wait_until("both old processes gone", || !alive(old) && !alive(new));
+    assert!(alive(pid) && pid != old && pid != new);
+    assert_eq!(wait_file(&marker).trim(), pid.to_string());
+}

@@ -26,11 +26,12 @@ import f_http
 import f_idle
 import f_logs
 import f_next
+import f_recover
 import f_start
 
 ROOT = BENCH.parent
 WORK = BENCH / ".work"
-FIGURES = ["memory", "cli", "start", "cluster", "reload", "logs", "crash", "nextjs"]
+FIGURES = ["memory", "cli", "start", "cluster", "reload", "logs", "crash", "nextjs", "recover"]
 WRK_FIGURES = {"cluster", "reload", "nextjs"}
 FAMILIES = [  # (module, figures it measures)
     (f_idle, {"memory", "cli"}),
@@ -39,6 +40,7 @@ FAMILIES = [  # (module, figures it measures)
     (f_logs, {"logs"}),
     (f_crash, {"crash"}),
     (f_next, {"nextjs"}),
+    (f_recover, {"recover"}),
 ]
 
 

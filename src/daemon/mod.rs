@@ -4,6 +4,7 @@
 pub mod cluster;
 pub mod drain;
 pub mod instance;
+mod leftovers;
 pub mod logs;
 pub mod metrics;
 pub mod node_ipc;

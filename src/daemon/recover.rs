@@ -9,20 +9,19 @@
 //! restart policy), and cluster workers exit by themselves when their IPC channel closes.
 //! An adopted process would be a process pmr cannot see or log: the honest choice is to end
 //! it (stop signal, `kill_timeout`, SIGKILL, its whole process group) and start it afresh.
-//! A process is only touched when its pid *and* start time match the table's record.
+//! A process is only touched when its pid *and* start time match (see `leftovers.rs`).
 
 use super::instance::{now_ms, Ctl, Instance, Paths, Shared};
 use super::registry::Entry;
 use super::requests::register::default_paths;
 use super::spawn;
 use super::state::Daemon;
-use super::table_file::{self, Loaded, Proc, Record, Table, Wanted};
+use super::table_file::{self, Loaded, Record, Table, Wanted};
 use crate::protocol::Status;
-use nix::sys::signal::{kill, killpg, Signal};
-use nix::unistd::Pid;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use tokio::time::Instant;
+
+/// How long the restore holds the first client back for apps to come online.
+const RESTORE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Restore what `load` found, then start writing the table. Called before the server accepts
 /// its first client, so the first `pmr ls` after a crash already sees the apps.
@@ -47,11 +46,11 @@ async fn restore_table(d: &Arc<Daemon>, t: Table) {
         t.apps.len(),
         t.processes.len()
     );
-    let stopped = stop_leftovers(&t).await;
+    let home = d.ctx.home.root.to_string_lossy().into_owned();
+    let stopped = super::leftovers::stop_all(&t, &home).await;
     if stopped > 0 {
         tracing::info!("stopped {stopped} process(es) left by the previous daemon");
     }
-    let home = d.ctx.home.root.to_string_lossy().into_owned();
     let mut waits = Vec::new();
     let mut tasks = Vec::new();
     {
@@ -69,10 +68,20 @@ async fn restore_table(d: &Arc<Daemon>, t: Table) {
     for (inst, rx) in tasks.into_iter().map(|t| t.into_parts()) {
         tokio::spawn(inst.run(rx));
     }
-    for r in super::requests::collect(waits).await {
-        if let Some(e) = r.error {
-            tracing::error!("App [{}:{}] not restarted: {e}", r.name, r.id);
+    // The first client waits for the apps to be online, but not for a slow `wait_ready` app
+    // (it shows as launching; its task carries on).
+    match tokio::time::timeout(RESTORE_WAIT, super::requests::collect(waits)).await {
+        Ok(results) => {
+            for r in results {
+                if let Some(e) = r.error {
+                    tracing::error!("App [{}:{}] not restarted: {e}", r.name, r.id);
+                }
+            }
         }
+        Err(_) => tracing::warn!(
+            "some apps are not online {} s after the restore began; serving meanwhile",
+            RESTORE_WAIT.as_secs()
+        ),
     }
 }
 
@@ -130,82 +139,6 @@ fn rebuild(
         ctx: d.ctx.clone(),
     };
     (Entry { shared, ctl: tx }, Task { id, inst, rx }, wait)
-}
-
-/// Stop every process of the table that is still the one recorded (same pid, same start
-/// time), all at once; returns how many were found running.
-async fn stop_leftovers(t: &Table) -> usize {
-    let knobs = crate::knobs::get();
-    let mut jobs = tokio::task::JoinSet::new();
-    for p in t.processes.iter().copied() {
-        let timeout = t
-            .apps
-            .iter()
-            .find(|a| a.id == p.id)
-            .map(|a| knobs.kill_timeout(a.spec.kill_timeout))
-            .unwrap_or_else(|| knobs.kill_timeout(crate::knobs::DEFAULT_KILL_TIMEOUT));
-        jobs.spawn(stop_one(p, knobs.stop_signal(), timeout));
-    }
-    let mut n = 0;
-    while let Some(r) = jobs.join_next().await {
-        n += usize::from(r.unwrap_or(false));
-    }
-    n
-}
-
-/// Is `p` still the process that was recorded, and is it its own group's leader (pmr starts
-/// each app in a group of its own)? `None` when it is gone, a zombie, or another process.
-fn verify(p: Proc) -> Option<bool> {
-    let st = crate::procfs::read_stat(p.pid)?;
-    (st.start_ticks == p.start_ticks && !st.is_zombie()).then_some(st.pgrp == p.pid)
-}
-
-async fn verify_async(p: Proc) -> Option<bool> {
-    tokio::task::spawn_blocking(move || verify(p))
-        .await
-        .ok()
-        .flatten()
-}
-
-async fn stop_one(p: Proc, sig: Signal, timeout_ms: u64) -> bool {
-    let Some(group) = verify_async(p).await else {
-        return false;
-    };
-    let send = |sig: Signal| {
-        // The group only while its leader is verified: its pid cannot be reused meanwhile.
-        let _ = if group {
-            killpg(Pid::from_raw(p.pid as i32), sig)
-        } else {
-            kill(Pid::from_raw(p.pid as i32), sig)
-        };
-    };
-    tracing::info!(
-        "stopping pid {} (instance {}) left by the previous daemon",
-        p.pid,
-        p.id
-    );
-    send(sig);
-    let deadline = Instant::now() + Duration::from_millis(timeout_ms);
-    let mut killed = false;
-    while verify_async(p).await.is_some() {
-        if Instant::now() >= deadline && !killed {
-            tracing::warn!(
-                "pid {} still alive after kill_timeout ({timeout_ms} ms): SIGKILL",
-                p.pid
-            );
-            send(Signal::SIGKILL);
-            killed = true;
-        } else if Instant::now() >= deadline + Duration::from_secs(2) {
-            tracing::error!("pid {} survives SIGKILL", p.pid);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    if group {
-        // Whatever else was in its group (the app's own children) goes with it.
-        let _ = killpg(Pid::from_raw(p.pid as i32), Signal::SIGKILL);
-    }
-    true
 }
 
 /// The table as it is now: every instance, and every child not yet reaped. After `kill` has

@@ -315,3 +315,65 @@ fn a_daemon_killed_during_a_slow_reload_leaves_one_process() {
     assert!(alive(pid) && pid != old && pid != new);
     assert_eq!(wait_file(&marker).trim(), pid.to_string());
 }
+
+#[test]
+fn a_process_the_table_had_not_recorded_yet_is_found_and_stopped() {
+    let pmr = Pmr::new();
+    let marker = pmr.dir.join("m.pids");
+    pmr.run_env(
+        &["start", &fixture("marker.js"), "--name", "app"],
+        &[("MARKER", marker.to_str().unwrap())],
+    )
+    .ok();
+    let orphan = wait_started(&marker, 1)[0];
+    pmr.track(orphan);
+    crash_daemon(&pmr);
+    // As if the daemon died between starting the process and writing the table.
+    let mut t = table(&pmr);
+    t["processes"] = serde_json::json!([]);
+    std::fs::write(pmr.home.join("state.json"), t.to_string()).unwrap();
+
+    let after = pmr.jlist();
+    assert_eq!(after[0]["pm2_env"]["status"], "online");
+    assert!(!alive(orphan), "orphan {orphan} left running");
+    assert_eq!(live(&wait_started(&marker, 2)), pids_of(&after, "app"));
+    let log = std::fs::read_to_string(pmr.home.join("pmr.log")).unwrap();
+    assert!(
+        log.contains(&format!("pid {orphan} (instance 0) is not in the table")),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_daemon_killed_while_an_app_is_launching_leaves_one_process() {
+    let pmr = Pmr::new();
+    let marker = pmr.dir.join("m.pids");
+    // Never sends 'ready': launching until listen_timeout.
+    let mut start = pmr
+        .cmd()
+        .args([
+            "start",
+            &fixture("marker.js"),
+            "--name",
+            "slowpoke",
+            "--wait-ready",
+            "--listen-timeout",
+            "3000",
+            "--kill-timeout",
+            "300",
+        ])
+        .env("MARKER", marker.to_str().unwrap())
+        .env("IGNORE_SIGINT", "1")
+        .spawn()
+        .unwrap();
+    let first = wait_started(&marker, 1)[0];
+    pmr.track(first);
+    assert_eq!(pmr.status(0), "launching");
+    crash_daemon(&pmr);
+    let _ = start.wait();
+    // Ignores SIGINT: SIGKILLed after its kill_timeout; the restored one comes online when
+    // its listen_timeout passes.
+    let p = pmr.wait_status(0, "online");
+    assert!(!alive(first), "the first process is still running");
+    assert_eq!(live(&wait_started(&marker, 2)), pids_of(&[p], "slowpoke"));
+}

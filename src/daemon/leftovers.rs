@@ -1,0 +1,201 @@
+//! The processes a dead daemon left running, found and stopped by the daemon that replaces it
+//! (see `recover.rs` for why they are stopped rather than adopted).
+//!
+//! Found two ways: the table's record of every child (pid and start time), and, for a child
+//! started in the moment before the table recorded it, a scan of /proc for leaders of their
+//! own process group (as pmr starts every app) whose environment names this home and a
+//! `pm_id`, started after the dead daemon, and whose parent is not itself such a process (an
+//! app's own child is stopped with its group). Either way a process is only signalled while
+//! its pid still has the start time it was found with: a reused pid is never touched.
+
+use super::table_file::{Proc, Table};
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::Pid;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Stop every leftover of `t`'s daemon, all at once; returns how many were running.
+pub async fn stop_all(t: &Table, home: &str) -> usize {
+    let (home_var, home, me) = (
+        crate::personality::current().home_var(),
+        home.to_string(),
+        std::process::id(),
+    );
+    let (recorded, since) = (t.processes.clone(), t.daemon_start_ticks);
+    let found = tokio::task::spawn_blocking(move || {
+        let mut all = recorded;
+        for p in scan(home_var, &home, since, me) {
+            if !all.iter().any(|r| r.pid == p.pid) {
+                tracing::warn!(
+                    "pid {} (instance {}) is not in the table but was started by the previous daemon",
+                    p.pid,
+                    p.id
+                );
+                all.push(p);
+            }
+        }
+        all
+    })
+    .await
+    .unwrap_or_default();
+
+    let knobs = crate::knobs::get();
+    let mut jobs = tokio::task::JoinSet::new();
+    for p in found {
+        let timeout = t
+            .apps
+            .iter()
+            .find(|a| a.id == p.id)
+            .map(|a| knobs.kill_timeout(a.spec.kill_timeout))
+            .unwrap_or_else(|| knobs.kill_timeout(crate::knobs::DEFAULT_KILL_TIMEOUT));
+        jobs.spawn(stop_one(p, knobs.stop_signal(), timeout));
+    }
+    let mut n = 0;
+    while let Some(r) = jobs.join_next().await {
+        n += usize::from(r.unwrap_or(false));
+    }
+    n
+}
+
+/// Processes of this home that no daemon owns (see the module comment). Blocking.
+fn scan(home_var: &str, home: &str, since: u64, me: u32) -> Vec<Proc> {
+    let marker = format!("{home_var}={home}");
+    let parent = crate::procfs::read_stat(me).map(|s| s.ppid);
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        // Not us, nor the CLI that started us (it may run inside an app).
+        if pid == me || Some(pid) == parent {
+            continue;
+        }
+        let Some(st) = crate::procfs::read_stat(pid) else {
+            continue;
+        };
+        if st.is_zombie() || st.pgrp != pid || st.start_ticks < since {
+            continue;
+        }
+        let Some(id) = app_id(pid, &marker) else {
+            continue;
+        };
+        if app_id(st.ppid, &marker).is_some() {
+            continue;
+        }
+        out.push(Proc {
+            pid,
+            start_ticks: st.start_ticks,
+            id,
+        });
+    }
+    out
+}
+
+/// The `pm_id` of a process whose environment names this home.
+fn app_id(pid: u32, marker: &str) -> Option<u32> {
+    let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let mut home = false;
+    let mut id = None;
+    for var in env.split(|&b| b == 0) {
+        if var == marker.as_bytes() {
+            home = true;
+        } else if let Some(v) = var.strip_prefix(b"pm_id=") {
+            id = std::str::from_utf8(v).ok()?.parse().ok();
+        }
+    }
+    id.filter(|_| home)
+}
+
+/// Is `p` still the process that was found, and is it its own group's leader? `None` when it
+/// is gone, a zombie, or another process.
+fn verify(p: Proc) -> Option<bool> {
+    let st = crate::procfs::read_stat(p.pid)?;
+    (st.start_ticks == p.start_ticks && !st.is_zombie()).then_some(st.pgrp == p.pid)
+}
+
+async fn verify_async(p: Proc) -> Option<bool> {
+    tokio::task::spawn_blocking(move || verify(p))
+        .await
+        .ok()
+        .flatten()
+}
+
+/// The other members of `p`'s process group, with their start times, read while `p` (its
+/// leader) is verified.
+fn members(p: Proc) -> Option<(bool, Vec<Proc>)> {
+    let group = verify(p)?;
+    let mut out = Vec::new();
+    if let (true, Ok(dir)) = (group, std::fs::read_dir("/proc")) {
+        for e in dir.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            match crate::procfs::read_stat(pid) {
+                Some(st) if st.pgrp == p.pid && pid != p.pid && !st.is_zombie() => out.push(Proc {
+                    pid,
+                    start_ticks: st.start_ticks,
+                    id: p.id,
+                }),
+                _ => {}
+            }
+        }
+    }
+    Some((group, out))
+}
+
+/// The stop sequence for a process that is not our child: the stop signal to its group, SIGKILL
+/// after `kill_timeout`, then SIGKILL to the members of its group still there (each verified:
+/// once the leader is gone, its group id could be reused).
+async fn stop_one(p: Proc, sig: Signal, timeout_ms: u64) -> bool {
+    let Some((group, members)) = tokio::task::spawn_blocking(move || members(p))
+        .await
+        .ok()
+        .flatten()
+    else {
+        return false;
+    };
+    let send = |sig: Signal| {
+        // The group only while its leader is verified: its pid (the group's id) cannot be
+        // reused while the group exists.
+        let _ = if group {
+            killpg(Pid::from_raw(p.pid as i32), sig)
+        } else {
+            kill(Pid::from_raw(p.pid as i32), sig)
+        };
+    };
+    tracing::info!(
+        "stopping pid {} (instance {}) left by the previous daemon",
+        p.pid,
+        p.id
+    );
+    send(sig);
+    let deadline = Instant::now() + Duration::from_millis(timeout_ms);
+    let mut killed = false;
+    while verify_async(p).await.is_some() {
+        if Instant::now() >= deadline && !killed {
+            tracing::warn!(
+                "pid {} still alive after kill_timeout ({timeout_ms} ms): SIGKILL",
+                p.pid
+            );
+            send(Signal::SIGKILL);
+            killed = true;
+        } else if Instant::now() >= deadline + Duration::from_secs(2) {
+            tracing::error!("pid {} survives SIGKILL", p.pid);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Whatever else was in its group (the app's own children) goes with it.
+    let _ = tokio::task::spawn_blocking(move || {
+        for m in members {
+            if verify(m).is_some() {
+                let _ = kill(Pid::from_raw(m.pid as i32), Signal::SIGKILL);
+            }
+        }
+    })
+    .await;
+    true
+}

@@ -6,6 +6,7 @@ alive (orphans: nobody manages them any more). pmr restores its table before ans
 (`state.json`, see docs/ARCHITECTURE.md); PM2's new daemon starts empty.
 """
 
+import json
 import os
 import time
 
@@ -13,6 +14,15 @@ from common import APPS, alive, free_port, wait_until
 from report import Row, Section
 
 FORK, CLUSTER = 5, 5
+
+
+def jlist_after_crash(tool):
+    """`jlist` as the call that starts the new daemon: PM2 prints its spawn notices (with
+    `[PM2]`) before the JSON, so the JSON is the line that starts with `[{` or is `[]`."""
+    out = tool.run("jlist").stdout
+    line = next((l for l in out.splitlines() if l.startswith("[{") or l.strip() == "[]"), "[]")
+    return [{"name": p.get("name"), "pid": p.get("pid"),
+             "status": p.get("pm2_env", {}).get("status")} for p in json.loads(line)]
 
 
 def run_tool(tool):
@@ -28,7 +38,7 @@ def run_tool(tool):
     os.kill(daemon, 9)
     wait_until(lambda: not alive(daemon), 10)
     t0 = time.perf_counter()
-    after = tool.procs()
+    after = jlist_after_crash(tool)
     took = time.perf_counter() - t0
     names = [p["name"] for p in after]
     online = sum(p["status"] == "online" for p in after)

@@ -90,7 +90,7 @@ pub struct Shared {
 impl Shared {
     /// What the table on disk holds of this instance, cheaply: the spec by its address (a
     /// change replaces the `Arc`; `apply` touches the table itself for in-place env merges).
-    fn fingerprint(&self) -> (Status, u32, u32, u32, *const AppSpec, bool) {
+    fn fingerprint(&self) -> (Status, u32, u32, u32, *const AppSpec, bool, i64) {
         (
             self.status,
             self.restart_time,
@@ -98,6 +98,7 @@ impl Shared {
             self.pid,
             Arc::as_ptr(&self.spec),
             self.last_error.is_some(),
+            self.created_at,
         )
     }
 }

@@ -377,3 +377,58 @@ fn a_daemon_killed_while_an_app_is_launching_leaves_one_process() {
     assert!(!alive(first), "the first process is still running");
     assert_eq!(live(&wait_started(&marker, 2)), pids_of(&[p], "slowpoke"));
 }
+
+#[test]
+fn changes_made_after_the_start_survive_too() {
+    let pmr = Pmr::new();
+    let (web, solo) = (pmr.dir.join("web.pids"), pmr.dir.join("solo.pids"));
+    let port = free_port().to_string();
+    pmr.run_env(
+        &["start", &fixture("marker.js"), "--name", "web", "-i", "1"],
+        &[("MARKER", web.to_str().unwrap()), ("PORT", &port)],
+    )
+    .ok();
+    pmr.run_env(
+        &["start", &fixture("marker.js"), "--name", "solo"],
+        &[("MARKER", solo.to_str().unwrap())],
+    )
+    .ok();
+    pmr.run(&["scale", "web", "3"]).ok();
+    pmr.run(&["delete", "2"]).ok();
+    pmr.run_env(
+        &["restart", "solo", "--name", "renamed", "--update-env"],
+        &[("MARKER", solo.to_str().unwrap()), ("FLAVOUR", "mint")],
+    )
+    .ok();
+    pmr.run(&["reset", "renamed"]).ok();
+    let before = pmr.jlist();
+    crash_daemon(&pmr);
+    let after = pmr.jlist();
+    assert_eq!(summary(&after), summary(&before));
+    let names: Vec<_> = after
+        .iter()
+        .map(|p| (p["pm_id"].clone(), p["name"].clone()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            (0.into(), "web".into()),
+            (1.into(), "renamed".into()),
+            (3.into(), "web".into())
+        ]
+    );
+    let renamed = after.iter().find(|p| p["name"] == "renamed").unwrap();
+    assert_eq!(env_of(renamed)["FLAVOUR"], "mint");
+    assert_eq!(renamed["pm2_env"]["restart_time"], 0, "reset survives");
+    assert_eq!(
+        renamed["pm2_env"]["created_at"],
+        before.iter().find(|p| p["name"] == "renamed").unwrap()["pm2_env"]["created_at"]
+    );
+    // The instance numbers of web are kept (0 and 2: 1 was deleted).
+    let instances: Vec<_> = after
+        .iter()
+        .filter(|p| p["name"] == "web")
+        .map(|p| p["pm2_env"]["NODE_APP_INSTANCE"].clone())
+        .collect();
+    assert_eq!(instances, [Value::from(0), Value::from(2)]);
+}

@@ -85,12 +85,15 @@ pub struct Shared {
     pub last_error: Option<String>,
     pub env: BTreeMap<String, String>,
     pub paths: Paths,
+    /// Between the stop and the start of a restart (what the table on disk records as wanted).
+    pub restarting: bool,
 }
 
 impl Shared {
     /// What the table on disk holds of this instance, cheaply: the spec by its address (a
     /// change replaces the `Arc`; `apply` touches the table itself for in-place env merges).
-    fn fingerprint(&self) -> (Status, u32, u32, u32, *const AppSpec, bool, i64) {
+    #[allow(clippy::type_complexity)]
+    fn fingerprint(&self) -> (Status, u32, u32, u32, *const AppSpec, bool, i64, bool) {
         (
             self.status,
             self.restart_time,
@@ -99,6 +102,7 @@ impl Shared {
             Arc::as_ptr(&self.spec),
             self.last_error.is_some(),
             self.created_at,
+            self.restarting,
         )
     }
 }
@@ -195,7 +199,7 @@ impl Instance {
                     Some(ev) = recv_opt(&mut r.ipc_rx) => match self.on_ipc(&mut r, ev) {
                         IpcOutcome::Nothing => Phase::Running(r),
                         IpcOutcome::Restart => {
-                            self.stop_running(*r).await;
+                            self.stop_for_restart(*r).await;
                             self.relaunch(None).await
                         }
                     },
@@ -282,7 +286,7 @@ impl Instance {
                 Phase::Idle
             }
             Ctl::Restart { update, reply } => {
-                self.stop_running(*r).await;
+                self.stop_for_restart(*r).await;
                 self.apply(update);
                 self.reset_for_manual_start();
                 self.relaunch(Some(reply)).await
@@ -296,7 +300,7 @@ impl Instance {
                     self.reload(r, reply, rx).await
                 } else {
                     // Fork mode (or not up yet): a restart, as in PM2.
-                    self.stop_running(*r).await;
+                    self.stop_for_restart(*r).await;
                     self.reset_for_manual_start();
                     self.relaunch(Some(reply)).await
                 }
@@ -369,6 +373,7 @@ impl Instance {
         self.with(|s| {
             s.status = Status::Launching;
             s.exit_code = None;
+            s.restarting = false;
         });
         let mut r = match self.spawn_child().await {
             Ok(r) => r,
@@ -609,6 +614,13 @@ impl Instance {
                 Phase::Waiting(Instant::now() + Duration::from_millis(delay_ms))
             }
         }
+    }
+
+    /// The stop half of a restart: a daemon that dies before the start half leaves the
+    /// instance in its table as wanted online, not stopped.
+    async fn stop_for_restart(&self, r: Running) {
+        self.with(|s| s.restarting = true);
+        self.stop_running(r).await;
     }
 
     /// Stop the running child (see [`terminate`]) and record it as stopped.

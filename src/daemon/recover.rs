@@ -126,6 +126,7 @@ fn rebuild(
         last_error: rec.last_error,
         env: spawn::child_env(&spec, id, rec.instance, home),
         paths,
+        restarting: false,
     }));
     let (tx, rx) = super::instance::channel();
     let wait = (rec.wanted == Wanted::Online).then(|| {
@@ -166,7 +167,11 @@ fn snapshot(d: &Daemon, daemon_start_ticks: u64) -> Table {
                 Record {
                     id,
                     instance: s.instance,
-                    wanted: Wanted::of(s.status),
+                    wanted: if s.restarting {
+                        Wanted::Online
+                    } else {
+                        Wanted::of(s.status)
+                    },
                     restart_time: s.restart_time,
                     unstable_restarts: s.counters.unstable_restarts,
                     created_at: s.created_at,

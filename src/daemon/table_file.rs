@@ -31,8 +31,8 @@ impl Wanted {
     pub fn of(status: Status) -> Wanted {
         match status {
             Status::Launching | Status::Online | Status::WaitingRestart => Wanted::Online,
-            // A stop in progress is a stop (and a restart caught in its stop half is lost
-            // with the daemon: the CLI that asked for it got an error).
+            // A stop in progress is a stop (the stop half of a restart is recorded as online
+            // by the snapshot, see `Shared::restarting`).
             Status::Stopping | Status::Stopped => Wanted::Stopped,
             Status::Errored => Wanted::Errored,
         }

@@ -432,3 +432,37 @@ fn changes_made_after_the_start_survive_too() {
         .collect();
     assert_eq!(instances, [Value::from(0), Value::from(2)]);
 }
+
+#[test]
+fn a_daemon_killed_in_the_middle_of_a_restart_brings_the_app_back_online() {
+    let pmr = Pmr::new();
+    let marker = pmr.dir.join("m.pids");
+    pmr.run_env(
+        &[
+            "start",
+            &fixture("marker.js"),
+            "--name",
+            "stubborn",
+            "--kill-timeout",
+            "20000",
+        ],
+        &[("MARKER", marker.to_str().unwrap()), ("IGNORE_SIGINT", "1")],
+    )
+    .ok();
+    let first = wait_started(&marker, 1)[0];
+    pmr.track(first);
+    // It ignores SIGINT: the restart's stop half lasts its 20 s kill_timeout.
+    let mut restart = pmr.cmd().args(["restart", "stubborn"]).spawn().unwrap();
+    pmr.wait_status(0, "stopping");
+    crash_daemon(&pmr);
+    let _ = restart.wait();
+    // Lower the kill_timeout the next daemon waits (it reads the table's spec).
+    let mut t = table(&pmr);
+    assert_eq!(t["apps"][0]["wanted"], "online", "{t:#}");
+    t["apps"][0]["spec"]["kill_timeout"] = 300.into();
+    std::fs::write(pmr.home.join("state.json"), t.to_string()).unwrap();
+    let p = pmr.proc(0).unwrap();
+    assert_eq!(p["pm2_env"]["status"], "online", "{p:#}");
+    assert!(!alive(first), "SIGKILLed after kill_timeout");
+    assert_eq!(live(&wait_started(&marker, 2)), pids_of(&[p], "stubborn"));
+}

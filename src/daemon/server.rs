@@ -33,9 +33,6 @@ pub async fn serve(home: Home, table: super::table_file::Loaded) -> Result<()> {
         crate::knobs::get().describe()
     );
     let d = Arc::new(Daemon::new(home));
-    // Clients that connect meanwhile wait in the backlog: their first answer shows the
-    // restored apps.
-    super::recover::restore(&d, table).await;
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
@@ -43,6 +40,9 @@ pub async fn serve(home: Home, table: super::table_file::Loaded) -> Result<()> {
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     // SIGUSR2 reopens the log files, as `pmr reloadLogs` (for the system's logrotate).
     let mut usr2 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined2())?;
+    // After the signal handlers (a SIGTERM meanwhile is handled once it is done). Clients that
+    // connect meanwhile wait in the backlog: their first answer shows the restored apps.
+    super::recover::restore(&d, table).await;
     let my_uid = nix::unistd::getuid().as_raw();
     loop {
         tokio::select! {

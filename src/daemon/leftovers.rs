@@ -25,9 +25,9 @@ pub async fn stop_all(t: &Table, home: &str) -> usize {
     let found = tokio::task::spawn_blocking(move || {
         let mut all = recorded;
         for p in scan(home_var, &home, since, me) {
-            if !all.iter().any(|r| r.pid == p.pid) {
+            if !all.contains(&p) {
                 tracing::warn!(
-                    "pid {} (instance {}) is not in the table but was started by the previous daemon",
+                    "pid {} (instance {}) is not in the table but was started by a previous daemon",
                     p.pid,
                     p.id
                 );

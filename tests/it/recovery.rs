@@ -177,24 +177,35 @@ fn a_pid_reused_by_another_process_is_not_touched() {
     )
     .ok();
     let orphan = wait_started(&marker, 1)[0];
+    pmr.track(orphan);
     crash_daemon(&pmr);
-    // An unrelated process now holds the pid the table names: same pid, another start time.
+    // An unrelated process now holds the pid the table names (it recorded it at another
+    // time: another start time), and the app's own process is not in the table.
+    let mut unrelated = std::process::Command::new("sleep")
+        .arg("600")
+        .spawn()
+        .unwrap();
+    let ticks = pmr::procfs::read_stat(unrelated.id()).unwrap().start_ticks;
     let mut t = table(&pmr);
     let procs = t["processes"].as_array_mut().unwrap();
     assert_eq!(procs.len(), 1, "{t:#}");
     assert_eq!(procs[0]["pid"], orphan);
-    let ticks = procs[0]["start_ticks"].as_u64().unwrap();
+    procs[0]["pid"] = unrelated.id().into();
     procs[0]["start_ticks"] = (ticks + 1).into();
     std::fs::write(pmr.home.join("state.json"), t.to_string()).unwrap();
 
     let after = pmr.jlist();
     assert_eq!(after[0]["pm2_env"]["status"], "online");
+    let untouched = alive(unrelated.id());
+    let _ = unrelated.kill();
+    let _ = unrelated.wait();
     assert!(
-        alive(orphan),
+        untouched,
         "a process whose start time differs was signalled"
     );
-    assert_ne!(after[0]["pid"], orphan);
-    pmr.track(orphan);
+    // The app's own process was still found (environment) and stopped.
+    assert!(!alive(orphan), "orphan {orphan} left running");
+    assert_eq!(live(&wait_started(&marker, 2)), pids_of(&after, "app"));
 }
 
 #[test]

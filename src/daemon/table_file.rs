@@ -223,12 +223,14 @@ impl TableWriter {
         let me = self.clone();
         std::thread::Builder::new()
             .name("pmr-table".into())
+            .stack_size(256 * 1024)
             .spawn(move || me.write_loop(snapshot))
             .map(|_| ())
     }
 
     fn write_loop(&self, snapshot: impl Fn() -> Option<Table>) {
-        let mut last: Vec<u8> = Vec::new();
+        // A hash of the last table written, not a copy of it: the daemon stays small.
+        let mut last: Option<u64> = None;
         let mut failing = false;
         loop {
             {
@@ -243,10 +245,16 @@ impl TableWriter {
                 s.writing = true;
             }
             if let Some(bytes) = snapshot().and_then(|t| serde_json::to_vec(&t).ok()) {
-                if bytes != last {
+                let hash = {
+                    use std::hash::{Hash, Hasher};
+                    let mut h = std::collections::hash_map::DefaultHasher::new();
+                    bytes.hash(&mut h);
+                    h.finish()
+                };
+                if Some(hash) != last {
                     match write_atomic(&self.path, &bytes) {
                         Ok(()) => {
-                            last = bytes;
+                            last = Some(hash);
                             if failing {
                                 tracing::info!("process table written again");
                                 failing = false;

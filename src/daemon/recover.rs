@@ -103,7 +103,7 @@ fn rebuild(
     rec: Record,
     home: &str,
 ) -> (Entry, Task, Option<super::requests::StartWait>) {
-    let spec = Arc::new(rec.spec);
+    let spec = rec.spec;
     let id = rec.id;
     let paths: Paths = default_paths(&d.ctx.home, &spec, id);
     let shared = Arc::new(Mutex::new(Shared {
@@ -163,7 +163,8 @@ fn snapshot(d: &Daemon, daemon_start_ticks: u64) -> Table {
         entries
             .into_iter()
             .map(|(id, sh)| {
-                let s = sh.lock().unwrap().clone();
+                // The fields, not a clone of the state (its env and paths are not written).
+                let s = sh.lock().unwrap();
                 Record {
                     id,
                     instance: s.instance,
@@ -176,9 +177,9 @@ fn snapshot(d: &Daemon, daemon_start_ticks: u64) -> Table {
                     unstable_restarts: s.counters.unstable_restarts,
                     created_at: s.created_at,
                     pid: s.pid,
-                    last_error: s.last_error,
+                    last_error: s.last_error.clone(),
                     restart_due: s.status == Status::WaitingRestart,
-                    spec: (*s.spec).clone(),
+                    spec: s.spec.clone(),
                 }
             })
             .collect()

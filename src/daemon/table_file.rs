@@ -13,10 +13,13 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 /// Bumped when the format changes in a way an older reader must not guess at.
 pub const FORMAT: u32 = 1;
+
+/// How often a failed write is tried again.
+const RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What a restored instance should be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,7 +59,17 @@ pub struct Record {
     /// It was waiting out a restart delay: its next start is a restart (counted in `↺`).
     #[serde(default)]
     pub restart_due: bool,
-    pub spec: AppSpec,
+    /// Shared with the instance: a snapshot copies no spec.
+    #[serde(serialize_with = "ser_spec", deserialize_with = "de_spec")]
+    pub spec: Arc<AppSpec>,
+}
+
+fn ser_spec<S: serde::Serializer>(spec: &Arc<AppSpec>, s: S) -> Result<S::Ok, S::Error> {
+    spec.as_ref().serialize(s)
+}
+
+fn de_spec<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Arc<AppSpec>, D::Error> {
+    AppSpec::deserialize(d).map(Arc::new)
 }
 
 /// A process the daemon started and had not yet seen exit, including a reload's second
@@ -133,16 +146,19 @@ fn corrupt(path: &Path, reason: String) -> Loaded {
 /// Write `bytes` to `path` so that a crash at any point leaves the old or the new file, never
 /// a torn one: temp file in the same directory, fsync, rename, fsync of the directory. 0600:
 /// the table holds every app's environment.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub fn write_atomic(path: &Path, table: &Table) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("json.tmp");
-    let mut f = std::fs::OpenOptions::new()
+    let f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
         .open(&tmp)?;
-    f.write_all(bytes)?;
+    // Streamed: no copy of the whole table in memory.
+    let mut w = std::io::BufWriter::new(f);
+    serde_json::to_writer(&mut w, table)?;
+    let f = w.into_inner().map_err(|e| e.into_error())?;
     f.sync_all()?;
     drop(f);
     std::fs::rename(&tmp, path)?;
@@ -236,7 +252,14 @@ impl TableWriter {
             {
                 let mut s = self.state.lock().unwrap();
                 while !s.dirty && !s.closed {
-                    s = self.wake.wait(s).unwrap();
+                    if failing {
+                        // Retried every second until it works, changes or not.
+                        let (g, t) = self.wake.wait_timeout(s, RETRY).unwrap();
+                        s = g;
+                        s.dirty |= t.timed_out();
+                    } else {
+                        s = self.wake.wait(s).unwrap();
+                    }
                 }
                 if s.closed {
                     return;
@@ -244,23 +267,18 @@ impl TableWriter {
                 s.dirty = false;
                 s.writing = true;
             }
-            if let Some(bytes) = snapshot().and_then(|t| serde_json::to_vec(&t).ok()) {
-                let hash = {
-                    use std::hash::{Hash, Hasher};
-                    let mut h = std::collections::hash_map::DefaultHasher::new();
-                    bytes.hash(&mut h);
-                    h.finish()
-                };
-                if Some(hash) != last {
-                    match write_atomic(&self.path, &bytes) {
+            if let Some(table) = snapshot() {
+                let hash = hash_of(&table);
+                if hash.is_none() || hash != last {
+                    match write_atomic(&self.path, &table) {
                         Ok(()) => {
-                            last = Some(hash);
+                            last = hash;
                             if failing {
                                 tracing::info!("process table written again");
                                 failing = false;
                             }
                         }
-                        // Said once, not at every change; the next change tries again.
+                        // Said once, not at every attempt.
                         Err(e) if !failing => {
                             failing = true;
                             tracing::error!(
@@ -294,6 +312,24 @@ impl TableWriter {
             Err(e) => tracing::error!("cannot remove {}: {e}", self.path.display()),
         }
     }
+}
+
+/// A hash of the table's JSON, computed as it is serialized (nothing buffered).
+fn hash_of(table: &Table) -> Option<u64> {
+    use std::hash::Hasher;
+    struct HashWriter(std::collections::hash_map::DefaultHasher);
+    impl Write for HashWriter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.write(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut w = HashWriter(Default::default());
+    serde_json::to_writer(&mut w, table).ok()?;
+    Some(w.0.finish())
 }
 
 /// A child in the table until it has been reaped.
@@ -345,7 +381,7 @@ mod tests {
         let d = dir();
         let p = d.join("state.json");
         assert!(matches!(load(&p), Loaded::Absent));
-        write_atomic(&p, &serde_json::to_vec(&table()).unwrap()).unwrap();
+        write_atomic(&p, &table()).unwrap();
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(
             std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,

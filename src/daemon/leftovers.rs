@@ -14,6 +14,12 @@ use nix::unistd::Pid;
 use std::time::Duration;
 use tokio::time::Instant;
 
+/// A leftover to stop, and the other members of its process group when it leads one.
+struct Target {
+    p: Proc,
+    members: Vec<Proc>,
+}
+
 /// Stop every leftover of `t`'s daemon, all at once; returns how many were running.
 pub async fn stop_all(t: &Table, home: &str) -> usize {
     let (home_var, home, me) = (
@@ -22,33 +28,20 @@ pub async fn stop_all(t: &Table, home: &str) -> usize {
         std::process::id(),
     );
     let (recorded, since) = (t.processes.clone(), t.daemon_start_ticks);
-    let found = tokio::task::spawn_blocking(move || {
-        let mut all = recorded;
-        for p in scan(home_var, &home, since, me) {
-            if !all.contains(&p) {
-                tracing::warn!(
-                    "pid {} (instance {}) is not in the table but was started by a previous daemon",
-                    p.pid,
-                    p.id
-                );
-                all.push(p);
-            }
-        }
-        all
-    })
-    .await
-    .unwrap_or_default();
+    let found = tokio::task::spawn_blocking(move || find(recorded, home_var, &home, since, me))
+        .await
+        .unwrap_or_default();
 
     let knobs = crate::knobs::get();
     let mut jobs = tokio::task::JoinSet::new();
-    for p in found {
+    for target in found {
         let timeout = t
             .apps
             .iter()
-            .find(|a| a.id == p.id)
+            .find(|a| a.id == target.p.id)
             .map(|a| knobs.kill_timeout(a.spec.kill_timeout))
             .unwrap_or_else(|| knobs.kill_timeout(crate::knobs::DEFAULT_KILL_TIMEOUT));
-        jobs.spawn(stop_one(p, knobs.stop_signal(), timeout));
+        jobs.spawn(stop_one(target, knobs.stop_signal(), timeout));
     }
     let mut n = 0;
     while let Some(r) = jobs.join_next().await {
@@ -57,41 +50,74 @@ pub async fn stop_all(t: &Table, home: &str) -> usize {
     n
 }
 
-/// Processes of this home that no daemon owns (see the module comment). Blocking.
-fn scan(home_var: &str, home: &str, since: u64, me: u32) -> Vec<Proc> {
-    let marker = format!("{home_var}={home}");
-    let parent = crate::procfs::read_stat(me).map(|s| s.ppid);
-    let mut out = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return out;
-    };
-    for e in dir.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        // Not us, nor the CLI that started us (it may run inside an app).
-        if pid == me || Some(pid) == parent {
-            continue;
+/// The recorded processes still running as recorded, plus those of this home that no daemon
+/// owns (see the module comment), from one read of /proc. Blocking.
+fn find(recorded: Vec<Proc>, home_var: &str, home: &str, since: u64, me: u32) -> Vec<Target> {
+    let mut stats = std::collections::HashMap::new();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            if let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) {
+                if let Some(st) = crate::procfs::read_stat(pid).filter(|s| !s.is_zombie()) {
+                    stats.insert(pid, st);
+                }
+            }
         }
-        let Some(st) = crate::procfs::read_stat(pid) else {
-            continue;
-        };
-        if st.is_zombie() || st.pgrp != pid || st.start_ticks < since {
+    }
+    let marker = format!("{home_var}={home}");
+    // Not us, nor the CLI that started us (it may run inside an app).
+    let parent = stats.get(&me).map(|s| s.ppid);
+    let mut all: Vec<Proc> = recorded
+        .into_iter()
+        .filter(|p| {
+            stats
+                .get(&p.pid)
+                .is_some_and(|s| s.start_ticks == p.start_ticks)
+        })
+        .collect();
+    for (&pid, st) in &stats {
+        if pid == me || Some(pid) == parent || st.pgrp != pid || st.start_ticks < since {
             continue;
         }
         let Some(id) = app_id(pid, &marker) else {
             continue;
         };
+        // An app's own child that leads a group of its own goes with the app.
         if app_id(st.ppid, &marker).is_some() {
             continue;
         }
-        out.push(Proc {
+        let p = Proc {
             pid,
             start_ticks: st.start_ticks,
             id,
-        });
+        };
+        if !all.contains(&p) {
+            tracing::warn!(
+                "pid {pid} (instance {id}) is not in the table but was started by a previous daemon"
+            );
+            all.push(p);
+        }
     }
-    out
+    let mut groups: std::collections::HashMap<u32, Vec<Proc>> = Default::default();
+    for (&pid, st) in &stats {
+        if st.pgrp != pid {
+            groups.entry(st.pgrp).or_default().push(Proc {
+                pid,
+                start_ticks: st.start_ticks,
+                id: 0,
+            });
+        }
+    }
+    all.into_iter()
+        .map(|p| {
+            let leads = stats.get(&p.pid).is_some_and(|s| s.pgrp == p.pid);
+            let members = if leads {
+                groups.remove(&p.pid).unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            Target { p, members }
+        })
+        .collect()
 }
 
 /// The `pm_id` of a process whose environment names this home.
@@ -123,38 +149,13 @@ async fn verify_async(p: Proc) -> Option<bool> {
         .flatten()
 }
 
-/// The other members of `p`'s process group, with their start times, read while `p` (its
-/// leader) is verified.
-fn members(p: Proc) -> Option<(bool, Vec<Proc>)> {
-    let group = verify(p)?;
-    let mut out = Vec::new();
-    if let (true, Ok(dir)) = (group, std::fs::read_dir("/proc")) {
-        for e in dir.flatten() {
-            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-                continue;
-            };
-            match crate::procfs::read_stat(pid) {
-                Some(st) if st.pgrp == p.pid && pid != p.pid && !st.is_zombie() => out.push(Proc {
-                    pid,
-                    start_ticks: st.start_ticks,
-                    id: p.id,
-                }),
-                _ => {}
-            }
-        }
-    }
-    Some((group, out))
-}
-
 /// The stop sequence for a process that is not our child: the stop signal to its group, SIGKILL
 /// after `kill_timeout`, then SIGKILL to the members of its group still there (each verified:
 /// once the leader is gone, its group id could be reused).
-async fn stop_one(p: Proc, sig: Signal, timeout_ms: u64) -> bool {
-    let Some((group, members)) = tokio::task::spawn_blocking(move || members(p))
-        .await
-        .ok()
-        .flatten()
-    else {
+async fn stop_one(target: Target, sig: Signal, timeout_ms: u64) -> bool {
+    let Target { p, members } = target;
+    // Checked again just before the first signal.
+    let Some(group) = verify_async(p).await else {
         return false;
     };
     let send = |sig: Signal| {

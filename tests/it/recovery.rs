@@ -530,3 +530,28 @@ fn a_daemon_killed_in_the_middle_of_a_restart_brings_the_app_back_online() {
     assert!(!alive(first), "SIGKILLed after kill_timeout");
     assert_eq!(live(&wait_started(&marker, 2)), pids_of(&[p], "stubborn"));
 }
+
+#[test]
+fn the_children_of_a_left_process_go_with_it() {
+    let pmr = Pmr::new();
+    let gc = pmr.dir.join("gc.pid");
+    pmr.run_env(
+        &["start", &fixture("grandchild.sh"), "--kill-timeout", "600"],
+        &[("GRANDCHILD_PID_FILE", gc.to_str().unwrap())],
+    )
+    .ok();
+    // In the app's process group, ignoring SIGINT.
+    let g1: u32 = wait_file(&gc).trim().parse().unwrap();
+    pmr.track(g1);
+    let leader = pmr.jlist()[0]["pid"].as_u64().unwrap() as u32;
+    std::fs::remove_file(&gc).unwrap();
+    crash_settled_daemon(&pmr);
+    assert!(alive(leader) && alive(g1));
+    let after = pmr.jlist();
+    assert_eq!(after[0]["pm2_env"]["status"], "online");
+    assert!(!alive(leader), "the app's process is left");
+    assert!(!alive(g1), "its child is left");
+    let g2: u32 = wait_file(&gc).trim().parse().unwrap();
+    pmr.track(g2);
+    assert_ne!(g1, g2);
+}

@@ -200,3 +200,62 @@ async fn stop_one(target: Target, sig: Signal, timeout_ms: u64) -> bool {
     .await;
     true
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::CommandExt;
+
+    /// A process as pmr starts an app: leader of its own group, this home and a pm_id in its
+    /// environment.
+    fn fake_app(home: &str, id: &str) -> std::process::Child {
+        std::process::Command::new("sleep")
+            .arg("60")
+            .env("PMR_HOME", home)
+            .env("pm_id", id)
+            .process_group(0)
+            .spawn()
+            .unwrap()
+    }
+
+    fn ticks(pid: u32) -> u64 {
+        crate::procfs::read_stat(pid).unwrap().start_ticks
+    }
+
+    #[test]
+    fn finds_the_apps_of_this_home_only_and_drops_stale_records() {
+        let home = format!("/tmp/pmr-leftovers-{}", std::process::id());
+        let mut mine = fake_app(&home, "7");
+        let mut other = fake_app(&format!("{home}-other"), "7");
+        // `/proc/<pid>/environ` is the environment after exec: wait until sleep runs.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while app_id(mine.id(), &format!("PMR_HOME={home}")).is_none() {
+            assert!(std::time::Instant::now() < deadline);
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let me = std::process::id();
+        // A record of a pid at another time (reused since) is dropped; the scan finds the app.
+        let stale = Proc {
+            pid: other.id(),
+            start_ticks: ticks(other.id()) + 1,
+            id: 3,
+        };
+        let found = find(vec![stale], "PMR_HOME", &home, 0, me);
+        let pids: Vec<(u32, u32)> = found.iter().map(|t| (t.p.pid, t.p.id)).collect();
+        assert_eq!(pids, [(mine.id(), 7)]);
+        // Started before the dead daemon: not its child.
+        let later = ticks(mine.id()) + 1;
+        assert!(find(vec![], "PMR_HOME", &home, later, me).is_empty());
+        // A record that matches is kept, once.
+        let exact = Proc {
+            pid: mine.id(),
+            start_ticks: ticks(mine.id()),
+            id: 7,
+        };
+        assert_eq!(find(vec![exact], "PMR_HOME", &home, 0, me).len(), 1);
+        for c in [&mut mine, &mut other] {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

@@ -87,13 +87,16 @@ pub struct Shared {
     pub paths: Paths,
     /// Between the stop and the start of a restart (what the table on disk records as wanted).
     pub restarting: bool,
+    /// Being deleted or retired (scale down): no longer in the table on disk, though its
+    /// process is until it has exited.
+    pub leaving: bool,
 }
 
 impl Shared {
     /// What the table on disk holds of this instance, cheaply: the spec by its address (a
     /// change replaces the `Arc`; `apply` touches the table itself for in-place env merges).
     #[allow(clippy::type_complexity)]
-    fn fingerprint(&self) -> (Status, u32, u32, u32, *const AppSpec, bool, i64, bool) {
+    fn fingerprint(&self) -> (Status, u32, u32, u32, *const AppSpec, bool, i64, bool, bool) {
         (
             self.status,
             self.restart_time,
@@ -103,6 +106,7 @@ impl Shared {
             self.last_error.is_some(),
             self.created_at,
             self.restarting,
+            self.leaving,
         )
     }
 }
@@ -306,12 +310,14 @@ impl Instance {
                 }
             }
             Ctl::Delete(reply) => {
+                self.with(|s| s.leaving = true);
                 self.stop_running(*r).await;
                 let _ = reply.send(Ok(()));
                 Phase::Deleted
             }
             Ctl::Retire(reply) => {
                 let spec = self.with(|s| {
+                    s.leaving = true;
                     s.status = Status::Stopping;
                     s.spec.clone()
                 });
@@ -480,6 +486,9 @@ impl Instance {
         ctl: Ctl,
     ) -> Phase {
         tracing::info!("App {}: reload aborted by a {}", self.label(), ctl.name());
+        if matches!(ctl, Ctl::Delete(_) | Ctl::Retire(_)) {
+            self.with(|s| s.leaving = true);
+        }
         let (spec, label) = (self.with(|s| s.spec.clone()), self.label());
         let old_gone = async {
             if !old_exited {

@@ -127,6 +127,7 @@ fn rebuild(
         env: spawn::child_env(&spec, id, rec.instance, home),
         paths,
         restarting: false,
+        leaving: false,
     }));
     let (tx, rx) = super::instance::channel();
     let wait = (rec.wanted == Wanted::Online).then(|| {
@@ -162,10 +163,10 @@ fn snapshot(d: &Daemon, daemon_start_ticks: u64) -> Table {
     } else {
         entries
             .into_iter()
-            .map(|(id, sh)| {
+            .filter_map(|(id, sh)| {
                 // The fields, not a clone of the state (its env and paths are not written).
                 let s = sh.lock().unwrap();
-                Record {
+                (!s.leaving).then(|| Record {
                     id,
                     instance: s.instance,
                     wanted: if s.restarting {
@@ -180,7 +181,7 @@ fn snapshot(d: &Daemon, daemon_start_ticks: u64) -> Table {
                     last_error: s.last_error.clone(),
                     restart_due: s.status == Status::WaitingRestart,
                     spec: s.spec.clone(),
-                }
+                })
             })
             .collect()
     };

@@ -555,3 +555,35 @@ fn the_children_of_a_left_process_go_with_it() {
     pmr.track(g2);
     assert_ne!(g1, g2);
 }
+
+#[test]
+fn an_app_deleted_when_the_daemon_died_stays_deleted() {
+    let pmr = Pmr::new();
+    let marker = pmr.dir.join("m.pids");
+    pmr.run_env(
+        &[
+            "start",
+            &fixture("marker.js"),
+            "--name",
+            "doomed",
+            "--kill-timeout",
+            "20000",
+        ],
+        &[("MARKER", marker.to_str().unwrap()), ("IGNORE_SIGINT", "1")],
+    )
+    .ok();
+    let first = wait_started(&marker, 1)[0];
+    pmr.track(first);
+    // It ignores SIGINT: the delete's stop lasts its 20 s kill_timeout.
+    let mut delete = pmr.cmd().args(["delete", "doomed"]).spawn().unwrap();
+    pmr.wait_status(0, "stopping");
+    wait_until("the app out of the table, its process still in it", || {
+        let t = table(&pmr);
+        t["apps"].as_array().unwrap().is_empty() && t["processes"][0]["pid"] == first
+    });
+    crash_daemon(&pmr);
+    let _ = delete.wait();
+    assert!(pmr.jlist().is_empty());
+    assert!(!alive(first), "the process being deleted is left");
+    assert_eq!(started(&marker).len(), 1);
+}

@@ -107,6 +107,7 @@ pub fn launch(d: &Arc<Daemon>, new: NewInstances) -> Vec<(u32, Option<StartWait>
             env: spawn::child_env(&spec, id, instance, &home),
             paths: default_paths(&d.ctx.home, &spec, id),
             restarting: false,
+            leaving: false,
         }));
         let (tx, rx) = crate::daemon::instance::channel();
         // Queued before the entry is visible: `Start` is the first message the task reads.

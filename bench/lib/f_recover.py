@@ -8,12 +8,22 @@ alive (orphans: nobody manages them any more). pmr restores its table before ans
 
 import json
 import os
+import socket
 import time
 
 from common import APPS, alive, free_port, wait_until
 from report import Row, Section
 
 FORK, CLUSTER = 5, 5
+
+
+def listening(path):
+    with socket.socket(socket.AF_UNIX) as s:
+        try:
+            s.connect(str(path))
+            return True
+        except OSError:
+            return False
 
 
 def jlist_after_crash(tool):
@@ -36,7 +46,8 @@ def run_tool(tool):
     before = {p["pid"] for p in tool.procs()}
     daemon = tool.daemon_pid()
     os.kill(daemon, 9)
-    wait_until(lambda: not alive(daemon), 10)
+    # Its main thread is a zombie before its other threads have closed the socket.
+    wait_until(lambda: not alive(daemon) and not listening(tool.home / "rpc.sock"), 10)
     t0 = time.perf_counter()
     after = jlist_after_crash(tool)
     took = time.perf_counter() - t0

@@ -54,7 +54,12 @@ fn crash_settled_daemon(pmr: &Pmr) {
 fn crash_daemon(pmr: &Pmr) {
     let pid = pmr.daemon_pid().expect("a daemon pid");
     kill9(pid);
-    wait_until("the daemon to die", || !alive(pid));
+    // Its main thread is a zombie before its other threads have closed the socket: a CLI
+    // connecting then would reach the dying listener (and get EPIPE).
+    let sock = pmr.home.join("rpc.sock");
+    wait_until("the daemon to die", || {
+        !alive(pid) && std::os::unix::net::UnixStream::connect(&sock).is_err()
+    });
 }
 
 /// Every pid the fixture wrote to its marker file (one line per start).

@@ -592,3 +592,44 @@ fn an_app_deleted_when_the_daemon_died_stays_deleted() {
     assert!(!alive(first), "the process being deleted is left");
     assert_eq!(started(&marker).len(), 1);
 }
+
+#[test]
+fn a_daemon_killed_while_cluster_workers_start_leaves_each_once() {
+    let pmr = Pmr::new();
+    // Workers that never listen: launching until their listen_timeout.
+    let mut start = pmr
+        .cmd()
+        .args([
+            "start",
+            &fixture("no_listen.js"),
+            "--name",
+            "workers",
+            "-i",
+            "2",
+            "--listen-timeout",
+            "2500",
+        ])
+        .spawn()
+        .unwrap();
+    let mut old = BTreeSet::new();
+    wait_until("two workers launching", || {
+        let list = pmr.jlist();
+        old = pids_of(&list, "workers");
+        list.len() == 2
+            && list.iter().all(|p| p["pm2_env"]["status"] == "launching")
+            && !old.contains(&0)
+    });
+    crash_settled_daemon(&pmr);
+    let _ = start.wait();
+    let after = pmr.jlist();
+    assert_eq!(
+        summary(&after),
+        [
+            (0, "workers".into(), 0, "online".into()),
+            (1, "workers".into(), 0, "online".into())
+        ]
+    );
+    assert!(old.iter().all(|&p| !alive(p)), "{old:?}");
+    let new = pids_of(&after, "workers");
+    assert!(new.is_disjoint(&old) && new.iter().all(|&p| alive(p)));
+}

@@ -414,6 +414,34 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_write_is_retried_without_a_new_change() {
+        let d = dir();
+        // The directory is missing: every write fails until it is created.
+        let p = d.join("later").join("state.json");
+        let w = std::sync::Arc::new(TableWriter::new(p.clone()));
+        let tried = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let t = tried.clone();
+        w.start(move || {
+            t.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Some(table())
+        })
+        .unwrap();
+        w.touch();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while tried.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            assert!(std::time::Instant::now() < deadline);
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        while !p.exists() {
+            assert!(std::time::Instant::now() < deadline, "not retried");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        w.clear();
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
     fn the_writer_coalesces_and_clear_removes() {
         let d = dir();
         let p = d.join("state.json");

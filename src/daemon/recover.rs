@@ -33,6 +33,20 @@ pub async fn restore(d: &Arc<Daemon>, loaded: Loaded) {
                 "the process table of the previous daemon is unreadable ({reason}): starting with no apps; the file is kept as {}",
                 kept.display()
             );
+            // Its apps cannot come back, but its processes must not run on unmanaged: those
+            // the /proc scan finds (this home, a pm_id, leading their group) are stopped.
+            let none = Table {
+                format: table_file::FORMAT,
+                daemon_pid: 0,
+                daemon_start_ticks: 0,
+                apps: Vec::new(),
+                processes: Vec::new(),
+            };
+            let home = d.ctx.home.root.to_string_lossy().into_owned();
+            let stopped = super::leftovers::stop_all(&none, &home).await;
+            if stopped > 0 {
+                tracing::info!("stopped {stopped} process(es) left by the previous daemon");
+            }
             start_writer(d);
         }
         Loaded::Table(t) => restore_table(d, t).await,

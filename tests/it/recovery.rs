@@ -269,10 +269,13 @@ fn a_corrupt_table_is_kept_aside_and_the_daemon_starts_empty() {
         &[("MARKER", marker.to_str().unwrap())],
     )
     .ok();
-    pmr.track(wait_started(&marker, 1)[0]);
+    let orphan = wait_started(&marker, 1)[0];
+    pmr.track(orphan);
     crash_settled_daemon(&pmr);
     std::fs::write(pmr.home.join("state.json"), "{\"format\": 1, \"apps\": [tr").unwrap();
     assert!(pmr.jlist().is_empty());
+    // Its app is forgotten, but its process was found by its environment and stopped.
+    assert!(!alive(orphan), "orphan {orphan} left running");
     let log = std::fs::read_to_string(pmr.home.join("pmr.log")).unwrap();
     assert!(
         log.contains("process table of the previous daemon is unreadable"),

@@ -29,12 +29,13 @@ import f_memrestart
 import f_next
 import f_persist
 import f_runtime
+import f_recover
 import f_start
 
 ROOT = BENCH.parent
 WORK = BENCH / ".work"
 FIGURES = ["memory", "cli", "start", "cluster", "reload", "logs", "crash", "nextjs",
-           "memrestart", "resurrect", "runtime"]
+           "memrestart", "resurrect", "runtime", "recover"]
 WRK_FIGURES = {"cluster", "reload", "nextjs"}
 FAMILIES = [  # (module, figures it measures)
     (f_idle, {"memory", "cli"}),
@@ -46,6 +47,7 @@ FAMILIES = [  # (module, figures it measures)
     (f_memrestart, {"memrestart"}),
     (f_persist, {"resurrect"}),
     (f_runtime, {"runtime"}),
+    (f_recover, {"recover"}),
 ]
 
 

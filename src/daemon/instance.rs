@@ -60,6 +60,8 @@ pub struct Ctx {
     pub notify: Arc<super::notify::Notify>,
     /// `$NOTIFY_SOCKET`, offered to every app.
     pub notify_path: Option<String>,
+    /// The table on disk (`table_file.rs`): told of every change, knows every live child.
+    pub table: Arc<super::table_file::TableWriter>,
 }
 
 #[derive(Debug, Clone)]
@@ -89,6 +91,11 @@ pub struct Shared {
     /// Daemon-wide order in which instances last became `stopped` or `errored` (0: never):
     /// `pmr-runtime` exits with the code of the app that ended last.
     pub ended: u64,
+    /// Between the stop and the start of a restart (what the table on disk records as wanted).
+    pub restarting: bool,
+    /// Being deleted or retired (scale down): no longer in the table on disk, though its
+    /// process is until it has exited.
+    pub leaving: bool,
 }
 
 /// Source of `Shared::ended`.
@@ -96,6 +103,25 @@ static ENDED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0
 
 fn is_over(s: Status) -> bool {
     matches!(s, Status::Stopped | Status::Errored)
+}
+
+impl Shared {
+    /// What the table on disk holds of this instance, cheaply: the spec by its address (a
+    /// change replaces the `Arc`; `apply` touches the table itself for in-place env merges).
+    #[allow(clippy::type_complexity)]
+    fn fingerprint(&self) -> (Status, u32, u32, u32, *const AppSpec, bool, i64, bool, bool) {
+        (
+            self.status,
+            self.restart_time,
+            self.counters.unstable_restarts,
+            self.pid,
+            Arc::as_ptr(&self.spec),
+            self.last_error.is_some(),
+            self.created_at,
+            self.restarting,
+            self.leaving,
+        )
+    }
 }
 
 pub fn now_ms() -> i64 {
@@ -115,6 +141,8 @@ struct Running {
     waiters: Vec<Reply>,
     /// Why the last `listen()` failed (EADDRINUSE...), for `describe` when it dies of it.
     listen_error: Option<String>,
+    /// In the table on disk until this process is dropped (after it was reaped).
+    _tracked: Option<super::table_file::Tracked>,
     /// Released when this process is dropped (after it exited).
     _membership: Option<super::cluster::Membership>,
     _notify: Option<super::notify::Registration>,
@@ -143,12 +171,21 @@ pub struct Instance {
 }
 
 impl Instance {
+    /// Every change of the state goes through here: one that the table on disk records
+    /// (seen by comparing a cheap fingerprint) tells the table's writer.
     fn with<R>(&self, f: impl FnOnce(&mut Shared) -> R) -> R {
-        let mut s = self.shared.lock().unwrap();
-        let was_over = is_over(s.status);
-        let r = f(&mut s);
-        if !was_over && is_over(s.status) {
-            s.ended = ENDED.fetch_add(1, Ordering::SeqCst) + 1;
+        let (r, changed) = {
+            let mut s = self.shared.lock().unwrap();
+            let before = s.fingerprint();
+            let was_over = is_over(s.status);
+            let r = f(&mut s);
+            if !was_over && is_over(s.status) {
+                s.ended = ENDED.fetch_add(1, Ordering::SeqCst) + 1;
+            }
+            (r, s.fingerprint() != before)
+        };
+        if changed {
+            self.ctx.table.touch();
         }
         r
     }
@@ -193,7 +230,7 @@ impl Instance {
                         IpcOutcome::Restart => {
                             let why = Why::new(RestartCause::Crash, "broke the cluster protocol");
                             self.record(why, &r);
-                            self.stop_running(*r).await;
+                            self.stop_for_restart(*r).await;
                             self.relaunch(None).await
                         }
                     },
@@ -220,6 +257,7 @@ impl Instance {
                 self.reset_for_manual_start();
                 self.launch(Some(reply)).await
             }
+            Ctl::Resume(reply) => self.launch(Some(reply)).await,
             Ctl::Restart { update, reply } | Ctl::Reload { update, reply } => {
                 self.apply(update);
                 self.reset_for_manual_start();
@@ -274,7 +312,7 @@ impl Instance {
 
     async fn on_ctl_running(&self, mut r: Box<Running>, ctl: Ctl, rx: &mut CtlReceiver) -> Phase {
         match ctl {
-            Ctl::Start(reply) => {
+            Ctl::Start(reply) | Ctl::Resume(reply) => {
                 if r.ready_deadline.is_some() {
                     r.waiters.push(reply);
                 } else {
@@ -289,7 +327,7 @@ impl Instance {
             }
             Ctl::Restart { update, reply } => {
                 self.record(Why::new(RestartCause::Restart, ""), &r);
-                self.stop_running(*r).await;
+                self.stop_for_restart(*r).await;
                 self.apply(update);
                 self.reset_for_manual_start();
                 self.relaunch(Some(reply)).await
@@ -301,12 +339,14 @@ impl Instance {
             }
             Ctl::Auto(why, reply) => self.reload_or_restart(r, why, reply, rx).await,
             Ctl::Delete(reply) => {
+                self.with(|s| s.leaving = true);
                 self.stop_running(*r).await;
                 let _ = reply.send(Ok(()));
                 Phase::Deleted
             }
             Ctl::Retire(reply) => {
                 let spec = self.with(|s| {
+                    s.leaving = true;
                     s.status = Status::Stopping;
                     s.spec.clone()
                 });
@@ -351,7 +391,7 @@ impl Instance {
             self.reload(r, why, reply, rx).await
         } else {
             self.record(why, &r);
-            self.stop_running(*r).await;
+            self.stop_for_restart(*r).await;
             self.reset_for_manual_start();
             self.relaunch(Some(reply)).await
         }
@@ -369,7 +409,7 @@ impl Instance {
         match r {
             Some(r) => {
                 self.record(why, &r);
-                self.stop_running(*r).await;
+                self.stop_for_restart(*r).await;
                 self.reset_for_manual_start();
                 self.relaunch(None).await
             }
@@ -405,6 +445,7 @@ impl Instance {
                 Arc::make_mut(&mut s.spec).env.extend(env);
             }
         });
+        self.ctx.table.touch();
     }
 
     /// A manual start or restart forgets earlier crashes (as PM2's restart does).
@@ -426,7 +467,10 @@ impl Instance {
     /// Spawn the child. `reply` is answered when it is online, or with the reason it failed.
     async fn launch(&self, reply: Option<Reply>) -> Phase {
         // `exit_code` stays: PM2 shows the last run's exit code until the next exit.
-        self.with(|s| s.status = Status::Launching);
+        self.with(|s| {
+            s.status = Status::Launching;
+            s.restarting = false;
+        });
         let mut r = match self.spawn_child().await {
             Ok(r) => r,
             Err(e) => return self.fail_launch(e, reply),
@@ -539,6 +583,9 @@ impl Instance {
         ctl: Ctl,
     ) -> Phase {
         tracing::info!("App {}: reload aborted by a {}", self.label(), ctl.name());
+        if matches!(ctl, Ctl::Delete(_) | Ctl::Retire(_)) {
+            self.with(|s| s.leaving = true);
+        }
         let (spec, label) = (self.with(|s| s.spec.clone()), self.label());
         let old_gone = async {
             if !old_exited {
@@ -677,6 +724,13 @@ impl Instance {
                 Phase::Waiting(Instant::now() + Duration::from_millis(delay_ms))
             }
         }
+    }
+
+    /// The stop half of a restart: a daemon that dies before the start half leaves the
+    /// instance in its table as wanted online, not stopped.
+    async fn stop_for_restart(&self, r: Running) {
+        self.with(|s| s.restarting = true);
+        self.stop_running(r).await;
     }
 
     /// Stop the running child (see [`terminate`]) and record it as stopped.

@@ -99,6 +99,13 @@ impl Registry {
         self.entries.insert(id, entry);
     }
 
+    /// Put back an instance of the table a dead daemon left, under its old id; new ids come
+    /// after the highest one.
+    pub fn restore(&mut self, id: u32, entry: Entry) {
+        self.entries.insert(id, entry);
+        self.next_id = self.next_id.max(id.saturating_add(1));
+    }
+
     /// As PM2: ids start again from 0 once the table is empty.
     pub fn remove(&mut self, id: u32) {
         self.entries.remove(&id);

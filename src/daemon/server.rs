@@ -46,9 +46,11 @@ pub async fn serve(home: Home, resurrect: bool, hook: Option<Hook>) -> Result<St
         crate::personality::current().arg0(),
         crate::knobs::get().describe()
     );
+    // Off the runtime's threads: a plain blocking read (and the rename of a bad file).
+    let table_path = super::table_file::path(&home);
+    let table = tokio::task::spawn_blocking(move || super::table_file::load(&table_path)).await?;
     let d = Arc::new(Daemon::new(home));
     super::memory_guard::spawn(d.clone());
-    super::boot::start(&d, resurrect);
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
@@ -56,6 +58,11 @@ pub async fn serve(home: Home, resurrect: bool, hook: Option<Hook>) -> Result<St
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     // SIGUSR2 reopens the log files, as `pmr reloadLogs` (for the system's logrotate).
     let mut usr2 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined2())?;
+    // After the signal handlers (a SIGTERM meanwhile is handled once it is done). Clients that
+    // connect meanwhile wait in the backlog: their first answer shows the restored apps.
+    super::recover::restore(&d, table).await;
+    // After the restored apps: `resurrect` skips the names they have.
+    super::boot::start(&d, resurrect);
     // After the handlers: a SIGTERM from now on stops the apps the hook starts.
     if let Some(hook) = hook {
         hook(d.clone());

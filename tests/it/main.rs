@@ -21,6 +21,7 @@ mod persist;
 mod pm2_cli;
 mod pm2_diff;
 mod pm2_env;
+mod recovery;
 mod report;
 mod restart_policy;
 mod runtime;

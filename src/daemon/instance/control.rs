@@ -45,6 +45,9 @@ pub enum Ctl {
     /// The daemon's own restart (memory guard): as `Reload` when the process runs, with the
     /// cause for the history; refused when it does not (it is never started by this).
     Auto(crate::daemon::history::Why, Reply),
+    /// A start by a daemon restoring the table of the one that died: as `Start`, but the
+    /// counters (unstable restarts) carry on instead of being reset.
+    Resume(Reply),
 }
 
 impl Ctl {
@@ -57,7 +60,11 @@ impl Ctl {
     fn starts(&self) -> bool {
         matches!(
             self,
-            Ctl::Start(_) | Ctl::Restart { .. } | Ctl::Reload { .. } | Ctl::Auto(..)
+            Ctl::Start(_)
+                | Ctl::Restart { .. }
+                | Ctl::Reload { .. }
+                | Ctl::Auto(..)
+                | Ctl::Resume(_)
         )
     }
 
@@ -73,6 +80,7 @@ impl Ctl {
             Ctl::Signal(..) => "signal",
             Ctl::Reset(_) => "reset",
             Ctl::Auto(..) => "automatic restart",
+            Ctl::Resume(_) => "start",
         }
     }
 
@@ -85,6 +93,7 @@ impl Ctl {
             | Ctl::Signal(_, r)
             | Ctl::Reset(r)
             | Ctl::Auto(_, r)
+            | Ctl::Resume(r)
             | Ctl::Restart { reply: r, .. }
             | Ctl::Reload { reply: r, .. } => r,
         }

@@ -90,6 +90,15 @@ impl Instance {
                 format!("cannot start {argv0}: {e}")
             })?;
         let pid = spawned.child.id().unwrap_or(0);
+        // Recorded before anything else can fail: a daemon that dies from here on leaves a
+        // table naming this process (and its start time, so a reused pid is never touched).
+        // The child is not reaped before `Running` is dropped, so its /proc entry is its own.
+        let start_ticks = tokio::task::spawn_blocking(move || crate::procfs::read_stat(pid))
+            .await
+            .ok()
+            .flatten()
+            .map(|s| s.start_ticks);
+        let tracked = start_ticks.map(|t| self.ctx.table.track(pid, t, self.id));
         let stdin = spawned
             .child
             .stdin
@@ -133,6 +142,7 @@ impl Instance {
             ready_deadline,
             waiters: Vec::new(),
             listen_error: None,
+            _tracked: tracked,
             _membership: membership,
             _notify: notify,
             _stdin: stdin,

@@ -11,7 +11,7 @@ use crate::spec::AppSpec;
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 
-fn default_paths(home: &Home, spec: &AppSpec, id: u32) -> Paths {
+pub fn default_paths(home: &Home, spec: &AppSpec, id: u32) -> Paths {
     let base = sanitize_name(&spec.name);
     let logs = home.logs_dir();
     let per_id = |p: String| {
@@ -135,6 +135,8 @@ pub fn launch_as(
             paths: default_paths(&d.ctx.home, &spec, id),
             history: Default::default(),
             ended: 0,
+            restarting: false,
+            leaving: false,
         }));
         let (tx, rx) = crate::daemon::instance::channel();
         // Queued before the entry is visible: `Start` is the first message the task reads.
@@ -160,6 +162,7 @@ pub fn launch_as(
             reg.insert(id, entry);
         }
     }
+    d.ctx.table.touch();
     for (inst, rx) in tasks {
         tokio::spawn(inst.run(rx));
     }

@@ -85,6 +85,7 @@ pub async fn scale(d: &Arc<Daemon>, name: &str, relative: bool, count: i64) -> R
                 reg.remove(r.id);
             }
         }
+        d.ctx.table.touch();
     }
     Response::Done { results }
 }

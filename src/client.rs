@@ -20,10 +20,21 @@ impl Client {
     /// Connect, starting the daemon if nobody answers on the socket.
     pub fn connect(home: &Home) -> Result<Client> {
         refuse_foreign(home)?;
-        if let Ok(stream) = UnixStream::connect(home.socket()) {
+        // A daemon being torn down (SIGKILL, OOM) still holds its socket for a few ms: the
+        // connection is accepted by the kernel, then closed unanswered. Wait for it to go.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while let Ok(stream) = UnixStream::connect(home.socket()) {
             let mut c = Client { stream };
-            c.check_version();
-            return Ok(c);
+            if c.greet() {
+                return Ok(c);
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "the pmr daemon of {} accepts connections but closes them unanswered",
+                    home.root.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
         // Absent, stale or unreachable: starting a daemon either fixes that or says why not.
         start_daemon(home)?;
@@ -71,10 +82,17 @@ impl Client {
 
     /// Warn when the running daemon is another pmr version (DESIGN §1): its requests may not
     /// match ours until it is restarted. The one place this warning is printed.
-    fn check_version(&mut self) {
+    /// `false` when the daemon closed the connection unanswered (it is going away).
+    fn greet(&mut self) -> bool {
+        let answer = protocol::write_frame(&mut self.stream, &Request::Ping)
+            .and_then(|()| protocol::read_frame(&mut self.stream));
+        let answer = match answer {
+            Err(protocol::FrameError::Closed | protocol::FrameError::Io(_)) => return false,
+            other => other,
+        };
         if let Ok(Response::Pong {
             version, protocol, ..
-        }) = self.call(&Request::Ping)
+        }) = answer
         {
             if version != protocol::VERSION || protocol != protocol::PROTOCOL_VERSION {
                 let me = crate::personality::current().arg0();
@@ -85,6 +103,7 @@ impl Client {
                 );
             }
         }
+        true
     }
 
     pub fn call(&mut self, req: &Request) -> Result<Response> {

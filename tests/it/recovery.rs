@@ -636,3 +636,25 @@ fn a_daemon_killed_while_cluster_workers_start_leaves_each_once() {
     let new = pids_of(&after, "workers");
     assert!(new.is_disjoint(&old) && new.iter().all(|&p| alive(p)));
 }
+
+/// A script that runs a command right after the daemon was SIGKILLed gets its answer: the
+/// dying daemon's socket, which still accepts for a moment, is waited out (not a broken pipe).
+#[test]
+fn a_command_right_after_a_sigkill_is_answered_by_a_new_daemon() {
+    let pmr = Pmr::new();
+    let marker = pmr.dir.join("solo.pids");
+    pmr.run_env(
+        &["start", &fixture("marker.js"), "--name", "solo"],
+        &[("MARKER", marker.to_str().unwrap())],
+    )
+    .ok();
+    wait_started(&marker, 1);
+    for round in 0..3 {
+        wait_table_settled(&pmr);
+        let old = pmr.daemon_pid().expect("a daemon pid");
+        kill9(old);
+        let list = pmr.jlist();
+        assert_eq!(summary(&list).len(), 1, "round {round}: {list:?}");
+        assert_ne!(pmr.daemon_pid(), Some(old), "round {round}");
+    }
+}

@@ -20,10 +20,21 @@ impl Client {
     /// Connect, starting the daemon if nobody answers on the socket.
     pub fn connect(home: &Home) -> Result<Client> {
         refuse_foreign(home)?;
-        if let Ok(stream) = UnixStream::connect(home.socket()) {
+        // A daemon being torn down (SIGKILL, OOM) still holds its socket for a few ms: the
+        // connection is accepted by the kernel, then closed unanswered. Wait for it to go.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while let Ok(stream) = UnixStream::connect(home.socket()) {
             let mut c = Client { stream };
-            c.check_version();
-            return Ok(c);
+            if c.greet() {
+                return Ok(c);
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "the pmr daemon of {} accepts connections but closes them unanswered",
+                    home.root.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
         // Absent, stale or unreachable: starting a daemon either fixes that or says why not.
         start_daemon(home)?;
@@ -44,6 +55,15 @@ impl Client {
             .map(|stream| Client { stream })
     }
 
+    /// The daemon's pid as this process sees it (`SO_PEERCRED`): right even when the daemon
+    /// runs in another PID namespace, where its `pmr.pid` (e.g. `pmr-runtime` as a container's
+    /// PID 1) names another process here. `None` when the kernel cannot map it.
+    pub fn peer_pid(&self) -> Option<u32> {
+        use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+        let pid = getsockopt(&self.stream, PeerCredentials).ok()?.pid();
+        u32::try_from(pid).ok().filter(|&p| p != 0)
+    }
+
     /// Give up on a daemon that does not answer within `t` (`pmr report` on a stuck daemon).
     pub fn set_timeout(&self, t: Option<Duration>) {
         let _ = self.stream.set_read_timeout(t);
@@ -62,10 +82,17 @@ impl Client {
 
     /// Warn when the running daemon is another pmr version (DESIGN §1): its requests may not
     /// match ours until it is restarted. The one place this warning is printed.
-    fn check_version(&mut self) {
+    /// `false` when the daemon closed the connection unanswered (it is going away).
+    fn greet(&mut self) -> bool {
+        let answer = protocol::write_frame(&mut self.stream, &Request::Ping)
+            .and_then(|()| protocol::read_frame(&mut self.stream));
+        let answer = match answer {
+            Err(protocol::FrameError::Closed | protocol::FrameError::Io(_)) => return false,
+            other => other,
+        };
         if let Ok(Response::Pong {
             version, protocol, ..
-        }) = self.call(&Request::Ping)
+        }) = answer
         {
             if version != protocol::VERSION || protocol != protocol::PROTOCOL_VERSION {
                 let me = crate::personality::current().arg0();
@@ -76,6 +103,7 @@ impl Client {
                 );
             }
         }
+        true
     }
 
     pub fn call(&mut self, req: &Request) -> Result<Response> {
@@ -116,6 +144,12 @@ fn start_daemon(home: &Home) -> Result<()> {
         cmd.env_remove(var);
     }
     cmd.envs(set);
+    // A daemon started on demand is nobody's service: only one a service manager runs itself
+    // (`pmr startup`'s unit) may tell it READY/WATCHDOG/STOPPING, not the unit of whatever
+    // script happened to run this CLI.
+    for var in ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"] {
+        cmd.env_remove(var);
+    }
     cmd.arg0(crate::personality::current().arg0())
         .arg("daemon")
         .current_dir("/")

@@ -147,6 +147,12 @@ mod tests {
             .spawn()
             .unwrap();
         std::fs::write(&file, child.id().to_string()).unwrap();
+        // Right after exec the kernel may not have set the new argv yet (an empty cmdline):
+        // wait for it, as a real pid file is read long after its process started.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while cmdline(child.id()).is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         let f = daemon_in(&file).expect("sleep is not pmr");
         assert_eq!(f.pid, child.id());
         assert!(f.what.starts_with("sleep"), "{}", f.what);

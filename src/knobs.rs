@@ -46,6 +46,9 @@ pub struct Knobs {
     pub worker_interval: Option<u64>,
     /// `CONCURRENT_ACTIONS`: how many instances `reload` replaces at once without `--parallel`.
     pub concurrent_actions: Option<u32>,
+    /// `MEMORY_GRACE_MS` (pmr's own, `PMR_MEMORY_GRACE_MS`): how long an app must stay over
+    /// `max_memory_restart` before it is restarted (`daemon/memory_guard.rs`).
+    pub memory_grace: Option<u64>,
 }
 
 /// One knob's source: the variable that gave the value, and the value.
@@ -146,6 +149,7 @@ impl Knobs {
             graceful_timeout: ms("GRACEFUL_TIMEOUT")?,
             worker_interval: ms("WORKER_INTERVAL")?,
             concurrent_actions,
+            memory_grace: ms("MEMORY_GRACE_MS")?,
         })
     }
 
@@ -203,6 +207,7 @@ impl Knobs {
             ("listen timeout", self.graceful_listen_timeout),
             ("graceful timeout", self.graceful_timeout),
             ("worker interval", self.worker_interval),
+            ("memory grace", self.memory_grace),
         ] {
             if let Some(v) = v {
                 parts.push(format!("{name} {v} ms"));
@@ -363,6 +368,7 @@ mod tests {
             ("PM2_WORKER_INTERVAL", "99999999999", "at most"),
             ("PM2_CONCURRENT_ACTIONS", "0", "positive"),
             ("PM2_KILL_TIMEOUT", "abc", "milliseconds"),
+            ("PMR_MEMORY_GRACE_MS", "1s", "milliseconds"),
         ] {
             let e = Knobs::from_lookup(&lookup(&[(var, val)]), Personality::Pmr).unwrap_err();
             assert!(e.starts_with(var) && e.contains(want), "{var}={val}: {e}");
@@ -384,8 +390,10 @@ mod tests {
             ("PM2_GRACEFUL_TIMEOUT", "300"),
             ("PM2_WORKER_INTERVAL", "30000"),
             ("PM2_CONCURRENT_ACTIONS", "3"),
+            ("PMR_MEMORY_GRACE_MS", "250"),
         ]);
         let k = Knobs::from_lookup(&env, Personality::Pmr).unwrap();
+        assert_eq!(k.memory_grace, Some(250));
         assert!(k.kill_use_message);
         assert_eq!(k.kill_timeout(DEFAULT_KILL_TIMEOUT), 5000);
         assert_eq!(k.kill_timeout(200), 200, "an app's own value wins");

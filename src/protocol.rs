@@ -119,6 +119,26 @@ pub enum Request {
     },
     /// Reopen every log file (after an external rotation) and re-read `conf.json`.
     ReloadLogs,
+    /// `resurrect`: register the processes of a dump in one go, skipping every app whose name
+    /// is already managed. Answered with `Resurrected`.
+    Resurrect {
+        procs: Vec<DumpProc>,
+    },
+}
+
+/// One process of a dump (`pmr save`), as written to `dump.json` and sent by `resurrect`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DumpProc {
+    /// The id it had; kept on resurrect when free.
+    pub pm_id: u32,
+    /// Its instance number (`NODE_APP_INSTANCE`); kept when free.
+    pub instance: u32,
+    /// `online` (started again), `stopped` (registered stopped) or `errored` (not started).
+    pub status: Status,
+    pub spec: AppSpec,
+    /// Why it cannot start (its script is gone): it is registered `errored` with this reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 fn yes() -> bool {
@@ -241,6 +261,12 @@ pub enum Response {
         /// What was wrong in `conf.json`.
         warnings: Vec<String>,
     },
+    /// `resurrect`: the processes registered (with `error` when they failed to start or were
+    /// registered `errored`), and the app names skipped because they were already managed.
+    Resurrected {
+        results: Vec<ActionResult>,
+        skipped: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -307,6 +333,52 @@ pub struct ProcInfo {
     pub monit: Monit,
     /// Why the last start failed or the process errored, for `describe`.
     pub last_error: Option<String>,
+    /// The instance's last restarts, oldest first (bounded by the daemon).
+    #[serde(default)]
+    pub restart_history: Vec<RestartRecord>,
+    /// Next `cron_restart` run, ms since the epoch, in the daemon's time zone's reckoning.
+    #[serde(default)]
+    pub cron_next: Option<i64>,
+}
+
+/// What made an instance restart (or, for `cron`, start a stopped one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestartCause {
+    /// The process exited on its own and the restart policy started it again.
+    Crash,
+    Cron,
+    Memory,
+    /// A user's `restart` (or an option patch applied by one).
+    Restart,
+    /// A user's `reload`.
+    Reload,
+    Watch,
+}
+
+impl RestartCause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestartCause::Crash => "crash",
+            RestartCause::Cron => "cron",
+            RestartCause::Memory => "memory",
+            RestartCause::Restart => "restart",
+            RestartCause::Reload => "reload",
+            RestartCause::Watch => "watch",
+        }
+    }
+}
+
+/// One restart of an instance: `describe`'s restart history, `pmr_restart_history` in jlist.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RestartRecord {
+    /// When, ms since the epoch.
+    pub at: i64,
+    pub cause: RestartCause,
+    /// The figures: `exited with code 1`, `memory 512.3 MB > 500 MB`, the cron pattern.
+    pub detail: String,
+    /// How long the process that was replaced had run, ms (0: none was running).
+    pub uptime_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]

@@ -93,9 +93,11 @@ pub struct AppSpec {
     /// Milliseconds.
     pub watch_delay: Option<u64>,
     pub watch_options: Option<serde_json::Map<String, serde_json::Value>>,
-    /// A cron pattern, already checked by the CLI. Not implemented yet.
+    /// A cron pattern, already checked by the CLI; the instance task restarts on it
+    /// (`daemon/cron.rs`).
     pub cron_restart: Option<String>,
-    /// Bytes. Not implemented yet.
+    /// Bytes: over it (the whole process tree) for the grace period, the instance is
+    /// restarted (`daemon/memory_guard.rs`).
     pub max_memory_restart: Option<u64>,
     /// Options the daemon never reads, already validated, kept only so `jlist` shows them
     /// (`time`, `env_*` blocks, PM2 options pmr accepts without effect, ...). The daemon must
@@ -230,8 +232,6 @@ impl AppSpec {
             (self.ignore_watch.is_some(), "ignore_watch"),
             (self.watch_delay.is_some(), "watch_delay"),
             (self.watch_options.is_some(), "watch_options"),
-            (self.cron_restart.is_some(), "cron_restart"),
-            (self.max_memory_restart.is_some(), "max_memory_restart"),
         ] {
             if set {
                 out.push(key);
@@ -437,9 +437,6 @@ mod tests {
         s.cron_restart = Some("0 * * * *".into());
         s.max_memory_restart = Some(1 << 20);
         s.log_rotate = Some(LogRotate::default());
-        assert_eq!(
-            s.unsupported(),
-            ["watch", "cron_restart", "max_memory_restart"]
-        );
+        assert_eq!(s.unsupported(), ["watch"]);
     }
 }

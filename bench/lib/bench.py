@@ -25,13 +25,18 @@ import f_crash
 import f_http
 import f_idle
 import f_logs
+import f_memrestart
 import f_next
+import f_persist
+import f_runtime
+import f_recover
 import f_scale
 import f_start
 
 ROOT = BENCH.parent
 WORK = BENCH / ".work"
-FIGURES = ["memory", "cli", "start", "cluster", "reload", "logs", "crash", "nextjs", "scale"]
+FIGURES = ["memory", "cli", "start", "cluster", "reload", "logs", "crash", "nextjs",
+           "memrestart", "resurrect", "runtime", "recover", "scale"]
 WRK_FIGURES = {"cluster", "reload", "nextjs"}
 FAMILIES = [  # (module, figures it measures)
     (f_idle, {"memory", "cli"}),
@@ -40,6 +45,10 @@ FAMILIES = [  # (module, figures it measures)
     (f_logs, {"logs"}),
     (f_crash, {"crash"}),
     (f_next, {"nextjs"}),
+    (f_memrestart, {"memrestart"}),
+    (f_persist, {"resurrect"}),
+    (f_runtime, {"runtime"}),
+    (f_recover, {"recover"}),
     (f_scale, {"scale"}),
 ]
 

@@ -292,3 +292,27 @@ def pmr_rpc_times(home, request, n=100):
             f.read(size)
         times.append(time.perf_counter() - t0)
     return times
+
+
+def thread_cpu_ns(pid):
+    """CPU time of each live thread of a process ({tid: ns}, from /proc/<pid>/task/*/schedstat):
+    nanoseconds, where utime+stime count 10 ms ticks."""
+    res = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except FileNotFoundError:
+        return res
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                res[tid] = int(f.read().split()[0])
+        except (FileNotFoundError, ProcessLookupError, ValueError, IndexError):
+            pass
+    return res
+
+
+def cpu_between(before, after):
+    """Seconds of CPU between two thread_cpu_ns samples: threads alive at the end, counted from
+    the first sample (or from their start). The work of a thread that ended in between is lost
+    (an idle pool thread retiring, in practice)."""
+    return sum(ns - before.get(tid, 0) for tid, ns in after.items()) / 1e9

@@ -9,10 +9,15 @@ mod logs;
 mod misc;
 mod ops;
 mod patch;
+mod persist;
+mod pm2_dump;
 mod report;
+mod runtime;
 mod serve;
 mod show;
 mod start;
+mod startup;
+mod startup_templates;
 
 use crate::client::Client;
 use crate::paths::Home;
@@ -219,7 +224,30 @@ pub enum Cmd {
     InternalServe(serve::InternalServeArgs),
     /// (internal) Run the daemon in the foreground.
     #[command(hide = true)]
-    Daemon,
+    Daemon {
+        /// Start what the dump holds once the socket is up (the boot unit of `startup`), then
+        /// tell systemd READY=1.
+        #[arg(long)]
+        resurrect: bool,
+    },
+    /// Save the process list (options, environment, instances, stopped or online) to the dump.
+    #[command(visible_alias = "dump")]
+    Save {
+        /// Save even an empty list.
+        #[arg(short = 'f', long)]
+        force: bool,
+    },
+    /// Start the processes of the dump (or of FILE: a pmr dump or PM2's dump.pm2), skipping
+    /// apps already managed.
+    Resurrect { file: Option<String> },
+    /// Empty the dump file.
+    Cleardump,
+    /// Write the boot configuration that starts the daemon with the saved apps.
+    Startup(startup::StartupArgs),
+    /// Remove the boot configuration `startup` wrote.
+    Unstartup(startup::StartupArgs),
+    /// Run apps in the foreground, for containers (PM2's pm2-runtime; also `pmr-runtime`).
+    Runtime(runtime::RuntimeArgs),
 }
 
 /// Whatever PM2's SaaS commands take (keys, machine name): accepted, unused.
@@ -261,6 +289,9 @@ pub struct StartArgs {
     /// Arguments for the script, after `--`.
     #[arg(last = true)]
     pub script_args: Vec<String>,
+    /// Run the daemon in this process, print the apps' output, stop them on Ctrl-C.
+    #[arg(long = "no-daemon")]
+    pub no_daemon: bool,
 }
 
 /// PM2's app flags. Each flag's id is the app option it sets (see `flags.rs`, which reads the
@@ -357,9 +388,14 @@ pub struct AppFlags {
 
 /// Run the CLI; the returned code is the process exit status.
 pub fn main() -> i32 {
-    let cli = Cli::parse();
-    if let Cmd::Daemon = cli.cmd {
-        return match crate::daemon::run(Home::from_env()) {
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // `pmr-runtime app.js` is `pmr runtime app.js`.
+    if args.first().is_some_and(|a0| runtime::is_runtime_name(a0)) {
+        args.insert(1, "runtime".into());
+    }
+    let cli = Cli::parse_from(args);
+    if let Cmd::Daemon { resurrect } = cli.cmd {
+        return match crate::daemon::run_with(Home::from_env(), resurrect) {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("pmr daemon: {e:#}");
@@ -434,6 +470,8 @@ fn dispatch(cli: Cli) -> Result<i32> {
             | Cmd::Link(_)
             | Cmd::Unlink(_)
             | Cmd::Plus(_)
+            | Cmd::Startup(_)
+            | Cmd::Unstartup(_)
     ) {
         if let Some(f) = crate::foreign::daemon_of(&home) {
             bail!("{}", crate::foreign::refusal(&home, &f));
@@ -487,7 +525,13 @@ fn dispatch(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Cmd::Serve(a) => serve::serve(&home, &out, a),
-        Cmd::Daemon | Cmd::InternalServe(_) => unreachable!(),
+        Cmd::Save { force } => persist::save(&home, &out, force),
+        Cmd::Resurrect { file } => persist::resurrect(&home, &out, file.as_deref()),
+        Cmd::Cleardump => persist::cleardump(&home, &out),
+        Cmd::Startup(a) => startup::startup(&out, a),
+        Cmd::Unstartup(a) => startup::unstartup(&out, a),
+        Cmd::Daemon { .. } | Cmd::InternalServe(_) => unreachable!(),
+        Cmd::Runtime(a) => runtime::runtime(&home, &out, a),
     }
 }
 

@@ -31,6 +31,7 @@ pub fn act(
     from_start: bool,
 ) -> Result<i32> {
     let mut selectors = Vec::new();
+    let mut file_apps = Vec::new();
     let mut apply = Vec::new();
     for t in &a.targets {
         if !is_ecosystem(t) {
@@ -40,7 +41,7 @@ pub fn act(
         let specs = load_specs(t, a.app.only.as_deref(), a.app.env.as_deref(), false)?;
         match action {
             Action::Restart | Action::Reload => apply.extend(specs),
-            _ => selectors.extend(specs.into_iter().map(|s| s.name)),
+            _ => file_apps.extend(specs.into_iter().map(|s| s.name)),
         }
     }
     if a.app.env.is_some() && apply.is_empty() {
@@ -66,7 +67,7 @@ pub fn act(
         };
         failed += report(out, results);
     }
-    if selectors.is_empty() {
+    if selectors.is_empty() && file_apps.is_empty() {
         return Ok(if failed > 0 { 1 } else { 0 });
     }
     let restarts = matches!(action, Action::Restart | Action::Reload);
@@ -79,10 +80,37 @@ pub fn act(
     } else {
         None
     };
-    let ids = super::resolve(client, &selectors)?;
+    let mut ids = if selectors.is_empty() {
+        Vec::new()
+    } else {
+        super::resolve(client, &selectors)?
+    };
+    // PM2 acts on the apps of a file that exist and passes over the others in silence, so
+    // `delete ecosystem.json` after `delete one-of-its-apps` still succeeds.
+    for name in &file_apps {
+        match super::resolve(client, std::slice::from_ref(name)) {
+            Ok(found) => {
+                for i in found {
+                    if !ids.contains(&i) {
+                        ids.push(i);
+                    }
+                }
+            }
+            // The daemon's answer for a selector that matches nothing (`registry.rs`).
+            Err(e) if e.to_string().ends_with(&format!("{name} not found")) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if ids.is_empty() && selectors.is_empty() {
+        return Ok(if failed > 0 { 1 } else { 0 });
+    }
+    selectors.extend(file_apps);
     let update_env = a.update_env.then(|| std::env::vars().collect());
     // PM2 treats "nothing to act on" (`stop all` on an empty list) as a failure: scripts and
-    // CI jobs test the exit status.
+    // CI jobs test the exit status. Except `reset all`, which PM2 answers with silence and 0.
+    if ids.is_empty() && action == Action::Reset {
+        return Ok(0);
+    }
     if ids.is_empty() {
         return Err(super::Warning("No process found").into());
     }
@@ -221,9 +249,9 @@ pub fn kill(home: &Home, out: &Out) -> Result<i32> {
         out.info("pmr daemon is not running");
         return Ok(0);
     };
-    let pid = std::fs::read_to_string(home.pid_file())
-        .ok()
-        .and_then(|s| s.trim().parse::<u32>().ok());
+    // Not `pmr.pid`: a daemon in another PID namespace (`pmr-runtime` in a container whose
+    // home is shared) wrote its own pid there, which may be a live process here.
+    let pid = client.peer_pid();
     call(&mut client, &Request::Kill)?;
     // The daemon answers once every app is stopped, then exits, releasing its lock last;
     // the process itself is gone a moment later, and a script may check for it right away.

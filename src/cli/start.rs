@@ -25,6 +25,9 @@ pub fn spec_from_options(raw: &Map<String, Value>, ctx: &BuildCtx) -> Result<App
 }
 
 pub fn start(home: &Home, out: &Out, a: StartArgs) -> Result<i32> {
+    if a.no_daemon {
+        return super::runtime::no_daemon(home, out, a);
+    }
     let targets = if a.targets.is_empty() {
         vec!["ecosystem.config.js".to_string()]
     } else {

@@ -198,7 +198,7 @@ static OPTIONS: &[Opt] = &[
     opt("watch_delay", &[], Kind::Duration, "0",
         "**Not supported yet**: accepted and ignored, with a warning. PM2: delay between a detected change and the restart (ms)."),
     opt("watch_options", &[], Kind::Object, "—", "**Not supported yet**: accepted and ignored, with a warning. PM2: extra watcher options (chokidar's)."),
-    opt("max_memory_restart", &[], Kind::Bytes, "—", "**Not supported yet**: accepted and ignored, with a warning. PM2: restart (reload in cluster mode) when memory exceeds this (K = 1024)."),
+    opt("max_memory_restart", &[], Kind::Bytes, "—", "Restart (graceful reload in cluster mode) when the memory of the app's whole process tree stays over this for the grace (`PMR_MEMORY_GRACE_MS`, default 1000); checked every 0.5 s (K = 1024). `0` removes it."),
     opt("autorestart", &[], Kind::Bool, "true", "Restart the app when it exits."),
     opt("autostart", &[], Kind::Bool, "true", "Start the app when it is added; false registers it as stopped."),
     opt("restart_delay", &[], Kind::Duration, "0", "Fixed delay before an automatic restart."),
@@ -218,7 +218,7 @@ static OPTIONS: &[Opt] = &[
     opt("drain_keepalive", &[], Kind::Bool, "true", "pmr: cluster workers get a small preload so that, when a reload retires them, kept-alive HTTP connections end after their next response (`Connection: close`) instead of breaking."),
     opt("catch_unhandled_rejections", &[], Kind::Bool, "true", "pmr: Node apps get a small preload that, as PM2 does, writes an unhandled promise rejection to the error log and keeps the app running; `false` leaves Node's default (the app exits)."),
     opt("listen", &[], Kind::StrList, "—", "pmr: addresses the daemon listens on for a non-Node app (`127.0.0.1:8000`, `[::]:80`, `/run/app.sock`), passed systemd-style (`LISTEN_FDS`, fds from 3), so `-i N`, reload and scale share them."),
-    opt("cron_restart", &["cron"], Kind::Cron, "—", "**Not supported yet**: accepted and ignored, with a warning. PM2: restart on this cron schedule (seconds field allowed). An invalid pattern is an error."),
+    opt("cron_restart", &["cron"], Kind::Cron, "—", "Restart on this cron schedule: 5 fields, or 6 with seconds first (no year), in the daemon's local time (`TZ` honoured); a stopped or errored app is started, as PM2 does. `describe` shows the next run. An invalid pattern is an error; `0` removes it."),
     opt("merge_logs", &["combine_logs"], Kind::Bool, "true in fork mode without `instances`, else false",
         "One log file for all instances instead of one per instance (`-<id>` suffix)."),
     opt("out_file", &["out", "output", "out_log"], Kind::Str, "`<home>/logs/<name>-out.log`",
@@ -615,7 +615,7 @@ fn normalize_value(kind: Kind, key: &str, v: &Value, unknown: &mut Vec<String>) 
         },
         Kind::Cron => match v {
             Value::String(s) if s.trim().is_empty() || s.trim() == "0" => Ok(None),
-            Value::String(s) => match s.trim().parse::<croner::Cron>() {
+            Value::String(s) => match crate::cron::parse(s) {
                 Ok(_) => Ok(Some(v.clone())),
                 Err(e) => Err(format!("{k} is not a valid cron expression; got {}: {e}", show(v))),
             },

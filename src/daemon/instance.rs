@@ -26,10 +26,11 @@ mod terminate;
 
 pub use control::{channel, Ctl, CtlReceiver, CtlSender, Reply, Update};
 
+use super::history::{History, Why};
 use super::logs::Sinks;
 use super::node_ipc::{IpcEvent, IpcHandle};
 use super::policy::{self, Counters, ExitDecision};
-use crate::protocol::Status;
+use crate::protocol::{RestartCause, Status};
 use crate::spec::AppSpec;
 use launch::write_pid_file;
 use nix::sys::signal::{kill, Signal};
@@ -39,6 +40,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+pub use terminate::sigkills;
 use terminate::terminate;
 use tokio::process::Child;
 use tokio::sync::mpsc;
@@ -58,6 +60,8 @@ pub struct Ctx {
     pub notify: Arc<super::notify::Notify>,
     /// `$NOTIFY_SOCKET`, offered to every app.
     pub notify_path: Option<String>,
+    /// The table on disk (`table_file.rs`): told of every change, knows every live child.
+    pub table: Arc<super::table_file::TableWriter>,
 }
 
 #[derive(Debug, Clone)]
@@ -83,6 +87,41 @@ pub struct Shared {
     pub last_error: Option<String>,
     pub env: BTreeMap<String, String>,
     pub paths: Paths,
+    pub history: History,
+    /// Daemon-wide order in which instances last became `stopped` or `errored` (0: never):
+    /// `pmr-runtime` exits with the code of the app that ended last.
+    pub ended: u64,
+    /// Between the stop and the start of a restart (what the table on disk records as wanted).
+    pub restarting: bool,
+    /// Being deleted or retired (scale down): no longer in the table on disk, though its
+    /// process is until it has exited.
+    pub leaving: bool,
+}
+
+/// Source of `Shared::ended`.
+static ENDED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn is_over(s: Status) -> bool {
+    matches!(s, Status::Stopped | Status::Errored)
+}
+
+impl Shared {
+    /// What the table on disk holds of this instance, cheaply: the spec by its address (a
+    /// change replaces the `Arc`; `apply` touches the table itself for in-place env merges).
+    #[allow(clippy::type_complexity)]
+    fn fingerprint(&self) -> (Status, u32, u32, u32, *const AppSpec, bool, i64, bool, bool) {
+        (
+            self.status,
+            self.restart_time,
+            self.counters.unstable_restarts,
+            self.pid,
+            Arc::as_ptr(&self.spec),
+            self.last_error.is_some(),
+            self.created_at,
+            self.restarting,
+            self.leaving,
+        )
+    }
 }
 
 pub fn now_ms() -> i64 {
@@ -102,6 +141,8 @@ struct Running {
     waiters: Vec<Reply>,
     /// Why the last `listen()` failed (EADDRINUSE...), for `describe` when it dies of it.
     listen_error: Option<String>,
+    /// In the table on disk until this process is dropped (after it was reaped).
+    _tracked: Option<super::table_file::Tracked>,
     /// Released when this process is dropped (after it exited).
     _membership: Option<super::cluster::Membership>,
     _notify: Option<super::notify::Registration>,
@@ -130,8 +171,23 @@ pub struct Instance {
 }
 
 impl Instance {
+    /// Every change of the state goes through here: one that the table on disk records
+    /// (seen by comparing a cheap fingerprint) tells the table's writer.
     fn with<R>(&self, f: impl FnOnce(&mut Shared) -> R) -> R {
-        f(&mut self.shared.lock().unwrap())
+        let (r, changed) = {
+            let mut s = self.shared.lock().unwrap();
+            let before = s.fingerprint();
+            let was_over = is_over(s.status);
+            let r = f(&mut s);
+            if !was_over && is_over(s.status) {
+                s.ended = ENDED.fetch_add(1, Ordering::SeqCst) + 1;
+            }
+            (r, s.fingerprint() != before)
+        };
+        if changed {
+            self.ctx.table.touch();
+        }
+        r
     }
 
     fn label(&self) -> String {
@@ -145,26 +201,36 @@ impl Instance {
 
     pub async fn run(self, mut rx: CtlReceiver) {
         let mut phase = Phase::Idle;
+        let mut cron = super::cron::Timer::default();
         loop {
+            let pattern = self.with(|s| s.spec.cron_restart.clone());
+            let cron_due = cron.due(pattern.as_deref());
             phase = match phase {
                 Phase::Deleted => break,
-                Phase::Idle => match rx.recv().await {
-                    None => break,
-                    Some(ctl) => self.on_ctl_idle(ctl).await,
+                Phase::Idle => tokio::select! {
+                    _ = cron_due => self.on_cron(None).await,
+                    ctl = rx.recv() => match ctl {
+                        None => break,
+                        Some(ctl) => self.on_ctl_idle(ctl).await,
+                    },
                 },
                 Phase::Waiting(at) => tokio::select! {
                     _ = tokio::time::sleep_until(at) => self.relaunch(None).await,
+                    _ = cron_due => self.on_cron(None).await,
                     ctl = rx.recv() => match ctl {
                         None => break,
-                        Some(ctl) => self.on_ctl_waiting(ctl).await,
+                        Some(ctl) => self.on_ctl_waiting(ctl, at).await,
                     },
                 },
                 Phase::Running(mut r) => tokio::select! {
                     status = r.child.wait() => self.on_exit(*r, status).await,
+                    _ = cron_due => self.on_cron(Some(r)).await,
                     Some(ev) = recv_opt(&mut r.ipc_rx) => match self.on_ipc(&mut r, ev) {
                         IpcOutcome::Nothing => Phase::Running(r),
                         IpcOutcome::Restart => {
-                            self.stop_running(*r).await;
+                            let why = Why::new(RestartCause::Crash, "broke the cluster protocol");
+                            self.record(why, &r);
+                            self.stop_for_restart(*r).await;
                             self.relaunch(None).await
                         }
                     },
@@ -191,6 +257,7 @@ impl Instance {
                 self.reset_for_manual_start();
                 self.launch(Some(reply)).await
             }
+            Ctl::Resume(reply) => self.launch(Some(reply)).await,
             Ctl::Restart { update, reply } | Ctl::Reload { update, reply } => {
                 self.apply(update);
                 self.reset_for_manual_start();
@@ -214,11 +281,20 @@ impl Instance {
                 let _ = reply.send(Ok(()));
                 Phase::Idle
             }
+            Ctl::Auto(_, reply) => {
+                // Memory is over the limit only while it runs: never start a stopped app.
+                let _ = reply.send(Err("process is not running".into()));
+                Phase::Idle
+            }
         }
     }
 
-    async fn on_ctl_waiting(&self, ctl: Ctl) -> Phase {
+    async fn on_ctl_waiting(&self, ctl: Ctl, at: Instant) -> Phase {
         match ctl {
+            Ctl::Auto(_, reply) => {
+                let _ = reply.send(Err("process is not running".into()));
+                Phase::Waiting(at)
+            }
             Ctl::Stop(reply) => {
                 self.with(|s| s.status = Status::Stopped);
                 let _ = reply.send(Ok(()));
@@ -236,7 +312,7 @@ impl Instance {
 
     async fn on_ctl_running(&self, mut r: Box<Running>, ctl: Ctl, rx: &mut CtlReceiver) -> Phase {
         match ctl {
-            Ctl::Start(reply) => {
+            Ctl::Start(reply) | Ctl::Resume(reply) => {
                 if r.ready_deadline.is_some() {
                     r.waiters.push(reply);
                 } else {
@@ -250,32 +326,27 @@ impl Instance {
                 Phase::Idle
             }
             Ctl::Restart { update, reply } => {
-                self.stop_running(*r).await;
+                self.record(Why::new(RestartCause::Restart, ""), &r);
+                self.stop_for_restart(*r).await;
                 self.apply(update);
                 self.reset_for_manual_start();
                 self.relaunch(Some(reply)).await
             }
             Ctl::Reload { update, reply } => {
                 self.apply(update);
-                let seamless = self.with(|s| {
-                    s.spec.exec_mode == crate::spec::ExecMode::Cluster || !s.spec.listen.is_empty()
-                });
-                if seamless && r.ready_deadline.is_none() {
-                    self.reload(r, reply, rx).await
-                } else {
-                    // Fork mode (or not up yet): a restart, as in PM2.
-                    self.stop_running(*r).await;
-                    self.reset_for_manual_start();
-                    self.relaunch(Some(reply)).await
-                }
+                let why = Why::new(RestartCause::Reload, "");
+                self.reload_or_restart(r, why, reply, rx).await
             }
+            Ctl::Auto(why, reply) => self.reload_or_restart(r, why, reply, rx).await,
             Ctl::Delete(reply) => {
+                self.with(|s| s.leaving = true);
                 self.stop_running(*r).await;
                 let _ = reply.send(Ok(()));
                 Phase::Deleted
             }
             Ctl::Retire(reply) => {
                 let spec = self.with(|s| {
+                    s.leaving = true;
                     s.status = Status::Stopping;
                     s.spec.clone()
                 });
@@ -304,6 +375,67 @@ impl Instance {
         }
     }
 
+    /// Cluster mode (or `listen` sockets): a zero-downtime reload; otherwise (or not up
+    /// yet) a restart, as in PM2.
+    async fn reload_or_restart(
+        &self,
+        r: Box<Running>,
+        why: Why,
+        reply: Reply,
+        rx: &mut CtlReceiver,
+    ) -> Phase {
+        let seamless = self.with(|s| {
+            s.spec.exec_mode == crate::spec::ExecMode::Cluster || !s.spec.listen.is_empty()
+        });
+        if seamless && r.ready_deadline.is_none() {
+            self.reload(r, why, reply, rx).await
+        } else {
+            self.record(why, &r);
+            self.stop_for_restart(*r).await;
+            self.reset_for_manual_start();
+            self.relaunch(Some(reply)).await
+        }
+    }
+
+    /// `cron_restart` is due: restart what runs, start what does not (as PM2 does: its cron
+    /// job calls `restartProcessId`, which starts a stopped or errored process).
+    async fn on_cron(&self, r: Option<Box<Running>>) -> Phase {
+        if self.ctx.shutting_down.load(Ordering::SeqCst) {
+            // `kill` is stopping everything: nothing starts again.
+            return r.map_or(Phase::Idle, Phase::Running);
+        }
+        let pattern = self.with(|s| s.spec.cron_restart.clone().unwrap_or_default());
+        let why = Why::new(RestartCause::Cron, pattern);
+        match r {
+            Some(r) => {
+                self.record(why, &r);
+                self.stop_for_restart(*r).await;
+                self.reset_for_manual_start();
+                self.relaunch(None).await
+            }
+            None => {
+                tracing::info!(
+                    "App {} started by cron_restart ({})",
+                    self.label(),
+                    why.detail
+                );
+                self.with(|s| s.history.push(now_ms(), why, 0));
+                self.reset_for_manual_start();
+                self.launch(None).await
+            }
+        }
+    }
+
+    /// Note a restart of the process `r` in the history and the daemon log.
+    fn record(&self, why: Why, r: &Running) {
+        self.record_uptime(why, r.started.elapsed().as_millis() as u64);
+    }
+
+    fn record_uptime(&self, why: Why, uptime_ms: u64) {
+        tracing::info!("App {} restart: {why}", self.label());
+        self.with(|s| s.history.push(now_ms(), why, uptime_ms));
+    }
+
     fn apply(&self, update: Update) {
         self.with(|s| {
             if let Some(spec) = update.spec {
@@ -313,6 +445,7 @@ impl Instance {
                 Arc::make_mut(&mut s.spec).env.extend(env);
             }
         });
+        self.ctx.table.touch();
     }
 
     /// A manual start or restart forgets earlier crashes (as PM2's restart does).
@@ -333,9 +466,10 @@ impl Instance {
 
     /// Spawn the child. `reply` is answered when it is online, or with the reason it failed.
     async fn launch(&self, reply: Option<Reply>) -> Phase {
+        // `exit_code` stays: PM2 shows the last run's exit code until the next exit.
         self.with(|s| {
             s.status = Status::Launching;
-            s.exit_code = None;
+            s.restarting = false;
         });
         let mut r = match self.spawn_child().await {
             Ok(r) => r,
@@ -365,7 +499,13 @@ impl Instance {
     /// answered when the old one is gone. If the new one dies before it is ready, it is
     /// dropped and the old one keeps serving. A stop (delete, scale down) sent meanwhile
     /// aborts the reload; other control messages wait until the swap is done.
-    async fn reload(&self, mut old: Box<Running>, reply: Reply, rx: &mut CtlReceiver) -> Phase {
+    async fn reload(
+        &self,
+        mut old: Box<Running>,
+        why: Why,
+        reply: Reply,
+        rx: &mut CtlReceiver,
+    ) -> Phase {
         let mut new = match self.spawn_child().await {
             Ok(n) => n,
             Err(e) => {
@@ -407,6 +547,7 @@ impl Instance {
             }
         }
         new.ready_deadline = None;
+        self.record(why, &old);
         let (pid, pid_path, spec) = self.with(|s| {
             s.pid = new.pid;
             s.pm_uptime = now_ms();
@@ -442,6 +583,9 @@ impl Instance {
         ctl: Ctl,
     ) -> Phase {
         tracing::info!("App {}: reload aborted by a {}", self.label(), ctl.name());
+        if matches!(ctl, Ctl::Delete(_) | Ctl::Retire(_)) {
+            self.with(|s| s.leaving = true);
+        }
         let (spec, label) = (self.with(|s| s.spec.clone()), self.label());
         let old_gone = async {
             if !old_exited {
@@ -569,13 +713,24 @@ impl Instance {
                 tracing::error!("App {} errored: {msg}", self.label());
                 Phase::Idle
             }
-            ExitDecision::Restart { delay_ms: 0 } => self.relaunch(None).await,
+            ExitDecision::Restart { delay_ms: 0 } => {
+                self.record_uptime(Why::new(RestartCause::Crash, reason), run_ms);
+                self.relaunch(None).await
+            }
             ExitDecision::Restart { delay_ms } => {
+                self.record_uptime(Why::new(RestartCause::Crash, reason), run_ms);
                 tracing::info!("App {} will restart in {delay_ms}ms", self.label());
                 self.with(|s| s.status = Status::WaitingRestart);
                 Phase::Waiting(Instant::now() + Duration::from_millis(delay_ms))
             }
         }
+    }
+
+    /// The stop half of a restart: a daemon that dies before the start half leaves the
+    /// instance in its table as wanted online, not stopped.
+    async fn stop_for_restart(&self, r: Running) {
+        self.with(|s| s.restarting = true);
+        self.stop_running(r).await;
     }
 
     /// Stop the running child (see [`terminate`]) and record it as stopped.

@@ -2,22 +2,32 @@
 //! `rpc.sock`, and never runs user configuration.
 
 pub mod alloc;
+pub mod boot;
 pub mod cluster;
+pub mod cron;
 pub mod drain;
+pub mod foreground;
+pub mod history;
 pub mod instance;
+mod leftovers;
 pub mod logs;
+pub mod memory_guard;
 pub mod metrics;
 pub mod node_ipc;
 pub mod notify;
 pub mod policy;
+pub mod reaper;
+mod recover;
 pub mod registry;
 pub mod rejections;
 mod requests;
 pub mod scan;
+pub mod sd_notify;
 mod server;
 pub mod spawn;
 mod state;
 pub mod stdin;
+pub mod table_file;
 
 use crate::paths::Home;
 use anyhow::{Context, Result};
@@ -25,6 +35,30 @@ use anyhow::{Context, Result};
 /// Entry point of `pmr daemon` (started detached by the CLI, stdio on `pmr.log`, or `pm2.log`
 /// and PM2's home as `pm2`).
 pub fn run(home: Home) -> Result<()> {
+    run_with(home, false)
+}
+
+/// `run`; `resurrect`: start what the dump holds once serving (`pmr daemon --resurrect`, the
+/// boot unit's command), and tell systemd `READY=1` only after that.
+pub fn run_with(home: Home, resurrect: bool) -> Result<()> {
+    // Another daemon owns this home (two CLIs raced to start one): let it serve.
+    let Some(lock) = prepare(&home, tracing::Level::INFO)? else {
+        return Ok(());
+    };
+    sd_notify::init();
+    let rt = runtime()?;
+    let res = rt
+        .block_on(server::serve(home.clone(), resurrect, None))
+        .map(|_| ());
+    finish(&home, rt, lock);
+    res
+}
+
+type HomeLock = nix::fcntl::Flock<std::fs::File>;
+
+/// Take the home's lock (`None`: another daemon has it), check the knobs, create the home's
+/// directories and set up the daemon's log. Shared by `run` and `foreground::run`.
+fn prepare(home: &Home, level: tracing::Level) -> Result<Option<HomeLock>> {
     alloc::tune();
     std::fs::create_dir_all(&home.root)
         .with_context(|| format!("cannot create {}", home.root.display()))?;
@@ -37,14 +71,13 @@ pub fn run(home: Home) -> Result<()> {
         .with_context(|| format!("cannot open {}", home.lock_file().display()))?;
     let lock = match nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock) {
         Ok(l) => l,
-        // Another daemon owns this home (two CLIs raced to start one): let it serve.
-        Err((_, nix::errno::Errno::EWOULDBLOCK)) => return Ok(()),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => return Ok(None),
         Err((_, e)) => return Err(e).context("cannot lock the daemon lock file"),
     };
     // The CLI checked both before starting us; a daemon started another way checks here.
     let knobs = crate::knobs::check_env().map_err(|e| anyhow::anyhow!("{e}"))?;
-    if let Some(f) = crate::foreign::daemon_of(&home) {
-        anyhow::bail!("{}", crate::foreign::refusal(&home, &f));
+    if let Some(f) = crate::foreign::daemon_of(home) {
+        anyhow::bail!("{}", crate::foreign::refusal(home, &f));
     }
     crate::knobs::init(knobs);
     for dir in [home.pid_file(), home.daemon_log(), home.socket()]
@@ -55,18 +88,24 @@ pub fn run(home: Home) -> Result<()> {
     }
     logs::daemon_log::init(home.daemon_log());
     tracing_subscriber::fmt()
+        .with_max_level(level)
         .with_writer(logs::daemon_log::DaemonLog)
         .with_ansi(false)
         .with_target(false)
         .init();
+    Ok(Some(lock))
+}
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(8)
         .thread_stack_size(256 * 1024)
         .enable_all()
-        .build()?;
-    let res = rt.block_on(server::serve(home.clone()));
+        .build()?)
+}
+
+fn finish(home: &Home, rt: tokio::runtime::Runtime, lock: HomeLock) {
     let _ = std::fs::remove_file(home.socket());
     let _ = std::fs::remove_file(home.pid_file());
     tracing::info!("daemon exited");
@@ -74,5 +113,4 @@ pub fn run(home: Home) -> Result<()> {
     rt.shutdown_timeout(std::time::Duration::from_millis(200));
     // Released last: `pmr kill` waits for this lock to know the daemon is gone.
     drop(lock);
-    res
 }

@@ -65,6 +65,26 @@ impl Registry {
         Ok(slots)
     }
 
+    /// Reserve exactly `slot` for an instance of `name` (a dump's id and instance number), if
+    /// neither is taken; `false` otherwise (the caller then takes any free slot).
+    pub fn reserve_at(&mut self, name: &str, slot: Slot) -> bool {
+        let id_taken = self.entries.contains_key(&slot.id) || self.pending.contains_key(&slot.id);
+        let instance_taken = self.entries.values().any(|e| {
+            let s = e.shared.lock().unwrap();
+            s.spec.name == name && s.instance == slot.instance
+        }) || self
+            .pending
+            .values()
+            .any(|(n, i)| n == name && *i == slot.instance);
+        if id_taken || instance_taken || slot.id == u32::MAX {
+            return false;
+        }
+        self.next_id = self.next_id.max(slot.id + 1);
+        self.pending
+            .insert(slot.id, (name.to_string(), slot.instance));
+        true
+    }
+
     /// Give back reserved slots that will not be filled.
     pub fn release(&mut self, slots: &[Slot]) {
         for s in slots {
@@ -77,6 +97,13 @@ impl Registry {
     pub fn insert(&mut self, id: u32, entry: Entry) {
         self.pending.remove(&id);
         self.entries.insert(id, entry);
+    }
+
+    /// Put back an instance of the table a dead daemon left, under its old id; new ids come
+    /// after the highest one.
+    pub fn restore(&mut self, id: u32, entry: Entry) {
+        self.entries.insert(id, entry);
+        self.next_id = self.next_id.max(id.saturating_add(1));
     }
 
     /// As PM2: ids start again from 0 once the table is empty.
@@ -215,6 +242,21 @@ fn free_instance_numbers(used: &[u32], count: usize) -> Vec<u32> {
 mod tests {
     use super::{free_instance_numbers, script_path, Registry, Slot};
     use std::path::Path;
+
+    #[test]
+    fn a_dump_slot_is_reserved_exactly_once_and_later_ids_follow_it() {
+        let mut reg = Registry::default();
+        let s = Slot { id: 5, instance: 1 };
+        assert!(reg.reserve_at("web", s));
+        assert!(!reg.reserve_at("api", s), "id taken");
+        assert!(
+            !reg.reserve_at("web", Slot { id: 6, instance: 1 }),
+            "instance taken"
+        );
+        assert!(reg.reserve_at("web", Slot { id: 2, instance: 0 }));
+        let next = reg.reserve("api", 1, 10).unwrap();
+        assert_eq!(next, vec![Slot { id: 6, instance: 0 }]);
+    }
 
     #[test]
     fn script_paths_resolve_as_nodes_path_resolve() {

@@ -11,7 +11,21 @@ use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{UnixListener, UnixStream};
 
-pub async fn serve(home: Home) -> Result<()> {
+/// Why the server stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// `pmr kill`, or `Daemon::exit` notified (the foreground runner's auto-exit).
+    Requested,
+    /// SIGTERM or SIGINT; `sigkilled`: some app did not stop within its `kill_timeout`.
+    Signal { sigkilled: bool },
+}
+
+/// Called once the daemon's state exists, before the first client is accepted (the
+/// foreground runner subscribes to the output and starts its apps from here).
+pub type Hook = Box<dyn FnOnce(Arc<Daemon>) + Send>;
+
+/// `resurrect`: start what the dump holds once serving (`pmr daemon --resurrect`).
+pub async fn serve(home: Home, resurrect: bool, hook: Option<Hook>) -> Result<Stop> {
     let sock = home.socket();
     // We hold the lock, so any socket file here is stale.
     let _ = std::fs::remove_file(&sock);
@@ -33,7 +47,11 @@ pub async fn serve(home: Home) -> Result<()> {
         crate::personality::current().arg0(),
         crate::knobs::get().describe()
     );
+    // Off the runtime's threads: a plain blocking read (and the rename of a bad file).
+    let table_path = super::table_file::path(&home);
+    let table = tokio::task::spawn_blocking(move || super::table_file::load(&table_path)).await?;
     let d = Arc::new(Daemon::new(home));
+    super::memory_guard::spawn(d.clone());
     tokio::spawn(super::alloc::reclaimer());
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -42,6 +60,15 @@ pub async fn serve(home: Home) -> Result<()> {
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     // SIGUSR2 reopens the log files, as `pmr reloadLogs` (for the system's logrotate).
     let mut usr2 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined2())?;
+    // After the signal handlers (a SIGTERM meanwhile is handled once it is done). Clients that
+    // connect meanwhile wait in the backlog: their first answer shows the restored apps.
+    super::recover::restore(&d, table).await;
+    // After the restored apps: `resurrect` skips the names they have.
+    super::boot::start(&d, resurrect);
+    // After the handlers: a SIGTERM from now on stops the apps the hook starts.
+    if let Some(hook) = hook {
+        hook(d.clone());
+    }
     let my_uid = nix::unistd::getuid().as_raw();
     loop {
         tokio::select! {
@@ -66,9 +93,9 @@ pub async fn serve(home: Home) -> Result<()> {
                 }
                 tokio::spawn(client(d.clone(), stream));
             }
-            _ = d.exit.notified() => break,
-            _ = term.recv() => { kill::shutdown(&d).await; break; }
-            _ = int.recv() => { kill::shutdown(&d).await; break; }
+            _ = d.exit.notified() => return Ok(Stop::Requested),
+            _ = term.recv() => return Ok(on_signal(&d).await),
+            _ = int.recv() => return Ok(on_signal(&d).await),
             _ = hup.recv() => {}
             _ = usr2.recv() => {
                 let sinks = d.ctx.sinks.clone();
@@ -79,7 +106,15 @@ pub async fn serve(home: Home) -> Result<()> {
             }
         }
     }
-    Ok(())
+}
+
+/// SIGTERM/SIGINT: stop every app, and say whether one had to be SIGKILLed.
+async fn on_signal(d: &Arc<Daemon>) -> Stop {
+    let before = super::instance::sigkills();
+    kill::shutdown(d).await;
+    Stop::Signal {
+        sigkilled: super::instance::sigkills() != before,
+    }
 }
 
 async fn client(d: Arc<Daemon>, mut stream: UnixStream) {
@@ -178,6 +213,7 @@ async fn handle(d: &Arc<Daemon>, req: Request) -> Response {
         Request::Kill => kill::kill(d).await,
         Request::Flush { ids } => logs::flush(d, ids).await,
         Request::ReloadLogs => logs::reload(d).await,
+        Request::Resurrect { procs } => super::requests::resurrect::resurrect(d, procs).await,
         // Handled in `client` (the connection becomes a stream).
         Request::Subscribe { .. } => Response::Error {
             message: "unexpected subscribe".into(),

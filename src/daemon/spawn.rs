@@ -155,6 +155,10 @@ pub fn spawn(
         }
     }
     let child = cmd.spawn()?;
+    // Before anything can wait: the zombie reaper must never take this child's exit status.
+    if let Some(pid) = child.id() {
+        super::reaper::track(pid);
+    }
     // Our copy of the child's end must go, or we would never see EOF when the child exits.
     drop(child_end);
     Ok(Spawned { child, ipc })

@@ -3,7 +3,7 @@
 
 use super::instance::Ctx;
 use super::registry::Registry;
-use super::{drain, logs, metrics, notify};
+use super::{drain, logs, metrics, notify, table_file};
 use crate::paths::Home;
 use std::sync::{Arc, Mutex};
 
@@ -20,6 +20,7 @@ impl Daemon {
     /// Start the daemon-wide services (log sinks, `$NOTIFY_SOCKET`, the drain preload).
     pub fn new(home: Home) -> Daemon {
         let sinks = Arc::new(logs::Sinks::new(&home));
+        let table = Arc::new(table_file::TableWriter::new(table_file::path(&home)));
         let notifier = Arc::new(notify::Notify::default());
         let notify_sock = home.root.join("notify.sock");
         // sd_notify paths must fit a sockaddr_un; apps simply get no NOTIFY_SOCKET otherwise.
@@ -48,6 +49,7 @@ impl Daemon {
                 next_worker: std::sync::atomic::AtomicU64::new(1),
                 notify: notifier,
                 notify_path,
+                table,
             }),
             registry: Mutex::new(Registry::default()),
             sampler: Default::default(),

@@ -61,13 +61,11 @@ pub fn describe_at(p: &ProcInfo, color: bool, now: i64) -> String {
         rows.insert(6, ("entire log path", Cell::plain(l)));
     }
     if let Some(c) = &s.cron_restart {
-        rows.insert(5, ("cron restart", Cell::plain(format!("{c}{NOT_YET}"))));
+        let cell = super::history::cron_cell(c, p.cron_next);
+        rows.insert(5, ("cron restart", Cell::plain(cell)));
     }
     if let Some(m) = s.max_memory_restart.filter(|&m| m > 0) {
-        rows.insert(
-            5,
-            ("max memory restart", Cell::plain(format!("{m}{NOT_YET}"))),
-        );
+        rows.insert(5, ("max memory restart", Cell::plain(m.to_string())));
     }
     if let Some(c) = p.exit_code {
         rows.push(("exit code", Cell::plain(c.to_string())));
@@ -98,6 +96,7 @@ pub fn describe_at(p: &ProcInfo, color: bool, now: i64) -> String {
     out.push('\n');
     out += &render_box(&[key_w, val_w], None, &body, color);
     out.push('\n');
+    out += &super::history::section(p, color);
     for hint in [
         format!(" Use `pmr logs {} [--lines 1000]` to display logs", s.name),
         format!(
@@ -207,8 +206,10 @@ mod tests {
             ["created at", "exit code", "last error"]
         );
         // Accepted but not acted on: said so, never shown as on.
-        assert!(out.contains("│ 104857600 (not supported yet) "));
-        assert!(out.contains("│ 0 * * * * (not supported yet) "));
+        assert!(out.contains("│ 104857600 "));
+        assert!(!out.contains("104857600 (not supported yet)"));
+        assert!(out.contains("│ 0 * * * * "));
+        assert!(!out.contains("0 * * * * (not supported yet)"));
         assert!(out.contains("│ ✘ (not supported yet) "));
         assert!(!out.contains('✔'));
         assert!(out.contains("│ --a 1 "));

@@ -152,6 +152,8 @@ pub fn jlist_value(p: &ProcInfo, home: &str) -> Value {
         put(&mut e, "prev_restart_delay", json!(p.prev_restart_delay));
     }
     put(&mut e, "version", json!(app_version(&s.script)));
+    // pmr's own key (PM2's tools ignore keys they do not know): why each restart happened.
+    put(&mut e, "pmr_restart_history", json!(p.restart_history));
 
     let (memory, cpu) = live_monit(p);
     let mut el = Map::new();
@@ -277,6 +279,7 @@ mod tests {
         assert_eq!(env["NODE_APP_INSTANCE"], 0);
         assert_eq!(env["kill_retry_time"], 100);
         assert_eq!(env["version"], "N/A");
+        assert_eq!(env["pmr_restart_history"], json!([]));
         assert_eq!(env["env"]["PORT"], "3000");
         assert_eq!(env["env"]["PMR_HOME"], "/h/.pmr");
         // Injected per-instance variables are typed top-level keys, not strings in `env`.

@@ -5,6 +5,7 @@
 pub mod axm;
 pub mod describe;
 pub mod env;
+pub mod history;
 pub mod jlist;
 pub mod prettylist;
 pub mod table;

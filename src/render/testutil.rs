@@ -46,6 +46,8 @@ pub fn proc_info(pm_id: u32, name: &str, status: Status) -> ProcInfo {
             cpu: 0.3,
         },
         last_error: None,
+        restart_history: Vec::new(),
+        cron_next: None,
         spec,
     }
 }

@@ -81,13 +81,12 @@ fn run(dir: &Path, program: &str, args: &[&str]) {
     );
 }
 
-fn install(name: &str) -> PathBuf {
-    let src = sources(name);
+fn install(name: &str, src: &Path) -> PathBuf {
     let mut list = Vec::new();
-    files(&src, Path::new(""), &mut list);
+    files(src, Path::new(""), &mut list);
     let root = cache_root();
     std::fs::create_dir_all(&root).unwrap();
-    let dir = root.join(format!("{name}-{}", hash(&src, &list)));
+    let dir = root.join(format!("{name}-{}", hash(src, &list)));
     let ready = dir.join(".pmr-ready");
     if ready.exists() {
         return dir;
@@ -122,12 +121,18 @@ fn install(name: &str) -> PathBuf {
 
 /// The installed (and built) copy of `tests/apps/<name>`.
 pub fn app(name: &str) -> PathBuf {
+    installed(name, &sources(name))
+}
+
+/// The installed copy of the npm project in `src` (a package.json and its package-lock.json),
+/// cached as `<name>-<hash>`: how the PM2 harness gets its pinned PM2.
+pub fn installed(name: &str, src: &Path) -> PathBuf {
     static APPS: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
     let mut apps = APPS
         .get_or_init(Default::default)
         .lock()
         .unwrap_or_else(|e| e.into_inner());
     apps.entry(name.to_string())
-        .or_insert_with(|| install(name))
+        .or_insert_with(|| install(name, src))
         .clone()
 }

@@ -280,11 +280,7 @@ fn options_not_supported_yet_warn_per_app_and_key_and_never_show_as_on() {
         .collect();
     assert_eq!(
         warnings,
-        [
-            r#"[PMR][WARN] app "w": watch is not supported yet: accepted and ignored"#,
-            r#"[PMR][WARN] app "w": cron_restart is not supported yet: accepted and ignored"#,
-            r#"[PMR][WARN] app "w": max_memory_restart is not supported yet: accepted and ignored"#,
-        ],
+        [r#"[PMR][WARN] app "w": watch is not supported yet: accepted and ignored"#,],
         "{}",
         r.stderr
     );
@@ -307,8 +303,9 @@ fn options_not_supported_yet_warn_per_app_and_key_and_never_show_as_on() {
             .unwrap_or_else(|| panic!("no {key} row in\n{d}"))
     };
     assert_eq!(row("watch & reload"), "✘ (not supported yet)");
-    assert_eq!(row("cron restart"), "0 3 * * * (not supported yet)");
-    assert_eq!(row("max memory restart"), "209715200 (not supported yet)");
+    // These two act (tests/it/auto.rs): no warning, and the next cron run is shown.
+    assert!(row("cron restart").starts_with("0 3 * * * (next "), "{d}");
+    assert_eq!(row("max memory restart"), "209715200");
     assert!(!d.contains('✔'), "{d}");
 
     // The command-line flag warns the same way.

@@ -628,3 +628,109 @@ fn an_apps_log_rotate_block_overrides_the_global_settings() {
     let expected: Vec<u64> = (1..=*n.last().unwrap()).collect();
     assert_eq!(n, expected);
 }
+
+/// The daemon's threads.
+fn threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .count()
+}
+
+#[test]
+fn fifty_apps_share_a_few_writer_threads_and_keep_their_lines_in_order() {
+    let pmr = Pmr::new();
+    const APPS: usize = 50;
+    const N: usize = 2000;
+    let eco = pmr.dir.join("ecosystem.json");
+    let apps: Vec<Value> = (0..APPS)
+        .map(|i| {
+            serde_json::json!({"name": format!("n{i}"), "script": fixture("numbered.sh"),
+                               "env": {"TAG": format!("n{i}"), "LINES": N.to_string()}})
+        })
+        .collect();
+    std::fs::write(&eco, serde_json::json!({ "apps": apps }).to_string()).unwrap();
+    pmr.run(&["start", eco.to_str().unwrap()]).ok();
+    let daemon = pmr.daemon_pid().unwrap();
+    let last = |i: usize| format!("n{i} {}", N - 1);
+    wait_until("every app's last line", || {
+        (0..APPS).all(|i| {
+            pmr.log_of(&format!("n{i}-out.log"))
+                .lines()
+                .last()
+                .is_some_and(|l| l == last(i))
+        })
+    });
+    // 100 open log files (out and err of each app): a thread per file would make 100 more.
+    let n = threads(daemon);
+    assert!(n <= 16, "the daemon has {n} threads");
+    for i in 0..APPS {
+        let text = pmr.log_of(&format!("n{i}-out.log"));
+        let expected: String = (0..N).map(|k| format!("n{i} {k}\n")).collect();
+        assert!(
+            text == expected,
+            "n{i}-out.log is not its {N} lines in order"
+        );
+    }
+}
+
+/// The capacity of the pipe on `fd` of process `pid`.
+fn pipe_size(pid: u32, fd: u32) -> i32 {
+    let f = std::fs::File::open(format!("/proc/{pid}/fd/{fd}")).unwrap();
+    // SAFETY: F_GETPIPE_SZ on a pipe fd we own; reads nothing.
+    unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&f), libc::F_GETPIPE_SZ) }
+}
+
+#[test]
+fn console_log_per_line_burst_keeps_every_line_whole_and_in_order() {
+    let pmr = Pmr::new();
+    const N: usize = 100_000;
+    pmr.run_env(
+        &["start", &fixture("console_lines.js"), "--name", "lines"],
+        &[("LINES", &N.to_string())],
+    )
+    .ok();
+    let last = format!("{:08}", N - 1);
+    wait_until("the last line", || {
+        pmr.log_of("lines-out.log")
+            .lines()
+            .last()
+            .is_some_and(|l| l.starts_with(&last))
+    });
+    check_burst(&burst_lines(&pmr, "lines-out.log"), 0, N);
+    // The stream was busy: its pipe was grown so the app does not block while the daemon
+    // gathers lines.
+    let pid = pmr.proc(0).unwrap()["pid"].as_u64().unwrap() as u32;
+    assert_eq!(pipe_size(pid, 1), 1 << 20);
+}
+
+#[test]
+fn a_single_line_from_an_idle_app_reaches_the_file_and_the_stream() {
+    let pmr = Pmr::new();
+    pmr.run(&["start", &fixture("stdin_echo.js"), "--name", "echo"])
+        .ok();
+    wait_until("the app's first line", || {
+        pmr.log_of("echo-out.log").contains("reading stdin")
+    });
+    let follower = Follower::start(&pmr, &["echo", "--raw", "--lines", "0"]);
+    // Lines sent before the follower subscribed are not streamed: send until one is.
+    let mut k = 0;
+    let t0 = loop {
+        let t0 = Instant::now();
+        pmr.run(&["send", "echo", &format!("ping{k}")]).ok();
+        if follower
+            .rx
+            .recv_timeout(std::time::Duration::from_secs(2))
+            .is_ok_and(|l| l.contains(&format!("got:ping{k}")))
+        {
+            break t0;
+        }
+        k += 1;
+        assert!(k < 10, "no line reached `pmr logs`");
+    };
+    eprintln!("one line: `pmr send` to `pmr logs` in {:?}", t0.elapsed());
+    wait_until("the line in the file", || {
+        pmr.log_of("echo-out.log")
+            .contains(&format!("got:ping{k}\n"))
+    });
+    eprintln!("one line: `pmr send` to the file in {:?}", t0.elapsed());
+}

@@ -4,6 +4,7 @@
 mod support;
 
 mod apps;
+mod auto;
 mod cluster;
 mod cluster_shared;
 mod daemon;
@@ -16,10 +17,14 @@ mod limits;
 mod load;
 mod logs;
 mod node_apps;
+mod persist;
 mod pm2_cli;
+mod pm2_diff;
 mod pm2_env;
+mod recovery;
 mod report;
 mod restart_policy;
+mod runtime;
 mod scale;
 mod select;
 mod serve;

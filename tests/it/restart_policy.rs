@@ -131,3 +131,31 @@ fn stop_exit_codes_and_no_autorestart_stop_the_app() {
     assert_eq!(b["pm2_env"]["restart_time"], 0);
     assert_eq!(b["pm2_env"]["exit_code"], 1);
 }
+
+#[test]
+fn the_last_exit_code_stays_across_a_restart() {
+    // PM2 keeps pm2_env.exit_code until the next exit (measured with PM2 7.0.4).
+    let pmr = Pmr::new();
+    pmr.run_env(
+        &["start", &fixture("crash.js"), "--no-autorestart"],
+        &[("EXIT_CODE", "3"), ("CRASH_AFTER_MS", "300000")],
+    )
+    .ok();
+    pmr.wait_status(0, "online");
+    pmr.run_env(
+        &["restart", "crash", "--update-env"],
+        &[("EXIT_CODE", "3"), ("CRASH_AFTER_MS", "50")],
+    )
+    .ok();
+    let p = pmr.wait_proc(0, "the exit with code 3", |p| {
+        p["pm2_env"]["status"] == "stopped" && p["pm2_env"]["exit_code"] == 3
+    });
+    assert_eq!(p["pm2_env"]["restart_time"], 1);
+    pmr.run_env(
+        &["restart", "crash", "--update-env"],
+        &[("EXIT_CODE", "3"), ("CRASH_AFTER_MS", "300000")],
+    )
+    .ok();
+    let p = pmr.wait_status(0, "online");
+    assert_eq!(p["pm2_env"]["exit_code"], 3, "{:#}", p["pm2_env"]);
+}

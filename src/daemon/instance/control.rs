@@ -42,6 +42,12 @@ pub enum Ctl {
     Retire(Reply),
     Signal(i32, Reply),
     Reset(Reply),
+    /// The daemon's own restart (memory guard): as `Reload` when the process runs, with the
+    /// cause for the history; refused when it does not (it is never started by this).
+    Auto(crate::daemon::history::Why, Reply),
+    /// A start by a daemon restoring the table of the one that died: as `Start`, but the
+    /// counters (unstable restarts) carry on instead of being reset.
+    Resume(Reply),
 }
 
 impl Ctl {
@@ -54,7 +60,11 @@ impl Ctl {
     fn starts(&self) -> bool {
         matches!(
             self,
-            Ctl::Start(_) | Ctl::Restart { .. } | Ctl::Reload { .. }
+            Ctl::Start(_)
+                | Ctl::Restart { .. }
+                | Ctl::Reload { .. }
+                | Ctl::Auto(..)
+                | Ctl::Resume(_)
         )
     }
 
@@ -69,6 +79,8 @@ impl Ctl {
             Ctl::Retire(_) => "scale down",
             Ctl::Signal(..) => "signal",
             Ctl::Reset(_) => "reset",
+            Ctl::Auto(..) => "automatic restart",
+            Ctl::Resume(_) => "start",
         }
     }
 
@@ -80,6 +92,8 @@ impl Ctl {
             | Ctl::Retire(r)
             | Ctl::Signal(_, r)
             | Ctl::Reset(r)
+            | Ctl::Auto(_, r)
+            | Ctl::Resume(r)
             | Ctl::Restart { reply: r, .. }
             | Ctl::Reload { reply: r, .. } => r,
         }

@@ -2,7 +2,7 @@
 //! or notify registration, cluster membership and `listen` sockets.
 
 use super::{Instance, Running};
-use crate::daemon::logs::pump;
+use crate::daemon::logs::pump_pipe;
 use crate::daemon::node_ipc::{self, ClusterCtx};
 use crate::daemon::spawn;
 use std::sync::atomic::Ordering;
@@ -90,16 +90,25 @@ impl Instance {
                 format!("cannot start {argv0}: {e}")
             })?;
         let pid = spawned.child.id().unwrap_or(0);
+        // Recorded before anything else can fail: a daemon that dies from here on leaves a
+        // table naming this process (and its start time, so a reused pid is never touched).
+        // The child is not reaped before `Running` is dropped, so its /proc entry is its own.
+        let start_ticks = tokio::task::spawn_blocking(move || crate::procfs::read_stat(pid))
+            .await
+            .ok()
+            .flatten()
+            .map(|s| s.start_ticks);
+        let tracked = start_ticks.map(|t| self.ctx.table.track(pid, t, self.id));
         let stdin = spawned
             .child
             .stdin
             .take()
             .map(|s| crate::daemon::stdin::Feed::new(self.id, pid, s));
         if let Some(out) = spawned.child.stdout.take() {
-            tokio::spawn(pump(out, out_sinks));
+            tokio::spawn(pump_pipe(out.into_owned_fd(), out_sinks));
         }
         if let Some(err) = spawned.child.stderr.take() {
-            tokio::spawn(pump(err, err_sinks));
+            tokio::spawn(pump_pipe(err.into_owned_fd(), err_sinks));
         }
         let cluster_ctx = (cluster && listen.is_empty()).then(|| ClusterCtx {
             listeners: self.ctx.listeners.clone(),
@@ -133,6 +142,7 @@ impl Instance {
             ready_deadline,
             waiters: Vec::new(),
             listen_error: None,
+            _tracked: tracked,
             _membership: membership,
             _notify: notify,
             _stdin: stdin,

@@ -4,8 +4,17 @@ use super::Running;
 use crate::spec::AppSpec;
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
+
+/// How many stop sequences ended in SIGKILL since the daemon started: `pmr-runtime` exits 137
+/// when one did during its shutdown.
+static SIGKILLS: AtomicU64 = AtomicU64::new(0);
+
+pub fn sigkills() -> u64 {
+    SIGKILLS.load(Ordering::SeqCst)
+}
 
 /// The stop sequence: the stop signal (SIGINT, or `PM2_KILL_SIGNAL`) or `'shutdown'`
 /// (`shutdown_with_message`, or `PM2_KILL_USE_MESSAGE` for every app with a channel) to the
@@ -34,6 +43,7 @@ pub(super) async fn terminate(r: &mut Running, spec: &AppSpec, label: &str) -> O
             tracing::warn!(
                 "App {label} still alive after kill_timeout ({kill_timeout} ms): SIGKILL"
             );
+            SIGKILLS.fetch_add(1, Ordering::SeqCst);
             signal_tree(pid, &tree, spec.treekill, Signal::SIGKILL);
             r.child.wait().await
         }
@@ -49,6 +59,7 @@ pub(super) async fn terminate(r: &mut Running, spec: &AppSpec, label: &str) -> O
         };
         while alive(tree.clone()).await {
             if Instant::now() >= deadline && !killed {
+                SIGKILLS.fetch_add(1, Ordering::SeqCst);
                 signal_tree(pid, &tree, true, Signal::SIGKILL);
                 killed = true;
             } else if Instant::now() >= deadline + Duration::from_secs(2) {

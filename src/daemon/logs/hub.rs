@@ -84,7 +84,7 @@ impl Filter {
 }
 
 /// (lines skipped just before this block, the block)
-type Queued = (u64, Arc<Block>);
+pub type Queued = (u64, Arc<Block>);
 
 struct Sub {
     filter: Filter,
@@ -130,12 +130,32 @@ impl Hub {
     }
 
     fn add(&self, filter: Filter) -> Option<(Arc<Sub>, mpsc::Receiver<Queued>)> {
+        self.add_sized(filter, SUB_QUEUE)
+    }
+
+    /// An in-process subscriber (`pmr-runtime`'s console) with its own queue length; `None`
+    /// when the subscriber limit is reached.
+    pub fn subscribe(&self, filter: Filter, queue: usize) -> Option<mpsc::Receiver<Queued>> {
+        self.add_sized(filter, queue).map(|(_, rx)| rx)
+    }
+
+    /// Drop every subscriber: their receivers see the end once they have read what is queued.
+    pub fn close_all(&self) {
+        self.subs.lock().unwrap().clear();
+        self.count.store(0, Ordering::Relaxed);
+    }
+
+    fn add_sized(
+        &self,
+        filter: Filter,
+        queue: usize,
+    ) -> Option<(Arc<Sub>, mpsc::Receiver<Queued>)> {
         let mut subs = self.subs.lock().unwrap();
         subs.retain(|s| !s.tx.is_closed());
         if subs.len() >= MAX_SUBSCRIBERS {
             return None;
         }
-        let (tx, rx) = mpsc::channel(SUB_QUEUE);
+        let (tx, rx) = mpsc::channel(queue);
         let sub = Arc::new(Sub {
             filter,
             tx,

@@ -14,10 +14,14 @@
 //!   cannot be left open; `pmr logs` shows each piece as a line. In a file written by several
 //!   streams (`merge_logs`, the combined file), the writer ends an open line with a newline
 //!   before another stream's lines, so lines of two streams never share a line.
-//! * Each log file has one [`Sink`]: a thread fed by a bounded queue. It is the only writer of
-//!   its file, so lines of instances sharing a file (`merge_logs`) never interleave, and file I/O
-//!   never runs on the async runtime. The thread also rotates (rename + reopen), reopens on
-//!   `reloadLogs` and truncates on `flush`.
+//! * Each log file has one [`Sink`]: a bounded queue and a [`Writer`], run by the threads of
+//!   the writer [`pool`] (a few for all files), one thread at a time per file. It is the only
+//!   writer of its file, so lines of instances sharing a file (`merge_logs`) never interleave,
+//!   and file I/O never runs on the async runtime. What is queued is written with one `writev`
+//!   per batch. The writer also rotates (rename + reopen), reopens on `reloadLogs` and
+//!   truncates on `flush`.
+//! * A busy pipe is read in batches: the pump naps between reads, out of the epoll set, and the
+//!   pipe is grown ([`pace`]).
 //! * A full queue makes the pump wait, which fills the app's pipe and slows the app:
 //!   backpressure, never loss. A failed write (disk full) is retried every second from where it
 //!   stopped, and said once in `pmr.log`.
@@ -30,7 +34,10 @@
 pub mod daemon_log;
 pub mod format;
 pub mod hub;
+mod pace;
+mod pool;
 pub mod rotate;
+mod spare;
 
 use crate::conf::{self, RotateConf};
 use crate::spec::AppSpec;
@@ -39,12 +46,13 @@ use hub::{Block, Hub, Stream};
 use rotate::Housekeeper;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{IoSlice, Write};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::AsyncRead;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -82,36 +90,54 @@ enum Msg {
     Tick,
 }
 
-/// One open log file and the thread that writes it.
+/// One open log file: its queue and its place in the writer pool.
 pub struct Sink {
     pub path: PathBuf,
-    tx: mpsc::Sender<Msg>,
+    /// `None` only while dropping: the pool must see the queue closed after the last wake.
+    tx: Option<mpsc::Sender<Msg>>,
+    slot: Arc<pool::Slot>,
     /// The app's `log_rotate` block, applied over the global settings on each reload.
     app_rotate: Option<crate::spec::LogRotate>,
     /// Dropping the sender ends the schedule task.
     schedule: Mutex<Option<oneshot::Sender<()>>>,
 }
 
+impl Drop for Sink {
+    fn drop(&mut self) {
+        // What is still queued gets written, then the pool closes the file.
+        drop(self.tx.take());
+        self.slot.wake();
+    }
+}
+
 impl Sink {
+    /// Queue a message and wake the pool; false when the writer is gone.
+    async fn send(&self, msg: Msg) -> bool {
+        let Some(tx) = &self.tx else { return false };
+        let sent = tx.send(msg).await.is_ok();
+        self.slot.wake();
+        sent
+    }
+
     /// Queue bytes of stream `owner` for the file; waits while the queue is full.
     pub async fn write(&self, owner: u64, bytes: Arc<Vec<u8>>) {
-        // An error means the writer thread is gone (daemon shutting down): nothing to do.
-        let _ = self.tx.send(Msg::Data(owner, bytes)).await;
+        // An error means the writer is gone (daemon shutting down): nothing to do.
+        self.send(Msg::Data(owner, bytes)).await;
     }
 
     async fn end_line(&self, owner: u64) {
-        let _ = self.tx.send(Msg::EndLine(owner)).await;
+        self.send(Msg::EndLine(owner)).await;
     }
 
     async fn request(&self, make: impl FnOnce(oneshot::Sender<()>) -> Msg) {
         let (tx, rx) = oneshot::channel();
-        if self.tx.send(make(tx)).await.is_ok() {
+        if self.send(make(tx)).await {
             let _ = rx.await;
         }
     }
 
     /// (Re)start the task that sends `Tick` when the rotation schedule fires.
-    fn schedule(&self, conf: &RotateConf) {
+    fn schedule(self: &Arc<Self>, conf: &RotateConf) {
         let mut slot = self.schedule.lock().unwrap();
         *slot = None; // ends the previous task
         if conf.schedule.is_none() {
@@ -121,7 +147,7 @@ impl Sink {
             return;
         };
         let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
-        let tx = self.tx.downgrade();
+        let sink = Arc::downgrade(self);
         let conf = conf.clone();
         rt.spawn(async move {
             loop {
@@ -134,8 +160,8 @@ impl Sink {
                     _ = tokio::time::sleep(wait) => {}
                     _ = &mut stop_rx => return,
                 }
-                let Some(tx) = tx.upgrade() else { return };
-                if tx.send(Msg::Tick).await.is_err() {
+                let Some(sink) = sink.upgrade() else { return };
+                if !sink.send(Msg::Tick).await {
                     return;
                 }
             }
@@ -208,14 +234,14 @@ impl Sinks {
             rotate_blocked_until: None,
             last_rotation: None,
             open_line: None,
+            out: Vec::new(),
+            since_trim: 0,
         };
-        std::thread::Builder::new()
-            .name("pmr-log".into())
-            .stack_size(128 * 1024)
-            .spawn(move || writer.run(rx))?;
+        let slot = pool::Slot::new(writer, rx)?;
         let sink = Arc::new(Sink {
             path: path.to_path_buf(),
-            tx,
+            tx: Some(tx),
+            slot,
             app_rotate: app_rotate.cloned(),
             schedule: Mutex::new(None),
         });
@@ -355,10 +381,11 @@ fn open_append(path: &Path) -> std::io::Result<File> {
         .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))
 }
 
-/// Bytes written by one sink after which, once its queue is empty, freed memory is returned.
+/// Bytes written by one sink after which, once the writers are idle, freed memory is returned.
 const TRIM_AFTER: usize = 4 << 20;
 
-fn release_free_memory() {
+pub(crate) fn release_free_memory() {
+    spare::clear();
     // SAFETY: malloc_trim only releases free memory of the allocator's arenas.
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     unsafe {
@@ -366,10 +393,30 @@ fn release_free_memory() {
     }
 }
 
-/// The state of one sink's thread.
-struct Writer {
+/// A piece of the bytes a batch writes: part of a queued block (shared, not copied), or a
+/// newline the writer adds to end an open line.
+enum Piece {
+    Block(Arc<Vec<u8>>, usize, usize),
+    Newline,
+}
+
+impl Piece {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Piece::Block(b, start, end) => &b[*start..*end],
+            Piece::Newline => b"\n",
+        }
+    }
+}
+
+/// Largest number of pieces given to one `writev` (Linux's `IOV_MAX` is 1024).
+const MAX_IOV: usize = 512;
+
+/// The state of one open file, run by a thread of the writer [`pool`].
+pub(crate) struct Writer {
     file: File,
     path: PathBuf,
+    /// The file's size, counting the pieces of the batch not written yet.
     size: u64,
     conf: RotateConf,
     /// After a failed rotation, size rotation pauses for a minute (no retry on every write).
@@ -378,55 +425,77 @@ struct Writer {
     /// The stream whose last line in the file has no newline yet (a partial line written
     /// out early), if any.
     open_line: Option<u64>,
+    /// The batch: written with one `writev` when the queue is drained, and before a rotation,
+    /// reopen or flush.
+    out: Vec<Piece>,
+    since_trim: usize,
 }
 
 impl Writer {
-    fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
-        let mut since_trim = 0usize;
-        while let Some(msg) = rx.blocking_recv() {
-            match msg {
-                Msg::Data(owner, bytes) => {
-                    self.write_block(owner, &bytes);
-                    since_trim += bytes.len();
-                    drop(bytes);
-                    // After a burst, give the freed buffers back to the system so that the
-                    // daemon's RSS returns to its idle level.
-                    if since_trim >= TRIM_AFTER && rx.is_empty() {
-                        since_trim = 0;
-                        release_free_memory();
-                    }
-                }
-                Msg::EndLine(owner) => {
-                    if self.open_line == Some(owner) {
-                        self.write_all(b"\n");
-                        self.open_line = None;
-                    }
-                }
-                Msg::Reopen(conf, ack) => {
+    /// Handle what is queued, at most `budget` messages, then write the batch.
+    fn drain(&mut self, rx: &mut mpsc::Receiver<Msg>, budget: usize) -> pool::Drained {
+        use mpsc::error::TryRecvError;
+        let mut handled = 0;
+        let end = loop {
+            if handled == budget {
+                break pool::Drained::More;
+            }
+            match rx.try_recv() {
+                Ok(msg) => self.handle(msg),
+                Err(TryRecvError::Empty) => break pool::Drained::Empty,
+                Err(TryRecvError::Disconnected) => break pool::Drained::Closed,
+            }
+            handled += 1;
+        };
+        self.write_out();
+        // After a burst, give the freed buffers back to the system so that the daemon's RSS
+        // returns to its idle level: once the pool has been idle a while (not between the
+        // batches of a burst, where the buffers are reused).
+        if end != pool::Drained::More && self.since_trim >= TRIM_AFTER {
+            self.since_trim = 0;
+            pool::trim_when_idle();
+        }
+        end
+    }
+
+    fn handle(&mut self, msg: Msg) {
+        match msg {
+            Msg::Data(owner, bytes) => {
+                self.since_trim += bytes.len();
+                self.write_block(owner, bytes);
+            }
+            Msg::EndLine(owner) => {
+                if self.open_line == Some(owner) {
+                    self.push(Piece::Newline);
                     self.open_line = None;
-                    self.conf = conf;
-                    self.rotate_blocked_until = None;
-                    match open_append(&self.path) {
-                        Ok(f) => {
-                            self.size = f.metadata().map(|m| m.len()).unwrap_or(0);
-                            self.file = f;
-                        }
-                        Err(e) => tracing::error!("cannot reopen {e}"),
-                    }
-                    let _ = ack.send(());
                 }
-                Msg::Flush(ack) => {
-                    self.open_line = None;
-                    match self.file.set_len(0) {
-                        Ok(()) => self.size = 0,
-                        Err(e) => tracing::error!("cannot flush {}: {e}", self.path.display()),
+            }
+            Msg::Reopen(conf, ack) => {
+                self.write_out();
+                self.open_line = None;
+                self.conf = conf;
+                self.rotate_blocked_until = None;
+                match open_append(&self.path) {
+                    Ok(f) => {
+                        self.size = f.metadata().map(|m| m.len()).unwrap_or(0);
+                        self.file = f;
                     }
-                    let _ = ack.send(());
+                    Err(e) => tracing::error!("cannot reopen {e}"),
                 }
-                Msg::Tick => {
-                    if self.size > 0 {
-                        self.rotate();
-                    }
+                let _ = ack.send(());
+            }
+            Msg::Flush(ack) => {
+                self.write_out();
+                self.open_line = None;
+                match self.file.set_len(0) {
+                    Ok(()) => self.size = 0,
+                    Err(e) => tracing::error!("cannot flush {}: {e}", self.path.display()),
+                }
+                let _ = ack.send(());
+            }
+            Msg::Tick => {
+                if self.size > 0 {
+                    self.rotate();
                 }
             }
         }
@@ -439,44 +508,52 @@ impl Writer {
         }
     }
 
+    fn push(&mut self, piece: Piece) {
+        self.size += piece.bytes().len() as u64;
+        self.out.push(piece);
+    }
+
     /// Write a block of `owner`'s stream. Its first bytes continue the file's open line if that
     /// line is `owner`'s; another stream's open line is ended first.
-    fn write_block(&mut self, owner: u64, bytes: &[u8]) {
-        if bytes.is_empty() {
+    fn write_block(&mut self, owner: u64, bytes: Arc<Vec<u8>>) {
+        let len = bytes.len();
+        if len == 0 {
             return;
         }
         let open_after = (!bytes.ends_with(b"\n")).then_some(owner);
-        let mut rest = bytes;
+        let mut start = 0;
         match self.open_line {
-            Some(o) if o != owner => self.write_all(b"\n"),
+            Some(o) if o != owner => self.push(Piece::Newline),
             // The rest of our own line: it ends in this file, whatever its size.
             Some(_) => {
-                let end = rest
+                start = bytes
                     .iter()
                     .position(|&b| b == b'\n')
-                    .map_or(rest.len(), |i| i + 1);
-                self.write_all(&rest[..end]);
-                rest = &rest[end..];
+                    .map_or(len, |i| i + 1);
+                self.push(Piece::Block(bytes.clone(), 0, start));
             }
             None => {}
         }
         self.open_line = None;
-        self.write_lines(rest);
+        self.write_lines(bytes, start);
         self.open_line = open_after;
     }
 
-    /// Write whole lines; when the file would grow past `max_size`, write the lines that fit,
-    /// rotate, and go on in the new file. A single line longer than `max_size` is written whole.
-    fn write_lines(&mut self, mut rest: &[u8]) {
-        while !rest.is_empty() {
-            let Some(max) = self.max_size() else {
-                self.write_all(rest);
-                return;
-            };
-            if self.size + rest.len() as u64 <= max {
-                self.write_all(rest);
+    /// Write whole lines from `start`; when the file would grow past `max_size`, write the
+    /// lines that fit, rotate, and go on in the new file. A single line longer than `max_size`
+    /// is written whole.
+    fn write_lines(&mut self, bytes: Arc<Vec<u8>>, mut start: usize) {
+        let len = bytes.len();
+        while start < len {
+            let rest = &bytes[start..];
+            let fits = self
+                .max_size()
+                .is_none_or(|max| self.size + rest.len() as u64 <= max);
+            if fits {
+                self.push(Piece::Block(bytes, start, len));
                 return;
             }
+            let max = self.max_size().unwrap_or(u64::MAX);
             let room = max.saturating_sub(self.size).min(rest.len() as u64) as usize;
             let mut cut = rest[..room]
                 .iter()
@@ -488,21 +565,29 @@ impl Writer {
                     .position(|&b| b == b'\n')
                     .map_or(rest.len(), |i| i + 1);
             }
-            self.write_all(&rest[..cut]);
-            rest = &rest[cut..];
+            if cut > 0 {
+                self.push(Piece::Block(bytes.clone(), start, start + cut));
+            }
+            start += cut;
             self.rotate();
         }
     }
 
-    /// Never drop a line: on a write error (disk full, ...) retry every second from where the
-    /// write stopped, which holds back the app through its pipe until space returns.
-    fn write_all(&mut self, bytes: &[u8]) {
-        let mut done = 0;
+    /// Write the batch. Never drop a line: on a write error (disk full, ...) retry every
+    /// second from where the write stopped, which holds back the app through its queue and
+    /// pipe until space returns.
+    fn write_out(&mut self) {
+        if self.out.is_empty() {
+            return;
+        }
+        let mut slices: Vec<IoSlice> = self.out.iter().map(|p| IoSlice::new(p.bytes())).collect();
+        let mut left = &mut slices[..];
         let mut warned = false;
-        while done < bytes.len() {
-            match self.file.write(&bytes[done..]) {
+        while !left.is_empty() {
+            let n = left.len().min(MAX_IOV);
+            match self.file.write_vectored(&left[..n]) {
                 Ok(0) => std::thread::sleep(std::time::Duration::from_secs(1)),
-                Ok(n) => done += n,
+                Ok(n) => IoSlice::advance_slices(&mut left, n),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     if !warned {
@@ -519,12 +604,20 @@ impl Writer {
         if warned {
             tracing::info!("writing {} again", self.path.display());
         }
-        self.size += bytes.len() as u64;
+        drop(slices);
+        for piece in self.out.drain(..) {
+            if let Piece::Block(b, ..) = piece {
+                if let Ok(v) = Arc::try_unwrap(b) {
+                    spare::give_back(v);
+                }
+            }
+        }
     }
 
     /// Rename the file and reopen its path; gzip and retention happen on the housekeeping
     /// thread.
     fn rotate(&mut self) {
+        self.write_out();
         // The new file starts clean: the rest of an open line starts it, nothing ends it.
         self.open_line = None;
         let now = chrono::Utc::now().timestamp_millis();
@@ -603,11 +696,19 @@ impl Source {
         let data = if self.format.is_raw() {
             raw
         } else {
-            Arc::new(self.format.apply(&raw, time))
+            let formatted = Arc::new(self.format.apply(&raw, time));
+            if let Ok(v) = Arc::try_unwrap(raw) {
+                spare::give_back(v);
+            }
+            formatted
         };
-        for s in &self.sinks {
+        // The last sink gets our reference: its writer, once done, is then the block's only
+        // holder and can give the buffer back for reuse ([`spare`]).
+        let (last, others) = self.sinks.split_last().expect("not empty");
+        for s in others {
             s.write(self.owner, data.clone()).await;
         }
+        last.write(self.owner, data).await;
     }
 
     async fn end(&self) {
@@ -620,7 +721,22 @@ impl Source {
 /// Read a child's pipe until EOF, handing whole lines to the source's files and subscribers.
 /// A partial line is written out when the pipe goes quiet ([`QUIET`], [`HOLD_MAX`]); a line
 /// longer than [`CHUNK`] is written in pieces; a line left open at EOF is completed.
-pub async fn pump(mut pipe: impl AsyncRead + Unpin, src: Source) {
+pub async fn pump(pipe: impl AsyncRead + Unpin, src: Source) {
+    pump_paced(pace::Plain(pipe, false), src).await
+}
+
+/// [`pump`] for a child's stdout or stderr (handed over by tokio as an fd), read in batches
+/// while busy ([`pace`]).
+pub async fn pump_pipe(pipe: std::io::Result<OwnedFd>, src: Source) {
+    match pipe.and_then(pace::PipeIn::new) {
+        Ok(p) => pump_paced(p, src).await,
+        Err(e) => tracing::error!("cannot read the output of {}: {e}", src.name),
+    }
+}
+
+async fn pump_paced(mut pipe: impl pace::Input, src: Source) {
+    let _live = LivePump::new();
+    let mut pace = pace::Pace::default();
     let mut buf: Vec<u8> = Vec::with_capacity(CHUNK);
     // While `buf` holds a partial line: when it began to wait, and when it is written out.
     let mut pending: Option<(Instant, Instant)> = None;
@@ -630,8 +746,8 @@ pub async fn pump(mut pipe: impl AsyncRead + Unpin, src: Source) {
         }
         let spare = buf.capacity() - buf.len();
         let read = match pending {
-            None => pipe.read_buf(&mut buf).await,
-            Some((_, due)) => match tokio::time::timeout_at(due, pipe.read_buf(&mut buf)).await {
+            None => pipe.read(&mut buf).await,
+            Some((_, due)) => match tokio::time::timeout_at(due, pipe.read(&mut buf)).await {
                 Ok(r) => r,
                 Err(_) => {
                     // Quiet: write the partial line out as it is (a small copy; the read
@@ -656,19 +772,19 @@ pub async fn pump(mut pipe: impl AsyncRead + Unpin, src: Source) {
         };
         let now = Instant::now();
         let busy = n >= PIPE_BUF || n == spare;
+        pace.after_read(&mut pipe, n < spare);
         if cut == 0 {
             // Nothing but the partial line so far.
             let since = pending.map_or(now, |(since, _)| since);
             pending = Some((since, hold(since, now, busy)));
             continue;
         }
-        let rest = buf.split_off(cut);
+        let mut rest = spare::take();
+        rest.extend_from_slice(&buf[cut..]);
+        buf.truncate(cut);
         let lines = std::mem::replace(&mut buf, rest);
         pending = (!buf.is_empty()).then(|| (now, hold(now, now, busy)));
         src.send(lines).await;
-        if buf.capacity() < CHUNK {
-            buf.reserve(CHUNK - buf.len());
-        }
     }
     if !buf.is_empty() {
         src.send(buf).await;
@@ -682,6 +798,29 @@ fn hold(since: Instant, now: Instant, busy: bool) -> Instant {
         now + BUSY_HOLD
     } else {
         (now + QUIET).min(since + HOLD_MAX)
+    }
+}
+
+static LIVE_PUMPS: AtomicUsize = AtomicUsize::new(0);
+
+/// Pumps still reading a pipe: the foreground daemon waits for them before it exits, so the
+/// last lines of stopped apps reach its console.
+pub fn live_pumps() -> usize {
+    LIVE_PUMPS.load(Ordering::SeqCst)
+}
+
+struct LivePump;
+
+impl LivePump {
+    fn new() -> LivePump {
+        LIVE_PUMPS.fetch_add(1, Ordering::SeqCst);
+        LivePump
+    }
+}
+
+impl Drop for LivePump {
+    fn drop(&mut self) {
+        LIVE_PUMPS.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -704,7 +843,7 @@ mod tests {
     }
 
     async fn wait_for(path: &Path, expected: &str) {
-        // The writer thread drains its queue before the file is complete: poll for it.
+        // The writer pool drains its queue before the file is complete: poll for it.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
             let got = std::fs::read_to_string(path).unwrap_or_default();
@@ -835,6 +974,41 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn many_files_share_the_writer_pool_and_keep_their_order() {
+        let dir = test_dir("pool");
+        let sinks = Sinks::default();
+        const FILES: usize = 40;
+        const LINES: usize = 2000;
+        let mut tasks = Vec::new();
+        for f in 0..FILES {
+            let sink = sinks.get(&dir.join(format!("f{f}.log")), None).unwrap();
+            let (mut w, r) = tokio::io::duplex(4096);
+            let pumping = tokio::spawn(pump(r, source(vec![sink])));
+            tasks.push(tokio::spawn(async move {
+                for i in 0..LINES {
+                    w.write_all(format!("{f} {i}\n").as_bytes()).await.unwrap();
+                }
+                drop(w);
+                pumping.await.unwrap();
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        for f in 0..FILES {
+            let expected: String = (0..LINES).map(|i| format!("{f} {i}\n")).collect();
+            wait_for(&dir.join(format!("f{f}.log")), &expected).await;
+        }
+        let writers = std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .filter(|c| c.starts_with("pmr-log-"))
+            .count();
+        assert_eq!(writers, pool::THREADS, "{FILES} files, one pool");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
     #[tokio::test]
     async fn size_rotation_splits_at_line_boundaries_and_loses_nothing() {
         let dir = std::env::temp_dir().join(format!("pmr-logs-rot-{}", std::process::id()));
@@ -858,7 +1032,7 @@ mod tests {
         drop(w);
         task.await.unwrap();
         drop(sink);
-        // Wait until the writer thread has closed the live file (all data written).
+        // Wait until the writer has closed the live file (all data written).
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
             let mut all = String::new();

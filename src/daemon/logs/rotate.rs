@@ -1,5 +1,5 @@
 //! Built-in log rotation: rotated file names and the housekeeping (gzip, retention) done off
-//! the writer thread. The settings live in [`crate::conf`].
+//! the log writer pool. The settings live in [`crate::conf`].
 //!
 //! Rotation renames the live file to `<stem>__<YYYY-MM-DD_HH-mm-ss>[_N].<ext>` and reopens the
 //! path; it never copies and truncates, so no line is lost or written twice.

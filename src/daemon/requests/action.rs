@@ -67,6 +67,7 @@ pub async fn act_with(
                 reg.remove(r.id);
             }
         }
+        d.ctx.table.touch();
     }
     renamed(&mut results, specs);
     results

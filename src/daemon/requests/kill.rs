@@ -11,10 +11,16 @@ pub async fn kill(d: &Arc<Daemon>) -> Response {
     Response::Done { results: vec![] }
 }
 
-/// Stop every app (no restarts from here on) and forget them.
+/// Stop every app (no restarts from here on) and forget them: the table on disk goes too, so
+/// the next daemon starts empty, as PM2's does after `kill` (`resurrect` brings apps back).
+/// Until the stops are done it still names the processes being stopped (but no apps).
 pub async fn shutdown(d: &Arc<Daemon>) {
+    crate::daemon::sd_notify::send("STOPPING=1");
     d.ctx.shutting_down.store(true, Ordering::SeqCst);
+    d.ctx.table.touch();
     let ids: Vec<u32> = d.registry.lock().unwrap().entries.keys().copied().collect();
     tracing::info!("stopping {} process(es) before exit", ids.len());
     act(d, Action::Delete, &ids, None).await;
+    let table = d.ctx.table.clone();
+    let _ = tokio::task::spawn_blocking(move || table.clear()).await;
 }

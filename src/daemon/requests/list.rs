@@ -45,6 +45,12 @@ pub async fn list(d: &Arc<Daemon>) -> Response {
                 username: d.username.clone(),
                 monit,
                 last_error: s.last_error,
+                restart_history: s.history.records(),
+                cron_next: s
+                    .spec
+                    .cron_restart
+                    .as_deref()
+                    .and_then(crate::cron::next_run_ms),
             }
         })
         .collect();

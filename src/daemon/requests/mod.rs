@@ -10,6 +10,7 @@ pub mod ping;
 pub mod register;
 pub mod reload;
 pub mod resolve;
+pub mod resurrect;
 pub mod scale;
 pub mod send;
 pub mod signal;

@@ -11,7 +11,7 @@ use crate::spec::AppSpec;
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 
-fn default_paths(home: &Home, spec: &AppSpec, id: u32) -> Paths {
+pub fn default_paths(home: &Home, spec: &AppSpec, id: u32) -> Paths {
     let base = sanitize_name(&spec.name);
     let logs = home.logs_dir();
     let per_id = |p: String| {
@@ -82,6 +82,30 @@ pub fn reserve(reg: &mut Registry, spec: Arc<AppSpec>, max: u32) -> Result<NewIn
 /// their ids with the replies that come when each is online. The per-instance work (state,
 /// env, paths, tasks) happens outside the registry lock, which is taken once to insert them.
 pub fn launch(d: &Arc<Daemon>, new: NewInstances) -> Vec<(u32, Option<StartWait>)> {
+    let initial = if new.spec.autostart {
+        Initial::Start
+    } else {
+        Initial::Stopped
+    };
+    launch_as(d, new, initial)
+}
+
+/// How a new instance begins.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Initial {
+    Start,
+    Stopped,
+    /// Registered `errored` with this reason, not started (a resurrected app whose script is
+    /// gone).
+    Errored(String),
+}
+
+/// `launch`, with the first state chosen by the caller (`resurrect` keeps a dump's states).
+pub fn launch_as(
+    d: &Arc<Daemon>,
+    new: NewInstances,
+    initial: Initial,
+) -> Vec<(u32, Option<StartWait>)> {
     let NewInstances { spec, slots } = new;
     let home = d.ctx.home.root.to_string_lossy().into_owned();
     let mut out = Vec::with_capacity(slots.len());
@@ -92,10 +116,10 @@ pub fn launch(d: &Arc<Daemon>, new: NewInstances) -> Vec<(u32, Option<StartWait>
         let shared = Arc::new(Mutex::new(Shared {
             spec: spec.clone(),
             instance,
-            status: if spec.autostart {
-                Status::Launching
-            } else {
-                Status::Stopped
+            status: match initial {
+                Initial::Start => Status::Launching,
+                Initial::Stopped => Status::Stopped,
+                Initial::Errored(_) => Status::Errored,
             },
             pid: 0,
             pm_uptime: now,
@@ -103,13 +127,20 @@ pub fn launch(d: &Arc<Daemon>, new: NewInstances) -> Vec<(u32, Option<StartWait>
             restart_time: 0,
             counters: Default::default(),
             exit_code: None,
-            last_error: None,
+            last_error: match &initial {
+                Initial::Errored(e) => Some(e.clone()),
+                _ => None,
+            },
             env: spawn::child_env(&spec, id, instance, &home),
             paths: default_paths(&d.ctx.home, &spec, id),
+            history: Default::default(),
+            ended: 0,
+            restarting: false,
+            leaving: false,
         }));
         let (tx, rx) = crate::daemon::instance::channel();
         // Queued before the entry is visible: `Start` is the first message the task reads.
-        let wait = spec.autostart.then(|| {
+        let wait = (initial == Initial::Start).then(|| {
             let (rtx, rrx) = oneshot::channel();
             let _ = tx.send(Ctl::Start(rtx));
             (id, spec.name.clone(), rrx)
@@ -131,6 +162,7 @@ pub fn launch(d: &Arc<Daemon>, new: NewInstances) -> Vec<(u32, Option<StartWait>
             reg.insert(id, entry);
         }
     }
+    d.ctx.table.touch();
     for (inst, rx) in tasks {
         tokio::spawn(inst.run(rx));
     }

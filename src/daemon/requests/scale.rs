@@ -54,10 +54,16 @@ pub async fn scale(d: &Arc<Daemon>, name: &str, relative: bool, count: i64) -> R
         let mut spec = (*members[0].2).clone();
         // Fits: current < target <= max.
         spec.instances = (target - current) as u32;
-        let new = match register::reserve(&mut d.registry.lock().unwrap(), Arc::new(spec), max) {
+        let mut new = match register::reserve(&mut d.registry.lock().unwrap(), Arc::new(spec), max)
+        {
             Ok(n) => n,
             Err(message) => return Response::Error { message },
         };
+        // That count only said how many slots to reserve: the added instances show the app's
+        // `instances` as its others do (PM2's too).
+        let mut shown = (*new.spec).clone();
+        shown.instances = members[0].2.instances;
+        new.spec = Arc::new(shown);
         let mut waits = Vec::new();
         for (id, wait) in launch(d, new) {
             match wait {
@@ -79,6 +85,7 @@ pub async fn scale(d: &Arc<Daemon>, name: &str, relative: bool, count: i64) -> R
                 reg.remove(r.id);
             }
         }
+        d.ctx.table.touch();
     }
     Response::Done { results }
 }

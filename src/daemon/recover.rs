@@ -1,0 +1,234 @@
+//! A daemon that finds the table of one that died (`table_file.rs`) puts it back before it
+//! answers anyone: the processes the dead daemon left are stopped, then every instance is
+//! registered under its old id with its spec and counters, and those that were online are
+//! started again (once each).
+//!
+//! Why stop and restart rather than adopt: a process left behind has its stdout/stderr on
+//! pipes whose reading end died with the old daemon (its logs would be lost, and its next
+//! write gets EPIPE/SIGPIPE), it is not our child (its exit cannot be waited for, so no
+//! restart policy), and cluster workers exit by themselves when their IPC channel closes.
+//! An adopted process would be a process pmr cannot see or log: the honest choice is to end
+//! it (stop signal, `kill_timeout`, SIGKILL, its whole process group) and start it afresh.
+//! A process is only touched when its pid *and* start time match (see `leftovers.rs`).
+
+use super::instance::{now_ms, Ctl, Instance, Paths, Shared};
+use super::registry::Entry;
+use super::requests::register::default_paths;
+use super::spawn;
+use super::state::Daemon;
+use super::table_file::{self, Loaded, Record, Table, Wanted};
+use crate::protocol::Status;
+use std::sync::{Arc, Mutex};
+
+/// How long the restore holds the first client back for apps to come online.
+const RESTORE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Restore what `load` found, then start writing the table. Called before the server accepts
+/// its first client, so the first `pmr ls` after a crash already sees the apps.
+pub async fn restore(d: &Arc<Daemon>, loaded: Loaded) {
+    match loaded {
+        Loaded::Absent => start_writer(d),
+        Loaded::Corrupt { reason, kept } => {
+            tracing::warn!(
+                "the process table of the previous daemon is unreadable ({reason}): starting with no apps; the file is kept as {}",
+                kept.display()
+            );
+            // Its apps cannot come back, but its processes must not run on unmanaged: those
+            // the /proc scan finds (this home, a pm_id, leading their group) are stopped.
+            let none = Table {
+                format: table_file::FORMAT,
+                daemon_pid: 0,
+                daemon_start_ticks: 0,
+                apps: Vec::new(),
+                processes: Vec::new(),
+            };
+            let home = d.ctx.home.root.to_string_lossy().into_owned();
+            let stopped = super::leftovers::stop_all(&none, &home).await;
+            if stopped > 0 {
+                tracing::info!("stopped {stopped} process(es) left by the previous daemon");
+            }
+            start_writer(d);
+        }
+        Loaded::Table(t) => restore_table(d, t).await,
+    }
+}
+
+async fn restore_table(d: &Arc<Daemon>, t: Table) {
+    tracing::info!(
+        "restoring the process table of daemon {} ({} instance(s), {} process(es) left behind)",
+        t.daemon_pid,
+        t.apps.len(),
+        t.processes.len()
+    );
+    let home = d.ctx.home.root.to_string_lossy().into_owned();
+    let stopped = super::leftovers::stop_all(&t, &home).await;
+    if stopped > 0 {
+        tracing::info!("stopped {stopped} process(es) left by the previous daemon");
+    }
+    let mut waits = Vec::new();
+    let mut tasks = Vec::new();
+    {
+        let mut reg = d.registry.lock().unwrap();
+        for rec in t.apps {
+            let (entry, task, wait) = rebuild(d, rec, &home);
+            reg.restore(task.id, entry);
+            tasks.push(task);
+            waits.extend(wait);
+        }
+    }
+    // From here the old table (whose processes are gone) is replaced by this daemon's, before
+    // any process starts: a crash now leaves a table naming the new processes.
+    start_writer(d);
+    for (inst, rx) in tasks.into_iter().map(|t| t.into_parts()) {
+        tokio::spawn(inst.run(rx));
+    }
+    // The first client waits for the apps to be online, but not for a slow `wait_ready` app
+    // (it shows as launching; its task carries on).
+    match tokio::time::timeout(RESTORE_WAIT, super::requests::collect(waits)).await {
+        Ok(results) => {
+            for r in results {
+                if let Some(e) = r.error {
+                    tracing::error!("App [{}:{}] not restarted: {e}", r.name, r.id);
+                }
+            }
+        }
+        Err(_) => tracing::warn!(
+            "some apps are not online {} s after the restore began; serving meanwhile",
+            RESTORE_WAIT.as_secs()
+        ),
+    }
+}
+
+struct Task {
+    id: u32,
+    inst: Instance,
+    rx: super::instance::CtlReceiver,
+}
+
+impl Task {
+    fn into_parts(self) -> (Instance, super::instance::CtlReceiver) {
+        (self.inst, self.rx)
+    }
+}
+
+/// One instance as it was, its entry and task; online ones get a `Resume` queued.
+fn rebuild(
+    d: &Arc<Daemon>,
+    rec: Record,
+    home: &str,
+) -> (Entry, Task, Option<super::requests::StartWait>) {
+    let spec = rec.spec;
+    let id = rec.id;
+    let paths: Paths = default_paths(&d.ctx.home, &spec, id);
+    let shared = Arc::new(Mutex::new(Shared {
+        spec: spec.clone(),
+        instance: rec.instance,
+        status: match rec.wanted {
+            Wanted::Online => Status::Launching,
+            Wanted::Stopped => Status::Stopped,
+            Wanted::Errored => Status::Errored,
+        },
+        pid: 0,
+        pm_uptime: now_ms(),
+        created_at: rec.created_at,
+        restart_time: rec.restart_time + u32::from(rec.restart_due && rec.wanted == Wanted::Online),
+        counters: super::policy::Counters {
+            unstable_restarts: rec.unstable_restarts,
+            prev_restart_delay: 0,
+        },
+        exit_code: None,
+        last_error: rec.last_error,
+        env: spawn::child_env(&spec, id, rec.instance, home),
+        paths,
+        // Kept in memory only: a daemon that died took it with it.
+        history: Default::default(),
+        ended: 0,
+        restarting: false,
+        leaving: false,
+    }));
+    let (tx, rx) = super::instance::channel();
+    let wait = (rec.wanted == Wanted::Online).then(|| {
+        let (rtx, rrx) = tokio::sync::oneshot::channel();
+        let _ = tx.send(Ctl::Resume(rtx));
+        (id, spec.name.clone(), rrx)
+    });
+    let inst = Instance {
+        id,
+        shared: shared.clone(),
+        ctx: d.ctx.clone(),
+    };
+    (Entry { shared, ctl: tx }, Task { id, inst, rx }, wait)
+}
+
+/// The table as it is now: every instance, and every child not yet reaped. After `kill` has
+/// begun, no instance (a later daemon starts empty) but still the processes being stopped.
+fn snapshot(d: &Daemon, daemon_start_ticks: u64) -> Table {
+    let shutting_down = d
+        .ctx
+        .shutting_down
+        .load(std::sync::atomic::Ordering::SeqCst);
+    let entries: Vec<(u32, Arc<Mutex<Shared>>)> = d
+        .registry
+        .lock()
+        .unwrap()
+        .entries
+        .iter()
+        .map(|(&id, e)| (id, e.shared.clone()))
+        .collect();
+    let apps = if shutting_down {
+        Vec::new()
+    } else {
+        entries
+            .into_iter()
+            .filter_map(|(id, sh)| {
+                // The fields, not a clone of the state (its env and paths are not written).
+                let s = sh.lock().unwrap();
+                (!s.leaving).then(|| Record {
+                    id,
+                    instance: s.instance,
+                    wanted: if s.restarting {
+                        Wanted::Online
+                    } else {
+                        Wanted::of(s.status)
+                    },
+                    restart_time: s.restart_time,
+                    unstable_restarts: s.counters.unstable_restarts,
+                    created_at: s.created_at,
+                    pid: s.pid,
+                    last_error: s.last_error.clone(),
+                    restart_due: s.status == Status::WaitingRestart,
+                    spec: s.spec.clone(),
+                })
+            })
+            .collect()
+    };
+    Table {
+        format: table_file::FORMAT,
+        daemon_pid: std::process::id(),
+        daemon_start_ticks,
+        apps,
+        processes: d.ctx.table.processes(),
+    }
+}
+
+fn start_writer(d: &Arc<Daemon>) {
+    let weak = Arc::downgrade(d);
+    let me = std::process::id();
+    let writer = d.ctx.table.clone();
+    let spawned = writer.start(move || {
+        // Read here, on the writer thread: /proc is file I/O.
+        static START: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        let ticks = *START.get_or_init(|| {
+            crate::procfs::read_stat(me)
+                .map(|s| s.start_ticks)
+                .unwrap_or(0)
+        });
+        weak.upgrade().map(|d| snapshot(&d, ticks))
+    });
+    match spawned {
+        Ok(()) => d.ctx.table.touch(),
+        Err(e) => tracing::error!(
+            "cannot start the process table writer: {e}; a daemon crash would forget the apps"
+        ),
+    }
+}

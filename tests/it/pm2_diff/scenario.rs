@@ -1,0 +1,151 @@
+//! The command sequences run under both PM2 and pmr. A step is a command line as a user types it
+//! (split into words as `sh` would, quotes included; leading `KEY=value` words are put in its
+//! environment), or
+//! `=`: wait until no app is in a transient state, then compare `jlist` and `ls`; `=p` also checks
+//! that `prettylist` shows what `jlist` does (each PM2 command costs a Node start: not every time).
+//! Every command's exit code is compared. The cwd holds a copy of `tests/pm2/fixtures/`.
+
+pub struct Scenario {
+    pub name: &'static str,
+    pub steps: &'static [&'static str],
+}
+
+pub const ALL: &[Scenario] = &[
+    Scenario {
+        // Fork mode from the CLI, and every selector form on it.
+        name: "fork_cli",
+        steps: &[
+            "start http.js --name api",
+            "start worker.js",
+            "=p",
+            "stop api",
+            "=p",
+            "restart api",
+            "restart 1",
+            "reload api",
+            "=",
+            "stop 0 1",
+            "start worker.js",
+            "=",
+            "reset all",
+            "restart worker.js",
+            "=",
+            "delete ./worker.js",
+            "restart 42",
+            "=",
+            "delete all",
+            "restart all",
+            "delete all",
+            "=",
+        ],
+    },
+    Scenario {
+        // Cluster mode from the CLI: scale up and down, reload, reset.
+        name: "cluster_cli",
+        steps: &[
+            "start http.js -i 2 --name web",
+            "=p",
+            "scale web 3",
+            "=",
+            "scale web 1",
+            "=",
+            "reload web",
+            "reset web",
+            "=",
+            "reload nope",
+            "delete web",
+            "=",
+        ],
+    },
+    Scenario {
+        // A JSON ecosystem file: start, then select by the file, by namespace, by name.
+        name: "ecosystem_json",
+        steps: &[
+            "start ecosystem.json",
+            "=p",
+            "stop ecosystem.json",
+            "=",
+            "restart ecosystem.json --env production",
+            "=p",
+            "stop back",
+            "=",
+            "restart front",
+            "delete jobs",
+            "=",
+            "delete ecosystem.json",
+            "=",
+        ],
+    },
+    Scenario {
+        // A JS ecosystem file with env, env_<name> and deploy.<name>.env blocks.
+        name: "ecosystem_js_env",
+        steps: &[
+            "start ecosystem.config.js --env production",
+            "=p",
+            "restart ecosystem.config.js --env staging --update-env",
+            "=p",
+            "start ecosystem.config.js --only cron",
+            "=",
+            "restart /^we/",
+            "=",
+        ],
+    },
+    Scenario {
+        // Options given again with restart and start of an existing app.
+        name: "changed_options",
+        steps: &[
+            "start worker.js --name w",
+            "=p",
+            "restart w --node-args=--max-old-space-size=100",
+            "=",
+            "EXTRA=1 restart w --update-env",
+            "=p",
+            "restart w --name w2",
+            "=",
+            "start w2",
+            "=",
+            "restart w2 --max-memory-restart 100M --cron-restart '0 0 * * *'",
+            "=",
+            "restart w2 --max-memory-restart 0 --cron-restart 0",
+            "=",
+            "restart w2 --watch",
+            "=",
+        ],
+    },
+    Scenario {
+        // Errors and exit codes: unknown names and ids for every action, empty lists, bad files.
+        name: "errors",
+        steps: &[
+            "stop all",
+            "reload all",
+            "reset all",
+            "start missing.js",
+            "start worker.js --name only",
+            "=",
+            "restart nope",
+            "reload 7",
+            "delete nope",
+            "reset nope",
+            "scale nope 2",
+            "describe nope",
+            "stop missing.js",
+            "start ecosystem.json --only nope",
+            "=",
+            "delete only",
+            "delete all",
+            "=",
+        ],
+    },
+    Scenario {
+        // A program that is not Node: a bash script, by file and by its name.
+        name: "shell_app",
+        steps: &[
+            "start job.sh",
+            "=p",
+            "restart job",
+            "stop job.sh",
+            "=",
+            "delete all",
+        ],
+    },
+];

@@ -21,6 +21,7 @@ mod server;
 pub mod spawn;
 mod state;
 pub mod stdin;
+pub mod watch;
 
 use crate::paths::Home;
 use anyhow::{Context, Result};

@@ -28,3 +28,4 @@ mod serve;
 mod sockets;
 mod stdin;
 mod stop;
+mod watch;

@@ -134,6 +134,8 @@ pub fn launch_as(
             env: spawn::child_env(&spec, id, instance, &home),
             paths: default_paths(&d.ctx.home, &spec, id),
             history: Default::default(),
+            watching: None,
+            watch_last: None,
         }));
         let (tx, rx) = crate::daemon::instance::channel();
         // Queued before the entry is visible: `Start` is the first message the task reads.

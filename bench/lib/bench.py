@@ -29,11 +29,12 @@ import f_memrestart
 import f_next
 import f_persist
 import f_start
+import f_watch
 
 ROOT = BENCH.parent
 WORK = BENCH / ".work"
 FIGURES = ["memory", "cli", "start", "cluster", "reload", "logs", "crash", "nextjs",
-           "memrestart", "resurrect"]
+           "memrestart", "resurrect", "watch"]
 WRK_FIGURES = {"cluster", "reload", "nextjs"}
 FAMILIES = [  # (module, figures it measures)
     (f_idle, {"memory", "cli"}),
@@ -44,6 +45,7 @@ FAMILIES = [  # (module, figures it measures)
     (f_next, {"nextjs"}),
     (f_memrestart, {"memrestart"}),
     (f_persist, {"resurrect"}),
+    (f_watch, {"watch"}),
 ]
 
 

@@ -206,3 +206,26 @@ fn a_watch_path_that_does_not_exist_is_refused() {
     assert!(r.stderr.contains("does not exist"), "{}", r.stderr);
     assert!(pmr.jlist().is_empty());
 }
+
+#[test]
+fn use_polling_watches_by_polling() {
+    let pmr = Pmr::new();
+    let conf = pmr.dir.join("eco.config.json");
+    write(
+        &conf,
+        &serde_json::json!({"apps": [{
+            "name": "p", "script": fixture("ticker.js"), "watch": true,
+            "watch_options": {"usePolling": true, "interval": 50}
+        }]})
+        .to_string(),
+    );
+    pmr.run(&["start", conf.to_str().unwrap()]).ok();
+    let p = wait_watching(&pmr, 0);
+    let w = p["pm2_env"]["pmr_watching"].as_str().unwrap();
+    assert!(w.contains("polling every 50 ms"), "{w}");
+    write(&pmr.dir.join("node_modules/x.js"), "ignored");
+    write(&pmr.dir.join("app.js"), "1");
+    let p = pmr.wait_proc(0, "a polled restart", |p| restarts(p) >= 1);
+    let file = pmr.dir.join("app.js").display().to_string();
+    assert_eq!(history(&p)[0]["detail"], file.as_str(), "{p:#}");
+}

@@ -43,17 +43,20 @@ fn snapshot(s: &Setup) -> Snapshot {
 }
 
 impl PollWatch {
+    /// Takes the first snapshot (blocking), so a change right after set-up is seen.
     pub fn new(roots: Vec<Root>, ignore: Ignore, follow: bool, every: Duration) -> PollWatch {
+        let setup = Arc::new(Setup {
+            roots,
+            ignore,
+            follow,
+        });
+        let first = snapshot(&setup);
         PollWatch {
-            setup: Arc::new(Setup {
-                roots,
-                ignore,
-                follow,
-            }),
+            setup,
             every,
-            last: None,
+            last: Some(first),
             scan: None,
-            next_at: tokio::time::Instant::now(),
+            next_at: tokio::time::Instant::now() + every,
         }
     }
 

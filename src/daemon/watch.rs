@@ -35,6 +35,8 @@ struct Config {
     polling: bool,
     interval: Duration,
     follow: bool,
+    /// Fewer inotify watches than the kernel allows (tests of the fallback); none otherwise.
+    max_watches: Option<usize>,
 }
 
 fn config(spec: &AppSpec) -> Option<Config> {
@@ -57,12 +59,15 @@ fn config(spec: &AppSpec) -> Option<Config> {
         follow: opt("followSymlinks")
             .and_then(|v| v.as_bool())
             .unwrap_or(true),
+        max_watches: None,
     })
 }
 
 enum Backend {
     Inotify(InotifyWatch),
     Poll(PollWatch),
+    /// Out of inotify watches: what got none is polled.
+    Mixed(InotifyWatch, PollWatch),
 }
 
 impl Backend {
@@ -70,6 +75,10 @@ impl Backend {
         match self {
             Backend::Inotify(w) => w.next().await,
             Backend::Poll(w) => w.next().await,
+            Backend::Mixed(i, p) => tokio::select! {
+                f = i.next() => f,
+                f = p.next() => f,
+            },
         }
     }
 
@@ -77,6 +86,10 @@ impl Backend {
         match self {
             Backend::Inotify(w) => w.drain(),
             Backend::Poll(w) => w.drain(),
+            Backend::Mixed(i, p) => {
+                i.drain();
+                p.drain();
+            }
         }
     }
 }
@@ -148,14 +161,30 @@ fn open(cfg: &Config, rt: &tokio::runtime::Handle) -> Result<(Backend, String), 
     if cfg.polling {
         return poll("");
     }
-    match InotifyWatch::open(&roots, ignore()?, cfg.follow, rt) {
-        Ok(w) => {
+    match InotifyWatch::open(&roots, ignore()?, cfg.follow, cfg.max_watches, rt) {
+        Ok(mut w) => {
             for d in &w.unreadable {
                 tracing::warn!("watch: cannot read {}: not watched", d.display());
             }
             let plural = if w.dirs == 1 { "y" } else { "ies" };
-            let summary = format!("{names} (inotify, {} director{plural})", w.dirs);
-            Ok((Backend::Inotify(w), summary))
+            let mut summary = format!("{names} (inotify, {} director{plural}", w.dirs);
+            let overflow = std::mem::take(&mut w.overflow);
+            if overflow.is_empty() {
+                summary.push(')');
+                return Ok((Backend::Inotify(w), summary));
+            }
+            let m = w.limit.take().unwrap_or_default();
+            tracing::warn!(
+                "watch: {m}; polling the {} subtree(s) of {names} left without a watch",
+                overflow.len()
+            );
+            let n = overflow.len();
+            let p = PollWatch::new(overflow, ignore()?, cfg.follow, cfg.interval);
+            summary.push_str(&format!(
+                "; {n} more polled every {} ms: inotify limit reached)",
+                cfg.interval.as_millis()
+            ));
+            Ok((Backend::Mixed(w, p), summary))
         }
         Err(SetupError::Limit(m)) => {
             tracing::warn!("watch: {m}; polling {names} instead");
@@ -245,5 +274,60 @@ impl Watcher {
         if let Some(b) = &mut self.backend {
             b.drain();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn out_of_inotify_watches_the_rest_is_polled() {
+        let dir = std::env::temp_dir().join(format!("pmr-watch-unit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for sub in ["a", "b", "c"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        let cfg = Config {
+            paths: vec![dir.clone()],
+            cwd: dir.clone(),
+            ignore: None,
+            delay: Duration::ZERO,
+            polling: false,
+            interval: Duration::from_millis(20),
+            follow: true,
+            max_watches: Some(2),
+        };
+        let rt = tokio::runtime::Handle::current();
+        let (mut b, summary) = tokio::task::spawn_blocking(move || open(&cfg, &rt))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            summary.contains("(inotify, 2 directories; 2 more polled every 20 ms"),
+            "{summary}"
+        );
+        let Backend::Mixed(i, p) = &mut b else {
+            panic!("not mixed: {summary}");
+        };
+        assert_eq!(i.dirs, 2);
+        // Every subdirectory is seen, whether it has a watch or is polled.
+        for sub in ["a", "b", "c"] {
+            let f = dir.join(sub).join("x.js");
+            std::fs::write(&f, "1").unwrap();
+            let got = tokio::time::timeout(Duration::from_secs(10), async {
+                tokio::select! {
+                    f = i.next() => f,
+                    f = p.next() => f,
+                }
+            })
+            .await
+            .unwrap();
+            assert_eq!(got, f.display().to_string());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            i.drain();
+            p.drain();
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -48,6 +48,8 @@ struct Inner {
     dirs: Mutex<HashMap<WatchDescriptor, Dir>>,
     ignore: Ignore,
     follow: bool,
+    /// A lower limit than the kernel's (tests of the fallback).
+    max_watches: Option<usize>,
 }
 
 impl AsRawFd for Fd {
@@ -67,6 +69,9 @@ pub struct InotifyWatch {
     fd: AsyncFd<Fd>,
     pub dirs: usize,
     pub unreadable: Vec<PathBuf>,
+    /// Out of watches: what got none (to be polled), and the message naming the sysctl.
+    pub overflow: Vec<Root>,
+    pub limit: Option<String>,
 }
 
 fn limit_message(e: Errno) -> Option<String> {
@@ -95,14 +100,27 @@ fn classify(e: Errno, what: &str) -> SetupError {
     }
 }
 
-/// Adds watches for `start` and the directories below it (blocking).
-fn add_tree(inner: &Inner, walk: &mut Walk, root: &Path, start: &Path) -> Result<usize, Errno> {
+/// Adds watches for `start` and the directories below it (blocking). On an error, the
+/// directories left without a watch (disjoint subtrees).
+fn add_tree(
+    inner: &Inner,
+    walk: &mut Walk,
+    root: &Path,
+    start: &Path,
+) -> Result<usize, (Errno, Vec<PathBuf>)> {
     let mut n = 0;
     walk.dirs(
         root,
         start,
         &mut |d| {
-            let wd = inner.ino.add_watch(d, mask())?;
+            let full = inner
+                .max_watches
+                .is_some_and(|m| inner.dirs.lock().unwrap().len() >= m);
+            let wd = if full {
+                Err(Errno::ENOSPC)
+            } else {
+                inner.ino.add_watch(d, mask())
+            }?;
             n += 1;
             inner.dirs.lock().unwrap().insert(
                 wd,
@@ -126,6 +144,7 @@ impl InotifyWatch {
         roots: &[Root],
         ignore: Ignore,
         follow: bool,
+        max_watches: Option<usize>,
         rt: &tokio::runtime::Handle,
     ) -> Result<InotifyWatch, SetupError> {
         let ino = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
@@ -135,20 +154,46 @@ impl InotifyWatch {
             dirs: Mutex::new(HashMap::new()),
             ignore,
             follow,
+            max_watches,
         });
         let mut walk = Walk::new(&inner.ignore, follow);
         let mut dirs = 0;
+        let mut overflow = Vec::new();
+        let mut limit = None;
         for r in roots {
-            if r.is_dir {
-                dirs += add_tree(&inner, &mut walk, &r.path, &r.path)
-                    .map_err(|e| classify(e, &r.path.display().to_string()))?;
+            if limit.is_some() {
+                overflow.push(r.clone());
+            } else if r.is_dir {
+                match add_tree(&inner, &mut walk, &r.path, &r.path) {
+                    Ok(n) => dirs += n,
+                    Err((e, left)) => match limit_message(e) {
+                        Some(m) => {
+                            limit = Some(m);
+                            dirs = inner.dirs.lock().unwrap().len();
+                            overflow
+                                .extend(left.into_iter().map(|path| Root { path, is_dir: true }));
+                        }
+                        None => {
+                            return Err(SetupError::Other(format!("{}: {e}", r.path.display())))
+                        }
+                    },
+                }
             } else {
                 let parent = r.path.parent().unwrap_or(Path::new("/"));
                 let name = r.path.file_name().unwrap_or_default().to_os_string();
-                let wd = inner
-                    .ino
-                    .add_watch(parent, mask())
-                    .map_err(|e| classify(e, &parent.display().to_string()))?;
+                let wd = match inner.ino.add_watch(parent, mask()) {
+                    Ok(wd) => wd,
+                    Err(e) => match limit_message(e) {
+                        Some(m) => {
+                            limit = Some(m);
+                            overflow.push(r.clone());
+                            continue;
+                        }
+                        None => {
+                            return Err(SetupError::Other(format!("{}: {e}", parent.display())))
+                        }
+                    },
+                };
                 let mut map = inner.dirs.lock().unwrap();
                 let d = map.entry(wd).or_insert(Dir {
                     path: parent.to_path_buf(),
@@ -172,6 +217,8 @@ impl InotifyWatch {
             fd,
             dirs,
             unreadable,
+            overflow,
+            limit,
         })
     }
 
@@ -246,7 +293,7 @@ impl InotifyWatch {
             let inner = inner.clone();
             tokio::task::spawn_blocking(move || {
                 let mut walk = Walk::new(&inner.ignore, inner.follow);
-                if let Err(e) = add_tree(&inner, &mut walk, &root, &dir) {
+                if let Err((e, _)) = add_tree(&inner, &mut walk, &root, &dir) {
                     let m = limit_message(e).unwrap_or_else(|| e.to_string());
                     tracing::warn!("cannot watch {}: {m}", dir.display());
                 }

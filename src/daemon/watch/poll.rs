@@ -25,6 +25,20 @@ pub struct PollWatch {
     last: Option<Snapshot>,
     scan: Option<tokio::task::JoinHandle<Snapshot>>,
     next_at: tokio::time::Instant,
+    /// Set by [`PollWatch::drain`]: the next scan is the new reference, except for what was
+    /// modified since then (the coarse clock of file times lags: a margin).
+    drained_at: Option<(i64, i64)>,
+}
+
+/// Margin for the kernel's coarse file-time clock.
+const MARGIN_NS: i64 = 20_000_000;
+
+fn now_ns() -> (i64, i64) {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let ns = d.as_nanos() as i64 - MARGIN_NS;
+    (ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000))
 }
 
 fn snapshot(s: &Setup) -> Snapshot {
@@ -55,6 +69,7 @@ impl PollWatch {
             setup,
             every,
             last: Some(first),
+            drained_at: None,
             scan: None,
             next_at: tokio::time::Instant::now() + every,
         }
@@ -72,8 +87,19 @@ impl PollWatch {
             self.scan = None;
             self.next_at = tokio::time::Instant::now() + self.every;
             let prev = self.last.replace(snap);
-            let (Some(prev), Some(now)) = (prev, self.last.as_ref()) else {
+            let Some(now) = self.last.as_ref() else {
                 continue;
+            };
+            let Some(prev) = prev else {
+                let since = self.drained_at.take();
+                let recent = now
+                    .iter()
+                    .find(|(_, v)| since.is_some_and(|s| (v.0, v.1) >= s))
+                    .map(|(p, _)| p.display().to_string());
+                match recent {
+                    Some(p) => return p,
+                    None => continue,
+                }
             };
             let changed = now
                 .iter()
@@ -89,6 +115,7 @@ impl PollWatch {
     /// Forgets changes made so far: the next scan is the new reference.
     pub fn drain(&mut self) {
         self.last = None;
+        self.drained_at = Some(now_ns());
         if let Some(s) = self.scan.take() {
             s.abort();
         }

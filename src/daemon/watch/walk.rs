@@ -25,14 +25,15 @@ impl<'a> Walk<'a> {
     }
 
     /// Calls `dir` for `start` (a directory under `root`) and each directory below it, and
-    /// `file` for each other entry; stops at the first error of `dir`.
+    /// `file` for each other entry; stops at the first error of `dir`, with the directories
+    /// not visited yet: the one that failed and disjoint subtrees, none of them entered.
     pub fn dirs<E>(
         &mut self,
         root: &Path,
         start: &Path,
         dir: &mut dyn FnMut(&Path) -> Result<(), E>,
         file: &mut dyn FnMut(&Path, &std::fs::Metadata),
-    ) -> Result<(), E> {
+    ) -> Result<(), (E, Vec<PathBuf>)> {
         let mut stack = vec![start.to_path_buf()];
         while let Some(d) = stack.pop() {
             let Ok(meta) = std::fs::metadata(&d) else {
@@ -41,7 +42,10 @@ impl<'a> Walk<'a> {
             if !self.seen.insert((meta.dev(), meta.ino())) {
                 continue;
             }
-            dir(&d)?;
+            if let Err(e) = dir(&d) {
+                stack.push(d);
+                return Err((e, stack));
+            }
             let entries = match std::fs::read_dir(&d) {
                 Ok(e) => e,
                 Err(_) => {

@@ -764,8 +764,25 @@ mod tests {
     }
 
     #[test]
+    fn a_watch_path_must_exist() {
+        let d = fixture_dir();
+        let e = build_spec(
+            &obj(json!({"script": "app.js", "watch": ["app.js", "nope"]})),
+            &ctx(&d),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            format!("watch path {} does not exist", d.join("nope").display())
+        );
+    }
+
+    #[test]
     fn options_the_daemon_reads_are_typed_fields_not_extra() {
         let d = fixture_dir();
+        for sub in ["src", "lib"] {
+            std::fs::create_dir_all(d.join(sub)).unwrap();
+        }
         let s = build_spec(
             &obj(json!({
                 "script": "app.js",

@@ -232,7 +232,7 @@ impl Instance {
     fn on_watch_event(&self, ev: super::watch::Event) -> Option<String> {
         match ev {
             super::watch::Event::State(w) => {
-                if let Some(w) = &w {
+                if let Some(w) = w.as_ref().filter(|w| !w.ends_with("(starting)")) {
                     tracing::info!("App {} watching {w}", self.label());
                 }
                 self.with(|s| s.watching = w);

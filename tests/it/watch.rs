@@ -229,3 +229,32 @@ fn use_polling_watches_by_polling() {
     let file = pmr.dir.join("app.js").display().to_string();
     assert_eq!(history(&p)[0]["detail"], file.as_str(), "{p:#}");
 }
+
+#[test]
+fn a_watched_file_replaced_by_a_rename_restarts_and_its_neighbours_do_not() {
+    let pmr = Pmr::new();
+    write(&pmr.dir.join("conf.json"), "{}");
+    pmr.run(&[
+        "start",
+        &fixture("ticker.js"),
+        "--name",
+        "f",
+        "--watch",
+        "conf.json",
+    ])
+    .ok();
+    let p = wait_watching(&pmr, 0);
+    assert_eq!(p["pm2_env"]["watch"], serde_json::json!(["conf.json"]));
+    // A neighbour in the same directory does not count.
+    write(&pmr.dir.join("other.json"), "x");
+    // An editor's save: write a temp file, rename it over the watched one.
+    write(&pmr.dir.join("conf.json.swp"), "{\"a\": 1}");
+    std::fs::rename(pmr.dir.join("conf.json.swp"), pmr.dir.join("conf.json")).unwrap();
+    let p = pmr.wait_proc(0, "a watch restart", |p| restarts(p) >= 1);
+    let file = pmr.dir.join("conf.json").display().to_string();
+    assert_eq!(history(&p)[0]["detail"], file.as_str(), "{p:#}");
+    // The watch survives the rename (the directory is watched, filtered to the name).
+    wait_watching(&pmr, 0);
+    write(&pmr.dir.join("conf.json"), "{\"a\": 2}");
+    pmr.wait_proc(0, "a second watch restart", |p| restarts(p) == 2);
+}

@@ -339,6 +339,12 @@ pub struct ProcInfo {
     /// Next `cron_restart` run, ms since the epoch, in the daemon's time zone's reckoning.
     #[serde(default)]
     pub cron_next: Option<i64>,
+    /// What `watch` watches, while it does (how, and how many directories).
+    #[serde(default)]
+    pub watching: Option<String>,
+    /// The file whose change last restarted the app.
+    #[serde(default)]
+    pub watch_last: Option<String>,
 }
 
 /// What made an instance restart (or, for `cron`, start a stopped one).

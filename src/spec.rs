@@ -206,6 +206,16 @@ impl Watch {
 }
 
 impl AppSpec {
+    /// The paths `watch` names, resolved against `cwd` (`true` or `[]`: `cwd` itself).
+    pub fn watch_paths(&self) -> Vec<std::path::PathBuf> {
+        let cwd = std::path::Path::new(&self.cwd);
+        match &self.watch {
+            Watch::Off => Vec::new(),
+            Watch::Paths(p) if !p.is_empty() => p.iter().map(|p| cwd.join(p)).collect(),
+            _ => vec![cwd.to_path_buf()],
+        }
+    }
+
     /// Whether Node's IPC channel is set up for this app (fork-mode `process.send`).
     pub fn is_node(&self) -> bool {
         match &self.interpreter {
@@ -224,20 +234,8 @@ impl AppSpec {
 
     /// The options set on this app that pmr accepts but does not act on yet, by name.
     pub fn unsupported(&self) -> Vec<&'static str> {
-        let mut out = Vec::new();
-        if self.watch != Watch::Off {
-            out.push("watch");
-        }
-        for (set, key) in [
-            (self.ignore_watch.is_some(), "ignore_watch"),
-            (self.watch_delay.is_some(), "watch_delay"),
-            (self.watch_options.is_some(), "watch_options"),
-        ] {
-            if set {
-                out.push(key);
-            }
-        }
-        out
+        // Every option acts now; kept for the next one accepted before it is implemented.
+        Vec::new()
     }
 
     /// `pm2_env.env` as PM2 shows it: `env` with the JSON types the config gave (a value
@@ -437,6 +435,6 @@ mod tests {
         s.cron_restart = Some("0 * * * *".into());
         s.max_memory_restart = Some(1 << 20);
         s.log_rotate = Some(LogRotate::default());
-        assert_eq!(s.unsupported(), ["watch"]);
+        assert!(s.unsupported().is_empty());
     }
 }

@@ -32,11 +32,12 @@ import f_runtime
 import f_recover
 import f_scale
 import f_start
+import f_watch
 
 ROOT = BENCH.parent
 WORK = BENCH / ".work"
 FIGURES = ["memory", "cli", "start", "cluster", "reload", "logs", "crash", "nextjs",
-           "memrestart", "resurrect", "runtime", "recover", "scale"]
+           "memrestart", "resurrect", "runtime", "recover", "scale", "watch"]
 WRK_FIGURES = {"cluster", "reload", "nextjs"}
 FAMILIES = [  # (module, figures it measures)
     (f_idle, {"memory", "cli"}),
@@ -50,6 +51,7 @@ FAMILIES = [  # (module, figures it measures)
     (f_runtime, {"runtime"}),
     (f_recover, {"recover"}),
     (f_scale, {"scale"}),
+    (f_watch, {"watch"}),
 ]
 
 

@@ -563,6 +563,7 @@ pub fn build_spec(opts: &Map<String, Value>, ctx: &BuildCtx) -> Result<AppSpec, 
             m
         },
     };
+    check_watch(&spec)?;
     for key in spec.unsupported() {
         eprintln!(
             "{} app {:?}: {key} is not supported yet: accepted and ignored",
@@ -571,6 +572,26 @@ pub fn build_spec(opts: &Map<String, Value>, ctx: &BuildCtx) -> Result<AppSpec, 
         );
     }
     Ok(spec)
+}
+
+/// Each watched path must exist and be readable (root reads anything: nothing to say
+/// then); `ignore_watch` patterns must be valid globs or regexes.
+fn check_watch(spec: &AppSpec) -> Result<(), String> {
+    for p in spec.watch_paths() {
+        match std::fs::metadata(&p) {
+            Err(_) => return Err(format!("watch path {} does not exist", p.display())),
+            Ok(m) if m.is_dir() => {
+                if let Err(e) = std::fs::read_dir(&p) {
+                    return Err(format!("watch path {} cannot be read: {e}", p.display()));
+                }
+            }
+            Ok(_) => {}
+        }
+    }
+    if spec.watch != Watch::Off {
+        crate::daemon::watch::Ignore::new(Path::new(&spec.cwd), spec.ignore_watch.as_deref())?;
+    }
+    Ok(())
 }
 
 /// A `log_rotate` block as `options::normalize_app` left it (canonical keys, checked values).
@@ -743,8 +764,25 @@ mod tests {
     }
 
     #[test]
+    fn a_watch_path_must_exist() {
+        let d = fixture_dir();
+        let e = build_spec(
+            &obj(json!({"script": "app.js", "watch": ["app.js", "nope"]})),
+            &ctx(&d),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            format!("watch path {} does not exist", d.join("nope").display())
+        );
+    }
+
+    #[test]
     fn options_the_daemon_reads_are_typed_fields_not_extra() {
         let d = fixture_dir();
+        for sub in ["src", "lib"] {
+            std::fs::create_dir_all(d.join(sub)).unwrap();
+        }
         let s = build_spec(
             &obj(json!({
                 "script": "app.js",

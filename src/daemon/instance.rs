@@ -96,6 +96,10 @@ pub struct Shared {
     /// Being deleted or retired (scale down): no longer in the table on disk, though its
     /// process is until it has exited.
     pub leaving: bool,
+    /// What is watched (`watch`), while it is: for `describe` and `ls`.
+    pub watching: Option<String>,
+    /// The last change that restarted the app.
+    pub watch_last: Option<String>,
 }
 
 /// Source of `Shared::ended`.
@@ -202,13 +206,23 @@ impl Instance {
     pub async fn run(self, mut rx: CtlReceiver) {
         let mut phase = Phase::Idle;
         let mut cron = super::cron::Timer::default();
+        let mut watcher = super::watch::Watcher::default();
         loop {
-            let pattern = self.with(|s| s.spec.cron_restart.clone());
+            let (pattern, spec) = self.with(|s| (s.spec.cron_restart.clone(), s.spec.clone()));
             let cron_due = cron.due(pattern.as_deref());
+            let watched = watcher.next(&spec);
+            let mut by_watch = false;
             phase = match phase {
                 Phase::Deleted => break,
                 Phase::Idle => tokio::select! {
                     _ = cron_due => self.on_cron(None).await,
+                    ev = watched => match self.on_watch_event(ev) {
+                        Some(file) => {
+                            by_watch = true;
+                            self.on_watch(None, file, &mut rx).await
+                        }
+                        None => Phase::Idle,
+                    },
                     ctl = rx.recv() => match ctl {
                         None => break,
                         Some(ctl) => self.on_ctl_idle(ctl).await,
@@ -217,6 +231,13 @@ impl Instance {
                 Phase::Waiting(at) => tokio::select! {
                     _ = tokio::time::sleep_until(at) => self.relaunch(None).await,
                     _ = cron_due => self.on_cron(None).await,
+                    ev = watched => match self.on_watch_event(ev) {
+                        Some(file) => {
+                            by_watch = true;
+                            self.on_watch(None, file, &mut rx).await
+                        }
+                        None => Phase::Waiting(at),
+                    },
                     ctl = rx.recv() => match ctl {
                         None => break,
                         Some(ctl) => self.on_ctl_waiting(ctl, at).await,
@@ -225,6 +246,13 @@ impl Instance {
                 Phase::Running(mut r) => tokio::select! {
                     status = r.child.wait() => self.on_exit(*r, status).await,
                     _ = cron_due => self.on_cron(Some(r)).await,
+                    ev = watched => match self.on_watch_event(ev) {
+                        Some(file) => {
+                            by_watch = true;
+                            self.on_watch(Some(r), file, &mut rx).await
+                        }
+                        None => Phase::Running(r),
+                    },
                     Some(ev) = recv_opt(&mut r.ipc_rx) => match self.on_ipc(&mut r, ev) {
                         IpcOutcome::Nothing => Phase::Running(r),
                         IpcOutcome::Restart => {
@@ -248,7 +276,56 @@ impl Instance {
                     },
                 },
             };
+            if by_watch {
+                watcher.restarted();
+            }
         }
+    }
+
+    /// A watcher's news: the file that changed, if the app is to restart for it.
+    fn on_watch_event(&self, ev: super::watch::Event) -> Option<String> {
+        match ev {
+            super::watch::Event::State(w) => {
+                if let Some(w) = w.as_ref().filter(|w| !w.ends_with("(starting)")) {
+                    tracing::info!("App {} watching {w}", self.label());
+                }
+                self.with(|s| s.watching = w);
+                None
+            }
+            super::watch::Event::Changed(file) => Some(file),
+        }
+    }
+
+    /// A watched file changed: a running app restarts (cluster: reloads, as PM2); one that
+    /// crashed or is waiting to restart starts now (PM2's watcher restarts it by name).
+    async fn on_watch(&self, r: Option<Box<Running>>, file: String, rx: &mut CtlReceiver) -> Phase {
+        if self.ctx.shutting_down.load(Ordering::SeqCst) {
+            return r.map_or(Phase::Idle, Phase::Running);
+        }
+        tracing::info!(
+            "Change detected on path {file} for app {} - restarting",
+            self.label()
+        );
+        self.with(|s| s.watch_last = Some(file.clone()));
+        let why = Why::new(RestartCause::Watch, file);
+        let (reply, _) = tokio::sync::oneshot::channel();
+        match r {
+            Some(r) => self.reload_or_restart(r, why, reply, rx).await,
+            None => {
+                self.with(|s| s.history.push(now_ms(), why, 0));
+                self.reset_for_manual_start();
+                self.launch(None).await
+            }
+        }
+    }
+
+    /// `stop` and `delete` turn watching off, as PM2's do.
+    fn unwatch(&self) {
+        self.with(|s| {
+            if s.spec.watch != crate::spec::Watch::Off {
+                Arc::make_mut(&mut s.spec).watch = crate::spec::Watch::Off;
+            }
+        });
     }
 
     async fn on_ctl_idle(&self, ctl: Ctl) -> Phase {
@@ -264,6 +341,7 @@ impl Instance {
                 self.launch(Some(reply)).await
             }
             Ctl::Stop(reply) => {
+                self.unwatch();
                 self.with(|s| s.status = Status::Stopped);
                 let _ = reply.send(Ok(()));
                 Phase::Idle
@@ -296,6 +374,7 @@ impl Instance {
                 Phase::Waiting(at)
             }
             Ctl::Stop(reply) => {
+                self.unwatch();
                 self.with(|s| s.status = Status::Stopped);
                 let _ = reply.send(Ok(()));
                 Phase::Idle
@@ -321,6 +400,7 @@ impl Instance {
                 Phase::Running(r)
             }
             Ctl::Stop(reply) => {
+                self.unwatch();
                 self.stop_running(*r).await;
                 let _ = reply.send(Ok(()));
                 Phase::Idle

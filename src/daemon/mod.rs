@@ -28,6 +28,7 @@ pub mod spawn;
 mod state;
 pub mod stdin;
 pub mod table_file;
+pub mod watch;
 
 use crate::paths::Home;
 use anyhow::{Context, Result};

@@ -145,6 +145,8 @@ fn rebuild(
         ended: 0,
         restarting: false,
         leaving: false,
+        watching: None,
+        watch_last: None,
     }));
     let (tx, rx) = super::instance::channel();
     let wait = (rec.wanted == Wanted::Online).then(|| {

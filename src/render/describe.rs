@@ -5,7 +5,6 @@ use super::style::{self, paint};
 use super::table::{render_box, Cell};
 use super::{app_version, display_width, now_ms, status_colors, uptime_cell};
 use crate::protocol::ProcInfo;
-use crate::spec::Watch;
 
 /// `pmr describe <id>` for one process. Ends with a newline.
 pub fn describe(p: &ProcInfo, color: bool) -> String {
@@ -44,11 +43,7 @@ pub fn describe_at(p: &ProcInfo, color: bool, now: i64) -> String {
         ("node env", Cell::plain(na(p.env.get("NODE_ENV").cloned()))),
         (
             "watch & reload",
-            if s.watch != Watch::Off {
-                Cell::plain(format!("✘{NOT_YET}"))
-            } else {
-                Cell::plain("✘")
-            },
+            Cell::plain(if watching(p) { "✔" } else { "✘" }),
         ),
         (
             "unstable restarts",
@@ -66,6 +61,11 @@ pub fn describe_at(p: &ProcInfo, color: bool, now: i64) -> String {
     }
     if let Some(m) = s.max_memory_restart.filter(|&m| m > 0) {
         rows.insert(5, ("max memory restart", Cell::plain(m.to_string())));
+    }
+    if let Some(w) = &p.watching {
+        rows.push(("watching", Cell::plain(w)));
+        let last = p.watch_last.clone().unwrap_or_else(|| "none yet".into());
+        rows.push(("last watch restart", Cell::plain(last)));
     }
     if let Some(c) = p.exit_code {
         rows.push(("exit code", Cell::plain(c.to_string())));
@@ -111,14 +111,10 @@ pub fn describe_at(p: &ProcInfo, color: bool, now: i64) -> String {
     out
 }
 
-/// Said after the value of an option pmr accepts but does not act on yet, so the sheet never
-/// looks as if it were in force.
-const NOT_YET: &str = " (not supported yet)";
-
-/// Whether files are being watched: never yet. `watch` is accepted and ignored (the CLI warns),
-/// and `ls` must not show `enabled` for something that does nothing.
-pub(crate) fn watching(_p: &ProcInfo) -> bool {
-    false
+/// Whether files are being watched: only while the daemon's watcher is set up, so `ls`
+/// never shows `enabled` for an app whose watch could not be (see the daemon log).
+pub(crate) fn watching(p: &ProcInfo) -> bool {
+    p.watching.is_some()
 }
 
 /// `new Date(ms).toISOString()`.
@@ -177,7 +173,7 @@ mod tests {
         p.spec.args = vec!["--a".into(), "1".into()];
         p.spec.cron_restart = Some("0 * * * *".into());
         p.spec.max_memory_restart = Some(104857600);
-        p.spec.watch = Watch::Cwd;
+        p.spec.watch = crate::spec::Watch::Cwd;
         p.env.insert("NODE_ENV".into(), "production".into());
         p.exit_code = Some(2);
         p.last_error = Some("spawn ENOENT".into());
@@ -205,13 +201,19 @@ mod tests {
             keys[keys.len() - 3..],
             ["created at", "exit code", "last error"]
         );
-        // Accepted but not acted on: said so, never shown as on.
         assert!(out.contains("│ 104857600 "));
         assert!(!out.contains("104857600 (not supported yet)"));
         assert!(out.contains("│ 0 * * * * "));
         assert!(!out.contains("0 * * * * (not supported yet)"));
-        assert!(out.contains("│ ✘ (not supported yet) "));
+        // `watch` set but not (yet) watched by the daemon: not shown as on.
+        assert!(out.contains("│ ✘ "));
         assert!(!out.contains('✔'));
+        p.watching = Some("/app (inotify, 3 directories)".into());
+        p.watch_last = Some("/app/index.js".into());
+        let out = describe_at(&p, false, 0);
+        assert!(out.contains("│ ✔ "));
+        assert!(out.contains("│ watching           │ /app (inotify, 3 directories) "));
+        assert!(out.contains("│ last watch restart │ /app/index.js "));
         assert!(out.contains("│ --a 1 "));
         assert!(out.contains("│ production "));
         assert!(out.contains("│ spawn ENOENT "));

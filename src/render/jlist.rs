@@ -154,6 +154,14 @@ pub fn jlist_value(p: &ProcInfo, home: &str) -> Value {
     put(&mut e, "version", json!(app_version(&s.script)));
     // pmr's own key (PM2's tools ignore keys they do not know): why each restart happened.
     put(&mut e, "pmr_restart_history", json!(p.restart_history));
+    // pmr's own keys: what `watch` really watches (absent when nothing is), and the file
+    // whose change last restarted the app.
+    if let Some(w) = &p.watching {
+        put(&mut e, "pmr_watching", json!(w));
+    }
+    if let Some(w) = &p.watch_last {
+        put(&mut e, "pmr_watch_last", json!(w));
+    }
 
     let (memory, cpu) = live_monit(p);
     let mut el = Map::new();

@@ -48,6 +48,8 @@ pub fn proc_info(pm_id: u32, name: &str, status: Status) -> ProcInfo {
         last_error: None,
         restart_history: Vec::new(),
         cron_next: None,
+        watching: None,
+        watch_last: None,
         spec,
     }
 }

@@ -258,9 +258,10 @@ fn bad_configs_name_the_file_the_app_and_the_key_and_start_nothing() {
 }
 
 #[test]
-fn options_not_supported_yet_warn_per_app_and_key_and_never_show_as_on() {
+fn automation_options_act_without_warnings_and_show_as_pm2_fields() {
     let pmr = Pmr::new();
     let run_sh = fixture("run.sh");
+    std::fs::create_dir_all(pmr.dir.join("src")).unwrap();
     std::fs::write(
         pmr.dir.join("w.json"),
         format!(
@@ -273,28 +274,22 @@ fn options_not_supported_yet_warn_per_app_and_key_and_never_show_as_on() {
     )
     .unwrap();
     let r = pmr.run(&["start", "w.json"]).ok();
-    let warnings: Vec<&str> = r
-        .stderr
-        .lines()
-        .filter(|l| l.contains("not supported yet"))
-        .collect();
-    assert_eq!(
-        warnings,
-        [r#"[PMR][WARN] app "w": watch is not supported yet: accepted and ignored"#,],
-        "{}",
-        r.stderr
-    );
-    pmr.wait_status(0, "online");
+    assert!(!r.stderr.contains("not supported yet"), "{}", r.stderr);
+    pmr.wait_proc(0, "watching", |p| {
+        p["pm2_env"]["pmr_watching"]
+            .as_str()
+            .is_some_and(|w| w.contains("inotify"))
+    });
     // jlist keeps PM2's fields, as tools read them.
     let env = &pmr.proc(0).unwrap()["pm2_env"];
     assert_eq!(env["watch"], serde_json::json!(["src"]));
     assert_eq!(env["cron_restart"], "0 3 * * *");
     assert_eq!(env["max_memory_restart"], 200 * 1024 * 1024);
     assert_eq!(pmr.proc(1).unwrap()["pm2_env"]["watch"], false);
-    // ls and describe never claim that watching (or the rest) is on.
+    // ls: `enabled` for the watched app only.
     let ls = pmr.run_env(&["ls"], &[("COLUMNS", "200")]).ok().stdout;
-    assert!(ls.contains("watching"), "{ls}");
-    assert!(!ls.contains("enabled"), "{ls}");
+    assert_eq!(ls.matches("enabled").count(), 1, "{ls}");
+    assert_eq!(ls.matches("disabled").count(), 1, "{ls}");
     let d = pmr.run(&["describe", "w"]).ok().stdout;
     let row = |key: &str| {
         d.lines()
@@ -302,20 +297,14 @@ fn options_not_supported_yet_warn_per_app_and_key_and_never_show_as_on() {
             .map(|l| l.split('│').nth(2).unwrap().trim().to_string())
             .unwrap_or_else(|| panic!("no {key} row in\n{d}"))
     };
-    assert_eq!(row("watch & reload"), "✘ (not supported yet)");
-    // These two act (tests/it/auto.rs): no warning, and the next cron run is shown.
+    assert_eq!(row("watch & reload"), "✔");
+    assert!(row("watching").contains("/src (inotify"), "{d}");
     assert!(row("cron restart").starts_with("0 3 * * * (next "), "{d}");
     assert_eq!(row("max memory restart"), "209715200");
-    assert!(!d.contains('✔'), "{d}");
 
-    // The command-line flag warns the same way.
+    // The command-line flag: no warning either.
     let r = pmr.run(&["start", &run_sh, "--name", "f", "--watch"]).ok();
-    assert!(
-        r.stderr
-            .contains(r#"[PMR][WARN] app "f": watch is not supported yet"#),
-        "{}",
-        r.stderr
-    );
+    assert!(!r.stderr.contains("not supported yet"), "{}", r.stderr);
     pmr.run(&["delete", "all"]).ok();
 }
 

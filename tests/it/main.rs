@@ -32,3 +32,4 @@ mod soak;
 mod sockets;
 mod stdin;
 mod stop;
+mod watch;

@@ -51,6 +51,8 @@ pub async fn list(d: &Arc<Daemon>) -> Response {
                     .cron_restart
                     .as_deref()
                     .and_then(crate::cron::next_run_ms),
+                watching: s.watching,
+                watch_last: s.watch_last,
             }
         })
         .collect();

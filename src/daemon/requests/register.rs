@@ -137,6 +137,8 @@ pub fn launch_as(
             ended: 0,
             restarting: false,
             leaving: false,
+            watching: None,
+            watch_last: None,
         }));
         let (tx, rx) = crate::daemon::instance::channel();
         // Queued before the entry is visible: `Start` is the first message the task reads.

@@ -16,7 +16,7 @@ pub mod node_ipc;
 pub mod notify;
 pub mod policy;
 pub mod reaper;
-mod recover;
+pub(crate) mod recover;
 pub mod registry;
 pub mod rejections;
 mod requests;
@@ -26,6 +26,8 @@ pub mod spawn;
 mod state;
 pub mod stdin;
 pub mod table_file;
+
+pub use requests::update::check_binary as check_update_binary;
 
 use crate::paths::Home;
 use anyhow::{Context, Result};
@@ -43,6 +45,12 @@ pub fn run_with(home: Home, resurrect: bool) -> Result<()> {
     let Some(lock) = prepare(&home, tracing::Level::INFO)? else {
         return Ok(());
     };
+    // Only a detached daemon can replace itself (`update`): a foreground one is a unit's or
+    // a container's main process, whose supervisor restarts it.
+    {
+        use std::os::fd::AsRawFd;
+        let _ = requests::update::LOCK_FD.set(lock.as_raw_fd());
+    }
     sd_notify::init();
     let rt = runtime()?;
     let res = rt
@@ -60,12 +68,17 @@ fn prepare(home: &Home, level: tracing::Level) -> Result<Option<HomeLock>> {
     std::fs::create_dir_all(&home.root)
         .with_context(|| format!("cannot create {}", home.root.display()))?;
     // The lock, not the pid file, says who owns this home: it dies with the process.
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(home.lock_file())
-        .with_context(|| format!("cannot open {}", home.lock_file().display()))?;
+    let lock = match requests::update::inherited_lock() {
+        // The daemon this one replaces (`update`, same pid) held the lock on this open file:
+        // taken over, so no other daemon can start in between.
+        Some(f) => f,
+        None => std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(home.lock_file())
+            .with_context(|| format!("cannot open {}", home.lock_file().display()))?,
+    };
     let lock = match nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock) {
         Ok(l) => l,
         Err((_, nix::errno::Errno::EWOULDBLOCK)) => return Ok(None),

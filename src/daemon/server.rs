@@ -149,9 +149,21 @@ async fn client(d: Arc<Daemon>, mut stream: UnixStream) {
             return hub.serve(stream, filter).await;
         }
         let is_kill = matches!(req, Request::Kill);
+        let update_to = match &req {
+            Request::Update { binary } => Some(binary.clone()),
+            _ => None,
+        };
         let resp = handle(&d, req).await;
         let _ = protocol::write_frame_async(&mut stream, &resp).await;
         if is_kill {
+            d.exit.notify_one();
+            return;
+        }
+        if let (Some(binary), Response::Updating { .. }) = (update_to, &resp) {
+            // Returns only when the exec failed. The table is written: exiting lets the next
+            // CLI call start a daemon that restores it.
+            let e = super::requests::update::exec(&binary);
+            tracing::error!("update: cannot execute {binary}: {e}; exiting (the next command starts a daemon that restores the apps)");
             d.exit.notify_one();
             return;
         }
@@ -191,6 +203,7 @@ async fn handle(d: &Arc<Daemon>, req: Request) -> Response {
         Request::Flush { ids } => logs::flush(d, ids).await,
         Request::ReloadLogs => logs::reload(d).await,
         Request::Resurrect { procs } => super::requests::resurrect::resurrect(d, procs).await,
+        Request::Update { binary } => super::requests::update::update(d, &binary).await,
         // Handled in `client` (the connection becomes a stream).
         Request::Subscribe { .. } => Response::Error {
             message: "unexpected subscribe".into(),

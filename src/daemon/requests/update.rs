@@ -1,0 +1,146 @@
+//! `update`: replace the running daemon by the installed binary, keeping its pid, its home's
+//! lock and its apps' ids, names, specs and counters.
+//!
+//! What ships is PM2's way, done in one process: every app is stopped, the process table
+//! (what was online, stopped or errored) is written, and the daemon re-executes the new
+//! binary (`execve`, same pid); that daemon restores the table as after a crash, starting the
+//! apps that were online again. The apps are restarted (new pids); the CLI says so. Keeping
+//! children, pipes, IPC channels and listening sockets open across the exec (no restart at
+//! all) is not supported yet.
+
+use super::action::act;
+use crate::daemon::state::Daemon;
+use crate::protocol::{Action, Response};
+use std::os::fd::RawFd;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+
+/// The fd of the home's lock, set by a detached daemon (`daemon::run_with`): it is handed to
+/// the new binary, so the home is never without a daemon owning it.
+pub static LOCK_FD: OnceLock<RawFd> = OnceLock::new();
+
+/// How the new daemon learns which fd is the lock it inherits.
+const LOCK_FD_VAR: &str = "PMR_UPDATE_LOCK_FD";
+
+/// Why `binary` cannot replace the daemon, if it cannot (shared with the CLI's check).
+pub fn check_binary(binary: &Path) -> Result<(), String> {
+    let shown = binary.display();
+    let meta = std::fs::metadata(binary).map_err(|e| format!("{shown}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("{shown}: not a file"));
+    }
+    nix::unistd::access(binary, nix::unistd::AccessFlags::X_OK)
+        .map_err(|e| format!("{shown}: not executable ({e})"))
+}
+
+pub async fn update(d: &Arc<Daemon>, binary: &str) -> Response {
+    if LOCK_FD.get().is_none() {
+        return Response::Error {
+            message: "update: this daemon runs in the foreground (pmr-runtime, --no-daemon or a boot unit's `daemon --foreground`): restart it with its supervisor instead".into(),
+        };
+    }
+    let path = Path::new(binary).to_path_buf();
+    let checked = {
+        let p = path.clone();
+        tokio::task::spawn_blocking(move || check_binary(&p)).await
+    };
+    match checked {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            return Response::Error {
+                message: format!("update: {e}; the daemon keeps running"),
+            }
+        }
+        Err(e) => {
+            return Response::Error {
+                message: format!("update: {e}"),
+            }
+        }
+    }
+    // The table as it is now (what is online is started again by the new daemon), then no
+    // more writes: stopping the apps must not record them as stopped.
+    let mut table = crate::daemon::recover::snapshot_now(d).await;
+    let writer = d.ctx.table.clone();
+    let _ = tokio::task::spawn_blocking(move || writer.close()).await;
+    d.ctx.shutting_down.store(true, Ordering::SeqCst);
+    let ids: Vec<u32> = d.registry.lock().unwrap().entries.keys().copied().collect();
+    tracing::info!(
+        "update: stopping {} process(es), then executing {}",
+        ids.len(),
+        path.display()
+    );
+    act(d, Action::Stop, &ids, None).await;
+    // Normally none: any still named is stopped by the new daemon (pid and start time).
+    table.processes = d.ctx.table.processes();
+    let instances = table.apps.len() as u32;
+    let file = crate::daemon::table_file::path(&d.ctx.home);
+    let written =
+        tokio::task::spawn_blocking(move || crate::daemon::table_file::write_atomic(&file, &table))
+            .await;
+    match written {
+        Ok(Ok(())) => {}
+        // Without the table the new daemon would forget every app: stay, and say so.
+        Ok(Err(e)) => return write_failed(d, e.to_string()),
+        Err(e) => return write_failed(d, e.to_string()),
+    }
+    Response::Updating { instances }
+}
+
+fn write_failed(d: &Arc<Daemon>, e: String) -> Response {
+    tracing::error!("update: cannot write the process table: {e}; exiting as `kill` would");
+    d.exit.notify_one();
+    Response::Error {
+        message: format!(
+            "update: cannot write the process table ({e}): the apps are stopped and the daemon exits; the next command starts a daemon that restores the last table written"
+        ),
+    }
+}
+
+/// Replace this process by `binary` (called once `Updating` is sent). Returns only if the
+/// exec failed; the table is on disk, so the caller exits and the next CLI call starts a
+/// daemon that restores it.
+pub fn exec(binary: &str) -> std::io::Error {
+    use std::os::unix::process::CommandExt;
+    let Some(&lock_fd) = LOCK_FD.get() else {
+        return std::io::Error::other("no lock to hand over");
+    };
+    // Exactly this fd crosses the exec; every other one of ours is close-on-exec.
+    if let Err(e) = nix::fcntl::fcntl(
+        lock_fd,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+    ) {
+        return std::io::Error::from(e);
+    }
+    let mut args = std::env::args_os();
+    // argv[0] is kept: it selects the personality (pmr or pm2) and so the home's names.
+    let arg0 = args.next().unwrap_or_else(|| "pmr".into());
+    // `--resurrect` was for the boot: the restored table is what runs now.
+    let rest: Vec<_> = args.filter(|a| a != "--resurrect").collect();
+    tracing::info!("update: executing {binary}");
+    std::process::Command::new(binary)
+        .arg0(arg0)
+        .args(rest)
+        .env(LOCK_FD_VAR, lock_fd.to_string())
+        .exec()
+}
+
+/// The lock a replaced daemon handed over, if this process is its replacement. Called once,
+/// before any thread is started (it removes the variable, which apps must not inherit).
+pub fn inherited_lock() -> Option<std::fs::File> {
+    use std::os::fd::FromRawFd;
+    let v = std::env::var(LOCK_FD_VAR).ok()?;
+    std::env::remove_var(LOCK_FD_VAR);
+    let fd: RawFd = v.parse().ok()?;
+    // Only an fd that is open (and a regular file) is taken: a stray variable is ignored.
+    let st = nix::sys::stat::fstat(fd).ok()?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return None;
+    }
+    let _ = nix::fcntl::fcntl(
+        fd,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    );
+    // SAFETY: the fd is open, ours, and owned by nothing else in this fresh process.
+    Some(unsafe { std::fs::File::from_raw_fd(fd) })
+}

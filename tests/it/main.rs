@@ -30,3 +30,4 @@ mod serve;
 mod sockets;
 mod stdin;
 mod stop;
+mod update;

@@ -31,11 +31,12 @@ import f_persist
 import f_runtime
 import f_recover
 import f_start
+import f_update
 
 ROOT = BENCH.parent
 WORK = BENCH / ".work"
 FIGURES = ["memory", "cli", "start", "cluster", "reload", "logs", "crash", "nextjs",
-           "memrestart", "resurrect", "runtime", "recover"]
+           "memrestart", "resurrect", "runtime", "recover", "update"]
 WRK_FIGURES = {"cluster", "reload", "nextjs"}
 FAMILIES = [  # (module, figures it measures)
     (f_idle, {"memory", "cli"}),
@@ -48,6 +49,7 @@ FAMILIES = [  # (module, figures it measures)
     (f_persist, {"resurrect"}),
     (f_runtime, {"runtime"}),
     (f_recover, {"recover"}),
+    (f_update, {"update"}),
 ]
 
 

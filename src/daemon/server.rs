@@ -148,6 +148,11 @@ async fn client(d: Arc<Daemon>, mut stream: UnixStream) {
             let hub = d.ctx.sinks.hub.clone();
             return hub.serve(stream, filter).await;
         }
+        if super::requests::update::refused_meanwhile(&req) {
+            let message = "the daemon is being replaced (`update`): retry in a moment".into();
+            let _ = protocol::write_frame_async(&mut stream, &Response::Error { message }).await;
+            continue;
+        }
         let is_kill = matches!(req, Request::Kill);
         let update_to = match &req {
             Request::Update { binary } => Some(binary.clone()),

@@ -10,15 +10,28 @@
 
 use super::action::act;
 use crate::daemon::state::Daemon;
-use crate::protocol::{Action, Response};
+use crate::protocol::{Action, Request, Response};
 use std::os::fd::RawFd;
 use std::path::Path;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 /// The fd of the home's lock, set by a detached daemon (`daemon::run_with`): it is handed to
 /// the new binary, so the home is never without a daemon owning it.
 pub static LOCK_FD: OnceLock<RawFd> = OnceLock::new();
+
+/// Set once an update has begun: requests that change the table are refused from then on
+/// (an app started now would not be in the table handed over).
+static IN_PROGRESS: AtomicBool = AtomicBool::new(false);
+
+/// Whether `req` must wait for the new daemon.
+pub fn refused_meanwhile(req: &Request) -> bool {
+    IN_PROGRESS.load(Ordering::SeqCst)
+        && !matches!(
+            req,
+            Request::Ping | Request::List | Request::Resolve { .. } | Request::Subscribe { .. }
+        )
+}
 
 /// How the new daemon learns which fd is the lock it inherits.
 const LOCK_FD_VAR: &str = "PMR_UPDATE_LOCK_FD";
@@ -57,6 +70,11 @@ pub async fn update(d: &Arc<Daemon>, binary: &str) -> Response {
                 message: format!("update: {e}"),
             }
         }
+    }
+    if IN_PROGRESS.swap(true, Ordering::SeqCst) {
+        return Response::Error {
+            message: "update: an update is already in progress".into(),
+        };
     }
     // The table as it is now (what is online is started again by the new daemon), then no
     // more writes: stopping the apps must not record them as stopped.

@@ -184,3 +184,52 @@ fn a_foreground_runtime_refuses_update() {
     }
     assert!(rt.wait().unwrap().success());
 }
+
+#[test]
+fn while_the_daemon_is_replaced_changes_are_refused_and_ls_answers() {
+    let pmr = Pmr::new();
+    // Ignores SIGINT: its stop takes the whole kill_timeout, which is when we act.
+    pmr.run(&[
+        "start",
+        &fixture("stubborn.js"),
+        "--name",
+        "slow",
+        "--kill-timeout",
+        "3000",
+    ])
+    .ok();
+    let out = pmr.home.join("logs").join("slow-out.log");
+    wait_until("the app to print", || {
+        std::fs::read_to_string(&out).is_ok_and(|s| s.contains("stubborn"))
+    });
+    let daemon = pmr.daemon_pid().unwrap();
+    let update = pmr
+        .cmd()
+        .arg("update")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("the stop of the update", || {
+        std::fs::read_to_string(&out).is_ok_and(|s| s.contains("got SIGINT"))
+    });
+    let r = pmr
+        .run(&["start", &fixture("ticker.js"), "--name", "late"])
+        .fails();
+    assert!(r.stderr.contains("being replaced"), "{}", r.stderr);
+    let r = pmr.run(&["ls"]).ok();
+    assert!(r.stdout.contains("slow"), "{}", r.stdout);
+    let done = update.wait_with_output().unwrap();
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    assert_eq!(pmr.daemon_pid(), Some(daemon));
+    let names: Vec<String> = pmr
+        .jlist()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["slow"]);
+}

@@ -60,7 +60,12 @@ pub async fn serve(home: Home, resurrect: bool, hook: Option<Hook>) -> Result<St
     let mut usr2 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined2())?;
     // After the signal handlers (a SIGTERM meanwhile is handled once it is done). Clients that
     // connect meanwhile wait in the backlog: their first answer shows the restored apps.
+    let adopted = super::requests::update::adopt_sockets(&d);
     super::recover::restore(&d, table).await;
+    if adopted {
+        // Those of apps that did not come back (stopped, errored, not online in time).
+        d.ctx.listeners.drop_unjoined();
+    }
     // After the restored apps: `resurrect` skips the names they have.
     super::boot::start(&d, resurrect);
     // After the handlers: a SIGTERM from now on stops the apps the hook starts.

@@ -233,3 +233,53 @@ fn while_the_daemon_is_replaced_changes_are_refused_and_ls_answers() {
         .collect();
     assert_eq!(names, ["slow"]);
 }
+
+#[test]
+fn a_cluster_port_refuses_no_connection_across_update() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let pmr = Pmr::new();
+    let port = free_port();
+    pmr.run_env(
+        &["start", &fixture("http.js"), "--name", "web", "-i", "2"],
+        &[("PORT", &port.to_string())],
+    )
+    .ok();
+    let before = pids(&all_online(&pmr));
+    pids_answering(port, 2);
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let (mut ok, mut refused, mut other) = (0u32, 0u32, 0u32);
+            // Bounded: the update is over long before.
+            for _ in 0..200_000 {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                match http_get(port) {
+                    Ok(_) => ok += 1,
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => refused += 1,
+                    Err(_) => other += 1,
+                }
+            }
+            (ok, refused, other)
+        })
+    };
+    pmr.run(&["update"]).ok();
+    let after = pids(&all_online(&pmr));
+    // The new workers serve: the load sees them before it stops.
+    let answering: BTreeSet<u32> = pids_answering(port, 2)
+        .into_iter()
+        .map(|p| p as u32)
+        .collect();
+    assert_eq!(answering, after);
+    stop.store(true, Ordering::SeqCst);
+    let (ok, refused, other) = load.join().unwrap();
+    assert!(before.is_disjoint(&after), "{before:?} {after:?}");
+    assert_eq!(
+        refused, 0,
+        "refused connections ({ok} ok, {other} other errors)"
+    );
+    assert!(ok > 0);
+}

@@ -98,6 +98,12 @@ fn update_reexecs_the_installed_binary_with_the_same_pid_and_table() {
         .collect();
     let answering: BTreeSet<u64> = pids_answering(port, 2).into_iter().collect();
     assert_eq!(answering, web);
+    // The handover variables are the daemon's alone.
+    let environ = std::fs::read(format!("/proc/{tick}/environ")).unwrap();
+    assert!(
+        !String::from_utf8_lossy(&environ).contains("PMR_UPDATE_"),
+        "an app inherited the handover variables"
+    );
     // Logs still go to the same files.
     wait_until("a line of the new tick process in tick-out.log", || {
         pmr.log_of("tick-out.log")
@@ -276,6 +282,13 @@ fn a_cluster_port_refuses_no_connection_across_update() {
     assert_eq!(answering, after);
     stop.store(true, Ordering::SeqCst);
     let (ok, refused, other) = load.join().unwrap();
+    // A second update finds the sockets adopted, and hands them over again.
+    pmr.run(&["update"]).ok();
+    let again: BTreeSet<u32> = pids_answering(port, 2)
+        .into_iter()
+        .map(|p| p as u32)
+        .collect();
+    assert_eq!(again, pids(&all_online(&pmr)));
     assert!(before.is_disjoint(&after), "{before:?} {after:?}");
     assert_eq!(
         refused, 0,

@@ -35,6 +35,12 @@ pub fn update(home: &Home, out: &Out) -> Result<i32> {
         Response::Pong { pid, .. } => client.peer_pid().unwrap_or(pid),
         other => bail!("unexpected reply from the daemon: {other:?}"),
     };
+    // PM2's way, kept in memory: if the new binary cannot read the table it is handed
+    // (another format), the apps are resurrected from this list.
+    let procs: Vec<_> = super::list(&mut client)?
+        .iter()
+        .map(crate::dump::proc_of)
+        .collect();
     out.info(format!(
         "Updating the daemon (pid {old_pid}) to {}",
         binary.display()
@@ -57,13 +63,37 @@ pub fn update(home: &Home, out: &Out) -> Result<i32> {
     let _ = client.recv();
     drop(client);
     let (version, mut client) = wait_new_daemon(home, old_pid)?;
+    let restored = super::list(&mut client)?.len();
     out.info(format!(
-        "Daemon {old_pid} now runs {} (pmr {version}); {instances} instance(s) restored",
+        "Daemon {old_pid} now runs {} (pmr {version}); {restored} of {instances} instance(s) restored",
         binary.display()
     ));
+    let mut code = 0;
+    if restored < instances as usize && !procs.is_empty() {
+        out.info(format!(
+            "update: the new daemon could not take over the process table (see {}): resurrecting the {} process(es) listed before the update, as PM2 does",
+            home.daemon_log().display(),
+            procs.len()
+        ));
+        match call(&mut client, &Request::Resurrect { procs })? {
+            Response::Resurrected { results, .. } => {
+                for r in results.iter().filter(|r| r.error.is_some()) {
+                    code = 1;
+                    eprintln!(
+                        "{} [{}]({}) {}",
+                        crate::personality::err(),
+                        r.name,
+                        r.id,
+                        r.error.as_deref().unwrap_or_default()
+                    );
+                }
+            }
+            other => bail!("unexpected reply from the daemon: {other:?}"),
+        }
+    }
     out.info("update: apps were restarted (in-place handoff not supported yet)");
     super::show::print_table(&mut client, out)?;
-    Ok(0)
+    Ok(code)
 }
 
 /// The daemon answering `Ping` with `old_pid` again (it keeps its pid across the exec).

@@ -296,3 +296,55 @@ fn a_cluster_port_refuses_no_connection_across_update() {
     );
     assert!(ok > 0);
 }
+
+#[test]
+fn a_table_the_new_binary_cannot_read_falls_back_to_resurrect_and_says_so() {
+    use std::os::unix::fs::PermissionsExt;
+    let pmr = Pmr::new();
+    pmr.run(&["start", &fixture("ticker.js"), "--name", "tick"])
+        .ok();
+    pmr.run(&["stop", "tick"]).ok();
+    pmr.run(&["start", &fixture("ticker.js"), "--name", "tock"])
+        .ok();
+    let daemon = pmr.daemon_pid().unwrap();
+    // A "new version" whose table format differs: the table it is handed does not parse.
+    let wrapper = pmr.dir.join("pmr-next");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho '{{\"format\": 999}}' > \"$PMR_HOME/state.json\"\nexec {BIN} \"$@\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let r = pmr
+        .run_env(
+            &["update"],
+            &[("PMR_UPDATE_BINARY", wrapper.to_str().unwrap())],
+        )
+        .ok();
+    assert!(
+        r.stdout.contains("could not take over the process table"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("as PM2 does"), "{}", r.stdout);
+    assert_eq!(pmr.daemon_pid(), Some(daemon));
+    let list = pmr.jlist();
+    let state: Vec<(String, String)> = list
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_string(),
+                p["pm2_env"]["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        state,
+        [
+            ("tick".into(), "stopped".into()),
+            ("tock".into(), "online".into())
+        ]
+    );
+}

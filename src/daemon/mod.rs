@@ -45,8 +45,9 @@ pub fn run_with(home: Home, resurrect: bool) -> Result<()> {
     let Some(lock) = prepare(&home, tracing::Level::INFO)? else {
         return Ok(());
     };
-    // Only a detached daemon can replace itself (`update`): a foreground one is a unit's or
-    // a container's main process, whose supervisor restarts it.
+    // This daemon can replace itself (`update`); the foreground runner (`pmr-runtime`,
+    // `--no-daemon`) cannot: it is a container's or a terminal's main process, whose output
+    // and exit code belong to whoever started it.
     {
         use std::os::fd::AsRawFd;
         let _ = requests::update::LOCK_FD.set(lock.as_raw_fd());

@@ -21,8 +21,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-/// The fd of the home's lock, set by a detached daemon (`daemon::run_with`): it is handed to
-/// the new binary, so the home is never without a daemon owning it.
+/// The fd of the home's lock, set by `daemon::run_with` (the daemon the CLI starts, and the
+/// boot unit's `pmr daemon --resurrect`: systemd keeps tracking the same pid, and the new
+/// binary inherits `NOTIFY_SOCKET` and sends `READY=1` again): it is handed to the new
+/// binary, so the home is never without a daemon owning it.
 pub static LOCK_FD: OnceLock<RawFd> = OnceLock::new();
 
 /// Set once an update has begun: requests that change the table are refused from then on
@@ -71,7 +73,7 @@ pub fn check_binary(binary: &Path) -> Result<(), String> {
 pub async fn update(d: &Arc<Daemon>, binary: &str) -> Response {
     if LOCK_FD.get().is_none() {
         return Response::Error {
-            message: "update: this daemon runs in the foreground (pmr-runtime, --no-daemon or a boot unit's `daemon --foreground`): restart it with its supervisor instead".into(),
+            message: "update: this daemon runs in the foreground (pmr-runtime or start --no-daemon): restart it with the new binary instead".into(),
         };
     }
     let path = Path::new(binary).to_path_buf();

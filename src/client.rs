@@ -97,7 +97,7 @@ impl Client {
             if version != protocol::VERSION || protocol != protocol::PROTOCOL_VERSION {
                 let me = crate::personality::current().arg0();
                 eprintln!(
-                    "{} the running daemon is pmr {version}, this CLI is {}: run `{me} kill` (apps stop) and retry",
+                    "{} the running daemon is pmr {version}, this CLI is {}: run `{me} update` to replace it",
                     crate::personality::warn(),
                     protocol::VERSION
                 );

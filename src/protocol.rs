@@ -124,6 +124,11 @@ pub enum Request {
     Resurrect {
         procs: Vec<DumpProc>,
     },
+    /// `update`: replace the daemon by the binary at `binary` (checked by the CLI and again by
+    /// the daemon). Answered with `Updating` just before the daemon re-executes itself.
+    Update {
+        binary: String,
+    },
 }
 
 /// One process of a dump (`pmr save`), as written to `dump.json` and sent by `resurrect`.
@@ -266,6 +271,12 @@ pub enum Response {
     Resurrected {
         results: Vec<ActionResult>,
         skipped: Vec<String>,
+    },
+    /// `update`: every app was stopped and the table written; the daemon (same pid) now
+    /// re-executes itself and restores the table, starting the apps again.
+    Updating {
+        /// How many instances the table holds (online ones are started again).
+        instances: u32,
     },
 }
 

@@ -33,11 +33,12 @@ import f_recover
 import f_scale
 import f_start
 import f_watch
+import f_update
 
 ROOT = BENCH.parent
 WORK = BENCH / ".work"
 FIGURES = ["memory", "cli", "start", "cluster", "reload", "logs", "crash", "nextjs",
-           "memrestart", "resurrect", "runtime", "recover", "scale", "watch"]
+           "memrestart", "resurrect", "runtime", "recover", "scale", "watch", "update"]
 WRK_FIGURES = {"cluster", "reload", "nextjs"}
 FAMILIES = [  # (module, figures it measures)
     (f_idle, {"memory", "cli"}),
@@ -52,6 +53,7 @@ FAMILIES = [  # (module, figures it measures)
     (f_recover, {"recover"}),
     (f_scale, {"scale"}),
     (f_watch, {"watch"}),
+    (f_update, {"update"}),
 ]
 
 

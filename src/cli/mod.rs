@@ -18,6 +18,7 @@ mod show;
 mod start;
 mod startup;
 mod startup_templates;
+mod update;
 
 use crate::client::Client;
 use crate::paths::Home;
@@ -248,6 +249,10 @@ pub enum Cmd {
     Unstartup(startup::StartupArgs),
     /// Run apps in the foreground, for containers (PM2's pm2-runtime; also `pmr-runtime`).
     Runtime(runtime::RuntimeArgs),
+    /// Replace the daemon by the installed binary, keeping ids, names and counters (apps are
+    /// restarted: in-place handoff is not supported yet).
+    #[command(alias = "updatePM2", alias = "updatepm2")]
+    Update,
 }
 
 /// Whatever PM2's SaaS commands take (keys, machine name): accepted, unused.
@@ -532,6 +537,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Cmd::Unstartup(a) => startup::unstartup(&out, a),
         Cmd::Daemon { .. } | Cmd::InternalServe(_) => unreachable!(),
         Cmd::Runtime(a) => runtime::runtime(&home, &out, a),
+        Cmd::Update => update::update(&home, &out),
     }
 }
 

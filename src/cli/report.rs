@@ -144,7 +144,7 @@ impl Report {
                 self.field("status", "running");
                 let mut v = version.clone();
                 if v != crate::protocol::VERSION {
-                    v.push_str(" (not this CLI's version: `pmr kill` and retry)");
+                    v.push_str(" (not this CLI's version: `pmr update` replaces it)");
                 }
                 self.field("pmr daemon version", &v);
                 self.field("pid", &pid.to_string());

@@ -102,7 +102,7 @@ impl From<&ListenAddr> for Query {
 }
 
 /// Who may share a socket.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Owner {
     /// Every cluster worker of every app that asks for the key, as under Node's (and PM2's)
     /// single primary.
@@ -192,10 +192,63 @@ impl Listeners {
         });
     }
 
+    /// `update`: a hold on every socket, so that they outlive the stop of their workers and
+    /// cross the exec (connections queue in their backlogs meanwhile instead of being
+    /// refused). Unix socket paths are taken out: no leave unlinks them from now on.
+    pub fn hold_all(&self) -> Vec<Held> {
+        let mut map = self.map.lock().unwrap();
+        map.iter_mut()
+            .map(|((owner, key), l)| Held {
+                owner: owner.clone(),
+                key: key.clone(),
+                socket: l.socket.clone(),
+                data: l.data.clone(),
+                unix_path: l.unix_path.take(),
+            })
+            .collect()
+    }
+
+    /// The new daemon's side of [`hold_all`](Self::hold_all): the socket waits, with no
+    /// member, for the first restored worker that asks for its key.
+    pub fn adopt(&self, h: Held) {
+        self.map
+            .lock()
+            .unwrap()
+            .entry((h.owner, h.key))
+            .or_insert(Listener {
+                socket: h.socket,
+                data: h.data,
+                members: HashSet::new(),
+                unix_path: h.unix_path,
+            });
+    }
+
+    /// Close the adopted sockets no restored worker joined (their apps are not online).
+    pub fn drop_unjoined(&self) {
+        self.map.lock().unwrap().retain(|_, l| {
+            if l.members.is_empty() {
+                if let Some(p) = &l.unix_path {
+                    let _ = std::fs::remove_file(p);
+                }
+                return false;
+            }
+            true
+        });
+    }
+
     /// How many sockets are open (for tests).
     pub fn count(&self) -> usize {
         self.map.lock().unwrap().len()
     }
+}
+
+/// A listening socket handed from a daemon to the one that replaces it (`update`).
+pub struct Held {
+    pub owner: Owner,
+    pub key: String,
+    pub socket: Arc<OwnedFd>,
+    pub data: Value,
+    pub unix_path: Option<PathBuf>,
 }
 
 /// A process's hold on its sockets: released (and each socket closed with its last holder)
@@ -348,6 +401,43 @@ mod tests {
         l.leave("k", 2);
         assert_eq!(l.count(), 0);
         std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    }
+
+    #[test]
+    fn held_sockets_outlive_their_workers_and_are_joined_after_adoption() {
+        let old = Listeners::default();
+        let q = query(0);
+        let a = old.join(q.owner("web"), "k", 1, &q, &Value::Null).unwrap();
+        let port = fd_port(&a.socket).unwrap();
+        drop(a);
+        let held = old.hold_all();
+        old.leave_all(1);
+        assert_eq!(old.count(), 0);
+        // Still open: the port stays taken across the stop of its last worker.
+        assert!(std::net::TcpListener::bind(("127.0.0.1", port)).is_err());
+        let new = Listeners::default();
+        let sock = held[0].socket.clone();
+        for h in held {
+            new.adopt(h);
+        }
+        let b = new.join(q.owner("web"), "k", 2, &q, &Value::Null).unwrap();
+        assert!(Arc::ptr_eq(&b.socket, &sock));
+        // An adopted socket nobody joined is closed after the restore; a joined one stays.
+        let c = query(0);
+        let other = Listeners::default();
+        let x = other.join(c.owner("x"), "k2", 3, &c, &Value::Null).unwrap();
+        let x_port = fd_port(&x.socket).unwrap();
+        drop(x);
+        let unjoined = other.hold_all();
+        other.leave_all(3);
+        for h in unjoined {
+            new.adopt(h);
+        }
+        assert_eq!(new.count(), 2);
+        new.drop_unjoined();
+        assert_eq!(new.count(), 1);
+        drop(sock);
+        std::net::TcpListener::bind(("127.0.0.1", x_port)).unwrap();
     }
 
     #[test]

@@ -17,7 +17,7 @@ pub mod node_ipc;
 pub mod notify;
 pub mod policy;
 pub mod reaper;
-mod recover;
+pub(crate) mod recover;
 pub mod registry;
 pub mod rejections;
 mod requests;
@@ -29,6 +29,8 @@ mod state;
 pub mod stdin;
 pub mod table_file;
 pub mod watch;
+
+pub use requests::update::check_binary as check_update_binary;
 
 use crate::paths::Home;
 use anyhow::{Context, Result};
@@ -46,6 +48,13 @@ pub fn run_with(home: Home, resurrect: bool) -> Result<()> {
     let Some(lock) = prepare(&home, tracing::Level::INFO)? else {
         return Ok(());
     };
+    // This daemon can replace itself (`update`); the foreground runner (`pmr-runtime`,
+    // `--no-daemon`) cannot: it is a container's or a terminal's main process, whose output
+    // and exit code belong to whoever started it.
+    {
+        use std::os::fd::AsRawFd;
+        let _ = requests::update::LOCK_FD.set(lock.as_raw_fd());
+    }
     sd_notify::init();
     let rt = runtime()?;
     let res = rt
@@ -64,12 +73,17 @@ fn prepare(home: &Home, level: tracing::Level) -> Result<Option<HomeLock>> {
     std::fs::create_dir_all(&home.root)
         .with_context(|| format!("cannot create {}", home.root.display()))?;
     // The lock, not the pid file, says who owns this home: it dies with the process.
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(home.lock_file())
-        .with_context(|| format!("cannot open {}", home.lock_file().display()))?;
+    let lock = match requests::update::inherited_lock() {
+        // The daemon this one replaces (`update`, same pid) held the lock on this open file:
+        // taken over, so no other daemon can start in between.
+        Some(f) => f,
+        None => std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(home.lock_file())
+            .with_context(|| format!("cannot open {}", home.lock_file().display()))?,
+    };
     let lock = match nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock) {
         Ok(l) => l,
         Err((_, nix::errno::Errno::EWOULDBLOCK)) => return Ok(None),

@@ -213,6 +213,19 @@ fn snapshot(d: &Daemon, daemon_start_ticks: u64) -> Table {
     }
 }
 
+/// The table as it is now, for `update` (the start time is read off the runtime's threads).
+pub async fn snapshot_now(d: &Arc<Daemon>) -> Table {
+    let me = std::process::id();
+    let ticks = tokio::task::spawn_blocking(move || {
+        crate::procfs::read_stat(me)
+            .map(|s| s.start_ticks)
+            .unwrap_or(0)
+    })
+    .await
+    .unwrap_or(0);
+    snapshot(d, ticks)
+}
+
 fn start_writer(d: &Arc<Daemon>) {
     let weak = Arc::downgrade(d);
     let me = std::process::id();

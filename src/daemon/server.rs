@@ -62,7 +62,12 @@ pub async fn serve(home: Home, resurrect: bool, hook: Option<Hook>) -> Result<St
     let mut usr2 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined2())?;
     // After the signal handlers (a SIGTERM meanwhile is handled once it is done). Clients that
     // connect meanwhile wait in the backlog: their first answer shows the restored apps.
+    let adopted = super::requests::update::adopt_sockets(&d);
     super::recover::restore(&d, table).await;
+    if adopted {
+        // Those of apps that did not come back (stopped, errored, not online in time).
+        d.ctx.listeners.drop_unjoined();
+    }
     // After the restored apps: `resurrect` skips the names they have.
     super::boot::start(&d, resurrect);
     // After the handlers: a SIGTERM from now on stops the apps the hook starts.
@@ -150,10 +155,34 @@ async fn client(d: Arc<Daemon>, mut stream: UnixStream) {
             let hub = d.ctx.sinks.hub.clone();
             return hub.serve(stream, filter).await;
         }
+        if super::requests::update::refused_meanwhile(&req) {
+            let message = "the daemon is being replaced (`update`): retry in a moment".into();
+            let _ = protocol::write_frame_async(&mut stream, &Response::Error { message }).await;
+            continue;
+        }
         let is_kill = matches!(req, Request::Kill);
-        let frame = reply(&d, req).await;
-        let _ = stream.write_all(&frame).await;
-        if is_kill {
+        let Request::Update { binary } = req else {
+            let frame = reply(&d, req).await;
+            let _ = stream.write_all(&frame).await;
+            if is_kill {
+                d.exit.notify_one();
+                return;
+            }
+            continue;
+        };
+        let resp = handle(
+            &d,
+            Request::Update {
+                binary: binary.clone(),
+            },
+        )
+        .await;
+        let _ = protocol::write_frame_async(&mut stream, &resp).await;
+        if let Response::Updating { .. } = &resp {
+            // Returns only when the exec failed. The table is written: exiting lets the next
+            // CLI call start a daemon that restores it.
+            let e = super::requests::update::exec(&binary);
+            tracing::error!("update: cannot execute {binary}: {e}; exiting (the next command starts a daemon that restores the apps)");
             d.exit.notify_one();
             return;
         }
@@ -214,6 +243,7 @@ async fn handle(d: &Arc<Daemon>, req: Request) -> Response {
         Request::Flush { ids } => logs::flush(d, ids).await,
         Request::ReloadLogs => logs::reload(d).await,
         Request::Resurrect { procs } => super::requests::resurrect::resurrect(d, procs).await,
+        Request::Update { binary } => super::requests::update::update(d, &binary).await,
         // Handled in `client` (the connection becomes a stream).
         Request::Subscribe { .. } => Response::Error {
             message: "unexpected subscribe".into(),

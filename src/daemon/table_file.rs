@@ -295,17 +295,21 @@ impl TableWriter {
         }
     }
 
+    /// Stop writing, once a write in progress is done; the file stays as it is (`update`
+    /// writes its own last table). Blocking.
+    pub fn close(&self) {
+        let mut s = self.state.lock().unwrap();
+        s.closed = true;
+        self.wake.notify_all();
+        while s.writing {
+            s = self.wake.wait(s).unwrap();
+        }
+    }
+
     /// Clean shutdown: stop writing, wait for a write in progress, remove the file (a daemon
     /// started later starts empty, as PM2's does after `kill`). Blocking.
     pub fn clear(&self) {
-        {
-            let mut s = self.state.lock().unwrap();
-            s.closed = true;
-            self.wake.notify_all();
-            while s.writing {
-                s = self.wake.wait(s).unwrap();
-            }
-        }
+        self.close();
         match std::fs::remove_file(&self.path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -32,4 +32,5 @@ mod soak;
 mod sockets;
 mod stdin;
 mod stop;
+mod update;
 mod watch;

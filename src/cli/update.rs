@@ -1,0 +1,128 @@
+//! `update` (alias `updatePM2`): replace the running daemon by the installed binary (see
+//! `daemon/requests/update.rs`). The binary is the one this CLI runs from, or
+//! `PMR_UPDATE_BINARY`; it is checked before anything changes.
+
+use super::{call, Out};
+use crate::client::Client;
+use crate::paths::Home;
+use crate::protocol::{Request, Response};
+use anyhow::{anyhow, bail, Context, Result};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Which binary the daemon becomes: pmr's own variable, for a binary installed elsewhere
+/// than the CLI's (and for tests).
+const BINARY_VAR: &str = "PMR_UPDATE_BINARY";
+
+/// How long the new daemon may take to answer (it restores and starts the apps first, at
+/// most 5 s of which waiting for them to be online).
+const NEW_DAEMON_DEADLINE: Duration = Duration::from_secs(30);
+
+pub fn update(home: &Home, out: &Out) -> Result<i32> {
+    let binary = match std::env::var_os(BINARY_VAR).filter(|v| !v.is_empty()) {
+        Some(v) => std::path::absolute(PathBuf::from(v))
+            .with_context(|| format!("update: {BINARY_VAR}"))?,
+        None => std::env::current_exe().context("update: cannot find this binary")?,
+    };
+    crate::daemon::check_update_binary(&binary)
+        .map_err(|e| anyhow!("update: {e}; nothing changed (the daemon, if any, keeps running)"))?;
+    let Some(mut client) = Client::connect_existing(home) else {
+        // Nothing to replace: the next command starts a daemon from the installed binary.
+        out.info("pmr daemon is not running: nothing to update");
+        return Ok(0);
+    };
+    let old_pid = match client.call(&Request::Ping)? {
+        Response::Pong { pid, .. } => client.peer_pid().unwrap_or(pid),
+        other => bail!("unexpected reply from the daemon: {other:?}"),
+    };
+    // PM2's way, kept in memory: if the new binary cannot read the table it is handed
+    // (another format), the apps are resurrected from this list.
+    let procs: Vec<_> = super::list(&mut client)?
+        .iter()
+        .map(crate::dump::proc_of)
+        .collect();
+    out.info(format!(
+        "Updating the daemon (pid {old_pid}) to {}",
+        binary.display()
+    ));
+    let binary_str = binary
+        .to_str()
+        .ok_or_else(|| anyhow!("update: {} is not UTF-8", binary.display()))?
+        .to_string();
+    let instances = match client.call(&Request::Update { binary: binary_str }) {
+        Ok(Response::Updating { instances }) => instances,
+        Ok(Response::Error { message }) if message.contains("unknown variant") => bail!(
+            "update: the running daemon predates `update`: `pmr save`, `pmr kill`, then `pmr resurrect`"
+        ),
+        Ok(Response::Error { message }) => bail!("{message}"),
+        Ok(other) => bail!("unexpected reply from the daemon: {other:?}"),
+        Err(e) => return Err(e),
+    };
+    // The exec closes our connection; then the same pid answers from the new binary.
+    client.set_timeout(Some(NEW_DAEMON_DEADLINE));
+    let _ = client.recv();
+    drop(client);
+    let (version, mut client) = wait_new_daemon(home, old_pid)?;
+    let restored = super::list(&mut client)?.len();
+    out.info(format!(
+        "Daemon {old_pid} now runs {} (pmr {version}); {restored} of {instances} instance(s) restored",
+        binary.display()
+    ));
+    let mut code = 0;
+    if restored < instances as usize && !procs.is_empty() {
+        out.info(format!(
+            "update: the new daemon could not take over the process table (see {}): resurrecting the {} process(es) listed before the update, as PM2 does",
+            home.daemon_log().display(),
+            procs.len()
+        ));
+        match call(&mut client, &Request::Resurrect { procs })? {
+            Response::Resurrected { results, .. } => {
+                for r in results.iter().filter(|r| r.error.is_some()) {
+                    code = 1;
+                    eprintln!(
+                        "{} [{}]({}) {}",
+                        crate::personality::err(),
+                        r.name,
+                        r.id,
+                        r.error.as_deref().unwrap_or_default()
+                    );
+                }
+            }
+            other => bail!("unexpected reply from the daemon: {other:?}"),
+        }
+    }
+    out.info("update: apps were restarted (in-place handoff not supported yet)");
+    super::show::print_table(&mut client, out)?;
+    Ok(code)
+}
+
+/// The daemon answering `Ping` with `old_pid` again (it keeps its pid across the exec).
+fn wait_new_daemon(home: &Home, old_pid: u32) -> Result<(String, Client)> {
+    let deadline = Instant::now() + NEW_DAEMON_DEADLINE;
+    loop {
+        if let Some(mut c) = Client::connect_existing(home) {
+            c.set_timeout(Some(NEW_DAEMON_DEADLINE));
+            match call(&mut c, &Request::Ping) {
+                Ok(Response::Pong { version, pid, .. })
+                    if c.peer_pid().unwrap_or(pid) == old_pid =>
+                {
+                    c.set_timeout(None);
+                    return Ok((version, c));
+                }
+                Ok(Response::Pong { pid, .. }) => bail!(
+                    "update: another daemon (pid {pid}) answers in place of {old_pid}: see {}",
+                    home.daemon_log().display()
+                ),
+                _ => {}
+            }
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "update: the new daemon did not answer within {} s: see {}",
+                NEW_DAEMON_DEADLINE.as_secs(),
+                home.daemon_log().display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

@@ -110,6 +110,37 @@ fn is_over(s: Status) -> bool {
 }
 
 impl Shared {
+    /// A new instance that has not run yet (`register`; `recover` then sets what it restores).
+    pub fn new(
+        spec: Arc<AppSpec>,
+        instance: u32,
+        status: Status,
+        env: BTreeMap<String, String>,
+        paths: Paths,
+    ) -> Shared {
+        let now = now_ms();
+        Shared {
+            spec,
+            instance,
+            status,
+            pid: 0,
+            pm_uptime: now,
+            created_at: now,
+            restart_time: 0,
+            counters: Counters::default(),
+            exit_code: None,
+            last_error: None,
+            env,
+            paths,
+            history: History::default(),
+            ended: 0,
+            restarting: false,
+            leaving: false,
+            watching: None,
+            watch_last: None,
+        }
+    }
+
     /// What the table on disk holds of this instance, cheaply: the spec by its address (a
     /// change replaces the `Arc`; `apply` touches the table itself for in-place env merges).
     #[allow(clippy::type_complexity)]

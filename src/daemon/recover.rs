@@ -11,7 +11,7 @@
 //! it (stop signal, `kill_timeout`, SIGKILL, its whole process group) and start it afresh.
 //! A process is only touched when its pid *and* start time match (see `leftovers.rs`).
 
-use super::instance::{now_ms, Ctl, Instance, Paths, Shared};
+use super::instance::{Ctl, Instance, Paths, Shared};
 use super::registry::Entry;
 use super::requests::register::default_paths;
 use super::spawn;
@@ -120,34 +120,20 @@ fn rebuild(
     let spec = rec.spec;
     let id = rec.id;
     let paths: Paths = default_paths(&d.ctx.home, &spec, id);
-    let shared = Arc::new(Mutex::new(Shared {
-        spec: spec.clone(),
-        instance: rec.instance,
-        status: match rec.wanted {
-            Wanted::Online => Status::Launching,
-            Wanted::Stopped => Status::Stopped,
-            Wanted::Errored => Status::Errored,
-        },
-        pid: 0,
-        pm_uptime: now_ms(),
-        created_at: rec.created_at,
-        restart_time: rec.restart_time + u32::from(rec.restart_due && rec.wanted == Wanted::Online),
-        counters: super::policy::Counters {
-            unstable_restarts: rec.unstable_restarts,
-            prev_restart_delay: 0,
-        },
-        exit_code: None,
-        last_error: rec.last_error,
-        env: spawn::child_env(&spec, id, rec.instance, home),
-        paths,
-        // Kept in memory only: a daemon that died took it with it.
-        history: Default::default(),
-        ended: 0,
-        restarting: false,
-        leaving: false,
-        watching: None,
-        watch_last: None,
-    }));
+    let status = match rec.wanted {
+        Wanted::Online => Status::Launching,
+        Wanted::Stopped => Status::Stopped,
+        Wanted::Errored => Status::Errored,
+    };
+    let env = spawn::child_env(&spec, id, rec.instance, home);
+    // The restart history is kept in memory only: a daemon that died took it with it.
+    let mut state = Shared::new(spec.clone(), rec.instance, status, env, paths);
+    state.created_at = rec.created_at;
+    state.restart_time =
+        rec.restart_time + u32::from(rec.restart_due && rec.wanted == Wanted::Online);
+    state.counters.unstable_restarts = rec.unstable_restarts;
+    state.last_error = rec.last_error;
+    let shared = Arc::new(Mutex::new(state));
     let (tx, rx) = super::instance::channel();
     let wait = (rec.wanted == Wanted::Online).then(|| {
         let (rtx, rrx) = tokio::sync::oneshot::channel();

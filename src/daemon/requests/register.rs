@@ -1,7 +1,7 @@
 //! New instances: table entries, their log/pid paths, their tasks (for start, apply, scale).
 
 use super::StartWait;
-use crate::daemon::instance::{now_ms, Ctl, Instance, Paths, Shared};
+use crate::daemon::instance::{Ctl, Instance, Paths, Shared};
 use crate::daemon::registry::{Entry, Registry, Slot};
 use crate::daemon::spawn;
 use crate::daemon::state::Daemon;
@@ -112,34 +112,23 @@ pub fn launch_as(
     let mut entries = Vec::with_capacity(slots.len());
     let mut tasks = Vec::with_capacity(slots.len());
     for Slot { id, instance } in slots {
-        let now = now_ms();
-        let shared = Arc::new(Mutex::new(Shared {
-            spec: spec.clone(),
+        let status = match initial {
+            Initial::Start => Status::Launching,
+            Initial::Stopped => Status::Stopped,
+            Initial::Errored(_) => Status::Errored,
+        };
+        let env = spawn::child_env(&spec, id, instance, &home);
+        let mut state = Shared::new(
+            spec.clone(),
             instance,
-            status: match initial {
-                Initial::Start => Status::Launching,
-                Initial::Stopped => Status::Stopped,
-                Initial::Errored(_) => Status::Errored,
-            },
-            pid: 0,
-            pm_uptime: now,
-            created_at: now,
-            restart_time: 0,
-            counters: Default::default(),
-            exit_code: None,
-            last_error: match &initial {
-                Initial::Errored(e) => Some(e.clone()),
-                _ => None,
-            },
-            env: spawn::child_env(&spec, id, instance, &home),
-            paths: default_paths(&d.ctx.home, &spec, id),
-            history: Default::default(),
-            ended: 0,
-            restarting: false,
-            leaving: false,
-            watching: None,
-            watch_last: None,
-        }));
+            status,
+            env,
+            default_paths(&d.ctx.home, &spec, id),
+        );
+        if let Initial::Errored(e) = &initial {
+            state.last_error = Some(e.clone());
+        }
+        let shared = Arc::new(Mutex::new(state));
         let (tx, rx) = crate::daemon::instance::channel();
         // Queued before the entry is visible: `Start` is the first message the task reads.
         let wait = (initial == Initial::Start).then(|| {

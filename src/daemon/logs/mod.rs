@@ -58,6 +58,8 @@ use tokio::time::Instant;
 
 /// Largest piece read from a pipe at once; also the longest line kept whole.
 pub const CHUNK: usize = 64 * 1024;
+/// The read buffer of a stream that is not busy (most of them, most of the time).
+const QUIET_BUF: usize = 1024;
 /// Blocks queued per file before readers wait.
 pub const SINK_QUEUE: usize = 16;
 /// How long a pipe must stay quiet before a partial line (no newline yet) is written out.
@@ -737,7 +739,10 @@ pub async fn pump_pipe(pipe: std::io::Result<OwnedFd>, src: Source) {
 async fn pump_paced(mut pipe: impl pace::Input, src: Source) {
     let _live = LivePump::new();
     let mut pace = pace::Pace::default();
-    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK);
+    // A quiet stream reads into a small buffer: a 64 KiB one per stream would sit in memory
+    // that a burst of restarts touched, and count in the daemon's RSS for every idle app. A
+    // read that fills it marks the stream busy, and busy streams read into CHUNK buffers.
+    let mut buf: Vec<u8> = Vec::with_capacity(QUIET_BUF);
     // While `buf` holds a partial line: when it began to wait, and when it is written out.
     let mut pending: Option<(Instant, Instant)> = None;
     loop {
@@ -779,7 +784,11 @@ async fn pump_paced(mut pipe: impl pace::Input, src: Source) {
             pending = Some((since, hold(since, now, busy)));
             continue;
         }
-        let mut rest = spare::take();
+        let mut rest = if busy {
+            spare::take()
+        } else {
+            Vec::with_capacity(QUIET_BUF)
+        };
         rest.extend_from_slice(&buf[cut..]);
         buf.truncate(cut);
         let lines = std::mem::replace(&mut buf, rest);

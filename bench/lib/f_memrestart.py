@@ -1,5 +1,5 @@
-"""max_memory_restart: `bench/apps/grow.js` grows by 50 MB/s (filled buffers it keeps; it stops
-growing at 600 MB so PM2's wait cannot eat the machine) with `max_memory_restart: "200M"`.
+"""max_memory_restart: `tests/fixtures/grow.js` (the integration tests' app) grows by 50 MB/s
+(filled buffers it keeps; it stops growing at 600 MB so PM2's wait cannot eat the machine) with `max_memory_restart: "200M"`.
 
 The bench samples the app's RSS every 20 ms from /proc and notes when it first passes 200 MiB,
 when that process is gone (the restart), and the highest RSS seen before. pmr checks every
@@ -9,7 +9,7 @@ its worker, every 30 s. Watched for up to 45 s.
 
 import time
 
-from common import APPS, alive, rss_kb, start_apps, wait_until
+from common import BENCH, alive, rss_kb, start_apps, wait_until
 from report import Row, Section
 
 LIMIT_KB = 200 * 1024
@@ -19,7 +19,7 @@ WATCH = 45.0
 def run_tool(tool):
     tool.delete_all()
     tool.ping()
-    app = {"name": "grow", "script": str(APPS / "grow.js"), "max_memory_restart": "200M",
+    app = {"name": "grow", "script": str(BENCH.parent / "tests" / "fixtures" / "grow.js"), "max_memory_restart": "200M",
            "env": {"GROW_MB_S": "50", "GROW_MAX_MB": "600"}}
     start_apps(tool, [app], f"memrestart-{tool.key}")
     p = wait_until(lambda: next((p for p in tool.procs()

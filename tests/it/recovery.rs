@@ -62,6 +62,27 @@ fn crash_daemon(pmr: &Pmr) {
     });
 }
 
+/// A marker app named `name` that ignores SIGINT, with a 20 s kill_timeout (a stop of it lasts
+/// until the SIGKILL); its marker file and first pid.
+fn start_stubborn(pmr: &Pmr, name: &str) -> (std::path::PathBuf, u32) {
+    let marker = pmr.dir.join("m.pids");
+    pmr.run_env(
+        &[
+            "start",
+            &fixture("marker.js"),
+            "--name",
+            name,
+            "--kill-timeout",
+            "20000",
+        ],
+        &[("MARKER", marker.to_str().unwrap()), ("IGNORE_SIGINT", "1")],
+    )
+    .ok();
+    let first = wait_started(&marker, 1)[0];
+    pmr.track(first);
+    (marker, first)
+}
+
 /// Every pid the fixture wrote to its marker file (one line per start).
 fn started(marker: &Path) -> Vec<u32> {
     std::fs::read_to_string(marker)
@@ -87,20 +108,6 @@ fn pids_of(list: &[Value], name: &str) -> BTreeSet<u32> {
     list.iter()
         .filter(|p| p["name"] == name)
         .map(|p| p["pid"].as_u64().unwrap() as u32)
-        .collect()
-}
-
-/// (id, name, restart_time, status) of every instance.
-fn summary(list: &[Value]) -> Vec<(u64, String, u64, String)> {
-    list.iter()
-        .map(|p| {
-            (
-                p["pm_id"].as_u64().unwrap(),
-                p["name"].as_str().unwrap().to_string(),
-                p["pm2_env"]["restart_time"].as_u64().unwrap(),
-                p["pm2_env"]["status"].as_str().unwrap().to_string(),
-            )
-        })
         .collect()
 }
 
@@ -508,21 +515,7 @@ fn changes_made_after_the_start_survive_too() {
 #[test]
 fn a_daemon_killed_in_the_middle_of_a_restart_brings_the_app_back_online() {
     let pmr = Pmr::new();
-    let marker = pmr.dir.join("m.pids");
-    pmr.run_env(
-        &[
-            "start",
-            &fixture("marker.js"),
-            "--name",
-            "stubborn",
-            "--kill-timeout",
-            "20000",
-        ],
-        &[("MARKER", marker.to_str().unwrap()), ("IGNORE_SIGINT", "1")],
-    )
-    .ok();
-    let first = wait_started(&marker, 1)[0];
-    pmr.track(first);
+    let (marker, first) = start_stubborn(&pmr, "stubborn");
     // It ignores SIGINT: the restart's stop half lasts its 20 s kill_timeout.
     let mut restart = pmr.cmd().args(["restart", "stubborn"]).spawn().unwrap();
     pmr.wait_status(0, "stopping");
@@ -567,21 +560,7 @@ fn the_children_of_a_left_process_go_with_it() {
 #[test]
 fn an_app_deleted_when_the_daemon_died_stays_deleted() {
     let pmr = Pmr::new();
-    let marker = pmr.dir.join("m.pids");
-    pmr.run_env(
-        &[
-            "start",
-            &fixture("marker.js"),
-            "--name",
-            "doomed",
-            "--kill-timeout",
-            "20000",
-        ],
-        &[("MARKER", marker.to_str().unwrap()), ("IGNORE_SIGINT", "1")],
-    )
-    .ok();
-    let first = wait_started(&marker, 1)[0];
-    pmr.track(first);
+    let (marker, first) = start_stubborn(&pmr, "doomed");
     // It ignores SIGINT: the delete's stop lasts its 20 s kill_timeout.
     let mut delete = pmr.cmd().args(["delete", "doomed"]).spawn().unwrap();
     pmr.wait_status(0, "stopping");

@@ -298,8 +298,16 @@ fn no_auto_exit_keeps_running_after_the_apps_end() {
     let mut rt = spawn_runtime(&pmr, &["--no-auto-exit", &eco]);
     Runtime::wait_line(&rt.out, "done-once", |l| l == "done-once");
     pmr.wait_status(0, "stopped");
-    // A negative, so a window: the auto-exit check looks every 100 ms, this gives it 5 looks.
-    std::thread::sleep(Duration::from_millis(500));
+    // A negative, so a witness instead of a sleep: the same app in a runtime started only now,
+    // without the flag, has exited by itself; the first one had at least as long to do so.
+    let witness = Pmr::new();
+    let eco2 = write(
+        &witness,
+        "eco.json",
+        &std::fs::read_to_string(&eco).unwrap(),
+    );
+    let mut control = spawn_runtime(&witness, &[&eco2]);
+    assert_eq!(control.wait(), 4);
     assert!(rt.child.try_wait().unwrap().is_none(), "exited");
     pmr.run(&["ping"]).ok();
     rt.signal(libc::SIGTERM);

@@ -294,3 +294,17 @@ pub fn line_channel(r: impl std::io::Read + Send + 'static) -> std::sync::mpsc::
     });
     rx
 }
+
+/// (id, name, restart_time, status) of every instance.
+pub fn summary(list: &[Value]) -> Vec<(u64, String, u64, String)> {
+    list.iter()
+        .map(|p| {
+            (
+                p["pm_id"].as_u64().unwrap(),
+                p["name"].as_str().unwrap().to_string(),
+                p["pm2_env"]["restart_time"].as_u64().unwrap(),
+                p["pm2_env"]["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}

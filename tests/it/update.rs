@@ -8,20 +8,6 @@ use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-/// (id, name, restart_time, status) of every instance.
-fn summary(list: &[Value]) -> Vec<(u64, String, u64, String)> {
-    list.iter()
-        .map(|p| {
-            (
-                p["pm_id"].as_u64().unwrap(),
-                p["name"].as_str().unwrap().to_string(),
-                p["pm2_env"]["restart_time"].as_u64().unwrap(),
-                p["pm2_env"]["status"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
-}
-
 fn pids(list: &[Value]) -> BTreeSet<u32> {
     list.iter()
         .map(|p| p["pid"].as_u64().unwrap() as u32)

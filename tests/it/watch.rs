@@ -114,9 +114,13 @@ fn a_burst_of_writes_gives_one_restart_per_watch_delay() {
     write(&pmr.dir.join("src/a.js"), "0");
     pmr.run(&["start", conf.to_str().unwrap()]).ok();
     wait_watching(&pmr, 0);
+    let burst = std::time::Instant::now();
     for i in 0..1000 {
         write(&pmr.dir.join(format!("src/f{}.js", i % 50)), &i.to_string());
     }
+    // On a loaded machine the burst itself can outlast several watch_delays; each of those
+    // may end in a restart, but never more.
+    let allowed = 2 + burst.elapsed().as_millis() as i64 / 500;
     let p = pmr.wait_proc(0, "the burst's restart", |p| restarts(p) >= 1);
     let started = p["pm2_env"]["pm_uptime"].as_i64().unwrap();
     // Three watch_delays after it, no more restarts come.
@@ -124,7 +128,7 @@ fn a_burst_of_writes_gives_one_restart_per_watch_delay() {
         chrono::Utc::now().timestamp_millis() - started > 1_500
     });
     let p = pmr.proc(0).unwrap();
-    assert!(restarts(&p) <= 2, "{p:#}");
+    assert!(restarts(&p) <= allowed, "allowed {allowed}: {p:#}");
     assert!(history(&p).iter().all(|r| r["cause"] == "watch"), "{p:#}");
 }
 

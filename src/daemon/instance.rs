@@ -42,7 +42,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 pub use terminate::sigkills;
 use terminate::terminate;
-use tokio::process::Child;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -165,7 +164,7 @@ pub fn now_ms() -> i64 {
 
 /// One started process of the instance.
 struct Running {
-    child: Child,
+    child: super::child::ChildHandle,
     pid: u32,
     started: Instant,
     ipc_rx: Option<mpsc::Receiver<IpcEvent>>,

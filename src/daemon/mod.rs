@@ -3,6 +3,7 @@
 
 pub mod alloc;
 pub mod boot;
+pub mod child;
 pub mod cluster;
 pub mod cron;
 pub mod drain;

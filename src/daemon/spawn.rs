@@ -7,14 +7,18 @@ use nix::fcntl::{fcntl, FcntlArg};
 use nix::unistd::dup2;
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::process::Stdio;
-use tokio::process::{Child, Command};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
 
 /// The fd number Node expects its IPC channel on (what `child_process.fork` uses).
 pub const IPC_FD: i32 = 3;
 
 pub struct Spawned {
-    pub child: Child,
+    pub child: super::child::ChildHandle,
+    /// Our ends of its stdio pipes (stdin in fork mode only).
+    pub stdin: Option<OwnedFd>,
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
     /// Our end of the Node IPC socketpair, when the app is a Node script.
     pub ipc: Option<std::os::unix::net::UnixStream>,
 }
@@ -125,7 +129,6 @@ pub fn spawn(
         .current_dir(&spec.cwd)
         .stdin(stdin)
         .process_group(0)
-        .kill_on_drop(false)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
 
@@ -154,14 +157,29 @@ pub fn spawn(
             cmd.pre_exec(move || place_fds(&pass));
         }
     }
-    let child = cmd.spawn()?;
+    // std's Command: nothing reaps its children behind our back (see `child.rs`).
+    let mut child = cmd.spawn()?;
+    let pid = child.id();
     // Before anything can wait: the zombie reaper must never take this child's exit status.
-    if let Some(pid) = child.id() {
-        super::reaper::track(pid);
-    }
+    super::reaper::track(pid);
     // Our copy of the child's end must go, or we would never see EOF when the child exits.
     drop(child_end);
-    Ok(Spawned { child, ipc })
+    let handle = match super::child::ChildHandle::new(pid) {
+        Ok(h) => h,
+        Err(e) => {
+            // Without a handle it could never be waited for: it goes at once.
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
+        }
+    };
+    Ok(Spawned {
+        child: handle,
+        stdin: child.stdin.take().map(OwnedFd::from),
+        stdout: child.stdout.take().map(OwnedFd::from),
+        stderr: child.stderr.take().map(OwnedFd::from),
+        ipc,
+    })
 }
 
 /// In the child: put `fds` at 3, 4, ... without one overwriting another. First move each

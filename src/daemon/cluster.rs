@@ -204,6 +204,7 @@ impl Listeners {
                 socket: l.socket.clone(),
                 data: l.data.clone(),
                 unix_path: l.unix_path.take(),
+                members: l.members.iter().copied().collect(),
             })
             .collect()
     }
@@ -218,7 +219,7 @@ impl Listeners {
             .or_insert(Listener {
                 socket: h.socket,
                 data: h.data,
-                members: HashSet::new(),
+                members: h.members.into_iter().collect(),
                 unix_path: h.unix_path,
             });
     }
@@ -249,6 +250,8 @@ pub struct Held {
     pub socket: Arc<OwnedFd>,
     pub data: Value,
     pub unix_path: Option<PathBuf>,
+    /// The workers that had joined it: those handed over (`update` in place) still have it.
+    pub members: Vec<u64>,
 }
 
 /// A process's hold on its sockets: released (and each socket closed with its last holder)

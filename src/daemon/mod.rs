@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod cron;
 pub mod drain;
 pub mod foreground;
+pub mod handoff;
 pub mod history;
 pub mod instance;
 mod leftovers;

@@ -99,6 +99,15 @@ impl Instance {
             .flatten()
             .map(|s| s.start_ticks);
         let tracked = start_ticks.map(|t| self.ctx.table.track(pid, t, self.id));
+        // Our own copies, for an `update` that keeps this process (see `handoff.rs`).
+        let dup =
+            |fd: &Option<std::os::fd::OwnedFd>| fd.as_ref().and_then(crate::daemon::handoff::dup);
+        let mut keep = crate::daemon::handoff::Keep {
+            out: dup(&spawned.stdout),
+            err: dup(&spawned.stderr),
+            stdin: dup(&spawned.stdin),
+            ipc: spawned.ipc.as_ref().and_then(crate::daemon::handoff::dup),
+        };
         let stdin = spawned.stdin.take().and_then(|s| {
             crate::daemon::stdin::Feed::new(self.id, pid, s)
                 .map_err(|e| tracing::warn!("App {}: no stdin: {e}", self.label()))
@@ -120,6 +129,7 @@ impl Instance {
             Some(Ok((tx, rx))) => (Some(tx), Some(rx)),
             Some(Err(e)) => {
                 tracing::warn!("App {}: no IPC channel: {e}", self.label());
+                keep.ipc = None;
                 (None, None)
             }
             // No Node channel: readiness can come as READY=1 on $NOTIFY_SOCKET.
@@ -146,6 +156,8 @@ impl Instance {
             _membership: membership,
             _notify: notify,
             _stdin: stdin,
+            start_ticks,
+            keep,
         }))
     }
 }

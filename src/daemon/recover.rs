@@ -80,7 +80,14 @@ async fn restore_table(d: &Arc<Daemon>, t: Table, handed: Vec<HandedChild>) {
         .map(|h| (h.id, h))
         .collect();
     let keep: Vec<u32> = handed.values().map(|h| h.pid).collect();
-    let stopped = super::leftovers::stop_all(&t, &home, &keep).await;
+    // A daemon that handed every process of its table over had settled first (see
+    // `requests/update.rs`): nothing is left over, and the /proc scan is skipped.
+    let all_handed = !keep.is_empty() && t.processes.iter().all(|p| keep.contains(&p.pid));
+    let stopped = if all_handed {
+        0
+    } else {
+        super::leftovers::stop_all(&t, &home, &keep).await
+    };
     // The processes of the replaced daemon that are not taken over are still our children:
     // reaped once they are gone.
     let others = t

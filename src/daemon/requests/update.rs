@@ -186,10 +186,15 @@ const SETTLE: std::time::Duration = std::time::Duration::from_secs(5);
 /// running beside its instance's: a reload's second one, a retiring worker).
 async fn settle(d: &Arc<Daemon>) -> Result<(), String> {
     let deadline = tokio::time::Instant::now() + SETTLE;
+    let mut said = false;
     loop {
         let Some(busy) = busy(d) else { return Ok(()) };
         if tokio::time::Instant::now() >= deadline {
+            tracing::warn!("update refused: {busy}");
             return Err(busy);
+        }
+        if !std::mem::replace(&mut said, true) {
+            tracing::info!("update: waiting for changes under way ({busy})");
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }

@@ -19,6 +19,7 @@ const BINARY_VAR: &str = "PMR_UPDATE_BINARY";
 const NEW_DAEMON_DEADLINE: Duration = Duration::from_secs(30);
 
 pub fn update(home: &Home, out: &Out) -> Result<i32> {
+    let began = Instant::now();
     let binary = match std::env::var_os(BINARY_VAR).filter(|v| !v.is_empty()) {
         Some(v) => std::path::absolute(PathBuf::from(v))
             .with_context(|| format!("update: {BINARY_VAR}"))?,
@@ -61,11 +62,13 @@ pub fn update(home: &Home, out: &Out) -> Result<i32> {
     let _ = client.recv();
     drop(client);
     let (version, mut client) = wait_new_daemon(home, old_pid)?;
+    let answered = began.elapsed();
     let after = super::list(&mut client)?;
     let restored = after.len();
     out.info(format!(
-        "Daemon {old_pid} now runs {} (pmr {version}); {restored} of {instances} instance(s) restored",
-        binary.display()
+        "Daemon {old_pid} now runs {} (pmr {version}), answering {} ms after the command; {restored} of {instances} instance(s) restored",
+        binary.display(),
+        answered.as_millis()
     ));
     let mut code = 0;
     if restored < instances as usize && !procs.is_empty() {

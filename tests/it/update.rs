@@ -92,6 +92,9 @@ fn update_keeps_every_app_running_with_the_same_pids_and_the_new_daemon_owns_the
         .ok();
     pmr.run(&["start", &fixture("stdin_echo.js"), "--name", "echo"])
         .ok();
+    // Its line is open when the update comes (written out by the pump, or held by it).
+    pmr.run(&["start", &fixture("partial.js"), "--name", "partial"])
+        .ok();
     pmr.run_env(
         &[
             "start",
@@ -130,7 +133,7 @@ fn update_keeps_every_app_running_with_the_same_pids_and_the_new_daemon_owns_the
         .ok();
     assert!(
         r.stdout
-            .contains("update: every app kept running (7 process(es), same pids)"),
+            .contains("update: every app kept running (8 process(es), same pids)"),
         "{}",
         r.stdout
     );
@@ -174,6 +177,12 @@ fn update_keeps_every_app_running_with_the_same_pids_and_the_new_daemon_owns_the
     pmr.run(&["send", &echo_id, "after the update"]).ok();
     wait_until("the echo of a line sent after the update", || {
         pmr.log_of("echo-out.log").contains("after the update")
+    });
+    // The line left open by the old daemon is continued by the new one, in place.
+    let partial_id = by_name(&after, "partial")["pm_id"].to_string();
+    pmr.run(&["send", &partial_id, "and"]).ok();
+    wait_until("the open line completed after the update", || {
+        pmr.log_of("partial-out.log") == "first half and second half\n"
     });
     // The IPC channels crossed: the 'shutdown' message reaches the fork app, and the cluster
     // workers are told to disconnect by a reload (then replaced).

@@ -91,6 +91,7 @@ fn prepare(home: &Home, level: tracing::Level) -> Result<Option<HomeLock>> {
         Err((_, nix::errno::Errno::EWOULDBLOCK)) => return Ok(None),
         Err((_, e)) => return Err(e).context("cannot lock the daemon lock file"),
     };
+    spawn::raise_nofile();
     // The CLI checked both before starting us; a daemon started another way checks here.
     let knobs = crate::knobs::check_env().map_err(|e| anyhow::anyhow!("{e}"))?;
     if let Some(f) = crate::foreign::daemon_of(home) {

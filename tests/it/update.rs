@@ -534,3 +534,45 @@ fn a_table_the_new_binary_cannot_read_falls_back_to_resurrect_and_says_so() {
         ]
     );
 }
+
+#[test]
+fn the_daemon_raises_its_fd_limit_and_its_apps_keep_the_original_across_update() {
+    let pmr = Pmr::new();
+    // The daemon is started by a CLI whose soft limit is 512.
+    let r = std::process::Command::new("sh")
+        .args(["-c", &format!("ulimit -Sn 512 && exec {BIN} ping")])
+        .env("PMR_HOME", &pmr.home)
+        .current_dir(&pmr.dir)
+        .output()
+        .unwrap();
+    assert!(r.status.success());
+    let daemon = pmr.daemon_pid().unwrap();
+    // "Max open files  <soft>  <hard>  files" in /proc/<pid>/limits.
+    let nofile = |pid: u32, field: usize| -> String {
+        let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+        let line = limits
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .unwrap()
+            .to_string();
+        line.split_whitespace().nth(field).unwrap().to_string()
+    };
+    let soft = |pid: u32| nofile(pid, 3);
+    let hard = nofile(daemon, 4);
+    if hard == "512" {
+        // Nothing to raise on this machine.
+        return;
+    }
+    assert_ne!(soft(daemon), "512");
+    // A shell app (Node raises its own limit at start-up).
+    pmr.run(&["start", &fixture("run.sh"), "--name", "tick"])
+        .ok();
+    let tick = pid_of(&all_online(&pmr), "tick");
+    assert_eq!(soft(tick), "512");
+    pmr.run(&["update"]).ok();
+    assert_ne!(soft(daemon), "512");
+    pmr.run(&["restart", "tick"]).ok();
+    let again = pid_of(&all_online(&pmr), "tick");
+    assert_ne!(again, tick);
+    assert_eq!(soft(again), "512");
+}

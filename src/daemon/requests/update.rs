@@ -280,12 +280,15 @@ pub fn exec(binary: &str) -> std::io::Error {
     // `--resurrect` was for the boot: the restored table is what runs now.
     let rest: Vec<_> = args.filter(|a| a != "--resurrect").collect();
     tracing::info!("update: executing {binary}");
-    std::process::Command::new(binary)
-        .arg0(arg0)
+    let mut cmd = std::process::Command::new(binary);
+    cmd.arg0(arg0)
         .args(rest)
         .env(LOCK_FD_VAR, lock_fd.to_string())
-        .env(SOCKETS_VAR, sockets)
-        .exec()
+        .env(SOCKETS_VAR, sockets);
+    if let Some(n) = crate::daemon::spawn::original_nofile() {
+        cmd.env(crate::daemon::spawn::NOFILE_VAR, n);
+    }
+    cmd.exec()
 }
 
 /// The lock a replaced daemon handed over, if this process is its replacement. Called once,

@@ -431,3 +431,46 @@ fn recv_with_fds(sock: RawFd, buf: &mut [u8]) -> std::io::Result<(usize, Vec<Own
     }
     Ok((msg.bytes, fds))
 }
+
+#[cfg(test)]
+mod handoff_tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::fd::AsFd;
+
+    /// `update` freezes a channel in the middle of a message: the part read so far goes with
+    /// the fd, and the channel resumed on a copy of the fd reads the message whole.
+    #[tokio::test]
+    async fn a_message_cut_by_a_freeze_arrives_whole_after_resume() {
+        let (ours, mut theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        let copy = ours.as_fd().try_clone_to_owned().unwrap();
+        let (h, mut rx) = start(ours, None).unwrap();
+        theirs.write_all(b"{\"a\":").unwrap();
+        // Wait until the reader has taken the first part (the socket is empty again).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let mut b = [0u8; 1];
+            let peeked = nix::sys::socket::recv(
+                copy.as_raw_fd(),
+                &mut b,
+                nix::sys::socket::MsgFlags::MSG_PEEK | nix::sys::socket::MsgFlags::MSG_DONTWAIT,
+            );
+            if peeked.is_err() {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "never read");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let frozen = h.freeze().await.unwrap();
+        assert_eq!(frozen.partial, b"{\"a\":");
+        theirs.write_all(b"1}\n").unwrap();
+        let (_h, mut rx2) =
+            resume(std::os::unix::net::UnixStream::from(copy), None, frozen).unwrap();
+        match rx2.recv().await {
+            Some(IpcEvent::Message(v)) => assert_eq!(v, serde_json::json!({"a": 1})),
+            other => panic!("{other:?}"),
+        }
+        // The frozen channel said nothing more (no `Closed`: the process is not gone).
+        assert!(rx.try_recv().is_err());
+    }
+}

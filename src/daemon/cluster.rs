@@ -192,9 +192,10 @@ impl Listeners {
         });
     }
 
-    /// `update`: a hold on every socket, so that they outlive the stop of their workers and
-    /// cross the exec (connections queue in their backlogs meanwhile instead of being
-    /// refused). Unix socket paths are taken out: no leave unlinks them from now on.
+    /// `update`: a hold on every socket, with its members, so that it crosses the exec (the
+    /// handed workers keep serving on it; a worker the new daemon starts again joins it, its
+    /// connections queued meanwhile). Unix socket paths are taken out: no leave unlinks them
+    /// from now on.
     pub fn hold_all(&self) -> Vec<Held> {
         let mut map = self.map.lock().unwrap();
         map.iter_mut()
@@ -209,8 +210,8 @@ impl Listeners {
             .collect()
     }
 
-    /// The new daemon's side of [`hold_all`](Self::hold_all): the socket waits, with no
-    /// member, for the first restored worker that asks for its key.
+    /// The new daemon's side of [`hold_all`](Self::hold_all): the socket keeps its handed
+    /// members, and waits for any worker started again that asks for its key.
     pub fn adopt(&self, h: Held) {
         self.map
             .lock()

@@ -10,6 +10,10 @@
 //! An adopted process would be a process pmr cannot see or log: the honest choice is to end
 //! it (stop signal, `kill_timeout`, SIGKILL, its whole process group) and start it afresh.
 //! A process is only touched when its pid *and* start time match (see `leftovers.rs`).
+//!
+//! `update` is the exception: the daemon that replaces itself is the same process, so its
+//! apps are still its children, with their pipes and channels handed over across the exec;
+//! those processes are taken over (`instance/adopt.rs`), not stopped.
 
 use super::handoff::HandedChild;
 use super::instance::{Ctl, Instance, Paths, Shared};

@@ -1,14 +1,13 @@
 //! `update`: replace the running daemon by the installed binary, keeping its pid, its home's
-//! lock and its apps' ids, names, specs and counters.
+//! lock, its apps' ids, names, specs and counters, and the apps themselves.
 //!
-//! What ships is PM2's way, done in one process: every app is stopped, the process table
-//! (what was online, stopped or errored) is written, and the daemon re-executes the new
-//! binary (`execve`, same pid); that daemon restores the table as after a crash, starting the
-//! apps that were online again. The apps are restarted (new pids); the CLI says so. The
-//! cluster listening sockets do cross the exec (held through the stops, handed over by fd
-//! number): connections wait in their backlogs until the restored workers accept them, so a
-//! port refuses nothing. Keeping the apps themselves (children, pipes, IPC channels) across
-//! the exec is not supported yet.
+//! Once changes under way have settled, every instance hands its running process over
+//! (`handoff.rs`, `instance/adopt.rs`): the log pumps and IPC readers stop between two reads,
+//! the process table and `handoff.json` are written, and the daemon re-executes the new binary
+//! (`execve`, same pid, so the apps stay its children) with exactly the lock, the cluster
+//! listening sockets and the apps' pipes and channels left open. The new daemon takes every
+//! process over: no app is restarted, no connection refused. A binary that cannot read the
+//! handoff restarts the apps from the table (the CLI names them).
 
 use crate::daemon::cluster::{Held, Owner};
 use crate::daemon::instance::Ctl;

@@ -433,8 +433,11 @@ mod tests {
         let x_port = fd_port(&x.socket).unwrap();
         drop(x);
         let unjoined = other.hold_all();
+        assert_eq!(unjoined[0].members, [3]);
         other.leave_all(3);
-        for h in unjoined {
+        for mut h in unjoined {
+            // Its worker was not handed over (stopped, or restarted by the new daemon).
+            h.members.clear();
             new.adopt(h);
         }
         assert_eq!(new.count(), 2);
@@ -442,6 +445,22 @@ mod tests {
         assert_eq!(new.count(), 1);
         drop(sock);
         std::net::TcpListener::bind(("127.0.0.1", x_port)).unwrap();
+    }
+
+    #[test]
+    fn an_adopted_socket_keeps_its_handed_members() {
+        let old = Listeners::default();
+        let q = query(0);
+        drop(old.join(q.owner("web"), "k", 7, &q, &Value::Null).unwrap());
+        let new = Listeners::default();
+        for h in old.hold_all() {
+            new.adopt(h);
+        }
+        new.drop_unjoined();
+        assert_eq!(new.count(), 1);
+        // The handed worker's exit (its `Membership` dropped) closes it.
+        new.leave_all(7);
+        assert_eq!(new.count(), 0);
     }
 
     #[test]

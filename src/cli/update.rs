@@ -19,6 +19,7 @@ const BINARY_VAR: &str = "PMR_UPDATE_BINARY";
 const NEW_DAEMON_DEADLINE: Duration = Duration::from_secs(30);
 
 pub fn update(home: &Home, out: &Out) -> Result<i32> {
+    let began = Instant::now();
     let binary = match std::env::var_os(BINARY_VAR).filter(|v| !v.is_empty()) {
         Some(v) => std::path::absolute(PathBuf::from(v))
             .with_context(|| format!("update: {BINARY_VAR}"))?,
@@ -37,10 +38,8 @@ pub fn update(home: &Home, out: &Out) -> Result<i32> {
     };
     // PM2's way, kept in memory: if the new binary cannot read the table it is handed
     // (another format), the apps are resurrected from this list.
-    let procs: Vec<_> = super::list(&mut client)?
-        .iter()
-        .map(crate::dump::proc_of)
-        .collect();
+    let before = super::list(&mut client)?;
+    let procs: Vec<_> = before.iter().map(crate::dump::proc_of).collect();
     out.info(format!(
         "Updating the daemon (pid {old_pid}) to {}",
         binary.display()
@@ -63,10 +62,13 @@ pub fn update(home: &Home, out: &Out) -> Result<i32> {
     let _ = client.recv();
     drop(client);
     let (version, mut client) = wait_new_daemon(home, old_pid)?;
-    let restored = super::list(&mut client)?.len();
+    let answered = began.elapsed();
+    let after = super::list(&mut client)?;
+    let restored = after.len();
     out.info(format!(
-        "Daemon {old_pid} now runs {} (pmr {version}); {restored} of {instances} instance(s) restored",
-        binary.display()
+        "Daemon {old_pid} now runs {} (pmr {version}), answering {} ms after the command; {restored} of {instances} instance(s) restored",
+        binary.display(),
+        answered.as_millis()
     ));
     let mut code = 0;
     if restored < instances as usize && !procs.is_empty() {
@@ -91,9 +93,32 @@ pub fn update(home: &Home, out: &Out) -> Result<i32> {
             other => bail!("unexpected reply from the daemon: {other:?}"),
         }
     }
-    out.info("update: apps were restarted (in-place handoff not supported yet)");
+    out.info(kept_message(&before, &super::list(&mut client)?));
     super::show::print_table(&mut client, out)?;
     Ok(code)
+}
+
+/// Which processes the update kept (same pid) and which it started again.
+fn kept_message(
+    before: &[crate::protocol::ProcInfo],
+    after: &[crate::protocol::ProcInfo],
+) -> String {
+    let mut kept = 0;
+    let mut restarted = Vec::new();
+    for b in before.iter().filter(|b| b.pid != 0) {
+        match after.iter().find(|a| a.pm_id == b.pm_id) {
+            Some(a) if a.pid == b.pid => kept += 1,
+            _ => restarted.push(format!("{}:{}", b.spec.name, b.pm_id)),
+        }
+    }
+    if restarted.is_empty() {
+        format!("update: every app kept running ({kept} process(es), same pids)")
+    } else {
+        format!(
+            "update: {kept} process(es) kept running; restarted (not handed over, see the daemon log): {}",
+            restarted.join(", ")
+        )
+    }
 }
 
 /// The daemon answering `Ping` with `old_pid` again (it keeps its pid across the exec).

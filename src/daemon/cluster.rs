@@ -192,9 +192,10 @@ impl Listeners {
         });
     }
 
-    /// `update`: a hold on every socket, so that they outlive the stop of their workers and
-    /// cross the exec (connections queue in their backlogs meanwhile instead of being
-    /// refused). Unix socket paths are taken out: no leave unlinks them from now on.
+    /// `update`: a hold on every socket, with its members, so that it crosses the exec (the
+    /// handed workers keep serving on it; a worker the new daemon starts again joins it, its
+    /// connections queued meanwhile). Unix socket paths are taken out: no leave unlinks them
+    /// from now on.
     pub fn hold_all(&self) -> Vec<Held> {
         let mut map = self.map.lock().unwrap();
         map.iter_mut()
@@ -204,12 +205,13 @@ impl Listeners {
                 socket: l.socket.clone(),
                 data: l.data.clone(),
                 unix_path: l.unix_path.take(),
+                members: l.members.iter().copied().collect(),
             })
             .collect()
     }
 
-    /// The new daemon's side of [`hold_all`](Self::hold_all): the socket waits, with no
-    /// member, for the first restored worker that asks for its key.
+    /// The new daemon's side of [`hold_all`](Self::hold_all): the socket keeps its handed
+    /// members, and waits for any worker started again that asks for its key.
     pub fn adopt(&self, h: Held) {
         self.map
             .lock()
@@ -218,7 +220,7 @@ impl Listeners {
             .or_insert(Listener {
                 socket: h.socket,
                 data: h.data,
-                members: HashSet::new(),
+                members: h.members.into_iter().collect(),
                 unix_path: h.unix_path,
             });
     }
@@ -249,6 +251,8 @@ pub struct Held {
     pub socket: Arc<OwnedFd>,
     pub data: Value,
     pub unix_path: Option<PathBuf>,
+    /// The workers that had joined it: those handed over (`update` in place) still have it.
+    pub members: Vec<u64>,
 }
 
 /// A process's hold on its sockets: released (and each socket closed with its last holder)
@@ -429,8 +433,11 @@ mod tests {
         let x_port = fd_port(&x.socket).unwrap();
         drop(x);
         let unjoined = other.hold_all();
+        assert_eq!(unjoined[0].members, [3]);
         other.leave_all(3);
-        for h in unjoined {
+        for mut h in unjoined {
+            // Its worker was not handed over (stopped, or restarted by the new daemon).
+            h.members.clear();
             new.adopt(h);
         }
         assert_eq!(new.count(), 2);
@@ -438,6 +445,22 @@ mod tests {
         assert_eq!(new.count(), 1);
         drop(sock);
         std::net::TcpListener::bind(("127.0.0.1", x_port)).unwrap();
+    }
+
+    #[test]
+    fn an_adopted_socket_keeps_its_handed_members() {
+        let old = Listeners::default();
+        let q = query(0);
+        drop(old.join(q.owner("web"), "k", 7, &q, &Value::Null).unwrap());
+        let new = Listeners::default();
+        for h in old.hold_all() {
+            new.adopt(h);
+        }
+        new.drop_unjoined();
+        assert_eq!(new.count(), 1);
+        // The handed worker's exit (its `Membership` dropped) closes it.
+        new.leave_all(7);
+        assert_eq!(new.count(), 0);
     }
 
     #[test]

@@ -19,6 +19,7 @@
 //! This file is the state machine; starting a process is in [`launch`], the stop sequence in
 //! [`terminate`], a cluster worker's graceful exit in [`retire`].
 
+mod adopt;
 mod control;
 mod launch;
 mod retire;
@@ -42,7 +43,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 pub use terminate::sigkills;
 use terminate::terminate;
-use tokio::process::Child;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -165,7 +165,7 @@ pub fn now_ms() -> i64 {
 
 /// One started process of the instance.
 struct Running {
-    child: Child,
+    child: super::child::ChildHandle,
     pid: u32,
     started: Instant,
     ipc_rx: Option<mpsc::Receiver<IpcEvent>>,
@@ -183,6 +183,10 @@ struct Running {
     _notify: Option<super::notify::Registration>,
     /// The stdin pipe (fork mode): closed when this process is dropped.
     _stdin: Option<super::stdin::Feed>,
+    /// Field 22 of its /proc stat (`update` hands it over with its pid).
+    start_ticks: Option<u64>,
+    /// Copies of our ends of its pipes and channel, for `update` (see `handoff.rs`).
+    keep: super::handoff::Keep,
 }
 
 /// What an IPC event asks of the instance.
@@ -234,8 +238,11 @@ impl Instance {
         crate::knobs::get().listen_timeout(self.with(|s| s.spec.listen_timeout))
     }
 
-    pub async fn run(self, mut rx: CtlReceiver) {
-        let mut phase = Phase::Idle;
+    pub async fn run(self, rx: CtlReceiver) {
+        self.run_in(Phase::Idle, rx).await
+    }
+
+    async fn run_in(self, mut phase: Phase, mut rx: CtlReceiver) {
         let mut cron = super::cron::Timer::default();
         let mut watcher = super::watch::Watcher::default();
         loop {
@@ -395,6 +402,11 @@ impl Instance {
                 let _ = reply.send(Err("process is not running".into()));
                 Phase::Idle
             }
+            Ctl::Handoff(reply) => {
+                // Nothing runs: the table says what the next daemon does with it.
+                let _ = reply.send(None);
+                adopt::park(None).await
+            }
         }
     }
 
@@ -482,6 +494,11 @@ impl Instance {
                 self.reset_meta();
                 let _ = reply.send(Ok(()));
                 Phase::Running(r)
+            }
+            Ctl::Handoff(reply) => {
+                let handed = self.hand_over(&mut r).await;
+                let _ = reply.send(handed);
+                adopt::park(Some(r)).await
             }
         }
     }

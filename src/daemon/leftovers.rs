@@ -20,8 +20,9 @@ struct Target {
     members: Vec<Proc>,
 }
 
-/// Stop every leftover of `t`'s daemon, all at once; returns how many were running.
-pub async fn stop_all(t: &Table, home: &str) -> usize {
+/// Stop every leftover of `t`'s daemon, all at once, but the processes in `keep` (handed
+/// over by `update`: taken over, not left over); returns how many were running.
+pub async fn stop_all(t: &Table, home: &str, keep: &[u32]) -> usize {
     let (home_var, home, me) = (
         crate::personality::current().home_var(),
         home.to_string(),
@@ -34,7 +35,7 @@ pub async fn stop_all(t: &Table, home: &str) -> usize {
 
     let knobs = crate::knobs::get();
     let mut jobs = tokio::task::JoinSet::new();
-    for target in found {
+    for target in found.into_iter().filter(|f| !keep.contains(&f.p.pid)) {
         let timeout = t
             .apps
             .iter()

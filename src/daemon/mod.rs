@@ -3,10 +3,12 @@
 
 pub mod alloc;
 pub mod boot;
+pub mod child;
 pub mod cluster;
 pub mod cron;
 pub mod drain;
 pub mod foreground;
+pub mod handoff;
 pub mod history;
 pub mod instance;
 mod leftovers;
@@ -89,6 +91,7 @@ fn prepare(home: &Home, level: tracing::Level) -> Result<Option<HomeLock>> {
         Err((_, nix::errno::Errno::EWOULDBLOCK)) => return Ok(None),
         Err((_, e)) => return Err(e).context("cannot lock the daemon lock file"),
     };
+    spawn::raise_nofile();
     // The CLI checked both before starting us; a daemon started another way checks here.
     let knobs = crate::knobs::check_env().map_err(|e| anyhow::anyhow!("{e}"))?;
     if let Some(f) = crate::foreign::daemon_of(home) {

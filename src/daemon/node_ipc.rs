@@ -63,6 +63,16 @@ pub struct ClusterCtx {
 enum Out {
     User(Value),
     Disconnect,
+    /// `update`: stop here, keeping the worker's membership, and hand back what was read.
+    Freeze(tokio::sync::oneshot::Sender<Frozen>),
+}
+
+/// A channel as `update` carries it across the exec: the socket's fd goes separately; this is
+/// what was read of a message not yet complete, and the next sequence number.
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Frozen {
+    pub partial: Vec<u8>,
+    pub seq: u64,
 }
 
 /// The instance's handle on the channel.
@@ -78,12 +88,27 @@ impl IpcHandle {
     pub fn disconnect(&self) {
         let _ = self.0.send(Out::Disconnect);
     }
+    /// See [`Out::Freeze`]; `None` if the channel had already ended.
+    pub async fn freeze(&self) -> Option<Frozen> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.0.send(Out::Freeze(tx)).ok()?;
+        rx.await.ok()
+    }
 }
 
 /// Take over our end of the socketpair.
 pub fn start(
     stream: std::os::unix::net::UnixStream,
     cluster: Option<ClusterCtx>,
+) -> std::io::Result<(IpcHandle, mpsc::Receiver<IpcEvent>)> {
+    resume(stream, cluster, Frozen::default())
+}
+
+/// [`start`] on a channel a replaced daemon froze (`update`).
+pub fn resume(
+    stream: std::os::unix::net::UnixStream,
+    cluster: Option<ClusterCtx>,
+    frozen: Frozen,
 ) -> std::io::Result<(IpcHandle, mpsc::Receiver<IpcEvent>)> {
     stream.set_nonblocking(true)?;
     let stream = UnixStream::from_std(stream)?;
@@ -93,13 +118,13 @@ pub fn start(
         stream,
         cluster,
         events: ev_tx,
-        rbuf: Vec::new(),
+        rbuf: frozen.partial,
         skipping: false,
         fds_in: VecDeque::new(),
         warned_fds: false,
         inflight: false,
         queue: VecDeque::new(),
-        seq: 0,
+        seq: frozen.seq,
     };
     tokio::spawn(ch.run(out_rx));
     Ok((IpcHandle(out_tx), ev_rx))
@@ -137,6 +162,11 @@ impl Channel {
                     Some(Out::Disconnect) => {
                         let m = self.cluster_msg(json!({"act": "disconnect"}));
                         self.send(m, None).await;
+                    }
+                    Some(Out::Freeze(tx)) => {
+                        let partial = std::mem::take(&mut self.rbuf);
+                        let _ = tx.send(Frozen { partial, seq: self.seq });
+                        return;
                     }
                     None => out_open = false,
                 },
@@ -400,4 +430,47 @@ fn recv_with_fds(sock: RawFd, buf: &mut [u8]) -> std::io::Result<(usize, Vec<Own
         }
     }
     Ok((msg.bytes, fds))
+}
+
+#[cfg(test)]
+mod handoff_tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::fd::AsFd;
+
+    /// `update` freezes a channel in the middle of a message: the part read so far goes with
+    /// the fd, and the channel resumed on a copy of the fd reads the message whole.
+    #[tokio::test]
+    async fn a_message_cut_by_a_freeze_arrives_whole_after_resume() {
+        let (ours, mut theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        let copy = ours.as_fd().try_clone_to_owned().unwrap();
+        let (h, mut rx) = start(ours, None).unwrap();
+        theirs.write_all(b"{\"a\":").unwrap();
+        // Wait until the reader has taken the first part (the socket is empty again).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let mut b = [0u8; 1];
+            let peeked = nix::sys::socket::recv(
+                copy.as_raw_fd(),
+                &mut b,
+                nix::sys::socket::MsgFlags::MSG_PEEK | nix::sys::socket::MsgFlags::MSG_DONTWAIT,
+            );
+            if peeked.is_err() {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "never read");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let frozen = h.freeze().await.unwrap();
+        assert_eq!(frozen.partial, b"{\"a\":");
+        theirs.write_all(b"1}\n").unwrap();
+        let (_h, mut rx2) =
+            resume(std::os::unix::net::UnixStream::from(copy), None, frozen).unwrap();
+        match rx2.recv().await {
+            Some(IpcEvent::Message(v)) => assert_eq!(v, serde_json::json!({"a": 1})),
+            other => panic!("{other:?}"),
+        }
+        // The frozen channel said nothing more (no `Closed`: the process is not gone).
+        assert!(rx.try_recv().is_err());
+    }
 }

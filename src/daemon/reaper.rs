@@ -2,19 +2,21 @@
 //! process that made itself a child subreaper): processes whose parent died are reparented to
 //! us and must be waited for, or they stay zombies and fill the pid table.
 //!
-//! The daemon's own children belong to tokio, which waits for each by its pid when SIGCHLD
-//! comes; a `waitpid(-1)` here would steal their exit statuses (the instance would never learn
-//! its app's exit code). So this thread never reaps blindly:
+//! The daemon's own children belong to their instances, which wait for each through its
+//! pidfd (`child.rs`); a `waitpid(-1)` here would steal their exit statuses (the instance
+//! would never learn its app's exit code). So this thread never reaps blindly:
 //! * `waitid(P_ALL, WEXITED | WNOWAIT)` blocks until some child is a zombie, without reaping it;
 //! * then /proc says which children are zombies; those spawned by the daemon (recorded by
-//!   `spawn.rs` through [`track`] right after fork, before anyone could wait) are left to tokio;
+//!   `spawn.rs` through [`track`] right after fork, before anyone could wait) are left to
+//!   their instances;
 //! * any other zombie child is an adopted orphan, reaped with `waitpid(pid)` once it has been
 //!   seen as a zombie in two looks [`GRACE`] apart (so a child forked an instant ago, whose pid
 //!   is about to be tracked, is never taken for an orphan).
 //!
-//! A tracked child is held by a pidfd, which names that process and no other: once tokio has
-//! reaped it, signalling the pidfd fails with ESRCH and the entry goes, even if its pid number
-//! has meanwhile been reused by an orphan (which is then reaped as it should be).
+//! A tracked child is held by a pidfd, which names that process and no other: once its
+//! instance has reaped it, signalling the pidfd fails with ESRCH and the entry goes, even if
+//! its pid number has meanwhile been reused by an orphan (which is then reaped as it should
+//! be).
 
 use nix::errno::Errno;
 use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag};
@@ -29,13 +31,13 @@ use std::time::{Duration, Instant};
 static MANAGED: OnceLock<Mutex<HashMap<u32, Option<OwnedFd>>>> = OnceLock::new();
 
 /// How long a foreign zombie must have been seen before it is reaped; also the pause between
-/// two looks while some zombie is waiting for tokio (`waitid` would answer at once).
+/// two looks while some zombie is waiting for its instance (`waitid` would answer at once).
 const GRACE: Duration = Duration::from_millis(50);
 
 /// How often to look again while we have no child at all (`waitid` cannot wait then).
 const NO_CHILD: Duration = Duration::from_millis(500);
 
-/// Record a child the daemon spawned: tokio waits for it, never us. Cheap syscalls only (it
+/// Record a child the daemon spawned: its instance waits for it, never us. Cheap syscalls only (it
 /// runs on the runtime): no /proc read.
 pub fn track(pid: u32) {
     if let Some(m) = MANAGED.get() {
@@ -87,7 +89,7 @@ fn sweep(suspects: &mut HashMap<u32, Instant>) {
     let managed = MANAGED.get().expect("started");
     let foreign: Vec<u32> = {
         let mut m = managed.lock().unwrap();
-        // Reaped by tokio: forget it (its pid may already be an orphan's).
+        // Reaped by its instance: forget it (its pid may already be an orphan's).
         m.retain(|&pid, fd| match fd {
             Some(fd) => !reaped(fd),
             None => crate::procfs::read_stat(pid).is_some(),

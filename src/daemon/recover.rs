@@ -10,7 +10,12 @@
 //! An adopted process would be a process pmr cannot see or log: the honest choice is to end
 //! it (stop signal, `kill_timeout`, SIGKILL, its whole process group) and start it afresh.
 //! A process is only touched when its pid *and* start time match (see `leftovers.rs`).
+//!
+//! `update` is the exception: the daemon that replaces itself is the same process, so its
+//! apps are still its children, with their pipes and channels handed over across the exec;
+//! those processes are taken over (`instance/adopt.rs`), not stopped.
 
+use super::handoff::HandedChild;
 use super::instance::{Ctl, Instance, Paths, Shared};
 use super::registry::Entry;
 use super::requests::register::default_paths;
@@ -25,8 +30,16 @@ const RESTORE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Restore what `load` found, then start writing the table. Called before the server accepts
 /// its first client, so the first `pmr ls` after a crash already sees the apps.
-pub async fn restore(d: &Arc<Daemon>, loaded: Loaded) {
+///
+/// `handed`: the processes a replaced daemon handed over (`update` in place); those of
+/// instances that are to be online are taken over, not stopped and started again.
+pub async fn restore(d: &Arc<Daemon>, loaded: Loaded, handed: Vec<HandedChild>) {
+    if !matches!(loaded, Loaded::Table(_)) {
+        // No table to match them with: they go as leftovers.
+        release(handed.iter());
+    }
     match loaded {
+        Loaded::Table(t) => restore_table(d, t, handed).await,
         Loaded::Absent => start_writer(d),
         Loaded::Corrupt { reason, kept } => {
             tracing::warn!(
@@ -43,17 +56,16 @@ pub async fn restore(d: &Arc<Daemon>, loaded: Loaded) {
                 processes: Vec::new(),
             };
             let home = d.ctx.home.root.to_string_lossy().into_owned();
-            let stopped = super::leftovers::stop_all(&none, &home).await;
+            let stopped = super::leftovers::stop_all(&none, &home, &[]).await;
             if stopped > 0 {
                 tracing::info!("stopped {stopped} process(es) left by the previous daemon");
             }
             start_writer(d);
         }
-        Loaded::Table(t) => restore_table(d, t).await,
     }
 }
 
-async fn restore_table(d: &Arc<Daemon>, t: Table) {
+async fn restore_table(d: &Arc<Daemon>, t: Table, handed: Vec<HandedChild>) {
     tracing::info!(
         "restoring the process table of daemon {} ({} instance(s), {} process(es) left behind)",
         t.daemon_pid,
@@ -61,7 +73,33 @@ async fn restore_table(d: &Arc<Daemon>, t: Table) {
         t.processes.len()
     );
     let home = d.ctx.home.root.to_string_lossy().into_owned();
-    let stopped = super::leftovers::stop_all(&t, &home).await;
+    // Taken over: the handed processes of instances that are to be online.
+    let mut handed: std::collections::HashMap<u32, HandedChild> = handed
+        .into_iter()
+        .filter(|h| {
+            t.apps
+                .iter()
+                .any(|a| a.id == h.id && a.wanted == Wanted::Online)
+        })
+        .map(|h| (h.id, h))
+        .collect();
+    let keep: Vec<u32> = handed.values().map(|h| h.pid).collect();
+    // A daemon that handed every process of its table over had settled first (see
+    // `requests/update.rs`): nothing is left over, and the /proc scan is skipped.
+    let all_handed = !keep.is_empty() && t.processes.iter().all(|p| keep.contains(&p.pid));
+    let stopped = if all_handed {
+        0
+    } else {
+        super::leftovers::stop_all(&t, &home, &keep).await
+    };
+    // The processes of the replaced daemon that are not taken over are still our children:
+    // reaped once they are gone.
+    let others = t
+        .processes
+        .iter()
+        .map(|p| p.pid)
+        .filter(|p| !keep.contains(p));
+    reap_later(others.collect());
     if stopped > 0 {
         tracing::info!("stopped {stopped} process(es) left by the previous daemon");
     }
@@ -70,7 +108,8 @@ async fn restore_table(d: &Arc<Daemon>, t: Table) {
     {
         let mut reg = d.registry.lock().unwrap();
         for rec in t.apps {
-            let (entry, task, wait) = rebuild(d, rec, &home);
+            let h = handed.remove(&rec.id);
+            let (entry, task, wait) = rebuild(d, rec, &home, h);
             reg.restore(task.id, entry);
             tasks.push(task);
             waits.extend(wait);
@@ -79,8 +118,11 @@ async fn restore_table(d: &Arc<Daemon>, t: Table) {
     // From here the old table (whose processes are gone) is replaced by this daemon's, before
     // any process starts: a crash now leaves a table naming the new processes.
     start_writer(d);
-    for (inst, rx) in tasks.into_iter().map(|t| t.into_parts()) {
-        tokio::spawn(inst.run(rx));
+    for t in tasks {
+        match t.handed {
+            Some(h) => tokio::spawn(t.inst.run_adopted(t.rx, h)),
+            None => tokio::spawn(t.inst.run(t.rx)),
+        };
     }
     // The first client waits for the apps to be online, but not for a slow `wait_ready` app
     // (it shows as launching; its task carries on).
@@ -103,12 +145,8 @@ struct Task {
     id: u32,
     inst: Instance,
     rx: super::instance::CtlReceiver,
-}
-
-impl Task {
-    fn into_parts(self) -> (Instance, super::instance::CtlReceiver) {
-        (self.inst, self.rx)
-    }
+    /// Its process, handed over by the daemon this one replaces.
+    handed: Option<HandedChild>,
 }
 
 /// One instance as it was, its entry and task; online ones get a `Resume` queued.
@@ -116,6 +154,7 @@ fn rebuild(
     d: &Arc<Daemon>,
     rec: Record,
     home: &str,
+    handed: Option<HandedChild>,
 ) -> (Entry, Task, Option<super::requests::StartWait>) {
     let spec = rec.spec;
     let id = rec.id;
@@ -135,7 +174,7 @@ fn rebuild(
     state.last_error = rec.last_error;
     let shared = Arc::new(Mutex::new(state));
     let (tx, rx) = super::instance::channel();
-    let wait = (rec.wanted == Wanted::Online).then(|| {
+    let wait = (rec.wanted == Wanted::Online && handed.is_none()).then(|| {
         let (rtx, rrx) = tokio::sync::oneshot::channel();
         let _ = tx.send(Ctl::Resume(rtx));
         (id, spec.name.clone(), rrx)
@@ -145,7 +184,44 @@ fn rebuild(
         shared: shared.clone(),
         ctx: d.ctx.clone(),
     };
-    (Entry { shared, ctl: tx }, Task { id, inst, rx }, wait)
+    (
+        Entry { shared, ctl: tx },
+        Task {
+            id,
+            inst,
+            rx,
+            handed,
+        },
+        wait,
+    )
+}
+
+/// Handed processes that are not taken over: their fds are closed (no app may inherit them)
+/// and they are reaped once they are gone (the leftovers' stop ends them).
+fn release<'a>(handed: impl Iterator<Item = &'a HandedChild>) {
+    let mut pids = Vec::new();
+    for h in handed {
+        for fd in [h.out_fd, h.err_fd, h.stdin_fd, h.ipc_fd]
+            .into_iter()
+            .flatten()
+        {
+            drop(super::handoff::take_fd(fd, super::handoff::Kind::Any));
+        }
+        pids.push(h.pid);
+    }
+    reap_later(pids);
+}
+
+/// Wait for these processes (ours, after an `update`) so none stays a zombie; a pid that is
+/// not our child ends its wait with ECHILD.
+fn reap_later(pids: Vec<u32>) {
+    for pid in pids {
+        if let Ok(mut c) = super::child::ChildHandle::new(pid) {
+            tokio::spawn(async move {
+                let _ = c.wait().await;
+            });
+        }
+    }
 }
 
 /// The table as it is now: every instance, and every child not yet reaped. After `kill` has

@@ -50,7 +50,17 @@ pub async fn serve(home: Home, resurrect: bool, hook: Option<Hook>) -> Result<St
     // Off the runtime's threads: a plain blocking read (and the rename of a bad file).
     let table_path = super::table_file::path(&home);
     let table = tokio::task::spawn_blocking(move || super::table_file::load(&table_path)).await?;
+    // What a daemon replaced by `update` handed over (its running processes), if any.
+    let handoff = {
+        let h = home.clone();
+        tokio::task::spawn_blocking(move || super::handoff::take(&h)).await?
+    };
     let d = Arc::new(Daemon::new(home));
+    if let Some(h) = &handoff {
+        d.ctx
+            .next_worker
+            .fetch_max(h.next_worker, std::sync::atomic::Ordering::SeqCst);
+    }
     super::memory_guard::spawn(d.clone());
     tokio::spawn(super::alloc::reclaimer());
 
@@ -63,7 +73,8 @@ pub async fn serve(home: Home, resurrect: bool, hook: Option<Hook>) -> Result<St
     // After the signal handlers (a SIGTERM meanwhile is handled once it is done). Clients that
     // connect meanwhile wait in the backlog: their first answer shows the restored apps.
     let adopted = super::requests::update::adopt_sockets(&d);
-    super::recover::restore(&d, table).await;
+    let handed = handoff.map(|h| h.children).unwrap_or_default();
+    super::recover::restore(&d, table, handed).await;
     if adopted {
         // Those of apps that did not come back (stopped, errored, not online in time).
         d.ctx.listeners.drop_unjoined();

@@ -7,14 +7,18 @@ use nix::fcntl::{fcntl, FcntlArg};
 use nix::unistd::dup2;
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::process::Stdio;
-use tokio::process::{Child, Command};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
 
 /// The fd number Node expects its IPC channel on (what `child_process.fork` uses).
 pub const IPC_FD: i32 = 3;
 
 pub struct Spawned {
-    pub child: Child,
+    pub child: super::child::ChildHandle,
+    /// Our ends of its stdio pipes (stdin in fork mode only).
+    pub stdin: Option<OwnedFd>,
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
     /// Our end of the Node IPC socketpair, when the app is a Node script.
     pub ipc: Option<std::os::unix::net::UnixStream>,
 }
@@ -125,7 +129,6 @@ pub fn spawn(
         .current_dir(&spec.cwd)
         .stdin(stdin)
         .process_group(0)
-        .kill_on_drop(false)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
 
@@ -147,21 +150,97 @@ pub fn spawn(
         pass.push(theirs.as_raw_fd());
         child_end = Some(theirs.into());
     }
-    if !pass.is_empty() {
+    let nofile = ORIGINAL_NOFILE.get().copied();
+    if !pass.is_empty() || nofile.is_some() {
         // SAFETY: pre_exec runs in the forked child, where only async-signal-safe work is
-        // allowed: place_fds makes fcntl and dup2 calls on a stack array, nothing else.
+        // allowed: place_fds makes fcntl and dup2 calls on a stack array, setrlimit is one
+        // syscall on a value copied in, nothing else.
         unsafe {
-            cmd.pre_exec(move || place_fds(&pass));
+            cmd.pre_exec(move || {
+                if let Some(lim) = &nofile {
+                    libc::setrlimit(libc::RLIMIT_NOFILE, lim);
+                }
+                place_fds(&pass)
+            });
         }
     }
-    let child = cmd.spawn()?;
+    // std's Command: nothing reaps its children behind our back (see `child.rs`).
+    let mut child = cmd.spawn()?;
+    let pid = child.id();
     // Before anything can wait: the zombie reaper must never take this child's exit status.
-    if let Some(pid) = child.id() {
-        super::reaper::track(pid);
-    }
+    super::reaper::track(pid);
     // Our copy of the child's end must go, or we would never see EOF when the child exits.
     drop(child_end);
-    Ok(Spawned { child, ipc })
+    let handle = match super::child::ChildHandle::new(pid) {
+        Ok(h) => h,
+        Err(e) => {
+            // Without a handle it could never be waited for: it goes at once.
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
+        }
+    };
+    Ok(Spawned {
+        child: handle,
+        stdin: child.stdin.take().map(OwnedFd::from),
+        stdout: child.stdout.take().map(OwnedFd::from),
+        stderr: child.stderr.take().map(OwnedFd::from),
+        ipc,
+    })
+}
+
+/// The fd limit the daemon was started with, when it raised its own (see [`raise_nofile`]):
+/// its apps get this one back.
+static ORIGINAL_NOFILE: std::sync::OnceLock<libc::rlimit> = std::sync::OnceLock::new();
+
+/// Raise the daemon's soft fd limit to its hard limit: each running process costs it up to
+/// nine fds (pipes, IPC channel, pidfd, and the copies kept for `update`, see `handoff.rs`),
+/// and a 1024 soft limit would stop a hundred apps. The apps get the original limit back.
+pub fn raise_nofile() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // A daemon replaced by `update` raised it already: the original comes with the exec.
+    let handed = std::env::var(NOFILE_VAR).ok();
+    std::env::remove_var(NOFILE_VAR);
+    if let Some((cur, max)) = handed.as_deref().and_then(|v| v.split_once(' ')) {
+        if let (Ok(cur), Ok(max)) = (cur.parse(), max.parse()) {
+            let _ = ORIGINAL_NOFILE.set(libc::rlimit {
+                rlim_cur: cur,
+                rlim_max: max,
+            });
+            return;
+        }
+    }
+    // SAFETY: getrlimit/setrlimit on a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return;
+        }
+        // The kernel's default `nr_open`: an unlimited hard limit cannot be the soft one.
+        let target = lim.rlim_max.min(1 << 20);
+        if lim.rlim_cur >= target {
+            return;
+        }
+        let raised = libc::rlimit {
+            rlim_cur: target,
+            rlim_max: lim.rlim_max,
+        };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+            let _ = ORIGINAL_NOFILE.set(lim);
+        }
+    }
+}
+
+/// How [`raise_nofile`]'s original limit crosses `update`'s exec ("soft hard").
+pub const NOFILE_VAR: &str = "PMR_UPDATE_NOFILE";
+
+/// For `update`'s exec: the original limit, if the daemon raised its own.
+pub fn original_nofile() -> Option<String> {
+    ORIGINAL_NOFILE
+        .get()
+        .map(|l| format!("{} {}", l.rlim_cur, l.rlim_max))
 }
 
 /// In the child: put `fds` at 3, 4, ... without one overwriting another. First move each

@@ -12,7 +12,6 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
-use tokio::process::ChildStdin;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
 
@@ -35,8 +34,10 @@ pub struct Feed {
 }
 
 impl Feed {
-    /// Start the writer of instance `id`'s process `pid`. Needs the tokio runtime.
-    pub fn new(id: u32, pid: u32, mut stdin: ChildStdin) -> Feed {
+    /// Start the writer of instance `id`'s process `pid` on our end of its stdin pipe. Needs
+    /// the tokio runtime.
+    pub fn new(id: u32, pid: u32, stdin: std::os::fd::OwnedFd) -> std::io::Result<Feed> {
+        let mut stdin = tokio::net::unix::pipe::Sender::from_owned_fd(stdin)?;
         let (tx, mut rx) = mpsc::channel::<Line>(QUEUE);
         let task = tokio::spawn(async move {
             while let Some((bytes, reply)) = rx.recv().await {
@@ -57,7 +58,7 @@ impl Feed {
             .unwrap()
             .get_or_insert_with(HashMap::new)
             .insert(id, (pid, tx));
-        Feed { id, pid, task }
+        Ok(Feed { id, pid, task })
     }
 }
 

@@ -48,6 +48,9 @@ pub enum Ctl {
     /// A start by a daemon restoring the table of the one that died: as `Start`, but the
     /// counters (unstable restarts) carry on instead of being reset.
     Resume(Reply),
+    /// `update`: describe the running process (if any) for the next daemon and its fds, then
+    /// do nothing more (the task parks until the exec).
+    Handoff(oneshot::Sender<Option<crate::daemon::handoff::HandedChild>>),
 }
 
 impl Ctl {
@@ -81,6 +84,7 @@ impl Ctl {
             Ctl::Reset(_) => "reset",
             Ctl::Auto(..) => "automatic restart",
             Ctl::Resume(_) => "start",
+            Ctl::Handoff(_) => "update",
         }
     }
 
@@ -96,6 +100,8 @@ impl Ctl {
             | Ctl::Resume(r)
             | Ctl::Restart { reply: r, .. }
             | Ctl::Reload { reply: r, .. } => r,
+            // Not a start (never cancelled by a stop): nobody listens to this one.
+            Ctl::Handoff(_) => oneshot::channel().0,
         }
     }
 }

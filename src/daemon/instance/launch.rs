@@ -89,7 +89,7 @@ impl Instance {
                 let argv0 = spawn::argv(&spec, None).remove(0);
                 format!("cannot start {argv0}: {e}")
             })?;
-        let pid = spawned.child.id().unwrap_or(0);
+        let pid = spawned.child.id();
         // Recorded before anything else can fail: a daemon that dies from here on leaves a
         // table naming this process (and its start time, so a reused pid is never touched).
         // The child is not reaped before `Running` is dropped, so its /proc entry is its own.
@@ -99,16 +99,25 @@ impl Instance {
             .flatten()
             .map(|s| s.start_ticks);
         let tracked = start_ticks.map(|t| self.ctx.table.track(pid, t, self.id));
-        let stdin = spawned
-            .child
-            .stdin
-            .take()
-            .map(|s| crate::daemon::stdin::Feed::new(self.id, pid, s));
-        if let Some(out) = spawned.child.stdout.take() {
-            tokio::spawn(pump_pipe(out.into_owned_fd(), out_sinks));
+        // Our own copies, for an `update` that keeps this process (see `handoff.rs`).
+        let dup =
+            |fd: &Option<std::os::fd::OwnedFd>| fd.as_ref().and_then(crate::daemon::handoff::dup);
+        let mut keep = crate::daemon::handoff::Keep {
+            out: dup(&spawned.stdout),
+            err: dup(&spawned.stderr),
+            stdin: dup(&spawned.stdin),
+            ipc: spawned.ipc.as_ref().and_then(crate::daemon::handoff::dup),
+        };
+        let stdin = spawned.stdin.take().and_then(|s| {
+            crate::daemon::stdin::Feed::new(self.id, pid, s)
+                .map_err(|e| tracing::warn!("App {}: no stdin: {e}", self.label()))
+                .ok()
+        });
+        if let Some(out) = spawned.stdout.take() {
+            tokio::spawn(pump_pipe(Ok(out), out_sinks));
         }
-        if let Some(err) = spawned.child.stderr.take() {
-            tokio::spawn(pump_pipe(err.into_owned_fd(), err_sinks));
+        if let Some(err) = spawned.stderr.take() {
+            tokio::spawn(pump_pipe(Ok(err), err_sinks));
         }
         let cluster_ctx = (cluster && listen.is_empty()).then(|| ClusterCtx {
             listeners: self.ctx.listeners.clone(),
@@ -120,6 +129,7 @@ impl Instance {
             Some(Ok((tx, rx))) => (Some(tx), Some(rx)),
             Some(Err(e)) => {
                 tracing::warn!("App {}: no IPC channel: {e}", self.label());
+                keep.ipc = None;
                 (None, None)
             }
             // No Node channel: readiness can come as READY=1 on $NOTIFY_SOCKET.
@@ -146,6 +156,8 @@ impl Instance {
             _membership: membership,
             _notify: notify,
             _stdin: stdin,
+            start_ticks,
+            keep,
         }))
     }
 }

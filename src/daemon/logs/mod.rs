@@ -90,6 +90,8 @@ enum Msg {
     Flush(oneshot::Sender<()>),
     /// The rotation schedule fired: rotate if the file is not empty.
     Tick,
+    /// Write out what came before, then answer (`update`: nothing is left in memory).
+    Sync(oneshot::Sender<()>),
 }
 
 /// One open log file: its queue and its place in the writer pool.
@@ -367,6 +369,15 @@ impl Sinks {
     }
 }
 
+impl Sinks {
+    /// `update`: every open file has written what was queued before this call.
+    pub async fn sync_all(&self) {
+        for s in self.live() {
+            s.request(Msg::Sync).await;
+        }
+    }
+}
+
 fn open_append(path: &Path) -> std::io::Result<File> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| {
@@ -499,6 +510,10 @@ impl Writer {
                 if self.size > 0 {
                     self.rotate();
                 }
+            }
+            Msg::Sync(ack) => {
+                self.write_out();
+                let _ = ack.send(());
             }
         }
     }
@@ -736,8 +751,33 @@ pub async fn pump_pipe(pipe: std::io::Result<OwnedFd>, src: Source) {
     }
 }
 
+/// `update`: every pump hands on what it holds (a partial line too, without ending it) and
+/// stops reading; the pipes cross the exec and the next daemon's pumps read on.
+pub fn freeze_pumps() {
+    let _ = frozen().send(true);
+}
+
+fn frozen() -> &'static tokio::sync::watch::Sender<bool> {
+    static FROZEN: std::sync::OnceLock<tokio::sync::watch::Sender<bool>> =
+        std::sync::OnceLock::new();
+    FROZEN.get_or_init(|| tokio::sync::watch::channel(false).0)
+}
+
+/// One read of the pump: `None` when the partial line's time is due first.
+async fn read_or_due(
+    pipe: &mut impl pace::Input,
+    buf: &mut Vec<u8>,
+    pending: Option<(Instant, Instant)>,
+) -> Option<std::io::Result<usize>> {
+    match pending {
+        None => Some(pipe.read(buf).await),
+        Some((_, due)) => tokio::time::timeout_at(due, pipe.read(buf)).await.ok(),
+    }
+}
+
 async fn pump_paced(mut pipe: impl pace::Input, src: Source) {
     let _live = LivePump::new();
+    let mut freeze = frozen().subscribe();
     let mut pace = pace::Pace::default();
     // A quiet stream reads into a small buffer: a 64 KiB one per stream would sit in memory
     // that a burst of restarts touched, and count in the daemon's RSS for every idle app. A
@@ -750,20 +790,28 @@ async fn pump_paced(mut pipe: impl pace::Input, src: Source) {
             buf.reserve(CHUNK);
         }
         let spare = buf.capacity() - buf.len();
-        let read = match pending {
-            None => pipe.read(&mut buf).await,
-            Some((_, due)) => match tokio::time::timeout_at(due, pipe.read(&mut buf)).await {
-                Ok(r) => r,
-                Err(_) => {
-                    // Quiet: write the partial line out as it is (a small copy; the read
-                    // buffer stays).
-                    let part = buf.to_vec();
-                    buf.clear();
-                    pending = None;
-                    src.send(part).await;
-                    continue;
+        let read = tokio::select! {
+            biased;
+            _ = async { freeze.wait_for(|f| *f).await.is_ok() } => {
+                // The line stays open: the next daemon's pump continues it.
+                if !buf.is_empty() {
+                    src.send(buf).await;
                 }
-            },
+                return;
+            }
+            r = read_or_due(&mut pipe, &mut buf, pending) => r,
+        };
+        let read = match read {
+            Some(r) => r,
+            None => {
+                // Quiet: write the partial line out as it is (a small copy; the read
+                // buffer stays).
+                let part = buf.to_vec();
+                buf.clear();
+                pending = None;
+                src.send(part).await;
+                continue;
+            }
         };
         let n = match read {
             Ok(0) | Err(_) => break,

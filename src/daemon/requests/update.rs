@@ -1,19 +1,18 @@
 //! `update`: replace the running daemon by the installed binary, keeping its pid, its home's
-//! lock and its apps' ids, names, specs and counters.
+//! lock, its apps' ids, names, specs and counters, and the apps themselves.
 //!
-//! What ships is PM2's way, done in one process: every app is stopped, the process table
-//! (what was online, stopped or errored) is written, and the daemon re-executes the new
-//! binary (`execve`, same pid); that daemon restores the table as after a crash, starting the
-//! apps that were online again. The apps are restarted (new pids); the CLI says so. The
-//! cluster listening sockets do cross the exec (held through the stops, handed over by fd
-//! number): connections wait in their backlogs until the restored workers accept them, so a
-//! port refuses nothing. Keeping the apps themselves (children, pipes, IPC channels) across
-//! the exec is not supported yet.
+//! Once changes under way have settled, every instance hands its running process over
+//! (`handoff.rs`, `instance/adopt.rs`): the log pumps and IPC readers stop between two reads,
+//! the process table and `handoff.json` are written, and the daemon re-executes the new binary
+//! (`execve`, same pid, so the apps stay its children) with exactly the lock, the cluster
+//! listening sockets and the apps' pipes and channels left open. The new daemon takes every
+//! process over: no app is restarted, no connection refused. A binary that cannot read the
+//! handoff restarts the apps from the table (the CLI names them).
 
-use super::action::act;
 use crate::daemon::cluster::{Held, Owner};
+use crate::daemon::instance::Ctl;
 use crate::daemon::state::Daemon;
-use crate::protocol::{Action, Request, Response};
+use crate::protocol::{Request, Response, Status};
 use serde::{Deserialize, Serialize};
 use std::os::fd::RawFd;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -57,6 +56,8 @@ struct Handed {
     fd: RawFd,
     data: serde_json::Value,
     unix_path: Option<PathBuf>,
+    #[serde(default)]
+    members: Vec<u64>,
 }
 
 /// Why `binary` cannot replace the daemon, if it cannot (shared with the CLI's check).
@@ -99,29 +100,75 @@ pub async fn update(d: &Arc<Daemon>, binary: &str) -> Response {
             message: "update: an update is already in progress".into(),
         };
     }
-    // The table as it is now (what is online is started again by the new daemon), then no
-    // more writes: stopping the apps must not record them as stopped.
+    // From here new changes are refused; those under way finish first (bounded), or the
+    // update is refused and nothing has changed.
+    if let Err(busy) = settle(d).await {
+        IN_PROGRESS.store(false, Ordering::SeqCst);
+        return Response::Error {
+            message: format!(
+                "update: {busy} after {} s; nothing changed (the daemon keeps running): try again once it is done",
+                SETTLE.as_secs()
+            ),
+        };
+    }
+    let started = std::time::Instant::now();
+    // Every instance describes its running process and parks: nothing starts, stops or
+    // restarts any more in this daemon.
+    let waits: Vec<_> = {
+        let reg = d.registry.lock().unwrap();
+        reg.entries
+            .values()
+            .map(|e| {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let _ = e.ctl.send(Ctl::Handoff(tx));
+                rx
+            })
+            .collect()
+    };
+    let mut children = Vec::new();
+    let deadline = tokio::time::Instant::now() + SETTLE;
+    for w in waits {
+        // One that does not answer is not handed over: the next daemon stops and starts it.
+        if let Ok(Ok(Some(h))) = tokio::time::timeout_at(deadline, w).await {
+            children.push(h);
+        }
+    }
+    // The log pumps hand on what they read (a partial line too) and stop; then every log
+    // file writes out what is queued: nothing read from a pipe is lost at the exec.
+    crate::daemon::logs::freeze_pumps();
+    let quiet = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+    while crate::daemon::logs::live_pumps() > 0 && tokio::time::Instant::now() < quiet {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    d.ctx.sinks.sync_all().await;
+    // The table as it is now (specs, ids, counters; what is online), then no more writes.
     let mut table = crate::daemon::recover::snapshot_now(d).await;
     let writer = d.ctx.table.clone();
     let _ = tokio::task::spawn_blocking(move || writer.close()).await;
-    // Held before the stops: the ports keep their sockets (and queue connections) until the
-    // restored workers accept on them again.
     *HELD.lock().unwrap() = d.ctx.listeners.hold_all();
     d.ctx.shutting_down.store(true, Ordering::SeqCst);
-    let ids: Vec<u32> = d.registry.lock().unwrap().entries.keys().copied().collect();
-    tracing::info!(
-        "update: stopping {} process(es), then executing {}",
-        ids.len(),
-        path.display()
-    );
-    act(d, Action::Stop, &ids, None).await;
-    // Normally none: any still named is stopped by the new daemon (pid and start time).
+    // Every process still ours, the handed ones included: a new daemon that cannot take
+    // them over (another handoff format) stops them as leftovers and starts them again.
     table.processes = d.ctx.table.processes();
     let instances = table.apps.len() as u32;
+    tracing::info!(
+        "update: {} process(es) handed over in {} ms, then executing {}",
+        children.len(),
+        started.elapsed().as_millis(),
+        path.display()
+    );
+    let handoff = crate::daemon::handoff::HandoffFile {
+        format: crate::daemon::handoff::FORMAT,
+        next_worker: d.ctx.next_worker.load(Ordering::SeqCst),
+        children,
+    };
     let file = crate::daemon::table_file::path(&d.ctx.home);
-    let written =
-        tokio::task::spawn_blocking(move || crate::daemon::table_file::write_atomic(&file, &table))
-            .await;
+    let handoff_path = crate::daemon::handoff::path(&d.ctx.home);
+    let written = tokio::task::spawn_blocking(move || {
+        crate::daemon::handoff::write(&handoff_path, &handoff)?;
+        crate::daemon::table_file::write_atomic(&file, &table)
+    })
+    .await;
     match written {
         Ok(Ok(())) => {}
         // Without the table the new daemon would forget every app: stay, and say so.
@@ -131,12 +178,59 @@ pub async fn update(d: &Arc<Daemon>, binary: &str) -> Response {
     Response::Updating { instances }
 }
 
+/// How long changes under way may take to finish before an update is refused.
+const SETTLE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Wait until nothing is starting, stopping, restarting or being reloaded (no process is
+/// running beside its instance's: a reload's second one, a retiring worker).
+async fn settle(d: &Arc<Daemon>) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + SETTLE;
+    let mut said = false;
+    loop {
+        let Some(busy) = busy(d) else { return Ok(()) };
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!("update refused: {busy}");
+            return Err(busy);
+        }
+        if !std::mem::replace(&mut said, true) {
+            tracing::info!("update: waiting for changes under way ({busy})");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+fn busy(d: &Daemon) -> Option<String> {
+    let states = d.registry.lock().unwrap().snapshot();
+    let mut running = 0;
+    for (id, s) in &states {
+        if matches!(s.status, Status::Launching | Status::Stopping) || s.restarting {
+            return Some(format!(
+                "App [{}:{id}] is still {}",
+                s.spec.name,
+                if s.restarting {
+                    "restarting".to_string()
+                } else {
+                    format!("{:?}", s.status).to_lowercase()
+                }
+            ));
+        }
+        running += usize::from(s.pid != 0);
+    }
+    let processes = d.ctx.table.processes().len();
+    (processes > running).then(|| {
+        format!(
+            "{} process(es) beside the apps' own (a reload or scale-down under way)",
+            processes - running
+        )
+    })
+}
+
 fn write_failed(d: &Arc<Daemon>, e: String) -> Response {
-    tracing::error!("update: cannot write the process table: {e}; exiting as `kill` would");
+    tracing::error!("update: cannot write the process table or the handoff: {e}; exiting");
     d.exit.notify_one();
     Response::Error {
         message: format!(
-            "update: cannot write the process table ({e}): the apps are stopped and the daemon exits; the next command starts a daemon that restores the last table written"
+            "update: cannot write the process table or the handoff ({e}): the daemon exits; the next command starts a daemon that restores the last table written"
         ),
     }
 }
@@ -173,21 +267,27 @@ pub fn exec(binary: &str) -> std::io::Error {
             fd,
             data: h.data.clone(),
             unix_path: h.unix_path.clone(),
+            members: h.members.clone(),
         });
     }
     let sockets = serde_json::to_string(&handed).unwrap_or_else(|_| "[]".into());
+    // The apps' pipes and IPC channels (see `handoff.rs`).
+    crate::daemon::handoff::open_for_exec();
     let mut args = std::env::args_os();
     // argv[0] is kept: it selects the personality (pmr or pm2) and so the home's names.
     let arg0 = args.next().unwrap_or_else(|| "pmr".into());
     // `--resurrect` was for the boot: the restored table is what runs now.
     let rest: Vec<_> = args.filter(|a| a != "--resurrect").collect();
     tracing::info!("update: executing {binary}");
-    std::process::Command::new(binary)
-        .arg0(arg0)
+    let mut cmd = std::process::Command::new(binary);
+    cmd.arg0(arg0)
         .args(rest)
         .env(LOCK_FD_VAR, lock_fd.to_string())
-        .env(SOCKETS_VAR, sockets)
-        .exec()
+        .env(SOCKETS_VAR, sockets);
+    if let Some(n) = crate::daemon::spawn::original_nofile() {
+        cmd.env(crate::daemon::spawn::NOFILE_VAR, n);
+    }
+    cmd.exec()
 }
 
 /// The lock a replaced daemon handed over, if this process is its replacement. Called once,
@@ -198,6 +298,7 @@ pub fn inherited_lock() -> Option<std::fs::File> {
     std::env::remove_var(SOCKETS_VAR);
     let v = std::env::var(LOCK_FD_VAR).ok()?;
     std::env::remove_var(LOCK_FD_VAR);
+    crate::daemon::handoff::mark_replacing();
     if let Some(s) = sockets {
         *HELD.lock().unwrap() = inherited_sockets(&s);
     }
@@ -260,6 +361,7 @@ fn inherited_socket(h: Handed) -> Option<Held> {
         socket: Arc::new(socket),
         data: h.data,
         unix_path: h.unix_path,
+        members: h.members,
     })
 }
 

@@ -1,0 +1,110 @@
+//! The daemon's hold on one child process: its pid and a pidfd, waited for with
+//! `waitid(P_PIDFD)` once the pidfd is readable (the process has exited).
+//!
+//! Not tokio's `Child`: that one can only come from a tokio `Command`, and tokio reaps what it
+//! spawned by itself. A child held by a pidfd can also be taken over by the daemon that
+//! replaces this one (`update`: same pid, so the children are still its children): it opens a
+//! pidfd on the pid it was handed and waits for it the same way.
+
+use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
+use std::io;
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+
+pub struct ChildHandle {
+    pid: u32,
+    pidfd: AsyncFd<OwnedFd>,
+    /// Once reaped: the pid may be someone else's from then on.
+    status: Option<ExitStatus>,
+}
+
+impl ChildHandle {
+    /// Hold `pid`, a child of this process that nobody has waited for yet. Needs the runtime.
+    pub fn new(pid: u32) -> io::Result<ChildHandle> {
+        let fd = pidfd_open(pid)?;
+        // SAFETY: the pidfd is ours and stays open, unreplaced, while the AsyncFd holds it.
+        let pidfd = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }?;
+        Ok(ChildHandle {
+            pid,
+            pidfd,
+            status: None,
+        })
+    }
+
+    pub fn id(&self) -> u32 {
+        self.pid
+    }
+
+    /// Wait for the exit and reap the child. Cancel-safe: the status is kept once reaped, and
+    /// the reaping itself is one syscall with nothing awaited after it.
+    pub async fn wait(&mut self) -> io::Result<ExitStatus> {
+        loop {
+            if let Some(st) = self.status {
+                return Ok(st);
+            }
+            let mut guard = self.pidfd.readable().await?;
+            let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG;
+            match waitid(Id::PIDFd(self.pidfd.get_ref().as_fd()), flags) {
+                Ok(WaitStatus::Exited(_, code)) => {
+                    self.status = Some(ExitStatus::from_raw((code & 0xff) << 8));
+                }
+                Ok(WaitStatus::Signaled(_, sig, core)) => {
+                    self.status = Some(ExitStatus::from_raw(
+                        sig as i32 | if core { 0x80 } else { 0 },
+                    ));
+                }
+                // Not exited yet (a stray wake-up).
+                Ok(_) => guard.clear_ready(),
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open(2) takes a pid and flags and returns a new fd or -1; nothing of ours
+    // is passed by pointer.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::c_int, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a non-negative return is a new fd that nothing else owns (close-on-exec).
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The handle reaps them (clippy cannot know).
+    #[allow(clippy::zombie_processes)]
+    #[tokio::test]
+    async fn exit_codes_and_signals_are_seen() {
+        let c = std::process::Command::new("sh")
+            .args(["-c", "exit 7"])
+            .spawn()
+            .unwrap();
+        let mut h = ChildHandle::new(c.id()).unwrap();
+        assert_eq!(h.wait().await.unwrap().code(), Some(7));
+        // Kept once reaped.
+        assert_eq!(h.wait().await.unwrap().code(), Some(7));
+
+        let c = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let mut h = ChildHandle::new(c.id()).unwrap();
+        let waited = tokio::time::timeout(std::time::Duration::from_millis(50), h.wait()).await;
+        assert!(waited.is_err(), "sleep 30 cannot have exited");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(c.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        assert_eq!(h.wait().await.unwrap().signal(), Some(libc::SIGTERM));
+    }
+}

@@ -41,6 +41,13 @@ pub fn run(home: &Home, color: bool) -> Result<i32> {
     data::spawn_signals(tx.clone());
     let _restore = Restore;
     let mut terminal = ratatui::try_init()?;
+    // ratatui's hook restores the terminal and prints the panic; a panic on a data thread
+    // must then end monit too, not leave the loop drawing on a restored terminal.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        hook(info);
+        std::process::exit(101);
+    }));
     data::spawn_input(tx.clone());
     let poke = data::spawn_poller(home.clone(), client, tx.clone());
     let theme = ui::Theme { color };

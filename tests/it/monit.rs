@@ -105,6 +105,14 @@ impl Tmux {
         }
     }
 
+    /// The monit process: the child of the pane's shell.
+    fn monit_pid(&self) -> u32 {
+        let sh = self.out(&["display-message", "-p", "#{pane_pid}"]);
+        let sh = sh.trim();
+        let kids = std::fs::read_to_string(format!("/proc/{sh}/task/{sh}/children")).unwrap();
+        kids.split_whitespace().next().unwrap().parse().unwrap()
+    }
+
     fn alternate_screen(&self) -> bool {
         self.out(&["display-message", "-p", "#{alternate_on}"])
             .trim()
@@ -234,7 +242,7 @@ fn monit_lists_logs_acts_filters_and_quits_cleanly() {
 }
 
 #[test]
-fn monit_colours_ctrl_c_and_a_vanished_daemon() {
+fn monit_colours_ctrl_c_sigterm_and_a_vanished_daemon() {
     let pmr = Pmr::new();
     start_two(&pmr);
     let t = Tmux::monit(&pmr, false);
@@ -244,6 +252,19 @@ fn monit_colours_ctrl_c_and_a_vanished_daemon() {
     assert!(has_colour(&t.screen_escapes()), "colours without NO_COLOR");
     // Ctrl-C quits (raw mode makes it a key) and restores the terminal.
     t.keys(&["C-c"]);
+    let s = t.wait("monit exited", |s| s.contains("monit exited"));
+    assert!(s.contains("monit exited 0"), "{s}");
+    assert!(!t.alternate_screen());
+    drop(t);
+
+    // SIGTERM from outside: the same clean exit.
+    let t = Tmux::monit(&pmr, true);
+    t.wait("both apps listed", |s| row_of(s, 0, "web"));
+    let pid = t.monit_pid();
+    // SAFETY: kill(2) on the monit process this test started (the pane's child).
+    unsafe {
+        libc::kill(pid as i32, libc::SIGTERM);
+    }
     let s = t.wait("monit exited", |s| s.contains("monit exited"));
     assert!(s.contains("monit exited 0"), "{s}");
     assert!(!t.alternate_screen());

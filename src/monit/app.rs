@@ -373,8 +373,11 @@ fn row(p: &ProcInfo, now: i64) -> Row {
 
 /// `pm2_env.axm_monitor` as jlist shows it: `{"<name>": {"value": v, "unit": u}}`.
 fn metrics(p: &ProcInfo, home: &str) -> Vec<(String, String)> {
-    let v = render::jlist::jlist_value(p, home);
-    let Some(m) = v["pm2_env"]["axm_monitor"].as_object() else {
+    metric_rows(&render::jlist::jlist_value(p, home)["pm2_env"]["axm_monitor"])
+}
+
+fn metric_rows(axm_monitor: &Value) -> Vec<(String, String)> {
+    let Some(m) = axm_monitor.as_object() else {
         return Vec::new();
     };
     m.iter()
@@ -521,6 +524,26 @@ mod tests {
     fn app_output_cannot_drive_the_terminal() {
         assert_eq!(clean("\x1b[31mred\x1b[0m\tx\x07\r"), "red    x  ");
         assert_eq!(clean(&"x".repeat(5000)).len(), LOG_LINE_MAX);
+    }
+
+    #[test]
+    fn metrics_in_pm2_shape() {
+        let m = serde_json::json!({
+            "Heap Size": {"value": 12.5, "unit": "MiB", "type": "metric", "historic": true},
+            "req/min": {"value": 3},
+            "state": {"value": "idle\u{1b}[2J", "unit": ""},
+            "odd": {"value": null}
+        });
+        assert_eq!(
+            metric_rows(&m),
+            vec![
+                ("Heap Size".to_string(), "12.5 MiB".to_string()),
+                ("req/min".into(), "3".into()),
+                ("state".into(), "idle".into()),
+                ("odd".into(), "N/A".into()),
+            ]
+        );
+        assert!(metric_rows(&serde_json::json!({})).is_empty());
     }
 
     #[test]

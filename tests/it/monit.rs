@@ -222,6 +222,18 @@ fn monit_lists_logs_acts_filters_and_quits_cleanly() {
         !row_of(s, 1, "worker") && row_of(s, 0, "web")
     });
 
+    // s stops, S starts again; + and - scale the selected app.
+    t.keys(&["s"]);
+    pmr.wait_status(0, "stopped");
+    t.wait("stopped shown", |s| s.contains("stopped"));
+    t.keys(&["S"]);
+    pmr.wait_status(0, "online");
+    t.keys(&["+"]);
+    wait_until("web scaled to 2", || pmr.jlist().len() == 2);
+    t.wait("the new instance listed", |s| s.contains("Processes 2/2"));
+    t.keys(&["-"]);
+    wait_until("web scaled back to 1", || pmr.jlist().len() == 1);
+
     // Too small: a message, not a broken layout; back to normal when it grows again.
     t.resize(40, 10);
     t.wait("the too-small message", |s| {

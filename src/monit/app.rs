@@ -81,6 +81,11 @@ pub struct App {
     pub log_scroll: usize,
     pub metrics_scroll: usize,
     pub meta_scroll: usize,
+    /// Lines the metrics and metadata panes showed at the last draw (set by `ui`), so that
+    /// scrolling stops at the last page.
+    pub metrics_rows: std::cell::Cell<usize>,
+    pub meta_rows: std::cell::Cell<usize>,
+    pub log_rows: std::cell::Cell<usize>,
     /// The last action's outcome or a hint; cleared by the next key.
     pub status: String,
     /// The process whose log lines are followed.
@@ -103,6 +108,9 @@ impl App {
             log_scroll: 0,
             metrics_scroll: 0,
             meta_scroll: 0,
+            metrics_rows: std::cell::Cell::new(1),
+            meta_rows: std::cell::Cell::new(1),
+            log_rows: std::cell::Cell::new(1),
             status: String::new(),
             following: None,
             received: false,
@@ -193,7 +201,8 @@ impl App {
         self.logs.push_back(line);
         // Scrolled back: stay on the same lines while new ones arrive.
         if self.log_scroll > 0 {
-            self.log_scroll = (self.log_scroll + 1).min(self.logs.len());
+            let max = self.logs.len().saturating_sub(self.log_rows.get());
+            self.log_scroll = (self.log_scroll + 1).min(max);
         }
     }
 
@@ -317,13 +326,20 @@ impl App {
             };
         };
         match self.focus {
-            Pane::Logs => scroll(&mut self.log_scroll, self.logs.len(), true),
+            Pane::Logs => {
+                let max = self.logs.len().saturating_sub(self.log_rows.get());
+                scroll(&mut self.log_scroll, max, true)
+            }
             Pane::Metrics => {
-                let max = self.view.metrics.len().saturating_sub(1);
+                let max = self
+                    .view
+                    .metrics
+                    .len()
+                    .saturating_sub(self.metrics_rows.get());
                 scroll(&mut self.metrics_scroll, max, false)
             }
             Pane::Meta => {
-                let max = self.view.meta.len().saturating_sub(1);
+                let max = self.view.meta.len().saturating_sub(self.meta_rows.get());
                 scroll(&mut self.meta_scroll, max, false)
             }
             Pane::List => {

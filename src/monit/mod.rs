@@ -54,12 +54,13 @@ pub fn run(home: &Home, color: bool) -> Result<i32> {
     let mut app = App::new(home.root.to_string_lossy().into_owned());
     let mut feed: Option<data::LogFeed> = None;
     let mut gen = 0u64;
+    let mut list_state = ratatui::widgets::TableState::default();
     let mut dirty = true;
     let mut last_draw = Instant::now();
     let mut due = last_draw;
     let outcome = loop {
         if dirty && Instant::now() >= due {
-            terminal.draw(|f| ui::draw(f, &app, &theme))?;
+            terminal.draw(|f| ui::draw(f, &app, &theme, &mut list_state))?;
             dirty = false;
             last_draw = Instant::now();
         }

@@ -52,7 +52,8 @@ impl Theme {
     }
 }
 
-pub fn draw(f: &mut Frame, app: &App, theme: &Theme) {
+/// `list` keeps the process list's scroll position from one draw to the next.
+pub fn draw(f: &mut Frame, app: &App, theme: &Theme, list_state: &mut TableState) {
     let area = f.area();
     if area.width < MIN_W || area.height < MIN_H {
         let msg = format!(
@@ -70,7 +71,7 @@ pub fn draw(f: &mut Frame, app: &App, theme: &Theme) {
         Layout::horizontal([Constraint::Length(list_w), Constraint::Min(0)]).areas(top);
     let [metrics, meta] =
         Layout::horizontal([Constraint::Percentage(35), Constraint::Percentage(65)]).areas(bottom);
-    draw_list(f, app, theme, list);
+    draw_list(f, app, theme, list, list_state);
     draw_logs(f, app, theme, logs);
     draw_metrics(f, app, theme, metrics);
     draw_meta(f, app, theme, meta);
@@ -80,7 +81,7 @@ pub fn draw(f: &mut Frame, app: &App, theme: &Theme) {
     }
 }
 
-fn draw_list(f: &mut Frame, app: &App, theme: &Theme, area: Rect) {
+fn draw_list(f: &mut Frame, app: &App, theme: &Theme, area: Rect, state: &mut TableState) {
     let v = &app.view;
     let mut title = format!(" Processes {}/{} ", v.rows.len(), v.total);
     if !app.filter.is_empty() || app.mode == Mode::Filter {
@@ -141,8 +142,8 @@ fn draw_list(f: &mut Frame, app: &App, theme: &Theme, area: Rect) {
     let sel = app
         .selected
         .and_then(|id| v.rows.iter().position(|r| r.id == id));
-    let mut state = TableState::default().with_selected(sel);
-    f.render_stateful_widget(table, area, &mut state);
+    state.select(sel);
+    f.render_stateful_widget(table, area, state);
 }
 
 fn draw_logs(f: &mut Frame, app: &App, theme: &Theme, area: Rect) {
@@ -157,6 +158,7 @@ fn draw_logs(f: &mut Frame, app: &App, theme: &Theme, area: Rect) {
     };
     let block = theme.block(title, app.focus == Pane::Logs);
     let inner_h = area.height.saturating_sub(2) as usize;
+    app.log_rows.set(inner_h.max(1));
     let end = app.logs.len().saturating_sub(app.log_scroll);
     let start = end.saturating_sub(inner_h);
     let lines: Vec<Line> = app
@@ -181,6 +183,8 @@ fn draw_logs(f: &mut Frame, app: &App, theme: &Theme, area: Rect) {
 
 fn draw_metrics(f: &mut Frame, app: &App, theme: &Theme, area: Rect) {
     let block = theme.block(" Metrics ".into(), app.focus == Pane::Metrics);
+    let rows = area.height.saturating_sub(2) as usize;
+    app.metrics_rows.set(rows.max(1));
     if app.view.metrics.is_empty() {
         f.render_widget(Paragraph::new("no metrics").block(block), area);
         return;
@@ -189,7 +193,10 @@ fn draw_metrics(f: &mut Frame, app: &App, theme: &Theme, area: Rect) {
         .view
         .metrics
         .iter()
-        .skip(app.metrics_scroll)
+        .skip(
+            app.metrics_scroll
+                .min(app.view.metrics.len().saturating_sub(rows)),
+        )
         .map(|(k, v)| {
             Line::from(vec![
                 Span::styled(format!("{k}: "), theme.fg(Color::Cyan)),
@@ -202,6 +209,8 @@ fn draw_metrics(f: &mut Frame, app: &App, theme: &Theme, area: Rect) {
 
 fn draw_meta(f: &mut Frame, app: &App, theme: &Theme, area: Rect) {
     let block = theme.block(" Metadata ".into(), app.focus == Pane::Meta);
+    let rows = area.height.saturating_sub(2) as usize;
+    app.meta_rows.set(rows.max(1));
     let key_w = app
         .view
         .meta
@@ -213,7 +222,10 @@ fn draw_meta(f: &mut Frame, app: &App, theme: &Theme, area: Rect) {
         .view
         .meta
         .iter()
-        .skip(app.meta_scroll)
+        .skip(
+            app.meta_scroll
+                .min(app.view.meta.len().saturating_sub(rows)),
+        )
         .map(|(k, v)| {
             if k.is_empty() {
                 Line::raw(v.as_str())
@@ -250,7 +262,7 @@ fn draw_footer(f: &mut Frame, app: &App, theme: &Theme, area: Rect) {
             Style::new().add_modifier(Modifier::BOLD),
         ),
         _ => Line::raw(
-            "?:help q:quit Tab:pane r:restart l:reload s:stop S:start d:delete +/-:scale /:filter",
+            "?:help q:quit Tab:pane r:restart l:reload s/S:stop/start d:del +/-:scale /:find",
         ),
     };
     f.render_widget(Paragraph::new(line), area);

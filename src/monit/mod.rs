@@ -78,7 +78,18 @@ pub fn run(home: &Home, color: bool) -> Result<i32> {
         };
         let now = crate::render::now_ms();
         let (changed, urgent, effects) = match ev {
-            Event::Key(k) => (true, true, app.on_key(input::map(app.mode, k), now)),
+            Event::Key(k) => {
+                let mut cmd = input::map(app.mode, k);
+                // The too-small message hides the selection: keys other than quit would act
+                // on a process the user cannot see.
+                let small = terminal
+                    .size()
+                    .is_ok_and(|s| s.width < ui::MIN_W || s.height < ui::MIN_H);
+                if small && cmd != input::Cmd::Quit {
+                    cmd = input::Cmd::Nothing;
+                }
+                (true, true, app.on_key(cmd, now))
+            }
             Event::Resize => (true, true, Vec::new()),
             Event::List(procs) => {
                 let (changed, effects) = app.on_list(procs, now);

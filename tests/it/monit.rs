@@ -239,6 +239,18 @@ fn monit_lists_logs_acts_filters_and_quits_cleanly() {
     t.wait("the too-small message", |s| {
         s.contains("Terminal too small")
     });
+    // Keys cannot act on the selection the message hides.
+    let pid = pmr.proc(0).unwrap()["pid"].as_u64();
+    t.keys(&["r", "s"]);
+    t.resize(80, 24);
+    t.wait("the panes again", |s| row_of(s, 0, "web"));
+    t.resize(40, 10);
+    t.wait("the too-small message", |s| {
+        s.contains("Terminal too small")
+    });
+    let p = pmr.proc(0).unwrap();
+    assert_eq!(p["pid"].as_u64(), pid, "no restart while too small");
+    assert_eq!(p["pm2_env"]["status"], "online", "no stop while too small");
     t.resize(80, 24);
     t.wait("the panes again", |s| row_of(s, 0, "web"));
 

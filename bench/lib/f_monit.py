@@ -78,7 +78,14 @@ def measure(tool, window):
         r["monit"] = pct(tree_cpu(pane) - m0, window)
         r["tmux"] = pct(cpu_seconds(server) - s0, window)
     finally:
+        path = subprocess.run(tmux + ["display-message", "-p", "#{socket_path}"],
+                              capture_output=True, text=True).stdout.strip()
         subprocess.run(tmux + ["kill-server"], capture_output=True)
+        if path:  # the server leaves its socket file behind
+            try:
+                os.remove(path)
+            except OSError:
+                pass
     tool.delete_all()
     return r
 

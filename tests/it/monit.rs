@@ -122,7 +122,12 @@ impl Tmux {
 
 impl Drop for Tmux {
     fn drop(&mut self) {
+        let path = self.out(&["display-message", "-p", "#{socket_path}"]);
         let _ = self.cmd().arg("kill-server").status();
+        // The server leaves its socket file behind.
+        if !path.trim().is_empty() {
+            let _ = std::fs::remove_file(path.trim());
+        }
     }
 }
 

@@ -106,6 +106,12 @@ impl Client {
         true
     }
 
+    /// A second handle on the connection, so another thread can `shutdown` it and end a
+    /// blocked `recv` (`pmr monit` drops the log stream of an app no longer selected).
+    pub fn stream_handle(&self) -> std::io::Result<UnixStream> {
+        self.stream.try_clone()
+    }
+
     pub fn call(&mut self, req: &Request) -> Result<Response> {
         protocol::write_frame(&mut self.stream, req).context("cannot send to the pmr daemon")?;
         protocol::read_frame(&mut self.stream)

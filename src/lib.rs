@@ -11,6 +11,7 @@ pub mod dayjs;
 pub mod dump;
 pub mod foreign;
 pub mod knobs;
+pub mod monit;
 pub mod paths;
 pub mod personality;
 pub mod procfs;

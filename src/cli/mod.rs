@@ -253,6 +253,10 @@ pub enum Cmd {
     /// restarted: in-place handoff is not supported yet).
     #[command(alias = "updatePM2", alias = "updatepm2")]
     Update,
+    /// A terminal dashboard: processes, the selected one's logs, metrics and details; keys to
+    /// restart, reload, stop, start, delete, scale (`?` lists them).
+    #[command(visible_alias = "dashboard")]
+    Monit,
 }
 
 /// Whatever PM2's SaaS commands take (keys, machine name): accepted, unused.
@@ -538,6 +542,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Cmd::Daemon { .. } | Cmd::InternalServe(_) => unreachable!(),
         Cmd::Runtime(a) => runtime::runtime(&home, &out, a),
         Cmd::Update => update::update(&home, &out),
+        Cmd::Monit => crate::monit::run(&home, out.color),
     }
 }
 

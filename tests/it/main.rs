@@ -16,6 +16,7 @@ mod knobs;
 mod limits;
 mod load;
 mod logs;
+mod monit;
 mod node_apps;
 mod persist;
 mod pm2_cli;

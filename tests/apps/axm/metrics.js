@@ -1,0 +1,22 @@
+// Custom metrics and actions through the real @pm2/io, as an app written for PM2 would.
+const io = require('@pm2/io');
+
+const users = io.metric({ name: 'Realtime users', unit: 'users' });
+users.set(42);
+const done = io.counter({ name: 'Jobs done' });
+done.inc();
+done.inc();
+io.metric({ name: 'Mode', value: () => 'busy' });
+
+io.action('hello', (reply) => reply({ hello: 'world', pid: process.pid }));
+io.action('echo', (param, reply) => reply({ got: param }));
+// Registered and never answered: `trigger` must time out, not hang.
+io.action('never', () => {});
+// `process:exception` and `human:event`, as an app reports an error or an event.
+io.action('fail', (reply) => {
+  io.notifyError(new Error('reported on purpose'));
+  reply('reported');
+});
+io.emit('started', { at: Date.now() });
+
+setInterval(() => {}, 1000);

@@ -5,10 +5,10 @@
 //! worker's `listen()` never waits on the instance task), and reports what the instance task
 //! cares about as [`IpcEvent`]s: readiness, user messages, garbage, end of channel.
 //! `@pm2/io` messages (`{type, data}`) go straight to the process's [`Agent`], so a chatty app
-//! never fills the instance's event queue; `axm:monitor` is parsed at most every
-//! [`MONITOR_EVERY`] (the latest kept), and a channel that delivers more than [`BUSY_RATE`]
-//! messages a second is read at most every [`BUSY_PAUSE`], in large reads: the daemon's work
-//! for a flooding app is bounded while it still keeps up with it.
+//! never fills the instance's event queue. A channel that delivers more than [`BUSY_RATE`]
+//! messages a second is busy: its `axm:monitor` messages are parsed at most every
+//! [`MONITOR_EVERY`] (the latest kept), and it is read at most every [`BUSY_PAUSE`], in large
+//! reads: the daemon's work for a flooding app is bounded while it still keeps up with it.
 
 use super::axm::Agent;
 use super::cluster::{Listeners, Query};
@@ -248,13 +248,17 @@ impl Channel {
             }
             let line = std::mem::take(&mut self.rbuf);
             self.count_message();
-            if line.starts_with(MONITOR_PREFIX) {
+            // A busy channel's metrics: only the latest message counts (@pm2/io sends every
+            // metric in each), parsed at most every MONITOR_EVERY.
+            if self.window.1 > BUSY_RATE && line.starts_with(MONITOR_PREFIX) {
                 self.monitor_line = Some(line);
                 if Instant::now() >= self.monitor_next {
                     self.flush_monitor();
                 }
                 continue;
             }
+            // Whatever was kept goes first, in order.
+            self.flush_monitor();
             match serde_json::from_slice::<Value>(&line) {
                 Ok(v) => self.dispatch(v).await,
                 Err(_) => {

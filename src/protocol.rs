@@ -579,6 +579,9 @@ pub struct AxmInfo {
     pub exceptions: u64,
     #[serde(default)]
     pub last_exception: Option<String>,
+    /// `human:event` and messages of other types received (PM2 publishes them on its bus).
+    #[serde(default)]
+    pub events: u64,
 }
 
 /// One instance's answer to a `trigger`: `data` when it replied, `error` otherwise.

@@ -114,6 +114,7 @@ impl Agent {
             options: s.options.clone(),
             exceptions: s.exceptions,
             last_exception: s.last_exception.clone(),
+            events: s.events,
         }
     }
 
@@ -429,7 +430,7 @@ mod tests {
         let s = a.snapshot();
         assert_eq!(s.exceptions, 2);
         assert_eq!(s.last_exception.as_deref(), Some(r#"{"code":1}"#));
-        assert_eq!(a.st.lock().unwrap().events, 2);
+        assert_eq!(s.events, 2);
     }
 
     #[test]

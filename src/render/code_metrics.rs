@@ -1,5 +1,6 @@
 //! `describe`'s @pm2/io sections, as PM2's (`pm2-describe.js`): "Actions available" with the
-//! hint to trigger them, then "Code metrics value"; pmr adds the exceptions the app reported.
+//! hint to trigger them, then "Code metrics value"; pmr adds the exceptions the app reported
+//! and how many events it sent.
 
 use super::display_width;
 use super::style::{self, paint};
@@ -64,6 +65,14 @@ pub fn sections(p: &ProcInfo, color: bool) -> String {
             p.axm.exceptions
         );
         out += &paint(color, &[style::RED], &line);
+        out.push('\n');
+    }
+    if p.axm.events > 0 {
+        let line = format!(
+            " {} event(s) sent by the app (io.emit and others)",
+            p.axm.events
+        );
+        out += &paint(color, &[style::ITALIC], &line);
         out.push('\n');
     }
     out

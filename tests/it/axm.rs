@@ -58,6 +58,8 @@ fn metrics_actions_and_trigger_of_a_real_pm2_io_app() {
     assert!(actions.contains(&json!({"action_name": "hello", "action_type": "custom", "arity": 1})));
     let d = pmr.run(&["describe", "0"]).ok().stdout;
     assert!(d.contains("Actions available"), "{d}");
+    // io.emit (`human:event`) and @pm2/io's `application:dependencies`, counted.
+    assert!(d.contains(" 2 event(s) sent by the app"), "{d}");
     assert!(d.contains("│ echo "), "{d}");
     assert!(
         d.contains("Trigger via: pmr trigger io <action_name>"),

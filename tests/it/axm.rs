@@ -1,6 +1,7 @@
-//! Apps using the real `@pm2/io` from the npm registry (`tests/apps/axm`, pinned by its
-//! package-lock.json): metrics and actions in jlist and describe, `trigger` with a parameter,
-//! `--json`, a timeout, a cluster app; then apps that flood or garble their IPC channel.
+//! Apps using the real `@pm2/io` and the older `pmx` from the npm registry (`tests/apps/axm`,
+//! pinned by its package-lock.json): metrics and actions in jlist and describe, `trigger` with a
+//! parameter, `--json`, a timeout, a cluster app; then apps that flood or garble their IPC
+//! channel.
 
 use crate::apps::app;
 use crate::support::*;
@@ -241,4 +242,31 @@ fn garbage_on_the_channel_is_dropped_and_logged_once() {
     pmr.run(&["start", &fixture("ticker.js"), "--name", "other"])
         .ok();
     pmr.wait_status(1, "online");
+}
+
+#[test]
+fn an_app_using_the_older_pmx_works_too() {
+    let pmr = Pmr::new();
+    let script = app("axm").join("pmx.js");
+    pmr.run(&["start", script.to_str().unwrap(), "--name", "old"])
+        .ok();
+    let p = pmr.wait_proc(0, "pmx metrics and actions", |p| {
+        monitor(p).contains_key("Old metric")
+            && p["pm2_env"]["axm_actions"].as_array().unwrap().len() == 2
+    });
+    // pmx's own shapes, kept as sent.
+    assert_eq!(monitor(&p)["Old metric"]["value"], 7);
+    assert_eq!(monitor(&p)["Old metric"]["agg_type"], "avg");
+    assert_eq!(
+        p["pm2_env"]["axm_actions"][1],
+        json!({"action_name": "echo", "opts": null, "arity": 2})
+    );
+    let r = pmr.run(&["trigger", "old", "echo", "hi"]).ok();
+    assert!(
+        r.stdout.contains(r#"[old:0:default]={"param":"hi"}"#),
+        "{}",
+        r.stdout
+    );
+    let r = pmr.run(&["trigger", "old", "ping"]).ok();
+    assert!(r.stdout.contains(r#"={"pong":true}"#), "{}", r.stdout);
 }

@@ -87,6 +87,14 @@ fn metrics_actions_and_trigger_of_a_real_pm2_io_app() {
     assert_eq!(v[0]["data"]["hello"], "world");
     assert_eq!(v[0]["data"]["pid"], p["pid"]);
 
+    // A scoped action: sent with a uuid, its stream and end gathered.
+    let r = pmr.run(&["trigger", "io", "count", "--json"]).ok();
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(
+        v[0]["data"],
+        json!({"stream": ["one", "two"], "end": {"upto": 2}})
+    );
+
     // An unknown action: exit 1, naming the ones there are.
     let r = pmr.run(&["trigger", "io", "nope"]).fails();
     assert!(

@@ -18,5 +18,13 @@ io.action('fail', (reply) => {
   reply('reported');
 });
 io.emit('started', { at: Date.now() });
+// A scoped action (streams, then ends), as PM2 Plus runs them: @pm2/io's action service has
+// it, its public object does not.
+const { ServiceManager } = require('@pm2/io/build/main/serviceManager');
+ServiceManager.get('actions').scopedAction('count', (opts, res) => {
+  res.send('one');
+  res.send('two');
+  res.end({ upto: opts.upto || 2 });
+});
 
 setInterval(() => {}, 1000);

@@ -27,4 +27,8 @@ ServiceManager.get('actions').scopedAction('count', (opts, res) => {
   res.end({ upto: opts.upto || 2 });
 });
 
+// When the app first reports (the message @pm2/io sends, by hand, at once): the test measures
+// how soon `describe` shows it.
+process.send({ type: 'axm:monitor', data: { 'First report': { value: Date.now(), unit: 'ms' } } });
+
 setInterval(() => {}, 1000);

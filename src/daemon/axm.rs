@@ -34,6 +34,21 @@ pub const MAX_NAME: usize = 256;
 pub const MAX_STRING: usize = 1024;
 /// A field that is an object or an array and takes more than this as JSON is dropped.
 pub const MAX_NESTED: usize = 4096;
+/// A metric or action taking more than this as JSON keeps only the fields PM2's tools read.
+pub const MAX_ENTRY: usize = 2048;
+/// Those fields (@pm2/io's and pmx's).
+const KNOWN_FIELDS: &[&str] = &[
+    "action_name",
+    "action_type",
+    "arity",
+    "opts",
+    "historic",
+    "unit",
+    "type",
+    "value",
+    "agg_type",
+    "alert",
+];
 /// Triggers waiting for a reply from one process.
 pub const MAX_WAITERS: usize = 64;
 /// Chunks kept of one scoped action's stream.
@@ -319,17 +334,26 @@ fn cut(s: &str, max: usize) -> String {
     }
 }
 
-/// A metric or action as sent, each field bounded.
+/// A metric or action as sent, each field bounded, and the whole too (see [`MAX_ENTRY`]).
 fn bounded(v: Value) -> Value {
     match v {
-        Value::Object(m) => Value::Object(
-            m.into_iter()
+        Value::Object(m) => {
+            let mut m: Map<String, Value> = m
+                .into_iter()
                 .filter(|(k, _)| k.len() <= MAX_NAME)
                 .map(|(k, v)| (k, bounded_field(v)))
-                .collect(),
-        ),
+                .collect();
+            if json_len(&Value::Object(m.clone())) > MAX_ENTRY {
+                m.retain(|k, _| KNOWN_FIELDS.contains(&k.as_str()));
+            }
+            Value::Object(m)
+        }
         other => bounded_field(other),
     }
+}
+
+fn json_len(v: &Value) -> usize {
+    serde_json::to_vec(v).map_or(usize::MAX, |b| b.len())
 }
 
 /// Strings cut to [`MAX_STRING`] chars; objects and arrays over [`MAX_NESTED`] bytes of JSON
@@ -338,7 +362,7 @@ fn bounded_field(v: Value) -> Value {
     match v {
         Value::String(s) if s.len() > MAX_STRING => Value::String(cut(&s, MAX_STRING)),
         Value::Object(_) | Value::Array(_) => {
-            if serde_json::to_vec(&v).map_or(usize::MAX, |b| b.len()) > MAX_NESTED {
+            if json_len(&v) > MAX_NESTED {
                 Value::Null
             } else {
                 v
@@ -401,6 +425,15 @@ mod tests {
         assert_eq!(v.chars().count(), MAX_STRING + 1);
         assert!(v.ends_with('…'));
         assert_eq!(m["big"]["historic"], Value::Null);
+
+        // Many small fields: only the known ones stay.
+        let mut wide = Map::new();
+        wide.insert("value".into(), json!(1));
+        for i in 0..500 {
+            wide.insert(format!("f{i}"), json!("x".repeat(100)));
+        }
+        a.on_message("axm:monitor", json!({ "wide": wide }));
+        assert_eq!(a.snapshot().monitor["wide"], json!({"value": 1}));
 
         for i in 0..MAX_METRICS + 10 {
             a.on_message("axm:monitor", json!({ format!("m{i}"): {"value": i} }));

@@ -51,8 +51,9 @@ const KNOWN_FIELDS: &[&str] = &[
 ];
 /// Triggers waiting for a reply from one process.
 pub const MAX_WAITERS: usize = 64;
-/// Chunks kept of one scoped action's stream.
+/// Chunks, and bytes of JSON, kept of one scoped action's stream (the rest is dropped).
 pub const MAX_STREAM: usize = 256;
+pub const MAX_STREAM_BYTES: usize = 64 * 1024;
 
 /// How a trigger ended for one process: the reply's data, or why there is none.
 pub type Outcome = Result<Value, String>;
@@ -89,6 +90,7 @@ struct Waiter {
     /// Set for scoped actions: their messages carry it back.
     uuid: Option<String>,
     stream: Vec<Value>,
+    stream_bytes: usize,
     tx: oneshot::Sender<Outcome>,
 }
 
@@ -256,7 +258,9 @@ impl Agent {
         match kind {
             Scoped::Stream => {
                 let w = &mut s.waiters[i];
-                if w.stream.len() < MAX_STREAM {
+                let len = json_len(&chunk);
+                if w.stream.len() < MAX_STREAM && w.stream_bytes + len <= MAX_STREAM_BYTES {
+                    w.stream_bytes += len;
                     w.stream.push(chunk);
                 }
             }
@@ -313,6 +317,7 @@ impl Agent {
             action: action.to_string(),
             uuid,
             stream: Vec::new(),
+            stream_bytes: 0,
             tx,
         });
         ipc.send(msg);

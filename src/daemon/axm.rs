@@ -237,8 +237,9 @@ impl Agent {
             .position(|w| w.action == name && w.uuid.is_none())
         {
             let w = s.waiters.remove(i);
+            // Passed on whole: it is under the channel's 1 MiB and is not kept.
             let ret = data.get("return").cloned().unwrap_or(Value::Null);
-            let _ = w.tx.send(Ok(bounded_field(ret)));
+            let _ = w.tx.send(Ok(ret));
         }
     }
 
@@ -254,7 +255,7 @@ impl Agent {
         else {
             return;
         };
-        let chunk = bounded_field(data.get("data").cloned().unwrap_or(Value::Null));
+        let chunk = data.get("data").cloned().unwrap_or(Value::Null);
         match kind {
             Scoped::Stream => {
                 let w = &mut s.waiters[i];

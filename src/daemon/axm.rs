@@ -516,11 +516,13 @@ mod tests {
             json!({"msg": "echo", "opts": "p"})
         );
         a.on_message("axm:reply", json!({"action_name": "other", "return": 0}));
+        // A big reply is passed on whole (it is not kept).
+        let big = json!({"got": "p".repeat(100_000)});
         a.on_message(
             "axm:reply",
-            json!({"action_name": "echo", "return": {"got": "p"}}),
+            json!({"action_name": "echo", "return": big.clone()}),
         );
-        assert_eq!(rx.await.unwrap(), Ok(json!({"got": "p"})));
+        assert_eq!(rx.await.unwrap(), Ok(big));
 
         let rx = a.trigger("echo", None).unwrap();
         assert_eq!(sent.recv().await.unwrap(), json!("echo"));

@@ -258,6 +258,7 @@ pub enum Cmd {
     Trigger {
         /// id, name, namespace or `all`.
         target: String,
+        /// The action's name, as `describe` lists them.
         action: String,
         /// Passed to the action (as a string, as PM2).
         param: Option<String>,

@@ -129,6 +129,16 @@ pub enum Request {
     Update {
         binary: String,
     },
+    /// `trigger`: send an @pm2/io action (with `param`) to each instance and wait up to
+    /// `timeout_ms` for each reply. Answered with `Triggered`, or an error when no instance is
+    /// running or none has the action.
+    Trigger {
+        ids: Vec<u32>,
+        action: String,
+        #[serde(default)]
+        param: Option<serde_json::Value>,
+        timeout_ms: u64,
+    },
 }
 
 /// One process of a dump (`pmr save`), as written to `dump.json` and sent by `resurrect`.
@@ -278,6 +288,10 @@ pub enum Response {
         /// How many instances the table holds (online ones are started again).
         instances: u32,
     },
+    /// `trigger`: one reply per instance, in id order.
+    Triggered {
+        replies: Vec<TriggerReply>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -356,6 +370,9 @@ pub struct ProcInfo {
     /// The file whose change last restarted the app.
     #[serde(default)]
     pub watch_last: Option<String>,
+    /// What the running process said through @pm2/io.
+    #[serde(default)]
+    pub axm: AxmInfo,
 }
 
 /// What made an instance restart (or, for `cron`, start a stopped one).
@@ -543,4 +560,39 @@ mod tests {
         let err = read_frame::<Request>(&mut &garbage[..]).unwrap_err();
         assert!(matches!(err, FrameError::Malformed(_)));
     }
+}
+
+/// A process's @pm2/io state (empty for processes that do not use it, and once they exit).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AxmInfo {
+    /// `pm2_env.axm_monitor`: metric name → `{historic, unit, type, value}` as the app sent it.
+    #[serde(default)]
+    pub monitor: serde_json::Map<String, serde_json::Value>,
+    /// `pm2_env.axm_actions`: `{action_name, action_type, arity, opts}`, in registration order.
+    #[serde(default)]
+    pub actions: Vec<serde_json::Value>,
+    /// `axm:option:configuration` the app sent, merged over `pm2_env.axm_options`.
+    #[serde(default)]
+    pub options: serde_json::Map<String, serde_json::Value>,
+    /// `process:exception` messages received, and the last one's message.
+    #[serde(default)]
+    pub exceptions: u64,
+    #[serde(default)]
+    pub last_exception: Option<String>,
+    /// `human:event` and messages of other types received (PM2 publishes them on its bus).
+    #[serde(default)]
+    pub events: u64,
+}
+
+/// One instance's answer to a `trigger`: `data` when it replied, `error` otherwise.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TriggerReply {
+    pub pm_id: u32,
+    pub name: String,
+    pub namespace: String,
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }

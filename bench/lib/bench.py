@@ -35,11 +35,12 @@ import f_start
 import f_watch
 import f_update
 import f_monit
+import f_axm
 
 ROOT = BENCH.parent
 WORK = BENCH / ".work"
 FIGURES = ["memory", "cli", "start", "cluster", "reload", "logs", "crash", "nextjs",
-           "memrestart", "resurrect", "runtime", "recover", "scale", "watch", "update", "monit"]
+           "memrestart", "resurrect", "runtime", "recover", "scale", "watch", "update", "monit", "axm"]
 WRK_FIGURES = {"cluster", "reload", "nextjs"}
 FAMILIES = [  # (module, figures it measures)
     (f_idle, {"memory", "cli"}),
@@ -56,6 +57,7 @@ FAMILIES = [  # (module, figures it measures)
     (f_watch, {"watch"}),
     (f_update, {"update"}),
     (f_monit, {"monit"}),
+    (f_axm, {"axm"}),
 ]
 
 

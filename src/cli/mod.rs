@@ -18,6 +18,7 @@ mod show;
 mod start;
 mod startup;
 mod startup_templates;
+mod trigger;
 mod update;
 
 use crate::client::Client;
@@ -257,6 +258,21 @@ pub enum Cmd {
     /// restart, reload, stop, start, delete, scale (`?` lists them).
     #[command(visible_alias = "dashboard")]
     Monit,
+    /// Run an @pm2/io action of an app's processes and print each reply.
+    Trigger {
+        /// id, name, namespace or `all`.
+        target: String,
+        /// The action's name, as `describe` lists them.
+        action: String,
+        /// Passed to the action (as a string, as PM2).
+        param: Option<String>,
+        /// Give up on a process that has not replied after this many milliseconds.
+        #[arg(long, default_value_t = 10000)]
+        timeout: u64,
+        /// Print the replies as a JSON array of {pm_id, name, namespace, ok, data|error}.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Whatever PM2's SaaS commands take (keys, machine name): accepted, unused.
@@ -543,6 +559,23 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Cmd::Runtime(a) => runtime::runtime(&home, &out, a),
         Cmd::Update => update::update(&home, &out),
         Cmd::Monit => crate::monit::run(&home, out.color),
+        Cmd::Trigger {
+            target,
+            action,
+            param,
+            timeout,
+            json,
+        } => trigger::trigger(
+            &home,
+            &out,
+            trigger::TriggerArgs {
+                target: &target,
+                action: &action,
+                param: param.as_deref(),
+                timeout_ms: timeout,
+                json,
+            },
+        ),
     }
 }
 

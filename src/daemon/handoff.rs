@@ -38,6 +38,10 @@ pub struct HandedChild {
     pub ipc: crate::daemon::node_ipc::Frozen,
     /// Registered for `READY=1` on the notify socket (apps without a Node channel).
     pub notify: bool,
+    /// What its @pm2/io agent reported: actions are registered once at the app's start, so
+    /// they must outlive the daemon that received them.
+    #[serde(default)]
+    pub axm: crate::protocol::AxmInfo,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -100,6 +100,8 @@ pub struct Shared {
     pub watching: Option<String>,
     /// The last change that restarted the app.
     pub watch_last: Option<String>,
+    /// The running process's @pm2/io metrics and actions (PM2 forgets them when it exits).
+    pub axm: Option<Arc<super::axm::Agent>>,
 }
 
 /// Source of `Shared::ended`.
@@ -138,6 +140,7 @@ impl Shared {
             leaving: false,
             watching: None,
             watch_last: None,
+            axm: None,
         }
     }
 
@@ -170,6 +173,8 @@ struct Running {
     started: Instant,
     ipc_rx: Option<mpsc::Receiver<IpcEvent>>,
     ipc: Option<IpcHandle>,
+    /// What the process says through @pm2/io (Node apps, with their IPC channel).
+    axm: Option<Arc<super::axm::Agent>>,
     /// Set while launching (cluster, or `wait_ready`): online anyway when it passes.
     ready_deadline: Option<Instant>,
     /// Start requests answered once the instance is online.
@@ -477,6 +482,7 @@ impl Instance {
                 self.with(|s| {
                     s.status = Status::Stopped;
                     s.pid = 0;
+                    s.axm = None;
                 });
                 let _ = reply.send(Ok(()));
                 Phase::Deleted
@@ -609,6 +615,7 @@ impl Instance {
         self.with(|s| {
             s.pid = pid;
             s.pm_uptime = now_ms();
+            s.axm = r.axm.clone();
         });
         if r.ready_deadline.is_none() {
             self.set_online(&mut r);
@@ -678,6 +685,7 @@ impl Instance {
         self.record(why, &old);
         let (pid, pid_path, spec) = self.with(|s| {
             s.pid = new.pid;
+            s.axm = new.axm.clone();
             s.pm_uptime = now_ms();
             s.restart_time += 1;
             s.counters = Counters::default();
@@ -730,6 +738,7 @@ impl Instance {
         self.with(|s| {
             s.status = Status::Errored;
             s.pid = 0;
+            s.axm = None;
             s.last_error = Some(reason.clone());
         });
         if let Some(r) = reply {
@@ -810,6 +819,7 @@ impl Instance {
         }
         let pid_path = self.with(|s| {
             s.pid = 0;
+            s.axm = None;
             s.exit_code = code.or(signal.map(|s| 128 + s));
             s.paths.pid.clone()
         });
@@ -874,6 +884,7 @@ impl Instance {
         let pid_path = self.with(|s| {
             s.status = Status::Stopped;
             s.pid = 0;
+            s.axm = None;
             s.exit_code = code;
             s.paths.pid.clone()
         });

@@ -2,6 +2,7 @@
 //! `rpc.sock`, and never runs user configuration.
 
 pub mod alloc;
+pub mod axm;
 pub mod boot;
 pub mod child;
 pub mod cluster;

@@ -4,7 +4,13 @@
 //! One task per channel reads and writes it. It answers the cluster protocol itself (so a
 //! worker's `listen()` never waits on the instance task), and reports what the instance task
 //! cares about as [`IpcEvent`]s: readiness, user messages, garbage, end of channel.
+//! `@pm2/io` messages (`{type, data}`) go straight to the process's [`Agent`], so a chatty app
+//! never fills the instance's event queue. A channel that delivers more than [`BUSY_RATE`]
+//! messages a second is busy: its `axm:monitor` messages are parsed at most every
+//! [`MONITOR_EVERY`] (the latest kept), and it is read at most every [`BUSY_PAUSE`], in large
+//! reads: the daemon's work for a flooding app is bounded while it still keeps up with it.
 
+use super::axm::Agent;
 use super::cluster::{Listeners, Query};
 use serde_json::{json, Value};
 use std::collections::VecDeque;
@@ -14,6 +20,7 @@ use std::sync::Arc;
 use tokio::io::Interest;
 use tokio::net::UnixStream;
 use tokio::sync::mpsc;
+use tokio::time::{Duration, Instant};
 
 /// A message longer than this is garbage; it is dropped so the daemon's memory stays bounded.
 const MAX_MESSAGE: usize = 1 << 20;
@@ -21,6 +28,15 @@ const MAX_MESSAGE: usize = 1 << 20;
 /// Received descriptors waiting for their `NODE_HANDLE` message. Node sends one handle at a
 /// time (it waits for the ack), so more than this is an app making the daemon hoard fds.
 const MAX_PENDING_FDS: usize = 8;
+
+/// `axm:monitor` messages are parsed at most this often (@pm2/io sends one a second).
+const MONITOR_EVERY: Duration = Duration::from_millis(100);
+/// Above this many messages a second, a channel is busy: it is read in batches.
+const BUSY_RATE: u32 = 1000;
+/// A busy channel's pause between two batches.
+const BUSY_PAUSE: Duration = Duration::from_millis(20);
+/// How every @pm2/io metrics message starts (`JSON.stringify({type, data})`).
+const MONITOR_PREFIX: &[u8] = br#"{"type":"axm:monitor","#;
 
 #[derive(Debug)]
 pub enum IpcEvent {
@@ -80,6 +96,20 @@ pub struct Frozen {
 pub struct IpcHandle(mpsc::UnboundedSender<Out>);
 
 impl IpcHandle {
+    /// A handle whose messages come out of the receiver, for tests.
+    #[cfg(test)]
+    pub fn detached() -> (IpcHandle, mpsc::UnboundedReceiver<Value>) {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (vtx, vrx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(o) = rx.recv().await {
+                if let Out::User(v) = o {
+                    let _ = vtx.send(v);
+                }
+            }
+        });
+        (IpcHandle(tx), vrx)
+    }
     /// A message the app receives with `process.on('message')` (e.g. `'shutdown'`).
     pub fn send(&self, msg: Value) {
         let _ = self.0.send(Out::User(msg));
@@ -100,14 +130,16 @@ impl IpcHandle {
 pub fn start(
     stream: std::os::unix::net::UnixStream,
     cluster: Option<ClusterCtx>,
+    agent: Arc<Agent>,
 ) -> std::io::Result<(IpcHandle, mpsc::Receiver<IpcEvent>)> {
-    resume(stream, cluster, Frozen::default())
+    resume(stream, cluster, agent, Frozen::default())
 }
 
 /// [`start`] on a channel a replaced daemon froze (`update`).
 pub fn resume(
     stream: std::os::unix::net::UnixStream,
     cluster: Option<ClusterCtx>,
+    agent: Arc<Agent>,
     frozen: Frozen,
 ) -> std::io::Result<(IpcHandle, mpsc::Receiver<IpcEvent>)> {
     stream.set_nonblocking(true)?;
@@ -125,9 +157,17 @@ pub fn resume(
         inflight: false,
         queue: VecDeque::new(),
         seq: frozen.seq,
+        agent,
+        bad: 0,
+        monitor_line: None,
+        monitor_next: Instant::now(),
+        window: (Instant::now(), 0),
+        paused_until: None,
     };
+    let handle = IpcHandle(out_tx);
+    ch.agent.attach(handle.clone());
     tokio::spawn(ch.run(out_rx));
-    Ok((IpcHandle(out_tx), ev_rx))
+    Ok((handle, ev_rx))
 }
 
 struct Channel {
@@ -145,18 +185,32 @@ struct Channel {
     inflight: bool,
     queue: VecDeque<(Vec<u8>, Option<Arc<OwnedFd>>)>,
     seq: u64,
+    agent: Arc<Agent>,
+    /// Malformed or oversized messages so far: the first is reported, the rest counted.
+    bad: u64,
+    /// The latest `axm:monitor` line not parsed yet, and when the next may be.
+    monitor_line: Option<Vec<u8>>,
+    monitor_next: Instant,
+    /// Start of the current one-second window and the messages seen in it.
+    window: (Instant, u32),
+    /// A busy channel waits until then before its next read.
+    paused_until: Option<Instant>,
 }
 
 impl Channel {
     async fn run(mut self, mut out: mpsc::UnboundedReceiver<Out>) {
         let mut out_open = true;
         loop {
+            let paused = self.paused_until;
+            let monitor_due = self.monitor_line.as_ref().map(|_| self.monitor_next);
             tokio::select! {
-                r = self.stream.ready(Interest::READABLE) => {
+                r = self.stream.ready(Interest::READABLE), if paused.is_none() => {
                     if r.is_err() || !self.read_some().await {
                         break;
                     }
                 }
+                _ = sleep_opt(paused) => self.paused_until = None,
+                _ = sleep_opt(monitor_due) => self.flush_monitor(),
                 o = out.recv(), if out_open => match o {
                     Some(Out::User(v)) => self.send(v, None).await,
                     Some(Out::Disconnect) => {
@@ -175,6 +229,7 @@ impl Channel {
         if let Some(c) = &self.cluster {
             c.listeners.leave_all(c.worker);
         }
+        self.flush_monitor();
         self.emit(IpcEvent::Closed);
     }
 
@@ -214,7 +269,7 @@ impl Channel {
                     if self.rbuf.len() > MAX_MESSAGE {
                         self.rbuf = Vec::new();
                         self.skipping = true;
-                        self.emit(IpcEvent::Garbage("message longer than 1 MiB".into()));
+                        self.on_bad("a message longer than 1 MiB".into(), false);
                     }
                 }
                 continue;
@@ -223,12 +278,30 @@ impl Channel {
                 continue;
             }
             let line = std::mem::take(&mut self.rbuf);
+            self.count_message();
+            // A busy channel's metrics: only the latest message counts (@pm2/io sends every
+            // metric in each), parsed at most every MONITOR_EVERY.
+            if self.window.1 > BUSY_RATE && line.starts_with(MONITOR_PREFIX) {
+                self.monitor_line = Some(line);
+                if Instant::now() >= self.monitor_next {
+                    self.flush_monitor();
+                }
+                continue;
+            }
+            // Whatever was kept goes first, in order.
+            self.flush_monitor();
             match serde_json::from_slice::<Value>(&line) {
                 Ok(v) => self.dispatch(v).await,
-                Err(_) => self.emit(IpcEvent::Garbage(
-                    String::from_utf8_lossy(&line).chars().take(200).collect(),
-                )),
+                Err(_) => {
+                    let text = String::from_utf8_lossy(&line).chars().take(200).collect();
+                    self.on_bad(text, true);
+                }
             }
+        }
+        // A busy channel that has been read dry waits a little, so the next read takes a
+        // batch rather than one message.
+        if n < buf.len() && self.window.1 > BUSY_RATE {
+            self.paused_until = Some(Instant::now() + BUSY_PAUSE);
         }
         // A descriptor arrives with the first byte of the message that claims it: once no
         // message is partly read, nothing can claim those still here.
@@ -257,6 +330,51 @@ impl Channel {
         }
     }
 
+    fn count_message(&mut self) {
+        let now = Instant::now();
+        if now.duration_since(self.window.0) >= Duration::from_secs(1) {
+            self.window = (now, 0);
+        }
+        self.window.1 = self.window.1.saturating_add(1);
+    }
+
+    /// Parse the latest metrics line kept, if any.
+    fn flush_monitor(&mut self) {
+        let Some(line) = self.monitor_line.take() else {
+            return;
+        };
+        self.monitor_next = Instant::now() + MONITOR_EVERY;
+        match serde_json::from_slice::<Value>(&line) {
+            Ok(mut v) => {
+                let data = v["data"].take();
+                self.agent.on_message("axm:monitor", data);
+            }
+            Err(_) => self.on_bad(
+                String::from_utf8_lossy(&line).chars().take(200).collect(),
+                true,
+            ),
+        }
+    }
+
+    /// A message that cannot be read: the first one is reported (malformed JSON as an event,
+    /// since a cluster worker that sends it cannot be trusted with the protocol); the rest
+    /// are dropped without a word. Oversized messages are valid JSON cut by us: dropped.
+    fn on_bad(&mut self, what: String, malformed: bool) {
+        self.bad += 1;
+        if self.bad > 1 {
+            return;
+        }
+        if malformed {
+            self.emit(IpcEvent::Garbage(what));
+        } else {
+            tracing::warn!(
+                "App {} sent {what} over IPC: dropped (further bad messages from it are \
+                 dropped without a word)",
+                self.agent.label()
+            );
+        }
+    }
+
     fn warn_fds(&mut self, n: usize) {
         if !std::mem::replace(&mut self.warned_fds, true) {
             tracing::warn!(
@@ -272,6 +390,12 @@ impl Channel {
         if !internal {
             if m == "ready" {
                 self.emit(IpcEvent::Ready);
+            } else if let (Some(ty), true) =
+                (m["type"].as_str().map(str::to_string), truthy(&m["data"]))
+            {
+                // PM2's test for a bus message (`msg.data && msg.type`).
+                let mut m = m;
+                self.agent.on_message(&ty, m["data"].take());
             } else {
                 self.emit(IpcEvent::Message(m));
             }
@@ -393,6 +517,24 @@ impl Channel {
                 Err(_) => return,
             }
         }
+    }
+}
+
+/// JavaScript's truthiness.
+fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|x| x != 0.0),
+        Value::String(s) => !s.is_empty(),
+        _ => true,
+    }
+}
+
+async fn sleep_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

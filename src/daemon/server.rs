@@ -255,6 +255,12 @@ async fn handle(d: &Arc<Daemon>, req: Request) -> Response {
         Request::ReloadLogs => logs::reload(d).await,
         Request::Resurrect { procs } => super::requests::resurrect::resurrect(d, procs).await,
         Request::Update { binary } => super::requests::update::update(d, &binary).await,
+        Request::Trigger {
+            ids,
+            action,
+            param,
+            timeout_ms,
+        } => super::requests::trigger::trigger(d, &ids, &action, param, timeout_ms).await,
         // Handled in `client` (the connection becomes a stream).
         Request::Subscribe { .. } => Response::Error {
             message: "unexpected subscribe".into(),

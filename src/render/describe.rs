@@ -1,5 +1,5 @@
-//! `pmr describe`: PM2's two-column process sheet (`lib/API/UX/pm2-describe.js`), without the
-//! PM2.io sections (actions, code metrics) pmr has no equivalent for.
+//! `pmr describe`: PM2's two-column process sheet (`lib/API/UX/pm2-describe.js`), with the
+//! @pm2/io sections (actions, code metrics) in `code_metrics.rs`.
 
 use super::style::{self, paint};
 use super::table::{render_box, Cell};
@@ -96,6 +96,7 @@ pub fn describe_at(p: &ProcInfo, color: bool, now: i64) -> String {
     out.push('\n');
     out += &render_box(&[key_w, val_w], None, &body, color);
     out.push('\n');
+    out += &super::code_metrics::sections(p, color);
     out += &super::history::section(p, color);
     for hint in [
         format!(" Use `pmr logs {} [--lines 1000]` to display logs", s.name),

@@ -137,9 +137,16 @@ pub fn jlist_value(p: &ProcInfo, home: &str) -> Value {
 
     put(&mut e, "status", json!(p.status.as_str()));
     put(&mut e, "pm_uptime", json!(p.pm_uptime));
-    put(&mut e, "axm_actions", json!([]));
-    put(&mut e, "axm_monitor", json!({}));
-    put(&mut e, "axm_options", super::axm::axm_options(s, &env));
+    put(&mut e, "axm_actions", json!(p.axm.actions));
+    put(&mut e, "axm_monitor", Value::Object(p.axm.monitor.clone()));
+    let mut options = super::axm::axm_options(s, &env);
+    // What the app's own agent reported (`axm:option:configuration`) wins, as in PM2.
+    if let Value::Object(o) = &mut options {
+        for (k, v) in &p.axm.options {
+            o.insert(k.clone(), v.clone());
+        }
+    }
+    put(&mut e, "axm_options", options);
     put(&mut e, "axm_dynamic", json!({}));
     put(&mut e, "created_at", json!(p.created_at));
     put(&mut e, "pm_id", json!(p.pm_id));

@@ -5,6 +5,7 @@ mod support;
 
 mod apps;
 mod auto;
+mod axm;
 mod cluster;
 mod cluster_shared;
 mod daemon;

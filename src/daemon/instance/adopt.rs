@@ -50,6 +50,7 @@ impl Instance {
             ipc_fd,
             ipc: frozen.unwrap_or_default(),
             notify: r._notify.is_some(),
+            axm: r.axm.as_ref().map(|a| a.snapshot()).unwrap_or_default(),
         })
     }
 
@@ -116,10 +117,11 @@ impl Instance {
             worker: h.worker.unwrap_or(0),
         });
         let mut notify = None;
+        let agent = std::sync::Arc::new(crate::daemon::axm::Agent::restore(self.label(), h.axm));
         let (ipc, ipc_rx) = match ipc {
             Some(fd) => {
-                match node_ipc::resume(std::os::unix::net::UnixStream::from(fd), cluster_ctx, h.ipc)
-                {
+                let stream = std::os::unix::net::UnixStream::from(fd);
+                match node_ipc::resume(stream, cluster_ctx, agent.clone(), h.ipc) {
                     Ok((tx, rx)) => (Some(tx), Some(rx)),
                     Err(e) => {
                         tracing::warn!("App {}: no IPC channel: {e}", self.label());
@@ -144,9 +146,11 @@ impl Instance {
         });
         let ran = Duration::from_millis((now_ms() - h.pm_uptime).max(0) as u64);
         let started = Instant::now().checked_sub(ran).unwrap_or_else(Instant::now);
+        let axm = ipc.is_some().then_some(agent);
         self.with(|s| {
             s.pid = pid;
             s.pm_uptime = h.pm_uptime;
+            s.axm = axm.clone();
             s.status = if h.ready {
                 Status::Online
             } else {
@@ -169,6 +173,7 @@ impl Instance {
             _stdin: stdin,
             start_ticks: Some(ticks),
             keep,
+            axm,
         }))
     }
 }

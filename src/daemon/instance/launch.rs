@@ -125,7 +125,12 @@ impl Instance {
             worker: worker.unwrap_or(0),
         });
         let mut notify = None;
-        let (ipc, ipc_rx) = match spawned.ipc.take().map(|s| node_ipc::start(s, cluster_ctx)) {
+        let agent = std::sync::Arc::new(crate::daemon::axm::Agent::new(self.label()));
+        let (ipc, ipc_rx) = match spawned
+            .ipc
+            .take()
+            .map(|s| node_ipc::start(s, cluster_ctx, agent.clone()))
+        {
             Some(Ok((tx, rx))) => (Some(tx), Some(rx)),
             Some(Err(e)) => {
                 tracing::warn!("App {}: no IPC channel: {e}", self.label());
@@ -148,6 +153,7 @@ impl Instance {
             pid,
             started: Instant::now(),
             ipc_rx,
+            axm: ipc.is_some().then_some(agent),
             ipc,
             ready_deadline,
             waiters: Vec::new(),

@@ -1,8 +1,16 @@
 //! `list` (`jlist`, `ls`, ...): every instance's state with its CPU and memory.
 
 use crate::daemon::state::Daemon;
-use crate::protocol::{Monit, ProcInfo, Response};
+use crate::protocol::{AxmInfo, Monit, ProcInfo, Response};
 use std::sync::Arc;
+
+/// The running process's @pm2/io state (none once it has exited, as PM2 resets it).
+fn axm_info(s: &crate::daemon::instance::Shared) -> AxmInfo {
+    match (&s.axm, s.pid) {
+        (Some(a), pid) if pid != 0 => a.snapshot(),
+        _ => AxmInfo::default(),
+    }
+}
 
 pub async fn list(d: &Arc<Daemon>) -> Response {
     let snap = d.registry.lock().unwrap().snapshot();
@@ -25,6 +33,7 @@ pub async fn list(d: &Arc<Daemon>) -> Response {
                     cpu: u.cpu,
                 })
                 .unwrap_or_default();
+            let axm = axm_info(&s);
             ProcInfo {
                 pm_id: id,
                 instance: s.instance,
@@ -53,6 +62,7 @@ pub async fn list(d: &Arc<Daemon>) -> Response {
                     .and_then(crate::cron::next_run_ms),
                 watching: s.watching,
                 watch_last: s.watch_last,
+                axm,
             }
         })
         .collect();

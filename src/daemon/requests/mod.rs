@@ -15,6 +15,7 @@ pub mod scale;
 pub mod send;
 pub mod signal;
 pub mod start;
+pub mod trigger;
 pub mod update;
 
 use super::instance::{self, Ctl};

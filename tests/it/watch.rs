@@ -120,7 +120,7 @@ fn a_burst_of_writes_gives_one_restart_per_watch_delay() {
     }
     // On a loaded machine the burst itself can outlast several watch_delays; each of those
     // may end in a restart, but never more.
-    let allowed = 2 + burst.elapsed().as_millis() as i64 / 500;
+    let allowed = 2 + burst.elapsed().as_millis() as u64 / 500;
     let p = pmr.wait_proc(0, "the burst's restart", |p| restarts(p) >= 1);
     let started = p["pm2_env"]["pm_uptime"].as_i64().unwrap();
     // Three watch_delays after it, no more restarts come.

@@ -296,3 +296,31 @@ fn an_app_using_the_older_pmx_works_too() {
     let r = pmr.run(&["trigger", "old", "ping"]).ok();
     assert!(r.stdout.contains(r#"={"pong":true}"#), "{}", r.stdout);
 }
+
+/// @pm2/io registers its actions once, at the app's start: an in-place `update` must carry
+/// them (and the metrics) to the new daemon, and the channel must still carry a trigger.
+#[test]
+fn actions_and_metrics_survive_an_update() {
+    let pmr = Pmr::new();
+    start_metrics_app(&pmr, "io", &[]);
+    let before = pmr.wait_proc(0, "metrics", has_metrics);
+    let new_bin = pmr.dir.join("pmr-installed");
+    std::fs::copy(crate::support::BIN, &new_bin).unwrap();
+    let r = pmr
+        .run_env(&["update"], &[("PMR_UPDATE_BINARY", new_bin.to_str().unwrap())])
+        .ok();
+    assert!(r.stdout.contains("same pids"), "{}", r.stdout);
+    let after = pmr.proc(0).unwrap();
+    assert_eq!(after["pid"], before["pid"]);
+    assert_eq!(
+        after["pm2_env"]["axm_actions"], before["pm2_env"]["axm_actions"],
+        "{after:#}"
+    );
+    assert!(monitor(&after).contains_key("Realtime users"), "{after:#}");
+    let r = pmr.run(&["trigger", "io", "echo", "after"]).ok();
+    assert!(
+        r.stdout.contains(r#"[io:0:default]={"got":"after"}"#),
+        "{}",
+        r.stdout
+    );
+}

@@ -586,7 +586,8 @@ mod handoff_tests {
     async fn a_message_cut_by_a_freeze_arrives_whole_after_resume() {
         let (ours, mut theirs) = std::os::unix::net::UnixStream::pair().unwrap();
         let copy = ours.as_fd().try_clone_to_owned().unwrap();
-        let (h, mut rx) = start(ours, None).unwrap();
+        let agent = || Arc::new(Agent::new("t".into()));
+        let (h, mut rx) = start(ours, None, agent()).unwrap();
         theirs.write_all(b"{\"a\":").unwrap();
         // Wait until the reader has taken the first part (the socket is empty again).
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -606,8 +607,13 @@ mod handoff_tests {
         let frozen = h.freeze().await.unwrap();
         assert_eq!(frozen.partial, b"{\"a\":");
         theirs.write_all(b"1}\n").unwrap();
-        let (_h, mut rx2) =
-            resume(std::os::unix::net::UnixStream::from(copy), None, frozen).unwrap();
+        let (_h, mut rx2) = resume(
+            std::os::unix::net::UnixStream::from(copy),
+            None,
+            agent(),
+            frozen,
+        )
+        .unwrap();
         match rx2.recv().await {
             Some(IpcEvent::Message(v)) => assert_eq!(v, serde_json::json!({"a": 1})),
             other => panic!("{other:?}"),

@@ -66,6 +66,18 @@ pub enum Effect {
     Follow(Option<u32>),
 }
 
+/// What `t` is typing for: sent as `Request::Trigger` on Enter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TriggerPrompt {
+    pub id: u32,
+    pub name: String,
+    pub actions: Vec<String>,
+    pub typed: String,
+}
+
+/// How long monit waits for an action's reply (the CLI's `trigger` default).
+const TRIGGER_TIMEOUT_MS: u64 = 10_000;
+
 pub struct App {
     home: String,
     procs: Vec<ProcInfo>,
@@ -76,6 +88,8 @@ pub struct App {
     pub mode: Mode,
     /// The process `d` asks about.
     pub confirm: Option<(u32, String)>,
+    /// `t`: the process, its actions, and the `action [param]` typed so far.
+    pub trigger: Option<TriggerPrompt>,
     pub logs: VecDeque<LogLine>,
     /// Lines scrolled back from the newest (0: following the end).
     pub log_scroll: usize,
@@ -104,6 +118,7 @@ impl App {
             focus: Pane::List,
             mode: Mode::Normal,
             confirm: None,
+            trigger: None,
             logs: VecDeque::new(),
             log_scroll: 0,
             metrics_scroll: 0,
@@ -232,6 +247,24 @@ impl App {
                 self.mode = Mode::Filter;
                 self.focus = Pane::List;
             }
+            Cmd::FilterChar(c) if self.mode == Mode::Trigger => {
+                if let Some(t) = self.trigger.as_mut() {
+                    t.typed.push(c);
+                }
+            }
+            Cmd::FilterBack if self.mode == Mode::Trigger => {
+                if let Some(t) = self.trigger.as_mut() {
+                    t.typed.pop();
+                }
+            }
+            Cmd::FilterDone if self.mode == Mode::Trigger => {
+                self.mode = Mode::Normal;
+                return self.send_trigger();
+            }
+            Cmd::FilterCancel if self.mode == Mode::Trigger => {
+                self.mode = Mode::Normal;
+                self.trigger = None;
+            }
             Cmd::FilterChar(c) => {
                 self.filter.push(c);
                 return self.refresh(now);
@@ -288,11 +321,59 @@ impl App {
                     }];
                 }
             }
-            Cmd::Trigger => {
-                self.status = "t (trigger an app's action): not supported yet".into();
-            }
+            Cmd::Trigger => match self.selected_proc() {
+                None => self.status = "no process selected".into(),
+                Some(p) => {
+                    let actions: Vec<String> = p
+                        .axm
+                        .actions
+                        .iter()
+                        .filter_map(|a| a["action_name"].as_str().map(str::to_string))
+                        .collect();
+                    if actions.is_empty() {
+                        self.status = format!(
+                            "{} ({}) has no actions (apps register them with @pm2/io)",
+                            p.spec.name, p.pm_id
+                        );
+                    } else {
+                        self.trigger = Some(TriggerPrompt {
+                            id: p.pm_id,
+                            name: p.spec.name.clone(),
+                            actions,
+                            typed: String::new(),
+                        });
+                        self.mode = Mode::Trigger;
+                    }
+                }
+            },
         }
         Vec::new()
+    }
+
+    /// Enter after `t`: the first word is the action, the rest its parameter (a string, as
+    /// `pmr trigger` sends it).
+    fn send_trigger(&mut self) -> Vec<Effect> {
+        let Some(t) = self.trigger.take() else {
+            return Vec::new();
+        };
+        let typed = t.typed.trim();
+        let (action, param) = match typed.split_once(' ') {
+            Some((a, p)) => (a, Some(p.trim())),
+            None => (typed, None),
+        };
+        if action.is_empty() {
+            self.status = "trigger: no action typed".into();
+            return Vec::new();
+        }
+        vec![Effect::Request {
+            what: format!("trigger {} ({}) {action}", t.name, t.id),
+            req: Request::Trigger {
+                ids: vec![t.id],
+                action: action.to_string(),
+                param: param.map(|p| Value::String(p.to_string())),
+                timeout_ms: TRIGGER_TIMEOUT_MS,
+            },
+        }]
     }
 
     fn act(&mut self, a: Action, verb: &str) -> Vec<Effect> {
@@ -519,6 +600,34 @@ mod tests {
         assert_eq!(app.selected, Some(2));
         app.on_key(Cmd::FilterCancel, now);
         assert_eq!((app.view.rows.len(), app.selected), (3, Some(2)));
+    }
+
+    #[test]
+    fn trigger_asks_for_an_action_and_sends_its_parameter() {
+        let mut app = app_with(&["api"]);
+        app.on_key(Cmd::Trigger, 1);
+        assert_eq!(app.mode, Mode::Normal);
+        assert!(app.status.contains("has no actions"), "{}", app.status);
+        app.procs[0].axm.actions = vec![serde_json::json!({"action_name": "echo"})];
+        app.on_key(Cmd::Trigger, 1);
+        assert_eq!(app.mode, Mode::Trigger);
+        for c in "echo hi there".chars() {
+            assert!(app.on_key(Cmd::FilterChar(c), 1).is_empty());
+        }
+        assert!(app.filter.is_empty());
+        let e = app.on_key(Cmd::FilterDone, 1);
+        assert!(
+            matches!(
+                &e[..],
+                [Effect::Request { req: Request::Trigger { ids, action, param: Some(Value::String(p)), .. }, .. }]
+                    if ids == &[0] && action == "echo" && p == "hi there"
+            ),
+            "{e:?}"
+        );
+        app.on_key(Cmd::Trigger, 1);
+        app.on_key(Cmd::FilterChar('x'), 1);
+        assert!(app.on_key(Cmd::FilterCancel, 1).is_empty());
+        assert_eq!((app.mode, app.trigger.is_none()), (Mode::Normal, true));
     }
 
     #[test]

@@ -188,11 +188,29 @@ pub fn spawn_request(home: Home, req: Request, what: String, tx: Sender<Event>, 
             Some(Err(e)) => format!("{what}: {e:#}"),
             Some(Ok(Response::Error { message })) => format!("{what}: {message}"),
             Some(Ok(Response::Done { results })) => done_message(&what, &results),
+            Some(Ok(Response::Triggered { replies })) => trigger_message(&what, &replies),
             Some(Ok(_)) => format!("{what}: done"),
         };
         let _ = tx.send(Event::Done(msg));
         let _ = poke.send(());
     });
+}
+
+fn trigger_message(what: &str, replies: &[crate::protocol::TriggerReply]) -> String {
+    let each: Vec<String> = replies
+        .iter()
+        .map(|r| match (&r.data, &r.error) {
+            (_, Some(e)) => format!("[{}] {e}", r.pm_id),
+            (Some(d), None) => format!("[{}] {d}", r.pm_id),
+            (None, None) => format!("[{}] ✓", r.pm_id),
+        })
+        .collect();
+    let line = format!("{what}: {}", each.join("; "));
+    // One status line: the rest of a long reply is for `pmr trigger --json`.
+    match line.char_indices().nth(300) {
+        Some((i, _)) => format!("{}…", &line[..i]),
+        None => line,
+    }
 }
 
 fn done_message(what: &str, results: &[crate::protocol::ActionResult]) -> String {

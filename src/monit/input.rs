@@ -10,6 +10,8 @@ pub enum Mode {
     /// `d` asked "delete ...? y/n".
     Confirm,
     Help,
+    /// Typing `action [param]` after `t`: the same keys as the filter.
+    Trigger,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,7 +55,7 @@ pub fn map(mode: Mode, k: KeyEvent) -> Cmd {
     }
     match mode {
         Mode::Normal => normal(k),
-        Mode::Filter => match k.code {
+        Mode::Filter | Mode::Trigger => match k.code {
             KeyCode::Enter => Cmd::FilterDone,
             KeyCode::Esc => Cmd::FilterCancel,
             KeyCode::Backspace => Cmd::FilterBack,
@@ -121,7 +123,13 @@ mod tests {
     #[test]
     fn ctrl_c_quits_in_every_mode() {
         let c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
-        for m in [Mode::Normal, Mode::Filter, Mode::Confirm, Mode::Help] {
+        for m in [
+            Mode::Normal,
+            Mode::Filter,
+            Mode::Confirm,
+            Mode::Help,
+            Mode::Trigger,
+        ] {
             assert_eq!(map(m, c), Cmd::Quit, "{m:?}");
         }
         assert_eq!(map(Mode::Normal, key(KeyCode::Esc)), Cmd::Quit);

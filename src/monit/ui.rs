@@ -248,6 +248,21 @@ fn draw_footer(f: &mut Frame, app: &App, theme: &Theme, area: Rect) {
             Span::styled("_", Style::new().add_modifier(Modifier::SLOW_BLINK)),
             Span::raw("  Enter: keep  Esc: clear"),
         ]),
+        Mode::Trigger => match &app.trigger {
+            Some(t) => Line::from(vec![
+                Span::styled(
+                    format!("trigger {}> ", t.name),
+                    Style::new().add_modifier(Modifier::BOLD),
+                ),
+                Span::raw(t.typed.as_str()),
+                Span::styled("_", Style::new().add_modifier(Modifier::SLOW_BLINK)),
+                Span::raw(format!(
+                    "  Enter: send  Esc: cancel  [{}]",
+                    t.actions.join(" ")
+                )),
+            ]),
+            None => Line::raw(""),
+        },
         Mode::Confirm => {
             let (id, name) = app.confirm.clone().unwrap_or_default();
             Line::styled(
@@ -278,7 +293,7 @@ const HELP: &[(&str, &str)] = &[
     ("s / S", "stop / start it"),
     ("d", "delete it (asks y/n)"),
     ("+ / -", "one instance more / fewer of its app"),
-    ("t", "trigger an action (not supported yet)"),
+    ("t", "trigger an @pm2/io action: type `action [param]`"),
     ("q, Esc, Ctrl-C", "quit"),
 ];
 

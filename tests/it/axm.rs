@@ -307,7 +307,10 @@ fn actions_and_metrics_survive_an_update() {
     let new_bin = pmr.dir.join("pmr-installed");
     std::fs::copy(crate::support::BIN, &new_bin).unwrap();
     let r = pmr
-        .run_env(&["update"], &[("PMR_UPDATE_BINARY", new_bin.to_str().unwrap())])
+        .run_env(
+            &["update"],
+            &[("PMR_UPDATE_BINARY", new_bin.to_str().unwrap())],
+        )
         .ok();
     assert!(r.stdout.contains("same pids"), "{}", r.stdout);
     let after = pmr.proc(0).unwrap();

@@ -318,3 +318,27 @@ fn monit_needs_a_terminal() {
     assert!(r.stderr.contains("monit needs a terminal"), "{}", r.stderr);
     assert!(!pmr.home.join("rpc.sock").exists(), "no daemon started");
 }
+
+/// `t` on an app that registered @pm2/io actions: type `action param`, Enter, and the reply is
+/// on the status line (the real @pm2/io app of tests/apps/axm).
+#[test]
+fn monit_triggers_an_action_of_a_pm2_io_app() {
+    let pmr = Pmr::new();
+    let script = crate::apps::app("axm").join("metrics.js");
+    pmr.run(&["start", script.to_str().unwrap(), "--name", "io"])
+        .ok();
+    pmr.wait_proc(0, "actions registered", |p| {
+        p["pm2_env"]["axm_actions"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    });
+    let t = Tmux::monit(&pmr, true);
+    t.wait("the app listed", |s| row_of(s, 0, "io"));
+    t.keys(&["t"]);
+    t.wait("the action prompt", |s| s.contains("trigger io>"));
+    t.keys(&["-l", "echo from-monit"]);
+    t.keys(&["Enter"]);
+    t.wait("the reply", |s| s.contains(r#"{"got":"from-monit"}"#));
+    t.keys(&["q"]);
+    t.wait("monit exited", |s| s.contains("monit exited 0"));
+}

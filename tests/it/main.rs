@@ -12,6 +12,7 @@ mod ecosystem;
 mod errors;
 mod fork;
 mod frameworks;
+mod http_api;
 mod knobs;
 mod limits;
 mod load;

@@ -2,8 +2,9 @@
 time of one `GET /metrics` (Prometheus text of every process, with the bearer token) over one
 kept-alive loopback connection, median and 95th percentile of 100 scrapes after 5 warm-up ones:
 at the daemon (its `Server-Timing` header: from the request's arrival to the body ready, which
-includes sampling CPU and memory of every process tree) and at the client. And what turning
-the server on costs: the daemon's RSS (and of it RssAnon: heap and stacks; the rest is pages of
+includes sampling CPU and memory of every process tree) and at the client, beside the bare
+`list` request over `rpc.sock` measured right after (the part of a scrape that is not the
+API's). And what turning the server on costs: the daemon's RSS (and of it RssAnon: heap and stacks; the rest is pages of
 the binary's code), threads and fds with the API never on since the daemon started, then 3 s
 after `pmr web`, then 3 s after 105 scrapes, 20 `GET /api/apps` and one event stream opened,
 read for 2.5 s and closed. PM2 has no HTTP API (pm2-prometheus-exporter is a separate Node
@@ -14,7 +15,7 @@ import http.client
 import socket
 import time
 
-from common import free_port, rss_kb, start_apps, wait_until
+from common import free_port, pmr_rpc_times, rss_kb, start_apps, wait_until
 from f_scale import fds, online, sleep_apps, threads
 from report import Row, Section, fmt_mb
 
@@ -106,6 +107,10 @@ def figures(pmr):
     one_stream(port, tok)
     time.sleep(SETTLE)
     r.update(rss_on=rss_kb(pid), anon_on=anon_kb(pid), threads_on=threads(pid), fds_on=fds(pid))
+    # What a scrape costs beyond the process list: the same list asked over rpc.sock (after
+    # the memory reading: it keeps allocator memory of its own).
+    lt = pmr_rpc_times(pmr.home, {"cmd": "list"}, n=SCRAPES)
+    r["list_median_ms"], r["list_p95_ms"] = pct(lt, 0.5), pct(lt, 0.95)
     pmr.run("web", "--stop")
     pmr.delete_all()
     return r
@@ -122,6 +127,10 @@ def run(tools, quick, select):
                       f"{r['daemon_median_ms']:.2f} / {r['daemon_p95_ms']:.2f} ms; "
                       f"{r['median_ms']:.2f} / {r['p95_ms']:.2f} ms",
                       no_api, "—", "≤ 5 ms at the daemon", ok=ok))
+
+    s.rows.append(Row(f"… the bare `list` request over `rpc.sock` (what `pmr jlist` asks), "
+                      "median / p95, same moment",
+                      f"{r['list_median_ms']:.2f} / {r['list_p95_ms']:.2f} ms", "—", "—", "—"))
 
     def cost(key):
         return (f"RSS {(r['rss_' + key] - r['rss_off']) / 1024:+.2f} MB "

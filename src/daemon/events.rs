@@ -1,6 +1,6 @@
 //! State changes of instances for live watchers (the HTTP API's `/api/events`): a tokio
-//! broadcast with a bounded buffer, created only when the HTTP server first starts, so a daemon
-//! without it pays one atomic load per status change and allocates nothing.
+//! broadcast with a bounded buffer, created by the first event stream, so a daemon without one
+//! pays one atomic load per status change and allocates nothing.
 //!
 //! A receiver that falls more than [`BUFFER`] events behind sees `Lagged` and is disconnected
 //! by its reader (the SSE stream ends; the page reconnects and reloads the list).

@@ -36,11 +36,12 @@ import f_watch
 import f_update
 import f_monit
 import f_axm
+import f_http_api
 
 ROOT = BENCH.parent
 WORK = BENCH / ".work"
 FIGURES = ["memory", "cli", "start", "cluster", "reload", "logs", "crash", "nextjs",
-           "memrestart", "resurrect", "runtime", "recover", "scale", "watch", "update", "monit", "axm"]
+           "memrestart", "resurrect", "runtime", "recover", "scale", "watch", "update", "monit", "axm", "http_api"]
 WRK_FIGURES = {"cluster", "reload", "nextjs"}
 FAMILIES = [  # (module, figures it measures)
     (f_idle, {"memory", "cli"}),
@@ -58,6 +59,7 @@ FAMILIES = [  # (module, figures it measures)
     (f_update, {"update"}),
     (f_monit, {"monit"}),
     (f_axm, {"axm"}),
+    (f_http_api, {"http_api"}),
 ]
 
 

@@ -20,6 +20,7 @@ mod startup;
 mod startup_templates;
 mod trigger;
 mod update;
+mod web;
 
 use crate::client::Client;
 use crate::paths::Home;
@@ -273,6 +274,8 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// The HTTP API, metrics and web dashboard: on at ADDR (default 127.0.0.1:9615), or off.
+    Web(web::WebArgs),
 }
 
 /// Whatever PM2's SaaS commands take (keys, machine name): accepted, unused.
@@ -576,6 +579,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 json,
             },
         ),
+        Cmd::Web(a) => web::web(&home, &out, a),
     }
 }
 

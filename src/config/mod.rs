@@ -1,5 +1,6 @@
 //! Ecosystem files and app options: loading (`load`, `js`), validation (`options`) and the
-//! final normalized [`crate::spec::AppSpec`] (`app`). Runs in the CLI only.
+//! final normalized [`crate::spec::AppSpec`] (`app`). Runs in the CLI, except `specs` on JSON
+//! bodies of the HTTP API's `POST /api/apps` (no JS is ever evaluated in the daemon).
 
 pub mod app;
 pub mod app_env;
@@ -11,3 +12,4 @@ pub mod node_detect;
 pub mod options;
 pub mod pkg_script;
 pub mod shell_lite;
+pub mod specs;

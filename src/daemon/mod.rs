@@ -8,9 +8,11 @@ pub mod child;
 pub mod cluster;
 pub mod cron;
 pub mod drain;
+pub mod events;
 pub mod foreground;
 pub mod handoff;
 pub mod history;
+pub mod http;
 pub mod instance;
 mod leftovers;
 pub mod logs;
@@ -127,6 +129,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 fn finish(home: &Home, rt: tokio::runtime::Runtime, lock: HomeLock) {
     let _ = std::fs::remove_file(home.socket());
     let _ = std::fs::remove_file(home.pid_file());
+    let _ = std::fs::remove_file(home.root.join("http.sock"));
     tracing::info!("daemon exited");
     // Do not wait for log writer threads of apps that are already gone.
     rt.shutdown_timeout(std::time::Duration::from_millis(200));

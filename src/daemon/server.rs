@@ -81,6 +81,11 @@ pub async fn serve(home: Home, resurrect: bool, hook: Option<Hook>) -> Result<St
     }
     // After the restored apps: `resurrect` skips the names they have.
     super::boot::start(&d, resurrect);
+    // The HTTP API, when `conf.json` turns it on (off: nothing is created).
+    {
+        let d = d.clone();
+        tokio::spawn(async move { super::http::boot(&d).await });
+    }
     // After the handlers: a SIGTERM from now on stops the apps the hook starts.
     if let Some(hook) = hook {
         hook(d.clone());
@@ -221,6 +226,15 @@ async fn reply(d: &Arc<Daemon>, req: Request) -> Vec<u8> {
     })
 }
 
+/// A request from the HTTP API: the same handlers, the same bound on whole-table replies.
+pub(super) async fn call(d: &Arc<Daemon>, req: Request) -> Response {
+    let _permit = match req {
+        Request::List => WHOLE_TABLE.acquire().await.ok(),
+        _ => None,
+    };
+    handle(d, req).await
+}
+
 /// One handler per request kind, each in its own file under `requests/`.
 async fn handle(d: &Arc<Daemon>, req: Request) -> Response {
     match req {
@@ -261,6 +275,11 @@ async fn handle(d: &Arc<Daemon>, req: Request) -> Response {
             param,
             timeout_ms,
         } => super::requests::trigger::trigger(d, &ids, &action, param, timeout_ms).await,
+        Request::Web {
+            listen,
+            stop,
+            rotate_token,
+        } => super::http::web(d, listen, stop, rotate_token).await,
         // Handled in `client` (the connection becomes a stream).
         Request::Subscribe { .. } => Response::Error {
             message: "unexpected subscribe".into(),

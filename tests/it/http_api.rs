@@ -414,6 +414,7 @@ fn every_operation_through_the_api() {
         ("get", "/api/apps/{sel}"),
         ("post", "/api/apps/{sel}/{action}"),
         ("post", "/api/apps/{name}/scale"),
+        ("post", "/api/apps/{sel}/trigger"),
         ("get", "/api/apps/{sel}/logs"),
         ("get", "/api/events"),
         ("get", "/metrics"),
@@ -571,4 +572,75 @@ fn metrics_parse_as_prometheus_text() {
         .find(|s| s.metric == "pmr_daemon_apps")
         .unwrap();
     assert!(matches!(apps.value, prometheus_parse::Value::Gauge(v) if v == 2.0));
+}
+
+/// An app using the real @pm2/io (tests/apps/axm): its action runs through
+/// `POST /api/apps/{sel}/trigger` (the same request as `pmr trigger`), a silent action gives
+/// `ok: false` after `timeout_ms`, and its metrics are in `/metrics` under the exporter's names.
+#[test]
+fn trigger_and_custom_metrics_of_a_pm2_io_app() {
+    let pmr = Pmr::new();
+    let api = web(&pmr, &[]);
+    let dir = crate::apps::app("axm");
+    let body = json!({"name": "io", "script": "metrics.js", "cwd": dir});
+    assert_eq!(api.post("/api/apps", &body.to_string()).status, 201);
+    pmr.wait_proc(0, "metrics and actions", |p| {
+        p["pm2_env"]["axm_monitor"]
+            .as_object()
+            .is_some_and(|m| m.contains_key("Realtime users"))
+            && p["pm2_env"]["axm_actions"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty())
+    });
+
+    let r = api.post(
+        "/api/apps/io/trigger",
+        &json!({"action": "echo", "param": "via-http"}).to_string(),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let replies = r.json()["replies"].clone();
+    assert_eq!(replies[0]["pm_id"], 0, "{replies}");
+    assert_eq!(replies[0]["ok"], true, "{replies}");
+    assert_eq!(replies[0]["data"], json!({"got": "via-http"}), "{replies}");
+
+    let r = api.post(
+        "/api/apps/io/trigger",
+        &json!({"action": "never", "timeout_ms": 300}).to_string(),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["replies"][0]["ok"], false, "{}", r.body);
+
+    let r = api.post(
+        "/api/apps/io/trigger",
+        &json!({"action": "nope"}).to_string(),
+    );
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(r.error().contains("unknown action"), "{}", r.body);
+    let r = api.post("/api/apps/io/trigger", &json!({"param": 1}).to_string());
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = api.post(
+        "/api/apps/io/trigger",
+        &json!({"action": "echo", "timeout_ms": 3_600_000}).to_string(),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = api.post(
+        "/api/apps/nosuch/trigger",
+        &json!({"action": "echo"}).to_string(),
+    );
+    assert_eq!(r.status, 404, "{}", r.body);
+
+    let r = api.get("/metrics");
+    assert_eq!(r.status, 200);
+    let lines: Vec<String> = r.body.lines().map(str::to_string).collect();
+    let scrape = prometheus_parse::Scrape::parse(lines.iter().cloned().map(Ok)).unwrap();
+    let users = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == "pm2_realtime_users" && s.labels.get("name") == Some("io"))
+        .unwrap_or_else(|| panic!("no pm2_realtime_users:\n{}", r.body));
+    assert!(
+        matches!(users.value, prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) if v == 42.0),
+        "{:?}",
+        users.value
+    );
 }

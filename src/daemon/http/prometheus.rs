@@ -190,7 +190,7 @@ pub fn render(procs: &[ProcInfo], daemon: &SelfStats, now_ms: i64) -> String {
             p.status.as_str()
         );
         if let Some(monitor) = monitor(p) {
-            add_custom(&mut fams, &mut custom, &monitor, &labels);
+            add_custom(&mut fams, &mut custom, monitor, &labels);
         }
     }
     order.extend(custom);
@@ -247,10 +247,9 @@ pub fn render(procs: &[ProcInfo], daemon: &SelfStats, now_ms: i64) -> String {
 }
 
 /// The custom metrics of a process, as `jlist` shows them in `pm2_env.axm_monitor`
-/// (`{name: {value, unit, ...}}`). The daemon does not receive `@pm2/io` metrics yet (issue 15's
-/// `axm` part): until it does, processes have none, and this is where they are to be read.
-fn monitor(_p: &ProcInfo) -> Option<serde_json::Map<String, Value>> {
-    None
+/// (`{name: {value, unit, ...}}`, what its @pm2/io agent reported).
+fn monitor(p: &ProcInfo) -> Option<&serde_json::Map<String, Value>> {
+    (!p.axm.monitor.is_empty()).then_some(&p.axm.monitor)
 }
 
 /// One process's custom metrics into their families (created on first sight, in that order).

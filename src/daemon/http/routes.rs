@@ -32,6 +32,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/apps/{sel}"),
     ("POST", "/api/apps/{sel}/{action}"),
     ("POST", "/api/apps/{name}/scale"),
+    ("POST", "/api/apps/{sel}/trigger"),
     ("GET", "/api/apps/{sel}/logs"),
     ("GET", "/api/events"),
     ("GET", "/metrics"),
@@ -109,10 +110,10 @@ async fn route(api: &Arc<Api>, req: Request<Incoming>) -> Result<Response<Out>, 
             let bytes = read_body(api, req).await?;
             scale(api, name, &bytes).await
         }
-        (&Method::POST, ["api", "apps", _, "trigger"]) => Err(ApiError::new(
-            501,
-            "trigger is not supported yet by this daemon",
-        )),
+        (&Method::POST, ["api", "apps", sel, "trigger"]) => {
+            let bytes = read_body(api, req).await?;
+            trigger(api, sel, &bytes).await
+        }
         (&Method::POST, ["api", "apps", sel, action]) => {
             let Some(&(_, act)) = ACTIONS.iter().find(|(n, _)| n == action) else {
                 return Err(ApiError::new(
@@ -367,6 +368,48 @@ async fn scale(api: &Arc<Api>, name: &str, bytes: &[u8]) -> Result<Response<Out>
         }
         Resp::Error { message } => Err(ApiError::new(409, message)),
         other => done(other, 200),
+    }
+}
+
+/// Longest wait a request may ask for: a connection is not held longer than a CLI would wait.
+const TRIGGER_MAX_MS: u64 = 120_000;
+
+/// `{action, param?, timeout_ms?}` → the same `Trigger` request as `pmr trigger`; one entry per
+/// instance (`ok: false` with the error for one that did not answer in time).
+async fn trigger(api: &Arc<Api>, sel: &str, bytes: &[u8]) -> Result<Response<Out>, ApiError> {
+    let value = parse_json(bytes)?;
+    let bad = |m: &str| ApiError::new(400, m.to_string());
+    let action = match value.get("action") {
+        Some(Value::String(a)) if !a.is_empty() => a.clone(),
+        _ => {
+            return Err(bad(
+                "trigger takes {\"action\": \"name\", \"param\": any, \"timeout_ms\": N}",
+            ))
+        }
+    };
+    let timeout_ms = match value.get("timeout_ms") {
+        None | Some(Value::Null) => 10_000,
+        Some(v) => match v.as_u64() {
+            Some(ms) if (1..=TRIGGER_MAX_MS).contains(&ms) => ms,
+            _ => return Err(bad(&format!("timeout_ms must be 1 to {TRIGGER_MAX_MS}"))),
+        },
+    };
+    let param = value.get("param").filter(|v| !v.is_null()).cloned();
+    let ids = resolve(&api.d, sel).await?;
+    let r = call(
+        &api.d,
+        Req::Trigger {
+            ids,
+            action,
+            param,
+            timeout_ms,
+        },
+    )
+    .await;
+    match r {
+        Resp::Triggered { replies } => Ok(reply::json(200, &json!({ "replies": replies }))),
+        Resp::Error { message } => Err(ApiError::new(409, message)),
+        other => Err(unexpected(other)),
     }
 }
 

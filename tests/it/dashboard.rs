@@ -92,11 +92,7 @@ fn dashboard_in_chromium() {
     b.click("tr[data-id='0'] [data-testid=name] button");
     let started = format!("dash-app up pid {}", web["pid"]);
     wait_page(&b, "web's start line and the live stream", |s| {
-        s["stream"] == "live:0"
-            && s["logs"]
-                .as_array()
-                .unwrap()
-                .contains(&started.clone().into())
+        s["stream"] == "live:0" && s["logs"].as_array().unwrap().contains(&started.clone().into())
     });
     pmr.run(&["sendSignal", "SIGUSR2", "web"]).ok();
     let said = format!("dash-app says <i>hello</i> & bye 1 pid {}", web["pid"]);
@@ -119,10 +115,7 @@ fn dashboard_in_chromium() {
         })
     });
     let after = pmr.proc(0).unwrap();
-    assert_eq!(
-        after["pm2_env"]["restart_time"],
-        row(&s, "web").unwrap()["restarts"]
-    );
+    assert_eq!(after["pm2_env"]["restart_time"], row(&s, "web").unwrap()["restarts"]);
     assert_eq!(after["pid"], row(&s, "web").unwrap()["pid"]);
     assert_eq!(pmr.proc(1).unwrap()["pm2_env"]["restart_time"], 0);
     // The sparklines have points once `monit` events came (every 2 s).
@@ -136,16 +129,10 @@ fn dashboard_in_chromium() {
     b.goto(&format!("http://127.0.0.1:{port}/"));
     let s = wait_page(&b, "the 401 message", |s| s["auth"].is_string());
     let msg = s["auth"].as_str().unwrap();
-    assert!(
-        msg.contains("401") && msg.contains("missing bearer token"),
-        "{msg}"
-    );
+    assert!(msg.contains("401") && msg.contains("missing bearer token"), "{msg}");
     assert_eq!(s["rows"].as_array().unwrap().len(), 0);
     b.screenshot(&shots.join("no-token.png"));
-    b.goto(&format!(
-        "http://127.0.0.1:{port}/#token={}",
-        "0".repeat(64)
-    ));
+    b.goto(&format!("http://127.0.0.1:{port}/#token={}", "0".repeat(64)));
     let s = wait_page(&b, "the 401 message for a wrong token", |s| {
         s["auth"].as_str().is_some_and(|m| m.contains("bad token"))
     });

@@ -474,6 +474,8 @@
     if (event === 'monit') onMonit(d);
     else if (event === 'state') onState(d);
     else if (event === 'log' && d.pm_id === logsOf && selected === logsOf) addLog(d);
+    // The daemon drops lines rather than buffer without bound for a slow reader.
+    else if (event === 'skipped' && selected === logsOf) addLog({ stream: 'err', text: `(${d.lines} lines skipped)` });
   }
 
   function onMonit(list) {

@@ -12,21 +12,23 @@ use std::time::Instant;
 /// What the test reads from the page, in one round trip.
 const PAGE_STATE: &str = r#"
 const q = (s, root) => (root || document).querySelector(s);
+const text = (s, root) => q(s, root)?.textContent ?? null;
 const auth = q('[data-testid=auth-error]');
 return {
   rows: [...document.querySelectorAll('[data-testid=app-row]')].map((r) => ({
     id: Number(r.dataset.id),
-    name: q('[data-testid=name]', r).textContent,
-    status: q('[data-testid=status]', r).textContent,
-    pid: Number(q('[data-testid=pid]', r).textContent),
-    restarts: Number(q('[data-testid=restarts]', r).textContent),
-    cpu_points: q('[data-testid=cpu] polyline', r).getAttribute('points') || '',
+    name: text('[data-testid=name]', r),
+    status: text('[data-testid=status]', r),
+    pid: Number(text('[data-testid=pid]', r)),
+    restarts: Number(text('[data-testid=restarts]', r)),
+    cpu_points: q('[data-testid=cpu] polyline', r)?.getAttribute('points') || '',
   })),
   logs: [...document.querySelectorAll('[data-testid=log-line]')].map((l) => l.textContent),
-  elements_in_logs: q('[data-testid=logs]').querySelectorAll('*:not([data-testid=log-line]):not(.tag)').length,
+  elements_in_logs: q('[data-testid=logs]')?.querySelectorAll('*:not([data-testid=log-line]):not(.tag)').length ?? null,
   stream: document.body.dataset.stream || '',
   hash: location.hash,
-  auth: auth.hidden ? null : auth.textContent.replace(/\s+/g, ' '),
+  auth: !auth || auth.hidden ? null : auth.textContent.replace(/\s+/g, ' '),
+  title: document.title,
 };
 "#;
 
@@ -92,7 +94,11 @@ fn dashboard_in_chromium() {
     b.click("tr[data-id='0'] [data-testid=name] button");
     let started = format!("dash-app up pid {}", web["pid"]);
     wait_page(&b, "web's start line and the live stream", |s| {
-        s["stream"] == "live:0" && s["logs"].as_array().unwrap().contains(&started.clone().into())
+        s["stream"] == "live:0"
+            && s["logs"]
+                .as_array()
+                .unwrap()
+                .contains(&started.clone().into())
     });
     pmr.run(&["sendSignal", "SIGUSR2", "web"]).ok();
     let said = format!("dash-app says <i>hello</i> & bye 1 pid {}", web["pid"]);
@@ -115,7 +121,10 @@ fn dashboard_in_chromium() {
         })
     });
     let after = pmr.proc(0).unwrap();
-    assert_eq!(after["pm2_env"]["restart_time"], row(&s, "web").unwrap()["restarts"]);
+    assert_eq!(
+        after["pm2_env"]["restart_time"],
+        row(&s, "web").unwrap()["restarts"]
+    );
     assert_eq!(after["pid"], row(&s, "web").unwrap()["pid"]);
     assert_eq!(pmr.proc(1).unwrap()["pm2_env"]["restart_time"], 0);
     // The sparklines have points once `monit` events came (every 2 s).
@@ -124,17 +133,47 @@ fn dashboard_in_chromium() {
     });
     b.screenshot(&shots.join("after-restart.png"));
 
+    // Delete asks first; once accepted the row goes.
+    b.click("tr[data-id='1'] [data-testid=act-delete]");
+    b.accept_dialog();
+    wait_page(&b, "worker gone", |s| row(s, "worker").is_none());
+    assert_eq!(
+        summary(&pmr.jlist()),
+        vec![(0, "web".into(), 1, "online".into())]
+    );
+
     // No token, then a wrong one: the 401 message, no list.
     b.eval("sessionStorage.clear(); return null;");
     b.goto(&format!("http://127.0.0.1:{port}/"));
     let s = wait_page(&b, "the 401 message", |s| s["auth"].is_string());
     let msg = s["auth"].as_str().unwrap();
-    assert!(msg.contains("401") && msg.contains("missing bearer token"), "{msg}");
+    assert!(
+        msg.contains("401") && msg.contains("missing bearer token"),
+        "{msg}"
+    );
     assert_eq!(s["rows"].as_array().unwrap().len(), 0);
     b.screenshot(&shots.join("no-token.png"));
-    b.goto(&format!("http://127.0.0.1:{port}/#token={}", "0".repeat(64)));
+    b.goto(&format!(
+        "http://127.0.0.1:{port}/#token={}",
+        "0".repeat(64)
+    ));
     let s = wait_page(&b, "the 401 message for a wrong token", |s| {
         s["auth"].as_str().is_some_and(|m| m.contains("bad token"))
     });
     assert_eq!(s["hash"], "");
+}
+
+/// App-provided strings must never become markup: the page has no HTML-parsing sink at all.
+#[test]
+fn dashboard_script_has_no_html_sinks() {
+    let js = include_str!("../../src/daemon/http/assets/app.js");
+    for sink in [
+        "innerHTML",
+        "outerHTML",
+        "insertAdjacentHTML",
+        "document.write",
+        "eval(",
+    ] {
+        assert!(!js.contains(sink), "app.js uses {sink}");
+    }
 }

@@ -236,6 +236,15 @@ impl Browser {
         self.cmd("POST", &format!("element/{id}/click"), Some(json!({})));
     }
 
+    /// Accepts the `confirm()` dialog the page shows, once it is there.
+    pub fn accept_dialog(&self) {
+        let path = format!("/session/{}/alert/accept", self.session);
+        wait_until("a confirmation dialog", || {
+            self.http("POST", &path, Some(json!({})))
+                .is_ok_and(|v| v["value"]["error"].is_null())
+        });
+    }
+
     /// Saves a PNG screenshot of the page.
     pub fn screenshot(&self, to: &Path) {
         let b64 = self.cmd("GET", "screenshot", None);

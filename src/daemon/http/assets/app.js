@@ -1,6 +1,7 @@
 // pmr's web dashboard: the process list with live sparklines, state changes, one app's logs,
 // its custom metrics and actions. Plain DOM code, no build step. Every string that comes from an
-// app (names, log text, metric names, action names) goes through textContent, never innerHTML.
+// app (names, log text, metric names, action names) goes through textContent, never through
+// an HTML parser (tests/it/dashboard.rs checks that no such call is here).
 'use strict';
 (() => {
   const TOKEN_KEY = 'pmr-token';

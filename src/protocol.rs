@@ -129,6 +129,18 @@ pub enum Request {
     Update {
         binary: String,
     },
+    /// `pmr web` / `pmr set pmr:http`: the HTTP API server. `listen`: serve there (rebinding if
+    /// it serves elsewhere); `stop`: serve nowhere; neither: just report. Answered with `Web`,
+    /// or `Error` (e.g. the port is taken: nothing changed then).
+    Web {
+        #[serde(default)]
+        listen: Option<String>,
+        #[serde(default)]
+        stop: bool,
+        /// Write a new `http.token` (the old one stops working at once).
+        #[serde(default)]
+        rotate_token: bool,
+    },
 }
 
 /// One process of a dump (`pmr save`), as written to `dump.json` and sent by `resurrect`.
@@ -277,6 +289,12 @@ pub enum Response {
     Updating {
         /// How many instances the table holds (online ones are started again).
         instances: u32,
+    },
+    /// The HTTP API server's state after a `Web` request: the address it is bound to (`None`:
+    /// off) and the token file.
+    Web {
+        listen: Option<String>,
+        token_file: String,
     },
 }
 

@@ -13,11 +13,11 @@ fn conf_path(home: &Home) -> std::path::PathBuf {
     home.root.join("conf.json")
 }
 
-fn read(home: &Home) -> Result<Map<String, Value>> {
+pub(super) fn read(home: &Home) -> Result<Map<String, Value>> {
     crate::conf::read_conf(&conf_path(home)).map_err(anyhow::Error::msg)
 }
 
-fn write(home: &Home, conf: &Map<String, Value>) -> Result<()> {
+pub(super) fn write(home: &Home, conf: &Map<String, Value>) -> Result<()> {
     let path = conf_path(home);
     std::fs::create_dir_all(&home.root)
         .with_context(|| format!("cannot create {}", home.root.display()))?;
@@ -64,6 +64,9 @@ fn apply(home: &Home) -> Result<()> {
 
 pub fn set(home: &Home, out: &super::Out, key: &str, value: &str) -> Result<i32> {
     let (section, k) = split_key(key)?;
+    if section == crate::daemon::http::CONF_SECTION && k == crate::daemon::http::CONF_KEY {
+        return super::web::set(home, out, value);
+    }
     if section == CONF_SECTION {
         if !KEYS.contains(&k.as_str()) {
             bail!("unknown setting {section}:{k} (known: {})", KEYS.join(", "));
@@ -91,6 +94,9 @@ pub fn set(home: &Home, out: &super::Out, key: &str, value: &str) -> Result<i32>
 
 pub fn unset(home: &Home, out: &super::Out, key: &str) -> Result<i32> {
     let (section, k) = split_key(key)?;
+    if section == crate::daemon::http::CONF_SECTION && k == crate::daemon::http::CONF_KEY {
+        super::web::unset_running(home, out)?;
+    }
     let mut conf = read(home)?;
     let removed = conf
         .get_mut(&section)

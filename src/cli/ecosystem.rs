@@ -1,9 +1,8 @@
 //! Ecosystem files on the command line: load, validate every app, narrow with `--only`, and
 //! build the specs, all before anything is sent to the daemon (a bad app stops the whole file).
 
-use crate::config::app::{build_spec, BuildCtx};
-use crate::config::load::{apps_of, is_config_file, load_file, load_str, ConfigKind};
-use crate::config::options::{normalize_app, normalize_app_lenient};
+use crate::config::app::BuildCtx;
+use crate::config::load::{is_config_file, load_file, load_str, ConfigKind};
 use crate::spec::AppSpec;
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::HashSet;
@@ -41,42 +40,17 @@ pub fn load_specs(
         let dir = path.parent().map(Path::to_path_buf).unwrap_or(cwd.clone());
         (v, target.to_string(), dir)
     };
-    let apps = apps_of(&value).map_err(|e| anyhow!("{}", e.with_file(Path::new(&shown))))?;
-
     let ctx = BuildCtx {
         base_dir: base_dir.clone(),
         from_file: true,
         deploy: value.get("deploy").cloned(),
         ..BuildCtx::from_process(env_name.map(str::to_string))
     };
-    let mut specs = Vec::new();
-    let mut names = HashSet::new();
-    for (i, raw) in apps.iter().enumerate() {
-        let opts = if strict {
-            normalize_app(raw)
-        } else {
-            normalize_app_lenient(raw).map(|(opts, unknown)| {
-                for u in unknown {
-                    eprintln!(
-                        "{} {shown}: {}, ignored",
-                        crate::personality::warn(),
-                        u.with_index(i)
-                    );
-                }
-                opts
-            })
-        }
-        .map_err(|e| anyhow!("{shown}: {}", e.with_index(i)))?;
-        let spec =
-            build_spec(&opts, &ctx).map_err(|e| anyhow!("{shown}: {}: {e}", app_label(raw, i)))?;
-        if !names.insert(spec.name.clone()) {
-            bail!(
-                "{shown}: two apps are named \"{}\"; names must be unique in a file",
-                spec.name
-            );
-        }
-        specs.push(spec);
-    }
+    let mut specs = crate::config::specs::build_all(&value, &shown, &ctx, strict, |w| {
+        eprintln!("{} {w}", crate::personality::warn())
+    })
+    .map_err(|e| anyhow!("{e}"))?;
+    let names: HashSet<String> = specs.iter().map(|s| s.name.clone()).collect();
     if let Some(only) = only {
         let wanted: Vec<&str> = only.split([',', ' ']).filter(|s| !s.is_empty()).collect();
         for w in &wanted {
@@ -94,13 +68,6 @@ pub fn load_specs(
         bail!("{shown}: no app to start");
     }
     Ok(specs)
-}
-
-fn app_label(raw: &serde_json::Map<String, serde_json::Value>, i: usize) -> String {
-    match raw.get("name").and_then(|v| v.as_str()) {
-        Some(n) => format!("app \"{n}\""),
-        None => format!("app at index {i}"),
-    }
 }
 
 /// The sample written by `pmr init`.

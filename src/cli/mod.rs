@@ -19,6 +19,7 @@ mod start;
 mod startup;
 mod startup_templates;
 mod update;
+mod web;
 
 use crate::client::Client;
 use crate::paths::Home;
@@ -253,6 +254,8 @@ pub enum Cmd {
     /// restarted: in-place handoff is not supported yet).
     #[command(alias = "updatePM2", alias = "updatepm2")]
     Update,
+    /// The HTTP API, metrics and web dashboard: on at ADDR (default 127.0.0.1:9615), or off.
+    Web(web::WebArgs),
 }
 
 /// Whatever PM2's SaaS commands take (keys, machine name): accepted, unused.
@@ -538,6 +541,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Cmd::Daemon { .. } | Cmd::InternalServe(_) => unreachable!(),
         Cmd::Runtime(a) => runtime::runtime(&home, &out, a),
         Cmd::Update => update::update(&home, &out),
+        Cmd::Web(a) => web::web(&home, &out, a),
     }
 }
 

@@ -11,3 +11,4 @@ pub mod node_detect;
 pub mod options;
 pub mod pkg_script;
 pub mod shell_lite;
+pub mod specs;

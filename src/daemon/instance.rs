@@ -217,6 +217,9 @@ impl Instance {
             if !was_over && is_over(s.status) {
                 s.ended = ENDED.fetch_add(1, Ordering::SeqCst) + 1;
             }
+            if s.status != before.0 {
+                super::events::state(self.id, &s.spec.name, s.status, s.pid, s.restart_time);
+            }
             (r, s.fingerprint() != before)
         };
         if changed {

@@ -6,8 +6,10 @@ pub mod boot;
 pub mod cluster;
 pub mod cron;
 pub mod drain;
+pub mod events;
 pub mod foreground;
 pub mod history;
+pub mod http;
 pub mod instance;
 mod leftovers;
 pub mod logs;
@@ -123,6 +125,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 fn finish(home: &Home, rt: tokio::runtime::Runtime, lock: HomeLock) {
     let _ = std::fs::remove_file(home.socket());
     let _ = std::fs::remove_file(home.pid_file());
+    let _ = std::fs::remove_file(home.root.join("http.sock"));
     tracing::info!("daemon exited");
     // Do not wait for log writer threads of apps that are already gone.
     rt.shutdown_timeout(std::time::Duration::from_millis(200));

@@ -108,7 +108,12 @@ impl Registry {
 
     /// As PM2: ids start again from 0 once the table is empty.
     pub fn remove(&mut self, id: u32) {
-        self.entries.remove(&id);
+        if let Some(e) = self.entries.remove(&id) {
+            if super::events::wanted() {
+                let s = e.shared.lock().unwrap();
+                super::events::deleted(id, &s.spec.name, s.restart_time);
+            }
+        }
         self.reset_ids_if_empty();
     }
 

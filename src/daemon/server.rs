@@ -70,6 +70,11 @@ pub async fn serve(home: Home, resurrect: bool, hook: Option<Hook>) -> Result<St
     }
     // After the restored apps: `resurrect` skips the names they have.
     super::boot::start(&d, resurrect);
+    // The HTTP API, when `conf.json` turns it on (off: nothing is created).
+    {
+        let d = d.clone();
+        tokio::spawn(async move { super::http::boot(&d).await });
+    }
     // After the handlers: a SIGTERM from now on stops the apps the hook starts.
     if let Some(hook) = hook {
         hook(d.clone());
@@ -210,6 +215,15 @@ async fn reply(d: &Arc<Daemon>, req: Request) -> Vec<u8> {
     })
 }
 
+/// A request from the HTTP API: the same handlers, the same bound on whole-table replies.
+pub(super) async fn call(d: &Arc<Daemon>, req: Request) -> Response {
+    let _permit = match req {
+        Request::List => WHOLE_TABLE.acquire().await.ok(),
+        _ => None,
+    };
+    handle(d, req).await
+}
+
 /// One handler per request kind, each in its own file under `requests/`.
 async fn handle(d: &Arc<Daemon>, req: Request) -> Response {
     match req {
@@ -244,6 +258,11 @@ async fn handle(d: &Arc<Daemon>, req: Request) -> Response {
         Request::ReloadLogs => logs::reload(d).await,
         Request::Resurrect { procs } => super::requests::resurrect::resurrect(d, procs).await,
         Request::Update { binary } => super::requests::update::update(d, &binary).await,
+        Request::Web {
+            listen,
+            stop,
+            rotate_token,
+        } => super::http::web(d, listen, stop, rotate_token).await,
         // Handled in `client` (the connection becomes a stream).
         Request::Subscribe { .. } => Response::Error {
             message: "unexpected subscribe".into(),

@@ -1,0 +1,47 @@
+//! Response helpers: JSON bodies, the one error shape `{"error": "..."}`.
+
+use super::body::Out;
+use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::{Response, StatusCode};
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: u16,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: u16, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+pub fn bytes(
+    status: u16,
+    content_type: &'static str,
+    body: impl Into<hyper::body::Bytes>,
+) -> Response<Out> {
+    let mut r = Response::new(Out::Full(Some(body.into())));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    // Live data: a browser or proxy must never show a stale copy.
+    r.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+pub fn json(status: u16, v: &serde_json::Value) -> Response<Out> {
+    bytes(
+        status,
+        "application/json",
+        serde_json::to_vec(v).unwrap_or_default(),
+    )
+}
+
+pub fn error(e: ApiError) -> Response<Out> {
+    json(e.status, &serde_json::json!({ "error": e.message }))
+}

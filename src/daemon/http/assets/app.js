@@ -225,6 +225,9 @@
       if (!e) {
         e = { p, cpu: [], mem: [], ...makeRow(p.pm_id) };
         procs.set(p.pm_id, e);
+        // The list's figures are the first sample; `monit` events add one every 2 s.
+        pushSample(e.cpu, p.monit && p.monit.cpu);
+        pushSample(e.mem, p.monit && p.monit.memory);
       }
       e.p = p;
       updateRow(e);

@@ -26,6 +26,7 @@ return {
   logs: [...document.querySelectorAll('[data-testid=log-line]')].map((l) => l.textContent),
   elements_in_logs: q('[data-testid=logs]')?.querySelectorAll('*:not([data-testid=log-line]):not(.tag)').length ?? null,
   stream: document.body.dataset.stream || '',
+  state_events: Number(document.body.dataset.stateEvents || 0),
   hash: location.hash,
   auth: !auth || auth.hidden ? null : auth.textContent.replace(/\s+/g, ' '),
   title: document.title,
@@ -120,6 +121,10 @@ fn dashboard_in_chromium() {
                 && r["status"] == "online"
         })
     });
+    assert!(
+        s["state_events"].as_u64().unwrap() >= 2,
+        "no state event: {s:#}"
+    );
     let after = pmr.proc(0).unwrap();
     assert_eq!(
         after["pm2_env"]["restart_time"],

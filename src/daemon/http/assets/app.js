@@ -493,7 +493,11 @@
     }
   }
 
+  let stateEvents = 0;
+
   function onState(s) {
+    // Counted for the test, which tells a live update from the periodic list read this way.
+    document.body.dataset.stateEvents = String(++stateEvents);
     const e = procs.get(s.pm_id);
     if (s.status === 'deleted') {
       removeProc(s.pm_id);

@@ -173,11 +173,16 @@
     cells.cpuSpark = sparkline('CPU, last two minutes');
     cells.memSpark = sparkline('memory, last two minutes');
     const acts = el('td', { class: 'actions' });
+    const button = (testid, text, verb, onclick) => {
+      const b = el('button', { 'data-testid': testid, text, onclick });
+      b.dataset.verb = verb;
+      return b;
+    };
     for (const [action, label] of ACTIONS) {
-      acts.append(el('button', { 'data-testid': `act-${action}`, text: label, onclick: () => act(id, action) }));
+      acts.append(button(`act-${action}`, label, action, () => act(id, action)));
     }
-    acts.append(el('button', { 'data-testid': 'act-scale-down', text: '−1', onclick: () => scale(id, '-1') }));
-    acts.append(el('button', { 'data-testid': 'act-scale-up', text: '+1', onclick: () => scale(id, '+1') }));
+    acts.append(button('act-scale-down', '−1', 'one instance less of', () => scale(id, '-1')));
+    acts.append(button('act-scale-up', '+1', 'one instance more of', () => scale(id, '+1')));
     cells.acts = acts;
     const row = el(
       'tr',
@@ -201,8 +206,13 @@
     const c = e.cells;
     e.row.dataset.name = p.name;
     e.row.dataset.status = env.status || '';
-    c.nameBtn.textContent = p.name;
-    c.nameBtn.setAttribute('aria-label', `${p.name} (id ${p.pm_id}): show logs and metrics`);
+    if (c.nameBtn.textContent !== p.name) {
+      c.nameBtn.textContent = p.name;
+      c.nameBtn.setAttribute('aria-label', `${p.name} (id ${p.pm_id}): show logs and metrics`);
+      for (const b of c.acts.querySelectorAll('button')) {
+        b.setAttribute('aria-label', `${b.dataset.verb} ${p.name} (id ${p.pm_id})`);
+      }
+    }
     c.id.textContent = String(p.pm_id);
     c.status.textContent = env.status || '?';
     c.pid.textContent = String(p.pid || 0);
@@ -210,9 +220,6 @@
     c.memText.textContent = fmtMem(p.monit && p.monit.memory);
     c.restarts.textContent = String(env.restart_time || 0);
     c.uptime.textContent = fmtUptime(p);
-    for (const b of c.acts.querySelectorAll('button')) {
-      b.setAttribute('aria-label', `${b.textContent === '−1' ? 'scale down' : b.textContent === '+1' ? 'scale up' : b.textContent} ${p.name} (id ${p.pm_id})`);
-    }
     drawSpark(c.cpuSpark, e.cpu, 5);
     drawSpark(c.memSpark, e.mem, 1 << 20);
   }

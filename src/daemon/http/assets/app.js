@@ -355,7 +355,8 @@
     const env = e.p.pm2_env || {};
     $('detail-title').textContent = `${e.p.name} (id ${e.p.pm_id})`;
     const rows = Object.entries(env.axm_monitor || {}).map(([k, m]) => {
-      const v = m !== null && typeof m === 'object' ? m.value : m;
+      let v = m !== null && typeof m === 'object' ? m.value : m;
+      if (v !== null && typeof v === 'object') v = JSON.stringify(v);
       const unit = m !== null && typeof m === 'object' && m.unit ? ` ${m.unit}` : '';
       return el('tr', { 'data-testid': 'metric' }, el('th', { scope: 'row', text: k }), el('td', { text: `${v}${unit}` }));
     });

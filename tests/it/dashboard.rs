@@ -147,6 +147,24 @@ fn dashboard_in_chromium() {
         vec![(0, "web".into(), 1, "online".into())]
     );
 
+    // +1 / −1: `scale` of the row's app.
+    let webs = |s: &Value| {
+        s["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["name"] == "web" && r["status"] == "online")
+            .count()
+    };
+    b.click("tr[data-id='0'] [data-testid=act-scale-up]");
+    wait_page(&b, "two web instances", |s| webs(s) == 2);
+    assert_eq!(pmr.jlist().len(), 2);
+    b.click("tr[data-id='0'] [data-testid=act-scale-down]");
+    wait_page(&b, "one web instance", |s| {
+        webs(s) == 1 && s["rows"].as_array().unwrap().len() == 1
+    });
+    assert_eq!(pmr.jlist().len(), 1);
+
     // No token, then a wrong one: the 401 message, no list.
     b.eval("sessionStorage.clear(); return null;");
     b.goto(&format!("http://127.0.0.1:{port}/"));

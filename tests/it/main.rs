@@ -13,6 +13,7 @@ mod ecosystem;
 mod errors;
 mod fork;
 mod frameworks;
+mod http_api;
 mod knobs;
 mod limits;
 mod load;

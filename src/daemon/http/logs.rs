@@ -21,11 +21,14 @@ pub fn query_param<'a>(query: &'a str, key: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-pub async fn tail(
-    procs: Vec<ProcInfo>,
-    ids: &[u32],
-    query: &str,
-) -> Result<Response<Out>, ApiError> {
+/// What to read: (lines, out, err); checked before the selector is.
+pub struct Params {
+    lines: usize,
+    out: bool,
+    err: bool,
+}
+
+pub fn params(query: &str) -> Result<Params, ApiError> {
     let lines = match query_param(query, "lines") {
         None => DEFAULT_LINES,
         Some(v) => v
@@ -50,6 +53,11 @@ pub async fn tail(
             ))
         }
     };
+    Ok(Params { lines, out, err })
+}
+
+pub async fn tail(procs: Vec<ProcInfo>, ids: &[u32], p: Params) -> Result<Response<Out>, ApiError> {
+    let Params { lines, out, err } = p;
     let wanted: Vec<ProcInfo> = procs
         .into_iter()
         .filter(|p| ids.contains(&p.pm_id))

@@ -43,6 +43,8 @@ struct Running {
     api: Arc<Api>,
     /// Dropped (or sent) to stop the accept loops and close every connection.
     stop: tokio::sync::watch::Sender<bool>,
+    /// The accept loops: awaited on stop, so the port is free when `Web` answers.
+    loops: Vec<tokio::task::JoinHandle<()>>,
 }
 
 static RUNNING: Mutex<Option<Running>> = Mutex::new(None);
@@ -99,7 +101,7 @@ async fn web_locked(
         }
     }
     if stop {
-        stop_server(d);
+        stop_server(d).await;
         return Ok(());
     }
     let Some(listen) = listen else {
@@ -121,7 +123,7 @@ async fn web_locked(
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    stop_server(d);
+    stop_server(d).await;
     let api = Arc::new(Api {
         d: d.clone(),
         token: RwLock::new(token),
@@ -129,11 +131,9 @@ async fn web_locked(
     });
     let bound = tcp.local_addr().unwrap_or(addr);
     let (tx, rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(listen::serve_tcp(tcp, api.clone(), rx.clone()));
+    let mut loops = vec![tokio::spawn(listen::serve_tcp(tcp, api.clone(), rx.clone()))];
     match listen::bind_unix(&sock_path(d)) {
-        Ok(unix) => {
-            tokio::spawn(listen::serve_unix(unix, api.clone(), rx));
-        }
+        Ok(unix) => loops.push(tokio::spawn(listen::serve_unix(unix, api.clone(), rx))),
         Err(e) => tracing::warn!("HTTP API: no {}: {e}", sock_path(d).display()),
     }
     if !addr.ip().is_loopback() {
@@ -147,6 +147,7 @@ async fn web_locked(
         addr: bound,
         api,
         stop: tx,
+        loops,
     });
     Ok(())
 }
@@ -155,9 +156,13 @@ fn sock_path(d: &Daemon) -> std::path::PathBuf {
     d.ctx.home.root.join("http.sock")
 }
 
-fn stop_server(d: &Daemon) {
-    if let Some(r) = RUNNING.lock().unwrap().take() {
+async fn stop_server(d: &Daemon) {
+    let running = RUNNING.lock().unwrap().take();
+    if let Some(r) = running {
         let _ = r.stop.send(true);
+        for l in r.loops {
+            let _ = l.await;
+        }
         let _ = std::fs::remove_file(sock_path(d));
         tracing::info!("HTTP API on {} stopped", r.addr);
     }

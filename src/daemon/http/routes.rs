@@ -92,9 +92,10 @@ async fn route(api: &Arc<Api>, req: Request<Incoming>) -> Result<Response<Out>, 
             Ok(apps_json(d, &mine))
         }
         (&Method::GET, ["api", "apps", sel, "logs"]) => {
+            let params = super::logs::params(&query)?;
             let ids = resolve(d, sel).await?;
             let procs = list(d).await?;
-            super::logs::tail(procs, &ids, &query).await
+            super::logs::tail(procs, &ids, params).await
         }
         (&Method::POST, ["api", "apps", name, "scale"]) => {
             let bytes = read_body(api, req).await?;

@@ -164,6 +164,11 @@ fn dashboard_in_chromium() {
         webs(s) == 1 && s["rows"].as_array().unwrap().len() == 1
     });
     assert_eq!(pmr.jlist().len(), 1);
+    let errors = b.console_errors();
+    assert!(
+        errors.is_empty(),
+        "errors in the browser console: {errors:#?}"
+    );
 
     // No token, then a wrong one: the 401 message, no list.
     b.eval("sessionStorage.clear(); return null;");

@@ -115,6 +115,7 @@ impl Browser {
         });
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
+            "goog:loggingPrefs": {"browser": "ALL"},
             "goog:chromeOptions": {
                 "binary": chromium,
                 "args": [
@@ -243,6 +244,18 @@ impl Browser {
             self.http("POST", &path, Some(json!({})))
                 .is_ok_and(|v| v["value"]["error"].is_null())
         });
+    }
+
+    /// The browser console's errors since the last call (script errors, CSP violations, failed
+    /// requests).
+    pub fn console_errors(&self) -> Vec<String> {
+        let v = self.cmd("POST", "se/log", Some(json!({"type": "browser"})));
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["level"] == "SEVERE")
+            .map(|e| e["message"].as_str().unwrap_or_default().to_string())
+            .collect()
     }
 
     /// Saves a PNG screenshot of the page.

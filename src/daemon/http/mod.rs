@@ -131,7 +131,11 @@ async fn web_locked(
     });
     let bound = tcp.local_addr().unwrap_or(addr);
     let (tx, rx) = tokio::sync::watch::channel(false);
-    let mut loops = vec![tokio::spawn(listen::serve_tcp(tcp, api.clone(), rx.clone()))];
+    let mut loops = vec![tokio::spawn(listen::serve_tcp(
+        tcp,
+        api.clone(),
+        rx.clone(),
+    ))];
     match listen::bind_unix(&sock_path(d)) {
         Ok(unix) => loops.push(tokio::spawn(listen::serve_unix(unix, api.clone(), rx))),
         Err(e) => tracing::warn!("HTTP API: no {}: {e}", sock_path(d).display()),

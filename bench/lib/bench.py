@@ -34,11 +34,12 @@ import f_scale
 import f_start
 import f_watch
 import f_update
+import f_http_api
 
 ROOT = BENCH.parent
 WORK = BENCH / ".work"
 FIGURES = ["memory", "cli", "start", "cluster", "reload", "logs", "crash", "nextjs",
-           "memrestart", "resurrect", "runtime", "recover", "scale", "watch", "update"]
+           "memrestart", "resurrect", "runtime", "recover", "scale", "watch", "update", "http_api"]
 WRK_FIGURES = {"cluster", "reload", "nextjs"}
 FAMILIES = [  # (module, figures it measures)
     (f_idle, {"memory", "cli"}),
@@ -54,6 +55,7 @@ FAMILIES = [  # (module, figures it measures)
     (f_scale, {"scale"}),
     (f_watch, {"watch"}),
     (f_update, {"update"}),
+    (f_http_api, {"http_api"}),
 ]
 
 

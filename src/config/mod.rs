@@ -1,5 +1,6 @@
 //! Ecosystem files and app options: loading (`load`, `js`), validation (`options`) and the
-//! final normalized [`crate::spec::AppSpec`] (`app`). Runs in the CLI only.
+//! final normalized [`crate::spec::AppSpec`] (`app`). Runs in the CLI, except `specs` on JSON
+//! bodies of the HTTP API's `POST /api/apps` (no JS is ever evaluated in the daemon).
 
 pub mod app;
 pub mod app_env;

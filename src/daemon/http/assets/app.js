@@ -14,7 +14,13 @@
   function takeToken() {
     const m = /(?:^#|&)token=([^&]*)/.exec(location.hash);
     if (m) {
-      sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(m[1]));
+      let t = m[1];
+      try {
+        t = decodeURIComponent(t);
+      } catch (_) {
+        // a malformed escape: the server will refuse the token as it is
+      }
+      sessionStorage.setItem(TOKEN_KEY, t);
       history.replaceState(null, '', location.pathname + location.search);
     }
     return sessionStorage.getItem(TOKEN_KEY) || '';
@@ -260,19 +266,27 @@
     $('empty').hidden = procs.size > 0;
   }
 
+  // One list request at a time; a call during one asks for one more read after it (the one in
+  // flight may predate what the caller wants to see, e.g. an action's effect).
   let refreshing = null;
-  async function refresh() {
-    if (stopped) return;
-    if (refreshing) return refreshing;
+  let again = false;
+  function refresh() {
+    if (stopped) return Promise.resolve();
+    if (refreshing) {
+      again = true;
+      return refreshing;
+    }
     refreshing = (async () => {
-      try {
-        setList(await api('GET', '/api/apps'));
-        $('main').hidden = false;
-      } catch (err) {
-        if (!(err instanceof AuthError)) say(`Could not read the process list: ${err.message}`);
-      } finally {
-        refreshing = null;
-      }
+      do {
+        again = false;
+        try {
+          setList(await api('GET', '/api/apps'));
+          $('main').hidden = false;
+        } catch (err) {
+          if (!(err instanceof AuthError)) say(`Could not read the process list: ${err.message}`);
+        }
+      } while (again && !stopped);
+      refreshing = null;
     })();
     return refreshing;
   }

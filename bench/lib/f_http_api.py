@@ -1,12 +1,13 @@
 """The HTTP API (`pmr web`): with 100 idle apps (`sleep 100000`, one JSON ecosystem file), the
 time of one `GET /metrics` (Prometheus text of every process, with the bearer token) over one
 kept-alive loopback connection, median and 95th percentile of 100 scrapes after 5 warm-up ones:
-an upper bound of the daemon's share (the client's reading is included). And what turning the
-server on costs: the daemon's RSS, threads and fds with the API off (never turned on since the
-daemon started), then after `pmr web`, 105 scrapes, 20 `GET /api/apps`, and one event stream
-opened, read for 2.5 s and closed, each read after the same settle time. PM2 has no HTTP API
-(pm2-prometheus-exporter is a separate Node process that polls PM2 over its RPC socket): its
-column says so.
+at the daemon (its `Server-Timing` header: from the request's arrival to the body ready, which
+includes sampling CPU and memory of every process tree) and at the client. And what turning
+the server on costs: the daemon's RSS (and of it RssAnon: heap and stacks; the rest is pages of
+the binary's code), threads and fds with the API never on since the daemon started, then 3 s
+after `pmr web`, then 3 s after 105 scrapes, 20 `GET /api/apps` and one event stream opened,
+read for 2.5 s and closed. PM2 has no HTTP API (pm2-prometheus-exporter is a separate Node
+process that polls PM2 over its RPC socket): its column says so.
 """
 
 import http.client
@@ -27,8 +28,9 @@ def token(tool):
 
 
 def scrape_times(port, tok, n):
+    """(client seconds, daemon seconds from its Server-Timing header, body size) per scrape."""
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    times = []
+    times, daemon = [], []
     size = 0
     for _ in range(n):
         t0 = time.perf_counter()
@@ -38,9 +40,25 @@ def scrape_times(port, tok, n):
         times.append(time.perf_counter() - t0)
         if r.status != 200:
             raise RuntimeError(f"/metrics answered {r.status}: {body[:200]!r}")
+        timing = r.getheader("Server-Timing") or ""
+        daemon.append(float(timing.split("dur=")[1]) / 1000 if "dur=" in timing else None)
         size = len(body)
     c.close()
-    return times, size
+    return times, daemon, size
+
+
+def anon_kb(pid):
+    """RssAnon: the daemon's heap and stacks (VmRSS also counts pages of the binary's code)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1])
+    return None
+
+
+def pct(xs, q):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(len(xs) * q))] * 1000
 
 
 def one_stream(port, tok):
@@ -66,14 +84,19 @@ def figures(pmr):
         raise RuntimeError("100 apps did not come online")
     time.sleep(SETTLE)
     pid = pmr.daemon_pid()
-    r = {"rss_off": rss_kb(pid), "threads_off": threads(pid), "fds_off": fds(pid)}
+    r = {"rss_off": rss_kb(pid), "anon_off": anon_kb(pid), "threads_off": threads(pid),
+         "fds_off": fds(pid)}
     port = free_port()
     pmr.run("web", f"127.0.0.1:{port}")
+    time.sleep(SETTLE)
+    r.update(rss_idle=rss_kb(pid), anon_idle=anon_kb(pid), threads_idle=threads(pid),
+             fds_idle=fds(pid))
     tok = token(pmr)
-    times, size = scrape_times(port, tok, SCRAPES + 5)
-    times = sorted(times[5:])
-    r["median_ms"] = times[len(times) // 2] * 1000
-    r["p95_ms"] = times[int(len(times) * 0.95) - 1] * 1000
+    times, daemon, size = scrape_times(port, tok, SCRAPES + 5)
+    times, daemon = times[5:], [d for d in daemon[5:] if d is not None]
+    r["median_ms"], r["p95_ms"] = pct(times, 0.5), pct(times, 0.95)
+    r["daemon_median_ms"] = pct(daemon, 0.5) if daemon else None
+    r["daemon_p95_ms"] = pct(daemon, 0.95) if daemon else None
     r["bytes"] = size
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     for _ in range(20):
@@ -82,7 +105,7 @@ def figures(pmr):
     c.close()
     one_stream(port, tok)
     time.sleep(SETTLE)
-    r.update(rss_on=rss_kb(pid), threads_on=threads(pid), fds_on=fds(pid))
+    r.update(rss_on=rss_kb(pid), anon_on=anon_kb(pid), threads_on=threads(pid), fds_on=fds(pid))
     pmr.run("web", "--stop")
     pmr.delete_all()
     return r
@@ -93,14 +116,24 @@ def run(tools, quick, select):
     r = figures(pmr)
     s = Section("HTTP API")
     no_api = "no HTTP API"
-    s.rows.append(Row(f"`GET /metrics` with {APPS_N} apps (median / p95, {r['bytes'] // 1024} KiB)",
-                      f"{r['median_ms']:.2f} / {r['p95_ms']:.2f} ms", no_api, "—", "≤ 5 ms",
-                      ok=r["median_ms"] <= 5.0))
-    extra = r["rss_on"] - r["rss_off"]
-    s.rows.append(Row("daemon RSS added by the HTTP API (on, used, idle again)",
-                      f"{extra / 1024:+.2f} MB ({fmt_mb(r['rss_off'])} → {fmt_mb(r['rss_on'])}); "
-                      f"threads {r['threads_off']} → {r['threads_on']}, "
-                      f"fds {r['fds_off']} → {r['fds_on']}",
-                      no_api, "—", "≤ 1 MB", ok=extra <= 1024))
+    ok = r["daemon_median_ms"] is not None and r["daemon_median_ms"] <= 5.0
+    s.rows.append(Row(f"`GET /metrics` with {APPS_N} apps ({r['bytes'] // 1024} KiB): at the "
+                      "daemon (Server-Timing), median / p95; at the client",
+                      f"{r['daemon_median_ms']:.2f} / {r['daemon_p95_ms']:.2f} ms; "
+                      f"{r['median_ms']:.2f} / {r['p95_ms']:.2f} ms",
+                      no_api, "—", "≤ 5 ms at the daemon", ok=ok))
+
+    def cost(key):
+        return (f"RSS {(r['rss_' + key] - r['rss_off']) / 1024:+.2f} MB "
+                f"(heap and stacks {(r['anon_' + key] - r['anon_off']) / 1024:+.2f} MB), "
+                f"threads {r['threads_off']} → {r['threads_' + key]}, "
+                f"fds {r['fds_off']} → {r['fds_' + key]}")
+
+    s.rows.append(Row("daemon with the HTTP API on, idle (vs never on: "
+                      f"{fmt_mb(r['rss_off'])})", cost("idle"), no_api, "—", "≤ 1 MB",
+                      ok=r["rss_idle"] - r["rss_off"] <= 1024))
+    s.rows.append(Row("… after 105 scrapes, 20 `GET /api/apps` and an event stream",
+                      cost("on"), no_api, "—", "≤ 1 MB",
+                      ok=r["rss_on"] - r["rss_off"] <= 1024))
     s.details.append(__doc__.strip().replace("\n", " "))
     return [s], r

@@ -1,7 +1,8 @@
 //! `GET /metrics`: the Prometheus text exposition format (0.0.4).
 //!
-//! Built from the same JSON as `pmr jlist` (what pm2-prometheus-exporter reads from PM2), with
-//! the exporter's names and labels so its dashboards keep working: `pm2_up`, `pm2_cpu`,
+//! Built from the same process list as `pmr jlist` (what pm2-prometheus-exporter reads from
+//! PM2), straight from the typed values (building jlist's JSON first would cost more than the
+//! whole scrape's budget), with the exporter's names and labels so its dashboards keep working: `pm2_up`, `pm2_cpu`,
 //! `pm2_memory`, `pm2_uptime`, `pm2_instances`, `pm2_restarts`, `pm2_prev_restart_delay`,
 //! labels `id`, `name`, `instance`, `interpreter`. Added by pmr: `pm2_unstable_restarts`,
 //! `pm2_status` (one series per process, label `status`, value 1); restarts are counters.
@@ -139,7 +140,7 @@ fn num(f: f64) -> String {
 }
 
 /// The whole scrape. `now_ms`: the wall clock (uptimes).
-pub fn render(procs: &[ProcInfo], home: &str, daemon: &SelfStats, now_ms: i64) -> String {
+pub fn render(procs: &[ProcInfo], daemon: &SelfStats, now_ms: i64) -> String {
     let mut fams: BTreeMap<String, Family> = BTreeMap::new();
     let mut order: Vec<String> = Vec::new();
     for (name, kind, help) in BUILTIN {
@@ -155,14 +156,12 @@ pub fn render(procs: &[ProcInfo], home: &str, daemon: &SelfStats, now_ms: i64) -
     }
     let mut custom: Vec<String> = Vec::new();
     for p in procs {
-        let j = crate::render::jlist::jlist_value(p, home);
-        let env = &j["pm2_env"];
         let labels = format!(
             "id=\"{}\",name=\"{}\",instance=\"{}\",interpreter=\"{}\"",
             p.pm_id,
             escape_label(&p.spec.name),
             p.instance,
-            escape_label(env["exec_interpreter"].as_str().unwrap_or("")),
+            escape_label(p.spec.interpreter_display()),
         );
         let online = p.status == crate::protocol::Status::Online;
         let uptime = if online && p.pm_uptime > 0 {
@@ -170,13 +169,12 @@ pub fn render(procs: &[ProcInfo], home: &str, daemon: &SelfStats, now_ms: i64) -
         } else {
             0.0
         };
-        let instances = env["instances"].as_f64().unwrap_or(1.0).max(1.0);
         let values = [
             ("pm2_up", if online { 1.0 } else { 0.0 }),
             ("pm2_cpu", p.monit.cpu),
             ("pm2_memory", p.monit.memory as f64),
             ("pm2_uptime", uptime),
-            ("pm2_instances", instances),
+            ("pm2_instances", f64::from(p.spec.instances.max(1))),
             ("pm2_restarts", f64::from(p.restart_time)),
             ("pm2_unstable_restarts", f64::from(p.unstable_restarts)),
             ("pm2_prev_restart_delay", p.prev_restart_delay as f64),
@@ -191,24 +189,8 @@ pub fn render(procs: &[ProcInfo], home: &str, daemon: &SelfStats, now_ms: i64) -
             "pm2_status{{{labels},status=\"{}\"}} 1",
             p.status.as_str()
         );
-        if let Some(monitor) = env["axm_monitor"].as_object() {
-            for (mname, m) in monitor {
-                let raw = m.get("value").unwrap_or(m);
-                let Some(v) = parse_float(raw) else { continue };
-                let metric = custom_name(mname);
-                if BUILTIN.iter().any(|(b, _, _)| *b == metric) {
-                    continue;
-                }
-                let f = fams.entry(metric.clone()).or_insert_with(|| {
-                    custom.push(metric.clone());
-                    Family {
-                        help: mname.clone(),
-                        kind: "gauge",
-                        samples: String::new(),
-                    }
-                });
-                let _ = writeln!(f.samples, "{metric}{{{labels}}} {}", num(v));
-            }
+        if let Some(monitor) = monitor(p) {
+            add_custom(&mut fams, &mut custom, &monitor, &labels);
         }
     }
     order.extend(custom);
@@ -264,6 +246,39 @@ pub fn render(procs: &[ProcInfo], home: &str, daemon: &SelfStats, now_ms: i64) -
     out
 }
 
+/// The custom metrics of a process, as `jlist` shows them in `pm2_env.axm_monitor`
+/// (`{name: {value, unit, ...}}`). The daemon does not receive `@pm2/io` metrics yet (issue 15's
+/// `axm` part): until it does, processes have none, and this is where they are to be read.
+fn monitor(_p: &ProcInfo) -> Option<serde_json::Map<String, Value>> {
+    None
+}
+
+/// One process's custom metrics into their families (created on first sight, in that order).
+fn add_custom(
+    fams: &mut BTreeMap<String, Family>,
+    custom: &mut Vec<String>,
+    monitor: &serde_json::Map<String, Value>,
+    labels: &str,
+) {
+    for (mname, m) in monitor {
+        let raw = m.get("value").unwrap_or(m);
+        let Some(v) = parse_float(raw) else { continue };
+        let metric = custom_name(mname);
+        if BUILTIN.iter().any(|(b, _, _)| *b == metric) {
+            continue;
+        }
+        let f = fams.entry(metric.clone()).or_insert_with(|| {
+            custom.push(metric.clone());
+            Family {
+                help: mname.clone(),
+                kind: "gauge",
+                samples: String::new(),
+            }
+        });
+        let _ = writeln!(f.samples, "{metric}{{{labels}}} {}", num(v));
+    }
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct SelfStats {
     pub rss_bytes: u64,
@@ -309,6 +324,33 @@ mod tests {
         assert_eq!(custom_name("Heap Size"), "pm2_heap_size");
         assert_eq!(custom_name("a--b  c"), "pm2_a_b_c");
         assert_eq!(custom_name("été!"), "pm2__t_");
+    }
+
+    #[test]
+    fn custom_metrics_as_the_exporter() {
+        let monitor = json!({
+            "req/sec": {"value": 12.5, "unit": "req/s"},
+            "Heap Size": {"value": "33.1 MiB"},
+            "status": {"value": "ready"},
+            "cpu": {"value": 99},
+        });
+        let mut fams = BTreeMap::new();
+        let mut custom = Vec::new();
+        let labels = "id=\"0\"";
+        add_custom(&mut fams, &mut custom, monitor.as_object().unwrap(), labels);
+        add_custom(
+            &mut fams,
+            &mut custom,
+            monitor.as_object().unwrap(),
+            "id=\"1\"",
+        );
+        assert_eq!(custom, ["pm2_req_sec", "pm2_heap_size"]);
+        assert_eq!(
+            fams["pm2_req_sec"].samples,
+            "pm2_req_sec{id=\"0\"} 12.5\npm2_req_sec{id=\"1\"} 12.5\n"
+        );
+        assert_eq!(fams["pm2_heap_size"].help, "Heap Size");
+        assert!(fams["pm2_heap_size"].samples.contains("} 33.1\n"));
     }
 
     #[test]

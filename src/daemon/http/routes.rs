@@ -13,7 +13,15 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 pub async fn handle(api: Arc<Api>, req: Request<Incoming>) -> Result<Response<Out>, Infallible> {
-    Ok(route(&api, req).await.unwrap_or_else(reply::error))
+    let t0 = std::time::Instant::now();
+    let mut r = route(&api, req).await.unwrap_or_else(reply::error);
+    // The daemon's own time for the answer (a stream: until its headers), for clients and
+    // the benchmark: the standard `Server-Timing` header.
+    let dur = format!("daemon;dur={:.3}", t0.elapsed().as_secs_f64() * 1000.0);
+    if let Ok(v) = hyper::header::HeaderValue::from_str(&dur) {
+        r.headers_mut().insert("server-timing", v);
+    }
+    Ok(r)
 }
 
 /// Every route, for 405 (a known path with another method) and the OpenAPI test.
@@ -83,7 +91,7 @@ async fn route(api: &Arc<Api>, req: Request<Incoming>) -> Result<Response<Out>, 
     match (&method, segs.as_slice()) {
         (&Method::GET, ["api", "apps"]) => {
             let procs = list(d).await?;
-            Ok(apps_json(d, &procs))
+            apps_json(d, procs).await
         }
         (&Method::POST, ["api", "apps"]) => {
             let bytes = read_body(api, req).await?;
@@ -96,7 +104,7 @@ async fn route(api: &Arc<Api>, req: Request<Incoming>) -> Result<Response<Out>, 
                 .into_iter()
                 .filter(|p| ids.contains(&p.pm_id))
                 .collect();
-            Ok(apps_json(d, &mine))
+            apps_json(d, mine).await
         }
         (&Method::GET, ["api", "apps", sel, "logs"]) => {
             let params = super::logs::params(&query)?;
@@ -140,11 +148,10 @@ async fn route(api: &Arc<Api>, req: Request<Incoming>) -> Result<Response<Out>, 
         (&Method::GET, ["api", "events"]) => super::sse::open(api.clone(), &query).await,
         (&Method::GET, ["metrics"]) => {
             let procs = list(d).await?;
-            let home = d.ctx.home.root.to_string_lossy().into_owned();
             let text = tokio::task::spawn_blocking(move || {
                 let own = super::prometheus::self_stats();
                 let now = chrono::Utc::now().timestamp_millis();
-                super::prometheus::render(&procs, &home, &own, now)
+                super::prometheus::render(&procs, &own, now)
             })
             .await
             .map_err(|e| ApiError::new(500, e.to_string()))?;
@@ -269,13 +276,16 @@ fn unexpected(r: Resp) -> ApiError {
     }
 }
 
-fn apps_json(d: &crate::daemon::state::Daemon, procs: &[ProcInfo]) -> Response<Out> {
-    let home = d.ctx.home.root.to_string_lossy();
-    reply::bytes(
-        200,
-        "application/json",
-        crate::render::jlist::jlist(procs, &home),
-    )
+/// PM2's jlist array (~6 KB per process: built on the blocking pool, off the runtime's workers).
+async fn apps_json(
+    d: &crate::daemon::state::Daemon,
+    procs: Vec<ProcInfo>,
+) -> Result<Response<Out>, ApiError> {
+    let home = d.ctx.home.root.to_string_lossy().into_owned();
+    let text = tokio::task::spawn_blocking(move || crate::render::jlist::jlist(&procs, &home))
+        .await
+        .map_err(|e| ApiError::new(500, e.to_string()))?;
+    Ok(reply::bytes(200, "application/json", text))
 }
 
 /// `Done` → `{"ok":true,"ids":[...]}`; any instance's error → 409 with every result.

@@ -61,7 +61,14 @@ async fn route(api: &Arc<Api>, req: Request<Incoming>) -> Result<Response<Out>, 
     if path == "/" || path == "/index.html" || path.starts_with("/assets/") {
         only(&method, Method::GET)?;
         return match assets::get(&path) {
-            Some((ct, bytes)) => Ok(reply::bytes(200, ct, bytes)),
+            Some((ct, bytes)) => {
+                let mut r = reply::bytes(200, ct, bytes);
+                for (k, v) in assets::HEADERS {
+                    r.headers_mut()
+                        .insert(*k, hyper::header::HeaderValue::from_static(v));
+                }
+                Ok(r)
+            }
             None => Err(ApiError::new(404, format!("no such file: {path}"))),
         };
     }

@@ -36,7 +36,6 @@ use launch::write_pid_file;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use retire::retire;
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -85,7 +84,7 @@ pub struct Shared {
     pub counters: Counters,
     pub exit_code: Option<i32>,
     pub last_error: Option<String>,
-    pub env: BTreeMap<String, String>,
+    pub env: crate::env_map::Env,
     pub paths: Paths,
     pub history: History,
     /// Daemon-wide order in which instances last became `stopped` or `errored` (0: never):
@@ -115,7 +114,7 @@ impl Shared {
         spec: Arc<AppSpec>,
         instance: u32,
         status: Status,
-        env: BTreeMap<String, String>,
+        env: crate::env_map::Env,
         paths: Paths,
     ) -> Shared {
         let now = now_ms();

@@ -84,8 +84,9 @@ enum Msg {
     Data(u64, Arc<Vec<u8>>),
     /// The stream ended: complete its line if it is still open.
     EndLine(u64),
-    /// Reopen the path (after an external rotation) with these settings.
-    Reopen(RotateConf, oneshot::Sender<()>),
+    /// Reopen the path (after an external rotation) with these settings. Boxed: each file's
+    /// queue allocates room for 32 messages at once, the size of the largest.
+    Reopen(Box<RotateConf>, oneshot::Sender<()>),
     /// Truncate the file.
     Flush(oneshot::Sender<()>),
     /// The rotation schedule fired: rotate if the file is not empty.
@@ -327,7 +328,7 @@ impl Sinks {
         for s in &sinks {
             let conf = global.with_app(s.app_rotate.as_ref());
             s.schedule(&conf);
-            s.request(|ack| Msg::Reopen(conf, ack)).await;
+            s.request(|ack| Msg::Reopen(Box::new(conf), ack)).await;
         }
         (sinks.len() + 1, warnings)
     }
@@ -475,7 +476,7 @@ impl Writer {
             Msg::Reopen(conf, ack) => {
                 self.write_out();
                 self.open_line = None;
-                self.conf = conf;
+                self.conf = *conf;
                 self.rotate_blocked_until = None;
                 match open_append(&self.path) {
                     Ok(f) => {

@@ -58,8 +58,9 @@ use tokio::time::Instant;
 
 /// Largest piece read from a pipe at once; also the longest line kept whole.
 pub const CHUNK: usize = 64 * 1024;
-/// The read buffer of a stream that is not busy (most of them, most of the time).
-const QUIET_BUF: usize = 1024;
+/// The read buffer of a stream that is not busy (most of them, most of the time), taken when
+/// there is something to read.
+pub const QUIET_BUF: usize = 1024;
 /// Blocks queued per file before readers wait.
 pub const SINK_QUEUE: usize = 16;
 /// How long a pipe must stay quiet before a partial line (no newline yet) is written out.
@@ -740,32 +741,40 @@ pub async fn pump_pipe(pipe: std::io::Result<OwnedFd>, src: Source) {
 async fn pump_paced(mut pipe: impl pace::Input, src: Source) {
     let _live = LivePump::new();
     let mut pace = pace::Pace::default();
-    // A quiet stream reads into a small buffer: a 64 KiB one per stream would sit in memory
-    // that a burst of restarts touched, and count in the daemon's RSS for every idle app. A
-    // read that fills it marks the stream busy, and busy streams read into CHUNK buffers.
-    let mut buf: Vec<u8> = Vec::with_capacity(QUIET_BUF);
+    // A quiet stream reads into a small buffer, taken when there is something to read and
+    // given back once its lines are written: a buffer kept per stream (64 KiB, later 1 KiB)
+    // counted in the daemon's RSS for every idle app. A read that fills it marks the stream
+    // busy, and busy streams read into CHUNK buffers.
+    let mut buf: Vec<u8> = Vec::new();
     // While `buf` holds a partial line: when it began to wait, and when it is written out.
     let mut pending: Option<(Instant, Instant)> = None;
     loop {
-        if buf.len() == buf.capacity() {
+        if buf.capacity() > 0 && buf.len() == buf.capacity() {
             buf.reserve(CHUNK);
         }
-        let spare = buf.capacity() - buf.len();
+        let before = buf.len();
         let read = match pending {
             None => pipe.read(&mut buf).await,
             Some((_, due)) => match tokio::time::timeout_at(due, pipe.read(&mut buf)).await {
                 Ok(r) => r,
                 Err(_) => {
-                    // Quiet: write the partial line out as it is (a small copy; the read
-                    // buffer stays).
-                    let part = buf.to_vec();
-                    buf.clear();
+                    // Quiet: write the partial line out as it is; a busy stream's big read
+                    // buffer stays (a small copy).
+                    let part = if buf.capacity() > QUIET_BUF {
+                        let part = buf.to_vec();
+                        buf.clear();
+                        part
+                    } else {
+                        std::mem::take(&mut buf)
+                    };
                     pending = None;
                     src.send(part).await;
                     continue;
                 }
             },
         };
+        // The room the read had (the input may have just made it).
+        let spare = buf.capacity() - before;
         let n = match read {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
@@ -787,8 +796,10 @@ async fn pump_paced(mut pipe: impl pace::Input, src: Source) {
         }
         let mut rest = if busy {
             spare::take()
-        } else {
+        } else if cut < buf.len() {
             Vec::with_capacity(QUIET_BUF)
+        } else {
+            Vec::new()
         };
         rest.extend_from_slice(&buf[cut..]);
         buf.truncate(cut);

@@ -233,6 +233,9 @@ impl Instance {
         crate::knobs::get().listen_timeout(self.with(|s| s.spec.listen_timeout))
     }
 
+    /// The instance's task. Every handler runs boxed: the task's future is as big as the
+    /// largest state it can be in, and is allocated for every instance for its whole life;
+    /// inline, the rare paths (reload, launch, stop) made it several KB per app.
     pub async fn run(self, mut rx: CtlReceiver) {
         let mut phase = Phase::Idle;
         let mut cron = super::cron::Timer::default();
@@ -245,41 +248,41 @@ impl Instance {
             phase = match phase {
                 Phase::Deleted => break,
                 Phase::Idle => tokio::select! {
-                    _ = cron_due => self.on_cron(None).await,
+                    _ = cron_due => Box::pin(self.on_cron(None)).await,
                     ev = watched => match self.on_watch_event(ev) {
                         Some(file) => {
                             by_watch = true;
-                            self.on_watch(None, file, &mut rx).await
+                            Box::pin(self.on_watch(None, file, &mut rx)).await
                         }
                         None => Phase::Idle,
                     },
                     ctl = rx.recv() => match ctl {
                         None => break,
-                        Some(ctl) => self.on_ctl_idle(ctl).await,
+                        Some(ctl) => Box::pin(self.on_ctl_idle(ctl)).await,
                     },
                 },
                 Phase::Waiting(at) => tokio::select! {
-                    _ = tokio::time::sleep_until(at) => self.relaunch(None).await,
-                    _ = cron_due => self.on_cron(None).await,
+                    _ = tokio::time::sleep_until(at) => Box::pin(self.relaunch(None)).await,
+                    _ = cron_due => Box::pin(self.on_cron(None)).await,
                     ev = watched => match self.on_watch_event(ev) {
                         Some(file) => {
                             by_watch = true;
-                            self.on_watch(None, file, &mut rx).await
+                            Box::pin(self.on_watch(None, file, &mut rx)).await
                         }
                         None => Phase::Waiting(at),
                     },
                     ctl = rx.recv() => match ctl {
                         None => break,
-                        Some(ctl) => self.on_ctl_waiting(ctl, at).await,
+                        Some(ctl) => Box::pin(self.on_ctl_waiting(ctl, at)).await,
                     },
                 },
                 Phase::Running(mut r) => tokio::select! {
-                    status = r.child.wait() => self.on_exit(*r, status).await,
-                    _ = cron_due => self.on_cron(Some(r)).await,
+                    status = r.child.wait() => Box::pin(self.on_exit(*r, status)).await,
+                    _ = cron_due => Box::pin(self.on_cron(Some(r))).await,
                     ev = watched => match self.on_watch_event(ev) {
                         Some(file) => {
                             by_watch = true;
-                            self.on_watch(Some(r), file, &mut rx).await
+                            Box::pin(self.on_watch(Some(r), file, &mut rx)).await
                         }
                         None => Phase::Running(r),
                     },
@@ -288,8 +291,8 @@ impl Instance {
                         IpcOutcome::Restart => {
                             let why = Why::new(RestartCause::Crash, "broke the cluster protocol");
                             self.record(why, &r);
-                            self.stop_for_restart(*r).await;
-                            self.relaunch(None).await
+                            Box::pin(self.stop_for_restart(*r)).await;
+                            Box::pin(self.relaunch(None)).await
                         }
                     },
                     _ = sleep_opt(r.ready_deadline) => {
@@ -299,10 +302,10 @@ impl Instance {
                     }
                     ctl = rx.recv() => match ctl {
                         None => {
-                            self.stop_running(*r).await;
+                            Box::pin(self.stop_running(*r)).await;
                             break;
                         }
-                        Some(ctl) => self.on_ctl_running(r, ctl, &mut rx).await,
+                        Some(ctl) => Box::pin(self.on_ctl_running(r, ctl, &mut rx)).await,
                     },
                 },
             };

@@ -746,6 +746,8 @@ async fn pump_paced(mut pipe: impl pace::Input, src: Source) {
     // counted in the daemon's RSS for every idle app. A read that fills it marks the stream
     // busy, and busy streams read into CHUNK buffers.
     let mut buf: Vec<u8> = Vec::new();
+    // Handing lines on is boxed (one allocation per batch): inline, its state would be part of
+    // this task's future, which every stream of every app holds for its whole life.
     // While `buf` holds a partial line: when it began to wait, and when it is written out.
     let mut pending: Option<(Instant, Instant)> = None;
     loop {
@@ -768,7 +770,7 @@ async fn pump_paced(mut pipe: impl pace::Input, src: Source) {
                         std::mem::take(&mut buf)
                     };
                     pending = None;
-                    src.send(part).await;
+                    Box::pin(src.send(part)).await;
                     continue;
                 }
             },
@@ -805,12 +807,12 @@ async fn pump_paced(mut pipe: impl pace::Input, src: Source) {
         buf.truncate(cut);
         let lines = std::mem::replace(&mut buf, rest);
         pending = (!buf.is_empty()).then(|| (now, hold(now, now, busy)));
-        src.send(lines).await;
+        Box::pin(src.send(lines)).await;
     }
     if !buf.is_empty() {
-        src.send(buf).await;
+        Box::pin(src.send(buf)).await;
     }
-    src.end().await;
+    Box::pin(src.end()).await;
 }
 
 /// When a partial line that began to wait at `since` is written out, given the last read.

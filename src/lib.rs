@@ -9,6 +9,7 @@ pub mod cron;
 pub mod daemon;
 pub mod dayjs;
 pub mod dump;
+pub mod env_map;
 pub mod foreign;
 pub mod knobs;
 pub mod monit;

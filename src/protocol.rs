@@ -371,7 +371,7 @@ pub struct ProcInfo {
     pub log_path: Option<String>,
     pub pid_path: String,
     /// The environment the child got (or will get) on its next start.
-    pub env: BTreeMap<String, String>,
+    pub env: crate::env_map::Env,
     pub username: String,
     pub monit: Monit,
     /// Why the last start failed or the process errored, for `describe`.

@@ -47,7 +47,7 @@ pub struct AppSpec {
     /// Resolved number of instances (>= 1).
     pub instances: u32,
     /// The environment the child starts from: the CLI's (filtered) env plus the app's `env`.
-    pub env: BTreeMap<String, String>,
+    pub env: crate::env_map::Env,
     /// The JSON value of each `env` entry the config gave as a number, a boolean or `null`, so
     /// `jlist` shows `PORT: 3000` as PM2 does while the child gets `env`'s string; and entries
     /// that are objects (PM2's `{}` under the app's name for a CLI start, objects of an
@@ -310,7 +310,7 @@ pub fn test_spec(name: &str) -> AppSpec {
         cwd: "/".into(),
         exec_mode: ExecMode::Fork,
         instances: 1,
-        env: BTreeMap::new(),
+        env: Default::default(),
         env_json: BTreeMap::new(),
         autorestart: true,
         autostart: true,

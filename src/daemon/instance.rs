@@ -37,7 +37,6 @@ use launch::write_pid_file;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use retire::retire;
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -85,7 +84,7 @@ pub struct Shared {
     pub counters: Counters,
     pub exit_code: Option<i32>,
     pub last_error: Option<String>,
-    pub env: BTreeMap<String, String>,
+    pub env: crate::env_map::Env,
     pub paths: Paths,
     pub history: History,
     /// Daemon-wide order in which instances last became `stopped` or `errored` (0: never):
@@ -117,7 +116,7 @@ impl Shared {
         spec: Arc<AppSpec>,
         instance: u32,
         status: Status,
-        env: BTreeMap<String, String>,
+        env: crate::env_map::Env,
         paths: Paths,
     ) -> Shared {
         let now = now_ms();
@@ -250,6 +249,10 @@ impl Instance {
         self.run_in(Phase::Idle, rx).await
     }
 
+    /// The instance's task (from `Idle`, or around a process handed over by `update`). Every
+    /// handler runs boxed: the task's future is as big as the largest state it can be in, and
+    /// is allocated for every instance for its whole life; inline, the rare paths (reload,
+    /// launch, stop) made it several KB per app.
     async fn run_in(self, mut phase: Phase, mut rx: CtlReceiver) {
         let mut cron = super::cron::Timer::default();
         let mut watcher = super::watch::Watcher::default();
@@ -261,41 +264,41 @@ impl Instance {
             phase = match phase {
                 Phase::Deleted => break,
                 Phase::Idle => tokio::select! {
-                    _ = cron_due => self.on_cron(None).await,
+                    _ = cron_due => Box::pin(self.on_cron(None)).await,
                     ev = watched => match self.on_watch_event(ev) {
                         Some(file) => {
                             by_watch = true;
-                            self.on_watch(None, file, &mut rx).await
+                            Box::pin(self.on_watch(None, file, &mut rx)).await
                         }
                         None => Phase::Idle,
                     },
                     ctl = rx.recv() => match ctl {
                         None => break,
-                        Some(ctl) => self.on_ctl_idle(ctl).await,
+                        Some(ctl) => Box::pin(self.on_ctl_idle(ctl)).await,
                     },
                 },
                 Phase::Waiting(at) => tokio::select! {
-                    _ = tokio::time::sleep_until(at) => self.relaunch(None).await,
-                    _ = cron_due => self.on_cron(None).await,
+                    _ = tokio::time::sleep_until(at) => Box::pin(self.relaunch(None)).await,
+                    _ = cron_due => Box::pin(self.on_cron(None)).await,
                     ev = watched => match self.on_watch_event(ev) {
                         Some(file) => {
                             by_watch = true;
-                            self.on_watch(None, file, &mut rx).await
+                            Box::pin(self.on_watch(None, file, &mut rx)).await
                         }
                         None => Phase::Waiting(at),
                     },
                     ctl = rx.recv() => match ctl {
                         None => break,
-                        Some(ctl) => self.on_ctl_waiting(ctl, at).await,
+                        Some(ctl) => Box::pin(self.on_ctl_waiting(ctl, at)).await,
                     },
                 },
                 Phase::Running(mut r) => tokio::select! {
-                    status = r.child.wait() => self.on_exit(*r, status).await,
-                    _ = cron_due => self.on_cron(Some(r)).await,
+                    status = r.child.wait() => Box::pin(self.on_exit(*r, status)).await,
+                    _ = cron_due => Box::pin(self.on_cron(Some(r))).await,
                     ev = watched => match self.on_watch_event(ev) {
                         Some(file) => {
                             by_watch = true;
-                            self.on_watch(Some(r), file, &mut rx).await
+                            Box::pin(self.on_watch(Some(r), file, &mut rx)).await
                         }
                         None => Phase::Running(r),
                     },
@@ -304,8 +307,8 @@ impl Instance {
                         IpcOutcome::Restart => {
                             let why = Why::new(RestartCause::Crash, "broke the cluster protocol");
                             self.record(why, &r);
-                            self.stop_for_restart(*r).await;
-                            self.relaunch(None).await
+                            Box::pin(self.stop_for_restart(*r)).await;
+                            Box::pin(self.relaunch(None)).await
                         }
                     },
                     _ = sleep_opt(r.ready_deadline) => {
@@ -315,10 +318,10 @@ impl Instance {
                     }
                     ctl = rx.recv() => match ctl {
                         None => {
-                            self.stop_running(*r).await;
+                            Box::pin(self.stop_running(*r)).await;
                             break;
                         }
-                        Some(ctl) => self.on_ctl_running(r, ctl, &mut rx).await,
+                        Some(ctl) => Box::pin(self.on_ctl_running(r, ctl, &mut rx)).await,
                     },
                 },
             };

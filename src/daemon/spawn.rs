@@ -5,7 +5,6 @@
 use crate::spec::AppSpec;
 use nix::fcntl::{fcntl, FcntlArg};
 use nix::unistd::dup2;
-use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
@@ -41,12 +40,7 @@ pub fn argv(spec: &AppSpec, preload: Option<&str>) -> Vec<String> {
 }
 
 /// The environment of instance `instance` with id `pm_id`: the app's env plus PM2's variables.
-pub fn child_env(
-    spec: &AppSpec,
-    pm_id: u32,
-    instance: u32,
-    home: &str,
-) -> BTreeMap<String, String> {
+pub fn child_env(spec: &AppSpec, pm_id: u32, instance: u32, home: &str) -> crate::env_map::Env {
     let mut env = spec.env.clone();
     env.insert("pm_id".into(), pm_id.to_string());
     env.insert("name".into(), spec.name.clone());
@@ -65,9 +59,9 @@ pub fn child_env(
         .interpreter
         .as_deref()
         .is_some_and(|i| i.rsplit('/').next().unwrap_or(i).starts_with("python"))
+        && !env.contains_key("PYTHONUNBUFFERED")
     {
-        env.entry("PYTHONUNBUFFERED".into())
-            .or_insert_with(|| "1".into());
+        env.insert("PYTHONUNBUFFERED".into(), "1".into());
     }
     env
 }
@@ -94,7 +88,7 @@ impl<'a> ListenFds<'a> {
 /// (and no IPC channel: the systemd convention owns those fds).
 pub fn spawn(
     spec: &AppSpec,
-    env: &BTreeMap<String, String>,
+    env: &crate::env_map::Env,
     worker: Option<u64>,
     preload: Option<&str>,
     listen: Option<ListenFds<'_>>,

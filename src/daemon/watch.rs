@@ -104,15 +104,16 @@ pub enum Event {
 
 #[derive(Default)]
 pub struct Watcher {
-    /// The spec's `watch` fields last seen (the config is rebuilt only when they change).
-    key: Option<serde_json::Value>,
+    /// The spec's `watch` fields last seen (the config is rebuilt only when they change), as
+    /// JSON text: kept per instance, a `Value` tree is several times bigger.
+    key: Option<String>,
     cfg: Option<Config>,
     setup: Option<JoinHandle<Result<(Backend, String), String>>>,
     backend: Option<Backend>,
     pending: Option<(Instant, String)>,
 }
 
-fn key_of(spec: &AppSpec) -> serde_json::Value {
+fn key_of(spec: &AppSpec) -> String {
     serde_json::json!([
         spec.watch.to_json(),
         spec.cwd,
@@ -120,6 +121,7 @@ fn key_of(spec: &AppSpec) -> serde_json::Value {
         spec.watch_delay,
         spec.watch_options
     ])
+    .to_string()
 }
 
 /// Sets the backend up (blocking).

@@ -12,7 +12,7 @@ pub fn spec(name: &str) -> AppSpec {
         script: format!("{APP_DIR}/http.js"),
         interpreter: Some("node".into()),
         cwd: APP_DIR.into(),
-        env: BTreeMap::from([("PORT".into(), "3000".into())]),
+        env: BTreeMap::from([("PORT".into(), "3000".into())]).into(),
         ..crate::spec::test_spec(name)
     }
 }

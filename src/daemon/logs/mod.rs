@@ -58,8 +58,9 @@ use tokio::time::Instant;
 
 /// Largest piece read from a pipe at once; also the longest line kept whole.
 pub const CHUNK: usize = 64 * 1024;
-/// The read buffer of a stream that is not busy (most of them, most of the time).
-const QUIET_BUF: usize = 1024;
+/// The read buffer of a stream that is not busy (most of them, most of the time), taken when
+/// there is something to read.
+pub const QUIET_BUF: usize = 1024;
 /// Blocks queued per file before readers wait.
 pub const SINK_QUEUE: usize = 16;
 /// How long a pipe must stay quiet before a partial line (no newline yet) is written out.
@@ -84,8 +85,9 @@ enum Msg {
     Data(u64, Arc<Vec<u8>>),
     /// The stream ended: complete its line if it is still open.
     EndLine(u64),
-    /// Reopen the path (after an external rotation) with these settings.
-    Reopen(RotateConf, oneshot::Sender<()>),
+    /// Reopen the path (after an external rotation) with these settings. Boxed: each file's
+    /// queue allocates room for 32 messages at once, the size of the largest.
+    Reopen(Box<RotateConf>, oneshot::Sender<()>),
     /// Truncate the file.
     Flush(oneshot::Sender<()>),
     /// The rotation schedule fired: rotate if the file is not empty.
@@ -329,7 +331,7 @@ impl Sinks {
         for s in &sinks {
             let conf = global.with_app(s.app_rotate.as_ref());
             s.schedule(&conf);
-            s.request(|ack| Msg::Reopen(conf, ack)).await;
+            s.request(|ack| Msg::Reopen(Box::new(conf), ack)).await;
         }
         (sinks.len() + 1, warnings)
     }
@@ -486,7 +488,7 @@ impl Writer {
             Msg::Reopen(conf, ack) => {
                 self.write_out();
                 self.open_line = None;
-                self.conf = conf;
+                self.conf = *conf;
                 self.rotate_blocked_until = None;
                 match open_append(&self.path) {
                     Ok(f) => {
@@ -779,23 +781,26 @@ async fn pump_paced(mut pipe: impl pace::Input, src: Source) {
     let _live = LivePump::new();
     let mut freeze = frozen().subscribe();
     let mut pace = pace::Pace::default();
-    // A quiet stream reads into a small buffer: a 64 KiB one per stream would sit in memory
-    // that a burst of restarts touched, and count in the daemon's RSS for every idle app. A
-    // read that fills it marks the stream busy, and busy streams read into CHUNK buffers.
-    let mut buf: Vec<u8> = Vec::with_capacity(QUIET_BUF);
+    // A quiet stream reads into a small buffer, taken when there is something to read and
+    // given back once its lines are written: a buffer kept per stream (64 KiB, later 1 KiB)
+    // counted in the daemon's RSS for every idle app. A read that fills it marks the stream
+    // busy, and busy streams read into CHUNK buffers.
+    let mut buf: Vec<u8> = Vec::new();
+    // Handing lines on is boxed (one allocation per batch): inline, its state would be part of
+    // this task's future, which every stream of every app holds for its whole life.
     // While `buf` holds a partial line: when it began to wait, and when it is written out.
     let mut pending: Option<(Instant, Instant)> = None;
     loop {
-        if buf.len() == buf.capacity() {
+        if buf.capacity() > 0 && buf.len() == buf.capacity() {
             buf.reserve(CHUNK);
         }
-        let spare = buf.capacity() - buf.len();
+        let before = buf.len();
         let read = tokio::select! {
             biased;
             _ = async { freeze.wait_for(|f| *f).await.is_ok() } => {
                 // The line stays open: the next daemon's pump continues it.
                 if !buf.is_empty() {
-                    src.send(buf).await;
+                    Box::pin(src.send(buf)).await;
                 }
                 return;
             }
@@ -804,15 +809,22 @@ async fn pump_paced(mut pipe: impl pace::Input, src: Source) {
         let read = match read {
             Some(r) => r,
             None => {
-                // Quiet: write the partial line out as it is (a small copy; the read
-                // buffer stays).
-                let part = buf.to_vec();
-                buf.clear();
+                // Quiet: write the partial line out as it is; a busy stream's big read
+                // buffer stays (a small copy).
+                let part = if buf.capacity() > QUIET_BUF {
+                    let part = buf.to_vec();
+                    buf.clear();
+                    part
+                } else {
+                    std::mem::take(&mut buf)
+                };
                 pending = None;
-                src.send(part).await;
+                Box::pin(src.send(part)).await;
                 continue;
             }
         };
+        // The room the read had (the input may have just made it).
+        let spare = buf.capacity() - before;
         let n = match read {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
@@ -834,19 +846,21 @@ async fn pump_paced(mut pipe: impl pace::Input, src: Source) {
         }
         let mut rest = if busy {
             spare::take()
-        } else {
+        } else if cut < buf.len() {
             Vec::with_capacity(QUIET_BUF)
+        } else {
+            Vec::new()
         };
         rest.extend_from_slice(&buf[cut..]);
         buf.truncate(cut);
         let lines = std::mem::replace(&mut buf, rest);
         pending = (!buf.is_empty()).then(|| (now, hold(now, now, busy)));
-        src.send(lines).await;
+        Box::pin(src.send(lines)).await;
     }
     if !buf.is_empty() {
-        src.send(buf).await;
+        Box::pin(src.send(buf)).await;
     }
-    src.end().await;
+    Box::pin(src.end()).await;
 }
 
 /// When a partial line that began to wait at `since` is written out, given the last read.

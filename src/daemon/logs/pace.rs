@@ -15,6 +15,7 @@
 //! (no nap: the previous read is long past), so latency is only paid under load, and it is at
 //! most about one nap.
 
+use super::QUIET_BUF;
 use std::future::Future;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -36,7 +37,8 @@ pub const BUSY_PIPE: i32 = 1 << 20;
 /// What a pump reads from.
 pub trait Input {
     /// Read into the spare capacity of `buf`; `Ok(0)` at EOF. Cancel-safe: nothing is read
-    /// unless it returns.
+    /// unless it returns. A `buf` without spare room gets [`QUIET_BUF`] bytes once there is
+    /// something to read: an idle stream holds no buffer.
     fn read(&mut self, buf: &mut Vec<u8>) -> impl Future<Output = io::Result<usize>>;
     /// The stream is busy and the pipe was just emptied: nap before the next read.
     fn nap(&mut self);
@@ -55,6 +57,9 @@ impl<R: AsyncRead + Unpin> Input for Plain<R> {
         if self.1 {
             tokio::time::sleep(NAP).await;
             self.1 = false;
+        }
+        if buf.len() == buf.capacity() {
+            buf.reserve(QUIET_BUF);
         }
         self.0.read_buf(buf).await
     }
@@ -169,6 +174,9 @@ fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
 
 /// One non-blocking `read` into the spare capacity of `buf`.
 fn read_fd(fd: &OwnedFd, buf: &mut Vec<u8>) -> io::Result<usize> {
+    if buf.len() == buf.capacity() {
+        buf.reserve(QUIET_BUF);
+    }
     loop {
         let spare = buf.spare_capacity_mut();
         // SAFETY: reads at most `spare.len()` bytes into memory `buf` owns; the bytes the

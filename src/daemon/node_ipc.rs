@@ -617,7 +617,7 @@ mod handoff_tests {
         )
         .unwrap();
         match rx2.recv().await {
-            Some(IpcEvent::Message(v)) => assert_eq!(v, serde_json::json!({"a": 1})),
+            Some(IpcEvent::Message(v)) => assert_eq!(*v, serde_json::json!({"a": 1})),
             other => panic!("{other:?}"),
         }
         // The frozen channel said nothing more (no `Closed`: the process is not gone).

@@ -8,10 +8,10 @@ use serde_json::{json, Map, Value};
 
 /// PM2's option defaults: an option at its default is left out of `pm2_env`, as PM2 only echoes
 /// options that were set.
-const DEFAULT_KILL_TIMEOUT: u64 = 1600;
-const DEFAULT_LISTEN_TIMEOUT: u64 = 3000;
-const DEFAULT_MIN_UPTIME: u64 = 1000;
-const DEFAULT_MAX_RESTARTS: u32 = 16;
+pub(super) const DEFAULT_KILL_TIMEOUT: u64 = 1600;
+pub(super) const DEFAULT_LISTEN_TIMEOUT: u64 = 3000;
+pub(super) const DEFAULT_MIN_UPTIME: u64 = 1000;
+pub(super) const DEFAULT_MAX_RESTARTS: u32 = 16;
 
 /// One element of `pmr jlist`. `home` is `$PMR_HOME`, shown as `env.PMR_HOME` where PM2 shows
 /// `PM2_HOME`.
@@ -177,7 +177,7 @@ pub fn jlist_value(p: &ProcInfo, home: &str) -> Value {
 }
 
 /// An app's `log_rotate` block as the user gave it (canonical keys, sizes in bytes).
-fn log_rotate_value(r: &LogRotate) -> Value {
+pub(super) fn log_rotate_value(r: &LogRotate) -> Value {
     let mut m = Map::new();
     if let Some(v) = r.max_size {
         m.insert("max_size".into(), json!(v));
@@ -199,8 +199,8 @@ fn log_rotate_value(r: &LogRotate) -> Value {
 
 /// `pmr jlist`: the whole list on one line, as `JSON.stringify` writes it.
 pub fn jlist(procs: &[ProcInfo], home: &str) -> String {
-    let list: Vec<Value> = procs.iter().map(|p| jlist_value(p, home)).collect();
-    serde_json::to_string(&list).unwrap_or_else(|_| "[]".into())
+    // Only JSON text (of strings that were UTF-8) was written.
+    String::from_utf8(super::jlist_write::jlist_bytes(procs, home)).unwrap_or_else(|_| "[]".into())
 }
 
 /// `pm2_env.env` as PM2's: the app's environment with the JSON types the config gave, this
@@ -208,7 +208,7 @@ pub fn jlist(procs: &[ProcInfo], home: &str) -> String {
 /// `PMR_HOME`. Not the variables the daemon adds for the child (`pm_id`, `name`, `namespace`,
 /// `exec_mode`, the instance var, ...): PM2 keeps those as top-level keys, and counting
 /// `fork_mode` in `prettylist` must not find them twice.
-fn env_object(p: &ProcInfo, home: &str) -> Map<String, Value> {
+pub(super) fn env_object(p: &ProcInfo, home: &str) -> Map<String, Value> {
     let s = &p.spec;
     let mut env = s.env_typed();
     if let Some(var) = &s.increment_var {

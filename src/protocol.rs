@@ -344,7 +344,9 @@ pub struct ProcInfo {
     pub pm_id: u32,
     /// The instance number (`NODE_APP_INSTANCE`), distinct from `pm_id`.
     pub instance: u32,
-    pub spec: AppSpec,
+    /// Shared with the daemon's instance: a `list` of a thousand apps copies no spec.
+    #[serde(serialize_with = "ser_spec", deserialize_with = "de_spec")]
+    pub spec: std::sync::Arc<AppSpec>,
     pub status: Status,
     /// 0 when not running.
     pub pid: u32,
@@ -377,6 +379,14 @@ pub struct ProcInfo {
     /// The file whose change last restarted the app.
     #[serde(default)]
     pub watch_last: Option<String>,
+}
+
+fn ser_spec<S: serde::Serializer>(spec: &std::sync::Arc<AppSpec>, s: S) -> Result<S::Ok, S::Error> {
+    spec.as_ref().serialize(s)
+}
+
+fn de_spec<'de, D: serde::Deserializer<'de>>(d: D) -> Result<std::sync::Arc<AppSpec>, D::Error> {
+    AppSpec::deserialize(d).map(std::sync::Arc::new)
 }
 
 /// What made an instance restart (or, for `cron`, start a stopped one).

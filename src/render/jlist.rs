@@ -311,15 +311,27 @@ mod tests {
     fn env_keeps_json_types_and_only_pm2s_keys() {
         let mut p = proc_info(1, "api", Status::Online);
         p.instance = 1;
-        p.spec.exec_mode = crate::spec::ExecMode::Cluster;
-        p.spec.increment_var = Some("PORT".into());
-        p.spec.env_json.insert("PORT".into(), json!(3000));
-        p.spec.env.insert("FLAG".into(), "true".into());
-        p.spec.env_json.insert("FLAG".into(), json!(true));
+        std::sync::Arc::make_mut(&mut p.spec).exec_mode = crate::spec::ExecMode::Cluster;
+        std::sync::Arc::make_mut(&mut p.spec).increment_var = Some("PORT".into());
+        std::sync::Arc::make_mut(&mut p.spec)
+            .env_json
+            .insert("PORT".into(), json!(3000));
+        std::sync::Arc::make_mut(&mut p.spec)
+            .env
+            .insert("FLAG".into(), "true".into());
+        std::sync::Arc::make_mut(&mut p.spec)
+            .env_json
+            .insert("FLAG".into(), json!(true));
         // Changed since (`--update-env`): shown as the string it now is.
-        p.spec.env.insert("RATIO".into(), "2".into());
-        p.spec.env_json.insert("RATIO".into(), json!(1));
-        p.spec.env_json.insert("api".into(), json!({}));
+        std::sync::Arc::make_mut(&mut p.spec)
+            .env
+            .insert("RATIO".into(), "2".into());
+        std::sync::Arc::make_mut(&mut p.spec)
+            .env_json
+            .insert("RATIO".into(), json!(1));
+        std::sync::Arc::make_mut(&mut p.spec)
+            .env_json
+            .insert("api".into(), json!({}));
         // What the daemon adds for the child.
         for (k, v) in [
             ("PORT", "3001"),
@@ -358,14 +370,15 @@ mod tests {
         p.exit_code = Some(1);
         p.prev_restart_delay = 150;
         p.log_path = Some("/h/logs/worker.log".into());
-        p.spec.args = vec!["--x".into()];
-        p.spec.kill_timeout = 5000;
-        p.spec.watch = crate::spec::Watch::Paths(vec!["src".into()]);
-        p.spec.max_memory_restart = Some(104857600);
-        p.spec.cron_restart = Some("0 * * * *".into());
-        p.spec.listen = vec![crate::spec::ListenAddr::parse("127.0.0.1:8000").unwrap()];
-        p.spec.drain_keepalive = false;
-        p.spec.log_rotate = Some(LogRotate {
+        std::sync::Arc::make_mut(&mut p.spec).args = vec!["--x".into()];
+        std::sync::Arc::make_mut(&mut p.spec).kill_timeout = 5000;
+        std::sync::Arc::make_mut(&mut p.spec).watch = crate::spec::Watch::Paths(vec!["src".into()]);
+        std::sync::Arc::make_mut(&mut p.spec).max_memory_restart = Some(104857600);
+        std::sync::Arc::make_mut(&mut p.spec).cron_restart = Some("0 * * * *".into());
+        std::sync::Arc::make_mut(&mut p.spec).listen =
+            vec![crate::spec::ListenAddr::parse("127.0.0.1:8000").unwrap()];
+        std::sync::Arc::make_mut(&mut p.spec).drain_keepalive = false;
+        std::sync::Arc::make_mut(&mut p.spec).log_rotate = Some(LogRotate {
             max_size: Some(1024),
             cron: Some("0 0 * * *".into()),
             ..Default::default()
@@ -421,7 +434,8 @@ mod tests {
         )
         .unwrap();
         let mut p = proc_info(0, "api", Status::Online);
-        p.spec.script = dir.join("lib/app.js").to_string_lossy().into_owned();
+        std::sync::Arc::make_mut(&mut p.spec).script =
+            dir.join("lib/app.js").to_string_lossy().into_owned();
         assert_eq!(jlist_value(&p, "")["pm2_env"]["version"], "1.4.2");
         std::fs::remove_dir_all(&dir).ok();
     }

@@ -311,36 +311,42 @@ mod tests {
         b.log_path = Some("/h/logs/w.log".into());
         b.watching = Some("inotify, 2 directories".into());
         b.watch_last = Some("/app/x.js".into());
-        b.spec.args = vec!["--port".into(), "3000".into()];
-        b.spec.kill_timeout = 5000;
-        b.spec.listen_timeout = 1;
-        b.spec.min_uptime = 2;
-        b.spec.max_restarts = 3;
-        b.spec.restart_delay = 4;
-        b.spec.exp_backoff_restart_delay = Some(100);
-        b.spec.stop_exit_codes = vec![0, 2];
-        b.spec.wait_ready = true;
-        b.spec.shutdown_with_message = true;
-        b.spec.merge_logs = true;
-        b.spec.log_date_format = Some("YYYY".into());
-        b.spec.disable_logs = true;
-        b.spec.log_type = Some("json".into());
-        b.spec.ignore_watch = Some(vec!["node_modules".into()]);
-        b.spec.watch_delay = Some(10);
-        b.spec.max_memory_restart = Some(1 << 20);
-        b.spec.drain_keepalive = false;
-        b.spec.catch_unhandled_rejections = false;
-        b.spec.cron_restart = Some("0 * * * *".into());
-        b.spec
+        std::sync::Arc::make_mut(&mut b.spec).args = vec!["--port".into(), "3000".into()];
+        std::sync::Arc::make_mut(&mut b.spec).kill_timeout = 5000;
+        std::sync::Arc::make_mut(&mut b.spec).listen_timeout = 1;
+        std::sync::Arc::make_mut(&mut b.spec).min_uptime = 2;
+        std::sync::Arc::make_mut(&mut b.spec).max_restarts = 3;
+        std::sync::Arc::make_mut(&mut b.spec).restart_delay = 4;
+        std::sync::Arc::make_mut(&mut b.spec).exp_backoff_restart_delay = Some(100);
+        std::sync::Arc::make_mut(&mut b.spec).stop_exit_codes = vec![0, 2];
+        std::sync::Arc::make_mut(&mut b.spec).wait_ready = true;
+        std::sync::Arc::make_mut(&mut b.spec).shutdown_with_message = true;
+        std::sync::Arc::make_mut(&mut b.spec).merge_logs = true;
+        std::sync::Arc::make_mut(&mut b.spec).log_date_format = Some("YYYY".into());
+        std::sync::Arc::make_mut(&mut b.spec).disable_logs = true;
+        std::sync::Arc::make_mut(&mut b.spec).log_type = Some("json".into());
+        std::sync::Arc::make_mut(&mut b.spec).ignore_watch = Some(vec!["node_modules".into()]);
+        std::sync::Arc::make_mut(&mut b.spec).watch_delay = Some(10);
+        std::sync::Arc::make_mut(&mut b.spec).max_memory_restart = Some(1 << 20);
+        std::sync::Arc::make_mut(&mut b.spec).drain_keepalive = false;
+        std::sync::Arc::make_mut(&mut b.spec).catch_unhandled_rejections = false;
+        std::sync::Arc::make_mut(&mut b.spec).cron_restart = Some("0 * * * *".into());
+        std::sync::Arc::make_mut(&mut b.spec)
             .extra
             .insert("source_map_support".into(), json!(true));
-        b.spec
+        std::sync::Arc::make_mut(&mut b.spec)
             .extra
             .insert("my_opt".into(), json!({"a": [1, "two"]}));
-        b.spec.env.insert("PORT".into(), "3000".into());
-        b.spec.env_json.insert("PORT".into(), json!(3000));
-        b.spec.env_json.insert("OBJ".into(), json!({"k": "v"}));
-        b.spec
+        std::sync::Arc::make_mut(&mut b.spec)
+            .env
+            .insert("PORT".into(), "3000".into());
+        std::sync::Arc::make_mut(&mut b.spec)
+            .env_json
+            .insert("PORT".into(), json!(3000));
+        std::sync::Arc::make_mut(&mut b.spec)
+            .env_json
+            .insert("OBJ".into(), json!({"k": "v"}));
+        std::sync::Arc::make_mut(&mut b.spec)
             .env
             .insert("Q".into(), "a \"quoted\"\n\u{1} é".into());
         b.restart_history = vec![RestartRecord {
@@ -354,14 +360,22 @@ mod tests {
         same(&[b.clone()], "");
         // Keys that meet ours: the element is built as a value, still the same text.
         let mut c = b.clone();
-        c.spec.extra.insert("status".into(), json!("mine"));
-        c.spec.env.insert("version".into(), "9".into());
+        std::sync::Arc::make_mut(&mut c.spec)
+            .extra
+            .insert("status".into(), json!("mine"));
+        std::sync::Arc::make_mut(&mut c.spec)
+            .env
+            .insert("version".into(), "9".into());
         let mut d = a.clone();
-        d.spec.instance_var = "name".into();
+        std::sync::Arc::make_mut(&mut d.spec).instance_var = "name".into();
         let mut e = a.clone();
-        e.spec.extra.insert("INSTANCE".into(), json!(1));
-        e.spec.instance_var = "INSTANCE".into();
-        e.spec.env.insert("INSTANCE".into(), "x".into());
+        std::sync::Arc::make_mut(&mut e.spec)
+            .extra
+            .insert("INSTANCE".into(), json!(1));
+        std::sync::Arc::make_mut(&mut e.spec).instance_var = "INSTANCE".into();
+        std::sync::Arc::make_mut(&mut e.spec)
+            .env
+            .insert("INSTANCE".into(), "x".into());
         same(&[c, d, e, a], "/h");
     }
 }

@@ -50,7 +50,7 @@ pub fn proc_info(pm_id: u32, name: &str, status: Status) -> ProcInfo {
         cron_next: None,
         watching: None,
         watch_last: None,
-        spec,
+        spec: std::sync::Arc::new(spec),
     }
 }
 

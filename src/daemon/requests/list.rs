@@ -28,7 +28,7 @@ pub async fn list(d: &Arc<Daemon>) -> Response {
             ProcInfo {
                 pm_id: id,
                 instance: s.instance,
-                spec: (*s.spec).clone(),
+                spec: s.spec.clone(),
                 status: s.status,
                 pid: s.pid,
                 pm_uptime: s.pm_uptime,

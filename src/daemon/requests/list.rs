@@ -5,7 +5,22 @@ use crate::protocol::{Monit, ProcInfo, Response};
 use std::sync::Arc;
 
 pub async fn list(d: &Arc<Daemon>) -> Response {
-    let snap = d.registry.lock().unwrap().snapshot();
+    Response::List {
+        procs: procs(d, false).await,
+    }
+}
+
+/// Every instance's state; `lean`: child environments reduced to what `jlist` and `ls` read
+/// (see `Registry::snapshot_lean`).
+pub async fn procs(d: &Arc<Daemon>, lean: bool) -> Vec<ProcInfo> {
+    let snap = {
+        let reg = d.registry.lock().unwrap();
+        if lean {
+            reg.snapshot_lean()
+        } else {
+            reg.snapshot()
+        }
+    };
     let roots: Vec<u32> = snap
         .iter()
         .map(|(_, s)| s.pid)
@@ -15,8 +30,7 @@ pub async fn list(d: &Arc<Daemon>) -> Response {
     let usage = tokio::task::spawn_blocking(move || sampler.lock().unwrap().sample(&roots))
         .await
         .unwrap_or_default();
-    let procs = snap
-        .into_iter()
+    snap.into_iter()
         .map(|(id, s)| {
             let monit = usage
                 .get(&s.pid)
@@ -55,6 +69,5 @@ pub async fn list(d: &Arc<Daemon>) -> Response {
                 watch_last: s.watch_last,
             }
         })
-        .collect();
-    Response::List { procs }
+        .collect()
 }

@@ -11,10 +11,7 @@ use std::sync::Arc;
 
 /// The reply frame and the text after it.
 pub async fn render(d: &Arc<Daemon>, view: View) -> Vec<u8> {
-    let procs = match list::list(d).await {
-        Response::List { procs } => procs,
-        _ => Vec::new(),
-    };
+    let procs = list::procs(d, true).await;
     let text = tokio::task::spawn_blocking(move || {
         crate::render::forget_versions();
         match view {

@@ -14,6 +14,8 @@ const START_DEADLINE: Duration = Duration::from_secs(10);
 
 pub struct Client {
     stream: UnixStream,
+    /// The daemon is this very version (from the greeting; `None`: not greeted yet).
+    same_version: Option<bool>,
 }
 
 impl Client {
@@ -24,7 +26,10 @@ impl Client {
         // connection is accepted by the kernel, then closed unanswered. Wait for it to go.
         let deadline = Instant::now() + Duration::from_secs(2);
         while let Ok(stream) = UnixStream::connect(home.socket()) {
-            let mut c = Client { stream };
+            let mut c = Client {
+                stream,
+                same_version: None,
+            };
             if c.greet() {
                 return Ok(c);
             }
@@ -40,6 +45,7 @@ impl Client {
         start_daemon(home)?;
         Ok(Client {
             stream: wait_for_socket(home)?,
+            same_version: None,
         })
     }
 
@@ -52,7 +58,10 @@ impl Client {
         }
         UnixStream::connect(home.socket())
             .ok()
-            .map(|stream| Client { stream })
+            .map(|stream| Client {
+                stream,
+                same_version: None,
+            })
     }
 
     /// The daemon's pid as this process sees it (`SO_PEERCRED`): right even when the daemon
@@ -90,11 +99,14 @@ impl Client {
             Err(protocol::FrameError::Closed | protocol::FrameError::Io(_)) => return false,
             other => other,
         };
+        self.same_version = Some(false);
         if let Ok(Response::Pong {
             version, protocol, ..
         }) = answer
         {
-            if version != protocol::VERSION || protocol != protocol::PROTOCOL_VERSION {
+            let same = version == protocol::VERSION && protocol == protocol::PROTOCOL_VERSION;
+            self.same_version = Some(same);
+            if !same {
                 let me = crate::personality::current().arg0();
                 eprintln!(
                     "{} the running daemon is pmr {version}, this CLI is {}: run `{me} update` to replace it",
@@ -110,6 +122,24 @@ impl Client {
     /// blocked `recv` (`pmr monit` drops the log stream of an app no longer selected).
     pub fn stream_handle(&self) -> std::io::Result<UnixStream> {
         self.stream.try_clone()
+    }
+
+    /// `jlist`/`ls` text rendered by the daemon; `None` when this daemon cannot (another
+    /// version, or it refused: during an `update`), and the caller renders the list itself.
+    pub fn render(&mut self, view: protocol::View) -> Result<Option<Vec<u8>>> {
+        // A daemon of another version would not know the request (and close the connection).
+        if self.same_version.is_none() && !self.greet() {
+            bail!("the pmr daemon closed the connection");
+        }
+        if self.same_version != Some(true) {
+            return Ok(None);
+        }
+        match self.call(&Request::Render { view })? {
+            Response::Rendered { len } => protocol::read_rendered(&mut self.stream, len)
+                .map(Some)
+                .map_err(|e| anyhow!("no answer from the pmr daemon: {e}")),
+            _ => Ok(None),
+        }
     }
 
     pub fn call(&mut self, req: &Request) -> Result<Response> {

@@ -194,7 +194,7 @@ pub fn proc_of(info: &crate::protocol::ProcInfo) -> DumpProc {
             Status::Stopped | Status::Stopping => Status::Stopped,
             _ => Status::Online,
         },
-        spec: info.spec.clone(),
+        spec: (*info.spec).clone(),
         error: None,
     }
 }

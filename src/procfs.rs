@@ -25,8 +25,12 @@ impl Stat {
 /// parentheses, so fields are counted from the last `)`.
 pub fn parse_stat(text: &str) -> Option<Stat> {
     let rest = text.get(text.rfind(')')? + 1..)?;
-    let f: Vec<&str> = rest.split_ascii_whitespace().collect();
-    // f[0] is field 3 (state); field N is f[N - 3].
+    // f[0] is field 3 (state); field N is f[N - 3]. Fields 3 to 24 only, without allocating
+    // (the daemon reads a thousand of these for one `jlist`); a missing one stays "" and fails.
+    let mut f = [""; 22];
+    for (slot, w) in f.iter_mut().zip(rest.split_ascii_whitespace()) {
+        *slot = w;
+    }
     let num = |n: usize| -> Option<u64> { f.get(n - 3)?.parse().ok() };
     Some(Stat {
         state: f.first()?.chars().next()?,
@@ -39,7 +43,21 @@ pub fn parse_stat(text: &str) -> Option<Stat> {
 }
 
 pub fn read_stat(pid: u32) -> Option<Stat> {
-    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+    use std::io::Read;
+    // Into a stack buffer, without the size probe and the read of EOF `read_to_string` makes:
+    // the kernel writes the line (a few hundred bytes: the command name is at most 15) in one
+    // read, and it ends with a newline. Fields up to 24, all we parse, fit in 1 KiB whatever
+    // their values; a longer line is cut after them.
+    let mut buf = [0u8; 1024];
+    let mut f = std::fs::File::open(format!("/proc/{pid}/stat")).ok()?;
+    let mut n = 0;
+    while n < buf.len() && (n == 0 || buf[n - 1] != b'\n') {
+        match f.read(&mut buf[n..]).ok()? {
+            0 => break,
+            r => n += r,
+        }
+    }
+    parse_stat(std::str::from_utf8(&buf[..n]).ok()?)
 }
 
 /// The process exists and is not a zombie awaiting its parent.

@@ -151,6 +151,22 @@ pub enum Request {
         #[serde(default)]
         rotate_token: bool,
     },
+    /// `jlist` and `ls` as the CLI prints them, rendered by the daemon: a thousand apps are
+    /// megabytes of `ProcInfo` that the CLI would only parse to print again. Answered with
+    /// [`Response::Rendered`] and the text after it. Sent only to a daemon of the same version.
+    Render {
+        view: View,
+    },
+}
+
+/// What [`Request::Render`] renders.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "view", rename_all = "snake_case")]
+pub enum View {
+    /// `jlist`; `home` is the CLI's home as it shows it (`env.PMR_HOME`).
+    Jlist { home: String },
+    /// `ls`: the CLI's terminal width (none: not a terminal) and colours.
+    Table { width: Option<usize>, color: bool },
 }
 
 /// One process of a dump (`pmr save`), as written to `dump.json` and sent by `resurrect`.
@@ -310,6 +326,11 @@ pub enum Response {
         listen: Option<String>,
         token_file: String,
     },
+    /// `render`: `len` bytes of text follow this frame as they are (no JSON escaping of a
+    /// megabyte of JSON); the CLI copies them to its stdout. Bounded like a frame.
+    Rendered {
+        len: usize,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -355,7 +376,9 @@ pub struct ProcInfo {
     pub pm_id: u32,
     /// The instance number (`NODE_APP_INSTANCE`), distinct from `pm_id`.
     pub instance: u32,
-    pub spec: AppSpec,
+    /// Shared with the daemon's instance: a `list` of a thousand apps copies no spec.
+    #[serde(serialize_with = "ser_spec", deserialize_with = "de_spec")]
+    pub spec: std::sync::Arc<AppSpec>,
     pub status: Status,
     /// 0 when not running.
     pub pid: u32,
@@ -391,6 +414,14 @@ pub struct ProcInfo {
     /// What the running process said through @pm2/io.
     #[serde(default)]
     pub axm: AxmInfo,
+}
+
+fn ser_spec<S: serde::Serializer>(spec: &std::sync::Arc<AppSpec>, s: S) -> Result<S::Ok, S::Error> {
+    spec.as_ref().serialize(s)
+}
+
+fn de_spec<'de, D: serde::Deserializer<'de>>(d: D) -> Result<std::sync::Arc<AppSpec>, D::Error> {
+    AppSpec::deserialize(d).map(std::sync::Arc::new)
 }
 
 /// What made an instance restart (or, for `cron`, start a stopped one).
@@ -482,6 +513,26 @@ fn check_len(header: [u8; 4]) -> Result<usize, FrameError> {
         return Err(FrameError::TooLarge(len));
     }
     Ok(len)
+}
+
+/// A [`Response::Rendered`] frame with `text` after it, in one buffer.
+pub fn encode_rendered(text: &[u8]) -> Result<Vec<u8>, FrameError> {
+    if text.len() > MAX_FRAME {
+        return Err(FrameError::TooLarge(text.len()));
+    }
+    let mut out = encode(&Response::Rendered { len: text.len() })?;
+    out.extend_from_slice(text);
+    Ok(out)
+}
+
+/// Blocking: the `len` bytes after a [`Response::Rendered`] frame.
+pub fn read_rendered(r: &mut impl Read, len: usize) -> Result<Vec<u8>, FrameError> {
+    if len > MAX_FRAME {
+        return Err(FrameError::TooLarge(len));
+    }
+    let mut text = vec![0u8; len];
+    r.read_exact(&mut text)?;
+    Ok(text)
 }
 
 /// Blocking write, for the CLI.

@@ -3,7 +3,7 @@
 use super::{list, Out};
 use crate::client::Client;
 use crate::paths::Home;
-use crate::protocol::{ProcInfo, Status};
+use crate::protocol::{ProcInfo, Status, View};
 use crate::render;
 use anyhow::{bail, Result};
 use std::io::{IsTerminal, Write};
@@ -24,13 +24,28 @@ pub fn print_table(client: &mut Client, out: &Out) -> Result<()> {
     if out.silent {
         return Ok(());
     }
-    let procs = list(client)?;
     let width = if std::io::stdout().is_terminal() {
         terminal_width()
     } else {
         None
     };
+    let view = View::Table {
+        width,
+        color: out.color,
+    };
+    if let Some(text) = client.render(view)? {
+        return print_bytes(&text);
+    }
+    let procs = list(client)?;
     print(&render::table::ls(&procs, width, out.color))
+}
+
+/// Text rendered by the daemon, as it came.
+fn print_bytes(text: &[u8]) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text);
+    let _ = stdout.flush();
+    Ok(())
 }
 
 fn terminal_width() -> Option<usize> {
@@ -123,6 +138,11 @@ fn mini_list_text(procs: &[serde_json::Value], now: i64) -> String {
 
 pub fn jlist(home: &Home) -> Result<i32> {
     let mut client = Client::connect(home)?;
+    if let Some(text) = client.render(View::Jlist {
+        home: home_str(home),
+    })? {
+        return print_bytes(&text).map(|()| 0);
+    }
     let procs = list(&mut client)?;
     print(&(render::jlist::jlist(&procs, &home_str(home)) + "\n"))?;
     Ok(0)

@@ -134,6 +134,30 @@ impl Registry {
             .collect()
     }
 
+    /// As `snapshot`, but each child environment holds only the `increment_var` variable:
+    /// all that `jlist` and `ls` read of it, and most of what a thousand copies would cost.
+    pub fn snapshot_lean(&self) -> Vec<(u32, Shared)> {
+        self.entries
+            .iter()
+            .map(|(&id, e)| {
+                let mut s = e.shared.lock().unwrap();
+                // Taken out for the copy and put back under the same lock: nobody sees it gone.
+                let env = std::mem::take(&mut s.env);
+                let mut copy = s.clone();
+                if let Some((k, v)) = copy
+                    .spec
+                    .increment_var
+                    .as_ref()
+                    .and_then(|var| env.get(var).map(|v| (var, v)))
+                {
+                    copy.env.insert(k.clone(), v.clone());
+                }
+                s.env = env;
+                (id, copy)
+            })
+            .collect()
+    }
+
     /// Selectors as PM2 reads them: `all`, a name or a script path, a namespace, an id, or
     /// `/regex/`. Name (or path) is tried before namespace before id, so an app named `3`
     /// shadows id 3. A path is resolved against `cwd` (the CLI's) and matches the apps whose
@@ -349,5 +373,49 @@ mod tests {
             "{:?}",
             t.elapsed()
         );
+    }
+
+    #[test]
+    fn a_lean_snapshot_keeps_only_the_increment_var_and_leaves_the_entry_whole() {
+        use crate::daemon::instance::{Paths, Shared};
+        let mut spec = crate::daemon::policy::tests::spec();
+        spec.increment_var = Some("PORT".into());
+        let env: crate::env_map::Env = [("PORT", "3001"), ("HOME", "/h")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<std::collections::BTreeMap<String, String>>()
+            .into();
+        let paths = Paths {
+            out: "o".into(),
+            err: "e".into(),
+            combined: None,
+            pid: "p".into(),
+        };
+        let shared = Shared::new(
+            std::sync::Arc::new(spec),
+            0,
+            crate::protocol::Status::Online,
+            env.clone(),
+            paths,
+        );
+        let shared = std::sync::Arc::new(std::sync::Mutex::new(shared));
+        let (ctl, _rx) = crate::daemon::instance::channel();
+        let mut reg = Registry::default();
+        reg.restore(
+            7,
+            super::Entry {
+                shared: shared.clone(),
+                ctl,
+            },
+        );
+        let lean = reg.snapshot_lean();
+        assert_eq!(lean.len(), 1);
+        assert_eq!(lean[0].0, 7);
+        assert_eq!(
+            lean[0].1.env.iter().collect::<Vec<_>>(),
+            [(&"PORT".to_string(), &"3001".to_string())]
+        );
+        assert_eq!(shared.lock().unwrap().env, env);
+        assert_eq!(reg.snapshot()[0].1.env, env);
     }
 }

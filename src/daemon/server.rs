@@ -214,9 +214,12 @@ static WHOLE_TABLE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2
 /// slow reader holds one buffer and no permit.
 async fn reply(d: &Arc<Daemon>, req: Request) -> Vec<u8> {
     let _permit = match req {
-        Request::List => WHOLE_TABLE.acquire().await.ok(),
+        Request::List | Request::Render { .. } => WHOLE_TABLE.acquire().await.ok(),
         _ => None,
     };
+    if let Request::Render { view } = req {
+        return super::requests::render::render(d, view).await;
+    }
     let resp = handle(d, req).await;
     protocol::encode(&resp).unwrap_or_else(|e| {
         protocol::encode(&Response::Error {
@@ -280,6 +283,10 @@ async fn handle(d: &Arc<Daemon>, req: Request) -> Response {
             stop,
             rotate_token,
         } => super::http::web(d, listen, stop, rotate_token).await,
+        // Answered in `reply` (text follows the frame).
+        Request::Render { .. } => Response::Error {
+            message: "unexpected render".into(),
+        },
         // Handled in `client` (the connection becomes a stream).
         Request::Subscribe { .. } => Response::Error {
             message: "unexpected subscribe".into(),

@@ -171,10 +171,10 @@ mod tests {
     fn optional_rows_in_pm2_positions() {
         let mut p = proc_info(4, "job", Status::Errored);
         p.log_path = Some("/h/.pmr/logs/job.log".into());
-        p.spec.args = vec!["--a".into(), "1".into()];
-        p.spec.cron_restart = Some("0 * * * *".into());
-        p.spec.max_memory_restart = Some(104857600);
-        p.spec.watch = crate::spec::Watch::Cwd;
+        std::sync::Arc::make_mut(&mut p.spec).args = vec!["--a".into(), "1".into()];
+        std::sync::Arc::make_mut(&mut p.spec).cron_restart = Some("0 * * * *".into());
+        std::sync::Arc::make_mut(&mut p.spec).max_memory_restart = Some(104857600);
+        std::sync::Arc::make_mut(&mut p.spec).watch = crate::spec::Watch::Cwd;
         p.env.insert("NODE_ENV".into(), "production".into());
         p.exit_code = Some(2);
         p.last_error = Some("spawn ENOENT".into());

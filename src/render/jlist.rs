@@ -8,10 +8,10 @@ use serde_json::{json, Map, Value};
 
 /// PM2's option defaults: an option at its default is left out of `pm2_env`, as PM2 only echoes
 /// options that were set.
-const DEFAULT_KILL_TIMEOUT: u64 = 1600;
-const DEFAULT_LISTEN_TIMEOUT: u64 = 3000;
-const DEFAULT_MIN_UPTIME: u64 = 1000;
-const DEFAULT_MAX_RESTARTS: u32 = 16;
+pub(super) const DEFAULT_KILL_TIMEOUT: u64 = 1600;
+pub(super) const DEFAULT_LISTEN_TIMEOUT: u64 = 3000;
+pub(super) const DEFAULT_MIN_UPTIME: u64 = 1000;
+pub(super) const DEFAULT_MAX_RESTARTS: u32 = 16;
 
 /// One element of `pmr jlist`. `home` is `$PMR_HOME`, shown as `env.PMR_HOME` where PM2 shows
 /// `PM2_HOME`.
@@ -184,7 +184,7 @@ pub fn jlist_value(p: &ProcInfo, home: &str) -> Value {
 }
 
 /// An app's `log_rotate` block as the user gave it (canonical keys, sizes in bytes).
-fn log_rotate_value(r: &LogRotate) -> Value {
+pub(super) fn log_rotate_value(r: &LogRotate) -> Value {
     let mut m = Map::new();
     if let Some(v) = r.max_size {
         m.insert("max_size".into(), json!(v));
@@ -206,8 +206,8 @@ fn log_rotate_value(r: &LogRotate) -> Value {
 
 /// `pmr jlist`: the whole list on one line, as `JSON.stringify` writes it.
 pub fn jlist(procs: &[ProcInfo], home: &str) -> String {
-    let list: Vec<Value> = procs.iter().map(|p| jlist_value(p, home)).collect();
-    serde_json::to_string(&list).unwrap_or_else(|_| "[]".into())
+    // Only JSON text (of strings that were UTF-8) was written.
+    String::from_utf8(super::jlist_write::jlist_bytes(procs, home)).unwrap_or_else(|_| "[]".into())
 }
 
 /// `pm2_env.env` as PM2's: the app's environment with the JSON types the config gave, this
@@ -215,7 +215,7 @@ pub fn jlist(procs: &[ProcInfo], home: &str) -> String {
 /// `PMR_HOME`. Not the variables the daemon adds for the child (`pm_id`, `name`, `namespace`,
 /// `exec_mode`, the instance var, ...): PM2 keeps those as top-level keys, and counting
 /// `fork_mode` in `prettylist` must not find them twice.
-fn env_object(p: &ProcInfo, home: &str) -> Map<String, Value> {
+pub(super) fn env_object(p: &ProcInfo, home: &str) -> Map<String, Value> {
     let s = &p.spec;
     let mut env = s.env_typed();
     if let Some(var) = &s.increment_var {
@@ -318,15 +318,27 @@ mod tests {
     fn env_keeps_json_types_and_only_pm2s_keys() {
         let mut p = proc_info(1, "api", Status::Online);
         p.instance = 1;
-        p.spec.exec_mode = crate::spec::ExecMode::Cluster;
-        p.spec.increment_var = Some("PORT".into());
-        p.spec.env_json.insert("PORT".into(), json!(3000));
-        p.spec.env.insert("FLAG".into(), "true".into());
-        p.spec.env_json.insert("FLAG".into(), json!(true));
+        std::sync::Arc::make_mut(&mut p.spec).exec_mode = crate::spec::ExecMode::Cluster;
+        std::sync::Arc::make_mut(&mut p.spec).increment_var = Some("PORT".into());
+        std::sync::Arc::make_mut(&mut p.spec)
+            .env_json
+            .insert("PORT".into(), json!(3000));
+        std::sync::Arc::make_mut(&mut p.spec)
+            .env
+            .insert("FLAG".into(), "true".into());
+        std::sync::Arc::make_mut(&mut p.spec)
+            .env_json
+            .insert("FLAG".into(), json!(true));
         // Changed since (`--update-env`): shown as the string it now is.
-        p.spec.env.insert("RATIO".into(), "2".into());
-        p.spec.env_json.insert("RATIO".into(), json!(1));
-        p.spec.env_json.insert("api".into(), json!({}));
+        std::sync::Arc::make_mut(&mut p.spec)
+            .env
+            .insert("RATIO".into(), "2".into());
+        std::sync::Arc::make_mut(&mut p.spec)
+            .env_json
+            .insert("RATIO".into(), json!(1));
+        std::sync::Arc::make_mut(&mut p.spec)
+            .env_json
+            .insert("api".into(), json!({}));
         // What the daemon adds for the child.
         for (k, v) in [
             ("PORT", "3001"),
@@ -365,14 +377,15 @@ mod tests {
         p.exit_code = Some(1);
         p.prev_restart_delay = 150;
         p.log_path = Some("/h/logs/worker.log".into());
-        p.spec.args = vec!["--x".into()];
-        p.spec.kill_timeout = 5000;
-        p.spec.watch = crate::spec::Watch::Paths(vec!["src".into()]);
-        p.spec.max_memory_restart = Some(104857600);
-        p.spec.cron_restart = Some("0 * * * *".into());
-        p.spec.listen = vec![crate::spec::ListenAddr::parse("127.0.0.1:8000").unwrap()];
-        p.spec.drain_keepalive = false;
-        p.spec.log_rotate = Some(LogRotate {
+        std::sync::Arc::make_mut(&mut p.spec).args = vec!["--x".into()];
+        std::sync::Arc::make_mut(&mut p.spec).kill_timeout = 5000;
+        std::sync::Arc::make_mut(&mut p.spec).watch = crate::spec::Watch::Paths(vec!["src".into()]);
+        std::sync::Arc::make_mut(&mut p.spec).max_memory_restart = Some(104857600);
+        std::sync::Arc::make_mut(&mut p.spec).cron_restart = Some("0 * * * *".into());
+        std::sync::Arc::make_mut(&mut p.spec).listen =
+            vec![crate::spec::ListenAddr::parse("127.0.0.1:8000").unwrap()];
+        std::sync::Arc::make_mut(&mut p.spec).drain_keepalive = false;
+        std::sync::Arc::make_mut(&mut p.spec).log_rotate = Some(LogRotate {
             max_size: Some(1024),
             cron: Some("0 0 * * *".into()),
             ..Default::default()
@@ -428,7 +441,8 @@ mod tests {
         )
         .unwrap();
         let mut p = proc_info(0, "api", Status::Online);
-        p.spec.script = dir.join("lib/app.js").to_string_lossy().into_owned();
+        std::sync::Arc::make_mut(&mut p.spec).script =
+            dir.join("lib/app.js").to_string_lossy().into_owned();
         assert_eq!(jlist_value(&p, "")["pm2_env"]["version"], "1.4.2");
         std::fs::remove_dir_all(&dir).ok();
     }

@@ -8,6 +8,7 @@ pub mod describe;
 pub mod env;
 pub mod history;
 pub mod jlist;
+pub mod jlist_write;
 pub mod prettylist;
 pub mod table;
 
@@ -148,12 +149,20 @@ pub(crate) fn live_monit(p: &ProcInfo) -> (u64, f64) {
     }
 }
 
+thread_local! {
+    /// Versions found, by script folder: instances of one app share a script, so its folder is
+    /// looked up once per CLI run (or per rendering, in the daemon: see `forget_versions`).
+    static SEEN: std::cell::RefCell<std::collections::HashMap<String, String>> = Default::default();
+}
+
+/// Forget the versions found on this thread: the daemon renders on threads that outlive one
+/// request, and a `package.json` may change between two `jlist`s.
+pub fn forget_versions() {
+    SEEN.with(|c| c.borrow_mut().clear());
+}
+
 /// The `version` PM2 shows: that of the `package.json` nearest to the script, else `N/A`.
 pub fn app_version(script: &str) -> String {
-    // Instances of one app share a script: look its folder up once per CLI run.
-    thread_local! {
-        static SEEN: std::cell::RefCell<std::collections::HashMap<String, String>> = Default::default();
-    }
     let dir = Path::new(script)
         .parent()
         .map(|d| d.to_string_lossy().into_owned())

@@ -331,13 +331,13 @@ mod tests {
         api.monit.memory = 53_582_000; // 51.1mb
         api.monit.cpu = 0.0;
         let mut web1 = proc_info(1, "web", Status::Online);
-        web1.spec.exec_mode = ExecMode::Cluster;
-        web1.spec.merge_logs = false;
+        std::sync::Arc::make_mut(&mut web1.spec).exec_mode = ExecMode::Cluster;
+        std::sync::Arc::make_mut(&mut web1.spec).merge_logs = false;
         web1.pid = 20853;
         web1.monit.memory = 54_630_000; // 52.1mb
         web1.monit.cpu = 0.0;
         let mut web2 = proc_info(2, "web", Status::Online);
-        web2.spec.exec_mode = ExecMode::Cluster;
+        std::sync::Arc::make_mut(&mut web2.spec).exec_mode = ExecMode::Cluster;
         web2.pid = 20860;
         web2.monit.memory = 53_372_000; // 50.9mb
         web2.monit.cpu = 0.0;
@@ -367,7 +367,7 @@ mod tests {
     #[test]
     fn watch_that_does_nothing_is_never_shown_enabled() {
         let (mut procs, now) = sample_procs();
-        procs[0].spec.watch = crate::spec::Watch::Cwd;
+        std::sync::Arc::make_mut(&mut procs[0].spec).watch = crate::spec::Watch::Cwd;
         let out = ls_at(&procs, None, false, now);
         assert!(out.contains("disabled"), "{out}");
         assert!(!out.contains("enabled"), "{out}");
@@ -386,7 +386,7 @@ mod tests {
         long.restart_time = 15;
         procs.push(long);
         let mut wide = proc_info(13, "日本語アプリ", Status::Stopped);
-        wide.spec.namespace = "production".into();
+        std::sync::Arc::make_mut(&mut wide.spec).namespace = "production".into();
         procs.push(wide);
         procs.push(proc_info(14, "retry", Status::WaitingRestart));
         for w in [200, 132, 120, 100, 80, 72, 60, 50, 40, 30, 20, 10] {

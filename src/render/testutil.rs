@@ -51,7 +51,7 @@ pub fn proc_info(pm_id: u32, name: &str, status: Status) -> ProcInfo {
         watching: None,
         watch_last: None,
         axm: Default::default(),
-        spec,
+        spec: std::sync::Arc::new(spec),
     }
 }
 

@@ -26,7 +26,7 @@ fn error_of(resp: Response) -> String {
 /// The spec of the first app, as the daemon holds it.
 fn first_spec(pmr: &Pmr) -> pmr::spec::AppSpec {
     match raw(pmr, &Request::List) {
-        Response::List { procs } => procs[0].spec.clone(),
+        Response::List { procs } => (*procs[0].spec).clone(),
         other => panic!("{other:?}"),
     }
 }

@@ -13,7 +13,22 @@ fn axm_info(s: &crate::daemon::instance::Shared) -> AxmInfo {
 }
 
 pub async fn list(d: &Arc<Daemon>) -> Response {
-    let snap = d.registry.lock().unwrap().snapshot();
+    Response::List {
+        procs: procs(d, false).await,
+    }
+}
+
+/// Every instance's state; `lean`: child environments reduced to what `jlist` and `ls` read
+/// (see `Registry::snapshot_lean`).
+pub async fn procs(d: &Arc<Daemon>, lean: bool) -> Vec<ProcInfo> {
+    let snap = {
+        let reg = d.registry.lock().unwrap();
+        if lean {
+            reg.snapshot_lean()
+        } else {
+            reg.snapshot()
+        }
+    };
     let roots: Vec<u32> = snap
         .iter()
         .map(|(_, s)| s.pid)
@@ -23,8 +38,7 @@ pub async fn list(d: &Arc<Daemon>) -> Response {
     let usage = tokio::task::spawn_blocking(move || sampler.lock().unwrap().sample(&roots))
         .await
         .unwrap_or_default();
-    let procs = snap
-        .into_iter()
+    snap.into_iter()
         .map(|(id, s)| {
             let monit = usage
                 .get(&s.pid)
@@ -37,7 +51,7 @@ pub async fn list(d: &Arc<Daemon>) -> Response {
             ProcInfo {
                 pm_id: id,
                 instance: s.instance,
-                spec: (*s.spec).clone(),
+                spec: s.spec.clone(),
                 status: s.status,
                 pid: s.pid,
                 pm_uptime: s.pm_uptime,
@@ -65,6 +79,5 @@ pub async fn list(d: &Arc<Daemon>) -> Response {
                 axm,
             }
         })
-        .collect();
-    Response::List { procs }
+        .collect()
 }

@@ -9,6 +9,7 @@ pub mod patch;
 pub mod ping;
 pub mod register;
 pub mod reload;
+pub mod render;
 pub mod resolve;
 pub mod resurrect;
 pub mod scale;

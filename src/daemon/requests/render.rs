@@ -1,0 +1,41 @@
+//! `render`: `jlist` and `ls` as the CLI prints them. With a thousand apps the list is
+//! megabytes of `ProcInfo` that the CLI would parse only to print it again; rendered here, the
+//! CLI copies the text to its stdout. Same renderers as the CLI's (`render/`), so the text is
+//! the same byte for byte; they run on a blocking thread (they read `package.json` files and
+//! take milliseconds of CPU).
+
+use super::list;
+use crate::daemon::state::Daemon;
+use crate::protocol::{self, Response, View};
+use std::sync::Arc;
+
+/// The reply frame and the text after it.
+pub async fn render(d: &Arc<Daemon>, view: View) -> Vec<u8> {
+    let procs = list::procs(d, true).await;
+    let text = tokio::task::spawn_blocking(move || {
+        crate::render::forget_versions();
+        match view {
+            View::Jlist { home } => {
+                let mut t = crate::render::jlist_write::jlist_bytes(&procs, &home);
+                t.push(b'\n');
+                t
+            }
+            View::Table { width, color } => {
+                crate::render::table::ls(&procs, width, color).into_bytes()
+            }
+        }
+    })
+    .await;
+    let frame = match text {
+        Ok(t) => protocol::encode_rendered(&t),
+        Err(e) => Err(protocol::FrameError::Io(std::io::Error::other(
+            e.to_string(),
+        ))),
+    };
+    frame.unwrap_or_else(|e| {
+        protocol::encode(&Response::Error {
+            message: e.to_string(),
+        })
+        .unwrap_or_default()
+    })
+}

@@ -4,9 +4,6 @@
 
 use crate::protocol::{DumpProc, Status};
 use serde::{Deserialize, Serialize};
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// The format's version, written as `pmr_dump`.
@@ -225,32 +222,16 @@ pub fn write_atomic(path: &Path, bytes: &[u8], keep_backup: bool) -> Result<(), 
         if let Ok(old) = std::fs::read(path) {
             let readable = std::str::from_utf8(&old).is_ok_and(|t| parse(t).is_ok());
             if readable {
-                replace(dir, &backup_path(path), &old)?;
+                replace(&backup_path(path), &old)?;
             }
         }
     }
-    replace(dir, path, bytes)
+    replace(path, bytes)
 }
 
-fn replace(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), String> {
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let res = (|| -> std::io::Result<()> {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    })();
-    res.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        format!("cannot write {}: {e}", path.display())
-    })
+fn replace(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    crate::atomic_file::replace_private(path, |w| w.write_all(bytes))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 #[cfg(test)]

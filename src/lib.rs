@@ -1,6 +1,7 @@
 //! pmr: a PM2-compatible process manager. The binary (`main.rs`) is a thin entry point; the CLI
 //! and the daemon both live in this library so integration tests and benches can share types.
 
+pub mod atomic_file;
 pub mod cli;
 pub mod client;
 pub mod conf;

@@ -79,23 +79,7 @@ pub fn open_for_exec() {
 }
 
 pub fn write(path: &Path, file: &HandoffFile) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("json.tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(&serde_json::to_vec(file)?)?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
+    crate::atomic_file::replace_private(path, |w| Ok(serde_json::to_writer(w, file)?))
 }
 
 /// Set by the new daemon when it inherited the lock (it replaces one: a handoff may exist).

@@ -147,25 +147,8 @@ fn corrupt(path: &Path, reason: String) -> Loaded {
 /// a torn one: temp file in the same directory, fsync, rename, fsync of the directory. 0600:
 /// the table holds every app's environment.
 pub fn write_atomic(path: &Path, table: &Table) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("json.tmp");
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
     // Streamed: no copy of the whole table in memory.
-    let mut w = std::io::BufWriter::new(f);
-    serde_json::to_writer(&mut w, table)?;
-    let f = w.into_inner().map_err(|e| e.into_error())?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
+    crate::atomic_file::replace_private(path, |w| Ok(serde_json::to_writer(w, table)?))
 }
 
 #[derive(Default)]

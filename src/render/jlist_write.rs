@@ -224,9 +224,16 @@ fn element(out: &mut Vec<u8>, p: &ProcInfo, home: &str) {
     }
     w.put("status", &p.status.as_str());
     w.put("pm_uptime", &p.pm_uptime);
-    w.put("axm_actions", &[(); 0]);
-    w.put("axm_monitor", &Map::new());
-    w.put("axm_options", &super::axm::axm_options(s, &env));
+    w.put("axm_actions", &p.axm.actions);
+    w.put("axm_monitor", &p.axm.monitor);
+    let mut options = super::axm::axm_options(s, &env);
+    // What the app's own agent reported (`axm:option:configuration`) wins, as in PM2.
+    if let serde_json::Value::Object(o) = &mut options {
+        for (k, v) in &p.axm.options {
+            o.insert(k.clone(), v.clone());
+        }
+    }
+    w.put("axm_options", &options);
     w.put("axm_dynamic", &Map::new());
     w.put("created_at", &p.created_at);
     w.put("pm_id", &p.pm_id);
@@ -311,6 +318,12 @@ mod tests {
         b.log_path = Some("/h/logs/w.log".into());
         b.watching = Some("inotify, 2 directories".into());
         b.watch_last = Some("/app/x.js".into());
+        b.axm.actions = vec![json!({"action_name": "echo", "action_type": "custom", "arity": 2})];
+        b.axm.monitor.insert(
+            "Realtime users".into(),
+            json!({"value": 42, "unit": "users"}),
+        );
+        b.axm.options.insert("heapdump".into(), json!(false));
         std::sync::Arc::make_mut(&mut b.spec).args = vec!["--port".into(), "3000".into()];
         std::sync::Arc::make_mut(&mut b.spec).kill_timeout = 5000;
         std::sync::Arc::make_mut(&mut b.spec).listen_timeout = 1;

@@ -2,8 +2,7 @@
 //! kernel), mode 0600 from its creation, kept across restarts, replaced by `--rotate-token`.
 //! Checked in constant time. Blocking file I/O: callers run it on the blocking pool.
 
-use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 pub fn token_path(home: &crate::paths::Home) -> PathBuf {
@@ -34,16 +33,7 @@ pub fn load_or_create(path: &Path) -> std::io::Result<String> {
 /// A new token, written atomically (0600 temp file, fsync, rename).
 pub fn rotate(path: &Path) -> std::io::Result<String> {
     let token = fresh()?;
-    let tmp = path.with_extension("token.tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(format!("{token}\n").as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
+    crate::atomic_file::replace_private(path, |w| writeln!(w, "{token}"))?;
     Ok(token)
 }
 

@@ -79,16 +79,25 @@ impl Instance {
             .iter()
             .map(|a| a.to_string().replace([':', '/'], "_"))
             .collect();
-        let listen_fds = (!sockets.is_empty()).then(|| spawn::ListenFds::new(&sockets, names));
         let mut env = env;
         if let Some(p) = &self.ctx.notify_path {
             env.insert("NOTIFY_SOCKET".into(), p.clone());
         }
-        let mut spawned = spawn::spawn(&spec, &env, worker, preload.as_deref(), listen_fds)
-            .map_err(|e| {
-                let argv0 = spawn::argv(&spec, None).remove(0);
-                format!("cannot start {argv0}: {e}")
-            })?;
+        // fork + exec blocks until the child has exec'd (std waits on a close-on-exec pipe),
+        // and a PATH search reads directories: off the runtime's threads, so a burst of
+        // launches (resurrect, `start` of many apps) runs side by side instead of two at a
+        // time behind processes that are busy booting.
+        let spawn_spec = spec.clone();
+        let mut spawned = tokio::task::spawn_blocking(move || {
+            let listen_fds = (!sockets.is_empty()).then(|| spawn::ListenFds::new(&sockets, names));
+            spawn::spawn(&spawn_spec, &env, worker, preload.as_deref(), listen_fds)
+        })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())))
+        .map_err(|e| {
+            let argv0 = spawn::argv(&spec, None).remove(0);
+            format!("cannot start {argv0}: {e}")
+        })?;
         let pid = spawned.child.id();
         // Recorded before anything else can fail: a daemon that dies from here on leaves a
         // table naming this process (and its start time, so a reused pid is never touched).

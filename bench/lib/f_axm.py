@@ -1,4 +1,4 @@
-"""@pm2/io flood: an app (`bench/apps/axm_flood.js`) sends `axm:monitor` messages 10,000 times a
+"""@pm2/io flood: an app (`tests/fixtures/axm_flood.js`, the integration tests' own) sends `axm:monitor` messages 10,000 times a
 second (100 every 10 ms, each with the time it was sent and a counter), as a broken metrics loop
 would. After it reports, the daemon's CPU time (utime + stime from /proc) is read over 5 s; the
 counter in `jlist` before and after gives the messages per second the daemon took in, and the
@@ -7,7 +7,7 @@ counter in `jlist` before and after gives the messages per second the daemon too
 
 import time
 
-from common import APPS, cpu_seconds, median, start_apps, wait_until
+from common import BENCH, cpu_seconds, median, start_apps, wait_until
 from report import Row, Section
 
 WINDOW = 5.0
@@ -23,7 +23,7 @@ def metrics(tool):
 def run_tool(tool):
     tool.delete_all()
     tool.ping()
-    start_apps(tool, [{"name": "flood", "script": str(APPS / "axm_flood.js")}], f"axm-{tool.key}")
+    start_apps(tool, [{"name": "flood", "script": str(BENCH.parent / "tests" / "fixtures" / "axm_flood.js")}], f"axm-{tool.key}")
     if not wait_until(lambda: "count" in metrics(tool), 20, 0.05):
         tool.delete_all()
         return {"error": "no metrics"}

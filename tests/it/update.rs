@@ -26,6 +26,24 @@ fn installed_copy(dir: &Path) -> PathBuf {
     to
 }
 
+/// `update` to a "new version" (a wrapper around pmr) that first replaces `file` in the home
+/// with `json`: what a binary with another format would find there.
+fn update_to_a_version_that_overwrites(pmr: &Pmr, file: &str, json: &str) -> Run {
+    use std::os::unix::fs::PermissionsExt;
+    let wrapper = pmr.dir.join("pmr-next");
+    std::fs::write(
+        &wrapper,
+        format!("#!/bin/sh\necho '{json}' > \"$PMR_HOME/{file}\"\nexec {BIN} \"$@\"\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    pmr.run_env(
+        &["update"],
+        &[("PMR_UPDATE_BINARY", wrapper.to_str().unwrap())],
+    )
+    .ok()
+}
+
 fn all_online(pmr: &Pmr) -> Vec<Value> {
     let mut list = Vec::new();
     wait_until("every instance online", || {
@@ -409,28 +427,17 @@ fn a_cluster_port_refuses_no_connection_across_two_updates() {
 
 #[test]
 fn a_handoff_the_new_binary_cannot_read_falls_back_to_a_restart_and_says_so() {
-    use std::os::unix::fs::PermissionsExt;
     let pmr = Pmr::new();
     pmr.run(&["start", &fixture("ticker.js"), "--name", "tick"])
         .ok();
     let before = all_online(&pmr);
     let old = pid_of(&before, "tick");
     // A "new version" whose handoff format differs.
-    let wrapper = pmr.dir.join("pmr-next");
-    std::fs::write(
-        &wrapper,
-        format!(
-            "#!/bin/sh\necho '{{\"format\": 999, \"children\": []}}' > \"$PMR_HOME/handoff.json\"\nexec {BIN} \"$@\"\n"
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let r = pmr
-        .run_env(
-            &["update"],
-            &[("PMR_UPDATE_BINARY", wrapper.to_str().unwrap())],
-        )
-        .ok();
+    let r = update_to_a_version_that_overwrites(
+        &pmr,
+        "handoff.json",
+        r#"{"format": 999, "children": []}"#,
+    );
     assert!(
         r.stdout.contains("restarted (not handed over"),
         "{}",
@@ -485,7 +492,6 @@ fn an_update_waits_for_a_restart_under_way_or_is_refused_after_5_s() {
 
 #[test]
 fn a_table_the_new_binary_cannot_read_falls_back_to_resurrect_and_says_so() {
-    use std::os::unix::fs::PermissionsExt;
     let pmr = Pmr::new();
     pmr.run(&["start", &fixture("ticker.js"), "--name", "tick"])
         .ok();
@@ -494,21 +500,7 @@ fn a_table_the_new_binary_cannot_read_falls_back_to_resurrect_and_says_so() {
         .ok();
     let daemon = pmr.daemon_pid().unwrap();
     // A "new version" whose table format differs: the table it is handed does not parse.
-    let wrapper = pmr.dir.join("pmr-next");
-    std::fs::write(
-        &wrapper,
-        format!(
-            "#!/bin/sh\necho '{{\"format\": 999}}' > \"$PMR_HOME/state.json\"\nexec {BIN} \"$@\"\n"
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let r = pmr
-        .run_env(
-            &["update"],
-            &[("PMR_UPDATE_BINARY", wrapper.to_str().unwrap())],
-        )
-        .ok();
+    let r = update_to_a_version_that_overwrites(&pmr, "state.json", r#"{"format": 999}"#);
     assert!(
         r.stdout.contains("could not take over the process table"),
         "{}",

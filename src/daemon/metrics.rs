@@ -54,6 +54,49 @@ pub fn tree_pids(root: u32) -> Vec<u32> {
     Index::new(&super::scan::scan()).tree(root)
 }
 
+/// `root` and its descendants, found through each process's `task/*/children` (what PM2's
+/// `ps --ppid` walk sees), without a scan of every process on the machine: `delete all` of
+/// 1,000 apps made the kernel format /proc stat lines for every process, over and over. The
+/// process group is not needed here: the stop sequence signals it with `killpg`. `None` when
+/// the kernel has no `children` files (CONFIG_PROC_CHILDREN): use [`tree_pids`].
+pub fn descendants(root: u32) -> Option<Vec<u32>> {
+    let mut members = vec![root];
+    let mut seen: std::collections::HashSet<u32> = [root].into();
+    let mut i = 0;
+    while i < members.len() {
+        let pid = members[i];
+        let tasks = match std::fs::read_dir(format!("/proc/{pid}/task")) {
+            Ok(t) => t,
+            // Gone since: it has no children to find.
+            Err(_) => {
+                i += 1;
+                continue;
+            }
+        };
+        for task in tasks.flatten() {
+            match std::fs::read_to_string(task.path().join("children")) {
+                Ok(list) => {
+                    for c in list
+                        .split_whitespace()
+                        .filter_map(|c| c.parse::<u32>().ok())
+                    {
+                        if seen.insert(c) {
+                            members.push(c);
+                        }
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && task.path().exists() => {
+                    return None;
+                }
+                // The thread or process ended while we read.
+                Err(_) => {}
+            }
+        }
+        i += 1;
+    }
+    Some(members)
+}
+
 /// Remembers the previous CPU reading of each tree, so CPU is the average since the last call.
 #[derive(Default)]
 pub struct Sampler {
@@ -173,6 +216,38 @@ fn boot_uptime_secs() -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn descendants_are_found_through_children_files() {
+        let mut sh = std::process::Command::new("sh")
+            .args(["-c", "sleep 30 & sh -c 'sleep 30 & wait' & wait"])
+            .spawn()
+            .unwrap();
+        let root = sh.id();
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        let found = loop {
+            let d = descendants(root).expect("this kernel has children files");
+            if d.len() >= 4 || Instant::now() > deadline {
+                break d;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let scanned = tree_pids(root);
+        for &p in &found {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(p as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let _ = sh.wait();
+        // sh, its sleep, the inner sh and its sleep: the same set the full scan finds.
+        assert_eq!(found.len(), 4, "{found:?}");
+        let mut a = found.clone();
+        let mut b = scanned;
+        a.sort();
+        b.sort();
+        assert_eq!(a, b);
+    }
 
     #[test]
     fn tree_includes_grandchildren_and_sums_memory() {

@@ -25,11 +25,15 @@ pub(super) async fn terminate(r: &mut Running, spec: &AppSpec, label: &str) -> O
     let knobs = crate::knobs::get();
     let kill_timeout = knobs.kill_timeout(spec.kill_timeout);
     let deadline = Instant::now() + Duration::from_millis(kill_timeout);
-    // Descendants that left the process group (setsid) are found through /proc.
+    // Descendants that left the process group (setsid) are found through /proc; the group
+    // itself gets `killpg`.
     let tree = if spec.treekill {
-        tokio::task::spawn_blocking(move || crate::daemon::metrics::tree_pids(pid))
-            .await
-            .unwrap_or_default()
+        tokio::task::spawn_blocking(move || {
+            crate::daemon::metrics::descendants(pid)
+                .unwrap_or_else(|| crate::daemon::metrics::tree_pids(pid))
+        })
+        .await
+        .unwrap_or_default()
     } else {
         vec![pid]
     };

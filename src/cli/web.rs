@@ -67,16 +67,7 @@ fn warn_if_open(addr: &std::net::SocketAddr) {
 
 pub fn web(home: &Home, out: &super::Out, a: WebArgs) -> Result<i32> {
     if a.stop {
-        if let Some(mut c) = Client::connect_existing(home) {
-            ask(
-                &mut c,
-                Request::Web {
-                    listen: None,
-                    stop: true,
-                    rotate_token: a.rotate_token,
-                },
-            )?;
-        }
+        stop_running(home, a.rotate_token)?;
         save(home, "false")?;
         out.info("HTTP API stopped");
         return Ok(0);
@@ -171,13 +162,18 @@ pub fn set(home: &Home, out: &super::Out, value: &str) -> Result<i32> {
 
 /// `pmr set pmr:http false` / `pmr unset pmr:http`: a running daemon stops serving.
 pub fn unset_running(home: &Home, _out: &super::Out) -> Result<()> {
+    stop_running(home, false)
+}
+
+/// A running daemon stops serving (none running: nothing to do).
+fn stop_running(home: &Home, rotate_token: bool) -> Result<()> {
     if let Some(mut c) = Client::connect_existing(home) {
         ask(
             &mut c,
             Request::Web {
                 listen: None,
                 stop: true,
-                rotate_token: false,
+                rotate_token,
             },
         )?;
     }

@@ -44,6 +44,25 @@ fn update_to_a_version_that_overwrites(pmr: &Pmr, file: &str, json: &str) -> Run
     .ok()
 }
 
+/// `slow`: an app that ignores SIGINT (its stop takes the whole `kill_timeout`), once it runs.
+/// Returns its out log.
+fn start_slow(pmr: &Pmr, kill_timeout: &str) -> PathBuf {
+    pmr.run(&[
+        "start",
+        &fixture("stubborn.js"),
+        "--name",
+        "slow",
+        "--kill-timeout",
+        kill_timeout,
+    ])
+    .ok();
+    let out = pmr.home.join("logs").join("slow-out.log");
+    wait_until("the app to print", || {
+        std::fs::read_to_string(&out).is_ok_and(|s| s.contains("stubborn"))
+    });
+    out
+}
+
 fn all_online(pmr: &Pmr) -> Vec<Value> {
     let mut list = Vec::new();
     wait_until("every instance online", || {
@@ -337,19 +356,7 @@ fn a_foreground_runtime_refuses_update() {
 fn while_the_daemon_is_replaced_changes_are_refused_and_ls_answers() {
     let pmr = Pmr::new();
     // Ignores SIGINT: its stop takes the whole kill_timeout, which the update waits out.
-    pmr.run(&[
-        "start",
-        &fixture("stubborn.js"),
-        "--name",
-        "slow",
-        "--kill-timeout",
-        "3000",
-    ])
-    .ok();
-    let out = pmr.home.join("logs").join("slow-out.log");
-    wait_until("the app to print", || {
-        std::fs::read_to_string(&out).is_ok_and(|s| s.contains("stubborn"))
-    });
+    let out = start_slow(&pmr, "3000");
     let daemon = pmr.daemon_pid().unwrap();
     let restart = pmr
         .cmd()
@@ -455,19 +462,7 @@ fn a_handoff_the_new_binary_cannot_read_falls_back_to_a_restart_and_says_so() {
 fn an_update_waits_for_a_restart_under_way_or_is_refused_after_5_s() {
     let pmr = Pmr::new();
     // Ignores SIGINT: its stop takes the whole kill_timeout.
-    pmr.run(&[
-        "start",
-        &fixture("stubborn.js"),
-        "--name",
-        "slow",
-        "--kill-timeout",
-        "7000",
-    ])
-    .ok();
-    let out = pmr.home.join("logs").join("slow-out.log");
-    wait_until("the app to print", || {
-        std::fs::read_to_string(&out).is_ok_and(|s| s.contains("stubborn"))
-    });
+    let out = start_slow(&pmr, "7000");
     let daemon = pmr.daemon_pid().unwrap();
     let exe = exe_of(daemon);
     let restart = pmr

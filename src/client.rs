@@ -124,21 +124,27 @@ impl Client {
         self.stream.try_clone()
     }
 
-    /// `jlist`/`ls` text rendered by the daemon; `None` when this daemon cannot (another
-    /// version, or it refused: during an `update`), and the caller renders the list itself.
-    pub fn render(&mut self, view: protocol::View) -> Result<Option<Vec<u8>>> {
+    /// `jlist`/`ls` text rendered by the daemon, copied to `out` as it comes; `false` when
+    /// this daemon cannot (another version, or it refused: during an `update`), and the caller
+    /// renders the list itself. A failed write to `out` (a closed pipe) is not an error.
+    pub fn render(&mut self, view: protocol::View, out: &mut impl std::io::Write) -> Result<bool> {
         // A daemon of another version would not know the request (and close the connection).
         if self.same_version.is_none() && !self.greet() {
             bail!("the pmr daemon closed the connection");
         }
         if self.same_version != Some(true) {
-            return Ok(None);
+            return Ok(false);
         }
         match self.call(&Request::Render { view })? {
-            Response::Rendered { len } => protocol::read_rendered(&mut self.stream, len)
-                .map(Some)
-                .map_err(|e| anyhow!("no answer from the pmr daemon: {e}")),
-            _ => Ok(None),
+            Response::Rendered { len } => {
+                match protocol::copy_rendered(&mut self.stream, len, out) {
+                    Ok(()) | Err(protocol::CopyError::Write(_)) => Ok(true),
+                    Err(protocol::CopyError::Read(e)) => {
+                        Err(anyhow!("no answer from the pmr daemon: {e}"))
+                    }
+                }
+            }
+            _ => Ok(false),
         }
     }
 

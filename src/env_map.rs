@@ -18,6 +18,9 @@ use std::sync::{Arc, Mutex, Weak};
 
 type Map = BTreeMap<String, String>;
 
+/// The shared part of an [`Env`].
+pub type Base = Map;
+
 /// The base the next map is compared with: the last one made (held only by the apps using it).
 static LATEST: Mutex<Weak<Map>> = Mutex::new(Weak::new());
 
@@ -77,7 +80,13 @@ impl Env {
         Iter {
             base: self.base.iter().peekable(),
             own: self.own.iter().peekable(),
+            taken: 0,
         }
+    }
+
+    /// The shared part, which renderers may cache work for (see [`Iter::next_sourced`]).
+    pub fn base(&self) -> &Arc<Base> {
+        &self.base
     }
 
     pub fn keys(&self) -> impl Iterator<Item = &String> {
@@ -197,12 +206,13 @@ impl<'de> Deserialize<'de> for Env {
 pub struct Iter<'a> {
     base: Peekable<btree_map::Iter<'a, String, String>>,
     own: Peekable<btree_map::Iter<'a, String, Option<String>>>,
+    /// How many entries of `base` were passed.
+    taken: usize,
 }
 
-impl<'a> Iterator for Iter<'a> {
-    type Item = (&'a String, &'a String);
-
-    fn next(&mut self) -> Option<Self::Item> {
+impl<'a> Iter<'a> {
+    /// The next variable, with its position in [`Env::base`] when the value is the base's.
+    pub fn next_sourced(&mut self) -> Option<(&'a String, &'a String, Option<usize>)> {
         loop {
             let order = match (self.base.peek(), self.own.peek()) {
                 (None, None) => return None,
@@ -211,15 +221,25 @@ impl<'a> Iterator for Iter<'a> {
                 (Some((bk, _)), Some((ok, _))) => bk.cmp(ok),
             };
             if order == Ordering::Less {
-                return self.base.next();
+                self.taken += 1;
+                return self.base.next().map(|(k, v)| (k, v, Some(self.taken - 1)));
             }
             if order == Ordering::Equal {
+                self.taken += 1;
                 self.base.next();
             }
             if let (k, Some(v)) = self.own.next()? {
-                return Some((k, v));
+                return Some((k, v, None));
             }
         }
+    }
+}
+
+impl<'a> Iterator for Iter<'a> {
+    type Item = (&'a String, &'a String);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_sourced().map(|(k, v, _)| (k, v))
     }
 }
 
@@ -275,6 +295,29 @@ mod tests {
         assert!(Arc::ptr_eq(&back.base, &b.base));
         let parsed: Env = serde_json::from_str(&serde_json::to_string(&b).unwrap()).unwrap();
         assert_eq!(parsed, b);
+    }
+
+    #[test]
+    fn sourced_entries_point_into_the_base_unless_changed() {
+        let latest = Mutex::new(Weak::new());
+        let _a = Env::shared(shell(&[("PORT", "3000")]), &latest);
+        let mut m = shell(&[("PORT", "3001"), ("AA", "new")]);
+        m.remove("VAR_03");
+        let b = Env::shared(m, &latest);
+        let base: Vec<(&String, &String)> = b.base().iter().collect();
+        let mut it = b.iter();
+        let mut seen = Vec::new();
+        while let Some((k, v, src)) = it.next_sourced() {
+            match src {
+                Some(i) => assert_eq!(base[i], (k, v), "{k}"),
+                None => assert!(b.base().get(k) != Some(v), "{k} is the base's"),
+            }
+            seen.push((k.clone(), v.clone(), src.is_some()));
+        }
+        let own: Vec<&str> = seen.iter().filter(|e| !e.2).map(|e| e.0.as_str()).collect();
+        assert_eq!(own, ["AA", "PORT"]);
+        assert!(!seen.iter().any(|e| e.0 == "VAR_03"));
+        assert_eq!(seen.len(), b.len());
     }
 
     #[test]

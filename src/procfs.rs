@@ -43,18 +43,27 @@ pub fn parse_stat(text: &str) -> Option<Stat> {
 }
 
 pub fn read_stat(pid: u32) -> Option<Stat> {
-    use std::io::Read;
+    let f = std::fs::File::open(format!("/proc/{pid}/stat")).ok()?;
+    read_stat_of(&f)
+}
+
+/// The stat line of an open `/proc/<pid>/stat`, read again from its start: the kernel makes
+/// the line anew for each read at offset 0. `None` once the process is gone (the file stays
+/// bound to the process it was opened for, never to a later one given the same pid).
+pub fn read_stat_of(f: &std::fs::File) -> Option<Stat> {
+    use std::os::unix::fs::FileExt;
     // Into a stack buffer, without the size probe and the read of EOF `read_to_string` makes:
     // the kernel writes the line (a few hundred bytes: the command name is at most 15) in one
     // read, and it ends with a newline. Fields up to 24, all we parse, fit in 1 KiB whatever
     // their values; a longer line is cut after them.
     let mut buf = [0u8; 1024];
-    let mut f = std::fs::File::open(format!("/proc/{pid}/stat")).ok()?;
     let mut n = 0;
     while n < buf.len() && (n == 0 || buf[n - 1] != b'\n') {
-        match f.read(&mut buf[n..]).ok()? {
-            0 => break,
-            r => n += r,
+        match f.read_at(&mut buf[n..], n as u64) {
+            Ok(0) => break,
+            Ok(r) => n += r,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
         }
     }
     parse_stat(std::str::from_utf8(&buf[..n]).ok()?)

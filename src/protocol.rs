@@ -515,24 +515,46 @@ fn check_len(header: [u8; 4]) -> Result<usize, FrameError> {
     Ok(len)
 }
 
-/// A [`Response::Rendered`] frame with `text` after it, in one buffer.
-pub fn encode_rendered(text: &[u8]) -> Result<Vec<u8>, FrameError> {
-    if text.len() > MAX_FRAME {
-        return Err(FrameError::TooLarge(text.len()));
-    }
-    let mut out = encode(&Response::Rendered { len: text.len() })?;
-    out.extend_from_slice(text);
-    Ok(out)
-}
-
-/// Blocking: the `len` bytes after a [`Response::Rendered`] frame.
-pub fn read_rendered(r: &mut impl Read, len: usize) -> Result<Vec<u8>, FrameError> {
+/// The [`Response::Rendered`] frame for `len` bytes of text, which are written after it.
+pub fn encode_rendered(len: usize) -> Result<Vec<u8>, FrameError> {
     if len > MAX_FRAME {
         return Err(FrameError::TooLarge(len));
     }
-    let mut text = vec![0u8; len];
-    r.read_exact(&mut text)?;
-    Ok(text)
+    encode(&Response::Rendered { len })
+}
+
+/// Blocking: copies the `len` bytes after a [`Response::Rendered`] frame to `out` as they
+/// arrive (megabytes for a thousand apps: the reader of `out` starts on the first ones). An
+/// error writing `out` (a closed pipe) stops the copy and is returned as it is.
+pub fn copy_rendered(r: &mut impl Read, len: usize, out: &mut impl Write) -> Result<(), CopyError> {
+    if len > MAX_FRAME {
+        return Err(CopyError::Read(FrameError::TooLarge(len)));
+    }
+    let mut buf = vec![0u8; len.min(256 * 1024)];
+    let mut left = len;
+    while left > 0 {
+        let want = left.min(buf.len());
+        let n = match r.read(&mut buf[..want]) {
+            Ok(0) => {
+                return Err(CopyError::Read(FrameError::Io(
+                    std::io::ErrorKind::UnexpectedEof.into(),
+                )))
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(CopyError::Read(FrameError::Io(e))),
+        };
+        out.write_all(&buf[..n]).map_err(CopyError::Write)?;
+        left -= n;
+    }
+    out.flush().map_err(CopyError::Write)
+}
+
+/// Why [`copy_rendered`] stopped.
+#[derive(Debug)]
+pub enum CopyError {
+    Read(FrameError),
+    Write(std::io::Error),
 }
 
 /// Blocking write, for the CLI.

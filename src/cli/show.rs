@@ -33,19 +33,11 @@ pub fn print_table(client: &mut Client, out: &Out) -> Result<()> {
         width,
         color: out.color,
     };
-    if let Some(text) = client.render(view)? {
-        return print_bytes(&text);
+    if client.render(view, &mut std::io::stdout().lock())? {
+        return Ok(());
     }
     let procs = list(client)?;
     print(&render::table::ls(&procs, width, out.color))
-}
-
-/// Text rendered by the daemon, as it came.
-fn print_bytes(text: &[u8]) -> Result<()> {
-    let mut stdout = std::io::stdout().lock();
-    let _ = stdout.write_all(text);
-    let _ = stdout.flush();
-    Ok(())
 }
 
 fn terminal_width() -> Option<usize> {
@@ -138,10 +130,11 @@ fn mini_list_text(procs: &[serde_json::Value], now: i64) -> String {
 
 pub fn jlist(home: &Home) -> Result<i32> {
     let mut client = Client::connect(home)?;
-    if let Some(text) = client.render(View::Jlist {
+    let view = View::Jlist {
         home: home_str(home),
-    })? {
-        return print_bytes(&text).map(|()| 0);
+    };
+    if client.render(view, &mut std::io::stdout().lock())? {
+        return Ok(0);
     }
     let procs = list(&mut client)?;
     print(&(render::jlist::jlist(&procs, &home_str(home)) + "\n"))?;

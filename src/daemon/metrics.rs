@@ -4,7 +4,7 @@
 //! (which catches grandchildren orphaned by a wrapper such as npm). Blocking: call from
 //! `spawn_blocking`.
 
-use crate::procfs::{read_stat, Stat};
+use crate::procfs::{read_stat, read_stat_of, Stat};
 use nix::unistd::{sysconf, SysconfVar};
 use std::collections::HashMap;
 use std::time::Instant;
@@ -110,6 +110,99 @@ pub struct Sampler {
     /// How long tree membership from a scan is trusted: `PM2_WORKER_INTERVAL`, else
     /// `knobs::DEFAULT_WORKER_INTERVAL_MS`. `Some` only in tests.
     rescan: Option<std::time::Duration>,
+    /// Members' stat files kept open between samples ([`Sampler::keeping_files`]).
+    files: Option<StatFiles>,
+}
+
+/// Open `/proc/<pid>/stat` files, read again at each sample. Opening is a path walk and a
+/// permission check per file and closing another call: with a thousand apps that was 40% of
+/// the sample, itself half of a `jlist`. One descriptor per member, within `limit`.
+struct StatFiles {
+    open: HashMap<u32, std::fs::File>,
+    limit: usize,
+    /// From this many pids on, two threads read them.
+    split_at: usize,
+}
+
+impl StatFiles {
+    fn new() -> StatFiles {
+        // A quarter of what the daemon may open: the rest stays for pipes, sockets and logs.
+        let soft = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+            .map(|(soft, _)| soft)
+            .unwrap_or(1024);
+        StatFiles {
+            open: HashMap::new(),
+            limit: usize::try_from(soft / 4).unwrap_or(usize::MAX),
+            split_at: 256,
+        }
+    }
+
+    /// The stats of `pids` (those still running). A thousand reads are milliseconds of
+    /// kernel time: a long list is read in two halves on two threads.
+    fn read_all(&mut self, pids: &[u32]) -> HashMap<u32, Stat> {
+        let open = &self.open;
+        let read = |part: &[u32]| -> Vec<(u32, Got)> {
+            part.iter().map(|&p| (p, Self::read_one(open, p))).collect()
+        };
+        let got = if pids.len() < self.split_at {
+            read(pids)
+        } else {
+            let (a, b) = pids.split_at(pids.len() / 2);
+            std::thread::scope(|s| {
+                match std::thread::Builder::new()
+                    .name("pmr-stat".into())
+                    .spawn_scoped(s, || read(a))
+                {
+                    Ok(other) => {
+                        let mut got = read(b);
+                        got.extend(other.join().unwrap_or_default());
+                        got
+                    }
+                    // No thread to be had: one pass.
+                    Err(_) => read(pids),
+                }
+            })
+        };
+        let mut out = HashMap::with_capacity(got.len());
+        for (pid, g) in got {
+            match g {
+                Got::Kept(s) => {
+                    out.insert(pid, s);
+                }
+                Got::New(s, f) => {
+                    out.insert(pid, s);
+                    self.open.remove(&pid);
+                    if self.open.len() < self.limit {
+                        self.open.insert(pid, f);
+                    }
+                }
+                Got::Gone => {
+                    self.open.remove(&pid);
+                }
+            }
+        }
+        out
+    }
+
+    fn read_one(open: &HashMap<u32, std::fs::File>, pid: u32) -> Got {
+        if let Some(s) = open.get(&pid).and_then(read_stat_of) {
+            return Got::Kept(s);
+        }
+        // Not open yet, or gone (the pid may be another process's now): open it anew.
+        let Ok(f) = std::fs::File::open(format!("/proc/{pid}/stat")) else {
+            return Got::Gone;
+        };
+        match read_stat_of(&f) {
+            Some(s) => Got::New(s, f),
+            None => Got::Gone,
+        }
+    }
+}
+
+enum Got {
+    Kept(Stat),
+    New(Stat, std::fs::File),
+    Gone,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -119,10 +212,23 @@ pub struct Usage {
 }
 
 impl Sampler {
+    /// A sampler that keeps its members' stat files open (the one `jlist` uses, called often
+    /// and over every app).
+    pub fn keeping_files() -> Sampler {
+        Sampler {
+            files: Some(StatFiles::new()),
+            ..Sampler::default()
+        }
+    }
+
     pub fn sample(&mut self, roots: &[u32]) -> HashMap<u32, Usage> {
         let mut out = HashMap::new();
         if roots.is_empty() {
             self.prev.clear();
+            self.members.clear();
+            if let Some(f) = &mut self.files {
+                f.open.clear();
+            }
             return out;
         }
         let now = Instant::now();
@@ -130,11 +236,11 @@ impl Sampler {
         let fresh = self.scanned.is_some_and(|t| now.duration_since(t) < rescan)
             && roots.iter().all(|r| self.members.contains_key(r));
         let stats: HashMap<u32, Stat> = if fresh {
-            self.members
-                .values()
-                .flatten()
-                .filter_map(|&p| read_stat(p).map(|s| (p, s)))
-                .collect()
+            let pids = self.members.values().flatten();
+            match &mut self.files {
+                Some(f) => f.read_all(&pids.copied().collect::<Vec<_>>()),
+                None => pids.filter_map(|&p| read_stat(p).map(|s| (p, s))).collect(),
+            }
         } else {
             let all = std::sync::Arc::unwrap_or_clone(super::scan::scan());
             let index = Index::new(&all);
@@ -186,6 +292,11 @@ impl Sampler {
         }
         self.prev = next;
         self.members.retain(|r, _| roots.contains(r));
+        if let Some(f) = &mut self.files {
+            let members: std::collections::HashSet<u32> =
+                self.members.values().flatten().copied().collect();
+            f.open.retain(|p, _| members.contains(p));
+        }
         out
     }
 }
@@ -326,5 +437,80 @@ mod tests {
             );
         }
         child.wait().unwrap();
+    }
+
+    /// A kept stat file gives fresh figures at each read, and none once its process is gone.
+    #[test]
+    fn kept_stat_files_are_read_anew_and_dropped_with_their_process() {
+        let mut busy = std::process::Command::new("sh")
+            .args(["-c", "while :; do :; done"])
+            .spawn()
+            .unwrap();
+        let root = busy.id();
+        let mut s = Sampler {
+            rescan: Some(std::time::Duration::from_secs(3600)),
+            ..Sampler::keeping_files()
+        };
+        s.sample(&[root]);
+        s.sample(&[root]);
+        let kept = |s: &Sampler| s.files.as_ref().unwrap().open.contains_key(&root);
+        assert!(kept(&s), "the member's file is kept open");
+        let deadline = Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let u = s.sample(&[root])[&root];
+            if u.cpu > 10.0 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "cpu stays {} on a kept file",
+                u.cpu
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let f = std::fs::File::open(format!("/proc/{root}/stat")).unwrap();
+        let _ = busy.kill();
+        busy.wait().unwrap();
+        assert_eq!(read_stat_of(&f), None, "a reaped process reads as gone");
+        assert!(!s.sample(&[root]).contains_key(&root));
+        assert!(!kept(&s), "the file is closed with its process");
+        s.sample(&[]);
+        assert!(s.files.as_ref().unwrap().open.is_empty());
+    }
+
+    #[test]
+    fn a_long_list_is_read_in_two_halves_with_the_same_result() {
+        let mut kids: Vec<std::process::Child> = (0..5)
+            .map(|_| {
+                std::process::Command::new("sleep")
+                    .arg("30")
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let mut pids: Vec<u32> = kids.iter().map(|k| k.id()).collect();
+        pids.push(u32::MAX - 1); // no such process
+        let mut files = StatFiles::new();
+        files.split_at = 2;
+        let first = files.read_all(&pids);
+        assert_eq!(files.open.len(), 5);
+        let again = files.read_all(&pids);
+        for k in &kids {
+            let p = k.id();
+            let fresh = read_stat(p).unwrap();
+            for got in [&first, &again] {
+                let s = got[&p];
+                assert_eq!((s.ppid, s.start_ticks), (fresh.ppid, fresh.start_ticks));
+            }
+        }
+        assert_eq!(again.len(), 5);
+        let _ = kids[0].kill();
+        kids[0].wait().unwrap();
+        assert_eq!(files.read_all(&pids).len(), 4);
+        assert_eq!(files.open.len(), 4, "the gone process's file is closed");
+        for k in &mut kids {
+            let _ = k.kill();
+            let _ = k.wait();
+        }
     }
 }

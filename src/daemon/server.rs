@@ -178,8 +178,10 @@ async fn client(d: Arc<Daemon>, mut stream: UnixStream) {
         }
         let is_kill = matches!(req, Request::Kill);
         let Request::Update { binary } = req else {
-            let frame = reply(&d, req).await;
-            let _ = stream.write_all(&frame).await;
+            let (frame, text) = reply(&d, req).await;
+            if stream.write_all(&frame).await.is_ok() && !text.is_empty() {
+                let _ = stream.write_all(&text).await;
+            }
             if is_kill {
                 d.exit.notify_one();
                 return;
@@ -210,9 +212,9 @@ async fn client(d: Arc<Daemon>, mut stream: UnixStream) {
 /// copies of the table in the allocator at the same moment, memory it keeps afterwards.
 static WHOLE_TABLE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 
-/// The encoded reply frame; the response itself is freed before the frame is written, so a
-/// slow reader holds one buffer and no permit.
-async fn reply(d: &Arc<Daemon>, req: Request) -> Vec<u8> {
+/// The encoded reply frame, and the text that follows it for `render`; the response itself is
+/// freed before the frame is written, so a slow reader holds one buffer and no permit.
+async fn reply(d: &Arc<Daemon>, req: Request) -> (Vec<u8>, Vec<u8>) {
     let _permit = match req {
         Request::List | Request::Render { .. } => WHOLE_TABLE.acquire().await.ok(),
         _ => None,
@@ -221,12 +223,13 @@ async fn reply(d: &Arc<Daemon>, req: Request) -> Vec<u8> {
         return super::requests::render::render(d, view).await;
     }
     let resp = handle(d, req).await;
-    protocol::encode(&resp).unwrap_or_else(|e| {
+    let frame = protocol::encode(&resp).unwrap_or_else(|e| {
         protocol::encode(&Response::Error {
             message: e.to_string(),
         })
         .unwrap_or_default()
-    })
+    });
+    (frame, Vec::new())
 }
 
 /// A request from the HTTP API: the same handlers, the same bound on whole-table replies.

@@ -52,7 +52,7 @@ impl Daemon {
                 table,
             }),
             registry: Mutex::new(Registry::default()),
-            sampler: Default::default(),
+            sampler: Arc::new(Mutex::new(metrics::Sampler::keeping_files())),
             username: current_username(),
             exit: tokio::sync::Notify::new(),
         }

@@ -10,16 +10,14 @@ use serde_json::{json, Map, Value};
 /// The version of the agent PM2 7.0.4 bundles (`apm.version`).
 const APM_VERSION: &str = "8.0.0";
 
-/// `axm_options` of an app whose `pm2_env.env` is `env`.
-pub fn axm_options(s: &AppSpec, env: &Map<String, Value>) -> Value {
+/// `axm_options` of an app whose `pm2_env.env` holds `settings` (a string) under its name.
+pub fn axm_options(s: &AppSpec, settings: Option<&str>) -> Value {
     if !s.is_node() {
         return json!({});
     }
     // The app's module settings reach the agent as JSON under its name; an object there (a
     // command-line start without settings) is not in the child's environment at all.
-    let settings: Map<String, Value> = env
-        .get(&s.name)
-        .and_then(Value::as_str)
+    let settings: Map<String, Value> = settings
         .and_then(|t| serde_json::from_str::<Map<String, Value>>(t).ok())
         .map(|m| autocast_map(&m))
         .unwrap_or_default();
@@ -106,7 +104,7 @@ mod tests {
     #[test]
     fn node_apps_show_the_agent_configuration() {
         let s = spec("api");
-        let v = axm_options(&s, &Map::new());
+        let v = axm_options(&s, None);
         assert_eq!(v["module_name"], "api");
         assert_eq!(v["module_conf"], json!({}));
         assert_eq!(v["apm"], json!({"type": "node", "version": "8.0.0"}));
@@ -117,14 +115,14 @@ mod tests {
 
         let mut bin = spec("bin");
         bin.interpreter = None;
-        assert_eq!(axm_options(&bin, &Map::new()), json!({}));
+        assert_eq!(axm_options(&bin, None), json!({}));
     }
 
     #[test]
     fn module_settings_are_cast_and_merged() {
         let s = spec("api");
-        let env = json!({"api": r#"{"k":"5","on":"true","name":"x","password":"s3","gone":"undefined"}"#});
-        let v = axm_options(&s, env.as_object().unwrap());
+        let conf = r#"{"k":"5","on":"true","name":"x","password":"s3","gone":"undefined"}"#;
+        let v = axm_options(&s, Some(conf));
         assert_eq!(
             v["module_conf"],
             json!({"k": 5, "on": true, "name": "x", "password": "Password hidden"})
@@ -132,11 +130,7 @@ mod tests {
         assert_eq!(v["k"], 5);
         assert_eq!(v["password"], "s3");
         assert!(v.get("gone").is_none());
-        // An object under the name (command-line start) gives no settings.
-        let env = json!({"api": {}});
-        assert_eq!(
-            axm_options(&s, env.as_object().unwrap())["module_conf"],
-            json!({})
-        );
+        // Not an object of settings: none.
+        assert_eq!(axm_options(&s, Some("[1]"))["module_conf"], json!({}));
     }
 }

@@ -139,7 +139,7 @@ pub fn jlist_value(p: &ProcInfo, home: &str) -> Value {
     put(&mut e, "pm_uptime", json!(p.pm_uptime));
     put(&mut e, "axm_actions", json!(p.axm.actions));
     put(&mut e, "axm_monitor", Value::Object(p.axm.monitor.clone()));
-    let mut options = super::axm::axm_options(s, &env);
+    let mut options = super::axm::axm_options(s, env.get(&s.name).and_then(Value::as_str));
     // What the app's own agent reported (`axm:option:configuration`) wins, as in PM2.
     if let Value::Object(o) = &mut options {
         for (k, v) in &p.axm.options {

@@ -5,8 +5,9 @@
 //! the keys written here would, in the value, take that key's place (a JS assignment); such an
 //! element is built as a value instead, so the text never differs.
 
+use super::env_write::{Bases, EnvText};
 use super::jlist::{
-    env_object, jlist_value, log_rotate_value, DEFAULT_KILL_TIMEOUT, DEFAULT_LISTEN_TIMEOUT,
+    jlist_value, log_rotate_value, DEFAULT_KILL_TIMEOUT, DEFAULT_LISTEN_TIMEOUT,
     DEFAULT_MAX_RESTARTS, DEFAULT_MIN_UPTIME,
 };
 use super::{app_version, json_number, live_monit};
@@ -84,28 +85,29 @@ const KEYS: &[&str] = &[
 pub fn jlist_bytes(procs: &[ProcInfo], home: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(procs.len() * 4096 + 2);
     out.push(b'[');
+    let mut bases = Bases::default();
     for (i, p) in procs.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        element(&mut out, p, home);
+        element(&mut out, p, home, &mut bases);
     }
     out.push(b']');
     out
 }
 
-fn reserved(k: &str) -> bool {
+pub(super) fn reserved(k: &str) -> bool {
     KEYS.contains(&k)
 }
 
 /// One element, written directly when no user-named key meets one of ours.
-fn element(out: &mut Vec<u8>, p: &ProcInfo, home: &str) {
+fn element(out: &mut Vec<u8>, p: &ProcInfo, home: &str, bases: &mut Bases) {
     let s = &p.spec;
-    let env = env_object(p, home);
+    let env = EnvText::new(p, home, bases);
     let plain = !reserved(&s.instance_var)
         && !s.extra.contains_key(&s.instance_var)
         && !s.extra.keys().any(|k| reserved(k))
-        && !env.keys().any(|k| reserved(k));
+        && !env.any_reserved();
     if !plain {
         put_value(out, &jlist_value(p, home));
         return;
@@ -118,7 +120,8 @@ fn element(out: &mut Vec<u8>, p: &ProcInfo, home: &str) {
     let mut w = Obj { out, first: true };
     w.put("name", &s.name);
     w.put("namespace", &s.namespace);
-    w.put("env", &env);
+    w.key("env");
+    env.write_object(w.out);
     if s.merge_logs {
         w.put("merge_logs", &true);
     }
@@ -217,16 +220,16 @@ fn element(out: &mut Vec<u8>, p: &ProcInfo, home: &str) {
     w.put(&s.instance_var, &p.instance);
     // PM2 copies every env var to the top level too, unless a key of that name is there
     // (here: an option of `extra`, or the instance variable); objects stay behind.
-    for (k, v) in &env {
-        if !v.is_object() && !s.extra.contains_key(k) && *k != s.instance_var {
-            w.put(k, v);
+    for (k, text, object) in env.members() {
+        if !object && !s.extra.contains_key(k) && k != s.instance_var {
+            w.raw(text);
         }
     }
     w.put("status", &p.status.as_str());
     w.put("pm_uptime", &p.pm_uptime);
     w.put("axm_actions", &p.axm.actions);
     w.put("axm_monitor", &p.axm.monitor);
-    let mut options = super::axm::axm_options(s, &env);
+    let mut options = super::axm::axm_options(s, env.settings);
     // What the app's own agent reported (`axm:option:configuration`) wins, as in PM2.
     if let serde_json::Value::Object(o) = &mut options {
         for (k, v) in &p.axm.options {
@@ -272,13 +275,27 @@ struct Obj<'a> {
 
 impl Obj<'_> {
     fn put<T: Serialize + ?Sized>(&mut self, key: &str, v: &T) {
+        self.key(key);
+        put_value(self.out, v);
+    }
+
+    /// `"key":`, the value to be written next.
+    fn key(&mut self, key: &str) {
         if !self.first {
             self.out.push(b',');
         }
         self.first = false;
         put_value(self.out, key);
         self.out.push(b':');
-        put_value(self.out, v);
+    }
+
+    /// A member already written as `"key":value`.
+    fn raw(&mut self, member: &[u8]) {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+        self.out.extend_from_slice(member);
     }
 }
 
@@ -390,5 +407,65 @@ mod tests {
             .env
             .insert("INSTANCE".into(), "x".into());
         same(&[c, d, e, a], "/h");
+    }
+
+    /// Variables shared as a base (their text cached) and each app's own, with every rule of
+    /// `env_object`: typed values, objects, `increment_var`, the home variable, module settings.
+    #[test]
+    fn shared_variables_give_the_values_text() {
+        let shell: std::collections::BTreeMap<String, String> = (0..40)
+            .map(|i| (format!("SHELL_{i:02}"), format!("v{i} \"q\" \u{7} é")))
+            .chain([
+                ("PORT".to_string(), "3000".to_string()),
+                ("PMR_HOME".to_string(), "/elsewhere".to_string()),
+            ])
+            .collect();
+        let app = |id: u32, name: &str, edit: &dyn Fn(&mut crate::spec::AppSpec)| {
+            let mut p = proc_info(id, name, Status::Online);
+            let spec = std::sync::Arc::make_mut(&mut p.spec);
+            spec.env = shell.clone().into();
+            edit(spec);
+            p
+        };
+        let a = app(0, "a", &|_| {});
+        let b = app(1, "b", &|s| {
+            s.env.insert("PORT".into(), "3001".into());
+            s.env_json.insert("PORT".into(), json!(3001));
+            s.env_json.insert("SHELL_05".into(), json!(5));
+            s.env_json.insert("OBJ".into(), json!({"k": [1]}));
+            s.env.remove("SHELL_07");
+        });
+        let mut c = app(2, "c", &|s| {
+            s.increment_var = Some("PORT".into());
+            s.env
+                .insert("c".into(), r#"{"k":"5","password":"x"}"#.into());
+        });
+        c.env.insert("PORT".into(), "3002".into());
+        let mut d = app(3, "d", &|s| {
+            s.increment_var = Some("NEW_PORT".into());
+            s.env_json.insert("d".into(), json!({"not": "settings"}));
+            s.env_json.insert("PMR_HOME".into(), json!({"o": 1}));
+        });
+        d.env.insert("NEW_PORT".into(), "4000".into());
+        // `a`'s shell from elsewhere, a different base.
+        let e = {
+            let mut p = proc_info(4, "e", Status::Online);
+            std::sync::Arc::make_mut(&mut p.spec).env = (0..30)
+                .map(|i| (format!("OTHER_{i}"), i.to_string()))
+                .collect();
+            p
+        };
+        let all = [a.clone(), b, c, d, e, a];
+        same(&all, "/h/.pmr");
+        same(&all, "");
+        // A shell variable named like one of jlist's keys: the value path, same text.
+        let mut odd = shell.clone();
+        odd.insert("status".into(), "x".into());
+        let f = {
+            let mut p = proc_info(5, "f", Status::Online);
+            std::sync::Arc::make_mut(&mut p.spec).env = odd.into();
+            p
+        };
+        same(&[f, all[0].clone()], "/h");
     }
 }

@@ -6,6 +6,7 @@ pub mod axm;
 pub mod code_metrics;
 pub mod describe;
 pub mod env;
+mod env_write;
 pub mod history;
 pub mod jlist;
 pub mod jlist_write;

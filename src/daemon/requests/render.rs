@@ -9,8 +9,8 @@ use crate::daemon::state::Daemon;
 use crate::protocol::{self, Response, View};
 use std::sync::Arc;
 
-/// The reply frame and the text after it.
-pub async fn render(d: &Arc<Daemon>, view: View) -> Vec<u8> {
+/// The reply frame and the text to write after it (written apart: the text is megabytes).
+pub async fn render(d: &Arc<Daemon>, view: View) -> (Vec<u8>, Vec<u8>) {
     let procs = list::procs(d, true).await;
     let text = tokio::task::spawn_blocking(move || {
         crate::render::forget_versions();
@@ -25,17 +25,16 @@ pub async fn render(d: &Arc<Daemon>, view: View) -> Vec<u8> {
             }
         }
     })
-    .await;
-    let frame = match text {
-        Ok(t) => protocol::encode_rendered(&t),
-        Err(e) => Err(protocol::FrameError::Io(std::io::Error::other(
-            e.to_string(),
-        ))),
-    };
-    frame.unwrap_or_else(|e| {
-        protocol::encode(&Response::Error {
-            message: e.to_string(),
-        })
-        .unwrap_or_default()
-    })
+    .await
+    .map_err(|e| protocol::FrameError::Io(std::io::Error::other(e.to_string())));
+    match text.and_then(|t| Ok((protocol::encode_rendered(t.len())?, t))) {
+        Ok(reply) => reply,
+        Err(e) => (
+            protocol::encode(&Response::Error {
+                message: e.to_string(),
+            })
+            .unwrap_or_default(),
+            Vec::new(),
+        ),
+    }
 }

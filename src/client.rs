@@ -127,7 +127,11 @@ impl Client {
     /// `jlist`/`ls` text rendered by the daemon, copied to `out` as it comes; `false` when
     /// this daemon cannot (another version, or it refused: during an `update`), and the caller
     /// renders the list itself. A failed write to `out` (a closed pipe) is not an error.
-    pub fn render(&mut self, view: protocol::View, out: &mut impl std::io::Write) -> Result<bool> {
+    pub fn render(
+        &mut self,
+        view: protocol::View,
+        out: &mut (impl std::io::Write + std::os::fd::AsFd),
+    ) -> Result<bool> {
         // A daemon of another version would not know the request (and close the connection).
         if self.same_version.is_none() && !self.greet() {
             bail!("the pmr daemon closed the connection");
@@ -137,6 +141,7 @@ impl Client {
         }
         match self.call(&Request::Render { view })? {
             Response::Rendered { len } => {
+                widen_pipe(out.as_fd(), len);
                 match protocol::copy_rendered(&mut self.stream, len, out) {
                     Ok(()) | Err(protocol::CopyError::Write(_)) => Ok(true),
                     Err(protocol::CopyError::Read(e)) => {
@@ -152,6 +157,25 @@ impl Client {
         protocol::write_frame(&mut self.stream, req).context("cannot send to the pmr daemon")?;
         protocol::read_frame(&mut self.stream)
             .map_err(|e| anyhow!("no answer from the pmr daemon: {e}"))
+    }
+}
+
+/// Lets a pipe on stdout hold up to 1 MiB of a long text (default 64 KiB): the reader is woken
+/// and we are blocked a sixteenth as often. Nothing for a file, a terminal or a short text;
+/// refused (and ignored) over the user's pipe-buffer limit.
+fn widen_pipe(fd: std::os::fd::BorrowedFd, len: usize) {
+    use std::os::fd::AsRawFd;
+    const WIDE: usize = 1 << 20;
+    if len <= 64 * 1024 {
+        return;
+    }
+    let is_pipe = nix::sys::stat::fstat(fd.as_raw_fd())
+        .is_ok_and(|st| st.st_mode & nix::libc::S_IFMT == nix::libc::S_IFIFO);
+    if is_pipe {
+        let _ = nix::fcntl::fcntl(
+            fd.as_raw_fd(),
+            nix::fcntl::FcntlArg::F_SETPIPE_SZ(len.min(WIDE) as nix::libc::c_int),
+        );
     }
 }
 

@@ -119,9 +119,9 @@ class Tool:
     def shell_cmd(self, *args):
         return " ".join(shlex.quote(a) for a in self.cmd(*args))
 
-    def run(self, *args, timeout=120, check=True, extra_env=None, cwd=None):
+    def run(self, *args, timeout=120, check=True, extra_env=None, cwd=None, text=True):
         env = dict(self.env, **(extra_env or {}))
-        cp = subprocess.run(self.cmd(*args), env=env, capture_output=True, text=True,
+        cp = subprocess.run(self.cmd(*args), env=env, capture_output=True, text=text,
                             timeout=timeout, cwd=cwd)
         if check and cp.returncode != 0:
             raise RuntimeError(f"{self.name} {' '.join(map(str, args))} failed "

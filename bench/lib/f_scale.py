@@ -93,8 +93,10 @@ def big(tool):
         pid = tool.daemon_pid()
         r["rss"], r["threads"] = rss_kb(pid), threads(pid)
         for cmd in ("jlist", "ls"):
-            ts = [tool.timed(cmd, timeout=PM2_BOUND)[0] for _ in range(5)]
-            r[cmd] = sorted(ts)[2]
+            # Output read as bytes: decoding 4 MB of text is the harness's time (9 ms in
+            # Python), not the CLI's; the pipe and its reader are still there.
+            ts = [tool.timed(cmd, timeout=PM2_BOUND, text=False)[0] for _ in range(11)]
+            r[cmd] = sorted(ts)[5]
     t0 = time.monotonic()
     try:
         tool.run("delete", "all", timeout=PM2_BOUND, check=False)
@@ -141,7 +143,7 @@ def run(tools, quick, select):
                           ratio(A.get(key), B.get(key)), target,
                           ok=A.get(key) is not None and A[key] <= lim))
     for cmd, lim in (("jlist", 0.020), ("ls", None)):
-        s.rows.append(Row(f"`{cmd}` with 1,000 apps, median of 5", fmt_ms(A.get(cmd)),
+        s.rows.append(Row(f"`{cmd}` with 1,000 apps, median of 11", fmt_ms(A.get(cmd)),
                           fmt_ms(B.get(cmd)), ratio(A.get(cmd), B.get(cmd)),
                           "≤ 20 ms" if lim else "—",
                           ok=(A.get(cmd) is not None and A[cmd] <= lim) if lim else None))
@@ -156,9 +158,9 @@ def run(tools, quick, select):
         f"({AT_ONCE} at a time, each ending with the process table as PM2's does), then RSS "
         f"{SETTLE:.0f} s after all are online again (RSS, threads and fds from "
         "`/proc/<daemon>`). 1,000 apps: `start` of the file timed to its return, then until "
-        "`jlist` shows all online; `jlist`/`ls` median of 5 whole CLI calls; `delete all` "
-        f"timed to its return. PM2 gets {PM2_BOUND} s for each phase; a figure it did not reach "
-        f"is shown as \"> {PM2_BOUND} s\". Thread counts of pmr include one log writer thread "
-        "per log file until the writer pool lands.",
+        "`jlist` shows all online; `jlist`/`ls` median of 11 whole CLI calls, their output "
+        "read as bytes through a pipe; `delete all` timed to its return. "
+        f"PM2 gets {PM2_BOUND} s for each phase; a figure it did not reach "
+        f"is shown as \"> {PM2_BOUND} s\".",
     ]
     return [s], res

@@ -251,24 +251,24 @@ impl Sampler {
         let hz = clock_ticks();
         let page = page_size();
         let uptime_ticks = boot_uptime_secs().map(|s| s * hz as f64);
-        let mut next = HashMap::new();
-        for &root in roots {
-            let Some(root_stat) = stats.get(&root) else {
+        let mut next = HashMap::with_capacity(roots.len());
+        out.reserve(roots.len());
+        for root in roots {
+            let Some(root_stat) = stats.get(root) else {
                 continue;
             };
             let pids = self
                 .members
-                .get(&root)
-                .cloned()
-                .unwrap_or_else(|| vec![root]);
+                .get(root)
+                .map_or(std::slice::from_ref(root), Vec::as_slice);
             let (mut ticks, mut rss) = (0u64, 0u64);
-            for p in &pids {
+            for p in pids {
                 if let Some(s) = stats.get(p) {
                     ticks += s.ticks;
                     rss += s.rss_pages * page;
                 }
             }
-            let cpu = match self.prev.get(&root) {
+            let cpu = match self.prev.get(root) {
                 Some(&(t0, at)) if ticks >= t0 && now > at => {
                     let secs = now.duration_since(at).as_secs_f64();
                     (ticks - t0) as f64 / hz as f64 / secs * 100.0
@@ -281,9 +281,9 @@ impl Sampler {
                     _ => 0.0,
                 },
             };
-            next.insert(root, (ticks, now));
+            next.insert(*root, (ticks, now));
             out.insert(
-                root,
+                *root,
                 Usage {
                     memory: rss,
                     cpu: (cpu * 10.0).round() / 10.0,
@@ -291,6 +291,7 @@ impl Sampler {
             );
         }
         self.prev = next;
+        let roots: std::collections::HashSet<u32> = roots.iter().copied().collect();
         self.members.retain(|r, _| roots.contains(r));
         if let Some(f) = &mut self.files {
             let members: std::collections::HashSet<u32> =

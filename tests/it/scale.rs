@@ -172,3 +172,67 @@ fn idle_apps_cost_the_daemon_little_memory_each() {
         "{per_app} KB of daemon memory per idle app (at most {KB_PER_APP})"
     );
 }
+
+/// A `jlist` of hundreds of KB reaches a pipe whole, in a pipe widened for it (1 MiB, not the
+/// default 64 KiB), and a reader that stops early ends the CLI without error or hang; the
+/// daemon keeps answering.
+#[test]
+fn a_long_jlist_streams_through_a_wide_pipe_and_a_closed_one_is_no_error() {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    let pmr = Pmr::new();
+    let n = 40;
+    let apps: Vec<_> = (0..n)
+        .map(|i| {
+            serde_json::json!({
+                "name": format!("long{i}"), "script": "sleep", "args": "100000",
+                "env": { "LONG": "x".repeat(4000) },
+            })
+        })
+        .collect();
+    let file = pmr.dir.join("long.json");
+    std::fs::write(&file, serde_json::json!({ "apps": apps }).to_string()).unwrap();
+    pmr.run(&["start", file.to_str().unwrap()]).ok();
+    wait_until("all online", || {
+        let l = pmr.jlist();
+        l.len() == n && l.iter().all(|p| p["pm2_env"]["status"] == "online")
+    });
+
+    let mut child = pmr
+        .cmd()
+        .arg("jlist")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut text = Vec::new();
+    out.read_to_end(&mut text).unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(text.len() > 64 * 1024 * 4, "{} bytes", text.len());
+    let list: Vec<serde_json::Value> = serde_json::from_slice(&text).unwrap();
+    assert_eq!(list.len(), n);
+    assert!(list.iter().all(|p| p["pm2_env"]["env"]["LONG"].as_str().unwrap().len() == 4000));
+    let size = nix::fcntl::fcntl(out.as_raw_fd(), nix::fcntl::FcntlArg::F_GETPIPE_SZ).unwrap();
+    assert!(size >= 256 * 1024, "pipe of {size} bytes");
+
+    let mut child = pmr
+        .cmd()
+        .arg("jlist")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 100];
+    child.stdout.as_mut().unwrap().read_exact(&mut first).unwrap();
+    drop(child.stdout.take());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "jlist hangs on a closed pipe");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+    assert_eq!(pmr.jlist().len(), n, "the daemon still answers");
+    pmr.run(&["delete", "all"]).ok();
+}

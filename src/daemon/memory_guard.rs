@@ -65,7 +65,7 @@ async fn run(d: Arc<Daemon>, grace: Duration) {
         let roots: Vec<u32> = watched.iter().map(|w| w.pid).collect();
         let mut s = sampler.take().unwrap_or_default();
         let Ok((s, usage)) = tokio::task::spawn_blocking(move || {
-            let u = s.sample(&roots);
+            let u = s.sample(&roots, false);
             (s, u)
         })
         .await

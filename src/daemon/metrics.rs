@@ -112,6 +112,9 @@ pub struct Sampler {
     rescan: Option<std::time::Duration>,
     /// Members' stat files kept open between samples ([`Sampler::keeping_files`]).
     files: Option<StatFiles>,
+    /// A sample used a scan older than `rescan` ([`Sampler::sample`]'s `defer`): the next
+    /// one scans if [`Sampler::rescan`] has not been called in between.
+    due: bool,
 }
 
 /// Open `/proc/<pid>/stat` files, read again at each sample. Opening is a path walk and a
@@ -221,7 +224,54 @@ impl Sampler {
         }
     }
 
-    pub fn sample(&mut self, roots: &[u32]) -> HashMap<u32, Usage> {
+    /// Whether a sample used an old scan and [`Sampler::rescan`] should follow.
+    pub fn rescan_due(&self) -> bool {
+        self.due
+    }
+
+    /// Finds the trees of the last sample's roots again (see [`Sampler::sample`]).
+    pub fn rescan(&mut self) {
+        if !self.due {
+            return;
+        }
+        let roots: Vec<u32> = self.members.keys().copied().collect();
+        if !roots.is_empty() {
+            self.scan_trees(&roots, Instant::now());
+        }
+        self.due = false;
+        self.close_non_members();
+    }
+
+    fn close_non_members(&mut self) {
+        if let Some(f) = &mut self.files {
+            let members: std::collections::HashSet<u32> =
+                self.members.values().flatten().copied().collect();
+            f.open.retain(|p, _| members.contains(p));
+        }
+    }
+
+    /// Every process's stat, and the trees of `roots` found in them.
+    fn scan_trees(&mut self, roots: &[u32], now: Instant) -> HashMap<u32, Stat> {
+        let all = match &mut self.files {
+            // Members' files are open already: only the host's other processes are opened
+            // (and closed again once the trees are known).
+            Some(f) => f.read_all(&super::scan::all_pids()),
+            None => std::sync::Arc::unwrap_or_clone(super::scan::scan()),
+        };
+        let index = Index::new(&all);
+        self.members = roots.iter().map(|&r| (r, index.tree(r))).collect();
+        self.scanned = Some(now);
+        self.due = false;
+        all
+    }
+
+    /// CPU and memory of the trees of `roots`. Trees are found by a scan of every process,
+    /// made when an app is new or the last scan is older than `rescan`. With `defer`, a scan
+    /// that is only old is used once more and [`Sampler::rescan_due`] tells the caller to
+    /// [`Sampler::rescan`] after its reply: a `jlist` of 1,000 apps now and then took 40% longer
+    /// for the scan (the reads of every process on the machine). A process a tree gained since
+    /// is counted one call later; a second deferral in a row is not made.
+    pub fn sample(&mut self, roots: &[u32], defer: bool) -> HashMap<u32, Usage> {
         let mut out = HashMap::new();
         if roots.is_empty() {
             self.prev.clear();
@@ -233,8 +283,12 @@ impl Sampler {
         }
         let now = Instant::now();
         let rescan = self.rescan.unwrap_or_else(|| crate::knobs::get().rescan());
-        let fresh = self.scanned.is_some_and(|t| now.duration_since(t) < rescan)
-            && roots.iter().all(|r| self.members.contains_key(r));
+        let recent = self.scanned.is_some_and(|t| now.duration_since(t) < rescan);
+        let known = roots.iter().all(|r| self.members.contains_key(r));
+        let fresh = known && (recent || (defer && !self.due));
+        if fresh && !recent {
+            self.due = true;
+        }
         let stats: HashMap<u32, Stat> = if fresh {
             let pids = self.members.values().flatten();
             match &mut self.files {
@@ -242,11 +296,7 @@ impl Sampler {
                 None => pids.filter_map(|&p| read_stat(p).map(|s| (p, s))).collect(),
             }
         } else {
-            let all = std::sync::Arc::unwrap_or_clone(super::scan::scan());
-            let index = Index::new(&all);
-            self.members = roots.iter().map(|&r| (r, index.tree(r))).collect();
-            self.scanned = Some(now);
-            all
+            self.scan_trees(roots, now)
         };
         let hz = clock_ticks();
         let page = page_size();
@@ -293,11 +343,7 @@ impl Sampler {
         self.prev = next;
         let roots: std::collections::HashSet<u32> = roots.iter().copied().collect();
         self.members.retain(|r, _| roots.contains(r));
-        if let Some(f) = &mut self.files {
-            let members: std::collections::HashSet<u32> =
-                self.members.values().flatten().copied().collect();
-            f.open.retain(|p, _| members.contains(p));
-        }
+        self.close_non_members();
         out
     }
 }
@@ -379,7 +425,7 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(10));
         };
         let mut s = Sampler::default();
-        let u = s.sample(&[root])[&root];
+        let u = s.sample(&[root], false)[&root];
         assert!(u.memory > 0);
         assert!(u.cpu >= 0.0);
         for p in pids {
@@ -393,6 +439,11 @@ mod tests {
 
     #[test]
     fn a_tree_scan_is_trusted_for_the_rescan_interval() {
+        tree_scan_trusted(Sampler::default);
+        tree_scan_trusted(Sampler::keeping_files);
+    }
+
+    fn tree_scan_trusted(new: fn() -> Sampler) {
         use std::io::Write;
         // sh forks a child only once told to, after the first scan.
         let mut child = std::process::Command::new("sh")
@@ -403,14 +454,14 @@ mod tests {
         let root = child.id();
         let mut slow = Sampler {
             rescan: Some(std::time::Duration::from_secs(3600)),
-            ..Default::default()
+            ..new()
         };
         let mut fast = Sampler {
             rescan: Some(std::time::Duration::ZERO),
-            ..Default::default()
+            ..new()
         };
-        slow.sample(&[root]);
-        fast.sample(&[root]);
+        slow.sample(&[root], false);
+        fast.sample(&[root], false);
         assert_eq!(slow.members[&root], vec![root]);
         child.stdin.take().unwrap().write_all(b"go\n").unwrap();
         let deadline = Instant::now() + std::time::Duration::from_secs(10);
@@ -422,8 +473,8 @@ mod tests {
             assert!(Instant::now() < deadline, "tree never grew: {p:?}");
             std::thread::sleep(std::time::Duration::from_millis(10));
         };
-        slow.sample(&[root]);
-        fast.sample(&[root]);
+        slow.sample(&[root], false);
+        fast.sample(&[root], false);
         assert_eq!(slow.members[&root], vec![root], "scan trusted for an hour");
         assert_eq!(
             fast.members[&root].len(),
@@ -431,6 +482,62 @@ mod tests {
             "rescanned: {:?}",
             fast.members
         );
+        if let Some(f) = &fast.files {
+            // The rescan opened every process's file; only the tree's stay open.
+            let mut open: Vec<u32> = f.open.keys().copied().collect();
+            open.sort();
+            let mut members = fast.members[&root].clone();
+            members.sort();
+            assert_eq!(open, members);
+        }
+        for p in pids {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(p as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        child.wait().unwrap();
+    }
+
+    /// With `defer`, an old scan is used once more and the scan is left to `rescan`; without
+    /// a `rescan` in between, the next sample scans itself.
+    #[test]
+    fn an_old_scan_is_deferred_once_to_rescan() {
+        use std::io::Write;
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "read x; sleep 30 & wait"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let root = child.id();
+        let mut s = Sampler {
+            rescan: Some(std::time::Duration::ZERO),
+            ..Sampler::keeping_files()
+        };
+        s.sample(&[root], true);
+        assert!(!s.rescan_due(), "a new root is scanned at once");
+        child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        let pids = loop {
+            let p = tree_pids(root);
+            if p.len() >= 2 {
+                break p;
+            }
+            assert!(Instant::now() < deadline, "tree never grew: {p:?}");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        s.sample(&[root], true);
+        assert_eq!(s.members[&root], vec![root], "the old scan, once more");
+        assert!(s.rescan_due());
+        s.rescan();
+        assert!(!s.rescan_due());
+        assert_eq!(s.members[&root].len(), 2, "{:?}", s.members);
+        // Deferred and not rescanned: the following sample scans.
+        s.sample(&[root], true);
+        assert!(s.rescan_due());
+        s.sample(&[root], true);
+        assert!(!s.rescan_due(), "no second deferral");
+        assert_eq!(s.members[&root].len(), 2, "{:?}", s.members);
         for p in pids {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(p as i32),
@@ -452,13 +559,13 @@ mod tests {
             rescan: Some(std::time::Duration::from_secs(3600)),
             ..Sampler::keeping_files()
         };
-        s.sample(&[root]);
-        s.sample(&[root]);
+        s.sample(&[root], false);
+        s.sample(&[root], false);
         let kept = |s: &Sampler| s.files.as_ref().unwrap().open.contains_key(&root);
         assert!(kept(&s), "the member's file is kept open");
         let deadline = Instant::now() + std::time::Duration::from_secs(20);
         loop {
-            let u = s.sample(&[root])[&root];
+            let u = s.sample(&[root], false)[&root];
             if u.cpu > 10.0 {
                 break;
             }
@@ -473,9 +580,9 @@ mod tests {
         let _ = busy.kill();
         busy.wait().unwrap();
         assert_eq!(read_stat_of(&f), None, "a reaped process reads as gone");
-        assert!(!s.sample(&[root]).contains_key(&root));
+        assert!(!s.sample(&[root], false).contains_key(&root));
         assert!(!kept(&s), "the file is closed with its process");
-        s.sample(&[]);
+        s.sample(&[], false);
         assert!(s.files.as_ref().unwrap().open.is_empty());
     }
 

@@ -52,15 +52,18 @@ pub fn scan() -> Stats {
 }
 
 fn read_all() -> HashMap<u32, Stat> {
-    let mut out = HashMap::new();
-    if let Ok(dir) = std::fs::read_dir("/proc") {
-        for e in dir.flatten() {
-            if let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) {
-                if let Some(s) = read_stat(pid) {
-                    out.insert(pid, s);
-                }
-            }
-        }
-    }
-    out
+    all_pids()
+        .into_iter()
+        .filter_map(|pid| read_stat(pid).map(|s| (pid, s)))
+        .collect()
+}
+
+/// Every process on the machine.
+pub fn all_pids() -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
+        .collect()
 }

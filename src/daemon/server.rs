@@ -182,6 +182,7 @@ async fn client(d: Arc<Daemon>, mut stream: UnixStream) {
             if stream.write_all(&frame).await.is_ok() && !text.is_empty() {
                 let _ = stream.write_all(&text).await;
             }
+            list::rescan_if_due(&d);
             if is_kill {
                 d.exit.notify_one();
                 return;
@@ -238,7 +239,9 @@ pub(super) async fn call(d: &Arc<Daemon>, req: Request) -> Response {
         Request::List => WHOLE_TABLE.acquire().await.ok(),
         _ => None,
     };
-    handle(d, req).await
+    let resp = handle(d, req).await;
+    list::rescan_if_due(d);
+    resp
 }
 
 /// One handler per request kind, each in its own file under `requests/`.

@@ -211,7 +211,9 @@ fn a_long_jlist_streams_through_a_wide_pipe_and_a_closed_one_is_no_error() {
     assert!(text.len() > 64 * 1024 * 4, "{} bytes", text.len());
     let list: Vec<serde_json::Value> = serde_json::from_slice(&text).unwrap();
     assert_eq!(list.len(), n);
-    assert!(list.iter().all(|p| p["pm2_env"]["env"]["LONG"].as_str().unwrap().len() == 4000));
+    assert!(list
+        .iter()
+        .all(|p| p["pm2_env"]["env"]["LONG"].as_str().unwrap().len() == 4000));
     let size = nix::fcntl::fcntl(out.as_raw_fd(), nix::fcntl::FcntlArg::F_GETPIPE_SZ).unwrap();
     assert!(size >= 256 * 1024, "pipe of {size} bytes");
 
@@ -222,7 +224,12 @@ fn a_long_jlist_streams_through_a_wide_pipe_and_a_closed_one_is_no_error() {
         .spawn()
         .unwrap();
     let mut first = [0u8; 100];
-    child.stdout.as_mut().unwrap().read_exact(&mut first).unwrap();
+    child
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut first)
+        .unwrap();
     drop(child.stdout.take());
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {

@@ -12,6 +12,18 @@ fn axm_info(s: &crate::daemon::instance::Shared) -> AxmInfo {
     }
 }
 
+/// After a reply that sampled with an old tree scan: the scan, off the reply's path (see
+/// `Sampler::sample`). Skipped while a sample holds the sampler; the next sample scans then.
+pub fn rescan_if_due(d: &Arc<Daemon>) {
+    let due = d.sampler.try_lock().is_ok_and(|s| s.rescan_due());
+    if due {
+        let sampler = d.sampler.clone();
+        tokio::task::spawn_blocking(move || {
+            sampler.lock().unwrap_or_else(|e| e.into_inner()).rescan();
+        });
+    }
+}
+
 pub async fn list(d: &Arc<Daemon>) -> Response {
     Response::List {
         procs: procs(d, false).await,
@@ -35,7 +47,7 @@ pub async fn procs(d: &Arc<Daemon>, lean: bool) -> Vec<ProcInfo> {
         .filter(|&p| p != 0)
         .collect();
     let sampler = d.sampler.clone();
-    let usage = tokio::task::spawn_blocking(move || sampler.lock().unwrap().sample(&roots))
+    let usage = tokio::task::spawn_blocking(move || sampler.lock().unwrap().sample(&roots, true))
         .await
         .unwrap_or_default();
     snap.into_iter()

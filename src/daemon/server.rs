@@ -179,9 +179,14 @@ async fn client(d: Arc<Daemon>, mut stream: UnixStream) {
         let is_kill = matches!(req, Request::Kill);
         let Request::Update { binary } = req else {
             let (frame, text) = reply(&d, req).await;
-            if stream.write_all(&frame).await.is_ok() && !text.is_empty() {
-                let _ = stream.write_all(&text).await;
+            if stream.write_all(&frame).await.is_ok() {
+                for part in &text {
+                    if stream.write_all(part).await.is_err() {
+                        break;
+                    }
+                }
             }
+            drop(text);
             list::rescan_if_due(&d);
             if is_kill {
                 d.exit.notify_one();
@@ -215,7 +220,7 @@ static WHOLE_TABLE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2
 
 /// The encoded reply frame, and the text that follows it for `render`; the response itself is
 /// freed before the frame is written, so a slow reader holds one buffer and no permit.
-async fn reply(d: &Arc<Daemon>, req: Request) -> (Vec<u8>, Vec<u8>) {
+async fn reply(d: &Arc<Daemon>, req: Request) -> (Vec<u8>, Vec<Vec<u8>>) {
     let _permit = match req {
         Request::List | Request::Render { .. } => WHOLE_TABLE.acquire().await.ok(),
         _ => None,

@@ -9,25 +9,29 @@ use crate::daemon::state::Daemon;
 use crate::protocol::{self, Response, View};
 use std::sync::Arc;
 
-/// The reply frame and the text to write after it (written apart: the text is megabytes).
-pub async fn render(d: &Arc<Daemon>, view: View) -> (Vec<u8>, Vec<u8>) {
+/// The reply frame and the text to write after it, in parts (written apart from the frame:
+/// the text is megabytes; in parts: two threads render a long `jlist`).
+pub async fn render(d: &Arc<Daemon>, view: View) -> (Vec<u8>, Vec<Vec<u8>>) {
     let procs = list::procs(d, true).await;
     let text = tokio::task::spawn_blocking(move || {
         crate::render::forget_versions();
         match view {
             View::Jlist { home } => {
-                let mut t = crate::render::jlist_write::jlist_bytes(&procs, &home);
-                t.push(b'\n');
+                let mut t = crate::render::jlist_write::jlist_parts(&procs, &home);
+                if let Some(last) = t.last_mut() {
+                    last.push(b'\n');
+                }
                 t
             }
             View::Table { width, color } => {
-                crate::render::table::ls(&procs, width, color).into_bytes()
+                vec![crate::render::table::ls(&procs, width, color).into_bytes()]
             }
         }
     })
     .await
     .map_err(|e| protocol::FrameError::Io(std::io::Error::other(e.to_string())));
-    match text.and_then(|t| Ok((protocol::encode_rendered(t.len())?, t))) {
+    let len = |t: &[Vec<u8>]| t.iter().map(Vec::len).sum::<usize>();
+    match text.and_then(|t| Ok((protocol::encode_rendered(len(&t))?, t))) {
         Ok(reply) => reply,
         Err(e) => (
             protocol::encode(&Response::Error {

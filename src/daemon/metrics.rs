@@ -391,12 +391,7 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(20));
         };
         let scanned = tree_pids(root);
-        for &p in &found {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(p as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
+        kill_all(&found);
         let _ = sh.wait();
         // sh, its sleep, the inner sh and its sleep: the same set the full scan finds.
         assert_eq!(found.len(), 4, "{found:?}");
@@ -428,12 +423,7 @@ mod tests {
         let u = s.sample(&[root], false)[&root];
         assert!(u.memory > 0);
         assert!(u.cpu >= 0.0);
-        for p in pids {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(p as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
+        kill_all(&pids);
         child.wait().unwrap();
     }
 
@@ -444,13 +434,8 @@ mod tests {
     }
 
     fn tree_scan_trusted(new: fn() -> Sampler) {
-        use std::io::Write;
         // sh forks a child only once told to, after the first scan.
-        let mut child = std::process::Command::new("sh")
-            .args(["-c", "read x; sleep 30 & wait"])
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = forks_when_told();
         let root = child.id();
         let mut slow = Sampler {
             rescan: Some(std::time::Duration::from_secs(3600)),
@@ -463,16 +448,7 @@ mod tests {
         slow.sample(&[root], false);
         fast.sample(&[root], false);
         assert_eq!(slow.members[&root], vec![root]);
-        child.stdin.take().unwrap().write_all(b"go\n").unwrap();
-        let deadline = Instant::now() + std::time::Duration::from_secs(10);
-        let pids = loop {
-            let p = tree_pids(root);
-            if p.len() >= 2 {
-                break p;
-            }
-            assert!(Instant::now() < deadline, "tree never grew: {p:?}");
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        };
+        let pids = tell_to_fork(&mut child);
         slow.sample(&[root], false);
         fast.sample(&[root], false);
         assert_eq!(slow.members[&root], vec![root], "scan trusted for an hour");
@@ -490,12 +466,7 @@ mod tests {
             members.sort();
             assert_eq!(open, members);
         }
-        for p in pids {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(p as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
+        kill_all(&pids);
         child.wait().unwrap();
     }
 
@@ -503,12 +474,7 @@ mod tests {
     /// a `rescan` in between, the next sample scans itself.
     #[test]
     fn an_old_scan_is_deferred_once_to_rescan() {
-        use std::io::Write;
-        let mut child = std::process::Command::new("sh")
-            .args(["-c", "read x; sleep 30 & wait"])
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = forks_when_told();
         let root = child.id();
         let mut s = Sampler {
             rescan: Some(std::time::Duration::ZERO),
@@ -516,16 +482,7 @@ mod tests {
         };
         s.sample(&[root], true);
         assert!(!s.rescan_due(), "a new root is scanned at once");
-        child.stdin.take().unwrap().write_all(b"go\n").unwrap();
-        let deadline = Instant::now() + std::time::Duration::from_secs(10);
-        let pids = loop {
-            let p = tree_pids(root);
-            if p.len() >= 2 {
-                break p;
-            }
-            assert!(Instant::now() < deadline, "tree never grew: {p:?}");
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        };
+        let pids = tell_to_fork(&mut child);
         s.sample(&[root], true);
         assert_eq!(s.members[&root], vec![root], "the old scan, once more");
         assert!(s.rescan_due());
@@ -538,13 +495,41 @@ mod tests {
         s.sample(&[root], true);
         assert!(!s.rescan_due(), "no second deferral");
         assert_eq!(s.members[&root].len(), 2, "{:?}", s.members);
-        for p in pids {
+        kill_all(&pids);
+        child.wait().unwrap();
+    }
+
+    /// `sh` that forks a `sleep` once told to (after a first scan).
+    fn forks_when_told() -> std::process::Child {
+        std::process::Command::new("sh")
+            .args(["-c", "read x; sleep 30 & wait"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    /// Tells it, and waits for its tree of two.
+    fn tell_to_fork(child: &mut std::process::Child) -> Vec<u32> {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let p = tree_pids(child.id());
+            if p.len() >= 2 {
+                return p;
+            }
+            assert!(Instant::now() < deadline, "tree never grew: {p:?}");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    fn kill_all(pids: &[u32]) {
+        for &p in pids {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(p as i32),
                 nix::sys::signal::Signal::SIGKILL,
             );
         }
-        child.wait().unwrap();
     }
 
     /// A kept stat file gives fresh figures at each read, and none once its process is gone.

@@ -173,6 +173,14 @@ fn idle_apps_cost_the_daemon_little_memory_each() {
     );
 }
 
+fn jlist_to_pipe(pmr: &Pmr) -> std::process::Child {
+    pmr.cmd()
+        .arg("jlist")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// A `jlist` of hundreds of KB reaches a pipe whole, in a pipe widened for it (1 MiB, not the
 /// default 64 KiB), and a reader that stops early ends the CLI without error or hang; the
 /// daemon keeps answering.
@@ -198,12 +206,7 @@ fn a_long_jlist_streams_through_a_wide_pipe_and_a_closed_one_is_no_error() {
         l.len() == n && l.iter().all(|p| p["pm2_env"]["status"] == "online")
     });
 
-    let mut child = pmr
-        .cmd()
-        .arg("jlist")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = jlist_to_pipe(&pmr);
     let mut out = child.stdout.take().unwrap();
     let mut text = Vec::new();
     out.read_to_end(&mut text).unwrap();
@@ -217,12 +220,7 @@ fn a_long_jlist_streams_through_a_wide_pipe_and_a_closed_one_is_no_error() {
     let size = nix::fcntl::fcntl(out.as_raw_fd(), nix::fcntl::FcntlArg::F_GETPIPE_SZ).unwrap();
     assert!(size >= 256 * 1024, "pipe of {size} bytes");
 
-    let mut child = pmr
-        .cmd()
-        .arg("jlist")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = jlist_to_pipe(&pmr);
     let mut first = [0u8; 100];
     child
         .stdout

@@ -382,14 +382,9 @@ mod tests {
             .spawn()
             .unwrap();
         let root = sh.id();
-        let deadline = Instant::now() + std::time::Duration::from_secs(10);
-        let found = loop {
-            let d = descendants(root).expect("this kernel has children files");
-            if d.len() >= 4 || Instant::now() > deadline {
-                break d;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        };
+        let found = grown(root, 4, |r| {
+            descendants(r).expect("this kernel has children files")
+        });
         let scanned = tree_pids(root);
         kill_all(&found);
         let _ = sh.wait();
@@ -410,15 +405,7 @@ mod tests {
             .spawn()
             .unwrap();
         let root = child.id();
-        let deadline = Instant::now() + std::time::Duration::from_secs(10);
-        let pids = loop {
-            let p = tree_pids(root);
-            if p.len() >= 3 {
-                break p;
-            }
-            assert!(Instant::now() < deadline, "tree never grew: {p:?}");
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        };
+        let pids = grown(root, 3, tree_pids);
         let mut s = Sampler::default();
         let u = s.sample(&[root], false)[&root];
         assert!(u.memory > 0);
@@ -512,10 +499,15 @@ mod tests {
     fn tell_to_fork(child: &mut std::process::Child) -> Vec<u32> {
         use std::io::Write;
         child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+        grown(child.id(), 2, tree_pids)
+    }
+
+    /// `tree(root)` once it has at least `n` pids (10 s at most).
+    fn grown(root: u32, n: usize, tree: impl Fn(u32) -> Vec<u32>) -> Vec<u32> {
         let deadline = Instant::now() + std::time::Duration::from_secs(10);
         loop {
-            let p = tree_pids(child.id());
-            if p.len() >= 2 {
+            let p = tree(root);
+            if p.len() >= n {
                 return p;
             }
             assert!(Instant::now() < deadline, "tree never grew: {p:?}");

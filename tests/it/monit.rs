@@ -105,6 +105,14 @@ impl Tmux {
         }
     }
 
+    /// Wait until monit has exited with `code` and the terminal is restored; the screen.
+    fn exited(&self, code: i32) -> String {
+        let s = self.wait("monit exited", |s| s.contains("monit exited"));
+        assert!(s.contains(&format!("monit exited {code}")), "{s}");
+        assert!(!self.alternate_screen());
+        s
+    }
+
     /// The monit process: the child of the pane's shell.
     fn monit_pid(&self) -> u32 {
         let sh = self.out(&["display-message", "-p", "#{pane_pid}"]);
@@ -261,13 +269,11 @@ fn monit_lists_logs_acts_filters_and_quits_cleanly() {
 
     // q leaves: the shell's screen is back and monit exited 0.
     t.keys(&["q"]);
-    let s = t.wait("monit exited", |s| s.contains("monit exited"));
-    assert!(s.contains("monit exited 0"), "{s}");
+    let s = t.exited(0);
     assert!(
         s.contains("shell-before-monit"),
         "primary screen restored: {s}"
     );
-    assert!(!t.alternate_screen());
 }
 
 #[test]
@@ -281,9 +287,7 @@ fn monit_colours_ctrl_c_sigterm_and_a_vanished_daemon() {
     assert!(has_colour(&t.screen_escapes()), "colours without NO_COLOR");
     // Ctrl-C quits (raw mode makes it a key) and restores the terminal.
     t.keys(&["C-c"]);
-    let s = t.wait("monit exited", |s| s.contains("monit exited"));
-    assert!(s.contains("monit exited 0"), "{s}");
-    assert!(!t.alternate_screen());
+    t.exited(0);
     drop(t);
 
     // SIGTERM from outside: the same clean exit.
@@ -294,19 +298,15 @@ fn monit_colours_ctrl_c_sigterm_and_a_vanished_daemon() {
     unsafe {
         libc::kill(pid as i32, libc::SIGTERM);
     }
-    let s = t.wait("monit exited", |s| s.contains("monit exited"));
-    assert!(s.contains("monit exited 0"), "{s}");
-    assert!(!t.alternate_screen());
+    t.exited(0);
     drop(t);
 
     // The daemon killed under it: a message on the restored terminal, exit 1.
     let t = Tmux::monit(&pmr, true);
     t.wait("both apps listed", |s| row_of(s, 0, "web"));
     pmr.run(&["kill"]).ok();
-    let s = t.wait("monit exited", |s| s.contains("monit exited"));
-    assert!(s.contains("monit exited 1"), "{s}");
+    let s = t.exited(1);
     assert!(s.contains("the pmr daemon is gone"), "{s}");
-    assert!(!t.alternate_screen());
 }
 
 #[test]
@@ -340,5 +340,5 @@ fn monit_triggers_an_action_of_a_pm2_io_app() {
     t.keys(&["Enter"]);
     t.wait("the reply", |s| s.contains(r#"{"got":"from-monit"}"#));
     t.keys(&["q"]);
-    t.wait("monit exited", |s| s.contains("monit exited 0"));
+    t.exited(0);
 }

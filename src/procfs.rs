@@ -69,9 +69,70 @@ pub fn read_stat_of(f: &std::fs::File) -> Option<Stat> {
     parse_stat(std::str::from_utf8(&buf[..n]).ok()?)
 }
 
+/// Resident pages from an open `/proc/<pid>/statm` (its second field), read again from its
+/// start; `None` once the process is gone. Half the kernel's work of a stat line: the daemon
+/// reads one per app for each `jlist`.
+pub fn read_rss_pages_of(f: &std::fs::File) -> Option<u64> {
+    use std::os::unix::fs::FileExt;
+    // Seven numbers of at most 20 digits.
+    let mut buf = [0u8; 192];
+    let n = loop {
+        match f.read_at(&mut buf, 0) {
+            Ok(n) => break n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    };
+    std::str::from_utf8(&buf[..n])
+        .ok()?
+        .split_ascii_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// CPU time of the process `pid` (all its threads, user and system, those ended included:
+/// what `utime + stime` of its stat line counts, in nanoseconds), from its CPU clock: no text
+/// for the kernel to format. `None` if there is no such process.
+pub fn cpu_time_ns(pid: u32) -> Option<u64> {
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).ok()?);
+    let t = nix::time::clock_gettime(nix::time::clock_getcpuclockid(pid).ok()?).ok()?;
+    Some(u64::try_from(t.tv_sec()).ok()? * 1_000_000_000 + u64::try_from(t.tv_nsec()).ok()?)
+}
+
 /// The process exists and is not a zombie awaiting its parent.
 pub fn alive(pid: u32) -> bool {
     read_stat(pid).is_some_and(|s| !s.is_zombie())
+}
+
+/// A child that spins on a CPU until dropped (also when a test fails: it must not be left
+/// behind to slow everything else down).
+#[cfg(test)]
+pub(crate) struct Spinner(pub std::process::Child);
+
+#[cfg(test)]
+impl Spinner {
+    pub fn start() -> Spinner {
+        Spinner(
+            std::process::Command::new("sh")
+                .args(["-c", "while :; do :; done"])
+                .spawn()
+                .unwrap(),
+        )
+    }
+
+    /// Killed and reaped.
+    pub fn end(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[cfg(test)]
+impl Drop for Spinner {
+    fn drop(&mut self) {
+        self.end();
+    }
 }
 
 #[cfg(test)]
@@ -104,6 +165,42 @@ mod tests {
         assert_eq!(parse_stat("12 (x) S 1 2"), None);
         assert_eq!(parse_stat("no parenthesis"), None);
         assert_eq!(parse_stat("1 (x)"), None);
+    }
+
+    #[test]
+    fn statm_and_cpu_clock_of_a_child() {
+        let mut busy = Spinner::start();
+        let pid = busy.0.id();
+        let statm = std::fs::File::open(format!("/proc/{pid}/statm")).unwrap();
+        let rss = read_rss_pages_of(&statm).unwrap();
+        // The same count as the stat line's, summed exactly (the stat line's may lag by the
+        // kernel's per-CPU batches).
+        assert!(rss > 0);
+        assert!(rss.abs_diff(read_stat(pid).unwrap().rss_pages) < 256);
+        let t0 = cpu_time_ns(pid).unwrap();
+        // It spins: its clock moves, by as much as its stat line's ticks say.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while cpu_time_ns(pid).unwrap() < t0 + 200_000_000 {
+            assert!(std::time::Instant::now() < deadline, "the CPU clock stays");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let ns = cpu_time_ns(pid).unwrap();
+        let ticks = read_stat(pid).unwrap().ticks;
+        let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+            .unwrap()
+            .unwrap() as u64;
+        let from_ticks = ticks * 1_000_000_000 / hz;
+        assert!(
+            from_ticks.abs_diff(ns) < 100_000_000,
+            "clock {ns} ns, stat {from_ticks} ns"
+        );
+        busy.end();
+        assert_eq!(
+            read_rss_pages_of(&statm),
+            None,
+            "a reaped process reads as gone"
+        );
+        assert_eq!(cpu_time_ns(pid), None);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! (which catches grandchildren orphaned by a wrapper such as npm). Blocking: call from
 //! `spawn_blocking`.
 
-use crate::procfs::{read_stat, read_stat_of, Stat};
+use crate::procfs::{cpu_time_ns, read_rss_pages_of, read_stat, Stat};
 use nix::unistd::{sysconf, SysconfVar};
 use std::collections::HashMap;
 use std::time::Instant;
@@ -100,52 +100,93 @@ pub fn descendants(root: u32) -> Option<Vec<u32>> {
 /// Remembers the previous CPU reading of each tree, so CPU is the average since the last call.
 #[derive(Default)]
 pub struct Sampler {
+    /// CPU time of each tree (ns) and when it was read.
     prev: HashMap<u32, (u64, Instant)>,
     /// Tree members by root, from the last full /proc scan. Finding members needs every
     /// process's parent and group (a scan of the whole machine); their usage needs only their
-    /// own stat files. Trees change rarely, so the scan is redone only when it is older than
+    /// own figures. Trees change rarely, so the scan is redone only when it is older than
     /// `rescan` or a root is new, which keeps `jlist` cheap on a busy host.
     members: HashMap<u32, Vec<u32>>,
     scanned: Option<Instant>,
     /// How long tree membership from a scan is trusted: `PM2_WORKER_INTERVAL`, else
     /// `knobs::DEFAULT_WORKER_INTERVAL_MS`. `Some` only in tests.
     rescan: Option<std::time::Duration>,
-    /// Members' stat files kept open between samples ([`Sampler::keeping_files`]).
-    files: Option<StatFiles>,
+    /// Members' statm files kept open between samples ([`Sampler::keeping_files`]).
+    files: Option<StatmFiles>,
     /// A sample used a scan older than `rescan` ([`Sampler::sample`]'s `defer`): the next
     /// one scans if [`Sampler::rescan`] has not been called in between.
     due: bool,
 }
 
-/// Open `/proc/<pid>/stat` files, read again at each sample. Opening is a path walk and a
-/// permission check per file and closing another call: with a thousand apps that was 40% of
-/// the sample, itself half of a `jlist`. One descriptor per member, within `limit`.
-struct StatFiles {
+/// What a sample reads of one process.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Reading {
+    cpu_ns: u64,
+    rss_pages: u64,
+}
+
+/// The reading of `pid`: its CPU clock, then resident pages from `statm` (opened now unless
+/// given). The file is bound to the process it was opened for, and read after the clock: if
+/// it still reads, the pid was that process's when the clock was read, never a later one's.
+fn read_usage(statm: Option<&std::fs::File>, pid: u32) -> Got {
+    let read = |f: &std::fs::File| -> Option<Reading> {
+        let cpu_ns = cpu_time_ns(pid)?;
+        Some(Reading {
+            cpu_ns,
+            rss_pages: read_rss_pages_of(f)?,
+        })
+    };
+    match statm {
+        Some(f) => read(f).map_or(Got::Gone, Got::Kept),
+        None => {
+            let Ok(f) = std::fs::File::open(format!("/proc/{pid}/statm")) else {
+                return Got::Gone;
+            };
+            match read(&f) {
+                Some(r) => Got::New(r, f),
+                None => Got::Gone,
+            }
+        }
+    }
+}
+
+/// Open `/proc/<pid>/statm` files, read again at each sample, with the CPU clock of their
+/// process. Opening is a path walk and a permission check per file and closing another call:
+/// with a thousand apps that was 40% of the sample, itself half of a `jlist`; a `stat` line
+/// instead of `statm` and the clock is twice the kernel's work. One descriptor per member,
+/// within `limit`.
+struct StatmFiles {
     open: HashMap<u32, std::fs::File>,
     limit: usize,
     /// From this many pids on, two threads read them.
     split_at: usize,
 }
 
-impl StatFiles {
-    fn new() -> StatFiles {
+impl StatmFiles {
+    fn new() -> StatmFiles {
         // A quarter of what the daemon may open: the rest stays for pipes, sockets and logs.
         let soft = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
             .map(|(soft, _)| soft)
             .unwrap_or(1024);
-        StatFiles {
+        StatmFiles {
             open: HashMap::new(),
             limit: usize::try_from(soft / 4).unwrap_or(usize::MAX),
             split_at: 256,
         }
     }
 
-    /// The stats of `pids` (those still running). A thousand reads are milliseconds of
+    /// The readings of `pids` (those still running). A thousand reads are milliseconds of
     /// kernel time: a long list is read in two halves on two threads.
-    fn read_all(&mut self, pids: &[u32]) -> HashMap<u32, Stat> {
+    fn read_all(&mut self, pids: &[u32]) -> HashMap<u32, Reading> {
         let open = &self.open;
         let read = |part: &[u32]| -> Vec<(u32, Got)> {
-            part.iter().map(|&p| (p, Self::read_one(open, p))).collect()
+            part.iter()
+                .map(|&p| match read_usage(open.get(&p), p) {
+                    // Kept but gone: the pid may be another process's now: open it anew.
+                    Got::Gone if open.contains_key(&p) => (p, read_usage(None, p)),
+                    g => (p, g),
+                })
+                .collect()
         };
         let got = if pids.len() < self.split_at {
             read(pids)
@@ -169,11 +210,11 @@ impl StatFiles {
         let mut out = HashMap::with_capacity(got.len());
         for (pid, g) in got {
             match g {
-                Got::Kept(s) => {
-                    out.insert(pid, s);
+                Got::Kept(r) => {
+                    out.insert(pid, r);
                 }
-                Got::New(s, f) => {
-                    out.insert(pid, s);
+                Got::New(r, f) => {
+                    out.insert(pid, r);
                     self.open.remove(&pid);
                     if self.open.len() < self.limit {
                         self.open.insert(pid, f);
@@ -186,25 +227,11 @@ impl StatFiles {
         }
         out
     }
-
-    fn read_one(open: &HashMap<u32, std::fs::File>, pid: u32) -> Got {
-        if let Some(s) = open.get(&pid).and_then(read_stat_of) {
-            return Got::Kept(s);
-        }
-        // Not open yet, or gone (the pid may be another process's now): open it anew.
-        let Ok(f) = std::fs::File::open(format!("/proc/{pid}/stat")) else {
-            return Got::Gone;
-        };
-        match read_stat_of(&f) {
-            Some(s) => Got::New(s, f),
-            None => Got::Gone,
-        }
-    }
 }
 
 enum Got {
-    Kept(Stat),
-    New(Stat, std::fs::File),
+    Kept(Reading),
+    New(Reading, std::fs::File),
     Gone,
 }
 
@@ -215,11 +242,11 @@ pub struct Usage {
 }
 
 impl Sampler {
-    /// A sampler that keeps its members' stat files open (the one `jlist` uses, called often
+    /// A sampler that keeps its members' statm files open (the one `jlist` uses, called often
     /// and over every app).
     pub fn keeping_files() -> Sampler {
         Sampler {
-            files: Some(StatFiles::new()),
+            files: Some(StatmFiles::new()),
             ..Sampler::default()
         }
     }
@@ -251,13 +278,8 @@ impl Sampler {
     }
 
     /// Every process's stat, and the trees of `roots` found in them.
-    fn scan_trees(&mut self, roots: &[u32], now: Instant) -> HashMap<u32, Stat> {
-        let all = match &mut self.files {
-            // Members' files are open already: only the host's other processes are opened
-            // (and closed again once the trees are known).
-            Some(f) => f.read_all(&super::scan::all_pids()),
-            None => std::sync::Arc::unwrap_or_clone(super::scan::scan()),
-        };
+    fn scan_trees(&mut self, roots: &[u32], now: Instant) -> super::scan::Stats {
+        let all = super::scan::scan();
         let index = Index::new(&all);
         self.members = roots.iter().map(|&r| (r, index.tree(r))).collect();
         self.scanned = Some(now);
@@ -289,49 +311,54 @@ impl Sampler {
         if fresh && !recent {
             self.due = true;
         }
-        let stats: HashMap<u32, Stat> = if fresh {
-            let pids = self.members.values().flatten();
-            match &mut self.files {
-                Some(f) => f.read_all(&pids.copied().collect::<Vec<_>>()),
-                None => pids.filter_map(|&p| read_stat(p).map(|s| (p, s))).collect(),
-            }
-        } else {
-            self.scan_trees(roots, now)
+        let scanned = (!fresh).then(|| self.scan_trees(roots, now));
+        let pids: Vec<u32> = roots
+            .iter()
+            .filter_map(|r| self.members.get(r))
+            .flatten()
+            .copied()
+            .collect();
+        let readings = match &mut self.files {
+            Some(f) => f.read_all(&pids),
+            None => pids
+                .iter()
+                .filter_map(|&p| match read_usage(None, p) {
+                    Got::Kept(r) | Got::New(r, _) => Some((p, r)),
+                    Got::Gone => None,
+                })
+                .collect(),
         };
-        let hz = clock_ticks();
         let page = page_size();
-        let uptime_ticks = boot_uptime_secs().map(|s| s * hz as f64);
         let mut next = HashMap::with_capacity(roots.len());
         out.reserve(roots.len());
         for root in roots {
-            let Some(root_stat) = stats.get(root) else {
+            if !readings.contains_key(root) {
                 continue;
-            };
-            let pids = self
+            }
+            let members = self
                 .members
                 .get(root)
                 .map_or(std::slice::from_ref(root), Vec::as_slice);
-            let (mut ticks, mut rss) = (0u64, 0u64);
-            for p in pids {
-                if let Some(s) = stats.get(p) {
-                    ticks += s.ticks;
-                    rss += s.rss_pages * page;
-                }
+            let (mut cpu_ns, mut rss) = (0u64, 0u64);
+            for r in members.iter().filter_map(|p| readings.get(p)) {
+                cpu_ns += r.cpu_ns;
+                rss += r.rss_pages * page;
             }
             let cpu = match self.prev.get(root) {
-                Some(&(t0, at)) if ticks >= t0 && now > at => {
-                    let secs = now.duration_since(at).as_secs_f64();
-                    (ticks - t0) as f64 / hz as f64 / secs * 100.0
+                Some(&(t0, at)) if cpu_ns >= t0 && now > at => {
+                    (cpu_ns - t0) as f64 / now.duration_since(at).as_nanos() as f64 * 100.0
                 }
                 // First look at this tree: average over the main process's life, like `ps`.
-                _ => match uptime_ticks {
-                    Some(up) if up > root_stat.start_ticks as f64 => {
-                        ticks as f64 / (up - root_stat.start_ticks as f64) * 100.0
-                    }
-                    _ => 0.0,
-                },
+                _ => {
+                    let start = scanned
+                        .as_ref()
+                        .and_then(|all| all.get(root).copied())
+                        .or_else(|| read_stat(*root))
+                        .map(|s| s.start_ticks);
+                    lifetime_cpu(cpu_ns, start)
+                }
             };
-            next.insert(*root, (ticks, now));
+            next.insert(*root, (cpu_ns, now));
             out.insert(
                 *root,
                 Usage {
@@ -345,6 +372,17 @@ impl Sampler {
         self.members.retain(|r, _| roots.contains(r));
         self.close_non_members();
         out
+    }
+}
+
+/// CPU % of `cpu_ns` spent since the process started (`start_ticks` after boot).
+fn lifetime_cpu(cpu_ns: u64, start_ticks: Option<u64>) -> f64 {
+    let hz = clock_ticks() as f64;
+    match (boot_uptime_secs(), start_ticks) {
+        (Some(up), Some(start)) if up > start as f64 / hz => {
+            cpu_ns as f64 / 1e9 / (up - start as f64 / hz) * 100.0
+        }
+        _ => 0.0,
     }
 }
 
@@ -524,14 +562,11 @@ mod tests {
         }
     }
 
-    /// A kept stat file gives fresh figures at each read, and none once its process is gone.
+    /// A kept statm file gives fresh figures at each read, and none once its process is gone.
     #[test]
-    fn kept_stat_files_are_read_anew_and_dropped_with_their_process() {
-        let mut busy = std::process::Command::new("sh")
-            .args(["-c", "while :; do :; done"])
-            .spawn()
-            .unwrap();
-        let root = busy.id();
+    fn kept_statm_files_are_read_anew_and_dropped_with_their_process() {
+        let mut busy = crate::procfs::Spinner::start();
+        let root = busy.0.id();
         let mut s = Sampler {
             rescan: Some(std::time::Duration::from_secs(3600)),
             ..Sampler::keeping_files()
@@ -553,10 +588,7 @@ mod tests {
             );
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        let f = std::fs::File::open(format!("/proc/{root}/stat")).unwrap();
-        let _ = busy.kill();
-        busy.wait().unwrap();
-        assert_eq!(read_stat_of(&f), None, "a reaped process reads as gone");
+        busy.end();
         assert!(!s.sample(&[root], false).contains_key(&root));
         assert!(!kept(&s), "the file is closed with its process");
         s.sample(&[], false);
@@ -575,17 +607,38 @@ mod tests {
             .collect();
         let mut pids: Vec<u32> = kids.iter().map(|k| k.id()).collect();
         pids.push(u32::MAX - 1); // no such process
-        let mut files = StatFiles::new();
+                                 // Settled (asleep, its pages in) before figures are compared.
+        for k in &kids {
+            let deadline = Instant::now() + std::time::Duration::from_secs(10);
+            let mut last = None;
+            loop {
+                let s = read_stat(k.id()).unwrap();
+                let now = (s.state, s.rss_pages);
+                if s.state == 'S' && last == Some(now) {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "sleep never settles: {s:?}");
+                last = Some(now);
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+        let mut files = StatmFiles::new();
         files.split_at = 2;
         let first = files.read_all(&pids);
         assert_eq!(files.open.len(), 5);
         let again = files.read_all(&pids);
         for k in &kids {
             let p = k.id();
-            let fresh = read_stat(p).unwrap();
+            let statm = std::fs::File::open(format!("/proc/{p}/statm")).unwrap();
+            let rss = read_rss_pages_of(&statm).unwrap();
+            let cpu = cpu_time_ns(p).unwrap();
             for got in [&first, &again] {
-                let s = got[&p];
-                assert_eq!((s.ppid, s.start_ticks), (fresh.ppid, fresh.start_ticks));
+                let r = got[&p];
+                assert_eq!(
+                    r.rss_pages, rss,
+                    "a sleeping process's figures, read in either half"
+                );
+                assert!(r.cpu_ns > 0 && r.cpu_ns <= cpu);
             }
         }
         assert_eq!(again.len(), 5);

@@ -186,7 +186,7 @@ async fn client(d: Arc<Daemon>, mut stream: UnixStream) {
                     }
                 }
             }
-            drop(text);
+            text.into_iter().for_each(crate::render::bufs::give);
             list::rescan_if_due(&d);
             if is_kill {
                 d.exit.notify_one();

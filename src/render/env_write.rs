@@ -69,13 +69,20 @@ fn base_text(base: &Arc<Base>) -> Arc<BaseText> {
 }
 
 /// The last base looked up while writing one list (apps started together share it), so most
-/// elements need no lock.
+/// elements need no lock; and the buffers of the last element's [`EnvText`], for the next one
+/// (two allocations and their growth per element, thousands per list).
 #[derive(Default)]
-pub(super) struct Bases {
+pub(super) struct Bases<'a> {
     last: Option<(Arc<Base>, Arc<BaseText>)>,
+    spare: Option<(Vec<Var<'a>>, Vec<u8>)>,
 }
 
-impl Bases {
+impl<'a> Bases<'a> {
+    /// Takes back the buffers of an element written.
+    pub fn recycle(&mut self, env: EnvText<'a>) {
+        self.spare = Some((env.vars, env.own));
+    }
+
     fn get(&mut self, base: &Arc<Base>) -> Arc<BaseText> {
         match &self.last {
             Some((b, t)) if Arc::ptr_eq(b, base) => t.clone(),
@@ -121,7 +128,7 @@ impl<'a> EnvText<'a> {
     /// As `env_object(p, home)`: the spec's variables with the JSON types the config gave,
     /// its object-valued ones, the `increment_var` value the child got as a number, and the
     /// home variable (each of the last two in place when the variable exists).
-    pub fn new(p: &'a ProcInfo, home: &'a str, bases: &mut Bases) -> EnvText<'a> {
+    pub fn new(p: &'a ProcInfo, home: &'a str, bases: &mut Bases<'a>) -> EnvText<'a> {
         let s = &p.spec;
         let home_var = (!home.is_empty()).then(|| crate::personality::current().home_var());
         let incr = s.increment_var.as_deref().and_then(|var| {
@@ -129,10 +136,14 @@ impl<'a> EnvText<'a> {
             Some((var, n))
         });
         let base = (!s.env.base().is_empty()).then(|| bases.get(s.env.base()));
+        let (mut vars, mut own) = bases.spare.take().unwrap_or_default();
+        vars.clear();
+        own.clear();
+        vars.reserve(s.env.base().len() + 4);
         let mut t = EnvText {
             base,
-            own: Vec::new(),
-            vars: Vec::with_capacity(s.env.base().len() + 4),
+            own,
+            vars,
             settings: None,
         };
         let (mut home_seen, mut incr_seen) = (false, false);

@@ -92,14 +92,18 @@ pub fn jlist_bytes(procs: &[ProcInfo], home: &str) -> Vec<u8> {
 
 /// The text of [`jlist_bytes`] in pieces to be written one after the other: from
 /// [`SPLIT_AT`] apps on, two threads render half of the list each (a thousand apps are 4 MB
-/// and 5 ms of one core).
+/// and 5 ms of one core). The pieces are buffers of [`super::bufs`]: give them back.
 pub fn jlist_parts(procs: &[ProcInfo], home: &str) -> Vec<Vec<u8>> {
     if procs.len() < SPLIT_AT {
-        return vec![jlist_bytes(procs, home)];
+        let mut out = super::bufs::take(procs.len() * 4096 + 2);
+        out.push(b'[');
+        elements(&mut out, procs, home, false);
+        out.push(b']');
+        return vec![out];
     }
     let (a, b) = procs.split_at(procs.len() / 2);
     let second_half = || {
-        let mut out = Vec::with_capacity(b.len() * 4096 + 1);
+        let mut out = super::bufs::take(b.len() * 4096 + 1);
         elements(&mut out, b, home, true);
         out.push(b']');
         out
@@ -108,7 +112,7 @@ pub fn jlist_parts(procs: &[ProcInfo], home: &str) -> Vec<Vec<u8>> {
         let second = std::thread::Builder::new()
             .name("pmr-render".into())
             .spawn_scoped(s, second_half);
-        let mut first = Vec::with_capacity(a.len() * 4096 + 1);
+        let mut first = super::bufs::take(a.len() * 4096 + 1);
         first.push(b'[');
         elements(&mut first, a, home, false);
         match second.ok().and_then(|h| h.join().ok()) {
@@ -126,7 +130,7 @@ pub fn jlist_parts(procs: &[ProcInfo], home: &str) -> Vec<Vec<u8>> {
 const SPLIT_AT: usize = 256;
 
 /// `procs`' elements separated by commas, with one before the first if `after_one`.
-fn elements(out: &mut Vec<u8>, procs: &[ProcInfo], home: &str, after_one: bool) {
+fn elements<'a>(out: &mut Vec<u8>, procs: &'a [ProcInfo], home: &'a str, after_one: bool) {
     let mut bases = Bases::default();
     for (i, p) in procs.iter().enumerate() {
         if i > 0 || after_one {
@@ -141,7 +145,7 @@ pub(super) fn reserved(k: &str) -> bool {
 }
 
 /// One element, written directly when no user-named key meets one of ours.
-fn element(out: &mut Vec<u8>, p: &ProcInfo, home: &str, bases: &mut Bases) {
+fn element<'a>(out: &mut Vec<u8>, p: &'a ProcInfo, home: &'a str, bases: &mut Bases<'a>) {
     let s = &p.spec;
     let env = EnvText::new(p, home, bases);
     let plain = !reserved(&s.instance_var)
@@ -305,6 +309,7 @@ fn element(out: &mut Vec<u8>, p: &ProcInfo, home: &str, bases: &mut Bases) {
     out.extend_from_slice(b",\"cpu\":");
     put_value(out, &json_number(cpu));
     out.extend_from_slice(b"}}");
+    bases.recycle(env);
 }
 
 /// Members of an object being written.

@@ -3,6 +3,7 @@
 //! version, which PM2 shows too.
 
 pub mod axm;
+pub mod bufs;
 pub mod code_metrics;
 pub mod describe;
 pub mod env;

@@ -141,8 +141,12 @@ impl Client {
         }
         match self.call(&Request::Render { view })? {
             Response::Rendered { len } => {
-                widen_pipe(out.as_fd(), len);
-                match protocol::copy_rendered(&mut self.stream, len, out) {
+                let copied = match widen_pipe(out.as_fd(), len) && out.flush().is_ok() {
+                    true => splice_rendered(&self.stream, len, out.as_fd()),
+                    false => None,
+                };
+                match copied.unwrap_or_else(|| protocol::copy_rendered(&mut self.stream, len, out))
+                {
                     Ok(()) | Err(protocol::CopyError::Write(_)) => Ok(true),
                     Err(protocol::CopyError::Read(e)) => {
                         Err(anyhow!("no answer from the pmr daemon: {e}"))
@@ -162,12 +166,13 @@ impl Client {
 
 /// Lets a pipe on stdout hold up to 1 MiB of a long text (default 64 KiB): the reader is woken
 /// and we are blocked a sixteenth as often. Nothing for a file, a terminal or a short text;
-/// refused (and ignored) over the user's pipe-buffer limit.
-fn widen_pipe(fd: std::os::fd::BorrowedFd, len: usize) {
+/// refused (and ignored) over the user's pipe-buffer limit. Whether `fd` is a pipe and the text
+/// long.
+fn widen_pipe(fd: std::os::fd::BorrowedFd, len: usize) -> bool {
     use std::os::fd::AsRawFd;
     const WIDE: usize = 1 << 20;
     if len <= 64 * 1024 {
-        return;
+        return false;
     }
     let is_pipe = nix::sys::stat::fstat(fd.as_raw_fd())
         .is_ok_and(|st| st.st_mode & nix::libc::S_IFMT == nix::libc::S_IFIFO);
@@ -177,6 +182,41 @@ fn widen_pipe(fd: std::os::fd::BorrowedFd, len: usize) {
             nix::fcntl::FcntlArg::F_SETPIPE_SZ(len.min(WIDE) as nix::libc::c_int),
         );
     }
+    is_pipe
+}
+
+/// Moves the `len` bytes of a rendered text from the socket into the pipe `out` in the kernel
+/// (`splice`): the pages go from one to the other, where a read and a write would copy 4 MB
+/// twice. `None` when the kernel refuses it before anything moved (the caller copies).
+fn splice_rendered(
+    sock: &std::os::unix::net::UnixStream,
+    len: usize,
+    out: std::os::fd::BorrowedFd,
+) -> Option<Result<(), protocol::CopyError>> {
+    use nix::errno::Errno;
+    use nix::fcntl::{splice, SpliceFFlags};
+    let mut left = len;
+    while left > 0 {
+        match splice(sock, None, out, None, left, SpliceFFlags::SPLICE_F_MOVE) {
+            Ok(0) => {
+                let eof = std::io::Error::from(std::io::ErrorKind::UnexpectedEof);
+                return Some(Err(protocol::CopyError::Read(protocol::FrameError::Io(
+                    eof,
+                ))));
+            }
+            Ok(n) => left -= n,
+            Err(Errno::EINTR) => {}
+            Err(Errno::EINVAL | Errno::ENOSYS) if left == len => return None,
+            // The reader of the pipe is gone.
+            Err(e @ Errno::EPIPE) => return Some(Err(protocol::CopyError::Write(e.into()))),
+            Err(e) => {
+                return Some(Err(protocol::CopyError::Read(protocol::FrameError::Io(
+                    e.into(),
+                ))))
+            }
+        }
+    }
+    Some(Ok(()))
 }
 
 /// As `pm2`: a live PM2 daemon in the home is an error naming its pid (see `foreign`).

@@ -8,6 +8,7 @@ use crate::spec::AppSpec;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
+use std::sync::Arc;
 
 /// The pmr version, which the daemon reports in `Pong`; the CLI warns when they differ.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -389,13 +390,15 @@ pub struct ProcInfo {
     pub unstable_restarts: u32,
     pub exit_code: Option<i32>,
     pub prev_restart_delay: u64,
-    pub out_log_path: String,
-    pub err_log_path: String,
-    pub log_path: Option<String>,
-    pub pid_path: String,
+    // Shared with the daemon's own copies (`Arc`): a `jlist` of 1,000 apps made 5,000 string
+    // copies for these alone.
+    pub out_log_path: Arc<str>,
+    pub err_log_path: Arc<str>,
+    pub log_path: Option<Arc<str>>,
+    pub pid_path: Arc<str>,
     /// The environment the child got (or will get) on its next start.
     pub env: crate::env_map::Env,
-    pub username: String,
+    pub username: Arc<str>,
     pub monit: Monit,
     /// Why the last start failed or the process errored, for `describe`.
     pub last_error: Option<String>,

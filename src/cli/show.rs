@@ -165,7 +165,7 @@ pub fn describe(home: &Home, out: &Out, target: &str) -> Result<i32> {
         print(&render::describe::describe(p, out.color))?;
         // The app's own words on why it stopped (pmr's "last error" only says how).
         if matches!(p.status, Status::Errored) {
-            let path = std::path::Path::new(&p.err_log_path);
+            let path = std::path::Path::new(&*p.err_log_path);
             if let Ok(lines) = crate::tail::tail_lines(path, ERROR_TAIL) {
                 if !lines.is_empty() {
                     print(&format!(

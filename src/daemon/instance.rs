@@ -65,10 +65,10 @@ pub struct Ctx {
 
 #[derive(Debug, Clone)]
 pub struct Paths {
-    pub out: String,
-    pub err: String,
-    pub combined: Option<String>,
-    pub pid: String,
+    pub out: Arc<str>,
+    pub err: Arc<str>,
+    pub combined: Option<Arc<str>>,
+    pub pid: Arc<str>,
 }
 
 /// The instance's state as others may see it.
@@ -119,6 +119,7 @@ impl Shared {
         env: crate::env_map::Env,
         paths: Paths,
     ) -> Shared {
+        super::memory_guard::note_spec(&spec);
         let now = now_ms();
         Shared {
             spec,
@@ -579,6 +580,7 @@ impl Instance {
     fn apply(&self, update: Update) {
         self.with(|s| {
             if let Some(spec) = update.spec {
+                super::memory_guard::note_spec(&spec);
                 s.spec = spec;
             }
             if let Some(env) = update.env {
@@ -829,7 +831,7 @@ impl Instance {
             s.exit_code = code.or(signal.map(|s| 128 + s));
             s.paths.pid.clone()
         });
-        let _ = tokio::task::spawn_blocking(move || std::fs::remove_file(pid_path)).await;
+        let _ = tokio::task::spawn_blocking(move || std::fs::remove_file(&*pid_path)).await;
 
         if self.ctx.shutting_down.load(Ordering::SeqCst) {
             self.with(|s| s.status = Status::Stopped);
@@ -894,7 +896,7 @@ impl Instance {
             s.exit_code = code;
             s.paths.pid.clone()
         });
-        let _ = tokio::task::spawn_blocking(move || std::fs::remove_file(pid_path)).await;
+        let _ = tokio::task::spawn_blocking(move || std::fs::remove_file(&*pid_path)).await;
         tracing::info!("App {} stopped", self.label());
     }
 }

@@ -4,8 +4,10 @@
 //! and restarts one that stays over its limit for the grace period: a graceful reload in
 //! cluster mode, a restart in fork mode (`Ctl::Auto`), with the figures in the history.
 //!
-//! Without an instance that has a limit, a tick only looks at the process table: no /proc
-//! scan. The grace (`PMR_MEMORY_GRACE_MS`, a knob checked by the CLI before the daemon starts;
+//! Without an instance that has a limit, a tick looks at nothing: a look at every instance
+//! touches a thousand of them, which took 3-6 ms on this machine twice a second (their memory
+//! gone cold, as a VM's is), most of the daemon's idle CPU. [`note_spec`] tells the guard a
+//! limit may have come; until then it stays idle. The grace (`PMR_MEMORY_GRACE_MS`, a knob checked by the CLI before the daemon starts;
 //! default [`DEFAULT_GRACE_MS`]) keeps one short spike from restarting an app.
 
 use super::history::Why;
@@ -14,7 +16,7 @@ use super::metrics::Sampler;
 use super::state::Daemon;
 use crate::protocol::{RestartCause, Status};
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -31,6 +33,16 @@ struct Over {
     /// When a restart was asked for this process: not again before [`RETRY`] (a cluster
     /// reload whose new worker fails leaves the old one serving, still over the limit).
     asked: Option<Instant>,
+}
+
+/// Bumped whenever an instance is given a spec with a memory limit.
+static LIMITS_GIVEN: AtomicU64 = AtomicU64::new(0);
+
+/// Called wherever an instance gets its spec (a new instance, an update of its options).
+pub fn note_spec(spec: &crate::spec::AppSpec) {
+    if spec.max_memory_restart.is_some_and(|l| l > 0) {
+        LIMITS_GIVEN.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 struct Watched {
@@ -52,12 +64,20 @@ async fn run(d: Arc<Daemon>, grace: Duration) {
     // Its own sampler: CPU figures of `jlist` are averages since the previous `jlist`.
     let mut sampler = Some(Sampler::default());
     let mut over: HashMap<u32, Over> = HashMap::new();
+    // `LIMITS_GIVEN` when a look found no instance with a limit.
+    let mut none_at = None;
     loop {
         tick.tick().await;
         if d.ctx.shutting_down.load(Ordering::SeqCst) {
             return;
         }
-        let watched = watched(&d);
+        // Read before the look: a limit given during it changes the count, and is looked for.
+        let given = LIMITS_GIVEN.load(Ordering::SeqCst);
+        if none_at == Some(given) {
+            continue;
+        }
+        let (watched, any_limit) = watched(&d);
+        none_at = (!any_limit).then_some(given);
         over.retain(|id, _| watched.iter().any(|w| w.id == *id));
         if watched.is_empty() {
             continue;
@@ -119,14 +139,18 @@ async fn run(d: Arc<Daemon>, grace: Duration) {
     }
 }
 
-/// Online instances with a limit (in-memory work only, under the table's lock).
-fn watched(d: &Daemon) -> Vec<Watched> {
+/// Online instances with a limit (in-memory work only, under the table's lock), and whether
+/// any instance, online or not, has one.
+fn watched(d: &Daemon) -> (Vec<Watched>, bool) {
     let reg = d.registry.lock().unwrap();
-    reg.entries
+    let mut any_limit = false;
+    let watched = reg
+        .entries
         .iter()
         .filter_map(|(&id, e)| {
             let s = e.shared.lock().unwrap();
             let limit = s.spec.max_memory_restart.filter(|&l| l > 0)?;
+            any_limit = true;
             (s.status == Status::Online && s.pid != 0).then(|| Watched {
                 id,
                 pid: s.pid,
@@ -135,7 +159,8 @@ fn watched(d: &Daemon) -> Vec<Watched> {
                 ctl: e.ctl.clone(),
             })
         })
-        .collect()
+        .collect();
+    (watched, any_limit)
 }
 
 /// `memory 512.3 MB > 500 MB` (MB = 2^20 bytes, as PM2's `M`).

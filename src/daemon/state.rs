@@ -11,7 +11,7 @@ pub struct Daemon {
     pub ctx: Arc<Ctx>,
     pub registry: Mutex<Registry>,
     pub sampler: Arc<Mutex<metrics::Sampler>>,
-    pub username: String,
+    pub username: Arc<str>,
     /// Tells the accept loop to shut down (after `kill` has stopped every app).
     pub exit: tokio::sync::Notify,
 }
@@ -53,7 +53,7 @@ impl Daemon {
             }),
             registry: Mutex::new(Registry::default()),
             sampler: Arc::new(Mutex::new(metrics::Sampler::keeping_files())),
-            username: current_username(),
+            username: current_username().into(),
             exit: tokio::sync::Notify::new(),
         }
     }

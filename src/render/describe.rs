@@ -27,9 +27,9 @@ pub fn describe_at(p: &ProcInfo, color: bool, now: i64) -> String {
         ("uptime", Cell::plain(uptime_cell(p, now))),
         ("script path", Cell::plain(&s.script)),
         ("script args", Cell::plain(na(Some(s.args.join(" "))))),
-        ("error log path", Cell::plain(&p.err_log_path)),
-        ("out log path", Cell::plain(&p.out_log_path)),
-        ("pid path", Cell::plain(&p.pid_path)),
+        ("error log path", Cell::plain(&*p.err_log_path)),
+        ("out log path", Cell::plain(&*p.out_log_path)),
+        ("pid path", Cell::plain(&*p.pid_path)),
         ("interpreter", Cell::plain(s.interpreter_display())),
         (
             "interpreter args",
@@ -53,7 +53,7 @@ pub fn describe_at(p: &ProcInfo, color: bool, now: i64) -> String {
     ];
     // Same positions as PM2's `table.splice` calls, applied in the same order.
     if let Some(l) = &p.log_path {
-        rows.insert(6, ("entire log path", Cell::plain(l)));
+        rows.insert(6, ("entire log path", Cell::plain(&**l)));
     }
     if let Some(c) = &s.cron_restart {
         let cell = super::history::cron_cell(c, p.cron_next);

@@ -307,7 +307,7 @@ fn cell<'a>(p: &'a ProcInfo, col: Col, now: i64, versions: &mut HashMap<&'a str,
         Col::Status => Cell::styled(p.status.as_str(), status_colors(p.status)),
         Col::Cpu => Cell::plain(format!("{}%", js_number(cpu))),
         Col::Mem => Cell::plain(human_bytes(memory)),
-        Col::User => Cell::styled(&p.username, &[style::BOLD]),
+        Col::User => Cell::styled(&*p.username, &[style::BOLD]),
         Col::Watching => {
             if super::describe::watching(p) {
                 Cell::styled("enabled", &[style::GREEN, style::BOLD])

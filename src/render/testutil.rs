@@ -35,10 +35,10 @@ pub fn proc_info(pm_id: u32, name: &str, status: Status) -> ProcInfo {
         unstable_restarts: 0,
         exit_code: None,
         prev_restart_delay: 0,
-        out_log_path: format!("/h/.pmr/logs/{name}-out.log"),
-        err_log_path: format!("/h/.pmr/logs/{name}-error.log"),
+        out_log_path: format!("/h/.pmr/logs/{name}-out.log").into(),
+        err_log_path: format!("/h/.pmr/logs/{name}-error.log").into(),
         log_path: None,
-        pid_path: format!("/h/.pmr/pids/{name}-{pm_id}.pid"),
+        pid_path: format!("/h/.pmr/pids/{name}-{pm_id}.pid").into(),
         env,
         username: "root".into(),
         monit: Monit {

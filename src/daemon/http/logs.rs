@@ -70,7 +70,7 @@ pub async fn tail(procs: Vec<ProcInfo>, ids: &[u32], p: Params) -> Result<Respon
                     continue;
                 }
                 // A file not written yet is no error: no lines.
-                for text in crate::tail::tail_lines(Path::new(path), lines).unwrap_or_default() {
+                for text in crate::tail::tail_lines(Path::new(&**path), lines).unwrap_or_default() {
                     all.push(json!({"pm_id": p.pm_id, "name": p.spec.name, "stream": stream, "text": text}));
                 }
             }

@@ -33,6 +33,16 @@ pub async fn list(d: &Arc<Daemon>) -> Response {
 /// Every instance's state; `lean`: child environments reduced to what `jlist` and `ls` read
 /// (see `Registry::snapshot_lean`).
 pub async fn procs(d: &Arc<Daemon>, lean: bool) -> Vec<ProcInfo> {
+    let d = d.clone();
+    tokio::task::spawn_blocking(move || procs_now(&d, lean))
+        .await
+        .unwrap_or_default()
+}
+
+/// [`procs`], on a blocking thread (the usage is read from /proc), so that a caller with more
+/// blocking work to do (`render`) does it all in one hand-over: each one is a wake-up to wait
+/// for on a busy machine.
+pub fn procs_now(d: &Daemon, lean: bool) -> Vec<ProcInfo> {
     let snap = {
         let reg = d.registry.lock().unwrap();
         if lean {
@@ -46,10 +56,11 @@ pub async fn procs(d: &Arc<Daemon>, lean: bool) -> Vec<ProcInfo> {
         .map(|(_, s)| s.pid)
         .filter(|&p| p != 0)
         .collect();
-    let sampler = d.sampler.clone();
-    let usage = tokio::task::spawn_blocking(move || sampler.lock().unwrap().sample(&roots, true))
-        .await
-        .unwrap_or_default();
+    let usage = d
+        .sampler
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .sample(&roots, true);
     snap.into_iter()
         .map(|(id, s)| {
             let monit = usage

@@ -13,6 +13,7 @@ pub async fn flush(d: &Arc<Daemon>, ids: Option<Vec<u32>>) -> Response {
             .filter(|(id, _)| ids.as_ref().is_none_or(|ids| ids.contains(id)))
             .flat_map(|(_, s)| [Some(s.paths.out), Some(s.paths.err), s.paths.combined])
             .flatten()
+            .map(|p| p.to_string())
             .collect()
     };
     Response::Flushed {

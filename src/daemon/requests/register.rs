@@ -32,13 +32,15 @@ pub fn default_paths(home: &Home, spec: &AppSpec, id: u32) -> Paths {
             logs.join(format!("{base}-out.log"))
                 .to_string_lossy()
                 .into_owned(),
-        ),
+        )
+        .into(),
         err: user_or(
             &spec.error_file,
             logs.join(format!("{base}-error.log"))
                 .to_string_lossy()
                 .into_owned(),
-        ),
+        )
+        .into(),
         combined: spec.log_file.as_ref().map(|l| {
             if l.is_empty() {
                 per_id(
@@ -49,6 +51,7 @@ pub fn default_paths(home: &Home, spec: &AppSpec, id: u32) -> Paths {
             } else {
                 per_id(l.clone())
             }
+            .into()
         }),
         pid: spec
             .pid_file
@@ -59,7 +62,8 @@ pub fn default_paths(home: &Home, spec: &AppSpec, id: u32) -> Paths {
                     .join(format!("{base}-{id}.pid"))
                     .to_string_lossy()
                     .into_owned()
-            }),
+            })
+            .into(),
     }
 }
 

@@ -1,8 +1,8 @@
 //! `render`: `jlist` and `ls` as the CLI prints them. With a thousand apps the list is
 //! megabytes of `ProcInfo` that the CLI would parse only to print it again; rendered here, the
 //! CLI copies the text to its stdout. Same renderers as the CLI's (`render/`), so the text is
-//! the same byte for byte; they run on a blocking thread (they read `package.json` files and
-//! take milliseconds of CPU).
+//! the same byte for byte; they run on a blocking thread, with the reading of the list (they
+//! read `package.json` files and take milliseconds of CPU).
 
 use super::list;
 use crate::daemon::state::Daemon;
@@ -12,8 +12,9 @@ use std::sync::Arc;
 /// The reply frame and the text to write after it, in parts (written apart from the frame:
 /// the text is megabytes; in parts: two threads render a long `jlist`).
 pub async fn render(d: &Arc<Daemon>, view: View) -> (Vec<u8>, Vec<Vec<u8>>) {
-    let procs = list::procs(d, true).await;
+    let d = d.clone();
     let text = tokio::task::spawn_blocking(move || {
+        let procs = list::procs_now(&d, true);
         crate::render::forget_versions();
         match view {
             View::Jlist { home } => {

@@ -45,6 +45,25 @@ pub fn note_spec(spec: &crate::spec::AppSpec) {
     }
 }
 
+/// Whether a tick must look at the instances: not while no limit was given since a look that
+/// found none.
+#[derive(Default)]
+struct Idle {
+    /// `LIMITS_GIVEN` when a look found no instance with a limit.
+    none_at: Option<u64>,
+}
+
+impl Idle {
+    fn must_look(&self, given: u64) -> bool {
+        self.none_at != Some(given)
+    }
+
+    /// After a look begun when the count was `given`.
+    fn looked(&mut self, given: u64, any_limit: bool) {
+        self.none_at = (!any_limit).then_some(given);
+    }
+}
+
 struct Watched {
     id: u32,
     pid: u32,
@@ -64,8 +83,7 @@ async fn run(d: Arc<Daemon>, grace: Duration) {
     // Its own sampler: CPU figures of `jlist` are averages since the previous `jlist`.
     let mut sampler = Some(Sampler::default());
     let mut over: HashMap<u32, Over> = HashMap::new();
-    // `LIMITS_GIVEN` when a look found no instance with a limit.
-    let mut none_at = None;
+    let mut idle = Idle::default();
     loop {
         tick.tick().await;
         if d.ctx.shutting_down.load(Ordering::SeqCst) {
@@ -73,11 +91,11 @@ async fn run(d: Arc<Daemon>, grace: Duration) {
         }
         // Read before the look: a limit given during it changes the count, and is looked for.
         let given = LIMITS_GIVEN.load(Ordering::SeqCst);
-        if none_at == Some(given) {
+        if !idle.must_look(given) {
             continue;
         }
         let (watched, any_limit) = watched(&d);
-        none_at = (!any_limit).then_some(given);
+        idle.looked(given, any_limit);
         over.retain(|id, _| watched.iter().any(|w| w.id == *id));
         if watched.is_empty() {
             continue;
@@ -180,6 +198,31 @@ fn mb(bytes: u64, always_decimal: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn idle_without_limits_until_one_is_given() {
+        let mut idle = Idle::default();
+        let given = LIMITS_GIVEN.load(Ordering::SeqCst);
+        assert!(idle.must_look(given), "the first tick looks");
+        idle.looked(given, false);
+        assert!(!idle.must_look(given), "none found: idle");
+        let mut spec = crate::spec::test_spec("guarded");
+        note_spec(&spec);
+        spec.max_memory_restart = Some(0);
+        note_spec(&spec);
+        let now = LIMITS_GIVEN.load(Ordering::SeqCst);
+        // Other tests may give limits meanwhile; these two specs have none.
+        assert!(now == given || idle.must_look(now));
+        spec.max_memory_restart = Some(1 << 20);
+        note_spec(&spec);
+        let now = LIMITS_GIVEN.load(Ordering::SeqCst);
+        assert!(now > given && idle.must_look(now), "a limit given: look");
+        idle.looked(now, true);
+        assert!(
+            idle.must_look(now),
+            "instances with limits: look at every tick"
+        );
+    }
 
     #[test]
     fn reason_names_both_figures() {

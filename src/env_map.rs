@@ -24,11 +24,24 @@ pub type Base = Map;
 /// The base the next map is compared with: the last one made (held only by the apps using it).
 static LATEST: Mutex<Weak<Map>> = Mutex::new(Weak::new());
 
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Env {
     base: Arc<Map>,
     /// What differs from `base`: a value set, or `None` for a variable of `base` removed.
     own: BTreeMap<String, Option<String>>,
+}
+
+/// The base of every empty [`Env`]: making one allocates nothing (the `jlist` snapshot takes
+/// each instance's environment out and puts it back, a thousand times per call).
+static EMPTY: std::sync::LazyLock<Arc<Map>> = std::sync::LazyLock::new(Arc::default);
+
+impl Default for Env {
+    fn default() -> Env {
+        Env {
+            base: EMPTY.clone(),
+            own: BTreeMap::new(),
+        }
+    }
 }
 
 impl Env {

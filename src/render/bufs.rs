@@ -16,8 +16,9 @@ const MAX_KEPT: usize = 2;
 const MAX_BYTES: usize = 16 << 20;
 /// Kept buffers are dropped after this long without a render.
 pub const KEEP_FOR: Duration = Duration::from_secs(10);
-/// Buffers smaller than this come from the allocator's arenas, which reuse them anyway.
-const MIN_BYTES: usize = 128 << 10;
+/// Smaller buffers are not kept: their faults cost little (a tenth of a millisecond for 100
+/// apps), and a kept one would count in the daemon's memory for as long.
+const MIN_BYTES: usize = 1 << 20;
 
 struct Pool {
     bufs: Vec<Vec<u8>>,

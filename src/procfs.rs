@@ -172,11 +172,6 @@ mod tests {
         let mut busy = Spinner::start();
         let pid = busy.0.id();
         let statm = std::fs::File::open(format!("/proc/{pid}/statm")).unwrap();
-        let rss = read_rss_pages_of(&statm).unwrap();
-        // The same count as the stat line's, summed exactly (the stat line's may lag by the
-        // kernel's per-CPU batches).
-        assert!(rss > 0);
-        assert!(rss.abs_diff(read_stat(pid).unwrap().rss_pages) < 256);
         let t0 = cpu_time_ns(pid).unwrap();
         // It spins: its clock moves, by as much as its stat line's ticks say.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -184,6 +179,14 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "the CPU clock stays");
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
+        // Settled in its loop, its memory no longer grows: the same count as its stat line's,
+        // summed exactly (the stat line's may lag by the kernel's per-CPU batches).
+        let rss = read_rss_pages_of(&statm).unwrap();
+        let stat_rss = read_stat(pid).unwrap().rss_pages;
+        assert!(
+            rss > 0 && rss.abs_diff(stat_rss) < 256,
+            "statm {rss}, stat {stat_rss}"
+        );
         let ns = cpu_time_ns(pid).unwrap();
         let ticks = read_stat(pid).unwrap().ticks;
         let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)

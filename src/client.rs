@@ -141,9 +141,10 @@ impl Client {
         }
         match self.call(&Request::Render { view })? {
             Response::Rendered { len } => {
-                let copied = match widen_pipe(out.as_fd(), len) && out.flush().is_ok() {
-                    true => splice_rendered(&self.stream, len, out.as_fd()),
-                    false => None,
+                let copied = if widen_pipe(out.as_fd(), len) && out.flush().is_ok() {
+                    splice_rendered(&self.stream, len, out.as_fd())
+                } else {
+                    None
                 };
                 match copied.unwrap_or_else(|| protocol::copy_rendered(&mut self.stream, len, out))
                 {

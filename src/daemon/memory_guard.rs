@@ -4,11 +4,12 @@
 //! and restarts one that stays over its limit for the grace period: a graceful reload in
 //! cluster mode, a restart in fork mode (`Ctl::Auto`), with the figures in the history.
 //!
-//! Without an instance that has a limit, a tick looks at nothing: a look at every instance
-//! touches a thousand of them, which took 3-6 ms on this machine twice a second (their memory
-//! gone cold, as a VM's is), most of the daemon's idle CPU. [`note_spec`] tells the guard a
-//! limit may have come; until then it stays idle. The grace (`PMR_MEMORY_GRACE_MS`, a knob checked by the CLI before the daemon starts;
-//! default [`DEFAULT_GRACE_MS`]) keeps one short spike from restarting an app.
+//! Without an instance that has a limit, a tick looks at nothing: looking at each of 1,000
+//! instances twice a second took 3-6 ms a time on a VM whose idle memory is slow to touch
+//! again, most of the daemon's idle CPU. [`note_spec`] tells the guard a limit may have come;
+//! until then it stays idle. The grace (`PMR_MEMORY_GRACE_MS`, a knob checked by the CLI
+//! before the daemon starts; default [`DEFAULT_GRACE_MS`]) keeps one short spike from
+//! restarting an app.
 
 use super::history::Why;
 use super::instance::{Ctl, CtlSender};

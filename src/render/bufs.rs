@@ -15,7 +15,7 @@ const MAX_KEPT: usize = 2;
 /// A buffer larger than this (an unusual list) is freed, not kept.
 const MAX_BYTES: usize = 16 << 20;
 /// Kept buffers are dropped after this long without a render.
-pub const KEEP_FOR: Duration = Duration::from_secs(10);
+const KEEP_FOR: Duration = Duration::from_secs(10);
 /// Smaller buffers are not kept: their faults cost little (a tenth of a millisecond for 100
 /// apps), and a kept one would count in the daemon's memory for as long.
 const MIN_BYTES: usize = 1 << 20;

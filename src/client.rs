@@ -14,6 +14,7 @@ const START_DEADLINE: Duration = Duration::from_secs(10);
 
 pub struct Client {
     stream: UnixStream,
+    home: Home,
     /// The daemon is this very version (from the greeting; `None`: not greeted yet).
     same_version: Option<bool>,
 }
@@ -28,6 +29,7 @@ impl Client {
         while let Ok(stream) = UnixStream::connect(home.socket()) {
             let mut c = Client {
                 stream,
+                home: home.clone(),
                 same_version: None,
             };
             if c.greet() {
@@ -45,6 +47,7 @@ impl Client {
         start_daemon(home)?;
         Ok(Client {
             stream: wait_for_socket(home)?,
+            home: home.clone(),
             same_version: None,
         })
     }
@@ -60,6 +63,7 @@ impl Client {
             .ok()
             .map(|stream| Client {
                 stream,
+                home: home.clone(),
                 same_version: None,
             })
     }
@@ -134,7 +138,7 @@ impl Client {
     ) -> Result<bool> {
         // A daemon of another version would not know the request (and close the connection).
         if self.same_version.is_none() && !self.greet() {
-            bail!("the pmr daemon closed the connection");
+            return Err(Gone("the pmr daemon closed the connection".into()).into());
         }
         if self.same_version != Some(true) {
             return Ok(false);
@@ -158,11 +162,49 @@ impl Client {
         }
     }
 
+    /// One request, one answer. A connection the daemon closed before answering (it exec'd
+    /// itself in `pmr update`, or died) is a [`Gone`] error, which a read-only caller may retry
+    /// on a new connection.
     pub fn call(&mut self, req: &Request) -> Result<Response> {
-        protocol::write_frame(&mut self.stream, req).context("cannot send to the pmr daemon")?;
-        protocol::read_frame(&mut self.stream)
-            .map_err(|e| anyhow!("no answer from the pmr daemon: {e}"))
+        if let Err(e) = protocol::write_frame(&mut self.stream, req) {
+            let msg = format!("cannot send to the pmr daemon: {e}");
+            return Err(match &e {
+                protocol::FrameError::Io(io) if closed_by_peer(io) => Gone(msg).into(),
+                _ => anyhow!(msg),
+            });
+        }
+        protocol::read_frame(&mut self.stream).map_err(|e| {
+            let msg = format!("no answer from the pmr daemon: {e}");
+            match &e {
+                protocol::FrameError::Closed => Gone(msg).into(),
+                protocol::FrameError::Io(io) if closed_by_peer(io) => Gone(msg).into(),
+                _ => anyhow!(msg),
+            }
+        })
     }
+
+    /// A new connection to the same home: after a [`Gone`], the daemon that answers is the one
+    /// that replaced the old (same pid after `pmr update`) or a fresh one.
+    pub fn reconnect(&mut self) -> Result<()> {
+        *self = Client::connect(&self.home.clone())?;
+        Ok(())
+    }
+}
+
+/// The daemon closed the connection before answering: nothing was printed yet.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Gone(String);
+
+impl Gone {
+    pub fn is(e: &anyhow::Error) -> bool {
+        e.downcast_ref::<Gone>().is_some()
+    }
+}
+
+fn closed_by_peer(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+    matches!(e.kind(), BrokenPipe | ConnectionReset | ConnectionAborted)
 }
 
 /// Lets a pipe on stdout hold up to 1 MiB of a long text (default 64 KiB): the reader is woken

@@ -29,15 +29,31 @@ pub fn print_table(client: &mut Client, out: &Out) -> Result<()> {
     } else {
         None
     };
-    let view = View::Table {
-        width,
-        color: out.color,
+    let table = |client: &mut Client| -> Result<()> {
+        let view = View::Table {
+            width,
+            color: out.color,
+        };
+        if client.render(view, &mut std::io::stdout().lock())? {
+            return Ok(());
+        }
+        let procs = list(client)?;
+        print(&render::table::ls(&procs, width, out.color))
     };
-    if client.render(view, &mut std::io::stdout().lock())? {
-        return Ok(());
+    // Also the table after a command, once the command was answered.
+    again_if_gone(client, table)
+}
+
+/// A read-only request whose connection closed unanswered (`pmr update` replaced the daemon
+/// meanwhile) is asked again of the daemon that answers now.
+fn again_if_gone<T>(client: &mut Client, mut f: impl FnMut(&mut Client) -> Result<T>) -> Result<T> {
+    match f(client) {
+        Err(e) if crate::client::Gone::is(&e) => {
+            client.reconnect()?;
+            f(client)
+        }
+        r => r,
     }
-    let procs = list(client)?;
-    print(&render::table::ls(&procs, width, out.color))
 }
 
 fn terminal_width() -> Option<usize> {
@@ -130,15 +146,17 @@ fn mini_list_text(procs: &[serde_json::Value], now: i64) -> String {
 
 pub fn jlist(home: &Home) -> Result<i32> {
     let mut client = Client::connect(home)?;
-    let view = View::Jlist {
-        home: home_str(home),
-    };
-    if client.render(view, &mut std::io::stdout().lock())? {
-        return Ok(0);
-    }
-    let procs = list(&mut client)?;
-    print(&(render::jlist::jlist(&procs, &home_str(home)) + "\n"))?;
-    Ok(0)
+    again_if_gone(&mut client, |client| {
+        let view = View::Jlist {
+            home: home_str(home),
+        };
+        if client.render(view, &mut std::io::stdout().lock())? {
+            return Ok(0);
+        }
+        let procs = list(client)?;
+        print(&(render::jlist::jlist(&procs, &home_str(home)) + "\n"))?;
+        Ok(0)
+    })
 }
 
 pub fn prettylist(home: &Home) -> Result<i32> {

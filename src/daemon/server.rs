@@ -178,6 +178,7 @@ async fn client(d: Arc<Daemon>, mut stream: UnixStream) {
         }
         let is_kill = matches!(req, Request::Kill);
         let Request::Update { binary } = req else {
+            let _answering = Answering::begin();
             let (frame, text) = reply(&d, req).await;
             if stream.write_all(&frame).await.is_ok() {
                 for part in &text {
@@ -203,6 +204,10 @@ async fn client(d: Arc<Daemon>, mut stream: UnixStream) {
         .await;
         let _ = protocol::write_frame_async(&mut stream, &resp).await;
         if let Response::Updating { .. } = &resp {
+            // A request read before the update (a `restart` that the update waited for) is
+            // answered before the exec closes its connection: its CLI must not be left without
+            // knowing whether it was done. Bounded: a client that does not read its reply.
+            Answering::wait_none(std::time::Duration::from_secs(2)).await;
             // Returns only when the exec failed. The table is written: exiting lets the next
             // CLI call start a daemon that restores it.
             let e = super::requests::update::exec(&binary);
@@ -210,6 +215,34 @@ async fn client(d: Arc<Daemon>, mut stream: UnixStream) {
             d.exit.notify_one();
             return;
         }
+    }
+}
+
+/// Requests read from a client whose reply is not written yet.
+static ANSWERING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Counts one request from its read to its reply's last byte (or a failed write).
+struct Answering;
+
+impl Answering {
+    fn begin() -> Answering {
+        ANSWERING.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Answering
+    }
+
+    async fn wait_none(limit: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while ANSWERING.load(std::sync::atomic::Ordering::SeqCst) > 0
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    }
+}
+
+impl Drop for Answering {
+    fn drop(&mut self) {
+        ANSWERING.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 

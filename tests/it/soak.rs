@@ -1,15 +1,16 @@
-//! The short form of `bench/soak` (about 90 s): restarts, crash loops, log bursts and CLI calls
-//! against 100 apps. The daemon's RSS and fds stay flat (the last 15 s within 20% of the 15 s
-//! after a warm-up of one `restart all` and 15 s; RSS: or 3 MiB), every call is answered in
-//! time, and every process is gone after `delete all`.
+//! The 5-minute form of `bench/soak`: restarts, crash loops, log bursts and CLI calls against
+//! 100 apps. The daemon's RSS and fds stay flat (the last minute within 20% of the second, as
+//! `bench/soak --check`; RSS: or 3 MiB), every call is answered in time, and every process is
+//! gone after `delete all`. Small programs (`sleep`, `sh`) rather than Node apps: the rest of
+//! the suite runs beside it on 2 cores.
 
 use crate::support::*;
 use std::time::{Duration, Instant};
 
 const IDLE: usize = 94;
-const WARM_UP: Duration = Duration::from_secs(15);
-const WINDOW: Duration = Duration::from_secs(15);
-const LENGTH: Duration = Duration::from_secs(90);
+const WARM_UP: Duration = Duration::from_secs(60);
+const WINDOW: Duration = Duration::from_secs(60);
+const LENGTH: Duration = Duration::from_secs(300);
 const GROWTH: f64 = 1.20;
 const RSS_SLACK_KB: u64 = 3 * 1024;
 /// Generous for 2 busy cores (the bound is 1 s on a quiet machine).
@@ -33,7 +34,7 @@ fn median(mut v: Vec<u64>) -> u64 {
 }
 
 #[test]
-fn ninety_seconds_of_churn_keep_rss_and_fds_flat() {
+fn five_minutes_of_churn_keep_rss_and_fds_flat() {
     let pmr = Pmr::new();
     let mut apps: Vec<_> = (0..IDLE)
         .map(|i| serde_json::json!({"name": format!("idle{i}"), "script": "sleep", "args": ["100000"]}))

@@ -196,12 +196,6 @@ impl Client {
 #[error("{0}")]
 pub struct Gone(String);
 
-impl Gone {
-    pub fn is(e: &anyhow::Error) -> bool {
-        e.downcast_ref::<Gone>().is_some()
-    }
-}
-
 fn closed_by_peer(e: &std::io::Error) -> bool {
     use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
     matches!(e.kind(), BrokenPipe | ConnectionReset | ConnectionAborted)

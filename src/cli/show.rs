@@ -48,7 +48,7 @@ pub fn print_table(client: &mut Client, out: &Out) -> Result<()> {
 /// meanwhile) is asked again of the daemon that answers now.
 fn again_if_gone<T>(client: &mut Client, mut f: impl FnMut(&mut Client) -> Result<T>) -> Result<T> {
     match f(client) {
-        Err(e) if crate::client::Gone::is(&e) => {
+        Err(e) if e.is::<crate::client::Gone>() => {
             client.reconnect()?;
             f(client)
         }

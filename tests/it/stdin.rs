@@ -67,10 +67,12 @@ fn whole_lines_stay_whole_in_a_merged_dated_file_under_a_burst() {
     let line = regex::Regex::new(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}: (\d{8})x{91}$").unwrap();
     let mut seen = vec![0u8; N];
     let mut count = 0;
-    for l in log.lines() {
-        let c = line
-            .captures(l)
-            .unwrap_or_else(|| panic!("line {count} was split or mixed: {l:?}"));
+    let lines: Vec<&str> = log.lines().collect();
+    for (i, l) in lines.iter().enumerate() {
+        let c = line.captures(l).unwrap_or_else(|| {
+            let around = &lines[i.saturating_sub(3)..(i + 4).min(lines.len())];
+            panic!("line {count} was split or mixed: {l:?}; around it: {around:#?}")
+        });
         seen[c[1].parse::<usize>().unwrap()] += 1;
         count += 1;
     }

@@ -6,7 +6,8 @@
 //!   talking: once it has been quiet for [`QUIET`] (or the partial line is [`HOLD_MAX`] old),
 //!   it is written out as it is, so `process.stderr.write('x')` shows up at once, as with PM2.
 //!   A partial line left by a large read is a write cut by the pipe: it waits for the rest up to
-//!   [`BUSY_HOLD`], so that bursts on a loaded machine keep their lines whole.
+//!   [`BUSY_HOLD`] (and so does one left by a small read within `BUSY_HOLD` of a large one:
+//!   the rest of the same write), so that bursts on a loaded machine keep their lines whole.
 //!   At EOF, a line left open is completed with a newline.
 //! * What the rest of such a line looks like when it comes, as PM2 writes it: in a raw file the
 //!   bytes continue the same line (`x` then `y\n` reads `xy`); with a date prefix or JSON each
@@ -790,6 +791,8 @@ async fn pump_paced(mut pipe: impl pace::Input, src: Source) {
     // this task's future, which every stream of every app holds for its whole life.
     // While `buf` holds a partial line: when it began to wait, and when it is written out.
     let mut pending: Option<(Instant, Instant)> = None;
+    // The last read that took a whole pipe's worth or filled the buffer: a big write under way.
+    let mut last_big: Option<Instant> = None;
     loop {
         if buf.capacity() > 0 && buf.len() == buf.capacity() {
             buf.reserve(CHUNK);
@@ -836,7 +839,13 @@ async fn pump_paced(mut pipe: impl pace::Input, src: Source) {
             None => 0,
         };
         let now = Instant::now();
-        let busy = n >= PIPE_BUF || n == spare;
+        if n >= PIPE_BUF || n == spare {
+            last_big = Some(now);
+        }
+        // A small read soon after a big one is still the big write: a writer on a
+        // non-blocking pipe (Node's stdout) puts in what fits when the pipe is nearly full, so
+        // its write is cut into pieces of any size, with it asleep in between.
+        let busy = last_big.is_some_and(|t| now.duration_since(t) < BUSY_HOLD);
         pace.after_read(&mut pipe, n < spare);
         if cut == 0 {
             // Nothing but the partial line so far.
@@ -1038,6 +1047,30 @@ mod tests {
         w.write_all(&line.as_bytes()[..6000]).await.unwrap();
         tokio::time::sleep(QUIET * 10).await;
         w.write_all(&line.as_bytes()[6000..]).await.unwrap();
+        w.write_all(b"\n").await.unwrap();
+        drop(w);
+        task.await.unwrap();
+        wait_for(&path, &format!("T: {line}\n")).await;
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_small_piece_of_a_large_write_waits_for_its_rest_too() {
+        let dir = test_dir("busy-small");
+        let path = dir.join("d.log");
+        let sinks = Sinks::default();
+        let mut src = source(vec![sinks.get(&path, None).unwrap()]);
+        src.format.date_format = Some("[T]".into());
+        let (mut w, r) = tokio::io::duplex(2 * CHUNK);
+        let task = tokio::spawn(pump(r, src));
+        // Node's 100 KB write into a nearly full pipe: a big piece, then 36 bytes (what fit),
+        // then, the writer having slept well past QUIET, the rest.
+        let line = "z".repeat(8192);
+        w.write_all(&line.as_bytes()[..6000]).await.unwrap();
+        tokio::time::sleep(QUIET * 2).await;
+        w.write_all(&line.as_bytes()[6000..6036]).await.unwrap();
+        tokio::time::sleep(QUIET * 10).await;
+        w.write_all(&line.as_bytes()[6036..]).await.unwrap();
         w.write_all(b"\n").await.unwrap();
         drop(w);
         task.await.unwrap();

@@ -119,7 +119,6 @@ impl Shared {
         env: crate::env_map::Env,
         paths: Paths,
     ) -> Shared {
-        super::memory_guard::note_spec(&spec);
         let now = now_ms();
         Shared {
             spec,

@@ -39,7 +39,8 @@ struct Over {
 /// Bumped whenever an instance is given a spec with a memory limit.
 static LIMITS_GIVEN: AtomicU64 = AtomicU64::new(0);
 
-/// Called wherever an instance gets its spec (a new instance, an update of its options).
+/// Called wherever an instance gets its spec (a new instance, an update of its options), once
+/// a look would find it there: the count a look reads first must not be ahead of what it finds.
 pub fn note_spec(spec: &crate::spec::AppSpec) {
     if spec.max_memory_restart.is_some_and(|l| l > 0) {
         LIMITS_GIVEN.fetch_add(1, Ordering::SeqCst);

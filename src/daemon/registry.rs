@@ -96,12 +96,22 @@ impl Registry {
     /// Fill a slot from `reserve`.
     pub fn insert(&mut self, id: u32, entry: Entry) {
         self.pending.remove(&id);
+        Self::note_limit(&entry);
         self.entries.insert(id, entry);
+    }
+
+    /// Wakes the memory guard for an instance with a limit. Under the table's lock, which the
+    /// guard's look takes after reading the count: a look that read the new count finds the
+    /// instance (noted from `Shared::new`, before it was listed here, a look could read the
+    /// new count, find nothing and go idle for good).
+    fn note_limit(entry: &Entry) {
+        super::memory_guard::note_spec(&entry.shared.lock().unwrap().spec);
     }
 
     /// Put back an instance of the table a dead daemon left, under its old id; new ids come
     /// after the highest one.
     pub fn restore(&mut self, id: u32, entry: Entry) {
+        Self::note_limit(&entry);
         self.entries.insert(id, entry);
         self.next_id = self.next_id.max(id.saturating_add(1));
     }

@@ -32,7 +32,6 @@ mod runtime;
 mod scale;
 mod select;
 mod serve;
-mod soak;
 mod sockets;
 mod stdin;
 mod stop;

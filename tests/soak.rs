@@ -1,8 +1,14 @@
 //! The 5-minute form of `bench/soak`: restarts, crash loops, log bursts and CLI calls against
 //! 100 apps. The daemon's RSS and fds stay flat (the last minute within 20% of the second, as
 //! `bench/soak --check`; RSS: or 3 MiB), every call is answered in time, and every process is
-//! gone after `delete all`. Small programs (`sleep`, `sh`) rather than Node apps: the rest of
-//! the suite runs beside it on 2 cores.
+//! gone after `delete all`. Small programs (`sleep`, `sh`) rather than Node apps.
+//!
+//! A test binary of its own: cargo runs test binaries one after another, so the soak runs
+//! alone, after the integration tests, and they do not share 2 cores with its churn for 5
+//! minutes (its figures are the daemon's, not the neighbours').
+
+#[path = "it/support.rs"]
+mod support;
 
 use crate::support::*;
 use std::time::{Duration, Instant};

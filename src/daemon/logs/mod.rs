@@ -1042,39 +1042,26 @@ mod tests {
         src.format.date_format = Some("[T]".into());
         let (mut w, r) = tokio::io::duplex(2 * CHUNK);
         let task = tokio::spawn(pump(r, src));
-        // One line of 8 KiB arrives in two pieces, the second well after QUIET.
-        let line = "z".repeat(8192);
-        w.write_all(&line.as_bytes()[..6000]).await.unwrap();
+        // A line of 8 KiB arrives in two pieces, the second well after QUIET.
+        let one = "y".repeat(8192);
+        w.write_all(&one.as_bytes()[..6000]).await.unwrap();
         tokio::time::sleep(QUIET * 10).await;
-        w.write_all(&line.as_bytes()[6000..]).await.unwrap();
-        w.write_all(b"\n").await.unwrap();
-        drop(w);
-        task.await.unwrap();
-        wait_for(&path, &format!("T: {line}\n")).await;
-        std::fs::remove_dir_all(dir).unwrap();
-    }
-
-    #[tokio::test]
-    async fn a_small_piece_of_a_large_write_waits_for_its_rest_too() {
-        let dir = test_dir("busy-small");
-        let path = dir.join("d.log");
-        let sinks = Sinks::default();
-        let mut src = source(vec![sinks.get(&path, None).unwrap()]);
-        src.format.date_format = Some("[T]".into());
-        let (mut w, r) = tokio::io::duplex(2 * CHUNK);
-        let task = tokio::spawn(pump(r, src));
-        // Node's 100 KB write into a nearly full pipe: a big piece, then 36 bytes (what fit),
-        // then, the writer having slept well past QUIET, the rest.
-        let line = "z".repeat(8192);
-        w.write_all(&line.as_bytes()[..6000]).await.unwrap();
+        w.write_all(format!("{}\n", &one[6000..]).as_bytes())
+            .await
+            .unwrap();
+        // Node's write into a nearly full pipe: a big piece, then 36 bytes (what fit), then,
+        // the writer having slept well past QUIET, the rest. The small piece is no line end.
+        let two = "z".repeat(8192);
+        w.write_all(&two.as_bytes()[..6000]).await.unwrap();
         tokio::time::sleep(QUIET * 2).await;
-        w.write_all(&line.as_bytes()[6000..6036]).await.unwrap();
+        w.write_all(&two.as_bytes()[6000..6036]).await.unwrap();
         tokio::time::sleep(QUIET * 10).await;
-        w.write_all(&line.as_bytes()[6036..]).await.unwrap();
-        w.write_all(b"\n").await.unwrap();
+        w.write_all(format!("{}\n", &two[6036..]).as_bytes())
+            .await
+            .unwrap();
         drop(w);
         task.await.unwrap();
-        wait_for(&path, &format!("T: {line}\n")).await;
+        wait_for(&path, &format!("T: {one}\nT: {two}\n")).await;
         std::fs::remove_dir_all(dir).unwrap();
     }
 

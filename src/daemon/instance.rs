@@ -307,8 +307,8 @@ impl Instance {
                         IpcOutcome::Restart => {
                             let why = Why::new(RestartCause::Crash, "broke the cluster protocol");
                             self.record(why, &r);
-                            Box::pin(self.stop_for_restart(*r)).await;
-                            Box::pin(self.relaunch(None)).await
+                            let waiters = Box::pin(self.stop_for_restart(*r, RestartCause::Crash)).await;
+                            Box::pin(self.relaunch(waiters)).await
                         }
                     },
                     _ = sleep_opt(r.ready_deadline) => {
@@ -461,10 +461,11 @@ impl Instance {
             }
             Ctl::Restart { update, reply } => {
                 self.record(Why::new(RestartCause::Restart, ""), &r);
-                self.stop_for_restart(*r).await;
+                let mut waiters = self.stop_for_restart(*r, RestartCause::Restart).await;
                 self.apply(update);
                 self.reset_for_manual_start();
-                self.relaunch(Some(reply)).await
+                waiters.push(reply);
+                self.relaunch(waiters).await
             }
             Ctl::Reload { update, reply } => {
                 self.apply(update);
@@ -530,10 +531,12 @@ impl Instance {
         if seamless && r.ready_deadline.is_none() {
             self.reload(r, why, reply, rx).await
         } else {
+            let cause = why.cause;
             self.record(why, &r);
-            self.stop_for_restart(*r).await;
+            let mut waiters = self.stop_for_restart(*r, cause).await;
             self.reset_for_manual_start();
-            self.relaunch(Some(reply)).await
+            waiters.push(reply);
+            self.relaunch(waiters).await
         }
     }
 
@@ -549,9 +552,9 @@ impl Instance {
         match r {
             Some(r) => {
                 self.record(why, &r);
-                self.stop_for_restart(*r).await;
+                let waiters = self.stop_for_restart(*r, RestartCause::Cron).await;
                 self.reset_for_manual_start();
-                self.relaunch(None).await
+                self.relaunch(waiters).await
             }
             None => {
                 tracing::info!(
@@ -605,8 +608,8 @@ impl Instance {
         });
     }
 
-    /// Spawn the child. `reply` is answered when it is online, or with the reason it failed.
-    async fn launch(&self, reply: Option<Reply>) -> Phase {
+    /// Spawn the child. `waiters` are answered when it is online, or with the reason it failed.
+    async fn launch(&self, waiters: impl IntoIterator<Item = Reply>) -> Phase {
         // `exit_code` stays: PM2 shows the last run's exit code until the next exit.
         self.with(|s| {
             s.status = Status::Launching;
@@ -614,9 +617,9 @@ impl Instance {
         });
         let mut r = match self.spawn_child().await {
             Ok(r) => r,
-            Err(e) => return self.fail_launch(e, reply),
+            Err(e) => return self.fail_launch(e, waiters),
         };
-        r.waiters.extend(reply);
+        r.waiters.extend(waiters);
         let (pid, pid_path) = (r.pid, self.with(|s| s.paths.pid.clone()));
         let _ = tokio::task::spawn_blocking(move || write_pid_file(&pid_path, pid)).await;
         self.with(|s| {
@@ -631,9 +634,9 @@ impl Instance {
     }
 
     /// Every start after the first counts as a restart (`restart_time`, `↺`).
-    async fn relaunch(&self, reply: Option<Reply>) -> Phase {
+    async fn relaunch(&self, waiters: impl IntoIterator<Item = Reply>) -> Phase {
         self.with(|s| s.restart_time += 1);
-        self.launch(reply).await
+        self.launch(waiters).await
     }
 
     /// Zero-downtime replacement of a cluster worker (DESIGN §3): the new process takes this
@@ -740,7 +743,7 @@ impl Instance {
         self.on_ctl_idle(ctl).await
     }
 
-    fn fail_launch(&self, reason: String, reply: Option<Reply>) -> Phase {
+    fn fail_launch(&self, reason: String, waiters: impl IntoIterator<Item = Reply>) -> Phase {
         tracing::error!("App {} failed to start: {reason}", self.label());
         self.with(|s| {
             s.status = Status::Errored;
@@ -748,8 +751,8 @@ impl Instance {
             s.axm = None;
             s.last_error = Some(reason.clone());
         });
-        if let Some(r) = reply {
-            let _ = r.send(Err(reason));
+        for w in waiters {
+            let _ = w.send(Err(reason.clone()));
         }
         Phase::Idle
     }
@@ -872,10 +875,32 @@ impl Instance {
     }
 
     /// The stop half of a restart: a daemon that dies before the start half leaves the
-    /// instance in its table as wanted online, not stopped.
-    async fn stop_for_restart(&self, r: Running) {
+    /// instance in its table as wanted online, not stopped. Returns the start requests still
+    /// waiting for the stopped process to be ready, for the start half to answer: a user's
+    /// restart or reload does not fail a `start` waiting for the launch it cuts short. Those
+    /// cut short by a restart pmr makes on its own (cron, watch, memory) are answered at once
+    /// instead: the app was started, and such restarts can come faster than a launch ends (a
+    /// cluster app that never listens, restarted by a `cron_restart` every 2 s, would keep
+    /// them waiting for ever).
+    async fn stop_for_restart(&self, mut r: Running, cause: RestartCause) -> Vec<Reply> {
+        let mut waiters = std::mem::take(&mut r.waiters);
+        match cause {
+            RestartCause::Restart | RestartCause::Reload => {}
+            // A worker that broke the cluster protocol failed its launch, as one that exited.
+            RestartCause::Crash => {
+                for w in waiters.drain(..) {
+                    let _ = w.send(Err("broke the cluster protocol before it was ready".into()));
+                }
+            }
+            RestartCause::Cron | RestartCause::Memory | RestartCause::Watch => {
+                for w in waiters.drain(..) {
+                    let _ = w.send(Ok(()));
+                }
+            }
+        }
         self.with(|s| s.restarting = true);
         self.stop_running(r).await;
+        waiters
     }
 
     /// Stop the running child (see [`terminate`]) and record it as stopped.

@@ -67,6 +67,32 @@ fn cron_restart_restarts_on_schedule_and_can_be_removed() {
     assert_eq!(causes(&p).last().unwrap(), "restart");
 }
 
+/// A restart pmr makes on its own during a launch does not fail the user's `start` (issue 22):
+/// a cluster worker that never listens is not ready before `listen_timeout`, and a cron every
+/// 2 s cuts every launch short; PM2's `start` succeeds and its worker restarts every 2 s.
+#[test]
+fn a_cron_restart_during_a_launch_does_not_fail_the_start() {
+    let pmr = Pmr::new();
+    let r = pmr
+        .run(&[
+            "start",
+            &fixture("no_listen.js"),
+            "-i",
+            "1",
+            "--cron-restart",
+            "*/2 * * * * *",
+            "--listen-timeout",
+            "60000",
+        ])
+        .ok();
+    assert!(!r.stderr.contains("before it was ready"), "{}", r.stderr);
+    // pmr's rule for a cluster worker stands: online once it listens or `listen_timeout` passed.
+    let p = pmr.wait_proc(0, "two cron restarts, launching again", |p| {
+        p["pm2_env"]["restart_time"].as_u64() >= Some(2) && p["pm2_env"]["status"] == "launching"
+    });
+    assert!(causes(&p).iter().all(|c| c == "cron"), "{p:#}");
+}
+
 #[test]
 fn cron_restart_starts_a_stopped_app_as_pm2_does() {
     let pmr = Pmr::new();

@@ -201,6 +201,10 @@ pub struct SpecPatch {
     /// `--watch` without paths: watching on if it was off, off if it was on (as PM2).
     #[serde(default)]
     pub toggle_watch: bool,
+    /// Fields given `null` (also in `fields`, at their defaults): their keys leave `jlist`
+    /// ([`AppSpec::removed`]) until a patch gives them again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<String>,
 }
 
 impl SpecPatch {
@@ -222,6 +226,13 @@ impl SpecPatch {
         }
         let mut out: AppSpec =
             serde_json::from_value(v).map_err(|e| format!("bad option value: {e}"))?;
+        out.removed
+            .retain(|f| !self.fields.contains_key(f) || self.removed.contains(f));
+        for f in &self.removed {
+            if !out.removed.contains(f) {
+                out.removed.push(f.clone());
+            }
+        }
         if self.toggle_watch {
             out.watch = match out.watch {
                 crate::spec::Watch::Off => crate::spec::Watch::Cwd,
@@ -637,6 +648,33 @@ mod tests {
         let mut unknown = SpecPatch::default();
         unknown.fields.insert("kil_timeout".into(), 1.into());
         assert!(unknown.apply(&spec).unwrap_err().contains("kil_timeout"));
+    }
+
+    #[test]
+    fn a_removed_field_stays_removed_until_given_again() {
+        let mut spec = crate::spec::test_spec("web");
+        spec.interpreter_args = vec!["--trace-gc".into()];
+        let mut clear = SpecPatch::default();
+        clear
+            .fields
+            .insert("interpreter_args".into(), serde_json::json!([]));
+        clear.removed = vec!["interpreter_args".into()];
+        let cleared = clear.apply(&spec).unwrap();
+        assert!(cleared.interpreter_args.is_empty());
+        assert!(cleared.removed("interpreter_args"));
+        // Another option leaves it removed; giving it again brings it back.
+        let mut other = SpecPatch::default();
+        other.fields.insert("kill_timeout".into(), 3000.into());
+        assert!(other.apply(&cleared).unwrap().removed("interpreter_args"));
+        let mut again = SpecPatch::default();
+        again
+            .fields
+            .insert("interpreter_args".into(), serde_json::json!(["--x"]));
+        let back = again.apply(&cleared).unwrap();
+        assert!(!back.removed("interpreter_args"));
+        assert_eq!(back.interpreter_args, ["--x"]);
+        // Cleared twice: listed once.
+        assert_eq!(clear.apply(&cleared).unwrap().removed, ["interpreter_args"]);
     }
 
     #[test]

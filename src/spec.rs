@@ -103,6 +103,11 @@ pub struct AppSpec {
     /// (`time`, `env_*` blocks, PM2 options pmr accepts without effect, ...). The daemon must
     /// not read this: an option it acts on gets a typed field.
     pub extra: serde_json::Map<String, serde_json::Value>,
+    /// Fields given `null` on a restart (`--node-args null`): they act at their defaults, and
+    /// `jlist` leaves their keys out, as PM2 deletes them from `pm2_env` ([`AppSpec::removed`]).
+    /// Giving the option again brings the key back.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<String>,
 }
 
 /// An address of the `listen` option: `127.0.0.1:8000`, `[::]:80`, `:8000` or `8000` (all
@@ -213,6 +218,22 @@ impl AppSpec {
             Watch::Off => Vec::new(),
             Watch::Paths(p) if !p.is_empty() => p.iter().map(|p| cwd.join(p)).collect(),
             _ => vec![cwd.to_path_buf()],
+        }
+    }
+
+    /// Whether `field` was removed with `null` (see the field `removed`): `jlist` leaves out
+    /// the key PM2 would show for it.
+    pub fn removed(&self, field: &str) -> bool {
+        !self.removed.is_empty() && self.removed.iter().any(|f| f == field)
+    }
+
+    /// The namespace as `ls` and `describe` show it: `N/A` once removed with `null`, as PM2
+    /// (the app is still selected by `default`).
+    pub fn namespace_shown(&self) -> &str {
+        if self.removed("namespace") {
+            "N/A"
+        } else {
+            &self.namespace
         }
     }
 
@@ -345,6 +366,7 @@ pub fn test_spec(name: &str) -> AppSpec {
         cron_restart: None,
         max_memory_restart: None,
         extra: Default::default(),
+        removed: vec![],
     }
 }
 

@@ -75,7 +75,7 @@ pub fn act(
         out.info("Use --update-env to update environment variables");
     }
     // Checked before anything is resolved or sent: a bad value changes nothing.
-    let patch = if restarts {
+    let mut patch = if restarts {
         super::patch::from_flags(out, &a.app, &selectors.join(", "))?
     } else {
         None
@@ -113,6 +113,9 @@ pub fn act(
     }
     if ids.is_empty() {
         return Err(super::Warning("No process found").into());
+    }
+    if let Some(p) = &mut patch {
+        super::patch::default_interpreter(client, &ids, p)?;
     }
     out.info(format!(
         "Applying action {} on app [{}](ids: [ {} ])",

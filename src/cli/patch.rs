@@ -6,10 +6,11 @@
 
 use super::flags::AppArgs;
 use super::{AppFlags, Out};
+use crate::client::Client;
 use crate::config::app::BuildCtx;
 use crate::protocol::SpecPatch;
 use crate::spec::AppSpec;
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Result};
 use clap::{Args, Command};
 use serde_json::{json, Map, Value};
 
@@ -54,6 +55,7 @@ const ZERO_IS_OFF: &[&str] = &["cron_restart", "max_memory_restart"];
 pub fn from_flags(out: &Out, a: &AppArgs, label: &str) -> Result<Option<SpecPatch>> {
     let mut given: Map<String, Value> = Map::new();
     let mut cleared: Vec<String> = Vec::new();
+    let mut removed: Vec<String> = Vec::new();
     let mut toggle_watch = false;
     for (k, v) in &a.options {
         let text = v.as_str().map(str::trim);
@@ -73,6 +75,7 @@ pub fn from_flags(out: &Out, a: &AppArgs, label: &str) -> Result<Option<SpecPatc
                 bail!("--name null: an app needs a name");
             }
             cleared.push(k.clone());
+            removed.push(spec_field(k).to_string());
         } else if ZERO_IS_OFF.contains(&k.as_str()) && text == Some("0") {
             if k == "cron_restart" {
                 out.info("disabling cron restart");
@@ -127,10 +130,50 @@ pub fn from_flags(out: &Out, a: &AppArgs, label: &str) -> Result<Option<SpecPatc
             }
         }
     }
+    removed.retain(|f| fields.contains_key(f));
     Ok(Some(SpecPatch {
         fields,
         toggle_watch,
+        removed,
     }))
+}
+
+/// `--interpreter null`: the interpreter a new app of the selected apps' script gets (by its
+/// extension or first line), not the stand-in's of [`from_flags`]. One patch serves every
+/// selected app, so they must all get the same one.
+pub fn default_interpreter(client: &mut Client, ids: &[u32], patch: &mut SpecPatch) -> Result<()> {
+    if !patch.removed.iter().any(|f| f == "interpreter") {
+        return Ok(());
+    }
+    let ctx = BuildCtx::from_process(None);
+    let mut chosen: Option<(Value, String)> = None;
+    for p in super::list(client)?
+        .iter()
+        .filter(|p| ids.contains(&p.pm_id))
+    {
+        let s = &p.spec;
+        let label = format!("[{}]({})", s.name, p.pm_id);
+        let o = Map::from_iter([
+            ("script".to_string(), json!(s.script)),
+            ("cwd".to_string(), json!(s.cwd)),
+            ("name".to_string(), json!(s.name)),
+        ]);
+        let built = super::start::spec_from_options(&o, &ctx)
+            .map_err(|e| anyhow!("--interpreter null: {label} {e}"))?;
+        let value = json!(built.interpreter);
+        match &chosen {
+            Some((v, first)) if *v != value => bail!(
+                "--interpreter null: {first} and {label} would get different interpreters; \
+                 restart them one at a time"
+            ),
+            Some(_) => {}
+            None => chosen = Some((value, label)),
+        }
+    }
+    if let Some((v, _)) = chosen {
+        patch.fields.insert("interpreter".into(), v);
+    }
+    Ok(())
 }
 
 /// The patch for `start <script>` when the daemon restarts a stopped app of that script: the
@@ -149,7 +192,7 @@ pub fn from_spec(a: &AppArgs, spec: &AppSpec) -> Result<Option<SpecPatch>> {
         .collect();
     Ok((!fields.is_empty()).then_some(SpecPatch {
         fields,
-        toggle_watch: false,
+        ..SpecPatch::default()
     }))
 }
 
@@ -248,6 +291,8 @@ mod tests {
                 "kill_timeout": 1600,
             })
         );
+        // `null` removes the option's key from `jlist` too; `0` only turns it off.
+        assert_eq!(p.removed, ["interpreter_args", "kill_timeout"]);
         assert!(p.toggle_watch);
         let p = patch(&["pmr", "restart", "web", "--watch", "src"])
             .unwrap()

@@ -122,7 +122,7 @@ pub fn serve(home: &Home, out: &Out, a: ServeArgs) -> Result<i32> {
     }
     let patch = Some(SpecPatch {
         fields,
-        toggle_watch: false,
+        ..SpecPatch::default()
     });
 
     let mut client = Client::connect(home)?;

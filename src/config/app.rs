@@ -562,6 +562,7 @@ pub fn build_spec(opts: &Map<String, Value>, ctx: &BuildCtx) -> Result<AppSpec, 
             }
             m
         },
+        removed: Vec::new(),
     };
     check_watch(&spec)?;
     for key in spec.unsupported() {

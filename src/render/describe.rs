@@ -21,7 +21,7 @@ pub fn describe_at(p: &ProcInfo, color: bool, now: i64) -> String {
             Cell::styled(p.status.as_str(), status_colors(p.status)),
         ),
         ("name", Cell::plain(&s.name)),
-        ("namespace", Cell::plain(&s.namespace)),
+        ("namespace", Cell::plain(s.namespace_shown())),
         ("version", Cell::plain(app_version(&s.script))),
         ("restarts", Cell::plain(p.restart_time.to_string())),
         ("uptime", Cell::plain(uptime_cell(p, now))),

@@ -24,7 +24,9 @@ pub fn jlist_value(p: &ProcInfo, home: &str) -> Value {
     };
 
     put(&mut e, "name", json!(s.name));
-    put(&mut e, "namespace", json!(s.namespace));
+    if !s.removed("namespace") {
+        put(&mut e, "namespace", json!(s.namespace));
+    }
     put(&mut e, "env", Value::Object(env.clone()));
     if s.merge_logs {
         put(&mut e, "merge_logs", json!(true));
@@ -36,10 +38,14 @@ pub fn jlist_value(p: &ProcInfo, home: &str) -> Value {
     put(&mut e, "treekill", json!(s.treekill));
     put(&mut e, "username", json!(p.username));
     put(&mut e, "kill_retry_time", json!(100));
-    put(&mut e, "node_args", json!(s.interpreter_args));
+    if !s.removed("interpreter_args") {
+        put(&mut e, "node_args", json!(s.interpreter_args));
+    }
     put(&mut e, "pm_exec_path", json!(s.script));
     put(&mut e, "pm_cwd", json!(s.cwd));
-    put(&mut e, "exec_interpreter", json!(s.interpreter_display()));
+    if !s.removed("interpreter") {
+        put(&mut e, "exec_interpreter", json!(s.interpreter_display()));
+    }
     put(&mut e, "exec_mode", json!(s.exec_mode.pm2_name()));
     put(&mut e, "instances", json!(s.instances));
 

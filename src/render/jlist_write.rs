@@ -163,7 +163,9 @@ fn element<'a>(out: &mut Vec<u8>, p: &'a ProcInfo, home: &'a str, bases: &mut Ba
     out.extend_from_slice(b",\"pm2_env\":{");
     let mut w = Obj { out, first: true };
     w.put("name", &s.name);
-    w.put("namespace", &s.namespace);
+    if !s.removed("namespace") {
+        w.put("namespace", &s.namespace);
+    }
     w.key("env");
     env.write_object(w.out);
     if s.merge_logs {
@@ -176,10 +178,14 @@ fn element<'a>(out: &mut Vec<u8>, p: &'a ProcInfo, home: &'a str, bases: &mut Ba
     w.put("treekill", &s.treekill);
     w.put("username", &p.username);
     w.put("kill_retry_time", &100);
-    w.put("node_args", &s.interpreter_args);
+    if !s.removed("interpreter_args") {
+        w.put("node_args", &s.interpreter_args);
+    }
     w.put("pm_exec_path", &s.script);
     w.put("pm_cwd", &s.cwd);
-    w.put("exec_interpreter", &s.interpreter_display());
+    if !s.removed("interpreter") {
+        w.put("exec_interpreter", &s.interpreter_display());
+    }
     w.put("exec_mode", &s.exec_mode.pm2_name());
     w.put("instances", &s.instances);
     if s.kill_timeout != DEFAULT_KILL_TIMEOUT {
@@ -451,7 +457,19 @@ mod tests {
         std::sync::Arc::make_mut(&mut e.spec)
             .env
             .insert("INSTANCE".into(), "x".into());
-        same(&[c, d, e, a], "/h");
+        same(&[c, d, e, a.clone()], "/h");
+        // Options removed with `null`: their keys are left out, on both paths.
+        let mut g = a;
+        std::sync::Arc::make_mut(&mut g.spec).removed = vec![
+            "interpreter_args".into(),
+            "namespace".into(),
+            "interpreter".into(),
+        ];
+        same(std::slice::from_ref(&g), "/h");
+        let v = jlist_value(&g, "/h");
+        for k in ["node_args", "namespace", "exec_interpreter"] {
+            assert!(v["pm2_env"].get(k).is_none(), "{k}: {v:#}");
+        }
     }
 
     #[test]

@@ -290,7 +290,7 @@ fn cell<'a>(p: &'a ProcInfo, col: Col, now: i64, versions: &mut HashMap<&'a str,
     match col {
         Col::Id => Cell::styled(p.pm_id.to_string(), &[style::CYAN, style::BOLD]),
         Col::Name => Cell::plain(&p.spec.name),
-        Col::Namespace => Cell::plain(&p.spec.namespace),
+        Col::Namespace => Cell::plain(p.spec.namespace_shown()),
         Col::Version => Cell::plain(
             versions
                 .entry(p.spec.script.as_str())

@@ -113,6 +113,36 @@ pub const ALL: &[Scenario] = &[
         ],
     },
     Scenario {
+        // `null` removes an option, its key gone from `jlist` (PM2's `extendMix`), until given
+        // again; numbers given `null` crash PM2 7.
+        name: "null_options",
+        steps: &[
+            "start worker.js --name w --node-args=--max-old-space-size=100 --namespace ns --interpreter node --log-date-format YYYY --log-type json",
+            "=p",
+            "restart w --node-args=null",
+            "=",
+            "restart w --namespace null --log-date-format null",
+            "=p",
+            "restart w --interpreter null --log-type null",
+            "=",
+            "restart w --node-args=--max-old-space-size=120",
+            "restart w --kill-timeout null",
+            "restart w --max-memory-restart null",
+            "=p",
+        ],
+    },
+    Scenario {
+        // A cluster worker that never listens, restarted by a cron more often than
+        // `listen_timeout`: the start succeeds (PM2's worker is online at once; pmr's stays
+        // launching, so only exit codes are compared until it is deleted).
+        name: "cron_cluster_no_listen",
+        steps: &[
+            "start worker.js -i 1 --name cw --cron-restart '*/2 * * * * *'",
+            "delete cw",
+            "=",
+        ],
+    },
+    Scenario {
         // Errors and exit codes: unknown names and ids for every action, empty lists, bad files.
         name: "errors",
         steps: &[

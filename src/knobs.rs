@@ -224,6 +224,24 @@ impl Knobs {
     }
 }
 
+/// `RUNTIME_DEBUG`: `pmr-runtime` hands its apps to the home's background daemon and exits
+/// (PM2's switch in `Runtime4Docker.js`). The variable that turned it on, or `None`. PM2 takes
+/// any non-empty value as on, `false` included; here `false`/`0`/`no` mean off, as for the other
+/// switches, and anything but those and `true`/`1`/`yes` is refused rather than guessed at.
+pub fn runtime_debug_from(
+    get: &dyn Fn(&str) -> Option<String>,
+    p: Personality,
+) -> Result<Option<String>, String> {
+    match pick(get, p, "RUNTIME_DEBUG") {
+        None => Ok(None),
+        Some(r) => Ok(parse_bool(&r)?.then_some(r.var)),
+    }
+}
+
+pub fn runtime_debug() -> Result<Option<String>, String> {
+    runtime_debug_from(&env_get, personality::current())
+}
+
 static DAEMON: OnceLock<Knobs> = OnceLock::new();
 
 /// Fix the daemon's knobs at start-up (the first call wins).
@@ -412,6 +430,48 @@ mod tests {
         assert!(
             !off.unwrap().kill_use_message,
             "PM2 would take \"false\" as true"
+        );
+    }
+
+    #[test]
+    fn runtime_debug_names_and_values() {
+        let on = |pairs: &[(&str, &str)], p| runtime_debug_from(&lookup(pairs), p);
+        assert_eq!(on(&[], Personality::Pmr), Ok(None));
+        assert_eq!(on(&[("PMR_RUNTIME_DEBUG", "")], Personality::Pmr), Ok(None));
+        assert_eq!(
+            on(&[("PM2_RUNTIME_DEBUG", "true")], Personality::Pmr),
+            Ok(Some("PM2_RUNTIME_DEBUG".into()))
+        );
+        assert_eq!(
+            on(&[("PMR_RUNTIME_DEBUG", "1")], Personality::Pmr),
+            Ok(Some("PMR_RUNTIME_DEBUG".into()))
+        );
+        for off in ["false", "0", "no", " FALSE "] {
+            assert_eq!(
+                on(&[("PM2_RUNTIME_DEBUG", off)], Personality::Pmr),
+                Ok(None),
+                "{off}: PM2 would take it as on"
+            );
+        }
+        // The personality's prefix wins, an empty value counts as unset.
+        let both = [
+            ("PMR_RUNTIME_DEBUG", "false"),
+            ("PM2_RUNTIME_DEBUG", "true"),
+        ];
+        assert_eq!(on(&both, Personality::Pmr), Ok(None));
+        assert_eq!(
+            on(&both, Personality::Pm2),
+            Ok(Some("PM2_RUNTIME_DEBUG".into()))
+        );
+        let empty = [("PMR_RUNTIME_DEBUG", ""), ("PM2_RUNTIME_DEBUG", "yes")];
+        assert_eq!(
+            on(&empty, Personality::Pmr),
+            Ok(Some("PM2_RUNTIME_DEBUG".into()))
+        );
+        let e = on(&[("PMR_RUNTIME_DEBUG", "maybe")], Personality::Pmr).unwrap_err();
+        assert!(
+            e.starts_with("PMR_RUNTIME_DEBUG") && e.contains("true or false"),
+            "{e}"
         );
     }
 

@@ -1,16 +1,19 @@
 //! `pmr-runtime` (also `pmr runtime`), PM2's `pm2-runtime` for containers, and `pmr start
 //! --no-daemon`: the daemon runs in this process (`daemon::foreground`), the apps' output goes
-//! to our stdout/stderr, and the exit status says how it ended.
+//! to our stdout/stderr, and the exit status says how it ended. With `PMR_RUNTIME_DEBUG`/
+//! `PM2_RUNTIME_DEBUG` on, `pmr-runtime` instead starts its apps through the home's background
+//! daemon, as `pmr start` does, and exits.
 
 use super::ecosystem::{is_ecosystem, load_specs};
 use super::flags::AppArgs;
 use super::start::spec_from_options;
 use super::Out;
+use crate::client::Client;
 use crate::config::app::BuildCtx;
 use crate::daemon::foreground::{self, Block, Console, Options, Outcome, Stream};
 use crate::paths::Home;
 use crate::spec::AppSpec;
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Result};
 use clap::Args;
 use serde_json::json;
 use std::io::Write;
@@ -77,8 +80,9 @@ enum Mode {
 }
 
 /// `pmr-runtime …`: runs until a signal, `pmr kill`, or (unless `--no-auto-exit`) the end of
-/// every app.
+/// every app; with the debug switch, until the apps are started.
 pub fn runtime(home: &Home, out: &Out, a: RuntimeArgs) -> Result<i32> {
+    let debug = crate::knobs::runtime_debug().map_err(|e| anyhow!("{e}"))?;
     if a.web.is_some() {
         bail!("--web (PM2's HTTP process API) is not supported yet: use `pmr jlist` inside the container");
     }
@@ -105,7 +109,12 @@ pub fn runtime(home: &Home, out: &Out, a: RuntimeArgs) -> Result<i32> {
         Some((first, rest)) if first == "start" && !rest.is_empty() => rest,
         _ => &a.targets[..],
     };
-    let specs = build_specs(targets, &app, &a.script_args, a.strict)?;
+    let apps = build_specs(targets, &app, &a.script_args, a.strict)?;
+    let delay = std::time::Duration::from_secs_f64(a.delay);
+    if let Some(var) = debug {
+        return in_background(home, out, &a, &app, &var, apps, delay);
+    }
+    let specs = apps.into_iter().map(|p| p.spec).collect();
     let mode = if a.json {
         Mode::Json
     } else if a.format {
@@ -115,8 +124,57 @@ pub fn runtime(home: &Home, out: &Out, a: RuntimeArgs) -> Result<i32> {
     } else {
         Mode::Raw
     };
-    let delay = std::time::Duration::from_secs_f64(a.delay);
     run(home, specs, !a.no_auto_exit, mode, delay, out.silent)
+}
+
+/// The debug switch: the apps go to the home's background daemon (started if absent), as
+/// `pmr start` sends them, and stay there for `pmr ls`/`pmr kill` after we exit. 0 once the
+/// daemon has answered that they are started, 1 (with the error) when one could not start.
+fn in_background(
+    home: &Home,
+    out: &Out,
+    a: &RuntimeArgs,
+    app: &AppArgs,
+    var: &str,
+    apps: Vec<Planned>,
+    delay: std::time::Duration,
+) -> Result<i32> {
+    let unused: Vec<&str> = [
+        (a.json, "--json"),
+        (a.format, "--format"),
+        (a.formatted, "--formatted"),
+        (a.raw, "--raw"),
+        (a.no_auto_exit, "--no-auto-exit"),
+    ]
+    .into_iter()
+    .filter_map(|(given, flag)| given.then_some(flag))
+    .collect();
+    if !unused.is_empty() {
+        eprintln!(
+            "{} {}: no effect with {var} set (nothing is streamed and nothing waits for the apps: they run in the background daemon); ignored",
+            crate::personality::warn(),
+            unused.join(" ")
+        );
+    }
+    let mut client = Client::connect(home)?;
+    std::thread::sleep(delay);
+    let (files, scripts): (Vec<Planned>, Vec<Planned>) =
+        apps.into_iter().partition(|p| p.from_file);
+    let mut code = 0;
+    if !files.is_empty() {
+        code = super::start::apply_files(
+            &mut client,
+            out,
+            files.into_iter().map(|p| p.spec).collect(),
+        )?;
+    }
+    if !scripts.is_empty() {
+        let specs = scripts.into_iter().map(|p| p.spec).collect();
+        // No `-f` here: a script already running as an app is refused, as by `pmr start`.
+        super::start::start_scripts(&mut client, out, specs, app, false)?;
+    }
+    super::show::print_table(&mut client, out)?;
+    Ok(code)
 }
 
 /// `pmr start … --no-daemon`: the same foreground daemon with the apps started, their output
@@ -127,7 +185,10 @@ pub fn no_daemon(home: &Home, out: &Out, a: super::StartArgs) -> Result<i32> {
     } else {
         a.targets.clone()
     };
-    let specs = build_specs(&targets, &a.app, &a.script_args, a.strict)?;
+    let specs = build_specs(&targets, &a.app, &a.script_args, a.strict)?
+        .into_iter()
+        .map(|p| p.spec)
+        .collect();
     out.info(format!(
         "launched in no-daemon mode (home {}): Ctrl-C stops every app",
         home.root.display()
@@ -143,23 +204,29 @@ pub fn no_daemon(home: &Home, out: &Out, a: super::StartArgs) -> Result<i32> {
     )
 }
 
-/// Every spec before anything starts: bad input starts nothing.
+/// An app to run, and whether an ecosystem file gave it (a background daemon applies those as
+/// `pmr start` does a file: an app of the same name restarts).
+struct Planned {
+    spec: AppSpec,
+    from_file: bool,
+}
+
+/// Every spec before anything starts, in command-line order: bad input starts nothing.
 fn build_specs(
     targets: &[String],
     app: &AppArgs,
     script_args: &[String],
     strict: bool,
-) -> Result<Vec<AppSpec>> {
+) -> Result<Vec<Planned>> {
     let ctx = BuildCtx::from_process(app.env.clone());
     let mut specs = Vec::new();
     for t in targets {
         if is_ecosystem(t) {
-            specs.extend(load_specs(
-                t,
-                app.only.as_deref(),
-                app.env.as_deref(),
-                strict,
-            )?);
+            let file = load_specs(t, app.only.as_deref(), app.env.as_deref(), strict)?;
+            specs.extend(file.into_iter().map(|spec| Planned {
+                spec,
+                from_file: true,
+            }));
             continue;
         }
         let mut opts = super::start::flags_to_options(app);
@@ -167,7 +234,10 @@ fn build_specs(
         if !script_args.is_empty() {
             opts.insert("args".into(), json!(script_args));
         }
-        specs.push(spec_from_options(&opts, &ctx)?);
+        specs.push(Planned {
+            spec: spec_from_options(&opts, &ctx)?,
+            from_file: false,
+        });
     }
     if specs.is_empty() {
         bail!(

@@ -120,54 +120,70 @@ pub fn start(home: &Home, out: &Out, a: StartArgs) -> Result<i32> {
             true,
         )?;
     }
-    if !file_specs.is_empty() {
-        let results = match call(
-            &mut client,
-            &Request::Apply {
-                apps: file_specs,
-                reload: false,
-            },
-        )? {
-            Response::Done { results } => results,
-            other => bail!("unexpected reply from the daemon: {other:?}"),
-        };
-        for r in results {
-            match r.error {
-                None => out.info(format!("App [{}]({}) launched", r.name, r.id)),
-                Some(e) => {
-                    code = 1;
-                    eprintln!("{} [{}]({}) {e}", crate::personality::err(), r.name, r.id);
-                }
-            }
-        }
+    if !file_specs.is_empty() && apply_files(&mut client, out, file_specs)? != 0 {
+        code = 1;
     }
     if !specs.is_empty() {
-        // A stopped app of the same script restarts instead (the daemon decides): the options
-        // given apply to it, as with `restart`.
-        let patch = super::patch::from_spec(&a.app, &specs[0])?;
-        for s in &specs {
-            out.info(format!(
-                "Starting {} in {} ({} instance{})",
-                s.script,
-                s.exec_mode.pm2_name(),
-                s.instances,
-                if s.instances == 1 { "" } else { "s" }
-            ));
-        }
-        match call(
-            &mut client,
-            &Request::Start {
-                apps: specs,
-                force: a.force,
-                patch,
-            },
-        )? {
-            Response::Started { .. } => out.info("Done."),
-            other => bail!("unexpected reply from the daemon: {other:?}"),
-        }
+        start_scripts(&mut client, out, specs, &a.app, a.force)?;
     }
     super::show::print_table(&mut client, out)?;
     Ok(code)
+}
+
+/// The apps of ecosystem files, as PM2's startOrRestart (`apply`): those already known by name
+/// restart with their new spec. One line per instance; 1 when one of them failed.
+pub fn apply_files(client: &mut Client, out: &Out, apps: Vec<AppSpec>) -> Result<i32> {
+    let results = match call(
+        client,
+        &Request::Apply {
+            apps,
+            reload: false,
+        },
+    )? {
+        Response::Done { results } => results,
+        other => bail!("unexpected reply from the daemon: {other:?}"),
+    };
+    let mut code = 0;
+    for r in results {
+        match r.error {
+            None => out.info(format!("App [{}]({}) launched", r.name, r.id)),
+            Some(e) => {
+                code = 1;
+                eprintln!("{} [{}]({}) {e}", crate::personality::err(), r.name, r.id);
+            }
+        }
+    }
+    Ok(code)
+}
+
+/// Scripts built from the command line (`app`: its options), as `start`: a stopped app of the
+/// same script restarts instead (the daemon decides), with the options given applied to it, as
+/// with `restart`. An error when one could not start.
+pub fn start_scripts(
+    client: &mut Client,
+    out: &Out,
+    apps: Vec<AppSpec>,
+    app: &AppArgs,
+    force: bool,
+) -> Result<()> {
+    let Some(first) = apps.first() else {
+        return Ok(());
+    };
+    let patch = super::patch::from_spec(app, first)?;
+    for s in &apps {
+        out.info(format!(
+            "Starting {} in {} ({} instance{})",
+            s.script,
+            s.exec_mode.pm2_name(),
+            s.instances,
+            if s.instances == 1 { "" } else { "s" }
+        ));
+    }
+    match call(client, &Request::Start { apps, force, patch })? {
+        Response::Started { .. } => out.info("Done."),
+        other => bail!("unexpected reply from the daemon: {other:?}"),
+    }
+    Ok(())
 }
 
 /// A number as JavaScript's `isNaN` sees it (`7`, ` 7 `, `1e1`): PM2 takes such a word as an id.

@@ -638,3 +638,178 @@ fn an_app_killed_by_a_signal_gives_128_plus_the_signal() {
     let mut rt = spawn_runtime(&pmr, &[&eco]);
     assert_eq!(rt.wait(), 137, "as a Job killed by the OOM killer");
 }
+
+/// `pmr runtime`/a link with `env`, which must end by itself within the deadline (the debug
+/// switch hands the apps to the background daemon and exits).
+fn run_to_end(pmr: &Pmr, program: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    use std::io::Read;
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .env("PMR_HOME", &pmr.home)
+        .env("NO_COLOR", "1")
+        .current_dir(&pmr.dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let read = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = r.read_to_string(&mut s);
+            s
+        })
+    };
+    let out = read(Box::new(child.stdout.take().unwrap()));
+    let err = read(Box::new(child.stderr.take().unwrap()));
+    let deadline = Instant::now() + DEADLINE;
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            kill9(child.id());
+            let _ = child.wait();
+            panic!("{args:?} did not return; stderr: {}", err.join().unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Run {
+        code: status.code().unwrap_or(-1),
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
+
+#[test]
+fn runtime_debug_starts_the_apps_in_the_background_daemon_and_returns() {
+    let pmr = Pmr::new();
+    let script = fixture("run.sh");
+    let args = ["runtime", &script, "-i", "2", "--name", "bg"];
+    let debug = [("PMR_RUNTIME_DEBUG", "true")];
+    let r = run_to_end(&pmr, BIN.as_ref(), &args, &debug).ok();
+    // What `pmr start` prints.
+    assert!(
+        r.stdout.contains("Starting ") && r.stdout.contains("Done."),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("bg"), "the table: {}", r.stdout);
+    // The daemon is the home's ordinary one, alive after the runtime has gone.
+    let daemon = pmr.daemon_pid().expect("a daemon for the home");
+    assert!(alive(daemon));
+    pmr.wait_status(0, "online");
+    pmr.wait_status(1, "online");
+    let list = pmr.jlist();
+    assert_eq!(list.len(), 2, "{list:#?}");
+    assert!(list.iter().all(|p| p["name"] == "bg"));
+    let pids: Vec<u32> = list
+        .iter()
+        .map(|p| p["pid"].as_u64().unwrap() as u32)
+        .collect();
+    // Run again, the script is already running: refused as by `pmr start`, nothing added.
+    let again = run_to_end(&pmr, BIN.as_ref(), &args, &debug).fails();
+    assert!(
+        again.stderr.contains("already launched"),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(pmr.jlist().len(), 2);
+    pmr.run(&["kill"]).ok();
+    wait_until("the apps and the daemon gone", || {
+        !alive(daemon) && pids.iter().all(|&p| !alive(p))
+    });
+}
+
+#[test]
+fn runtime_debug_under_pm2s_name_with_a_file_and_foreground_only_flags() {
+    let pmr = Pmr::new();
+    let eco = write(
+        &pmr,
+        "eco.json",
+        r#"{"apps":[{"name":"filed","script":"/bin/sh","args":["-c","echo up; exec sleep 600"]}]}"#,
+    );
+    let link = pmr.dir.join("pm2-runtime");
+    std::os::unix::fs::symlink(BIN, &link).unwrap();
+    let t = Instant::now();
+    let r = run_to_end(
+        &pmr,
+        &link,
+        &["--json", "--no-auto-exit", "--delay", "0.5", &eco],
+        &[("PM2_RUNTIME_DEBUG", "1")],
+    )
+    .ok();
+    assert!(t.elapsed() >= Duration::from_millis(500), "--delay waits");
+    assert!(r.stdout.contains("App [filed](0) launched"), "{}", r.stdout);
+    // The flags that only mean something in the foreground are named, not silently dropped.
+    assert!(
+        r.stderr
+            .contains("--json --no-auto-exit: no effect with PM2_RUNTIME_DEBUG"),
+        "{}",
+        r.stderr
+    );
+    pmr.wait_status(0, "online");
+    assert!(pmr.daemon_pid().is_some_and(alive));
+}
+
+#[test]
+fn runtime_debug_false_runs_in_the_foreground() {
+    let pmr = Pmr::new();
+    // PM2 takes any non-empty value as on; `false` is off here.
+    let r = run_to_end(
+        &pmr,
+        BIN.as_ref(),
+        &[
+            "runtime",
+            "--no-autorestart",
+            "/bin/sh",
+            "--",
+            "-c",
+            "exit 3",
+        ],
+        &[
+            ("PMR_RUNTIME_DEBUG", "false"),
+            ("PM2_RUNTIME_DEBUG", "true"),
+        ],
+    );
+    assert_eq!(
+        r.code, 3,
+        "the app's code, as in the foreground: {}",
+        r.stderr
+    );
+    assert!(!pmr.home.join("rpc.sock").exists(), "no daemon stayed");
+}
+
+#[test]
+fn runtime_debug_with_bad_input_starts_nothing() {
+    let pmr = Pmr::new();
+    let eco = write(
+        &pmr,
+        "eco.json",
+        r#"{"apps":[{"name":"x","script":"/bin/sh","instances":"lots"}]}"#,
+    );
+    let missing = pmr.dir.join("missing.js");
+    let missing = missing.to_str().unwrap();
+    for (args, env, want) in [
+        (
+            vec!["runtime", missing, "-i", "2"],
+            ("PMR_RUNTIME_DEBUG", "true"),
+            "missing.js",
+        ),
+        (vec!["runtime", &eco], ("PM2_RUNTIME_DEBUG", "yes"), "lots"),
+        (
+            vec!["runtime", "/bin/sh"],
+            ("PMR_RUNTIME_DEBUG", "verbose"),
+            "PMR_RUNTIME_DEBUG=\"verbose\"",
+        ),
+    ] {
+        let r = run_to_end(&pmr, BIN.as_ref(), &args, &[env]).fails();
+        assert!(r.stderr.contains(want), "{args:?}: {}", r.stderr);
+        assert!(
+            !pmr.home.join("rpc.sock").exists(),
+            "{args:?} started a daemon"
+        );
+    }
+}

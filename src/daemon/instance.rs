@@ -61,6 +61,8 @@ pub struct Ctx {
     pub notify_path: Option<String>,
     /// The table on disk (`table_file.rs`): told of every change, knows every live child.
     pub table: Arc<super::table_file::TableWriter>,
+    /// What the daemon writes itself, which never restarts a watched app.
+    pub own: Arc<super::watch::OwnFiles>,
 }
 
 #[derive(Debug, Clone)]
@@ -255,7 +257,20 @@ impl Instance {
     /// launch, stop) made it several KB per app.
     async fn run_in(self, mut phase: Phase, mut rx: CtlReceiver) {
         let mut cron = super::cron::Timer::default();
-        let mut watcher = super::watch::Watcher::default();
+        let mut watcher = super::watch::Watcher::new(self.ctx.own.clone());
+        let paths = self.with(|s| s.paths.clone());
+        let files = [
+            Some(&paths.out),
+            Some(&paths.err),
+            paths.combined.as_ref(),
+            Some(&paths.pid),
+        ];
+        let _own = self.ctx.own.hold(
+            files
+                .into_iter()
+                .flatten()
+                .map(|p| std::path::Path::new(&**p)),
+        );
         loop {
             let (pattern, spec) = self.with(|s| (s.spec.cron_restart.clone(), s.spec.clone()));
             let cron_due = cron.due(pattern.as_deref());

@@ -31,8 +31,10 @@ impl Daemon {
                 None
             }
         };
+        let own = super::watch::OwnFiles::new(&home);
         Daemon {
             ctx: Arc::new(Ctx {
+                own,
                 preload: match drain::install(&home.root) {
                     Ok(p) => Some(p),
                     Err(e) => {

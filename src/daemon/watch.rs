@@ -1,23 +1,28 @@
 //! An instance's `watch`: it lives in the instance's task, like the cron timer, so it
 //! follows option patches (`restart --watch` toggles it, `stop` turns it off) and ends with
-//! a delete. Changes within `watch_delay` are coalesced into one restart, and what was
-//! queued while the app restarted is dropped afterwards ([`Watcher::restarted`]): a burst of
-//! writes (`npm install`, a build) gives at most one restart per `watch_delay`.
+//! a delete. A burst of changes is one restart: without `watch_delay`, the restart comes once
+//! the tree has been quiet for [`QUIET`], at most [`QUIET_MAX`] after the first change (a file
+//! written for ever still restarts the app); an explicit `watch_delay` keeps PM2's meaning, the
+//! restart comes that long after the first change. What was queued while the app restarted is
+//! dropped afterwards ([`Watcher::restarted`]). The daemon's own files ([`own`]) never count.
 //!
 //! The backend is inotify ([`inotify`]); polling ([`poll`]) when `watch_options.usePolling`
 //! asks for it or when inotify is out of watches (said in the daemon log, with the sysctl).
 
 mod ignore;
 mod inotify;
+mod own;
 mod poll;
 mod walk;
 
 pub use ignore::Ignore;
+pub use own::{Held, OwnFiles};
 
 use crate::spec::{AppSpec, Watch};
 use inotify::{InotifyWatch, Root, SetupError};
 use poll::PollWatch;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -25,13 +30,20 @@ use tokio::time::Instant;
 /// chokidar's default polling interval.
 const DEFAULT_INTERVAL_MS: u64 = 100;
 
+/// Without `watch_delay`: how long the tree must be quiet before the restart. A `git checkout`
+/// or a build writes its files within a few tens of ms of each other.
+pub const QUIET: Duration = Duration::from_millis(300);
+/// Without `watch_delay`: the latest a restart comes after the first change of a burst.
+pub const QUIET_MAX: Duration = Duration::from_secs(2);
+
 /// What the spec asks to watch.
 #[derive(Debug, Clone, PartialEq)]
 struct Config {
     paths: Vec<PathBuf>,
     cwd: PathBuf,
     ignore: Option<Vec<String>>,
-    delay: Duration,
+    /// `watch_delay`; `None`: wait for quiet ([`QUIET`], [`QUIET_MAX`]).
+    delay: Option<Duration>,
     polling: bool,
     interval: Duration,
     follow: bool,
@@ -48,7 +60,7 @@ fn config(spec: &AppSpec) -> Option<Config> {
         paths: spec.watch_paths(),
         cwd: PathBuf::from(&spec.cwd),
         ignore: spec.ignore_watch.clone(),
-        delay: Duration::from_millis(spec.watch_delay.unwrap_or(0)),
+        delay: spec.watch_delay.map(Duration::from_millis),
         polling: opt("usePolling").and_then(|v| v.as_bool()).unwrap_or(false),
         interval: Duration::from_millis(
             opt("interval")
@@ -102,15 +114,24 @@ pub enum Event {
     Changed(String),
 }
 
+/// A change waiting for its restart.
+struct Pending {
+    first: Instant,
+    due: Instant,
+    file: String,
+}
+
 #[derive(Default)]
 pub struct Watcher {
+    /// The daemon's own files, never counted (`None` in unit tests).
+    own: Option<Arc<OwnFiles>>,
     /// The spec's `watch` fields last seen (the config is rebuilt only when they change), as
     /// JSON text: kept per instance, a `Value` tree is several times bigger.
     key: Option<String>,
     cfg: Option<Config>,
     setup: Option<JoinHandle<Result<(Backend, String), String>>>,
     backend: Option<Backend>,
-    pending: Option<(Instant, String)>,
+    pending: Option<Pending>,
 }
 
 fn key_of(spec: &AppSpec) -> String {
@@ -125,8 +146,13 @@ fn key_of(spec: &AppSpec) -> String {
 }
 
 /// Sets the backend up (blocking).
-fn open(cfg: &Config, rt: &tokio::runtime::Handle) -> Result<(Backend, String), String> {
-    let ignore = || Ignore::new(&cfg.cwd, cfg.ignore.as_deref());
+fn open(
+    cfg: &Config,
+    own: Option<Arc<OwnFiles>>,
+    rt: &tokio::runtime::Handle,
+) -> Result<(Backend, String), String> {
+    let ignore =
+        || Ok::<_, String>(Ignore::new(&cfg.cwd, cfg.ignore.as_deref())?.with_own(own.clone()));
     let roots: Vec<Root> = cfg
         .paths
         .iter()
@@ -197,6 +223,13 @@ fn open(cfg: &Config, rt: &tokio::runtime::Handle) -> Result<(Backend, String), 
 }
 
 impl Watcher {
+    pub fn new(own: Arc<OwnFiles>) -> Watcher {
+        Watcher {
+            own: Some(own),
+            ..Watcher::default()
+        }
+    }
+
     /// The next event for an instance whose spec is `spec`; pending forever when it has no
     /// `watch`. Cancel-safe: setup, pending changes and the delay survive a drop.
     pub async fn next(&mut self, spec: &AppSpec) -> Event {
@@ -222,7 +255,8 @@ impl Watcher {
                             .collect::<Vec<_>>()
                             .join(", ");
                         let rt = tokio::runtime::Handle::current();
-                        self.setup = Some(tokio::task::spawn_blocking(move || open(&c, &rt)));
+                        let own = self.own.clone();
+                        self.setup = Some(tokio::task::spawn_blocking(move || open(&c, own, &rt)));
                         // Said at once, so `ls` right after `restart --watch` shows it on.
                         return Event::State(Some(format!("{names} (starting)")));
                     }
@@ -247,23 +281,31 @@ impl Watcher {
         let Some(b) = &mut self.backend else {
             return std::future::pending().await;
         };
-        let delay = self.cfg.as_ref().map_or(Duration::ZERO, |c| c.delay);
+        let delay = self.cfg.as_ref().and_then(|c| c.delay);
         loop {
-            match &self.pending {
-                Some((at, _)) => {
-                    let at = *at;
+            match &mut self.pending {
+                Some(p) => {
                     tokio::select! {
-                        _ = tokio::time::sleep_until(at) => {
-                            let (_, file) = self.pending.take().unwrap();
-                            return Event::Changed(file);
+                        _ = tokio::time::sleep_until(p.due) => {
+                            let p = self.pending.take().unwrap();
+                            return Event::Changed(p.file);
                         }
                         // Later changes fold into the pending one.
-                        _ = b.next() => {}
+                        _ = b.next() => {
+                            if delay.is_none() {
+                                p.due = quiet_due(p.first, Instant::now());
+                            }
+                        }
                     }
                 }
                 None => {
                     let file = b.next().await;
-                    self.pending = Some((Instant::now() + delay, file));
+                    let now = Instant::now();
+                    self.pending = Some(Pending {
+                        first: now,
+                        due: delay.map_or_else(|| quiet_due(now, now), |d| now + d),
+                        file,
+                    });
                 }
             }
         }
@@ -277,6 +319,12 @@ impl Watcher {
             b.drain();
         }
     }
+}
+
+/// Without `watch_delay`: when the restart for a burst that began at `first` comes, the last
+/// change having been at `last`.
+fn quiet_due(first: Instant, last: Instant) -> Instant {
+    (last + QUIET).min(first + QUIET_MAX)
 }
 
 #[cfg(test)]
@@ -294,14 +342,14 @@ mod tests {
             paths: vec![dir.clone()],
             cwd: dir.clone(),
             ignore: None,
-            delay: Duration::ZERO,
+            delay: None,
             polling: false,
             interval: Duration::from_millis(20),
             follow: true,
             max_watches: Some(2),
         };
         let rt = tokio::runtime::Handle::current();
-        let (mut b, summary) = tokio::task::spawn_blocking(move || open(&cfg, &rt))
+        let (mut b, summary) = tokio::task::spawn_blocking(move || open(&cfg, None, &rt))
             .await
             .unwrap()
             .unwrap();

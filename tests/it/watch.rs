@@ -262,3 +262,129 @@ fn a_watched_file_replaced_by_a_rename_restarts_and_its_neighbours_do_not() {
     write(&pmr.dir.join("conf.json"), "{\"a\": 2}");
     pmr.wait_proc(0, "a second watch restart", |p| restarts(p) == 2);
 }
+
+/// The daemon's own writes never restart a watched app (issue 22): its home inside the watched
+/// folder (the table, its log, pid files), and the app's own log and pid files there, which
+/// are written, closed and reopened at each of its restarts.
+#[test]
+fn the_daemons_own_files_never_restart_a_watched_app() {
+    let pmr = Pmr::new();
+    // Both the home and the work directory are under the watched folder.
+    let base = pmr.home.parent().unwrap().to_path_buf();
+    assert!(pmr.dir.starts_with(&base));
+    pmr.run_env(
+        &[
+            "start",
+            &fixture("crash.js"),
+            "--name",
+            "c",
+            "--watch",
+            base.to_str().unwrap(),
+            "-o",
+            "./out.log",
+            "-e",
+            "./err.log",
+            "-p",
+            "./c.pid",
+        ],
+        // Longer than min_uptime: a crash loop that never ends in `errored`.
+        &[("CRASH_AFTER_MS", "1200")],
+    )
+    .ok();
+    wait_watching(&pmr, 0);
+    let p = pmr.wait_proc(0, "three crash restarts", |p| restarts(p) >= 3);
+    let h = history(&p);
+    assert!(h.iter().all(|r| r["cause"] == "crash"), "{h:#?}");
+    // Still watching: a file of the user's restarts it, and that restart names the file.
+    let file = pmr.dir.join("index.js");
+    write(&file, "1");
+    let p = pmr.wait_proc(0, "a watch restart", |p| {
+        history(p).iter().any(|r| r["cause"] == "watch")
+    });
+    let watch: Vec<Value> = history(&p)
+        .into_iter()
+        .filter(|r| r["cause"] == "watch")
+        .collect();
+    assert_eq!(watch.len(), 1, "{watch:#?}");
+    assert_eq!(watch[0]["detail"], file.display().to_string().as_str());
+}
+
+/// Without `watch_delay`, a burst of writes (a `git checkout`, a build) is one restart, once
+/// the tree has been quiet for 300 ms.
+#[test]
+fn a_burst_without_watch_delay_is_one_restart_once_quiet() {
+    let pmr = Pmr::new();
+    write(&pmr.dir.join("src/index.js"), "0");
+    pmr.run(&[
+        "start",
+        &fixture("ticker.js"),
+        "--name",
+        "b",
+        "--watch",
+        "src",
+    ])
+    .ok();
+    wait_watching(&pmr, 0);
+    // A pause of 300 ms within the burst (a busy machine) may end it early: one more allowed.
+    let mut last = std::time::Instant::now();
+    let mut allowed = 1;
+    for i in 0..200 {
+        write(&pmr.dir.join(format!("src/f{i}.js")), &i.to_string());
+        if last.elapsed() >= std::time::Duration::from_millis(300) {
+            allowed += 1;
+        }
+        last = std::time::Instant::now();
+    }
+    let p = pmr.wait_proc(0, "the burst's restart", |p| {
+        restarts(p) >= 1 && p["pm2_env"]["status"] == "online"
+    });
+    let started = p["pm2_env"]["pm_uptime"].as_i64().unwrap();
+    // Longer than the 2 s limit of a burst after the restart: no more restarts come.
+    wait_until("2.5 s of uptime", || {
+        chrono::Utc::now().timestamp_millis() - started > 2_500
+    });
+    let p = pmr.proc(0).unwrap();
+    assert!(restarts(&p) <= allowed, "allowed {allowed}: {p:#}");
+}
+
+/// Without `watch_delay`, a file written for ever still restarts the app: at most 2 s after
+/// its first change, while it is still being written.
+#[test]
+fn a_file_written_for_ever_restarts_the_app_within_two_seconds() {
+    let pmr = Pmr::new();
+    write(&pmr.dir.join("src/index.js"), "0");
+    pmr.run(&[
+        "start",
+        &fixture("ticker.js"),
+        "--name",
+        "f",
+        "--watch",
+        "src",
+    ])
+    .ok();
+    wait_watching(&pmr, 0);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let file = pmr.dir.join("src/growing.log.js");
+    let writer = {
+        let (stop, file) = (stop.clone(), file.clone());
+        std::thread::spawn(move || {
+            let started = std::time::Instant::now();
+            let mut i = 0;
+            // Never quiet for 300 ms; bounded in time all the same.
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) && started.elapsed() < DEADLINE {
+                i += 1;
+                write(&file, &i.to_string());
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            started.elapsed() < DEADLINE
+        })
+    };
+    pmr.wait_proc(0, "a restart while the file is written", |p| {
+        restarts(p) >= 1
+    });
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        writer.join().unwrap(),
+        "the restart came only once the writes stopped"
+    );
+}

@@ -53,6 +53,11 @@ pub fn rotated_name(live: &Path, ms: i64, last: &mut Last) -> PathBuf {
     }
 }
 
+/// Whether `name` is a rotated file of `live` (compressed or not).
+pub fn is_rotated(live: &Path, name: &str) -> bool {
+    rotated_key(live, name).is_some()
+}
+
 /// Sort key of a rotated file of `live` (date, sequence), or `None` if `name` is not one.
 fn rotated_key(live: &Path, name: &str) -> Option<(String, u64)> {
     let (prefix, ext) = name_parts(live);

@@ -21,6 +21,8 @@ pub struct Ignore {
     cwd: PathBuf,
     rules: Vec<Rule>,
     dotfiles: bool,
+    /// The daemon's own files (its home, the apps' logs), whatever `ignore_watch` says.
+    own: Option<std::sync::Arc<super::OwnFiles>>,
 }
 
 impl Ignore {
@@ -34,12 +36,27 @@ impl Ignore {
             cwd: cwd.to_path_buf(),
             rules,
             dotfiles: user.is_none(),
+            own: None,
         })
+    }
+
+    /// Whether the daemon writes `path` itself: never a change, even of a file watched by name.
+    pub fn is_own(&self, path: &Path) -> bool {
+        self.own.as_ref().is_some_and(|o| o.contains(path))
+    }
+
+    /// Also ignore what the daemon writes itself.
+    pub fn with_own(mut self, own: Option<std::sync::Arc<super::OwnFiles>>) -> Ignore {
+        self.own = own;
+        self
     }
 
     /// `path` is absolute; `root` is the watched root it is under (names above the root,
     /// e.g. a `/tmp/.tmpXYZ` cwd, do not make everything ignored).
     pub fn is_ignored(&self, root: &Path, path: &Path) -> bool {
+        if self.is_own(path) {
+            return true;
+        }
         let rel = path.strip_prefix(root).unwrap_or(path);
         let names: Vec<&str> = rel
             .components()

@@ -277,7 +277,11 @@ impl InotifyWatch {
                     }
                     None => d.path.clone(),
                 };
-                if d.only.is_none() && inner.ignore.is_ignored(&d.root, &path) {
+                let ignored = match d.only {
+                    None => inner.ignore.is_ignored(&d.root, &path),
+                    Some(_) => inner.ignore.is_own(&path),
+                };
+                if ignored {
                     continue;
                 }
                 if d.only.is_none()

@@ -49,6 +49,8 @@ fn snapshot(s: &Setup) -> Snapshot {
             let _ = walk.dirs::<()>(&r.path, &r.path, &mut |_| Ok(()), &mut |p, m| {
                 out.insert(p.to_path_buf(), (m.mtime(), m.mtime_nsec(), m.size()));
             });
+        } else if s.ignore.is_own(&r.path) {
+            continue;
         } else if let Ok(m) = std::fs::metadata(&r.path) {
             out.insert(r.path.clone(), (m.mtime(), m.mtime_nsec(), m.size()));
         }

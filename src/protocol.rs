@@ -428,6 +428,13 @@ pub struct ProcInfo {
     /// What the running process said through @pm2/io.
     #[serde(default)]
     pub axm: AxmInfo,
+    /// Lines of its open log files dropped because they could not be written (disk full).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub log_lines_dropped: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 fn ser_spec<S: serde::Serializer>(spec: &std::sync::Arc<AppSpec>, s: S) -> Result<S::Ok, S::Error> {

@@ -73,6 +73,10 @@ pub fn describe_at(p: &ProcInfo, color: bool, now: i64) -> String {
     if let Some(e) = &p.last_error {
         rows.push(("last error", Cell::styled(e, &[style::RED])));
     }
+    if p.log_lines_dropped > 0 {
+        let n = p.log_lines_dropped.to_string();
+        rows.push(("dropped log lines", Cell::styled(n, &[style::RED])));
+    }
 
     let key_w = rows
         .iter()
@@ -178,6 +182,7 @@ mod tests {
         p.env.insert("NODE_ENV".into(), "production".into());
         p.exit_code = Some(2);
         p.last_error = Some("spawn ENOENT".into());
+        p.log_lines_dropped = 7;
         let out = describe_at(&p, false, 0);
         let keys: Vec<String> = out
             .lines()
@@ -199,9 +204,10 @@ mod tests {
             ]
         );
         assert_eq!(
-            keys[keys.len() - 3..],
-            ["created at", "exit code", "last error"]
+            keys[keys.len() - 4..],
+            ["created at", "exit code", "last error", "dropped log lines"]
         );
+        assert!(out.contains("│ dropped log lines  │ 7 "));
         assert!(out.contains("│ 104857600 "));
         assert!(!out.contains("104857600 (not supported yet)"));
         assert!(out.contains("│ 0 * * * * "));

@@ -175,6 +175,10 @@ pub fn jlist_value(p: &ProcInfo, home: &str) -> Value {
     if let Some(w) = &p.watch_last {
         put(&mut e, "pmr_watch_last", json!(w));
     }
+    // Lines its log files could not take (disk full), when there are any.
+    if p.log_lines_dropped > 0 {
+        put(&mut e, "pmr_log_lines_dropped", json!(p.log_lines_dropped));
+    }
 
     let (memory, cpu) = live_monit(p);
     let mut el = Map::new();
@@ -313,6 +317,7 @@ mod tests {
             "exit_code",
             "prev_restart_delay",
             "kill_timeout",
+            "pmr_log_lines_dropped",
         ] {
             assert!(env.get(absent).is_none(), "{absent} should be absent");
         }

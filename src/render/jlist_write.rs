@@ -79,6 +79,7 @@ const KEYS: &[&str] = &[
     "pmr_restart_history",
     "pmr_watching",
     "pmr_watch_last",
+    "pmr_log_lines_dropped",
 ];
 
 /// `pmr jlist`'s text (without the final newline) for `procs`.
@@ -306,6 +307,9 @@ fn element<'a>(out: &mut Vec<u8>, p: &'a ProcInfo, home: &'a str, bases: &mut Ba
     if let Some(v) = &p.watch_last {
         w.put("pmr_watch_last", v);
     }
+    if p.log_lines_dropped > 0 {
+        w.put("pmr_log_lines_dropped", &p.log_lines_dropped);
+    }
     let out = w.out;
     out.extend_from_slice(b"},\"pm_id\":");
     put_value(out, &p.pm_id);
@@ -386,6 +390,7 @@ mod tests {
         b.log_path = Some("/h/logs/w.log".into());
         b.watching = Some("inotify, 2 directories".into());
         b.watch_last = Some("/app/x.js".into());
+        b.log_lines_dropped = 42;
         b.axm.actions = vec![json!({"action_name": "echo", "action_type": "custom", "arity": 2})];
         b.axm.monitor.insert(
             "Realtime users".into(),
@@ -437,6 +442,7 @@ mod tests {
             uptime_ms: 5,
         }];
         same(&[a.clone(), b.clone()], "/h/.pmr");
+        assert!(via_values(&[b.clone()], "").contains(r#""pmr_log_lines_dropped":42"#));
         same(&[], "/h");
         same(&[b.clone()], "");
         // Keys that meet ours: the element is built as a value, still the same text.

@@ -51,6 +51,7 @@ pub fn proc_info(pm_id: u32, name: &str, status: Status) -> ProcInfo {
         watching: None,
         watch_last: None,
         axm: Default::default(),
+        log_lines_dropped: 0,
         spec: std::sync::Arc::new(spec),
     }
 }

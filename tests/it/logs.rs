@@ -1,5 +1,6 @@
 //! Logs: live streaming, formats, per-instance vs merged files, rotation (size, retention,
-//! compression), reopen, flush, an app exiting mid-line, bad input.
+//! compression), reopen, flush, an app exiting mid-line, bad input, files that cannot be
+//! written.
 
 use crate::support::*;
 use serde_json::Value;
@@ -733,4 +734,87 @@ fn a_single_line_from_an_idle_app_reaches_the_file_and_the_stream() {
             .contains(&format!("got:ping{k}\n"))
     });
     eprintln!("one line: `pmr send` to the file in {:?}", t0.elapsed());
+}
+
+#[test]
+fn files_that_cannot_be_written_drop_their_lines_and_never_hold_up_the_others() {
+    let pmr = Pmr::new();
+    // Two log files on a full disk (writes fail with ENOSPC): more than the writer threads.
+    let full: Vec<String> = ["a", "b"]
+        .iter()
+        .map(|n| {
+            let p = pmr.dir.join(format!("{n}.log"));
+            std::os::unix::fs::symlink("/dev/full", &p).unwrap();
+            p.to_string_lossy().into_owned()
+        })
+        .collect();
+    for (name, path) in ["full_a", "full_b"].iter().zip(&full) {
+        pmr.run_env(
+            &[
+                "start",
+                &fixture("ticker.js"),
+                "--name",
+                name,
+                "-o",
+                path,
+                "-e",
+                path,
+            ],
+            &[("TICK_MS", "2")],
+        )
+        .ok();
+    }
+    pmr.run_env(
+        &["start", &fixture("ticker.js"), "--name", "steady"],
+        &[("TICK_MS", "50")],
+    )
+    .ok();
+    let dropped = |p: &Value| p["pm2_env"]["pmr_log_lines_dropped"].as_u64().unwrap_or(0);
+    for id in [0, 1] {
+        pmr.wait_proc(id, "dropped log lines", |p| dropped(p) > 0);
+    }
+
+    // While both keep failing, the steady app's lines keep reaching its file: a run of
+    // consecutive ticks, each seen well within the second a writer thread used to sleep on a
+    // failed write (on a full disk that never empties, it slept for good). A hiccup of the
+    // loaded machine only restarts the run.
+    const RUN: usize = 10;
+    let gap = std::time::Duration::from_millis(700);
+    let last_tick = || tick_numbers(&pmr.log_of("steady-out.log")).last().copied();
+    let (mut last, mut seen_at, mut run) = (last_tick(), Instant::now(), 0);
+    wait_until(
+        &format!("{RUN} ticks in a row, each within {gap:?}"),
+        || {
+            let now = last_tick();
+            if now != last {
+                run = if seen_at.elapsed() < gap { run + 1 } else { 1 };
+                (last, seen_at) = (now, Instant::now());
+            }
+            run >= RUN
+        },
+    );
+    // The failing apps run on, their drops counted.
+    let list = pmr.jlist();
+    assert!(dropped(&list[0]) > 0 && dropped(&list[1]) > 0);
+    assert!(
+        list[2]["pm2_env"].get("pmr_log_lines_dropped").is_none(),
+        "{:#}",
+        list[2]["pm2_env"]
+    );
+    assert_eq!(pmr.status(0), "online");
+    let d = pmr.run(&["describe", "full_a"]).ok().stdout;
+    let row = d
+        .lines()
+        .find(|l| l.contains("dropped log lines"))
+        .unwrap_or_else(|| panic!("no dropped count in\n{d}"));
+    let n: u64 = row.split('│').nth(2).unwrap().trim().parse().unwrap();
+    assert!(n > 0, "{row}");
+    let d = pmr.run(&["describe", "steady"]).ok().stdout;
+    assert!(!d.contains("dropped log lines"), "{d}");
+    // Said once per file in pmr.log, not once per failed batch.
+    let log = read(&pmr.home.join("pmr.log"));
+    for path in &full {
+        let said = log.matches(&format!("cannot write {path}: ")).count();
+        assert_eq!(said, 1, "{log}");
+    }
 }

@@ -24,8 +24,10 @@
 //! * A busy pipe is read in batches: the pump naps between reads, out of the epoll set, and the
 //!   pipe is grown ([`pace`]).
 //! * A full queue makes the pump wait, which fills the app's pipe and slows the app:
-//!   backpressure, never loss. A failed write (disk full) is retried every second from where it
-//!   stopped, and said once in `pmr.log`.
+//!   backpressure, never loss while the file can be written. A failed write (disk full) drops
+//!   the rest of its batch at once and counts the lines ([`Sinks::dropped`], shown by
+//!   `describe`): waiting for space on a pool thread held up every other file. Each later batch
+//!   is tried again, so writing resumes by itself; both changes are said once in `pmr.log`.
 //! * Live subscribers ([`hub`]) are offered the same blocks without waiting.
 //!
 //! Memory bound per app stream: one read buffer of ≤ [`CHUNK`] bytes (2 × CHUNK while a
@@ -50,7 +52,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{IoSlice, Write};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 use tokio::io::AsyncRead;
@@ -80,6 +82,8 @@ pub const BUSY_HOLD: Duration = Duration::from_secs(1);
 const PIPE_BUF: usize = 4096;
 
 pub(crate) static HOUSEKEEPER: Housekeeper = Housekeeper::new();
+/// Some file of the daemon has dropped lines.
+static DROPPED_ANY: AtomicBool = AtomicBool::new(false);
 
 enum Msg {
     /// Bytes from one stream (its [`Source::owner`]): whole lines, the last possibly partial.
@@ -107,6 +111,8 @@ pub struct Sink {
     app_rotate: Option<crate::spec::LogRotate>,
     /// Dropping the sender ends the schedule task.
     schedule: Mutex<Option<oneshot::Sender<()>>>,
+    /// Lines its writer could not write (shared with it).
+    dropped: Arc<AtomicU64>,
 }
 
 impl Drop for Sink {
@@ -233,17 +239,8 @@ impl Sinks {
         let file = open_append(path)?;
         let conf = self.global.read().unwrap().with_app(app_rotate);
         let (tx, rx) = mpsc::channel(SINK_QUEUE);
-        let writer = Writer {
-            size: file.metadata().map(|m| m.len()).unwrap_or(0),
-            file,
-            path: path.to_path_buf(),
-            conf: conf.clone(),
-            rotate_blocked_until: None,
-            last_rotation: None,
-            open_line: None,
-            out: Vec::new(),
-            since_trim: 0,
-        };
+        let dropped = Arc::new(AtomicU64::new(0));
+        let writer = Writer::new(file, path, conf.clone(), dropped.clone());
         let slot = pool::Slot::new(writer, rx)?;
         let sink = Arc::new(Sink {
             path: path.to_path_buf(),
@@ -251,11 +248,24 @@ impl Sinks {
             slot,
             app_rotate: app_rotate.cloned(),
             schedule: Mutex::new(None),
+            dropped,
         });
         sink.schedule(&conf);
         open.retain(|_, w| w.strong_count() > 0);
         open.insert(path.to_path_buf(), Arc::downgrade(&sink));
         Ok(sink)
+    }
+
+    /// Lines dropped so far because `path` could not be written (0 when it is not open).
+    pub fn dropped(&self, path: &Path) -> u64 {
+        // `list` asks for every file of every app: no lock nor lookup while nothing failed.
+        if !DROPPED_ANY.load(Ordering::Relaxed) {
+            return 0;
+        }
+        let open = self.open.lock().unwrap();
+        open.get(path)
+            .and_then(Weak::upgrade)
+            .map_or(0, |s| s.dropped.load(Ordering::Relaxed))
     }
 
     fn live(&self) -> Vec<Arc<Sink>> {
@@ -428,6 +438,24 @@ impl Piece {
 /// Largest number of pieces given to one `writev` (Linux's `IOV_MAX` is 1024).
 const MAX_IOV: usize = 512;
 
+/// The owner of an open line no stream has ([`Source::next_owner`] starts at 1): the file ends
+/// mid-line after a failed write, so whoever writes next starts a new line.
+const CUT_LINE: u64 = 0;
+
+/// The lines in bytes not written: a last piece without its newline is one too.
+fn lines_in(bytes: &[IoSlice]) -> u64 {
+    let newlines: usize = bytes
+        .iter()
+        .map(|s| s.iter().filter(|&&b| b == b'\n').count())
+        .sum();
+    let open = bytes
+        .iter()
+        .rev()
+        .find(|s| !s.is_empty())
+        .is_some_and(|s| !s.ends_with(b"\n"));
+    (newlines + usize::from(open)) as u64
+}
+
 /// The state of one open file, run by a thread of the writer [`pool`].
 pub(crate) struct Writer {
     file: File,
@@ -439,8 +467,15 @@ pub(crate) struct Writer {
     rotate_blocked_until: Option<std::time::Instant>,
     last_rotation: rotate::Last,
     /// The stream whose last line in the file has no newline yet (a partial line written
-    /// out early), if any.
+    /// out early), if any; [`CUT_LINE`] after a failed write.
     open_line: Option<u64>,
+    /// Whether the file ended mid-line when the batch began: where it still ends if none of
+    /// the batch gets written.
+    batch_mid_line: bool,
+    /// Lines that could not be written (shared with the [`Sink`]).
+    dropped: Arc<AtomicU64>,
+    /// While writes fail: the lines dropped since they began to.
+    failing: Option<u64>,
     /// The batch: written with one `writev` when the queue is drained, and before a rotation,
     /// reopen or flush.
     out: Vec<Piece>,
@@ -448,6 +483,23 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
+    fn new(file: File, path: &Path, conf: RotateConf, dropped: Arc<AtomicU64>) -> Writer {
+        Writer {
+            size: file.metadata().map(|m| m.len()).unwrap_or(0),
+            file,
+            path: path.to_path_buf(),
+            conf,
+            rotate_blocked_until: None,
+            last_rotation: None,
+            open_line: None,
+            batch_mid_line: false,
+            dropped,
+            failing: None,
+            out: Vec::new(),
+            since_trim: 0,
+        }
+    }
+
     /// Handle what is queued, at most `budget` messages, then write the batch.
     fn drain(&mut self, rx: &mut mpsc::Receiver<Msg>, budget: usize) -> pool::Drained {
         use mpsc::error::TryRecvError;
@@ -529,6 +581,9 @@ impl Writer {
     }
 
     fn push(&mut self, piece: Piece) {
+        if self.out.is_empty() {
+            self.batch_mid_line = self.open_line.is_some();
+        }
         self.size += piece.bytes().len() as u64;
         self.out.push(piece);
     }
@@ -593,38 +648,43 @@ impl Writer {
         }
     }
 
-    /// Write the batch. Never drop a line: on a write error (disk full, ...) retry every
-    /// second from where the write stopped, which holds back the app through its queue and
-    /// pipe until space returns.
+    /// Write the batch. On a write error (disk full, ...) the rest of the batch is dropped and
+    /// its lines counted: this thread writes other files too, and a file that cannot be
+    /// written must not hold them up. The next batch is tried again (a write to a full disk
+    /// fails at once), so writing resumes as soon as it can.
     fn write_out(&mut self) {
         if self.out.is_empty() {
             return;
         }
         let mut slices: Vec<IoSlice> = self.out.iter().map(|p| IoSlice::new(p.bytes())).collect();
+        let total: usize = slices.iter().map(|s| s.len()).sum();
         let mut left = &mut slices[..];
-        let mut warned = false;
-        while !left.is_empty() {
+        let error = loop {
+            if left.is_empty() {
+                break None;
+            }
             let n = left.len().min(MAX_IOV);
             match self.file.write_vectored(&left[..n]) {
-                Ok(0) => std::thread::sleep(std::time::Duration::from_secs(1)),
+                Ok(0) => break Some(std::io::ErrorKind::WriteZero.into()),
                 Ok(n) => IoSlice::advance_slices(&mut left, n),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    if !warned {
-                        tracing::error!(
-                            "cannot write {}: {e}; retrying every second",
-                            self.path.display()
-                        );
-                        warned = true;
-                    }
-                    std::thread::sleep(std::time::Duration::from_secs(1));
+                Err(e) => break Some(e),
+            }
+        };
+        let unwritten: usize = left.iter().map(|s| s.len()).sum();
+        let lines = lines_in(left);
+        drop(slices);
+        match error {
+            Some(e) => self.drop_rest(e, total - unwritten, unwritten, lines),
+            None => {
+                if let Some(n) = self.failing.take() {
+                    tracing::info!(
+                        "writing {} again; {n} lines dropped meanwhile",
+                        self.path.display()
+                    );
                 }
             }
         }
-        if warned {
-            tracing::info!("writing {} again", self.path.display());
-        }
-        drop(slices);
         for piece in self.out.drain(..) {
             if let Piece::Block(b, ..) = piece {
                 if let Ok(v) = Arc::try_unwrap(b) {
@@ -632,6 +692,42 @@ impl Writer {
                 }
             }
         }
+    }
+
+    /// After a failed write of the batch, of which `written` bytes made it: count the rest's
+    /// `lines` as dropped, say so when the file starts failing, and leave the writer as the
+    /// file now is.
+    fn drop_rest(&mut self, e: std::io::Error, written: usize, unwritten: usize, lines: u64) {
+        let mid_line = match written {
+            0 => self.batch_mid_line,
+            n => self.byte_at(n - 1) != b'\n',
+        };
+        self.open_line = mid_line.then_some(CUT_LINE);
+        self.size -= unwritten as u64;
+        self.dropped.fetch_add(lines, Ordering::Relaxed);
+        DROPPED_ANY.store(true, Ordering::Relaxed);
+        match &mut self.failing {
+            Some(n) => *n += lines,
+            None => {
+                tracing::error!(
+                    "cannot write {}: {e}; its lines are dropped until it can be written again",
+                    self.path.display()
+                );
+                self.failing = Some(lines);
+            }
+        }
+    }
+
+    /// The byte at `pos` of the batch.
+    fn byte_at(&self, mut pos: usize) -> u8 {
+        for p in &self.out {
+            let b = p.bytes();
+            if pos < b.len() {
+                return b[pos];
+            }
+            pos -= b.len();
+        }
+        unreachable!("a position within the batch")
     }
 
     /// Rename the file and reopen its path; gzip and retention happen on the housekeeping
@@ -1098,6 +1194,86 @@ mod tests {
             .count();
         assert_eq!(writers, pool::THREADS, "{FILES} files, one pool");
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A writer of `path` whose fd is `file`, and its dropped-lines counter.
+    fn bare_writer(path: &Path, file: File) -> (Writer, Arc<AtomicU64>) {
+        let dropped = Arc::new(AtomicU64::new(0));
+        let w = Writer::new(file, path, RotateConf::default(), dropped.clone());
+        (w, dropped)
+    }
+
+    fn write(w: &mut Writer, owner: u64, bytes: &[u8]) {
+        w.handle(Msg::Data(owner, Arc::new(bytes.to_vec())));
+        w.write_out();
+    }
+
+    #[test]
+    fn a_failed_write_drops_and_counts_its_lines_and_writing_resumes() {
+        let dir = test_dir("full");
+        let path = dir.join("a.log");
+        let real = || open_append(&path).unwrap();
+        let (mut w, dropped) = bare_writer(&path, real());
+        write(&mut w, 1, b"x");
+        // The disk fills: each batch fails at once (no retry), its lines are counted.
+        w.file = OpenOptions::new().append(true).open("/dev/full").unwrap();
+        write(&mut w, 1, b"y\nz\n");
+        write(&mut w, 2, b"b\npartial");
+        // y and z; the newline ending x's line, b and the partial line.
+        assert_eq!(dropped.load(Ordering::Relaxed), 5);
+        assert_eq!(w.failing, Some(5));
+        // The file still ends in x's open line: whoever writes next starts a new one.
+        assert_eq!(w.open_line, Some(CUT_LINE));
+        assert_eq!(w.size, 1);
+        // Space returns: the next batch is written, on a line of its own.
+        w.file = real();
+        write(&mut w, 1, b"w\n");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "x\nw\n");
+        assert_eq!(w.failing, None);
+        assert_eq!(w.open_line, None);
+        assert_eq!(dropped.load(Ordering::Relaxed), 5);
+        // A batch dropped at a line start leaves the file as it was: no empty line after.
+        w.file = OpenOptions::new().append(true).open("/dev/full").unwrap();
+        write(&mut w, 1, b"lost");
+        assert_eq!(w.open_line, None);
+        w.file = real();
+        write(&mut w, 2, b"v\n");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "x\nw\nv\n");
+        assert_eq!(dropped.load(Ordering::Relaxed), 6);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_write_cut_mid_line_counts_the_cut_line_and_the_next_starts_a_new_one() {
+        // A non-blocking pipe takes what fits and then fails (EAGAIN): a write cut anywhere.
+        let (r, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK).unwrap();
+        let (mut w, dropped) = bare_writer(Path::new("pipe"), File::from(wr));
+        let line = format!("{}\n", "l".repeat(999));
+        write(&mut w, 1, line.repeat(100).as_bytes());
+        let mut got = Vec::new();
+        let mut r = File::from(r);
+        let mut buf = vec![0; 1 << 20];
+        loop {
+            match std::io::Read::read(&mut r, &mut buf) {
+                Ok(n) if n > 0 => got.extend_from_slice(&buf[..n]),
+                _ => break,
+            }
+        }
+        assert!(
+            !got.is_empty() && got.len() < 100 * line.len(),
+            "{}",
+            got.len()
+        );
+        let whole = got.iter().filter(|&&b| b == b'\n').count() as u64;
+        assert_eq!(whole + dropped.load(Ordering::Relaxed), 100);
+        let cut = !got.ends_with(b"\n");
+        assert_eq!(w.open_line, cut.then_some(CUT_LINE));
+        // The pipe has room again: the cut line is ended before the next one.
+        write(&mut w, 1, b"next\n");
+        let n = std::io::Read::read(&mut r, &mut buf).unwrap();
+        let expected: &[u8] = if cut { b"\nnext\n" } else { b"next\n" };
+        assert_eq!(&buf[..n], expected);
+        assert_eq!(w.failing, None);
     }
 
     #[tokio::test]

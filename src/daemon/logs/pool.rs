@@ -10,8 +10,8 @@
 //! * fairness: a slot that still has messages after its budget goes to the back of the list;
 //! * backpressure stays where it was: the queue is bounded and senders wait on it.
 //!
-//! A file that cannot be written (disk full) keeps its thread retrying every second; the other
-//! thread goes on with the other files.
+//! A thread never waits for a file that cannot be written (disk full): the writer drops what
+//! fails and moves on (see `Writer::write_out`), so such files cannot hold up the others.
 
 use super::{Msg, Writer, SINK_QUEUE};
 use std::collections::VecDeque;

@@ -71,6 +71,7 @@ pub fn procs_now(d: &Daemon, lean: bool) -> Vec<ProcInfo> {
                 })
                 .unwrap_or_default();
             let axm = axm_info(&s);
+            let log_lines_dropped = log_lines_dropped(d, &s.paths);
             ProcInfo {
                 pm_id: id,
                 instance: s.instance,
@@ -100,7 +101,21 @@ pub fn procs_now(d: &Daemon, lean: bool) -> Vec<ProcInfo> {
                 watching: s.watching,
                 watch_last: s.watch_last,
                 axm,
+                log_lines_dropped,
             }
         })
         .collect()
+}
+
+/// Lines dropped from the instance's open log files, each file counted once (`-o` and `-e`
+/// may name the same file).
+fn log_lines_dropped(d: &Daemon, paths: &crate::daemon::instance::Paths) -> u64 {
+    let (out, err) = (&*paths.out, &*paths.err);
+    let combined = paths.combined.as_deref().filter(|c| *c != out && *c != err);
+    let err = (err != out).then_some(err);
+    [Some(out), err, combined]
+        .into_iter()
+        .flatten()
+        .map(|f| d.ctx.sinks.dropped(std::path::Path::new(f)))
+        .sum()
 }

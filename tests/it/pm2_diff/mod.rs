@@ -64,6 +64,17 @@ fn run_side(side: &Side, sc: &Scenario) -> BTreeMap<String, Value> {
     let mut snaps = Vec::new();
     for (i, step) in sc.steps.iter().enumerate() {
         let tag = format!("s{i:02} {step}");
+        if let Some(rest) = step.strip_prefix('?') {
+            let (n, file) = rest.split_once(' ').expect("`?<lines> <file>`");
+            side.wait_lines(file, n.parse().expect("`?<lines> <file>`"));
+            continue;
+        }
+        if let Some(cmd) = step.strip_prefix("! ") {
+            let (_, args) = parse_step(cmd);
+            let out = side.run_helper(&args);
+            obs.insert(format!("{tag}: exit {step}"), Value::from(out.code));
+            continue;
+        }
         if *step != "=" && *step != "=p" {
             let (env, args) = parse_step(step);
             let out = side.run(&args, &env);

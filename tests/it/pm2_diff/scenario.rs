@@ -2,7 +2,10 @@
 //! (split into words as `sh` would, quotes included; leading `KEY=value` words are put in its
 //! environment), or
 //! `=`: wait until no app is in a transient state, then compare `jlist` and `ls`; `=p` also checks
-//! that `prettylist` shows what `jlist` does (each PM2 command costs a Node start: not every time).
+//! that `prettylist` shows what `jlist` does (each PM2 command costs a Node start: not every time);
+//! `! <program> <args>`: run a program that is not the tool (`node burst.js`), in the cwd;
+//! `?<n> <file>`: wait until the file (in the cwd) has at least n lines.
+//! A step whose program is `pm2-runtime` runs PM2's `pm2-runtime`, and `pmr runtime` for pmr.
 //! Every command's exit code is compared. The cwd holds a copy of `tests/pm2/fixtures/`.
 
 pub struct Scenario {
@@ -140,6 +143,34 @@ pub const ALL: &[Scenario] = &[
             "start worker.js -i 1 --name cw --cron-restart '*/2 * * * * *'",
             "delete cw",
             "=",
+        ],
+    },
+    Scenario {
+        // `watch` with the app's log in the watched folder: PM2 restarts it for its own lines.
+        name: "watch_own_log",
+        steps: &["start ticker.js --watch -o ./out.log -e ./err.log", "?20 out.log", "="],
+    },
+    Scenario {
+        // `watch` and a burst of 200 files written at once (a `git checkout`): one restart once
+        // quiet under pmr; PM2 restarts many times.
+        name: "watch_burst",
+        steps: &[
+            "! node burst.js src 1",
+            "start worker.js --watch src -o ./out.log",
+            "=",
+            "! node burst.js src 200",
+            "?2 out.log",
+            "=",
+        ],
+    },
+    Scenario {
+        // pm2-runtime with PM2's "let the CLI exit" switch: the apps are left to the home's
+        // background daemon.
+        name: "runtime_debug",
+        steps: &[
+            "PM2_RUNTIME_DEBUG=true pm2-runtime worker.js -i 2",
+            "=",
+            "delete all",
         ],
     },
     Scenario {

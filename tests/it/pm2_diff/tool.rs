@@ -86,7 +86,19 @@ impl Side {
     }
 
     fn command(&self, args: &[String], env: &[(String, String)]) -> Command {
-        let mut c = Command::new(&self.program);
+        let (program, args): (PathBuf, Vec<String>) = match args.split_first() {
+            Some((first, rest)) if first == "pm2-runtime" => match self.kind {
+                Kind::Pm2 => (self.program.with_file_name("pm2-runtime"), rest.to_vec()),
+                Kind::Pmr => (
+                    self.program.clone(),
+                    std::iter::once("runtime".to_string())
+                        .chain(rest.iter().cloned())
+                        .collect(),
+                ),
+            },
+            _ => (self.program.clone(), args.to_vec()),
+        };
+        let mut c = Command::new(program);
         c.args(args)
             .current_dir(&self.cwd)
             .env_clear()
@@ -106,6 +118,43 @@ impl Side {
             c.env(k, v);
         }
         c
+    }
+
+    /// A program that is not the tool (`node burst.js src 200`), in the cwd: its exit code.
+    pub fn run_helper(&self, args: &[String]) -> Out {
+        let (program, rest) = args.split_first().expect("a program");
+        let o = Command::new(program)
+            .args(rest)
+            .current_dir(&self.cwd)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+        Out {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+
+    /// Polls until `file` (relative to the cwd) has at least `n` lines.
+    pub fn wait_lines(&self, file: &str, n: usize) {
+        let path = self.cwd.join(file);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let have = std::fs::read_to_string(&path)
+                .map(|t| t.lines().count())
+                .unwrap_or(0);
+            if have >= n {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: {} has {have} lines, never {n}",
+                self.kind.label(),
+                path.display()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     pub fn run(&self, args: &[String], env: &[(String, String)]) -> Out {

@@ -33,6 +33,7 @@ import f_recover
 import f_scale
 import f_start
 import f_watch
+import f_stop
 import f_update
 import f_monit
 import f_axm
@@ -41,7 +42,7 @@ import f_http_api
 ROOT = BENCH.parent
 WORK = BENCH / ".work"
 FIGURES = ["memory", "cli", "start", "cluster", "reload", "logs", "crash", "nextjs",
-           "memrestart", "resurrect", "runtime", "recover", "scale", "watch", "update", "monit", "axm", "http_api"]
+           "memrestart", "resurrect", "runtime", "recover", "scale", "watch", "update", "monit", "axm", "http_api", "stop"]
 WRK_FIGURES = {"cluster", "reload", "nextjs"}
 FAMILIES = [  # (module, figures it measures)
     (f_idle, {"memory", "cli"}),
@@ -60,6 +61,7 @@ FAMILIES = [  # (module, figures it measures)
     (f_monit, {"monit"}),
     (f_axm, {"axm"}),
     (f_http_api, {"http_api"}),
+    (f_stop, {"stop"}),
 ]
 
 

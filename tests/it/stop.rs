@@ -181,3 +181,42 @@ fn stop_during_a_slow_reload_acts_within_kill_timeout() {
     assert_eq!(pmr.status(0), "stopped");
     assert_eq!(pmr.proc(0).unwrap()["pid"], 0);
 }
+
+/// A tree whose every process ignores SIGINT gets its SIGKILL in one pass at `kill_timeout`,
+/// a process forked since the SIGINT out of the group included: when `stop` returns, none of
+/// them runs (issue 22; the time it takes is a bench row, `bench/run stop`).
+#[test]
+fn every_process_of_a_tree_ignoring_sigint_is_killed_in_one_pass() {
+    let pmr = Pmr::new();
+    let pids_file = pmr.dir.join("tree.pids");
+    pmr.run_env(
+        &[
+            "start",
+            &fixture("stubborn_tree.js"),
+            "--kill-timeout",
+            "1000",
+        ],
+        &[
+            ("TREE_PIDS", pids_file.to_str().unwrap()),
+            ("STRAGGLER", "1"),
+        ],
+    )
+    .ok();
+    let read = || -> Vec<u32> {
+        std::fs::read_to_string(&pids_file)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    };
+    wait_until("three levels", || read().len() >= 3);
+    pmr.run(&["stop", "stubborn_tree"]).ok();
+    let pids = read();
+    for &p in &pids {
+        pmr.track(p);
+    }
+    assert_eq!(pids.len(), 4, "the straggler was not started: {pids:?}");
+    let survivors: Vec<u32> = pids.into_iter().filter(|&p| alive(p)).collect();
+    assert!(survivors.is_empty(), "survived the stop: {survivors:?}");
+    assert_eq!(pmr.status(0), "stopped");
+}

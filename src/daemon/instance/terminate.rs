@@ -18,22 +18,15 @@ pub fn sigkills() -> u64 {
 
 /// The stop sequence: the stop signal (SIGINT, or `PM2_KILL_SIGNAL`) or `'shutdown'`
 /// (`shutdown_with_message`, or `PM2_KILL_USE_MESSAGE` for every app with a channel) to the
-/// tree, SIGKILL after `kill_timeout` (or `PM2_KILL_TIMEOUT` for apps without one), and wait
-/// until no process of the tree is left. Returns the exit code.
+/// tree, SIGKILL after `kill_timeout` (or `PM2_KILL_TIMEOUT` for apps without one) to every
+/// process of the tree in one pass, and wait until none is left. Returns the exit code.
 pub(super) async fn terminate(r: &mut Running, spec: &AppSpec, label: &str) -> Option<i32> {
     let pid = r.pid;
     let knobs = crate::knobs::get();
     let kill_timeout = knobs.kill_timeout(spec.kill_timeout);
     let deadline = Instant::now() + Duration::from_millis(kill_timeout);
-    // Descendants that left the process group (setsid) are found through /proc; the group
-    // itself gets `killpg`.
-    let tree = if spec.treekill {
-        tokio::task::spawn_blocking(move || {
-            crate::daemon::metrics::descendants(pid)
-                .unwrap_or_else(|| crate::daemon::metrics::tree_pids(pid))
-        })
-        .await
-        .unwrap_or_default()
+    let mut tree = if spec.treekill {
+        members(pid, Vec::new()).await
     } else {
         vec![pid]
     };
@@ -41,6 +34,7 @@ pub(super) async fn terminate(r: &mut Running, spec: &AppSpec, label: &str) -> O
         (Some(ipc), true) => ipc.send(serde_json::Value::String("shutdown".into())),
         _ => signal_tree(pid, &tree, spec.treekill, knobs.stop_signal()),
     }
+    let mut killed = false;
     let status = match tokio::time::timeout_at(deadline, r.child.wait()).await {
         Ok(st) => st,
         Err(_) => {
@@ -48,13 +42,18 @@ pub(super) async fn terminate(r: &mut Running, spec: &AppSpec, label: &str) -> O
                 "App {label} still alive after kill_timeout ({kill_timeout} ms): SIGKILL"
             );
             SIGKILLS.fetch_add(1, Ordering::SeqCst);
+            if spec.treekill {
+                // What the tree is now, with what it was: a child forked since the stop
+                // signal gets its SIGKILL in the same pass.
+                tree = members(pid, tree).await;
+            }
             signal_tree(pid, &tree, spec.treekill, Signal::SIGKILL);
+            killed = true;
             r.child.wait().await
         }
     };
     if spec.treekill {
         // The main process is gone; wait (bounded) for the rest of its group.
-        let mut killed = false;
         // /proc reads stay off the runtime's threads.
         let alive = |tree: Vec<u32>| async move {
             tokio::task::spawn_blocking(move || group_alive(pid, &tree))
@@ -62,18 +61,43 @@ pub(super) async fn terminate(r: &mut Running, spec: &AppSpec, label: &str) -> O
                 .unwrap_or(false)
         };
         while alive(tree.clone()).await {
-            if Instant::now() >= deadline && !killed {
+            let now = Instant::now();
+            if now >= deadline && !killed {
                 SIGKILLS.fetch_add(1, Ordering::SeqCst);
                 signal_tree(pid, &tree, true, Signal::SIGKILL);
                 killed = true;
-            } else if Instant::now() >= deadline + Duration::from_secs(2) {
+            } else if now >= deadline + Duration::from_secs(2) {
                 tracing::error!("App {label}: some processes of its tree survive SIGKILL");
                 break;
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            // Before the SIGKILL, looks until the deadline and not past it; after it, often:
+            // the tree dies within milliseconds.
+            let next = if killed {
+                now + Duration::from_millis(5)
+            } else {
+                (now + Duration::from_millis(20)).min(deadline)
+            };
+            tokio::time::sleep_until(next).await;
         }
     }
     status.ok().and_then(|s| s.code())
+}
+
+/// `pid`, its descendants (those that left the process group too: found through /proc; the
+/// group itself gets `killpg`), and `known`, each once. Blocking work on the blocking pool.
+async fn members(pid: u32, known: Vec<u32>) -> Vec<u32> {
+    tokio::task::spawn_blocking(move || {
+        let mut tree = crate::daemon::metrics::descendants(pid)
+            .unwrap_or_else(|| crate::daemon::metrics::tree_pids(pid));
+        for p in known {
+            if !tree.contains(&p) {
+                tree.push(p);
+            }
+        }
+        tree
+    })
+    .await
+    .unwrap_or_default()
 }
 
 fn signal_tree(pid: u32, tree: &[u32], treekill: bool, sig: Signal) {
@@ -88,10 +112,19 @@ fn signal_tree(pid: u32, tree: &[u32], treekill: bool, sig: Signal) {
     let _ = killpg(Pid::from_raw(pid as i32), sig);
 }
 
+/// Whether a process of the tree or of its group still runs. A zombie does not: the
+/// descendants of a process that is gone are reparented to init, which may take a second or
+/// more to reap them (the group then still answers `killpg`).
 fn group_alive(pgid: u32, tree: &[u32]) -> bool {
-    if killpg(Pid::from_raw(pgid as i32), None).is_ok() {
+    // Not the main process (`tree[0]`): it was reaped, its pid may already be another's.
+    if tree.iter().skip(1).any(|&p| crate::procfs::alive(p)) {
         return true;
     }
-    // Processes that left the group: alive unless gone or a zombie awaiting its parent.
-    tree.iter().skip(1).any(|&p| crate::procfs::alive(p))
+    if killpg(Pid::from_raw(pgid as i32), None).is_err() {
+        return false;
+    }
+    // Members of the group we do not know, or only zombies: look at every process.
+    crate::daemon::scan::scan()
+        .values()
+        .any(|s| s.pgrp == pgid && !s.is_zombie())
 }

@@ -235,7 +235,11 @@ fn options_given_with_restart_apply_and_zero_or_null_turn_them_off() {
     // As PM2: the key goes, and the process runs without the flag.
     assert!(e.get("node_args").is_none(), "{e:?}");
     let pid = pmr.wait_status(0, "online")["pid"].as_u64().unwrap();
-    assert!(!cmdline(pid).contains("--max-old-space-size"), "{}", cmdline(pid));
+    assert!(
+        !cmdline(pid).contains("--max-old-space-size"),
+        "{}",
+        cmdline(pid)
+    );
     assert_eq!(e["watch"], true);
     pmr.run(&["restart", "api", "--watch"]).ok();
     assert_eq!(env_of_app(&pmr, 0)["watch"], false);

@@ -1,9 +1,9 @@
 //! The CLI's side of the socket: connect to the daemon (starting it when absent), send a
 //! request, read the reply. Blocking std I/O: the CLI is short-lived and single-threaded.
 
-use crate::paths::Home;
-use crate::protocol::{self, Request, Response};
 use anyhow::{anyhow, bail, Context, Result};
+use pmr_core::paths::Home;
+use pmr_core::protocol::{self, Request, Response};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
@@ -56,7 +56,7 @@ impl Client {
     /// As `pm2`, a live PM2 daemon in the home is never connected to (it speaks another
     /// protocol): callers that need a daemon then report it, through `connect`.
     pub fn connect_existing(home: &Home) -> Option<Client> {
-        if crate::foreign::daemon_of(home).is_some() {
+        if pmr_core::foreign::daemon_of(home).is_some() {
             return None;
         }
         UnixStream::connect(home.socket())
@@ -111,10 +111,10 @@ impl Client {
             let same = version == protocol::VERSION && protocol == protocol::PROTOCOL_VERSION;
             self.same_version = Some(same);
             if !same {
-                let me = crate::personality::current().arg0();
+                let me = pmr_core::personality::current().arg0();
                 eprintln!(
                     "{} the running daemon is pmr {version}, this CLI is {}: run `{me} update` to replace it",
-                    crate::personality::warn(),
+                    pmr_core::personality::warn(),
                     protocol::VERSION
                 );
             }
@@ -258,8 +258,8 @@ fn splice_rendered(
 
 /// As `pm2`: a live PM2 daemon in the home is an error naming its pid (see `foreign`).
 fn refuse_foreign(home: &Home) -> Result<()> {
-    match crate::foreign::daemon_of(home) {
-        Some(f) => bail!("{}", crate::foreign::refusal(home, &f)),
+    match pmr_core::foreign::daemon_of(home) {
+        Some(f) => bail!("{}", pmr_core::foreign::refusal(home, &f)),
         None => Ok(()),
     }
 }
@@ -268,8 +268,8 @@ fn refuse_foreign(home: &Home) -> Result<()> {
 /// the CLI's personality (argv[0]), home and path knobs made absolute; the knobs are checked
 /// first, so a bad one is an error here and nothing starts.
 fn start_daemon(home: &Home) -> Result<()> {
-    crate::knobs::check_env().map_err(|e| anyhow!("{e}"))?;
-    let home_var = crate::personality::current().home_var();
+    pmr_core::knobs::check_env().map_err(|e| anyhow!("{e}"))?;
+    let home_var = pmr_core::personality::current().home_var();
     std::fs::create_dir_all(&home.root)
         .with_context(|| format!("cannot create {home_var} {}", home.root.display()))?;
     if let Some(dir) = home.daemon_log().parent() {
@@ -282,7 +282,7 @@ fn start_daemon(home: &Home) -> Result<()> {
         .with_context(|| format!("cannot write {}", home.daemon_log().display()))?;
     let exe = std::env::current_exe().context("cannot find the pmr executable")?;
     let mut cmd = Command::new(exe);
-    let (remove, set) = crate::knobs::daemon_env(home);
+    let (remove, set) = pmr_core::knobs::daemon_env(home);
     for var in remove {
         cmd.env_remove(var);
     }
@@ -293,7 +293,7 @@ fn start_daemon(home: &Home) -> Result<()> {
     for var in ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"] {
         cmd.env_remove(var);
     }
-    cmd.arg0(crate::personality::current().arg0())
+    cmd.arg0(pmr_core::personality::current().arg0())
         .arg("daemon")
         .current_dir("/")
         .stdin(Stdio::null())
@@ -332,7 +332,7 @@ fn wait_for_socket(home: &Home) -> Result<UnixStream> {
         match UnixStream::connect(home.socket()) {
             Ok(s) => return Ok(s),
             Err(_) if DAEMON_FAILED.load(std::sync::atomic::Ordering::SeqCst) => {
-                let tail = crate::tail::tail_lines(&home.daemon_log(), 5).unwrap_or_default();
+                let tail = pmr_core::tail::tail_lines(&home.daemon_log(), 5).unwrap_or_default();
                 bail!(
                     "the pmr daemon failed to start; last lines of {}:\n{}",
                     home.daemon_log().display(),

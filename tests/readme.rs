@@ -5,7 +5,7 @@
 fn readme_has_the_current_options_table() {
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let table = pmr::config::options::option_table_markdown();
+    let table = pmr_config::options::option_table_markdown();
     if !readme.contains(table.trim()) {
         let path = std::env::temp_dir().join("pmr-options-table.md");
         std::fs::write(&path, &table).unwrap();

@@ -4,9 +4,9 @@
 
 use super::{call, Out};
 use crate::client::Client;
-use crate::paths::Home;
-use crate::protocol::{ActionResult, Request, Response};
 use anyhow::{bail, Result};
+use pmr_core::paths::Home;
+use pmr_core::protocol::{ActionResult, Request, Response};
 use std::io::{BufRead, Write};
 
 /// The ids `target` names; PM2's message when it names nothing.

@@ -3,10 +3,10 @@
 //! section (`pm2-logrotate` is an alias): the global log rotation settings.
 
 use crate::client::Client;
-use crate::conf::{RotateConf, CONF_SECTION, KEYS, PM2_SECTION};
-use crate::paths::Home;
-use crate::protocol::{Request, Response};
 use anyhow::{bail, Context, Result};
+use pmr_core::conf::{RotateConf, CONF_SECTION, KEYS, PM2_SECTION};
+use pmr_core::paths::Home;
+use pmr_core::protocol::{Request, Response};
 use serde_json::{Map, Value};
 
 fn conf_path(home: &Home) -> std::path::PathBuf {
@@ -14,7 +14,7 @@ fn conf_path(home: &Home) -> std::path::PathBuf {
 }
 
 pub(super) fn read(home: &Home) -> Result<Map<String, Value>> {
-    crate::conf::read_conf(&conf_path(home)).map_err(anyhow::Error::msg)
+    pmr_core::conf::read_conf(&conf_path(home)).map_err(anyhow::Error::msg)
 }
 
 pub(super) fn write(home: &Home, conf: &Map<String, Value>) -> Result<()> {
@@ -55,7 +55,7 @@ fn apply(home: &Home) -> Result<()> {
     if let Some(mut c) = Client::connect_existing(home) {
         if let Response::LogsReloaded { warnings, .. } = c.call(&Request::ReloadLogs)? {
             for w in warnings {
-                eprintln!("{} conf.json: {w}", crate::personality::warn());
+                eprintln!("{} conf.json: {w}", pmr_core::personality::warn());
             }
         }
     }
@@ -64,7 +64,7 @@ fn apply(home: &Home) -> Result<()> {
 
 pub fn set(home: &Home, out: &super::Out, key: &str, value: &str) -> Result<i32> {
     let (section, k) = split_key(key)?;
-    if section == crate::daemon::http::CONF_SECTION && k == crate::daemon::http::CONF_KEY {
+    if section == pmr_daemon::http::CONF_SECTION && k == pmr_daemon::http::CONF_KEY {
         return super::web::set(home, out, value);
     }
     if section == CONF_SECTION {
@@ -94,7 +94,7 @@ pub fn set(home: &Home, out: &super::Out, key: &str, value: &str) -> Result<i32>
 
 pub fn unset(home: &Home, out: &super::Out, key: &str) -> Result<i32> {
     let (section, k) = split_key(key)?;
-    if section == crate::daemon::http::CONF_SECTION && k == crate::daemon::http::CONF_KEY {
+    if section == pmr_daemon::http::CONF_SECTION && k == pmr_daemon::http::CONF_KEY {
         super::web::unset_running(home, out)?;
     }
     let mut conf = read(home)?;

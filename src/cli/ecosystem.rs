@@ -1,10 +1,10 @@
 //! Ecosystem files on the command line: load, validate every app, narrow with `--only`, and
 //! build the specs, all before anything is sent to the daemon (a bad app stops the whole file).
 
-use crate::config::app::BuildCtx;
-use crate::config::load::{is_config_file, load_file, load_str, ConfigKind};
-use crate::spec::AppSpec;
 use anyhow::{anyhow, bail, Context, Result};
+use pmr_config::app::BuildCtx;
+use pmr_config::load::{is_config_file, load_file, load_str, ConfigKind};
+use pmr_core::spec::AppSpec;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
@@ -46,8 +46,8 @@ pub fn load_specs(
         deploy: value.get("deploy").cloned(),
         ..BuildCtx::from_process(env_name.map(str::to_string))
     };
-    let mut specs = crate::config::specs::build_all(&value, &shown, &ctx, strict, |w| {
-        eprintln!("{} {w}", crate::personality::warn())
+    let mut specs = pmr_config::specs::build_all(&value, &shown, &ctx, strict, |w| {
+        eprintln!("{} {w}", pmr_core::personality::warn())
     })
     .map_err(|e| anyhow!("{e}"))?;
     let names: HashSet<String> = specs.iter().map(|s| s.name.clone()).collect();

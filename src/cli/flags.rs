@@ -141,7 +141,7 @@ mod tests {
 
     #[test]
     fn every_flag_is_an_app_option_or_says_it_is_not() {
-        let names: Vec<&str> = crate::config::options::option_names().collect();
+        let names: Vec<&str> = pmr_config::options::option_names().collect();
         let defs = AppFlags::augment_args(Command::new("pmr"));
         for arg in defs.get_arguments() {
             let id = arg.get_id().as_str();

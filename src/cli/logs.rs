@@ -4,13 +4,13 @@
 
 use super::{call, list};
 use crate::client::Client;
-use crate::dayjs::dayjs;
-use crate::paths::Home;
-use crate::protocol::{FrameError, Request, Response};
-use crate::render::style::{paint, BLUE, GREEN, GREY, RED};
-use crate::tail::tail_lines;
 use anyhow::{bail, Result};
 use clap::Args;
+use pmr_core::dayjs::dayjs;
+use pmr_core::paths::Home;
+use pmr_core::protocol::{FrameError, Request, Response};
+use pmr_core::tail::tail_lines;
+use pmr_render::style::{paint, BLUE, GREEN, GREY, RED};
 use serde_json::json;
 use std::io::Write;
 use std::path::PathBuf;
@@ -251,7 +251,7 @@ pub fn logs(home: &Home, a: LogsArgs, color: bool) -> Result<i32> {
     }
     for p in &procs {
         let mut add = |kind: Kind, path: &str| {
-            if crate::paths::is_null_device(path) || files.iter().any(|f| f.path == *path) {
+            if pmr_core::paths::is_null_device(path) || files.iter().any(|f| f.path == *path) {
                 return;
             }
             files.push(File {
@@ -351,7 +351,7 @@ pub fn logs(home: &Home, a: LogsArgs, color: bool) -> Result<i32> {
                 let _ = w.flush();
                 eprintln!(
                     "{} the pmr daemon is gone; no more lines",
-                    crate::personality::msg()
+                    pmr_core::personality::msg()
                 );
                 return Ok(0);
             }
@@ -391,7 +391,7 @@ pub fn reload_logs(home: &Home, out: &super::Out) -> Result<i32> {
     match call(&mut client, &Request::ReloadLogs)? {
         Response::LogsReloaded { files, warnings } => {
             for w in &warnings {
-                eprintln!("{} conf.json: {w}", crate::personality::warn());
+                eprintln!("{} conf.json: {w}", pmr_core::personality::warn());
             }
             out.info(format!("All logs reloaded ({files} files reopened)"));
             Ok(0)

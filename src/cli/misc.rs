@@ -77,7 +77,7 @@ pub fn completion(shell: Option<clap_complete::Shell>) -> Result<i32> {
 
 /// `pmr install <module>`: PM2 modules are not run; pm2-logrotate's job is built in.
 pub fn install(out: &Out, module: &str) -> Result<i32> {
-    use crate::conf::{CONF_SECTION, KEYS, PM2_SECTION};
+    use pmr_core::conf::{CONF_SECTION, KEYS, PM2_SECTION};
     if module != PM2_SECTION && module != CONF_SECTION {
         bail!("pmr runs no PM2 modules: cannot install {module} (log rotation, pm2-logrotate's job, is built in)");
     }
@@ -109,7 +109,7 @@ fn rotate_key_help(key: &str) -> &'static str {
 mod tests {
     #[test]
     fn every_rotation_key_is_explained() {
-        for key in crate::conf::KEYS {
+        for key in pmr_core::conf::KEYS {
             assert!(!super::rotate_key_help(key).starts_with("see "), "{key}");
         }
     }

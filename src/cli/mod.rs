@@ -23,10 +23,10 @@ mod update;
 mod web;
 
 use crate::client::Client;
-use crate::paths::Home;
-use crate::protocol::{Request, Response};
 use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand};
+use pmr_core::paths::Home;
+use pmr_core::protocol::{Request, Response};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -423,7 +423,7 @@ pub fn main() -> i32 {
     }
     let cli = Cli::parse_from(args);
     if let Cmd::Daemon { resurrect } = cli.cmd {
-        return match crate::daemon::run_with(Home::from_env(), resurrect) {
+        return match pmr_daemon::run_with(Home::from_env(), resurrect) {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("pmr daemon: {e:#}");
@@ -438,8 +438,8 @@ pub fn main() -> i32 {
         Ok(code) => code,
         Err(e) => {
             match e.downcast_ref::<Warning>() {
-                Some(w) => eprintln!("{} {w}", crate::personality::warn()),
-                None => eprintln!("{} {e:#}", crate::personality::err()),
+                Some(w) => eprintln!("{} {w}", pmr_core::personality::warn()),
+                None => eprintln!("{} {e:#}", pmr_core::personality::err()),
             }
             1
         }
@@ -466,7 +466,7 @@ pub struct Out {
 impl Out {
     pub fn info(&self, msg: impl std::fmt::Display) {
         if !self.silent {
-            println!("{} {msg}", crate::personality::msg());
+            println!("{} {msg}", pmr_core::personality::msg());
         }
     }
 }
@@ -476,13 +476,13 @@ fn dispatch(cli: Cli) -> Result<i32> {
     let home = Home::from_env();
     let out = Out {
         silent: cli.silent,
-        color: !cli.no_color && crate::render::color_enabled(std::io::stdout().is_terminal()),
+        color: !cli.no_color && pmr_render::color_enabled(std::io::stdout().is_terminal()),
     };
     let ignored = cli.ignored.given();
     if !ignored.is_empty() && !out.silent {
         eprintln!(
             "{} {}: no effect in pmr (options of PM2's monitoring agent and source maps); ignored",
-            crate::personality::msg(),
+            pmr_core::personality::msg(),
             ignored.join(" ")
         );
     }
@@ -501,25 +501,25 @@ fn dispatch(cli: Cli) -> Result<i32> {
             | Cmd::Startup(_)
             | Cmd::Unstartup(_)
     ) {
-        if let Some(f) = crate::foreign::daemon_of(&home) {
-            bail!("{}", crate::foreign::refusal(&home, &f));
+        if let Some(f) = pmr_core::foreign::daemon_of(&home) {
+            bail!("{}", pmr_core::foreign::refusal(&home, &f));
         }
     }
     match cli.cmd {
         Cmd::Start(a) => start::start(&home, &out, a),
-        Cmd::StartOrRestart(a) => ops::action(&home, &out, crate::protocol::Action::Restart, a),
-        Cmd::StartOrReload(a) => ops::action(&home, &out, crate::protocol::Action::Reload, a),
+        Cmd::StartOrRestart(a) => ops::action(&home, &out, pmr_core::protocol::Action::Restart, a),
+        Cmd::StartOrReload(a) => ops::action(&home, &out, pmr_core::protocol::Action::Reload, a),
         Cmd::Init { file } => {
             let path = ecosystem::init(file.as_deref())?;
             out.info(format!("File {} generated", path.display()));
             Ok(0)
         }
-        Cmd::Stop(a) => ops::action(&home, &out, crate::protocol::Action::Stop, a),
-        Cmd::Restart(a) => ops::action(&home, &out, crate::protocol::Action::Restart, a),
-        Cmd::Reload(a) => ops::action(&home, &out, crate::protocol::Action::Reload, a),
-        Cmd::Delete(a) => ops::action(&home, &out, crate::protocol::Action::Delete, a),
+        Cmd::Stop(a) => ops::action(&home, &out, pmr_core::protocol::Action::Stop, a),
+        Cmd::Restart(a) => ops::action(&home, &out, pmr_core::protocol::Action::Restart, a),
+        Cmd::Reload(a) => ops::action(&home, &out, pmr_core::protocol::Action::Reload, a),
+        Cmd::Delete(a) => ops::action(&home, &out, pmr_core::protocol::Action::Delete, a),
         Cmd::Scale { name, count } => ops::scale(&home, &out, &name, &count),
-        Cmd::Reset(a) => ops::action(&home, &out, crate::protocol::Action::Reset, a),
+        Cmd::Reset(a) => ops::action(&home, &out, pmr_core::protocol::Action::Reset, a),
         Cmd::List { mini: false } => show::ls(&home, &out),
         Cmd::List { mini: true } => show::mini_list(&home),
         Cmd::Examples => misc::examples(&out),
@@ -591,7 +591,7 @@ pub fn call(client: &mut Client, req: &Request) -> Result<Response> {
     }
 }
 
-pub fn list(client: &mut Client) -> Result<Vec<crate::protocol::ProcInfo>> {
+pub fn list(client: &mut Client) -> Result<Vec<pmr_core::protocol::ProcInfo>> {
     match call(client, &Request::List)? {
         Response::List { procs } => Ok(procs),
         other => bail!("unexpected reply from the daemon: {other:?}"),

@@ -3,9 +3,9 @@
 use super::ecosystem::{is_ecosystem, load_specs};
 use super::{call, Out, SelArgs};
 use crate::client::Client;
-use crate::paths::Home;
-use crate::protocol::{Action, Request, Response};
 use anyhow::{bail, Result};
+use pmr_core::paths::Home;
+use pmr_core::protocol::{Action, Request, Response};
 
 pub fn action(home: &Home, out: &Out, action: Action, a: SelArgs) -> Result<i32> {
     let mut client = Client::connect(home)?;
@@ -147,14 +147,19 @@ pub fn act(
 }
 
 /// Print one line per process; returns how many failed.
-fn report(out: &Out, results: Vec<crate::protocol::ActionResult>) -> usize {
+fn report(out: &Out, results: Vec<pmr_core::protocol::ActionResult>) -> usize {
     let mut failed = 0;
     for r in results {
         match r.error {
             None => out.info(format!("[{}]({}) ✓", r.name, r.id)),
             Some(e) => {
                 failed += 1;
-                eprintln!("{} [{}]({}) {e}", crate::personality::err(), r.name, r.id);
+                eprintln!(
+                    "{} [{}]({}) {e}",
+                    pmr_core::personality::err(),
+                    r.name,
+                    r.id
+                );
             }
         }
     }
@@ -168,9 +173,9 @@ pub fn scale(home: &Home, out: &Out, name: &str, count: &str) -> Result<i32> {
     })?;
     // Checked before asking the daemon (which checks the resulting count again): a typo like
     // 10000 must not start anything.
-    let max = crate::protocol::max_instances();
+    let max = pmr_core::protocol::max_instances();
     if n > i64::from(max) {
-        bail!(crate::protocol::too_many_instances(name, count, max));
+        bail!(pmr_core::protocol::too_many_instances(name, count, max));
     }
     let mut client = Client::connect(home)?;
     let results = match call(
@@ -240,7 +245,12 @@ pub fn send_signal(home: &Home, out: &Out, signal: &str, targets: &[String]) -> 
             )),
             Some(e) => {
                 code = 1;
-                eprintln!("{} [{}]({}) {e}", crate::personality::err(), r.name, r.id);
+                eprintln!(
+                    "{} [{}]({}) {e}",
+                    pmr_core::personality::err(),
+                    r.name,
+                    r.id
+                );
             }
         }
     }
@@ -272,7 +282,7 @@ fn wait_daemon_gone(home: &Home, pid: Option<u32>) {
         Ok(f) => Flock::lock(f, FlockArg::LockSharedNonblock).is_ok(),
         Err(_) => true,
     };
-    let exited = || pid.is_none_or(|p| !crate::procfs::alive(p));
+    let exited = || pid.is_none_or(|p| !pmr_core::procfs::alive(p));
     while std::time::Instant::now() < deadline && !(unlocked() && exited()) {
         std::thread::sleep(std::time::Duration::from_millis(2));
     }

@@ -7,11 +7,11 @@
 use super::flags::AppArgs;
 use super::{AppFlags, Out};
 use crate::client::Client;
-use crate::config::app::BuildCtx;
-use crate::protocol::SpecPatch;
-use crate::spec::AppSpec;
 use anyhow::{anyhow, bail, Result};
 use clap::{Args, Command};
+use pmr_config::app::BuildCtx;
+use pmr_core::protocol::SpecPatch;
+use pmr_core::spec::AppSpec;
 use serde_json::{json, Map, Value};
 
 /// Options that stay as they are on an existing app, with the reason the user is told.
@@ -65,7 +65,7 @@ pub fn from_flags(out: &Out, a: &AppArgs, label: &str) -> Result<Option<SpecPatc
         if let Some((_, why)) = KEPT.iter().find(|(key, _)| key == k) {
             eprintln!(
                 "{} {} has no effect on an existing app: {why}",
-                crate::personality::warn(),
+                pmr_core::personality::warn(),
                 flag_name(k)
             );
             continue;
@@ -124,7 +124,7 @@ pub fn from_flags(out: &Out, a: &AppArgs, label: &str) -> Result<Option<SpecPatc
                 }
                 None => eprintln!(
                     "{} {} has no effect on an existing app; ignored",
-                    crate::personality::warn(),
+                    pmr_core::personality::warn(),
                     flag_name(&k)
                 ),
             }

@@ -3,10 +3,10 @@
 
 use super::{call, list, Out};
 use crate::client::Client;
-use crate::dump::{self, Contents};
-use crate::paths::Home;
-use crate::protocol::{Request, Response};
 use anyhow::{bail, Result};
+use pmr_core::dump::{self, Contents};
+use pmr_core::paths::Home;
+use pmr_core::protocol::{Request, Response};
 use std::path::Path;
 
 pub fn save(home: &Home, out: &Out, force: bool) -> Result<i32> {
@@ -17,8 +17,8 @@ pub fn save(home: &Home, out: &Out, force: bool) -> Result<i32> {
     if procs.is_empty() && !force {
         // As PM2 (#3485): an empty list never replaces a dump by accident (a daemon that
         // restarted empty, then `save` run by a script).
-        let w = crate::personality::warn();
-        let arg0 = crate::personality::current().arg0();
+        let w = pmr_core::personality::warn();
+        let arg0 = pmr_core::personality::current().arg0();
         println!("{w} {arg0} is not managing any process, skipping save...");
         println!("{w} To force saving use: {arg0} save --force");
         return Ok(0);
@@ -56,7 +56,7 @@ pub fn resurrect(home: &Home, out: &Out, file: Option<&str>) -> Result<i32> {
         None => bail!("No processes saved; DUMP file doesn't exist"),
     };
     for w in &loaded.warnings {
-        eprintln!("{} {w}", crate::personality::warn());
+        eprintln!("{} {w}", pmr_core::personality::warn());
     }
     let mut procs = match &loaded.contents {
         Contents::Pmr(p) => p.clone(),
@@ -92,7 +92,12 @@ pub fn resurrect(home: &Home, out: &Out, file: Option<&str>) -> Result<i32> {
             }
             Some(e) => {
                 failed += 1;
-                eprintln!("{} [{}]({}) {e}", crate::personality::err(), r.name, r.id);
+                eprintln!(
+                    "{} [{}]({}) {e}",
+                    pmr_core::personality::err(),
+                    r.name,
+                    r.id
+                );
             }
         }
     }

@@ -2,9 +2,9 @@
 //! one command. Each `pm2_env` object is mapped to PM2's app options and built into a spec
 //! as an ecosystem app would be, with the environment PM2 recorded (not the CLI's).
 
-use crate::config::app::{build_spec, BuildCtx};
-use crate::config::options::normalize_app_lenient;
-use crate::protocol::{DumpProc, Status};
+use pmr_config::app::{build_spec, BuildCtx};
+use pmr_config::options::normalize_app_lenient;
+use pmr_core::protocol::{DumpProc, Status};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -135,7 +135,7 @@ fn options_of(p: &Map<String, Value>, instances: usize, dump_dir: &Path) -> Map<
                 .file_name()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let base = crate::paths::sanitize_name(&name);
+            let base = pmr_core::paths::sanitize_name(&name);
             Path::new(f).starts_with(&pm2_logs)
                 || file.starts_with(&format!("{base}-out"))
                 || file.starts_with(&format!("{base}-error"))
@@ -163,7 +163,7 @@ fn spec_of(
     p: &Map<String, Value>,
     instances: usize,
     dump_dir: &Path,
-) -> Result<(crate::spec::AppSpec, Option<String>), String> {
+) -> Result<(pmr_core::spec::AppSpec, Option<String>), String> {
     let raw = options_of(p, instances, dump_dir);
     let (opts, _unknown) = normalize_app_lenient(&raw).map_err(|e| e.to_string())?;
     let path = opts

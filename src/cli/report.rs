@@ -6,10 +6,10 @@
 
 use super::Out;
 use crate::client::Client;
-use crate::paths::Home;
-use crate::protocol::{ProcInfo, Request, Response};
-use crate::render::{self, style};
 use anyhow::Result;
+use pmr_core::paths::Home;
+use pmr_core::protocol::{ProcInfo, Request, Response};
+use pmr_render::{self, style};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
@@ -94,7 +94,9 @@ fn render(home: &Home, daemon: &Daemon, color: bool) -> String {
     r.system();
     r.section("pmr list");
     match daemon {
-        Daemon::Running { procs: Ok(p), .. } => r.s.push_str(&render::table::ls(p, None, color)),
+        Daemon::Running { procs: Ok(p), .. } => {
+            r.s.push_str(&pmr_render::table::ls(p, None, color))
+        }
         Daemon::Running { procs: Err(e), .. } => r.line(&format!("cannot read the list: {e}")),
         _ => r.line("none: the daemon is not running"),
     }
@@ -143,12 +145,12 @@ impl Report {
             } => {
                 self.field("status", "running");
                 let mut v = version.clone();
-                if v != crate::protocol::VERSION {
+                if v != pmr_core::protocol::VERSION {
                     v.push_str(" (not this CLI's version: `pmr update` replaces it)");
                 }
                 self.field("pmr daemon version", &v);
                 self.field("pid", &pid.to_string());
-                let up = uptime_ms.map_or("unknown".into(), render::human_duration);
+                let up = uptime_ms.map_or("unknown".into(), pmr_render::human_duration);
                 self.field("uptime", &up);
                 self.field("home", &home.root.to_string_lossy());
                 if let Ok(p) = procs {
@@ -169,7 +171,7 @@ impl Report {
                 let sock = format!("{}: nothing listens", home.socket().display());
                 self.field("socket", &sock);
                 if let Some(pid) = stale_pid {
-                    let alive = crate::procfs::alive(*pid);
+                    let alive = pmr_core::procfs::alive(*pid);
                     let what = format!(
                         "{} names pid {pid}, {}",
                         home.pid_file().display(),
@@ -187,7 +189,7 @@ impl Report {
     }
 
     fn cli(&mut self) {
-        self.field("local pmr", crate::protocol::VERSION);
+        self.field("local pmr", pmr_core::protocol::VERSION);
         let exe = std::env::current_exe()
             .map(|p| p.display().to_string())
             .unwrap_or_else(|e| format!("unknown ({e})"));
@@ -203,7 +205,7 @@ impl Report {
         self.field("uid", &uid.to_string());
         self.field("gid", &nix::unistd::getgid().to_string());
         let path = std::env::var("PATH").unwrap_or_default();
-        match crate::config::app::which("node", &path) {
+        match pmr_config::app::which("node", &path) {
             Some(node) => {
                 self.field("node version", &node_version(&node));
                 self.field("node path", &node.display().to_string());
@@ -238,7 +240,7 @@ impl Report {
         let mem = meminfo(&std::fs::read_to_string("/proc/meminfo").unwrap_or_default());
         for (key, field) in [("freemem", "MemAvailable"), ("totalmem", "MemTotal")] {
             let v = mem.get(field).map_or("unknown".into(), |b| {
-                format!("{b} ({})", render::human_bytes(*b))
+                format!("{b} ({})", pmr_render::human_bytes(*b))
             });
             self.field(key, &v);
         }
@@ -246,7 +248,7 @@ impl Report {
     }
 
     fn log_tail(&mut self, path: &Path) {
-        match crate::tail::tail_lines(path, LOG_LINES) {
+        match pmr_core::tail::tail_lines(path, LOG_LINES) {
             Ok(lines) => {
                 let head = format!("{} last {LOG_LINES} lines:", path.display());
                 self.line(&style::paint(self.color, &[style::GREY], &head));
@@ -299,7 +301,7 @@ fn meminfo(text: &str) -> BTreeMap<String, u64> {
 
 /// How long a process has run, from its start time after boot and the system's uptime.
 fn process_uptime_ms(pid: u32) -> Option<i64> {
-    let start_ticks = crate::procfs::read_stat(pid)?.start_ticks;
+    let start_ticks = pmr_core::procfs::read_stat(pid)?.start_ticks;
     let tck = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok()??;
     let up: f64 = std::fs::read_to_string("/proc/uptime")
         .ok()?
@@ -352,7 +354,7 @@ fn node_version(node: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::Status;
+    use pmr_core::protocol::Status;
 
     #[test]
     fn reads_os_release_and_meminfo() {
@@ -369,7 +371,7 @@ mod tests {
 
     #[test]
     fn summarises_the_list_by_status() {
-        use crate::render::testutil::proc_info;
+        use pmr_render::testutil::proc_info;
         let procs = vec![
             proc_info(0, "web", Status::Online),
             proc_info(1, "web", Status::Online),
@@ -384,7 +386,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("pmr-report-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("pmr.log"), "first\nlast line\n").unwrap();
-        let home = Home::named(dir.clone(), crate::personality::Personality::Pmr);
+        let home = Home::named(dir.clone(), pmr_core::personality::Personality::Pmr);
         let text = render(&home, &Daemon::NotRunning { stale_pid: None }, false);
         for s in [
             "--- pmr report",

@@ -9,12 +9,12 @@ use super::flags::AppArgs;
 use super::start::spec_from_options;
 use super::Out;
 use crate::client::Client;
-use crate::config::app::BuildCtx;
-use crate::daemon::foreground::{self, Block, Console, Options, Outcome, Stream};
-use crate::paths::Home;
-use crate::spec::AppSpec;
 use anyhow::{anyhow, bail, Result};
 use clap::Args;
+use pmr_config::app::BuildCtx;
+use pmr_core::paths::Home;
+use pmr_core::spec::AppSpec;
+use pmr_daemon::foreground::{self, Block, Console, Options, Outcome, Stream};
 use serde_json::json;
 use std::io::Write;
 
@@ -82,14 +82,14 @@ enum Mode {
 /// `pmr-runtime …`: runs until a signal, `pmr kill`, or (unless `--no-auto-exit`) the end of
 /// every app; with the debug switch, until the apps are started.
 pub fn runtime(home: &Home, out: &Out, a: RuntimeArgs) -> Result<i32> {
-    let debug = crate::knobs::runtime_debug().map_err(|e| anyhow!("{e}"))?;
+    let debug = pmr_core::knobs::runtime_debug().map_err(|e| anyhow!("{e}"))?;
     if a.web.is_some() {
         bail!("--web (PM2's HTTP process API) is not supported yet: use `pmr jlist` inside the container");
     }
     if a.secret.is_some() || a.public.is_some() || a.machine_name.is_some() {
         eprintln!(
             "{} --secret/--public/--machine-name: PM2 Plus (PM2's hosted monitoring) is not offered by pmr; ignored",
-            crate::personality::warn()
+            pmr_core::personality::warn()
         );
     }
     if !(a.delay.is_finite() && (0.0..=86_400.0).contains(&a.delay)) {
@@ -152,7 +152,7 @@ fn in_background(
     if !unused.is_empty() {
         eprintln!(
             "{} {}: no effect with {var} set (nothing is streamed and nothing waits for the apps: they run in the background daemon); ignored",
-            crate::personality::warn(),
+            pmr_core::personality::warn(),
             unused.join(" ")
         );
     }
@@ -291,7 +291,7 @@ fn print_output(mut c: Console, mode: Mode) {
             let _ = writeln!(
                 stderr.lock(),
                 "{} {skipped} line(s) of output skipped (the console was too slow)",
-                crate::personality::warn()
+                pmr_core::personality::warn()
             );
         }
         // Errors (a closed stdout) are ignored: the apps must keep running regardless.
@@ -339,13 +339,13 @@ impl Printer {
                 Mode::Format => writeln!(
                     w,
                     "timestamp={} app={} id={id} type={} message={line}",
-                    crate::dayjs::dayjs("YYYY-MM-DD-HH:mm:ssZZ", b.time),
+                    pmr_core::dayjs::dayjs("YYYY-MM-DD-HH:mm:ssZZ", b.time),
                     b.name,
                     if err { "error" } else { "out" }
                 )?,
                 Mode::Formatted(ts) => {
                     if let Some(fmt) = ts {
-                        write!(w, "{} ", crate::dayjs::dayjs(fmt, b.time))?;
+                        write!(w, "{} ", pmr_core::dayjs::dayjs(fmt, b.time))?;
                     }
                     let name = format!("{id}|{}", b.name);
                     if name.len() > self.pad {

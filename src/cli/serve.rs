@@ -6,12 +6,12 @@
 use super::start::spec_from_options;
 use super::{call, Out};
 use crate::client::Client;
-use crate::config::app::BuildCtx;
-use crate::paths::Home;
-use crate::protocol::{Request, Response, SpecPatch};
 use crate::serve::config::{parse_port, DEFAULT_PORT};
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use pmr_config::app::BuildCtx;
+use pmr_core::paths::Home;
+use pmr_core::protocol::{Request, Response, SpecPatch};
 use serde_json::{json, Map};
 
 #[derive(Args, Debug, Default)]

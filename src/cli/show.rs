@@ -2,10 +2,9 @@
 
 use super::{list, Out};
 use crate::client::Client;
-use crate::paths::Home;
-use crate::protocol::{ProcInfo, Status, View};
-use crate::render;
 use anyhow::{bail, Result};
+use pmr_core::paths::Home;
+use pmr_core::protocol::{ProcInfo, Status, View};
 use std::io::{IsTerminal, Write};
 
 fn home_str(home: &Home) -> String {
@@ -38,7 +37,7 @@ pub fn print_table(client: &mut Client, out: &Out) -> Result<()> {
             return Ok(());
         }
         let procs = list(client)?;
-        print(&render::table::ls(&procs, width, out.color))
+        print(&pmr_render::table::ls(&procs, width, out.color))
     };
     // Also the table after a command, once the command was answered.
     again_if_gone(client, table)
@@ -91,7 +90,7 @@ pub fn mini_list(home: &Home) -> Result<i32> {
     let mut client = Client::connect(home)?;
     let procs = list(&mut client)?;
     let v = jlist_values(&procs, home);
-    print(&mini_list_text(&v, render::now_ms()))?;
+    print(&mini_list_text(&v, pmr_render::now_ms()))?;
     Ok(0)
 }
 
@@ -114,7 +113,7 @@ fn mini_list_text(procs: &[serde_json::Value], now: i64) -> String {
             v => v.to_string(),
         };
         let uptime = match e["pm_uptime"].as_i64() {
-            Some(t) if t > 0 && status == "online" => render::human_duration(now - t),
+            Some(t) if t > 0 && status == "online" => pmr_render::human_duration(now - t),
             _ => "0".into(),
         };
         let watching = !matches!(
@@ -136,7 +135,7 @@ fn mini_list_text(procs: &[serde_json::Value], now: i64) -> String {
         let _ = writeln!(s, "uptime : {uptime}");
         // PM2's bytesToSize leaves a space after the unit.
         let mem = p["monit"]["memory"].as_u64().unwrap_or(0);
-        let _ = writeln!(s, "memory usage : {} ", render::human_bytes(mem));
+        let _ = writeln!(s, "memory usage : {} ", pmr_render::human_bytes(mem));
         let _ = writeln!(s, "error log : {}", text(&e["pm_err_log_path"]));
         let _ = writeln!(s, "watching : {}", if watching { "yes" } else { "no" });
         let _ = writeln!(s, "PID file : {}\n", text(&e["pm_pid_path"]));
@@ -154,7 +153,7 @@ pub fn jlist(home: &Home) -> Result<i32> {
             return Ok(0);
         }
         let procs = list(client)?;
-        print(&(render::jlist::jlist(&procs, &home_str(home)) + "\n"))?;
+        print(&(pmr_render::jlist::jlist(&procs, &home_str(home)) + "\n"))?;
         Ok(0)
     })
 }
@@ -163,7 +162,7 @@ pub fn prettylist(home: &Home) -> Result<i32> {
     let mut client = Client::connect(home)?;
     let procs = list(&mut client)?;
     let v = jlist_values(&procs, home);
-    print(&(render::prettylist::inspect(&serde_json::Value::Array(v)) + "\n"))?;
+    print(&(pmr_render::prettylist::inspect(&serde_json::Value::Array(v)) + "\n"))?;
     Ok(0)
 }
 
@@ -180,11 +179,11 @@ pub fn describe(home: &Home, out: &Out, target: &str) -> Result<i32> {
     let mut client = Client::connect(home)?;
     let procs = select(&mut client, target)?;
     for p in &procs {
-        print(&render::describe::describe(p, out.color))?;
+        print(&pmr_render::describe::describe(p, out.color))?;
         // The app's own words on why it stopped (pmr's "last error" only says how).
         if matches!(p.status, Status::Errored) {
             let path = std::path::Path::new(&*p.err_log_path);
-            if let Ok(lines) = crate::tail::tail_lines(path, ERROR_TAIL) {
+            if let Ok(lines) = pmr_core::tail::tail_lines(path, ERROR_TAIL) {
                 if !lines.is_empty() {
                     print(&format!(
                         " Last lines of the error log ({}):\n{}\n\n",
@@ -207,7 +206,7 @@ pub fn env(home: &Home, id: &str) -> Result<i32> {
     };
     let mut client = Client::connect(home)?;
     match list(&mut client)?.into_iter().find(|p| p.pm_id == id) {
-        Some(p) => print(&render::env::env_listing(&p))?,
+        Some(p) => print(&pmr_render::env::env_listing(&p))?,
         None => bail!("process {id} not found"),
     }
     Ok(0)
@@ -247,7 +246,7 @@ pub fn id(home: &Home, name: &str) -> Result<i32> {
 fn jlist_values(procs: &[ProcInfo], home: &Home) -> Vec<serde_json::Value> {
     procs
         .iter()
-        .map(|p| render::jlist::jlist_value(p, &home_str(home)))
+        .map(|p| pmr_render::jlist::jlist_value(p, &home_str(home)))
         .collect()
 }
 

@@ -4,12 +4,12 @@ use super::ecosystem::{is_ecosystem, load_specs};
 use super::flags::AppArgs;
 use super::{call, Out, StartArgs};
 use crate::client::Client;
-use crate::config::app::{build_spec, BuildCtx};
-use crate::config::options::normalize_app;
-use crate::paths::Home;
-use crate::protocol::{Request, Response};
-use crate::spec::AppSpec;
 use anyhow::{anyhow, bail, Result};
+use pmr_config::app::{build_spec, BuildCtx};
+use pmr_config::options::normalize_app;
+use pmr_core::paths::Home;
+use pmr_core::protocol::{Request, Response};
+use pmr_core::spec::AppSpec;
 use serde_json::{json, Map, Value};
 use std::path::Path;
 
@@ -115,7 +115,7 @@ pub fn start(home: &Home, out: &Out, a: StartArgs) -> Result<i32> {
         code = super::ops::act(
             &mut client,
             out,
-            crate::protocol::Action::Restart,
+            pmr_core::protocol::Action::Restart,
             &sel,
             true,
         )?;
@@ -149,7 +149,12 @@ pub fn apply_files(client: &mut Client, out: &Out, apps: Vec<AppSpec>) -> Result
             None => out.info(format!("App [{}]({}) launched", r.name, r.id)),
             Some(e) => {
                 code = 1;
-                eprintln!("{} [{}]({}) {e}", crate::personality::err(), r.name, r.id);
+                eprintln!(
+                    "{} [{}]({}) {e}",
+                    pmr_core::personality::err(),
+                    r.name,
+                    r.id
+                );
             }
         }
     }

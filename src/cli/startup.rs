@@ -70,7 +70,7 @@ impl Platform {
     /// Whether this machine runs it; `Err` says what is missing.
     fn present(self) -> Result<(), String> {
         let on_path = |t: &str| {
-            crate::config::app::which(t, &std::env::var("PATH").unwrap_or_default()).is_some()
+            pmr_config::app::which(t, &std::env::var("PATH").unwrap_or_default()).is_some()
         };
         let ok = match self {
             // sd_booted(): systemd is PID 1 exactly when this directory exists.
@@ -120,7 +120,7 @@ fn detect() -> Result<Platform> {
         None => bail!(
             "Init system not found (PID 1 is {}): name one: {} startup systemd|launchd|openrc|upstart|rcd",
             if comm.is_empty() { "unknown".to_string() } else { format!("`{comm}`") },
-            crate::personality::current().arg0()
+            pmr_core::personality::current().arg0()
         ),
     }
 }
@@ -142,7 +142,7 @@ fn words(s: &str) -> Vec<String> {
 }
 
 fn plan(a: &StartupArgs, platform: Platform) -> Result<Plan> {
-    let p = crate::personality::current();
+    let p = pmr_core::personality::current();
     let me = nix::unistd::User::from_uid(nix::unistd::geteuid())
         .ok()
         .flatten();
@@ -161,12 +161,12 @@ fn plan(a: &StartupArgs, platform: Platform) -> Result<Plan> {
             .with_context(|| format!("unknown user {user:?}: give --hp <home>"))?,
     };
     let home = if a.hp.is_none() && a.user.is_none() {
-        crate::paths::Home::from_env().root
+        pmr_core::paths::Home::from_env().root
     } else {
         user_home.join(p.home_dir_name())
     };
     let path_var = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
-    let node = crate::config::app::which("node", &path_var);
+    let node = pmr_config::app::which("node", &path_var);
     let tag = p.arg0();
     let service = a.service_name.clone().unwrap_or_else(|| match platform {
         Platform::Launchd => format!("{tag}.{user}"),
@@ -274,7 +274,7 @@ fn own_path() -> Result<String> {
     let p = if a.components().count() > 1 {
         std::env::current_dir()?.join(a)
     } else {
-        crate::config::app::which(
+        pmr_config::app::which(
             &a.to_string_lossy(),
             &std::env::var("PATH").unwrap_or_default(),
         )
@@ -396,7 +396,7 @@ pub fn startup(out: &Out, a: StartupArgs) -> Result<i32> {
         return not_root(out, "setup", &plan, &a);
     }
     let dest = under(&root, &plan.dest);
-    let tag = crate::personality::current().arg0();
+    let tag = pmr_core::personality::current().arg0();
     if !out.silent {
         println!("Platform {}", platform.name());
         println!("Template\n{}", plan.text);

@@ -3,9 +3,9 @@
 
 use super::{call, Out};
 use crate::client::Client;
-use crate::paths::Home;
-use crate::protocol::{Request, Response, TriggerReply};
 use anyhow::{bail, Result};
+use pmr_core::paths::Home;
+use pmr_core::protocol::{Request, Response, TriggerReply};
 
 pub struct TriggerArgs<'a> {
     pub target: &'a str,
@@ -56,7 +56,7 @@ fn print_replies(out: &Out, action: &str, replies: &[TriggerReply]) {
         let head = format!("{sent} processes have received command {action}");
         println!(
             "{}",
-            crate::render::style::paint(out.color, &[crate::render::style::BOLD], &head)
+            pmr_render::style::paint(out.color, &[pmr_render::style::BOLD], &head)
         );
     }
     for r in replies {
@@ -65,7 +65,7 @@ fn print_replies(out: &Out, action: &str, replies: &[TriggerReply]) {
             (Some(d), _) if r.ok => println!("{tag}={d}"),
             (_, e) => eprintln!(
                 "{} {tag} {}",
-                crate::personality::err(),
+                pmr_core::personality::err(),
                 e.as_deref().unwrap_or("failed")
             ),
         }

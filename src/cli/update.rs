@@ -4,9 +4,9 @@
 
 use super::{call, Out};
 use crate::client::Client;
-use crate::paths::Home;
-use crate::protocol::{Request, Response};
 use anyhow::{anyhow, bail, Context, Result};
+use pmr_core::paths::Home;
+use pmr_core::protocol::{Request, Response};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -25,7 +25,7 @@ pub fn update(home: &Home, out: &Out) -> Result<i32> {
             .with_context(|| format!("update: {BINARY_VAR}"))?,
         None => std::env::current_exe().context("update: cannot find this binary")?,
     };
-    crate::daemon::check_update_binary(&binary)
+    pmr_daemon::check_update_binary(&binary)
         .map_err(|e| anyhow!("update: {e}; nothing changed (the daemon, if any, keeps running)"))?;
     let Some(mut client) = Client::connect_existing(home) else {
         // Nothing to replace: the next command starts a daemon from the installed binary.
@@ -39,7 +39,7 @@ pub fn update(home: &Home, out: &Out) -> Result<i32> {
     // PM2's way, kept in memory: if the new binary cannot read the table it is handed
     // (another format), the apps are resurrected from this list.
     let before = super::list(&mut client)?;
-    let procs: Vec<_> = before.iter().map(crate::dump::proc_of).collect();
+    let procs: Vec<_> = before.iter().map(pmr_core::dump::proc_of).collect();
     out.info(format!(
         "Updating the daemon (pid {old_pid}) to {}",
         binary.display()
@@ -83,7 +83,7 @@ pub fn update(home: &Home, out: &Out) -> Result<i32> {
                     code = 1;
                     eprintln!(
                         "{} [{}]({}) {}",
-                        crate::personality::err(),
+                        pmr_core::personality::err(),
                         r.name,
                         r.id,
                         r.error.as_deref().unwrap_or_default()
@@ -100,8 +100,8 @@ pub fn update(home: &Home, out: &Out) -> Result<i32> {
 
 /// Which processes the update kept (same pid) and which it started again.
 fn kept_message(
-    before: &[crate::protocol::ProcInfo],
-    after: &[crate::protocol::ProcInfo],
+    before: &[pmr_core::protocol::ProcInfo],
+    after: &[pmr_core::protocol::ProcInfo],
 ) -> String {
     let mut kept = 0;
     let mut restarted = Vec::new();

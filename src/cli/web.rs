@@ -3,11 +3,11 @@
 //! binds first; only once it has is `conf.json` written, so a taken port changes nothing.
 
 use crate::client::Client;
-use crate::daemon::http::{is_off, parse_addr, CONF_KEY, CONF_SECTION, DEFAULT_ADDR};
-use crate::paths::Home;
-use crate::protocol::{Request, Response};
 use anyhow::{bail, Result};
 use clap::Args;
+use pmr_core::paths::Home;
+use pmr_core::protocol::{Request, Response};
+use pmr_daemon::http::{is_off, parse_addr, CONF_KEY, CONF_SECTION, DEFAULT_ADDR};
 use serde_json::Value;
 
 #[derive(Args, Debug)]
@@ -60,7 +60,7 @@ fn warn_if_open(addr: &std::net::SocketAddr) {
     if !addr.ip().is_loopback() {
         eprintln!(
             "{} the HTTP API listens on {addr}, not a loopback address: anyone who can reach it can try the token",
-            crate::personality::warn()
+            pmr_core::personality::warn()
         );
     }
 }

@@ -3,8 +3,7 @@
 //! lines of the selected process; and what each key does to it.
 
 use super::input::{Cmd, Mode};
-use crate::protocol::{Action, ProcInfo, Request, Status};
-use crate::render;
+use pmr_core::protocol::{Action, ProcInfo, Request, Status};
 use serde_json::Value;
 use std::collections::VecDeque;
 
@@ -456,21 +455,21 @@ fn action(action: Action, id: u32, name: &str, verb: &str) -> Effect {
 }
 
 fn row(p: &ProcInfo, now: i64) -> Row {
-    let (memory, cpu) = render::live_monit(p);
+    let (memory, cpu) = pmr_render::live_monit(p);
     Row {
         id: p.pm_id,
         name: clean(&p.spec.name),
         status: p.status,
-        cpu: format!("{}%", render::js_number(cpu)),
-        mem: render::human_bytes(memory),
+        cpu: format!("{}%", pmr_render::js_number(cpu)),
+        mem: pmr_render::human_bytes(memory),
         restarts: p.restart_time.to_string(),
-        uptime: render::uptime_cell(p, now),
+        uptime: pmr_render::uptime_cell(p, now),
     }
 }
 
 /// `pm2_env.axm_monitor` as jlist shows it: `{"<name>": {"value": v, "unit": u}}`.
 fn metrics(p: &ProcInfo, home: &str) -> Vec<(String, String)> {
-    metric_rows(&render::jlist::jlist_value(p, home)["pm2_env"]["axm_monitor"])
+    metric_rows(&pmr_render::jlist::jlist_value(p, home)["pm2_env"]["axm_monitor"])
 }
 
 fn metric_rows(axm_monitor: &Value) -> Vec<(String, String)> {
@@ -480,7 +479,7 @@ fn metric_rows(axm_monitor: &Value) -> Vec<(String, String)> {
     m.iter()
         .map(|(name, m)| {
             let value = match &m["value"] {
-                Value::Number(n) => render::js_number(n.as_f64().unwrap_or(0.0)),
+                Value::Number(n) => pmr_render::js_number(n.as_f64().unwrap_or(0.0)),
                 Value::String(s) => s.clone(),
                 Value::Null => "N/A".into(),
                 other => other.to_string(),
@@ -497,7 +496,7 @@ fn metric_rows(axm_monitor: &Value) -> Vec<(String, String)> {
 /// `describe`'s sheet without its box: the rows of the table as key/value, then the lines
 /// after it (restart history), without the closing hints about other commands.
 fn meta(p: &ProcInfo) -> Vec<(String, String)> {
-    let text = render::describe::describe(p, false);
+    let text = pmr_render::describe::describe(p, false);
     let mut out = Vec::new();
     let mut after_box = false;
     for line in text.lines() {
@@ -558,7 +557,7 @@ pub fn clean(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::render::testutil::proc_info;
+    use pmr_render::testutil::proc_info;
 
     fn app_with(names: &[&str]) -> App {
         let mut app = App::new("/tmp/h".into());

@@ -5,8 +5,8 @@
 //! input, and SIGTERM/SIGHUP (so the terminal is restored when killed politely).
 
 use crate::client::Client;
-use crate::paths::Home;
-use crate::protocol::{ProcInfo, Request, Response};
+use pmr_core::paths::Home;
+use pmr_core::protocol::{ProcInfo, Request, Response};
 use ratatui::crossterm::event::{self as term, KeyEvent, KeyEventKind};
 use std::os::unix::net::UnixStream;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -196,7 +196,7 @@ pub fn spawn_request(home: Home, req: Request, what: String, tx: Sender<Event>, 
     });
 }
 
-fn trigger_message(what: &str, replies: &[crate::protocol::TriggerReply]) -> String {
+fn trigger_message(what: &str, replies: &[pmr_core::protocol::TriggerReply]) -> String {
     let each: Vec<String> = replies
         .iter()
         .map(|r| match (&r.data, &r.error) {
@@ -213,7 +213,7 @@ fn trigger_message(what: &str, replies: &[crate::protocol::TriggerReply]) -> Str
     }
 }
 
-fn done_message(what: &str, results: &[crate::protocol::ActionResult]) -> String {
+fn done_message(what: &str, results: &[pmr_core::protocol::ActionResult]) -> String {
     let failed: Vec<String> = results
         .iter()
         .filter_map(|r| {

@@ -9,10 +9,10 @@ mod input;
 mod ui;
 
 use crate::client::Client;
-use crate::paths::Home;
 use anyhow::{bail, Result};
 use app::{App, Effect};
 use data::Event;
+use pmr_core::paths::Home;
 use std::io::IsTerminal;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -76,7 +76,7 @@ pub fn run(home: &Home, color: bool) -> Result<i32> {
                 Err(_) => break None,
             }
         };
-        let now = crate::render::now_ms();
+        let now = pmr_render::now_ms();
         let (changed, urgent, effects) = match ev {
             Event::Key(k) => {
                 let mut cmd = input::map(app.mode, k);

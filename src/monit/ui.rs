@@ -5,7 +5,7 @@
 
 use super::app::{App, Pane};
 use super::input::Mode;
-use crate::protocol::Status;
+use pmr_core::protocol::Status;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};

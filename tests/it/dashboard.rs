@@ -194,7 +194,7 @@ fn dashboard_in_chromium() {
 /// App-provided strings must never become markup: the page has no HTML-parsing sink at all.
 #[test]
 fn dashboard_script_has_no_html_sinks() {
-    let js = include_str!("../../src/daemon/http/assets/app.js");
+    let js = include_str!("../../crates/daemon/src/http/assets/app.js");
     for sink in [
         "innerHTML",
         "outerHTML",

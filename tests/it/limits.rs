@@ -3,7 +3,7 @@
 //! client, which keeps answering at once.
 
 use crate::support::*;
-use pmr::protocol::{read_frame, write_frame, Request, Response};
+use pmr_core::protocol::{read_frame, write_frame, Request, Response};
 use serde_json::json;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
@@ -24,7 +24,7 @@ fn error_of(resp: Response) -> String {
 }
 
 /// The spec of the first app, as the daemon holds it.
-fn first_spec(pmr: &Pmr) -> pmr::spec::AppSpec {
+fn first_spec(pmr: &Pmr) -> pmr_core::spec::AppSpec {
     match raw(pmr, &Request::List) {
         Response::List { procs } => (*procs[0].spec).clone(),
         other => panic!("{other:?}"),

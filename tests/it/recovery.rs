@@ -244,7 +244,9 @@ fn a_pid_reused_by_another_process_is_not_touched() {
         .arg("600")
         .spawn()
         .unwrap();
-    let ticks = pmr::procfs::read_stat(unrelated.id()).unwrap().start_ticks;
+    let ticks = pmr_core::procfs::read_stat(unrelated.id())
+        .unwrap()
+        .start_ticks;
     let mut t = table(&pmr);
     let procs = t["processes"].as_array_mut().unwrap();
     assert_eq!(procs.len(), 1, "{t:#}");

@@ -151,7 +151,7 @@ fn children_of(pid: u32) -> Vec<u32> {
     std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&p| pmr::procfs::read_stat(p).is_some_and(|s| s.ppid == pid))
+        .filter(|&p| pmr_core::procfs::read_stat(p).is_some_and(|s| s.ppid == pid))
         .collect()
 }
 
@@ -227,7 +227,7 @@ fn orphans_are_reaped() {
         children_of(rt.pid)
             .into_iter()
             .filter(|&p| {
-                pmr::procfs::read_stat(p).is_some_and(|s| s.is_zombie() == zombie)
+                pmr_core::procfs::read_stat(p).is_some_and(|s| s.is_zombie() == zombie)
                     && (zombie
                         || std::fs::read_to_string(format!("/proc/{p}/comm"))
                             .is_ok_and(|c| c.trim() == "sleep"))

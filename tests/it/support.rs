@@ -207,7 +207,7 @@ pub fn kill9(pid: u32) {
 
 /// Whether a process exists and is not a zombie.
 pub fn alive(pid: u32) -> bool {
-    pmr::procfs::alive(pid)
+    pmr_core::procfs::alive(pid)
 }
 
 pub fn wait_until(what: &str, mut f: impl FnMut() -> bool) {

@@ -1,0 +1,339 @@
+//! The socket side of the daemon: bind `rpc.sock`, accept clients of our own uid, handle
+//! signals, read each client's requests and dispatch them to `requests/`.
+
+use super::requests::{action, kill, list, logs, ping, reload, resolve, scale, signal, start};
+use super::state::Daemon;
+use anyhow::{Context, Result};
+use pmr_core::paths::Home;
+use pmr_core::protocol::{self, Action, Request, Response, VERSION};
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{UnixListener, UnixStream};
+
+/// Why the server stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// `pmr kill`, or `Daemon::exit` notified (the foreground runner's auto-exit).
+    Requested,
+    /// SIGTERM or SIGINT; `sigkilled`: some app did not stop within its `kill_timeout`.
+    Signal { sigkilled: bool },
+}
+
+/// Called once the daemon's state exists, before the first client is accepted (the
+/// foreground runner subscribes to the output and starts its apps from here).
+pub type Hook = Box<dyn FnOnce(Arc<Daemon>) + Send>;
+
+/// `resurrect`: start what the dump holds once serving (`pmr daemon --resurrect`).
+pub async fn serve(home: Home, resurrect: bool, hook: Option<Hook>) -> Result<Stop> {
+    let sock = home.socket();
+    // We hold the lock, so any socket file here is stale.
+    let _ = std::fs::remove_file(&sock);
+    let listener = {
+        // Created 0600 from the start: no window in which another user could connect.
+        let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+        let l = UnixListener::bind(&sock);
+        nix::sys::stat::umask(old);
+        l.with_context(|| format!("cannot bind {}", sock.display()))?
+    };
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600))?;
+    std::fs::write(home.pid_file(), std::process::id().to_string())?;
+    std::fs::create_dir_all(home.logs_dir())?;
+    std::fs::create_dir_all(home.pids_dir())?;
+    tracing::info!(
+        "pmr daemon {VERSION} started (pid {}, home {}, as {}; knobs: {})",
+        std::process::id(),
+        home.root.display(),
+        pmr_core::personality::current().arg0(),
+        pmr_core::knobs::get().describe()
+    );
+    // Off the runtime's threads: a plain blocking read (and the rename of a bad file).
+    let table_path = super::table_file::path(&home);
+    let table = tokio::task::spawn_blocking(move || super::table_file::load(&table_path)).await?;
+    // What a daemon replaced by `update` handed over (its running processes), if any.
+    let handoff = {
+        let h = home.clone();
+        tokio::task::spawn_blocking(move || super::handoff::take(&h)).await?
+    };
+    let d = Arc::new(Daemon::new(home));
+    if let Some(h) = &handoff {
+        d.ctx
+            .next_worker
+            .fetch_max(h.next_worker, std::sync::atomic::Ordering::SeqCst);
+    }
+    super::memory_guard::spawn(d.clone());
+    tokio::spawn(super::alloc::reclaimer());
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    // SIGHUP is ignored (a closed terminal must not take the daemon down).
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    // SIGUSR2 reopens the log files, as `pmr reloadLogs` (for the system's logrotate).
+    let mut usr2 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined2())?;
+    // After the signal handlers (a SIGTERM meanwhile is handled once it is done). Clients that
+    // connect meanwhile wait in the backlog: their first answer shows the restored apps.
+    let adopted = super::requests::update::adopt_sockets(&d);
+    let handed = handoff.map(|h| h.children).unwrap_or_default();
+    super::recover::restore(&d, table, handed).await;
+    if adopted {
+        // Those of apps that did not come back (stopped, errored, not online in time).
+        d.ctx.listeners.drop_unjoined();
+    }
+    // After the restored apps: `resurrect` skips the names they have.
+    super::boot::start(&d, resurrect);
+    // The HTTP API, when `conf.json` turns it on (off: nothing is created).
+    {
+        let d = d.clone();
+        tokio::spawn(async move { super::http::boot(&d).await });
+    }
+    // After the handlers: a SIGTERM from now on stops the apps the hook starts.
+    if let Some(hook) = hook {
+        hook(d.clone());
+    }
+    let my_uid = nix::unistd::getuid().as_raw();
+    loop {
+        tokio::select! {
+            conn = listener.accept() => {
+                let (stream, _) = match conn {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!("accept failed: {e}");
+                        continue;
+                    }
+                };
+                match stream.peer_cred() {
+                    Ok(cred) if cred.uid() == my_uid => {}
+                    Ok(cred) => {
+                        tracing::warn!("refused a client of uid {} (daemon uid {my_uid})", cred.uid());
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::warn!("refused a client whose credentials are unknown: {e}");
+                        continue;
+                    }
+                }
+                tokio::spawn(client(d.clone(), stream));
+            }
+            _ = d.exit.notified() => return Ok(Stop::Requested),
+            _ = term.recv() => return Ok(on_signal(&d).await),
+            _ = int.recv() => return Ok(on_signal(&d).await),
+            _ = hup.recv() => {}
+            _ = usr2.recv() => {
+                let sinks = d.ctx.sinks.clone();
+                tokio::spawn(async move {
+                    let (n, _) = sinks.reload().await;
+                    tracing::info!("SIGUSR2: reopened {n} log file(s)");
+                });
+            }
+        }
+    }
+}
+
+/// SIGTERM/SIGINT: stop every app, and say whether one had to be SIGKILLed.
+async fn on_signal(d: &Arc<Daemon>) -> Stop {
+    let before = super::instance::sigkills();
+    kill::shutdown(d).await;
+    Stop::Signal {
+        sigkilled: super::instance::sigkills() != before,
+    }
+}
+
+async fn client(d: Arc<Daemon>, mut stream: UnixStream) {
+    loop {
+        let req: Request = match protocol::read_frame_async(&mut stream).await {
+            Ok(r) => r,
+            Err(protocol::FrameError::Closed) => return,
+            Err(e) => {
+                tracing::warn!("bad frame from a client, closing its connection: {e}");
+                let _ = protocol::write_frame_async(
+                    &mut stream,
+                    &Response::Error {
+                        message: e.to_string(),
+                    },
+                )
+                .await;
+                return;
+            }
+        };
+        if let Request::Subscribe {
+            ids,
+            out,
+            err,
+            daemon,
+        } = req
+        {
+            let filter = super::logs::hub::Filter {
+                ids,
+                out,
+                err,
+                daemon,
+            };
+            let hub = d.ctx.sinks.hub.clone();
+            return hub.serve(stream, filter).await;
+        }
+        if super::requests::update::refused_meanwhile(&req) {
+            let message = "the daemon is being replaced (`update`): retry in a moment".into();
+            let _ = protocol::write_frame_async(&mut stream, &Response::Error { message }).await;
+            continue;
+        }
+        let is_kill = matches!(req, Request::Kill);
+        let Request::Update { binary } = req else {
+            let _answering = Answering::begin();
+            let (frame, text) = reply(&d, req).await;
+            if stream.write_all(&frame).await.is_ok() {
+                for part in &text {
+                    if stream.write_all(part).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            text.into_iter().for_each(pmr_render::bufs::give);
+            list::rescan_if_due(&d);
+            if is_kill {
+                d.exit.notify_one();
+                return;
+            }
+            continue;
+        };
+        let resp = handle(
+            &d,
+            Request::Update {
+                binary: binary.clone(),
+            },
+        )
+        .await;
+        let _ = protocol::write_frame_async(&mut stream, &resp).await;
+        if let Response::Updating { .. } = &resp {
+            // A request read before the update (a `restart` that the update waited for) is
+            // answered before the exec closes its connection: its CLI must not be left without
+            // knowing whether it was done. Bounded: a client that does not read its reply.
+            Answering::wait_none(std::time::Duration::from_secs(2)).await;
+            // Returns only when the exec failed. The table is written: exiting lets the next
+            // CLI call start a daemon that restores it.
+            let e = super::requests::update::exec(&binary);
+            tracing::error!("update: cannot execute {binary}: {e}; exiting (the next command starts a daemon that restores the apps)");
+            d.exit.notify_one();
+            return;
+        }
+    }
+}
+
+/// Requests read from a client whose reply is not written yet.
+static ANSWERING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Counts one request from its read to its reply's last byte (or a failed write).
+struct Answering;
+
+impl Answering {
+    fn begin() -> Answering {
+        ANSWERING.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Answering
+    }
+
+    async fn wait_none(limit: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while ANSWERING.load(std::sync::atomic::Ordering::SeqCst) > 0
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    }
+}
+
+impl Drop for Answering {
+    fn drop(&mut self) {
+        ANSWERING.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Replies that carry every app (`list`: ~6 KB per app) are built and encoded two at a time.
+/// Fifty CLI calls at once (each `restart` ends with the table) would otherwise hold fifty
+/// copies of the table in the allocator at the same moment, memory it keeps afterwards.
+static WHOLE_TABLE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+/// The encoded reply frame, and the text that follows it for `render`; the response itself is
+/// freed before the frame is written, so a slow reader holds one buffer and no permit.
+async fn reply(d: &Arc<Daemon>, req: Request) -> (Vec<u8>, Vec<Vec<u8>>) {
+    let _permit = match req {
+        Request::List | Request::Render { .. } => WHOLE_TABLE.acquire().await.ok(),
+        _ => None,
+    };
+    if let Request::Render { view } = req {
+        return super::requests::render::render(d, view).await;
+    }
+    let resp = handle(d, req).await;
+    let frame = protocol::encode(&resp).unwrap_or_else(|e| {
+        protocol::encode(&Response::Error {
+            message: e.to_string(),
+        })
+        .unwrap_or_default()
+    });
+    (frame, Vec::new())
+}
+
+/// A request from the HTTP API: the same handlers, the same bound on whole-table replies.
+pub(super) async fn call(d: &Arc<Daemon>, req: Request) -> Response {
+    let _permit = match req {
+        Request::List => WHOLE_TABLE.acquire().await.ok(),
+        _ => None,
+    };
+    let resp = handle(d, req).await;
+    list::rescan_if_due(d);
+    resp
+}
+
+/// One handler per request kind, each in its own file under `requests/`.
+async fn handle(d: &Arc<Daemon>, req: Request) -> Response {
+    match req {
+        Request::Ping => ping::ping(),
+        Request::Start { apps, force, patch } => start::start(d, apps, force, patch).await,
+        Request::Apply { apps, reload } => start::apply(d, apps, reload).await,
+        Request::List => list::list(d).await,
+        Request::Resolve { selectors, cwd } => resolve::resolve(d, &selectors, cwd.as_deref()),
+        Request::Action {
+            action: Action::Reload,
+            ids,
+            update_env,
+            parallel,
+            patch,
+        } => reload::reload(d, &ids, update_env, parallel, patch).await,
+        Request::Action {
+            action,
+            ids,
+            update_env,
+            patch,
+            ..
+        } => action::action(d, action, &ids, update_env, patch).await,
+        Request::Signal { signal, ids } => signal::signal(d, signal, &ids).await,
+        Request::SendLine { ids, line } => super::requests::send::send_line(d, &ids, line).await,
+        Request::Scale {
+            name,
+            relative,
+            count,
+        } => scale::scale(d, &name, relative, count).await,
+        Request::Kill => kill::kill(d).await,
+        Request::Flush { ids } => logs::flush(d, ids).await,
+        Request::ReloadLogs => logs::reload(d).await,
+        Request::Resurrect { procs } => super::requests::resurrect::resurrect(d, procs).await,
+        Request::Update { binary } => super::requests::update::update(d, &binary).await,
+        Request::Trigger {
+            ids,
+            action,
+            param,
+            timeout_ms,
+        } => super::requests::trigger::trigger(d, &ids, &action, param, timeout_ms).await,
+        Request::Web {
+            listen,
+            stop,
+            rotate_token,
+        } => super::http::web(d, listen, stop, rotate_token).await,
+        // Answered in `reply` (text follows the frame).
+        Request::Render { .. } => Response::Error {
+            message: "unexpected render".into(),
+        },
+        // Handled in `client` (the connection becomes a stream).
+        Request::Subscribe { .. } => Response::Error {
+            message: "unexpected subscribe".into(),
+        },
+    }
+}

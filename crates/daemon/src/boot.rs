@@ -1,16 +1,16 @@
 //! What the daemon does once it serves: with `--resurrect`, start the dump's processes (the
 //! boot unit of `pmr startup`); then `READY=1` to systemd, and its watchdog pings.
 
-use super::requests::resurrect;
-use super::state::Daemon;
+use crate::daemon::Daemon;
+use crate::requests::resurrect;
 use pmr_core::dump::{self, Contents};
 use pmr_core::protocol::Response;
 use std::sync::Arc;
 
 pub fn start(d: &Arc<Daemon>, resurrect_dump: bool) {
-    super::sd_notify::spawn_watchdog();
+    crate::sd_notify::spawn_watchdog();
     if !resurrect_dump {
-        super::sd_notify::send("READY=1");
+        crate::sd_notify::send("READY=1");
         return;
     }
     let d = d.clone();
@@ -18,7 +18,7 @@ pub fn start(d: &Arc<Daemon>, resurrect_dump: bool) {
         run(&d).await;
         // Only now: a slow boot is systemd's start-up time, not a `TimeoutStartSec` failure
         // after a READY that came before the apps.
-        super::sd_notify::send("READY=1");
+        crate::sd_notify::send("READY=1");
     });
 }
 

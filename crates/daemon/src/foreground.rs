@@ -2,10 +2,10 @@
 //! server on the home's socket (so `pmr ls`/`logs`/`reload` work beside it), plus the apps it was
 //! given, their output handed to a console thread, orphans reaped, and an exit code.
 
-use super::logs::hub::{Filter, Queued};
-use super::requests::{kill, start};
-use super::server::{self, Stop};
-use super::state::Daemon;
+use crate::daemon::Daemon;
+use crate::logs::hub::{Filter, Queued};
+use crate::requests::{kill, start};
+use crate::server::{self, Stop};
 use anyhow::{bail, Result};
 use pmr_core::paths::Home;
 use pmr_core::protocol::{Response, Status};
@@ -13,7 +13,7 @@ use pmr_core::spec::AppSpec;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub use super::logs::hub::{Block, Stream};
+pub use crate::logs::hub::{Block, Stream};
 
 /// Blocks of app output queued for the console before lines are counted as skipped: 256 pipe
 /// reads (≤ 16 MiB). A console slower than that loses lines rather than stall the apps.
@@ -74,22 +74,22 @@ pub fn run(home: Home, opts: Options) -> Result<Outcome> {
     } else {
         tracing::Level::INFO
     };
-    let Some(lock) = super::prepare(&home, level)? else {
+    let Some(lock) = crate::prepare(&home, level)? else {
         bail!(
             "a pmr daemon already runs for {} (stop it with `pmr kill`, or give this one its own PMR_HOME)",
             home.root.display()
         );
     };
     // Before any app exists, so no orphan is ever missed and no child is untracked.
-    if let Err(e) = super::reaper::start() {
+    if let Err(e) = crate::processes::reaper::start() {
         tracing::warn!("no orphan reaping: {e}");
     }
-    let rt = super::runtime()?;
+    let rt = crate::runtime()?;
     let ended: Arc<Mutex<Option<Outcome>>> = Arc::default();
     // Told by the console thread when it has printed everything.
     let (printed_tx, printed) = std::sync::mpsc::channel::<()>();
     let printer_started = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let hub: Arc<Mutex<Option<Arc<super::logs::hub::Hub>>>> = Arc::default();
+    let hub: Arc<Mutex<Option<Arc<crate::logs::hub::Hub>>>> = Arc::default();
     let hook = {
         let ended = ended.clone();
         let printer_started = printer_started.clone();
@@ -132,7 +132,7 @@ pub fn run(home: Home, opts: Options) -> Result<Outcome> {
         let stop = server::serve(home.clone(), false, Some(hook)).await;
         // The apps are gone; their pipes end as soon as their pumps have read the rest.
         let deadline = tokio::time::Instant::now() + PUMPS_DRAIN;
-        while super::logs::live_pumps() > 0 && tokio::time::Instant::now() < deadline {
+        while crate::logs::live_pumps() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         stop
@@ -141,11 +141,11 @@ pub fn run(home: Home, opts: Options) -> Result<Outcome> {
         Ok(Stop::Signal { sigkilled }) => Outcome::Signal { sigkilled },
         Ok(Stop::Requested) => ended.lock().unwrap().unwrap_or(Outcome::Killed),
         Err(e) => {
-            super::finish(&home, rt, lock);
+            crate::finish(&home, rt, lock);
             return Err(e);
         }
     };
-    super::finish(&home, rt, lock);
+    crate::finish(&home, rt, lock);
     // Every app is gone: the console prints what is queued and ends.
     if let Some(hub) = hub.lock().unwrap().take() {
         hub.close_all();

@@ -2,40 +2,22 @@
 //! `rpc.sock`, and never runs user configuration.
 
 pub mod alloc;
-pub mod axm;
 pub mod boot;
-pub mod child;
-pub mod cluster;
-pub mod cron;
-pub mod drain;
-pub mod events;
+mod daemon;
 pub mod foreground;
-pub mod handoff;
-pub mod history;
 pub mod http;
-pub mod instance;
-mod leftovers;
+pub mod instances;
 pub mod logs;
-pub mod memory_guard;
-pub mod metrics;
-pub mod node_ipc;
-pub mod notify;
-pub mod policy;
-pub mod reaper;
-pub(crate) mod recover;
-pub mod registry;
-pub mod rejections;
+pub mod node;
+pub mod processes;
+pub mod recovery;
 mod requests;
-pub mod scan;
 pub mod sd_notify;
 mod server;
-pub mod spawn;
-mod state;
-pub mod stdin;
-pub mod table_file;
+pub mod update;
 pub mod watch;
 
-pub use requests::update::check_binary as check_update_binary;
+pub use update::request::check_binary as check_update_binary;
 
 use anyhow::{Context, Result};
 use pmr_core::paths::Home;
@@ -58,7 +40,7 @@ pub fn run_with(home: Home, resurrect: bool) -> Result<()> {
     // and exit code belong to whoever started it.
     {
         use std::os::fd::AsRawFd;
-        let _ = requests::update::LOCK_FD.set(lock.as_raw_fd());
+        let _ = update::request::LOCK_FD.set(lock.as_raw_fd());
     }
     sd_notify::init();
     let rt = runtime()?;
@@ -78,7 +60,7 @@ fn prepare(home: &Home, level: tracing::Level) -> Result<Option<HomeLock>> {
     std::fs::create_dir_all(&home.root)
         .with_context(|| format!("cannot create {}", home.root.display()))?;
     // The lock, not the pid file, says who owns this home: it dies with the process.
-    let lock = match requests::update::inherited_lock() {
+    let lock = match update::request::inherited_lock() {
         // The daemon this one replaces (`update`, same pid) held the lock on this open file:
         // taken over, so no other daemon can start in between.
         Some(f) => f,
@@ -94,7 +76,7 @@ fn prepare(home: &Home, level: tracing::Level) -> Result<Option<HomeLock>> {
         Err((_, nix::errno::Errno::EWOULDBLOCK)) => return Ok(None),
         Err((_, e)) => return Err(e).context("cannot lock the daemon lock file"),
     };
-    spawn::raise_nofile();
+    processes::spawn::raise_nofile();
     // The CLI checked both before starting us; a daemon started another way checks here.
     let knobs = pmr_core::knobs::check_env().map_err(|e| anyhow::anyhow!("{e}"))?;
     if let Some(f) = pmr_core::foreign::daemon_of(home) {

@@ -1,8 +1,8 @@
 //! The socket side of the daemon: bind `rpc.sock`, accept clients of our own uid, handle
 //! signals, read each client's requests and dispatch them to `requests/`.
 
-use super::requests::{action, kill, list, logs, ping, reload, resolve, scale, signal, start};
-use super::state::Daemon;
+use crate::daemon::Daemon;
+use crate::requests::{action, kill, list, logs, ping, reload, resolve, scale, signal, start};
 use anyhow::{Context, Result};
 use pmr_core::paths::Home;
 use pmr_core::protocol::{self, Action, Request, Response, VERSION};
@@ -48,12 +48,13 @@ pub async fn serve(home: Home, resurrect: bool, hook: Option<Hook>) -> Result<St
         pmr_core::knobs::get().describe()
     );
     // Off the runtime's threads: a plain blocking read (and the rename of a bad file).
-    let table_path = super::table_file::path(&home);
-    let table = tokio::task::spawn_blocking(move || super::table_file::load(&table_path)).await?;
+    let table_path = crate::recovery::table_file::path(&home);
+    let table =
+        tokio::task::spawn_blocking(move || crate::recovery::table_file::load(&table_path)).await?;
     // What a daemon replaced by `update` handed over (its running processes), if any.
     let handoff = {
         let h = home.clone();
-        tokio::task::spawn_blocking(move || super::handoff::take(&h)).await?
+        tokio::task::spawn_blocking(move || crate::update::handoff::take(&h)).await?
     };
     let d = Arc::new(Daemon::new(home));
     if let Some(h) = &handoff {
@@ -61,8 +62,8 @@ pub async fn serve(home: Home, resurrect: bool, hook: Option<Hook>) -> Result<St
             .next_worker
             .fetch_max(h.next_worker, std::sync::atomic::Ordering::SeqCst);
     }
-    super::memory_guard::spawn(d.clone());
-    tokio::spawn(super::alloc::reclaimer());
+    crate::instances::memory_guard::spawn(d.clone());
+    tokio::spawn(crate::alloc::reclaimer());
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
@@ -72,19 +73,19 @@ pub async fn serve(home: Home, resurrect: bool, hook: Option<Hook>) -> Result<St
     let mut usr2 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined2())?;
     // After the signal handlers (a SIGTERM meanwhile is handled once it is done). Clients that
     // connect meanwhile wait in the backlog: their first answer shows the restored apps.
-    let adopted = super::requests::update::adopt_sockets(&d);
+    let adopted = crate::update::request::adopt_sockets(&d);
     let handed = handoff.map(|h| h.children).unwrap_or_default();
-    super::recover::restore(&d, table, handed).await;
+    crate::recovery::recover::restore(&d, table, handed).await;
     if adopted {
         // Those of apps that did not come back (stopped, errored, not online in time).
         d.ctx.listeners.drop_unjoined();
     }
     // After the restored apps: `resurrect` skips the names they have.
-    super::boot::start(&d, resurrect);
+    crate::boot::start(&d, resurrect);
     // The HTTP API, when `conf.json` turns it on (off: nothing is created).
     {
         let d = d.clone();
-        tokio::spawn(async move { super::http::boot(&d).await });
+        tokio::spawn(async move { crate::http::boot(&d).await });
     }
     // After the handlers: a SIGTERM from now on stops the apps the hook starts.
     if let Some(hook) = hook {
@@ -131,10 +132,10 @@ pub async fn serve(home: Home, resurrect: bool, hook: Option<Hook>) -> Result<St
 
 /// SIGTERM/SIGINT: stop every app, and say whether one had to be SIGKILLed.
 async fn on_signal(d: &Arc<Daemon>) -> Stop {
-    let before = super::instance::sigkills();
+    let before = crate::instances::instance::sigkills();
     kill::shutdown(d).await;
     Stop::Signal {
-        sigkilled: super::instance::sigkills() != before,
+        sigkilled: crate::instances::instance::sigkills() != before,
     }
 }
 
@@ -162,7 +163,7 @@ async fn client(d: Arc<Daemon>, mut stream: UnixStream) {
             daemon,
         } = req
         {
-            let filter = super::logs::hub::Filter {
+            let filter = crate::logs::hub::Filter {
                 ids,
                 out,
                 err,
@@ -171,7 +172,7 @@ async fn client(d: Arc<Daemon>, mut stream: UnixStream) {
             let hub = d.ctx.sinks.hub.clone();
             return hub.serve(stream, filter).await;
         }
-        if super::requests::update::refused_meanwhile(&req) {
+        if crate::update::request::refused_meanwhile(&req) {
             let message = "the daemon is being replaced (`update`): retry in a moment".into();
             let _ = protocol::write_frame_async(&mut stream, &Response::Error { message }).await;
             continue;
@@ -210,7 +211,7 @@ async fn client(d: Arc<Daemon>, mut stream: UnixStream) {
             Answering::wait_none(std::time::Duration::from_secs(2)).await;
             // Returns only when the exec failed. The table is written: exiting lets the next
             // CLI call start a daemon that restores it.
-            let e = super::requests::update::exec(&binary);
+            let e = crate::update::request::exec(&binary);
             tracing::error!("update: cannot execute {binary}: {e}; exiting (the next command starts a daemon that restores the apps)");
             d.exit.notify_one();
             return;
@@ -259,7 +260,7 @@ async fn reply(d: &Arc<Daemon>, req: Request) -> (Vec<u8>, Vec<Vec<u8>>) {
         _ => None,
     };
     if let Request::Render { view } = req {
-        return super::requests::render::render(d, view).await;
+        return crate::requests::render::render(d, view).await;
     }
     let resp = handle(d, req).await;
     let frame = protocol::encode(&resp).unwrap_or_else(|e| {
@@ -305,7 +306,7 @@ async fn handle(d: &Arc<Daemon>, req: Request) -> Response {
             ..
         } => action::action(d, action, &ids, update_env, patch).await,
         Request::Signal { signal, ids } => signal::signal(d, signal, &ids).await,
-        Request::SendLine { ids, line } => super::requests::send::send_line(d, &ids, line).await,
+        Request::SendLine { ids, line } => crate::requests::send::send_line(d, &ids, line).await,
         Request::Scale {
             name,
             relative,
@@ -314,19 +315,19 @@ async fn handle(d: &Arc<Daemon>, req: Request) -> Response {
         Request::Kill => kill::kill(d).await,
         Request::Flush { ids } => logs::flush(d, ids).await,
         Request::ReloadLogs => logs::reload(d).await,
-        Request::Resurrect { procs } => super::requests::resurrect::resurrect(d, procs).await,
-        Request::Update { binary } => super::requests::update::update(d, &binary).await,
+        Request::Resurrect { procs } => crate::requests::resurrect::resurrect(d, procs).await,
+        Request::Update { binary } => crate::update::request::update(d, &binary).await,
         Request::Trigger {
             ids,
             action,
             param,
             timeout_ms,
-        } => super::requests::trigger::trigger(d, &ids, &action, param, timeout_ms).await,
+        } => crate::requests::trigger::trigger(d, &ids, &action, param, timeout_ms).await,
         Request::Web {
             listen,
             stop,
             rotate_token,
-        } => super::http::web(d, listen, stop, rotate_token).await,
+        } => crate::http::web(d, listen, stop, rotate_token).await,
         // Answered in `reply` (text follows the frame).
         Request::Render { .. } => Response::Error {
             message: "unexpected render".into(),

@@ -2,7 +2,7 @@
 //! `$PMR_HOME/http.sock` (0600, same uid only), accept loops, and one hyper connection per
 //! client, bounded in number, closed when the server stops.
 
-use super::Api;
+use crate::http::Api;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::net::SocketAddr;
@@ -104,7 +104,7 @@ where
     tokio::spawn(async move {
         let _permit = permit;
         let service =
-            hyper::service::service_fn(move |req| super::routes::handle(api.clone(), req));
+            hyper::service::service_fn(move |req| crate::http::routes::handle(api.clone(), req));
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(HEADER_READ_TIMEOUT)

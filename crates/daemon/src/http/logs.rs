@@ -1,8 +1,8 @@
 //! `GET /api/apps/{sel}/logs?lines=N&stream=out|err|both`: the last lines of each selected
 //! instance's log files, read on the blocking pool without reading whole files (`tail.rs`).
 
-use super::body::Out;
-use super::reply::{self, ApiError};
+use crate::http::body::Out;
+use crate::http::reply::{self, ApiError};
 use hyper::Response;
 use pmr_core::protocol::ProcInfo;
 use serde_json::json;

@@ -1,6 +1,6 @@
 //! Response helpers: JSON bodies, the one error shape `{"error": "..."}`.
 
-use super::body::Out;
+use crate::http::body::Out;
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 

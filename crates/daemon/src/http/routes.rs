@@ -1,9 +1,9 @@
 //! The router: method and path → the same daemon request the CLI would send
 //! (`server::call`, in-process), its reply → JSON with the API's status codes.
 
-use super::body::{self, Out};
-use super::reply::{self, ApiError};
 use super::{assets, auth, Api};
+use crate::http::body::{self, Out};
+use crate::http::reply::{self, ApiError};
 use hyper::body::Incoming;
 use hyper::header::{AUTHORIZATION, CONTENT_LENGTH};
 use hyper::{Method, Request, Response};
@@ -108,10 +108,10 @@ async fn route(api: &Arc<Api>, req: Request<Incoming>) -> Result<Response<Out>, 
             apps_json(d, mine).await
         }
         (&Method::GET, ["api", "apps", sel, "logs"]) => {
-            let params = super::logs::params(&query)?;
+            let params = crate::http::logs::params(&query)?;
             let ids = resolve(d, sel).await?;
             let procs = list(d).await?;
-            super::logs::tail(procs, &ids, params).await
+            crate::http::logs::tail(procs, &ids, params).await
         }
         (&Method::POST, ["api", "apps", name, "scale"]) => {
             let bytes = read_body(api, req).await?;
@@ -146,13 +146,13 @@ async fn route(api: &Arc<Api>, req: Request<Incoming>) -> Result<Response<Out>, 
             .await;
             done(r, 200)
         }
-        (&Method::GET, ["api", "events"]) => super::sse::open(api.clone(), &query).await,
+        (&Method::GET, ["api", "events"]) => crate::http::sse::open(api.clone(), &query).await,
         (&Method::GET, ["metrics"]) => {
             let procs = list(d).await?;
             let text = tokio::task::spawn_blocking(move || {
-                let own = super::prometheus::self_stats();
+                let own = crate::http::prometheus::self_stats();
                 let now = chrono::Utc::now().timestamp_millis();
-                super::prometheus::render(&procs, &own, now)
+                crate::http::prometheus::render(&procs, &own, now)
             })
             .await
             .map_err(|e| ApiError::new(500, e.to_string()))?;
@@ -162,9 +162,11 @@ async fn route(api: &Arc<Api>, req: Request<Incoming>) -> Result<Response<Out>, 
                 text,
             ))
         }
-        (&Method::GET, ["openapi.json"]) => {
-            Ok(reply::bytes(200, "application/json", super::openapi::DOC))
-        }
+        (&Method::GET, ["openapi.json"]) => Ok(reply::bytes(
+            200,
+            "application/json",
+            crate::http::openapi::DOC,
+        )),
         _ => Err(not_found(&method, &path)),
     }
 }
@@ -235,11 +237,11 @@ fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
         .map_err(|e| ApiError::new(400, format!("bad JSON in the request body: {e}")))
 }
 
-pub async fn call(d: &Arc<crate::state::Daemon>, req: Req) -> Resp {
+pub async fn call(d: &Arc<crate::daemon::Daemon>, req: Req) -> Resp {
     crate::server::call(d, req).await
 }
 
-pub async fn list(d: &Arc<crate::state::Daemon>) -> Result<Vec<ProcInfo>, ApiError> {
+pub async fn list(d: &Arc<crate::daemon::Daemon>) -> Result<Vec<ProcInfo>, ApiError> {
     match call(d, Req::List).await {
         Resp::List { procs } => Ok(procs),
         other => Err(unexpected(other)),
@@ -247,7 +249,7 @@ pub async fn list(d: &Arc<crate::state::Daemon>) -> Result<Vec<ProcInfo>, ApiErr
 }
 
 /// A selector → ids, with the CLI's error (404) when it matches nothing.
-pub async fn resolve(d: &Arc<crate::state::Daemon>, sel: &str) -> Result<Vec<u32>, ApiError> {
+pub async fn resolve(d: &Arc<crate::daemon::Daemon>, sel: &str) -> Result<Vec<u32>, ApiError> {
     match call(
         d,
         Req::Resolve {
@@ -276,7 +278,7 @@ fn unexpected(r: Resp) -> ApiError {
 
 /// PM2's jlist array (~6 KB per process: built on the blocking pool, off the runtime's workers).
 async fn apps_json(
-    d: &crate::state::Daemon,
+    d: &crate::daemon::Daemon,
     procs: Vec<ProcInfo>,
 ) -> Result<Response<Out>, ApiError> {
     let home = d.ctx.home.root.to_string_lossy().into_owned();
@@ -315,7 +317,7 @@ fn done(r: Resp, ok_status: u16) -> Result<Response<Out>, ApiError> {
 
 async fn start(api: &Arc<Api>, bytes: &[u8]) -> Result<Response<Out>, ApiError> {
     let value = parse_json(bytes)?;
-    let specs = tokio::task::spawn_blocking(move || super::start_body::specs(&value))
+    let specs = tokio::task::spawn_blocking(move || crate::http::start_body::specs(&value))
         .await
         .map_err(|e| ApiError::new(500, e.to_string()))?
         .map_err(|m| ApiError::new(400, m))?;

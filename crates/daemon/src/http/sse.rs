@@ -6,11 +6,11 @@
 //! reads too slowly (the channel full, or more than `events::BUFFER` state events behind) is
 //! disconnected rather than buffered without bound; the page reconnects and reloads the list.
 
-use super::body::Out;
-use super::logs::query_param;
-use super::reply::ApiError;
-use super::Api;
-use crate::events;
+use crate::http::body::Out;
+use crate::http::logs::query_param;
+use crate::http::reply::ApiError;
+use crate::http::Api;
+use crate::instances::events;
 use crate::logs::hub::{Filter, Queued, SUB_QUEUE};
 use hyper::body::Bytes;
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
@@ -27,7 +27,7 @@ const KEEPALIVE_EVERY: Duration = Duration::from_secs(15);
 pub async fn open(api: Arc<Api>, query: &str) -> Result<Response<Out>, ApiError> {
     let logs = match query_param(query, "logs") {
         None | Some("") => None,
-        Some(sel) => Some(super::routes::decode(sel)?),
+        Some(sel) => Some(crate::http::routes::decode(sel)?),
     };
     let filter = match logs.as_deref() {
         None => None,
@@ -39,7 +39,7 @@ pub async fn open(api: Arc<Api>, query: &str) -> Result<Response<Out>, ApiError>
             daemon: false,
         }),
         Some(sel) => Some(Filter {
-            ids: Some(super::routes::resolve(&api.d, sel).await?),
+            ids: Some(crate::http::routes::resolve(&api.d, sel).await?),
             out: true,
             err: true,
             daemon: false,
@@ -118,7 +118,7 @@ async fn pump(
                 }
                 None => return,
             },
-            _ = monit.tick() => match super::routes::list(&api.d).await {
+            _ = monit.tick() => match crate::http::routes::list(&api.d).await {
                 Ok(procs) => {
                     let m: Vec<serde_json::Value> = procs
                         .iter()

@@ -3,8 +3,8 @@
 //! (the global `max_size`/`retain`/`compress`) and reopens it on `reloadLogs`. Reopening and
 //! rotating put the new file on fds 1 and 2 with `dup2`, so panics land there too.
 
-use super::hub::{Block, Hub, Stream};
-use super::rotate;
+use crate::logs::hub::{Block, Hub, Stream};
+use crate::logs::rotate;
 use pmr_core::conf::RotateConf;
 use std::io::Write;
 use std::os::fd::AsRawFd;
@@ -102,7 +102,7 @@ fn rotate_if_due() {
                 retain: s.conf.retain,
             };
             drop(g);
-            super::HOUSEKEEPER.submit(job);
+            crate::logs::HOUSEKEEPER.submit(job);
         }
         Err(e) => {
             // Do not try again on every line.

@@ -15,7 +15,7 @@
 //! (no nap: the previous read is long past), so latency is only paid under load, and it is at
 //! most about one nap.
 
-use super::QUIET_BUF;
+use crate::logs::QUIET_BUF;
 use std::future::Future;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};

@@ -13,7 +13,8 @@
 //! A thread never waits for a file that cannot be written (disk full): the writer drops what
 //! fails and moves on (see `Writer::write_out`), so such files cannot hold up the others.
 
-use super::{Msg, Writer, SINK_QUEUE};
+use super::writer::{Drained, Msg, Writer};
+use super::SINK_QUEUE;
 use std::collections::VecDeque;
 use std::sync::atomic::{fence, AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -31,19 +32,8 @@ const IDLE_TRIM: Duration = Duration::from_millis(100);
 /// A writer drained a burst: free memory is to be returned once the pool is idle.
 static TRIM: AtomicBool = AtomicBool::new(false);
 
-pub(super) fn trim_when_idle() {
+fn trim_when_idle() {
     TRIM.store(true, Ordering::Relaxed);
-}
-
-/// How a drain of a slot's queue ended.
-#[derive(PartialEq, Eq)]
-pub(super) enum Drained {
-    /// The queue is empty for now.
-    Empty,
-    /// The budget ran out with messages left.
-    More,
-    /// Every sender is gone and the queue is empty: the file can be closed.
-    Closed,
 }
 
 /// One open file in the pool.
@@ -87,7 +77,14 @@ impl Slot {
             return false;
         };
         loop {
-            match writer.drain(rx, BUDGET) {
+            let end = writer.drain(rx, BUDGET);
+            // After a burst, give the freed buffers back to the system so that the daemon's
+            // RSS returns to its idle level: once the pool has been idle a while (not between
+            // the batches of a burst, where the buffers are reused).
+            if end != Drained::More && writer.took_burst() {
+                trim_when_idle();
+            }
+            match end {
                 Drained::More => return true,
                 Drained::Closed => {
                     *job = None; // closes the file
@@ -161,7 +158,7 @@ impl Pool {
                     if waited.timed_out() && ready.is_empty() && TRIM.swap(false, Ordering::Relaxed)
                     {
                         drop(ready);
-                        super::release_free_memory();
+                        crate::logs::release_free_memory();
                         ready = lock(&self.ready);
                     }
                 }

@@ -5,7 +5,7 @@
 //! At most [`MAX`] buffers are kept (256 KiB), and they are released with the rest of the free
 //! memory once a writer has drained a burst.
 
-use super::CHUNK;
+use crate::logs::CHUNK;
 use std::sync::Mutex;
 
 const MAX: usize = 4;

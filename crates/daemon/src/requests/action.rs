@@ -1,9 +1,9 @@
 //! `stop`, `restart`, `delete`, `reset` of selected instances (`reload` is in `reload.rs`).
 
-use super::fan_out_each;
-use super::patch::patched;
-use crate::instance::{self, Ctl};
-use crate::state::Daemon;
+use crate::daemon::Daemon;
+use crate::instances::instance::{self, Ctl};
+use crate::requests::fan_out_each;
+use crate::requests::patch::patched;
 use pmr_core::protocol::{Action, ActionResult, Response, SpecPatch};
 use pmr_core::spec::AppSpec;
 use std::collections::BTreeMap;

@@ -1,7 +1,7 @@
 //! `kill`: stop every app, answer, then the server exits (also on SIGTERM/SIGINT).
 
-use super::action::act;
-use crate::state::Daemon;
+use crate::daemon::Daemon;
+use crate::requests::action::act;
 use pmr_core::protocol::{Action, Response};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

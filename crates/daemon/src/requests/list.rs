@@ -1,11 +1,11 @@
 //! `list` (`jlist`, `ls`, ...): every instance's state with its CPU and memory.
 
-use crate::state::Daemon;
+use crate::daemon::Daemon;
 use pmr_core::protocol::{AxmInfo, Monit, ProcInfo, Response};
 use std::sync::Arc;
 
 /// The running process's @pm2/io state (none once it has exited, as PM2 resets it).
-fn axm_info(s: &crate::instance::Shared) -> AxmInfo {
+fn axm_info(s: &crate::instances::instance::Shared) -> AxmInfo {
     match (&s.axm, s.pid) {
         (Some(a), pid) if pid != 0 => a.snapshot(),
         _ => AxmInfo::default(),
@@ -109,7 +109,7 @@ pub fn procs_now(d: &Daemon, lean: bool) -> Vec<ProcInfo> {
 
 /// Lines dropped from the instance's open log files, each file counted once (`-o` and `-e`
 /// may name the same file).
-fn log_lines_dropped(d: &Daemon, paths: &crate::instance::Paths) -> u64 {
+fn log_lines_dropped(d: &Daemon, paths: &crate::instances::instance::Paths) -> u64 {
     let (out, err) = (&*paths.out, &*paths.err);
     let combined = paths.combined.as_deref().filter(|c| *c != out && *c != err);
     let err = (err != out).then_some(err);

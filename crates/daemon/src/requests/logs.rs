@@ -1,6 +1,6 @@
 //! `flush` (empty log files) and `reloadLogs` (reopen them).
 
-use crate::state::Daemon;
+use crate::daemon::Daemon;
 use pmr_core::protocol::Response;
 use std::sync::Arc;
 

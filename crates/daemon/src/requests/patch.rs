@@ -2,7 +2,7 @@
 //! spec of every selected instance, computed under one registry lock before anything restarts,
 //! so that a bad value changes nothing.
 
-use crate::registry::Registry;
+use crate::instances::registry::Registry;
 use pmr_core::protocol::SpecPatch;
 use pmr_core::spec::AppSpec;
 use std::collections::{BTreeMap, BTreeSet};

@@ -1,10 +1,10 @@
 //! New instances: table entries, their log/pid paths, their tasks (for start, apply, scale).
 
-use super::StartWait;
-use crate::instance::{Ctl, Instance, Paths, Shared};
-use crate::registry::{Entry, Registry, Slot};
-use crate::spawn;
-use crate::state::Daemon;
+use crate::daemon::Daemon;
+use crate::instances::instance::{Ctl, Instance, Paths, Shared};
+use crate::instances::registry::{Entry, Registry, Slot};
+use crate::processes::spawn;
+use crate::requests::StartWait;
 use pmr_core::paths::{sanitize_name, with_id_suffix, Home};
 use pmr_core::protocol::{too_many_instances, Status};
 use pmr_core::spec::AppSpec;
@@ -133,7 +133,7 @@ pub fn launch_as(
             state.last_error = Some(e.clone());
         }
         let shared = Arc::new(Mutex::new(state));
-        let (tx, rx) = crate::instance::channel();
+        let (tx, rx) = crate::instances::instance::channel();
         // Queued before the entry is visible: `Start` is the first message the task reads.
         let wait = (initial == Initial::Start).then(|| {
             let (rtx, rrx) = oneshot::channel();

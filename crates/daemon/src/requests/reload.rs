@@ -1,10 +1,10 @@
 //! `reload`: replace instances a few at a time, each new one online before the old one goes.
 
-use super::action::renamed;
-use super::fan_out_each;
-use super::patch::patched;
-use crate::instance::{self, Ctl};
-use crate::state::Daemon;
+use crate::daemon::Daemon;
+use crate::instances::instance::{self, Ctl};
+use crate::requests::action::renamed;
+use crate::requests::fan_out_each;
+use crate::requests::patch::patched;
 use pmr_core::protocol::{ActionResult, Response, SpecPatch};
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -4,8 +4,8 @@
 //! the same byte for byte; they run on a blocking thread, with the reading of the list (they
 //! read `package.json` files and take milliseconds of CPU).
 
-use super::list;
-use crate::state::Daemon;
+use crate::daemon::Daemon;
+use crate::requests::list;
 use pmr_core::protocol::{self, Response, View};
 use std::sync::Arc;
 

@@ -1,6 +1,6 @@
 //! `resolve`: selectors (names, script paths, namespaces, ids, `all`, `/regex/`) → ids.
 
-use crate::state::Daemon;
+use crate::daemon::Daemon;
 use pmr_core::protocol::Response;
 use std::path::Path;
 use std::sync::Arc;

@@ -1,10 +1,10 @@
 //! `resurrect`: a dump's processes registered in one request, each in the state it was saved
 //! in, every app whose name is already managed skipped (as PM2's `resurrect`).
 
-use super::collect;
-use super::register::{self, launch_as, Initial, NewInstances};
-use crate::registry::{Registry, Slot};
-use crate::state::Daemon;
+use crate::daemon::Daemon;
+use crate::instances::registry::{Registry, Slot};
+use crate::requests::collect;
+use crate::requests::register::{self, launch_as, Initial, NewInstances};
 use pmr_core::protocol::{max_instances, ActionResult, DumpProc, Response, Status};
 use std::collections::BTreeSet;
 use std::sync::Arc;

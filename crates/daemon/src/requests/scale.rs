@@ -1,9 +1,9 @@
 //! `scale`: add instances with the app's spec, or retire the highest instance numbers.
 
-use super::register::{self, launch};
 use super::{collect, fan_out};
-use crate::instance::Ctl;
-use crate::state::Daemon;
+use crate::daemon::Daemon;
+use crate::instances::instance::Ctl;
+use crate::requests::register::{self, launch};
 use pmr_core::protocol::{max_instances, too_many_instances, ActionResult, Response};
 use pmr_core::spec::AppSpec;
 use std::sync::Arc;

@@ -1,8 +1,8 @@
 //! `send` (and `attach`'s lines): a line to the stdin of each selected process, with PM2's
 //! checks and wording (`God.sendLineToStdin`): unknown id, cluster mode, not running.
 
-use crate::state::Daemon;
-use crate::stdin;
+use crate::daemon::Daemon;
+use crate::processes::stdin;
 use pmr_core::protocol::{ActionResult, Response, Status};
 use pmr_core::spec::ExecMode;
 use std::sync::Arc;

@@ -1,8 +1,8 @@
 //! `sendSignal`: one signal to each selected instance's process.
 
-use super::fan_out;
-use crate::instance::Ctl;
-use crate::state::Daemon;
+use crate::daemon::Daemon;
+use crate::instances::instance::Ctl;
+use crate::requests::fan_out;
 use pmr_core::protocol::Response;
 use std::sync::Arc;
 

@@ -1,14 +1,14 @@
 //! `start` (scripts given on the command line) and `apply` (the apps of an ecosystem file),
 //! with the one rule for an app that is already managed (`decide`).
 
-use super::action::act_with;
-use super::patch::patched;
-use super::register::{self, launch, NewInstances};
-use super::reload::reload_with;
 use super::{collect, fan_out};
-use crate::instance::{self, Ctl};
-use crate::registry::Registry;
-use crate::state::Daemon;
+use crate::daemon::Daemon;
+use crate::instances::instance::{self, Ctl};
+use crate::instances::registry::Registry;
+use crate::requests::action::act_with;
+use crate::requests::patch::patched;
+use crate::requests::register::{self, launch, NewInstances};
+use crate::requests::reload::reload_with;
 use pmr_core::protocol::{max_instances, Action, Response, SpecPatch, Status};
 use pmr_core::spec::AppSpec;
 use std::collections::BTreeMap;

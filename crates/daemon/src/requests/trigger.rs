@@ -1,8 +1,8 @@
 //! `trigger`: an @pm2/io action sent to each selected process, as PM2's `msgProcess`, then
 //! every reply awaited at once, each for at most the timeout (PM2's `trigger` waits forever).
 
-use crate::axm::TriggerError;
-use crate::state::Daemon;
+use crate::daemon::Daemon;
+use crate::node::axm::TriggerError;
 use pmr_core::protocol::{Response, TriggerReply};
 use serde_json::Value;
 use std::sync::Arc;

@@ -2,9 +2,9 @@
 //! then the app's `ignore_watch` ([`Ignore`], in `pmr-config`, since the CLI checks the
 //! patterns when the app starts).
 //!
-//! [`own`]: super::own
+//! [`own`]: crate::watch::own
 
-use super::OwnFiles;
+use crate::watch::OwnFiles;
 use pmr_config::watch_ignore::Ignore;
 use std::path::Path;
 use std::sync::Arc;

@@ -6,8 +6,8 @@
 //! deleted, moved or has its attributes changed (`touch`): a file still being written does
 //! not restart the app half-way.
 
-use super::filter::Filter;
-use super::walk::Walk;
+use crate::watch::filter::Filter;
+use crate::watch::walk::Walk;
 use nix::errno::Errno;
 use nix::sys::inotify::{AddWatchFlags as F, InitFlags, Inotify, WatchDescriptor};
 use std::collections::HashMap;

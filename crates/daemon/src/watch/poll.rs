@@ -2,9 +2,9 @@
 //! modification times, compared every `interval` from a blocking task. Costs CPU in
 //! proportion to the tree; the inotify watcher is the default for that reason.
 
-use super::filter::Filter;
-use super::inotify::Root;
-use super::walk::Walk;
+use crate::watch::filter::Filter;
+use crate::watch::inotify::Root;
+use crate::watch::walk::Walk;
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;

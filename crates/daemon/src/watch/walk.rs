@@ -1,7 +1,7 @@
 //! Walking a watched tree (blocking: run it off the runtime's threads): directories not
 //! ignored, each once (symlink loops), unreadable ones reported and skipped.
 
-use super::filter::Filter;
+use crate::watch::filter::Filter;
 use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};

@@ -66,7 +66,7 @@ mod tests {
     fn picks_the_preload() {
         let dir = std::env::temp_dir().join(format!("pmr-rej-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let drain = super::super::drain::install(&dir).unwrap();
+        let drain = crate::node::drain::install(&dir).unwrap();
         let mut spec = pmr_core::spec::test_spec("a");
         spec.interpreter = Some("node".into());
         let d = Some(drain.as_str());

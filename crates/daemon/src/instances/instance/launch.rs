@@ -3,8 +3,8 @@
 
 use super::{Instance, Running};
 use crate::logs::pump_pipe;
-use crate::node_ipc::{self, ClusterCtx};
-use crate::spawn;
+use crate::node::ipc::{self as node_ipc, ClusterCtx};
+use crate::processes::spawn;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -50,19 +50,19 @@ impl Instance {
         } else {
             None
         };
-        let preload = crate::rejections::preload(&spec, drain, self.ctx.preload.as_deref());
-        let membership = worker.map(|w| crate::cluster::Membership {
+        let preload = crate::node::rejections::preload(&spec, drain, self.ctx.preload.as_deref());
+        let membership = worker.map(|w| crate::node::cluster::Membership {
             listeners: self.ctx.listeners.clone(),
             worker: w,
         });
         // Sockets passed the systemd way are bound (or shared) before the process starts.
         let mut sockets = Vec::new();
         for addr in listen {
-            let q = crate::cluster::Query::from(addr);
+            let q = crate::node::cluster::Query::from(addr);
             let key = format!("listen:{addr}");
             // Not shared with other apps: a `listen` socket is the app's, as a port is a program's.
             match self.ctx.listeners.join(
-                crate::cluster::Owner::App(spec.name.clone()),
+                crate::node::cluster::Owner::App(spec.name.clone()),
                 &key,
                 worker.unwrap_or(0),
                 &q,
@@ -109,15 +109,16 @@ impl Instance {
             .map(|s| s.start_ticks);
         let tracked = start_ticks.map(|t| self.ctx.table.track(pid, t, self.id));
         // Our own copies, for an `update` that keeps this process (see `handoff.rs`).
-        let dup = |fd: &Option<std::os::fd::OwnedFd>| fd.as_ref().and_then(crate::handoff::dup);
-        let mut keep = crate::handoff::Keep {
+        let dup =
+            |fd: &Option<std::os::fd::OwnedFd>| fd.as_ref().and_then(crate::update::handoff::dup);
+        let mut keep = crate::update::handoff::Keep {
             out: dup(&spawned.stdout),
             err: dup(&spawned.stderr),
             stdin: dup(&spawned.stdin),
-            ipc: spawned.ipc.as_ref().and_then(crate::handoff::dup),
+            ipc: spawned.ipc.as_ref().and_then(crate::update::handoff::dup),
         };
         let stdin = spawned.stdin.take().and_then(|s| {
-            crate::stdin::Feed::new(self.id, pid, s)
+            crate::processes::stdin::Feed::new(self.id, pid, s)
                 .map_err(|e| tracing::warn!("App {}: no stdin: {e}", self.label()))
                 .ok()
         });
@@ -133,7 +134,7 @@ impl Instance {
             worker: worker.unwrap_or(0),
         });
         let mut notify = None;
-        let agent = std::sync::Arc::new(crate::axm::Agent::new(self.label()));
+        let agent = std::sync::Arc::new(crate::node::axm::Agent::new(self.label()));
         let (ipc, ipc_rx) = match spawned
             .ipc
             .take()

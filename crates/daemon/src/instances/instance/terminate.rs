@@ -1,6 +1,6 @@
 //! The stop sequence of one process (or its whole tree, with `treekill`).
 
-use super::Running;
+use crate::instances::instance::Running;
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 use pmr_core::spec::AppSpec;
@@ -87,8 +87,8 @@ pub(super) async fn terminate(r: &mut Running, spec: &AppSpec, label: &str) -> O
 /// group itself gets `killpg`), and `known`, each once. Blocking work on the blocking pool.
 async fn members(pid: u32, known: Vec<u32>) -> Vec<u32> {
     tokio::task::spawn_blocking(move || {
-        let mut tree =
-            crate::metrics::descendants(pid).unwrap_or_else(|| crate::metrics::tree_pids(pid));
+        let mut tree = crate::processes::metrics::descendants(pid)
+            .unwrap_or_else(|| crate::processes::metrics::tree_pids(pid));
         for p in known {
             if !tree.contains(&p) {
                 tree.push(p);
@@ -124,7 +124,7 @@ fn group_alive(pgid: u32, tree: &[u32]) -> bool {
         return false;
     }
     // Members of the group we do not know, or only zombies: look at every process.
-    crate::scan::scan()
+    crate::processes::scan::scan()
         .values()
         .any(|s| s.pgrp == pgid && !s.is_zombie())
 }

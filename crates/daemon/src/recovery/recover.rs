@@ -15,13 +15,13 @@
 //! apps are still its children, with their pipes and channels handed over across the exec;
 //! those processes are taken over (`instance/adopt.rs`), not stopped.
 
-use super::handoff::HandedChild;
-use super::instance::{Ctl, Instance, Paths, Shared};
-use super::registry::Entry;
-use super::requests::register::default_paths;
-use super::spawn;
-use super::state::Daemon;
-use super::table_file::{self, Loaded, Record, Table, Wanted};
+use crate::daemon::Daemon;
+use crate::instances::instance::{Ctl, Instance, Paths, Shared};
+use crate::instances::registry::Entry;
+use crate::processes::spawn;
+use crate::recovery::table_file::{self, Loaded, Record, Table, Wanted};
+use crate::requests::register::default_paths;
+use crate::update::handoff::HandedChild;
 use pmr_core::protocol::Status;
 use std::sync::{Arc, Mutex};
 
@@ -56,7 +56,7 @@ pub async fn restore(d: &Arc<Daemon>, loaded: Loaded, handed: Vec<HandedChild>) 
                 processes: Vec::new(),
             };
             let home = d.ctx.home.root.to_string_lossy().into_owned();
-            let stopped = super::leftovers::stop_all(&none, &home, &[]).await;
+            let stopped = crate::recovery::leftovers::stop_all(&none, &home, &[]).await;
             if stopped > 0 {
                 tracing::info!("stopped {stopped} process(es) left by the previous daemon");
             }
@@ -90,7 +90,7 @@ async fn restore_table(d: &Arc<Daemon>, t: Table, handed: Vec<HandedChild>) {
     let stopped = if all_handed {
         0
     } else {
-        super::leftovers::stop_all(&t, &home, &keep).await
+        crate::recovery::leftovers::stop_all(&t, &home, &keep).await
     };
     // The processes of the replaced daemon that are not taken over are still our children:
     // reaped once they are gone.
@@ -126,7 +126,7 @@ async fn restore_table(d: &Arc<Daemon>, t: Table, handed: Vec<HandedChild>) {
     }
     // The first client waits for the apps to be online, but not for a slow `wait_ready` app
     // (it shows as launching; its task carries on).
-    match tokio::time::timeout(RESTORE_WAIT, super::requests::collect(waits)).await {
+    match tokio::time::timeout(RESTORE_WAIT, crate::requests::collect(waits)).await {
         Ok(results) => {
             for r in results {
                 if let Some(e) = r.error {
@@ -144,7 +144,7 @@ async fn restore_table(d: &Arc<Daemon>, t: Table, handed: Vec<HandedChild>) {
 struct Task {
     id: u32,
     inst: Instance,
-    rx: super::instance::CtlReceiver,
+    rx: crate::instances::instance::CtlReceiver,
     /// Its process, handed over by the daemon this one replaces.
     handed: Option<HandedChild>,
 }
@@ -155,7 +155,7 @@ fn rebuild(
     rec: Record,
     home: &str,
     handed: Option<HandedChild>,
-) -> (Entry, Task, Option<super::requests::StartWait>) {
+) -> (Entry, Task, Option<crate::requests::StartWait>) {
     let spec = rec.spec;
     let id = rec.id;
     let paths: Paths = default_paths(&d.ctx.home, &spec, id);
@@ -173,7 +173,7 @@ fn rebuild(
     state.counters.unstable_restarts = rec.unstable_restarts;
     state.last_error = rec.last_error;
     let shared = Arc::new(Mutex::new(state));
-    let (tx, rx) = super::instance::channel();
+    let (tx, rx) = crate::instances::instance::channel();
     let wait = (rec.wanted == Wanted::Online && handed.is_none()).then(|| {
         let (rtx, rrx) = tokio::sync::oneshot::channel();
         let _ = tx.send(Ctl::Resume(rtx));
@@ -205,7 +205,10 @@ fn release<'a>(handed: impl Iterator<Item = &'a HandedChild>) {
             .into_iter()
             .flatten()
         {
-            drop(super::handoff::take_fd(fd, super::handoff::Kind::Any));
+            drop(crate::update::handoff::take_fd(
+                fd,
+                crate::update::handoff::Kind::Any,
+            ));
         }
         pids.push(h.pid);
     }
@@ -216,7 +219,7 @@ fn release<'a>(handed: impl Iterator<Item = &'a HandedChild>) {
 /// not our child ends its wait with ECHILD.
 fn reap_later(pids: Vec<u32>) {
     for pid in pids {
-        if let Ok(mut c) = super::child::ChildHandle::new(pid) {
+        if let Ok(mut c) = crate::processes::child::ChildHandle::new(pid) {
             tokio::spawn(async move {
                 let _ = c.wait().await;
             });

@@ -1,7 +1,7 @@
 //! The process table: ids, instance numbers (with reservations for instances being built),
 //! selectors. Only in-memory work happens under its lock.
 
-use super::instance::{CtlSender, Shared};
+use crate::instances::instance::{CtlSender, Shared};
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -105,7 +105,7 @@ impl Registry {
     /// instance (noted from `Shared::new`, before it was listed here, a look could read the
     /// new count, find nothing and go idle for good).
     fn note_limit(entry: &Entry) {
-        super::memory_guard::note_spec(&entry.shared.lock().unwrap().spec);
+        crate::instances::memory_guard::note_spec(&entry.shared.lock().unwrap().spec);
     }
 
     /// Put back an instance of the table a dead daemon left, under its old id; new ids come
@@ -119,9 +119,9 @@ impl Registry {
     /// As PM2: ids start again from 0 once the table is empty.
     pub fn remove(&mut self, id: u32) {
         if let Some(e) = self.entries.remove(&id) {
-            if super::events::wanted() {
+            if crate::instances::events::wanted() {
                 let s = e.shared.lock().unwrap();
-                super::events::deleted(id, &s.spec.name, s.restart_time);
+                crate::instances::events::deleted(id, &s.spec.name, s.restart_time);
             }
         }
         self.reset_ids_if_empty();
@@ -387,8 +387,8 @@ mod tests {
 
     #[test]
     fn a_lean_snapshot_keeps_only_the_increment_var_and_leaves_the_entry_whole() {
-        use crate::instance::{Paths, Shared};
-        let mut spec = crate::policy::tests::spec();
+        use crate::instances::instance::{Paths, Shared};
+        let mut spec = crate::instances::policy::tests::spec();
         spec.increment_var = Some("PORT".into());
         let env: pmr_core::env_map::Env = [("PORT", "3001"), ("HOME", "/h")]
             .iter()
@@ -409,11 +409,11 @@ mod tests {
             paths,
         );
         let shared = std::sync::Arc::new(std::sync::Mutex::new(shared));
-        let (ctl, _rx) = crate::instance::channel();
+        let (ctl, _rx) = crate::instances::instance::channel();
         let mut reg = Registry::default();
         reg.restore(
             7,
-            super::Entry {
+            crate::instances::registry::Entry {
                 shared: shared.clone(),
                 ctl,
             },

@@ -10,8 +10,8 @@
 //! [`MONITOR_EVERY`] (the latest kept), and it is read at most every [`BUSY_PAUSE`], in large
 //! reads: the daemon's work for a flooding app is bounded while it still keeps up with it.
 
-use super::axm::Agent;
-use super::cluster::{Listeners, Query};
+use crate::node::axm::Agent;
+use crate::node::cluster::{Listeners, Query};
 use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::io::{IoSlice, IoSliceMut};

@@ -5,10 +5,10 @@
 //! channel (with what was read of a partial message), stdin, cluster membership.
 
 use super::{now_ms, Instance, Phase, Running};
-use crate::child::ChildHandle;
-use crate::handoff::{self, HandedChild, Keep, Kind};
 use crate::logs::pump_pipe;
-use crate::node_ipc::{self, ClusterCtx};
+use crate::node::ipc::{self as node_ipc, ClusterCtx};
+use crate::processes::child::ChildHandle;
+use crate::update::handoff::{self, HandedChild, Keep, Kind};
 use pmr_core::protocol::Status;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -56,7 +56,7 @@ impl Instance {
 
     /// The new daemon's task for an instance whose process was handed over: online with it,
     /// or, if it cannot be taken over, started afresh (the process, if still ours, killed).
-    pub async fn run_adopted(self, rx: super::CtlReceiver, h: HandedChild) {
+    pub async fn run_adopted(self, rx: crate::instances::instance::CtlReceiver, h: HandedChild) {
         let (pid, ticks) = (h.pid, h.start_ticks);
         let phase = match self.adopt(h).await {
             Ok(r) => Phase::Running(r),
@@ -109,7 +109,7 @@ impl Instance {
         if let Some(err) = err {
             tokio::spawn(pump_pipe(Ok(err), err_sinks));
         }
-        let stdin = stdin.and_then(|s| crate::stdin::Feed::new(self.id, pid, s).ok());
+        let stdin = stdin.and_then(|s| crate::processes::stdin::Feed::new(self.id, pid, s).ok());
         let cluster = spec.exec_mode == pmr_core::spec::ExecMode::Cluster;
         let cluster_ctx = (cluster && spec.listen.is_empty()).then(|| ClusterCtx {
             listeners: self.ctx.listeners.clone(),
@@ -117,7 +117,7 @@ impl Instance {
             worker: h.worker.unwrap_or(0),
         });
         let mut notify = None;
-        let agent = std::sync::Arc::new(crate::axm::Agent::restore(self.label(), h.axm));
+        let agent = std::sync::Arc::new(crate::node::axm::Agent::restore(self.label(), h.axm));
         let (ipc, ipc_rx) = match ipc {
             Some(fd) => {
                 let stream = std::os::unix::net::UnixStream::from(fd);
@@ -136,7 +136,7 @@ impl Instance {
             }
             None => (None, None),
         };
-        let membership = h.worker.map(|w| crate::cluster::Membership {
+        let membership = h.worker.map(|w| crate::node::cluster::Membership {
             listeners: self.ctx.listeners.clone(),
             worker: w,
         });

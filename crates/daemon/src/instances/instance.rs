@@ -27,10 +27,10 @@ mod terminate;
 
 pub use control::{channel, Ctl, CtlReceiver, CtlSender, Reply, Update};
 
-use super::history::{History, Why};
-use super::logs::Sinks;
-use super::node_ipc::{IpcEvent, IpcHandle};
-use super::policy::{self, Counters, ExitDecision};
+use crate::instances::history::{History, Why};
+use crate::instances::policy::{self, Counters, ExitDecision};
+use crate::logs::Sinks;
+use crate::node::ipc::{IpcEvent, IpcHandle};
 use launch::write_pid_file;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -51,18 +51,18 @@ pub struct Ctx {
     pub sinks: Arc<Sinks>,
     /// Set by `kill`: exits are no longer restarted.
     pub shutting_down: AtomicBool,
-    pub listeners: Arc<super::cluster::Listeners>,
+    pub listeners: Arc<crate::node::cluster::Listeners>,
     /// NODE_UNIQUE_ID of the next cluster worker (unique for the daemon's life).
     pub next_worker: std::sync::atomic::AtomicU64,
     /// The drain preload for cluster workers (see `drain.rs`), if it could be written.
     pub preload: Option<String>,
-    pub notify: Arc<super::notify::Notify>,
+    pub notify: Arc<crate::processes::notify::Notify>,
     /// `$NOTIFY_SOCKET`, offered to every app.
     pub notify_path: Option<String>,
     /// The table on disk (`table_file.rs`): told of every change, knows every live child.
-    pub table: Arc<super::table_file::TableWriter>,
+    pub table: Arc<crate::recovery::table_file::TableWriter>,
     /// What the daemon writes itself, which never restarts a watched app.
-    pub own: Arc<super::watch::OwnFiles>,
+    pub own: Arc<crate::watch::OwnFiles>,
 }
 
 #[derive(Debug, Clone)]
@@ -102,7 +102,7 @@ pub struct Shared {
     /// The last change that restarted the app.
     pub watch_last: Option<String>,
     /// The running process's @pm2/io metrics and actions (PM2 forgets them when it exits).
-    pub axm: Option<Arc<super::axm::Agent>>,
+    pub axm: Option<Arc<crate::node::axm::Agent>>,
 }
 
 /// Source of `Shared::ended`.
@@ -169,13 +169,13 @@ pub fn now_ms() -> i64 {
 
 /// One started process of the instance.
 struct Running {
-    child: super::child::ChildHandle,
+    child: crate::processes::child::ChildHandle,
     pid: u32,
     started: Instant,
     ipc_rx: Option<mpsc::Receiver<IpcEvent>>,
     ipc: Option<IpcHandle>,
     /// What the process says through @pm2/io (Node apps, with their IPC channel).
-    axm: Option<Arc<super::axm::Agent>>,
+    axm: Option<Arc<crate::node::axm::Agent>>,
     /// Set while launching (cluster, or `wait_ready`): online anyway when it passes.
     ready_deadline: Option<Instant>,
     /// Start requests answered once the instance is online.
@@ -183,16 +183,16 @@ struct Running {
     /// Why the last `listen()` failed (EADDRINUSE...), for `describe` when it dies of it.
     listen_error: Option<String>,
     /// In the table on disk until this process is dropped (after it was reaped).
-    _tracked: Option<super::table_file::Tracked>,
+    _tracked: Option<crate::recovery::table_file::Tracked>,
     /// Released when this process is dropped (after it exited).
-    _membership: Option<super::cluster::Membership>,
-    _notify: Option<super::notify::Registration>,
+    _membership: Option<crate::node::cluster::Membership>,
+    _notify: Option<crate::processes::notify::Registration>,
     /// The stdin pipe (fork mode): closed when this process is dropped.
-    _stdin: Option<super::stdin::Feed>,
+    _stdin: Option<crate::processes::stdin::Feed>,
     /// Field 22 of its /proc stat (`update` hands it over with its pid).
     start_ticks: Option<u64>,
     /// Copies of our ends of its pipes and channel, for `update` (see `handoff.rs`).
-    keep: super::handoff::Keep,
+    keep: crate::update::handoff::Keep,
 }
 
 /// What an IPC event asks of the instance.
@@ -228,7 +228,13 @@ impl Instance {
                 s.ended = ENDED.fetch_add(1, Ordering::SeqCst) + 1;
             }
             if s.status != before.0 {
-                super::events::state(self.id, &s.spec.name, s.status, s.pid, s.restart_time);
+                crate::instances::events::state(
+                    self.id,
+                    &s.spec.name,
+                    s.status,
+                    s.pid,
+                    s.restart_time,
+                );
             }
             (r, s.fingerprint() != before)
         };
@@ -256,8 +262,8 @@ impl Instance {
     /// is allocated for every instance for its whole life; inline, the rare paths (reload,
     /// launch, stop) made it several KB per app.
     async fn run_in(self, mut phase: Phase, mut rx: CtlReceiver) {
-        let mut cron = super::cron::Timer::default();
-        let mut watcher = super::watch::Watcher::new(self.ctx.own.clone());
+        let mut cron = crate::instances::cron::Timer::default();
+        let mut watcher = crate::watch::Watcher::new(self.ctx.own.clone());
         let paths = self.with(|s| s.paths.clone());
         let files = [
             Some(&paths.out),
@@ -347,16 +353,16 @@ impl Instance {
     }
 
     /// A watcher's news: the file that changed, if the app is to restart for it.
-    fn on_watch_event(&self, ev: super::watch::Event) -> Option<String> {
+    fn on_watch_event(&self, ev: crate::watch::Event) -> Option<String> {
         match ev {
-            super::watch::Event::State(w) => {
+            crate::watch::Event::State(w) => {
                 if let Some(w) = w.as_ref().filter(|w| !w.ends_with("(starting)")) {
                     tracing::info!("App {} watching {w}", self.label());
                 }
                 self.with(|s| s.watching = w);
                 None
             }
-            super::watch::Event::Changed(file) => Some(file),
+            crate::watch::Event::Changed(file) => Some(file),
         }
     }
 
@@ -597,7 +603,7 @@ impl Instance {
     fn apply(&self, update: Update) {
         self.with(|s| {
             if let Some(spec) = update.spec {
-                super::memory_guard::note_spec(&spec);
+                crate::instances::memory_guard::note_spec(&spec);
                 s.spec = spec;
             }
             if let Some(env) = update.env {

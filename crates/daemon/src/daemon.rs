@@ -1,9 +1,12 @@
 //! What every request handler shares: the context given to instances, the process table, the
 //! metrics sampler.
 
-use super::instance::Ctx;
-use super::registry::Registry;
-use super::{drain, logs, metrics, notify, table_file};
+use crate::instances::instance::Ctx;
+use crate::instances::registry::Registry;
+use crate::logs;
+use crate::node::drain;
+use crate::processes::{metrics, notify};
+use crate::recovery::table_file;
 use pmr_core::paths::Home;
 use std::sync::{Arc, Mutex};
 
@@ -31,7 +34,7 @@ impl Daemon {
                 None
             }
         };
-        let own = super::watch::OwnFiles::new(&home);
+        let own = crate::watch::OwnFiles::new(&home);
         Daemon {
             ctx: Arc::new(Ctx {
                 own,

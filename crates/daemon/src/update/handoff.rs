@@ -35,7 +35,7 @@ pub struct HandedChild {
     pub stdin_fd: Option<RawFd>,
     pub ipc_fd: Option<RawFd>,
     /// What the IPC reader had of a message not yet complete, and its sequence number.
-    pub ipc: crate::node_ipc::Frozen,
+    pub ipc: crate::node::ipc::Frozen,
     /// Registered for `READY=1` on the notify socket (apps without a Node channel).
     pub notify: bool,
     /// What its @pm2/io agent reported: actions are registered once at the app's start, so

@@ -68,6 +68,6 @@ pub fn install(home: &Path) -> std::io::Result<String> {
     let tmp = dir.join(format!(".drain.{}.tmp", std::process::id()));
     std::fs::write(&tmp, PRELOAD)?;
     std::fs::rename(&tmp, &path)?;
-    super::rejections::install(&path)?;
+    crate::node::rejections::install(&path)?;
     Ok(path.to_string_lossy().into_owned())
 }

@@ -19,7 +19,7 @@ mod start_body;
 
 pub use listen::parse_addr;
 
-use super::state::Daemon;
+use crate::daemon::Daemon;
 use pmr_core::protocol::Response;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;

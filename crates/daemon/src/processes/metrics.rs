@@ -51,7 +51,7 @@ impl Index {
 
 /// Pids of a process tree, for stopping it (`treekill`).
 pub fn tree_pids(root: u32) -> Vec<u32> {
-    Index::new(&super::scan::scan()).tree(root)
+    Index::new(&crate::processes::scan::scan()).tree(root)
 }
 
 /// `root` and its descendants, found through each process's `task/*/children` (what PM2's
@@ -278,8 +278,8 @@ impl Sampler {
     }
 
     /// Every process's stat, and the trees of `roots` found in them.
-    fn scan_trees(&mut self, roots: &[u32], now: Instant) -> super::scan::Stats {
-        let all = super::scan::scan();
+    fn scan_trees(&mut self, roots: &[u32], now: Instant) -> crate::processes::scan::Stats {
+        let all = crate::processes::scan::scan();
         let index = Index::new(&all);
         self.members = roots.iter().map(|&r| (r, index.tree(r))).collect();
         self.scanned = Some(now);

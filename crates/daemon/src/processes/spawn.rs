@@ -1,5 +1,5 @@
 //! Building and starting one child: argv, environment, cwd, its own process group, stdio pipes
-//! (stdin too in fork mode, see [`crate::stdin`]) and, for Node apps, the IPC channel
+//! (stdin too in fork mode, see [`crate::processes::stdin`]) and, for Node apps, the IPC channel
 //! on fd 3.
 
 use nix::fcntl::{fcntl, FcntlArg};
@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 pub const IPC_FD: i32 = 3;
 
 pub struct Spawned {
-    pub child: super::child::ChildHandle,
+    pub child: crate::processes::child::ChildHandle,
     /// Our ends of its stdio pipes (stdin in fork mode only).
     pub stdin: Option<OwnedFd>,
     pub stdout: Option<OwnedFd>,
@@ -162,10 +162,10 @@ pub fn spawn(
     let mut child = cmd.spawn()?;
     let pid = child.id();
     // Before anything can wait: the zombie reaper must never take this child's exit status.
-    super::reaper::track(pid);
+    crate::processes::reaper::track(pid);
     // Our copy of the child's end must go, or we would never see EOF when the child exits.
     drop(child_end);
-    let handle = match super::child::ChildHandle::new(pid) {
+    let handle = match crate::processes::child::ChildHandle::new(pid) {
         Ok(h) => h,
         Err(e) => {
             // Without a handle it could never be waited for: it goes at once.
@@ -259,7 +259,7 @@ fn place_fds(fds: &[RawFd]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::tests::spec;
+    use crate::instances::policy::tests::spec;
 
     #[test]
     fn argv_and_env() {

@@ -2,7 +2,7 @@
 //! datagram socket the daemon offers to every app. The sender is identified by its credentials
 //! (SO_PASSCRED), matched to the instance whose process group it belongs to.
 
-use super::node_ipc::IpcEvent;
+use crate::node::ipc::IpcEvent;
 use std::collections::HashMap;
 use std::io::IoSliceMut;
 use std::os::fd::AsRawFd;

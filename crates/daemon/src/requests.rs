@@ -17,10 +17,9 @@ pub mod send;
 pub mod signal;
 pub mod start;
 pub mod trigger;
-pub mod update;
 
-use super::instance::{self, Ctl};
-use super::state::Daemon;
+use crate::daemon::Daemon;
+use crate::instances::instance::{self, Ctl};
 use pmr_core::protocol::ActionResult;
 use std::sync::Arc;
 use tokio::sync::oneshot;
@@ -90,7 +89,7 @@ pub async fn fan_out_each(
 
 #[cfg(test)]
 mod tests {
-    use super::reply_error;
+    use crate::requests::reply_error;
     use tokio::sync::oneshot;
 
     #[tokio::test]

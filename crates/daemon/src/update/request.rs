@@ -9,9 +9,9 @@
 //! process over: no app is restarted, no connection refused. A binary that cannot read the
 //! handoff restarts the apps from the table (the CLI names them).
 
-use crate::cluster::{Held, Owner};
-use crate::instance::Ctl;
-use crate::state::Daemon;
+use crate::daemon::Daemon;
+use crate::instances::instance::Ctl;
+use crate::node::cluster::{Held, Owner};
 use pmr_core::protocol::{Request, Response, Status};
 use serde::{Deserialize, Serialize};
 use std::os::fd::RawFd;
@@ -142,7 +142,7 @@ pub async fn update(d: &Arc<Daemon>, binary: &str) -> Response {
     }
     d.ctx.sinks.sync_all().await;
     // The table as it is now (specs, ids, counters; what is online), then no more writes.
-    let mut table = crate::recover::snapshot_now(d).await;
+    let mut table = crate::recovery::recover::snapshot_now(d).await;
     let writer = d.ctx.table.clone();
     let _ = tokio::task::spawn_blocking(move || writer.close()).await;
     *HELD.lock().unwrap() = d.ctx.listeners.hold_all();
@@ -157,16 +157,16 @@ pub async fn update(d: &Arc<Daemon>, binary: &str) -> Response {
         started.elapsed().as_millis(),
         path.display()
     );
-    let handoff = crate::handoff::HandoffFile {
-        format: crate::handoff::FORMAT,
+    let handoff = crate::update::handoff::HandoffFile {
+        format: crate::update::handoff::FORMAT,
         next_worker: d.ctx.next_worker.load(Ordering::SeqCst),
         children,
     };
-    let file = crate::table_file::path(&d.ctx.home);
-    let handoff_path = crate::handoff::path(&d.ctx.home);
+    let file = crate::recovery::table_file::path(&d.ctx.home);
+    let handoff_path = crate::update::handoff::path(&d.ctx.home);
     let written = tokio::task::spawn_blocking(move || {
-        crate::handoff::write(&handoff_path, &handoff)?;
-        crate::table_file::write_atomic(&file, &table)
+        crate::update::handoff::write(&handoff_path, &handoff)?;
+        crate::recovery::table_file::write_atomic(&file, &table)
     })
     .await;
     match written {
@@ -272,7 +272,7 @@ pub fn exec(binary: &str) -> std::io::Error {
     }
     let sockets = serde_json::to_string(&handed).unwrap_or_else(|_| "[]".into());
     // The apps' pipes and IPC channels (see `handoff.rs`).
-    crate::handoff::open_for_exec();
+    crate::update::handoff::open_for_exec();
     let mut args = std::env::args_os();
     // argv[0] is kept: it selects the personality (pmr or pm2) and so the home's names.
     let arg0 = args.next().unwrap_or_else(|| "pmr".into());
@@ -284,8 +284,8 @@ pub fn exec(binary: &str) -> std::io::Error {
         .args(rest)
         .env(LOCK_FD_VAR, lock_fd.to_string())
         .env(SOCKETS_VAR, sockets);
-    if let Some(n) = crate::spawn::original_nofile() {
-        cmd.env(crate::spawn::NOFILE_VAR, n);
+    if let Some(n) = crate::processes::spawn::original_nofile() {
+        cmd.env(crate::processes::spawn::NOFILE_VAR, n);
     }
     cmd.exec()
 }
@@ -298,7 +298,7 @@ pub fn inherited_lock() -> Option<std::fs::File> {
     std::env::remove_var(SOCKETS_VAR);
     let v = std::env::var(LOCK_FD_VAR).ok()?;
     std::env::remove_var(LOCK_FD_VAR);
-    crate::handoff::mark_replacing();
+    crate::update::handoff::mark_replacing();
     if let Some(s) = sockets {
         *HELD.lock().unwrap() = inherited_sockets(&s);
     }

@@ -11,10 +11,10 @@
 //! before the daemon starts; default [`DEFAULT_GRACE_MS`]) keeps one short spike from
 //! restarting an app.
 
-use super::history::Why;
-use super::instance::{Ctl, CtlSender};
-use super::metrics::Sampler;
-use super::state::Daemon;
+use crate::daemon::Daemon;
+use crate::instances::history::Why;
+use crate::instances::instance::{Ctl, CtlSender};
+use crate::processes::metrics::Sampler;
 use pmr_core::protocol::{RestartCause, Status};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -44,13 +44,13 @@ pub enum Ctl {
     Reset(Reply),
     /// The daemon's own restart (memory guard): as `Reload` when the process runs, with the
     /// cause for the history; refused when it does not (it is never started by this).
-    Auto(crate::history::Why, Reply),
+    Auto(crate::instances::history::Why, Reply),
     /// A start by a daemon restoring the table of the one that died: as `Start`, but the
     /// counters (unstable restarts) carry on instead of being reset.
     Resume(Reply),
     /// `update`: describe the running process (if any) for the next daemon and its fds, then
     /// do nothing more (the task parks until the exec).
-    Handoff(oneshot::Sender<Option<crate::handoff::HandedChild>>),
+    Handoff(oneshot::Sender<Option<crate::update::handoff::HandedChild>>),
 }
 
 impl Ctl {

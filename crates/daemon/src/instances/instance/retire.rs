@@ -1,8 +1,8 @@
 //! Retiring a cluster worker that a reload replaced or a scale-down removes.
 
-use super::terminate::terminate;
 use super::{recv_opt, Running};
-use crate::node_ipc::IpcEvent;
+use crate::instances::instance::terminate::terminate;
+use crate::node::ipc::IpcEvent;
 use pmr_core::spec::AppSpec;
 use std::time::Duration;
 use tokio::time::Instant;

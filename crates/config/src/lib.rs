@@ -1,13 +1,10 @@
-//! Ecosystem files and app options: loading (`load`, `js`), validation (`options`) and the
+//! Ecosystem files and app options: loading (`load`), validation (`options`) and the
 //! final normalized [`pmr_core::spec::AppSpec`] (`app`). Runs in the CLI, except `specs` on JSON
 //! bodies of the HTTP API's `POST /api/apps` (no JS is ever evaluated in the daemon).
 
 pub mod app;
 pub mod app_env;
-pub mod js;
-pub mod js_prelude;
 pub mod load;
-pub mod load_node;
 pub mod node_detect;
 pub mod options;
 pub mod pkg_script;

@@ -2,7 +2,7 @@
 //!
 //! Formats (PM2 inventory §2.1, plus `.toml`): `.json` (JSON5-tolerant; as a last resort, like
 //! PM2, evaluated as a JavaScript expression), `.yaml`/`.yml`, `.toml`, `.js`/`.cjs` (CommonJS)
-//! and `.mjs` (ES module) in an embedded engine (see `js.rs`). A JS config that needs a module
+//! and `.mjs` (ES module) in an embedded engine (see `load/js.rs`). A JS config that needs a module
 //! the engine lacks (`dotenv`, `child_process`, ...) is handed to `node` when it is on `PATH`.
 //!
 //! This module only loads; validating and normalising app options happens elsewhere.
@@ -14,94 +14,13 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use super::js::{self, JsKind, JsLimits, Names};
-use super::load_node;
+mod error;
+mod js;
+mod node;
 
-/// Why a config could not be loaded. Every message names the file; syntax errors also give
-/// `line:column` (1-based).
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    /// The file could not be read (`cannot read ecosystem.json: No such file or directory`).
-    #[error("cannot read {path}: {reason}")]
-    Read { path: String, reason: String },
-
-    /// The file name does not say which format it is in.
-    #[error(
-        "{file}: unknown config format (expected .json, .yaml, .yml, .toml, .js, .cjs or .mjs)"
-    )]
-    UnknownFormat { file: String },
-
-    /// A syntax error in JSON5, YAML, TOML or JavaScript.
-    #[error("{file}:{line}:{column}: {message}")]
-    Syntax {
-        file: String,
-        line: u32,
-        column: u32,
-        message: String,
-    },
-
-    /// An exception thrown while running a JavaScript config (location when the engine has one).
-    #[error("{file}{}: {message}", location(*.line, *.column))]
-    Runtime {
-        file: String,
-        line: Option<u32>,
-        column: Option<u32>,
-        message: String,
-    },
-
-    /// The config requires a module only Node.js provides, and `node` is not on `PATH`.
-    #[error(
-        "{file}: require('{module}') is not available without Node.js (install node, or remove it)"
-    )]
-    NeedsNode { file: String, module: String },
-
-    /// Evaluation with Node.js (the fallback) failed.
-    #[error("{file}: evaluating with node failed: {message}")]
-    Node { file: String, message: String },
-
-    /// The config ran longer than the time limit (an endless loop?).
-    #[error("{file}: evaluation stopped after {seconds} s (endless loop?)")]
-    Timeout { file: String, seconds: f64 },
-
-    /// The config used more memory than allowed.
-    #[error("{file}: evaluation stopped: out of memory (limit {limit_mb} MB)")]
-    OutOfMemory { file: String, limit_mb: usize },
-
-    /// The loaded value has no usable app list (see [`apps_of`]).
-    #[error("{}{message}", file_prefix(.file))]
-    Shape {
-        file: Option<String>,
-        message: String,
-    },
-}
-
-fn location(line: Option<u32>, column: Option<u32>) -> String {
-    match (line, column) {
-        (Some(l), Some(c)) => format!(":{l}:{c}"),
-        (Some(l), None) => format!(":{l}"),
-        _ => String::new(),
-    }
-}
-
-fn file_prefix(file: &Option<String>) -> String {
-    file.as_ref().map(|f| format!("{f}: ")).unwrap_or_default()
-}
-
-impl LoadError {
-    /// Name the file in a [`LoadError::Shape`] error from [`apps_of`].
-    pub fn with_file(self, path: &Path) -> Self {
-        match self {
-            LoadError::Shape {
-                file: None,
-                message,
-            } => LoadError::Shape {
-                file: Some(path.display().to_string()),
-                message,
-            },
-            other => other,
-        }
-    }
-}
+use error::io_reason;
+pub use error::LoadError;
+use js::{JsKind, JsLimits, Names};
 
 /// The format of a config file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -278,14 +197,12 @@ fn load_text(
             // The config asked for something only Node has. Node's answer is the faithful one,
             // even when the config caught the failed require and carried on.
             let node = if real_file {
-                load_node::find_node(opts.path_env.as_deref())
+                node::find_node(opts.path_env.as_deref())
             } else {
                 None
             };
             match (node, result) {
-                (Some(node), _) => {
-                    load_node::eval_with_node(&node, abs, &display, opts.node_timeout)
-                }
+                (Some(node), _) => node::eval_with_node(&node, abs, &display, opts.node_timeout),
                 (None, Ok(outcome)) => Ok(outcome.value),
                 (None, Err(_)) => Err(LoadError::NeedsNode {
                     file: display,
@@ -300,15 +217,6 @@ fn limits(opts: &LoadOptions) -> JsLimits {
     JsLimits {
         timeout: opts.timeout,
         memory_limit: opts.memory_limit,
-    }
-}
-
-/// An io::Error's text without Rust's ` (os error N)` suffix.
-pub(crate) fn io_reason(e: &std::io::Error) -> String {
-    let s = e.to_string();
-    match s.find(" (os error ") {
-        Some(i) => s[..i].to_string(),
-        None => s,
     }
 }
 

@@ -1,4 +1,4 @@
-//! Tests for `load.rs` (and through it `js.rs`, `load_node.rs`), on the fixture configs in
+//! Tests for `load.rs` (and through it `load/js.rs`, `load/node.rs`), on the fixture configs in
 //! `tests/fixtures/configs/`.
 
 use super::*;
@@ -40,7 +40,7 @@ fn no_node() -> LoadOptions {
 
 fn node_on_path() -> Option<LoadOptions> {
     let opts = LoadOptions::default();
-    load_node::find_node(opts.path_env.as_deref()).map(|_| opts)
+    node::find_node(opts.path_env.as_deref()).map(|_| opts)
 }
 
 #[test]

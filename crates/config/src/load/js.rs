@@ -2,7 +2,7 @@
 //! Node.js for the usual `module.exports = { apps: [...] }` / `export default {...}` configs.
 //!
 //! One runtime per load, with a memory limit and an interrupt deadline. The JavaScript side (a
-//! CommonJS module system and the Node built-ins configs use) is in `js_prelude.rs`; this file
+//! CommonJS module system and the Node built-ins configs use) is in `js/prelude.rs`; this file
 //! provides its native helpers, the ES-module resolver/loader, and turns engine exceptions into
 //! [`LoadError`]s that name the file, line and column.
 
@@ -23,8 +23,10 @@ use rquickjs::{
     CatchResultExt, CaughtError, Context, Ctx, Function, Module, Object, Promise, Runtime, Value,
 };
 
-use super::js_prelude::{CJS_HEADER, PRELUDE, PRELUDE_NAME};
-use super::load::LoadError;
+mod prelude;
+
+use super::error::{io_reason, LoadError};
+use prelude::{CJS_HEADER, PRELUDE, PRELUDE_NAME};
 
 /// How a piece of JavaScript is to be run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -425,7 +427,7 @@ fn io_failure(e: &std::io::Error) -> Vec<String> {
         Some(libc::EMFILE) => "EMFILE",
         _ => "EIO",
     };
-    let mut msg = super::load::io_reason(e);
+    let mut msg = io_reason(e);
     if let Some(first) = msg.get(..1) {
         msg = first.to_lowercase() + &msg[1..];
     }

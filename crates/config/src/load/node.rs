@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::load::LoadError;
+use super::error::LoadError;
 
 /// Marks the line with the result, so whatever the config prints to stdout cannot mix with it.
 const MARKER: &str = "__PMR_CONFIG_JSON__";

@@ -5,6 +5,7 @@
 pub mod app;
 pub mod app_env;
 pub mod load;
+pub mod loose;
 pub mod node_detect;
 pub mod options;
 pub mod pkg_script;

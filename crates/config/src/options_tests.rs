@@ -1,5 +1,6 @@
 use super::*;
 use serde_json::json;
+use serde_json::Map;
 
 fn obj(v: Value) -> Map<String, Value> {
     match v {

@@ -322,6 +322,44 @@ pub fn option_names() -> impl Iterator<Item = &'static str> {
     OPTIONS.iter().map(|o| o.name)
 }
 
+/// An option's default as the table words it (markdown; `—` when there is none).
+pub fn default_of(spelling: &str) -> Option<&'static str> {
+    row(spelling).map(|o| o.default)
+}
+
+fn row(spelling: &str) -> Option<&'static Opt> {
+    lookup().by_key.get(spelling).map(|&i| &OPTIONS[i])
+}
+
+/// A value of the option's kind in one of PM2's loose forms, for tests that go over the table.
+#[cfg(test)]
+pub(crate) fn loose_sample(name: &str) -> Option<Value> {
+    use serde_json::json;
+    Some(match row(name)?.kind {
+        Kind::Script => json!("app.js"),
+        Kind::Str => json!("x"),
+        Kind::OneOf(vals) => json!(vals[0]),
+        Kind::ExecMode => json!("cluster_mode"),
+        Kind::StrList => json!("a 'b c'"),
+        Kind::Bool => json!("false"),
+        Kind::Duration => json!("2s"),
+        Kind::DurationOrOff => json!("1m"),
+        Kind::Bytes => json!("100M"),
+        Kind::Instances => json!("max"),
+        Kind::Count => json!("3"),
+        Kind::Port => json!("8080"),
+        Kind::ExitCodes => json!(3),
+        Kind::Env => json!({"A": 1}),
+        Kind::LogFile => json!("true"),
+        Kind::Watch | Kind::FilterEnv => json!("src"),
+        Kind::UidGid => json!("nobody"),
+        Kind::Cron => json!("0 3 * * *"),
+        Kind::Object => json!({"usePolling": true}),
+        Kind::LogRotate => json!({"maxSize": "10M", "retain": "3"}),
+        Kind::Passthrough => json!({"any": [1]}),
+    })
+}
+
 /// The option table as markdown: option | aliases | type | default | meaning.
 pub fn option_table_markdown() -> String {
     let cell = |s: &str| s.replace('|', "\\|");

@@ -1,23 +1,108 @@
-//! An app's environment as PM2 7 assembles it (`Common.mergeEnvironmentVariables`,
-//! `Modularizer.getAdditionalConf`, `God.prepare`): the CLI's environment, then `env`, then the
-//! module settings stored under the app's name, then `deploy.<name>.env`, then `env_<name>`,
-//! then `unique_id`. Each variable keeps the JSON type it was given (`jlist` shows it); the
-//! child gets strings (see [`pmr_core::spec::env_string`]).
+//! The environment stage. An app's environment as PM2 7 assembles it
+//! (`Common.mergeEnvironmentVariables`, `Modularizer.getAdditionalConf`, `God.prepare`): the
+//! CLI's environment, then `env`, then the module settings stored under the app's name, then
+//! `deploy.<name>.env`, then `env_<name>`, then `unique_id`. Each variable keeps the JSON type it
+//! was given (`jlist` shows it); the child gets strings (see [`pmr_core::spec::env_string`]).
 
+use super::BuildCtx;
+use crate::loose::Switch;
+use crate::raw_app::EnvOpts;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
+/// The stage runs in two steps around the program stage: a package script's `$VAR`s expand
+/// from the environment, and the module settings need the app's name, known after it.
+pub(super) struct EnvStage {
+    env: AppEnv,
+    /// `deploy.<name>.env` and `env_<name>`, which win over the module settings too.
+    over_settings: Vec<Map<String, Value>>,
+    /// A number in `jlist`, as PM2's `app.env.PORT = app.port`.
+    port: Option<Value>,
+}
+
+impl EnvStage {
+    /// The CLI's environment (minus `filter_env`), then `env`, then `deploy.<name>.env`, then
+    /// `env_<name>` (`env_block`; measured with PM2 7.0.4: the deploy block wins over `env`),
+    /// then `port`.
+    pub(super) fn start(
+        opts: EnvOpts,
+        env_block: Option<&Map<String, Value>>,
+        ctx: &BuildCtx,
+    ) -> Result<EnvStage, String> {
+        let mut base = ctx.env.clone();
+        match opts.filter_env {
+            Some(Switch::Bool(true)) => base.clear(),
+            Some(Switch::List(pats)) => {
+                base.retain(|k, _| !pats.iter().any(|p| k.contains(p.as_str())))
+            }
+            Some(Switch::Bool(false)) | None => {}
+        }
+        let mut env = AppEnv::new(base);
+        if let Some(block) = &opts.env {
+            env.layer(block);
+        }
+        let over_settings: Vec<_> = ctx
+            .deploy_env()?
+            .into_iter()
+            .chain(env_block.cloned())
+            .collect();
+        for block in &over_settings {
+            env.layer(block);
+        }
+        let port = opts.port.map(Value::from);
+        if let Some(port) = &port {
+            env.set("PORT", port);
+        }
+        Ok(EnvStage {
+            env,
+            over_settings,
+            port,
+        })
+    }
+
+    /// What the child would get so far.
+    pub(super) fn vars(&self) -> &BTreeMap<String, String> {
+        &self.env.env
+    }
+
+    /// The module settings of the app `name` between `env` and the blocks over them, then what
+    /// its package script needs (`program_env`), `port` again, and a new `unique_id`.
+    pub(super) fn finish(
+        mut self,
+        name: &str,
+        program_env: BTreeMap<String, String>,
+        ctx: &BuildCtx,
+    ) -> AppEnv {
+        let env = &mut self.env;
+        env.module_conf(
+            name,
+            ctx.module_conf.get(name).and_then(Value::as_object),
+            ctx.from_file,
+        );
+        for block in &self.over_settings {
+            env.layer(block);
+        }
+        env.extend(program_env);
+        if let Some(port) = &self.port {
+            env.set("PORT", port);
+        }
+        // PM2's `God.prepare`: a new id for every start, over any inherited one.
+        env.set("unique_id", &Value::String(new_unique_id()));
+        self.env
+    }
+}
+
 /// The two halves of [`pmr_core::spec::AppSpec`]'s environment, built together.
 #[derive(Debug, Default)]
-pub struct AppEnv {
+pub(super) struct AppEnv {
     /// What the child gets.
-    pub env: BTreeMap<String, String>,
+    pub(super) env: BTreeMap<String, String>,
     /// The JSON values of the entries that are not strings (see `AppSpec::env_json`).
-    pub json: BTreeMap<String, Value>,
+    pub(super) json: BTreeMap<String, Value>,
 }
 
 impl AppEnv {
-    pub fn new(base: BTreeMap<String, String>) -> AppEnv {
+    fn new(base: BTreeMap<String, String>) -> AppEnv {
         AppEnv {
             env: base,
             json: BTreeMap::new(),
@@ -26,7 +111,7 @@ impl AppEnv {
 
     /// One variable over the current one. An object is shown by `jlist` only: the child does
     /// not get it (PM2's `Common.extend` skips `[object Object]`).
-    pub fn set(&mut self, k: &str, v: &Value) {
+    fn set(&mut self, k: &str, v: &Value) {
         match pmr_core::spec::env_string(v) {
             Some(s) => {
                 self.env.insert(k.to_string(), s);
@@ -43,14 +128,14 @@ impl AppEnv {
     }
 
     /// A block of variables (`env`, `env_<name>`, ...) over the current ones.
-    pub fn layer(&mut self, block: &Map<String, Value>) {
+    fn layer(&mut self, block: &Map<String, Value>) {
         for (k, v) in block {
             self.set(k, v);
         }
     }
 
     /// Plain string variables (e.g. the `PATH` a package manager script needs).
-    pub fn extend(&mut self, vars: BTreeMap<String, String>) {
+    fn extend(&mut self, vars: BTreeMap<String, String>) {
         for (k, v) in vars {
             self.json.remove(&k);
             self.env.insert(k, v);
@@ -62,7 +147,7 @@ impl AppEnv {
     /// app's name. Without settings, the name holds `{}`: a string for an app from a config
     /// file (PM2 stringifies `env`'s objects), an object, which the child does not get, for an
     /// app started from the command line.
-    pub fn module_conf(&mut self, name: &str, section: Option<&Map<String, Value>>, file: bool) {
+    fn module_conf(&mut self, name: &str, section: Option<&Map<String, Value>>, file: bool) {
         match section {
             Some(sec) => {
                 self.layer(sec);
@@ -75,7 +160,7 @@ impl AppEnv {
 }
 
 /// A new random id for `unique_id` (a UUID v4, as PM2's `Utility.generateUUID`).
-pub fn new_unique_id() -> String {
+fn new_unique_id() -> String {
     if let Ok(s) = std::fs::read_to_string("/proc/sys/kernel/random/uuid") {
         let s = s.trim();
         if s.len() == 36 {

@@ -1,10 +1,12 @@
 //! The app options given on the command line, read from clap's matches: every flag is defined
 //! once, in [`AppFlags`], whose argument ids are the app options they set (`--output` sets
-//! `out_file`, `--no-autorestart` sets `autorestart` to false, ...).
+//! `out_file`, `--no-autorestart` sets `autorestart` to false, ...). Their help is the option
+//! table's description of the option (`pmr_config::options`), so it is written once.
 
 use super::AppFlags;
 use clap::parser::ValueSource;
-use clap::{ArgAction, ArgMatches, Args, Command, FromArgMatches};
+use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches};
+use pmr_config::options;
 use serde_json::{Map, Value};
 
 /// Flags of [`AppFlags`] that select things rather than set an app option.
@@ -41,11 +43,65 @@ impl FromArgMatches for AppArgs {
 
 impl Args for AppArgs {
     fn augment_args(cmd: Command) -> Command {
-        AppFlags::augment_args(cmd)
+        with_help(AppFlags::augment_args(cmd))
     }
     fn augment_args_for_update(cmd: Command) -> Command {
-        AppFlags::augment_args_for_update(cmd)
+        with_help(AppFlags::augment_args_for_update(cmd))
     }
+}
+
+/// `cmd` (which has [`AppFlags`] among its arguments) with each app flag's help taken from the
+/// option table.
+fn with_help(cmd: Command) -> Command {
+    let defs = AppFlags::augment_args(Command::new("pmr"));
+    let ids: Vec<&str> = defs
+        .get_arguments()
+        .map(|a| a.get_id().as_str())
+        .filter(|id| !NOT_OPTIONS.contains(id))
+        .collect();
+    cmd.mut_args(|a| {
+        if ids.contains(&a.get_id().as_str()) {
+            help_from_table(a)
+        } else {
+            a
+        }
+    })
+}
+
+/// The option a flag documents: the one its long name spells (`--execute-command`, which sets
+/// `exec_mode`), else the one it sets (`--no-autorestart` sets `autorestart`).
+fn documented_option(arg: &Arg) -> Option<&'static str> {
+    arg.get_long()
+        .and_then(|l| options::canonical(&l.replace('-', "_")))
+        .or_else(|| options::canonical(arg.get_id().as_str()))
+}
+
+/// `-h` shows the description's first sentence, `--help` all of it and the default.
+fn help_from_table(arg: Arg) -> Arg {
+    let Some(name) = documented_option(&arg) else {
+        return arg;
+    };
+    // The table is markdown (for the README); a terminal shows the backticks as noise.
+    let plain = |s: &str| s.replace('`', "");
+    let meaning = plain(options::describe(name).unwrap_or_default());
+    let lead = match arg.get_action() {
+        ArgAction::SetFalse => format!("Turns {name} off: "),
+        _ => String::new(),
+    };
+    let mut long = format!("{lead}{meaning}");
+    let default = plain(options::default_of(name).unwrap_or_default());
+    if !default.starts_with('—') {
+        long.push_str(&format!("\n\n[default: {default}]"));
+    }
+    arg.help(format!("{lead}{}", first_sentence(&meaning)))
+        .long_help(long)
+}
+
+/// Up to the first `. ` (not `e.g. `).
+fn first_sentence(text: &str) -> &str {
+    text.match_indices(". ")
+        .find(|(i, _)| !text[..*i].ends_with("e.g"))
+        .map_or(text, |(i, _)| &text[..=i])
 }
 
 /// The options set by flags given on the command line (not by defaults), in definition order.
@@ -137,6 +193,60 @@ mod tests {
             Value::Object(o),
             json!({"log_file": "/all.log", "watch": "src"})
         );
+    }
+
+    #[test]
+    fn every_app_flag_has_the_help_of_its_option() {
+        let cmd = AppArgs::augment_args(Command::new("pmr"));
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if NOT_OPTIONS.contains(&id) {
+                continue;
+            }
+            assert!(
+                documented_option(arg).is_some(),
+                "flag {id:?} has no entry in the option table"
+            );
+            let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+            let long = arg
+                .get_long_help()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            assert!(
+                !help.is_empty() && long.starts_with(&help),
+                "{id}: {help:?} / {long:?}"
+            );
+        }
+        assert_eq!(
+            help_of(&cmd, "kill_timeout"),
+            "Grace period after the stop signal before SIGKILL.\n\n[default: 1600]"
+        );
+        assert_eq!(
+            help_of(&cmd, "exec_mode"),
+            "Force fork mode.\n\n[default: false]"
+        );
+        assert!(help_of(&cmd, "autorestart").starts_with("Turns autorestart off: Restart"));
+        let watch = cmd.get_arguments().find(|a| a.get_id() == "watch").unwrap();
+        assert!(
+            !watch.get_help().unwrap().to_string().contains("inotify"),
+            "-h: one sentence"
+        );
+    }
+
+    fn help_of(cmd: &Command, id: &str) -> String {
+        let arg = cmd.get_arguments().find(|a| a.get_id() == id).unwrap();
+        arg.get_long_help().unwrap().to_string()
+    }
+
+    #[test]
+    fn first_sentences() {
+        assert_eq!(first_sentence("One. Two."), "One.");
+        assert_eq!(first_sentence("Var (e.g. PORT). Two."), "Var (e.g. PORT).");
+        assert_eq!(
+            first_sentence("Every 0.5 s (K = 1024). 0 removes it."),
+            "Every 0.5 s (K = 1024)."
+        );
+        assert_eq!(first_sentence("No stop"), "No stop");
     }
 
     #[test]

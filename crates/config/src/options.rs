@@ -1,4 +1,6 @@
-//! The app option table and its validation.
+//! The app option table (names, aliases, kinds, defaults, meanings: the one description of
+//! every option, which the README's table and the CLI's `--help` are made from) and its
+//! validation.
 //!
 //! [`normalize_app`] turns one raw app object from an ecosystem file into a *canonical* map:
 //! every key renamed to its canonical snake_case name (aliases and camelCase forms accepted, as
@@ -320,6 +322,16 @@ fn lookup() -> &'static Lookup {
 /// Canonical option names, in table order (for docs). `env_<name>` blocks are not listed.
 pub fn option_names() -> impl Iterator<Item = &'static str> {
     OPTIONS.iter().map(|o| o.name)
+}
+
+/// The canonical name of an option from any accepted spelling (`killTimeout`, `node_args`, ...).
+pub fn canonical(spelling: &str) -> Option<&'static str> {
+    row(spelling).map(|o| o.name)
+}
+
+/// What an option does (its row's meaning, markdown), by any accepted spelling.
+pub fn describe(spelling: &str) -> Option<&'static str> {
+    row(spelling).map(|o| o.meaning)
 }
 
 /// An option's default as the table words it (markdown; `—` when there is none).

@@ -174,7 +174,7 @@ pub fn start_scripts(
     let Some(first) = apps.first() else {
         return Ok(());
     };
-    let patch = super::patch::from_spec(app, first)?;
+    let patch = super::patch::from_spec(app, first);
     for s in &apps {
         out.info(format!(
             "Starting {} in {} ({} instance{})",

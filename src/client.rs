@@ -3,7 +3,7 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use pmr_core::paths::Home;
-use pmr_core::protocol::{self, Request, Response};
+use pmr_core::protocol::{self, RenderRequest, Request, Response};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
@@ -143,7 +143,7 @@ impl Client {
         if self.same_version != Some(true) {
             return Ok(false);
         }
-        match self.call(&Request::Render { view })? {
+        match self.call(&Request::Render(RenderRequest { view }))? {
             Response::Rendered { len } => {
                 let copied = if widen_pipe(out.as_fd(), len) && out.flush().is_ok() {
                     splice_rendered(&self.stream, len, out.as_fd())

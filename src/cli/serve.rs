@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use pmr_config::app::BuildCtx;
 use pmr_core::paths::Home;
-use pmr_core::protocol::{Request, Response, SpecFields, SpecPatch};
+use pmr_core::protocol::{Request, Response, SpecFields, SpecPatch, StartRequest};
 use serde_json::{json, Map};
 
 #[derive(Args, Debug, Default)]
@@ -129,11 +129,11 @@ pub fn serve(home: &Home, out: &Out, a: ServeArgs) -> Result<i32> {
     let mut client = Client::connect(home)?;
     match call(
         &mut client,
-        &Request::Start {
+        &Request::Start(StartRequest {
             apps: vec![spec],
             force: false,
             patch,
-        },
+        }),
     )? {
         Response::Started { .. } => {}
         other => bail!("unexpected reply from the daemon: {other:?}"),

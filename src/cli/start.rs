@@ -8,7 +8,7 @@ use anyhow::{anyhow, bail, Result};
 use pmr_config::app::{build_spec, BuildCtx};
 use pmr_config::options::normalize_app;
 use pmr_core::paths::Home;
-use pmr_core::protocol::{Request, Response};
+use pmr_core::protocol::{ApplyRequest, Request, Response, StartRequest};
 use pmr_core::spec::AppSpec;
 use serde_json::{json, Map, Value};
 use std::path::Path;
@@ -135,10 +135,10 @@ pub fn start(home: &Home, out: &Out, a: StartArgs) -> Result<i32> {
 pub fn apply_files(client: &mut Client, out: &Out, apps: Vec<AppSpec>) -> Result<i32> {
     let results = match call(
         client,
-        &Request::Apply {
+        &Request::Apply(ApplyRequest {
             apps,
             reload: false,
-        },
+        }),
     )? {
         Response::Done { results } => results,
         other => bail!("unexpected reply from the daemon: {other:?}"),
@@ -184,7 +184,7 @@ pub fn start_scripts(
             if s.instances == 1 { "" } else { "s" }
         ));
     }
-    match call(client, &Request::Start { apps, force, patch })? {
+    match call(client, &Request::Start(StartRequest { apps, force, patch }))? {
         Response::Started { .. } => out.info("Done."),
         other => bail!("unexpected reply from the daemon: {other:?}"),
     }

@@ -6,7 +6,7 @@ use crate::client::Client;
 use anyhow::{bail, Result};
 use clap::Args;
 use pmr_core::paths::Home;
-use pmr_core::protocol::{Request, Response};
+use pmr_core::protocol::{Request, Response, WebRequest};
 use pmr_daemon::http::{is_off, parse_addr, CONF_KEY, CONF_SECTION, DEFAULT_ADDR};
 use serde_json::Value;
 
@@ -84,11 +84,11 @@ pub fn web(home: &Home, out: &super::Out, a: WebArgs) -> Result<i32> {
     let mut client = Client::connect(home)?;
     let (listen, token_file) = ask(
         &mut client,
-        Request::Web {
+        Request::Web(WebRequest {
             listen: Some(addr.to_string()),
             stop: false,
             rotate_token: a.rotate_token,
-        },
+        }),
     )?;
     let Some(listen) = listen else {
         bail!("the daemon did not start the HTTP API");
@@ -144,11 +144,11 @@ pub fn set(home: &Home, out: &super::Out, value: &str) -> Result<i32> {
     if let Some(mut c) = Client::connect_existing(home) {
         if let (Some(l), _) = ask(
             &mut c,
-            Request::Web {
+            Request::Web(WebRequest {
                 listen: Some(stored.clone()),
                 stop: false,
                 rotate_token: false,
-            },
+            }),
         )? {
             stored = l;
         }
@@ -170,11 +170,11 @@ fn stop_running(home: &Home, rotate_token: bool) -> Result<()> {
     if let Some(mut c) = Client::connect_existing(home) {
         ask(
             &mut c,
-            Request::Web {
+            Request::Web(WebRequest {
                 listen: None,
                 stop: true,
                 rotate_token,
-            },
+            }),
         )?;
     }
     Ok(())

@@ -282,7 +282,7 @@ fn start_daemon(home: &Home) -> Result<()> {
         .with_context(|| format!("cannot write {}", home.daemon_log().display()))?;
     let exe = std::env::current_exe().context("cannot find the pmr executable")?;
     let mut cmd = Command::new(exe);
-    let (remove, set) = pmr_core::knobs::daemon_env(home);
+    let (remove, set) = pmr_core::knobs::daemon_env(&home.root);
     for var in remove {
         cmd.env_remove(var);
     }

@@ -153,7 +153,7 @@ pub fn jlist(home: &Home) -> Result<i32> {
             return Ok(0);
         }
         let procs = list(client)?;
-        print(&(pmr_render::jlist::jlist(&procs, &home_str(home)) + "\n"))?;
+        print(&(pmr_render::jlist(&procs, &home_str(home)) + "\n"))?;
         Ok(0)
     })
 }

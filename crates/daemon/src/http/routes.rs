@@ -285,7 +285,7 @@ async fn apps_json(
     procs: Vec<ProcInfo>,
 ) -> Result<Response<Out>, ApiError> {
     let home = d.ctx.home.root.to_string_lossy().into_owned();
-    let text = tokio::task::spawn_blocking(move || pmr_render::jlist::jlist(&procs, &home))
+    let text = tokio::task::spawn_blocking(move || pmr_render::jlist(&procs, &home))
         .await
         .map_err(|e| ApiError::new(500, e.to_string()))?;
     Ok(reply::bytes(200, "application/json", text))

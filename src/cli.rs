@@ -1,10 +1,13 @@
 //! The `pmr` command line: PM2's commands, aliases and flags. Each command family lives in its
 //! own file; this one parses and dispatches.
 
+mod app_spec;
 mod attach;
 mod conf;
+mod conf_file;
 mod ecosystem;
 mod flags;
+mod launch;
 mod logs;
 mod misc;
 mod ops;

@@ -102,7 +102,7 @@ pub fn from_flags(out: &Out, a: &AppArgs, label: &str) -> Result<Option<SpecPatc
         o.insert("script".into(), json!(stand_in));
         o.entry("interpreter").or_insert(json!("none"));
         o.entry("name").or_insert(json!(label));
-        super::start::spec_from_options(&o, &BuildCtx::from_process(None))
+        super::app_spec::spec_from_options(&o, &BuildCtx::from_process(None))
     };
     let with_given = build(&given)?;
     let defaults = if cleared.is_empty() {
@@ -156,7 +156,7 @@ pub fn default_interpreter(client: &mut Client, ids: &[u32], patch: &mut SpecPat
             ("cwd".to_string(), json!(s.cwd)),
             ("name".to_string(), json!(s.name)),
         ]);
-        let built = super::start::spec_from_options(&o, &ctx)
+        let built = super::app_spec::spec_from_options(&o, &ctx)
             .map_err(|e| anyhow!("--interpreter null: {label} {e}"))?;
         match &chosen {
             Some((v, first)) if *v != built.interpreter => bail!(

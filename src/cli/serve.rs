@@ -3,7 +3,7 @@
 //! configured by the `PM2_SERVE_*` variables PM2 sets. Everything is checked before the daemon
 //! is asked: a bad port, path or half-given basic auth starts nothing.
 
-use super::start::spec_from_options;
+use super::app_spec::spec_from_options;
 use super::{call, Out};
 use crate::client::Client;
 use crate::serve::config::{parse_port, DEFAULT_PORT};

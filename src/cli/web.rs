@@ -27,7 +27,7 @@ pub struct WebArgs {
 }
 
 fn saved(home: &Home) -> Option<String> {
-    let conf = super::conf::read(home).ok()?;
+    let conf = super::conf_file::read(home).ok()?;
     match conf.get(CONF_SECTION)?.get(CONF_KEY)? {
         Value::String(s) if !is_off(s) => Some(s.clone()),
         _ => None,
@@ -35,7 +35,7 @@ fn saved(home: &Home) -> Option<String> {
 }
 
 fn save(home: &Home, value: &str) -> Result<()> {
-    let mut conf = super::conf::read(home)?;
+    let mut conf = super::conf_file::read(home)?;
     let entry = conf
         .entry(CONF_SECTION.to_string())
         .or_insert_with(|| Value::Object(Default::default()));
@@ -46,7 +46,7 @@ fn save(home: &Home, value: &str) -> Result<()> {
         .as_object_mut()
         .unwrap()
         .insert(CONF_KEY.to_string(), Value::String(value.to_string()));
-    super::conf::write(home, &conf)
+    super::conf_file::write(home, &conf)
 }
 
 fn ask(client: &mut Client, req: Request) -> Result<(Option<String>, String)> {

@@ -1,10 +1,13 @@
 //! The `pmr` command line: PM2's commands, aliases and flags. Each command family lives in its
 //! own file; this one parses and dispatches.
 
+mod app_spec;
 mod attach;
 mod conf;
+mod conf_file;
 mod ecosystem;
 mod flags;
+mod launch;
 mod logs;
 mod misc;
 mod ops;
@@ -26,7 +29,7 @@ use crate::client::Client;
 use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand};
 use pmr_core::paths::Home;
-use pmr_core::protocol::{Request, Response};
+use pmr_core::protocol::{Request, ResolveRequest, Response};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -601,13 +604,13 @@ pub fn list(client: &mut Client) -> Result<Vec<pmr_core::protocol::ProcInfo>> {
 pub fn resolve(client: &mut Client, selectors: &[String]) -> Result<Vec<u32>> {
     match call(
         client,
-        &Request::Resolve {
+        &Request::Resolve(ResolveRequest {
             selectors: selectors.to_vec(),
             // Script paths among the selectors are relative to here (as PM2's path.resolve).
             cwd: std::env::current_dir()
                 .ok()
                 .map(|d| d.to_string_lossy().into_owned()),
-        },
+        }),
     )? {
         Response::Ids { ids } => Ok(ids),
         other => bail!("unexpected reply from the daemon: {other:?}"),

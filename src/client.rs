@@ -3,7 +3,7 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use pmr_core::paths::Home;
-use pmr_core::protocol::{self, Request, Response};
+use pmr_core::protocol::{self, RenderRequest, Request, Response};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
@@ -143,7 +143,7 @@ impl Client {
         if self.same_version != Some(true) {
             return Ok(false);
         }
-        match self.call(&Request::Render { view })? {
+        match self.call(&Request::Render(RenderRequest { view }))? {
             Response::Rendered { len } => {
                 let copied = if widen_pipe(out.as_fd(), len) && out.flush().is_ok() {
                     splice_rendered(&self.stream, len, out.as_fd())
@@ -282,7 +282,7 @@ fn start_daemon(home: &Home) -> Result<()> {
         .with_context(|| format!("cannot write {}", home.daemon_log().display()))?;
     let exe = std::env::current_exe().context("cannot find the pmr executable")?;
     let mut cmd = Command::new(exe);
-    let (remove, set) = pmr_core::knobs::daemon_env(home);
+    let (remove, set) = pmr_core::knobs::daemon_env(&home.root);
     for var in remove {
         cmd.env_remove(var);
     }

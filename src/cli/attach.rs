@@ -6,7 +6,7 @@ use super::{call, Out};
 use crate::client::Client;
 use anyhow::{bail, Result};
 use pmr_core::paths::Home;
-use pmr_core::protocol::{ActionResult, Request, Response};
+use pmr_core::protocol::{ActionResult, Request, Response, SendLineRequest, SubscribeRequest};
 use std::io::{BufRead, Write};
 
 /// The ids `target` names; PM2's message when it names nothing.
@@ -21,10 +21,10 @@ fn target_ids(client: &mut Client, target: &str) -> Result<Vec<u32>> {
 fn send_line(client: &mut Client, ids: &[u32], line: String) -> Result<Vec<ActionResult>> {
     match call(
         client,
-        &Request::SendLine {
+        &Request::SendLine(SendLineRequest {
             ids: ids.to_vec(),
             line,
-        },
+        }),
     )? {
         Response::Done { results } => Ok(results),
         other => bail!("unexpected reply from the daemon: {other:?}"),
@@ -61,12 +61,12 @@ pub fn attach(home: &Home, target: &str, separator: Option<&str>) -> Result<i32>
     let ids = target_ids(&mut client, target)?;
     // Subscribe before reading anything, so the answer to the first line is not missed.
     let mut stream = Client::connect(home)?;
-    stream.send(&Request::Subscribe {
+    stream.send(&Request::Subscribe(SubscribeRequest {
         ids: Some(ids.clone()),
         out: true,
         err: true,
         daemon: false,
-    })?;
+    }))?;
     match stream.recv() {
         Ok(Response::Subscribed) => {}
         Ok(Response::Error { message }) => bail!("{message}"),

@@ -2,31 +2,13 @@
 //! `section:key` → `{"section": {"key": "value"}}`. pmr itself reads the `pmr-logrotate`
 //! section (`pm2-logrotate` is an alias): the global log rotation settings.
 
+use super::conf_file::{read, write};
 use crate::client::Client;
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use pmr_core::conf::{RotateConf, CONF_SECTION, KEYS, PM2_SECTION};
 use pmr_core::paths::Home;
 use pmr_core::protocol::{Request, Response};
 use serde_json::{Map, Value};
-
-fn conf_path(home: &Home) -> std::path::PathBuf {
-    home.root.join("conf.json")
-}
-
-pub(super) fn read(home: &Home) -> Result<Map<String, Value>> {
-    pmr_core::conf::read_conf(&conf_path(home)).map_err(anyhow::Error::msg)
-}
-
-pub(super) fn write(home: &Home, conf: &Map<String, Value>) -> Result<()> {
-    let path = conf_path(home);
-    std::fs::create_dir_all(&home.root)
-        .with_context(|| format!("cannot create {}", home.root.display()))?;
-    let tmp = path.with_extension("json.tmp");
-    let text = serde_json::to_string_pretty(conf)? + "\n";
-    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
-}
 
 /// `section:key` or `section.key`; pm2-logrotate's keys are stored under pmr-logrotate.
 fn split_key(key: &str) -> Result<(String, String)> {

@@ -8,7 +8,7 @@ use anyhow::{bail, Result};
 use clap::Args;
 use pmr_core::dayjs::dayjs;
 use pmr_core::paths::Home;
-use pmr_core::protocol::{FrameError, Request, Response};
+use pmr_core::protocol::{FlushRequest, FrameError, Request, Response, SubscribeRequest};
 use pmr_core::tail::tail_lines;
 use pmr_render::style::{paint, BLUE, GREEN, GREY, RED};
 use serde_json::json;
@@ -225,12 +225,12 @@ pub fn logs(home: &Home, a: LogsArgs, color: bool) -> Result<i32> {
         None
     } else {
         let mut s = Client::connect(home)?;
-        s.send(&Request::Subscribe {
+        s.send(&Request::Subscribe(SubscribeRequest {
             ids: (!everything).then(|| ids.clone()),
             out: !a.err,
             err: !a.out,
             daemon: with_daemon,
-        })?;
+        }))?;
         match s.recv() {
             Ok(Response::Subscribed) => {}
             Ok(Response::Error { message }) => bail!("{message}"),
@@ -372,7 +372,7 @@ pub fn flush(home: &Home, out: &super::Out, targets: &[String]) -> Result<i32> {
     } else {
         Some(super::resolve(&mut client, targets)?)
     };
-    match call(&mut client, &Request::Flush { ids })? {
+    match call(&mut client, &Request::Flush(FlushRequest { ids }))? {
         Response::Flushed { paths } => {
             for p in paths {
                 out.info(format!("Flushing {p}"));

@@ -5,7 +5,9 @@ use super::{call, Out, SelArgs};
 use crate::client::Client;
 use anyhow::{bail, Result};
 use pmr_core::paths::Home;
-use pmr_core::protocol::{Action, Request, Response};
+use pmr_core::protocol::{
+    Action, ActionRequest, ApplyRequest, Request, Response, ScaleRequest, SignalRequest,
+};
 
 pub fn action(home: &Home, out: &Out, action: Action, a: SelArgs) -> Result<i32> {
     let mut client = Client::connect(home)?;
@@ -57,10 +59,10 @@ pub fn act(
         ));
         let results = match call(
             client,
-            &Request::Apply {
+            &Request::Apply(ApplyRequest {
                 apps: apply,
                 reload: action == Action::Reload,
-            },
+            }),
         )? {
             Response::Done { results } => results,
             other => bail!("unexpected reply from the daemon: {other:?}"),
@@ -128,13 +130,13 @@ pub fn act(
     ));
     let results = match call(
         client,
-        &Request::Action {
+        &Request::Action(ActionRequest {
             action,
             ids,
             update_env,
             parallel: a.parallel,
             patch,
-        },
+        }),
     )? {
         Response::Done { results } => results,
         other => bail!("unexpected reply from the daemon: {other:?}"),
@@ -180,11 +182,11 @@ pub fn scale(home: &Home, out: &Out, name: &str, count: &str) -> Result<i32> {
     let mut client = Client::connect(home)?;
     let results = match call(
         &mut client,
-        &Request::Scale {
+        &Request::Scale(ScaleRequest {
             name: name.to_string(),
             relative,
             count: n,
-        },
+        }),
     )? {
         Response::Done { results } => results,
         other => bail!("unexpected reply from the daemon: {other:?}"),
@@ -232,7 +234,10 @@ pub fn send_signal(home: &Home, out: &Out, signal: &str, targets: &[String]) -> 
     }
     let mut client = Client::connect(home)?;
     let ids = super::resolve(&mut client, targets)?;
-    let results = match call(&mut client, &Request::Signal { signal: sig, ids })? {
+    let results = match call(
+        &mut client,
+        &Request::Signal(SignalRequest { signal: sig, ids }),
+    )? {
         Response::Done { results } => results,
         other => bail!("unexpected reply from the daemon: {other:?}"),
     };

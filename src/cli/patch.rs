@@ -10,7 +10,7 @@ use crate::client::Client;
 use anyhow::{anyhow, bail, Result};
 use clap::{Args, Command};
 use pmr_config::app::BuildCtx;
-use pmr_core::protocol::SpecPatch;
+use pmr_core::protocol::{SpecFields, SpecPatch};
 use pmr_core::spec::AppSpec;
 use serde_json::{json, Map, Value};
 
@@ -97,42 +97,40 @@ pub fn from_flags(out: &Out, a: &AppArgs, label: &str) -> Result<Option<SpecPatc
     // The values as a new app would get them: a spec built from the given options (and one
     // from none, for the options cleared) around a stand-in script that always exists.
     let stand_in = std::env::current_exe()?.to_string_lossy().into_owned();
-    let build = |opts: &Map<String, Value>| -> Result<Value> {
+    let build = |opts: &Map<String, Value>| -> Result<AppSpec> {
         let mut o = opts.clone();
         o.insert("script".into(), json!(stand_in));
         o.entry("interpreter").or_insert(json!("none"));
         o.entry("name").or_insert(json!(label));
-        let spec = super::start::spec_from_options(&o, &BuildCtx::from_process(None))?;
-        Ok(serde_json::to_value(spec)?)
+        super::app_spec::spec_from_options(&o, &BuildCtx::from_process(None))
     };
     let with_given = build(&given)?;
     let defaults = if cleared.is_empty() {
-        Value::Null
+        None
     } else {
-        build(&Map::new())?
+        Some(build(&Map::new())?)
     };
-    let mut fields = Map::new();
-    for (keys, from) in [
-        (given.keys().cloned().collect::<Vec<_>>(), &with_given),
-        (cleared, &defaults),
-    ] {
-        for k in keys {
-            let field = spec_field(&k);
-            match from.get(field) {
-                Some(v) => {
-                    fields.insert(field.to_string(), v.clone());
-                }
-                None => eprintln!(
-                    "{} {} has no effect on an existing app; ignored",
-                    pmr_core::personality::warn(),
-                    flag_name(&k)
-                ),
-            }
+    let mut fields = SpecFields::default();
+    let mut set = |option: &str, from: &AppSpec| {
+        if !fields.set_from(spec_field(option), from) {
+            eprintln!(
+                "{} {} has no effect on an existing app; ignored",
+                pmr_core::personality::warn(),
+                flag_name(option)
+            );
+        }
+    };
+    for k in given.keys() {
+        set(k, &with_given);
+    }
+    if let Some(defaults) = &defaults {
+        for k in &cleared {
+            set(k, defaults);
         }
     }
-    removed.retain(|f| fields.contains_key(f));
+    removed.retain(|f| fields.sets(f));
     Ok(Some(SpecPatch {
-        fields,
+        fields: Box::new(fields),
         toggle_watch,
         removed,
     }))
@@ -146,7 +144,7 @@ pub fn default_interpreter(client: &mut Client, ids: &[u32], patch: &mut SpecPat
         return Ok(());
     }
     let ctx = BuildCtx::from_process(None);
-    let mut chosen: Option<(Value, String)> = None;
+    let mut chosen: Option<(Option<String>, String)> = None;
     for p in super::list(client)?
         .iter()
         .filter(|p| ids.contains(&p.pm_id))
@@ -158,20 +156,19 @@ pub fn default_interpreter(client: &mut Client, ids: &[u32], patch: &mut SpecPat
             ("cwd".to_string(), json!(s.cwd)),
             ("name".to_string(), json!(s.name)),
         ]);
-        let built = super::start::spec_from_options(&o, &ctx)
+        let built = super::app_spec::spec_from_options(&o, &ctx)
             .map_err(|e| anyhow!("--interpreter null: {label} {e}"))?;
-        let value = json!(built.interpreter);
         match &chosen {
-            Some((v, first)) if *v != value => bail!(
+            Some((v, first)) if *v != built.interpreter => bail!(
                 "--interpreter null: {first} and {label} would get different interpreters; \
                  restart them one at a time"
             ),
             Some(_) => {}
-            None => chosen = Some((value, label)),
+            None => chosen = Some((built.interpreter, label)),
         }
     }
     if let Some((v, _)) = chosen {
-        patch.fields.insert("interpreter".into(), v);
+        patch.fields.interpreter = Some(v);
     }
     Ok(())
 }
@@ -179,21 +176,19 @@ pub fn default_interpreter(client: &mut Client, ids: &[u32], patch: &mut SpecPat
 /// The patch for `start <script>` when the daemon restarts a stopped app of that script: the
 /// options given, with the values `spec` (built from them) has. Nothing is printed: the spec's
 /// build already warned, and the app may turn out to be new.
-pub fn from_spec(a: &AppArgs, spec: &AppSpec) -> Result<Option<SpecPatch>> {
-    let built = serde_json::to_value(spec)?;
-    let fields: Map<String, Value> = a
+pub fn from_spec(a: &AppArgs, spec: &AppSpec) -> Option<SpecPatch> {
+    let mut fields = SpecFields::default();
+    let given = a
         .options
         .keys()
-        .filter(|k| *k != "exec_mode" && *k != "name" && !KEPT.iter().any(|(key, _)| key == k))
-        .filter_map(|k| {
-            let field = spec_field(k);
-            Some((field.to_string(), built.get(field)?.clone()))
-        })
-        .collect();
-    Ok((!fields.is_empty()).then_some(SpecPatch {
-        fields,
+        .filter(|k| *k != "exec_mode" && *k != "name" && !KEPT.iter().any(|(key, _)| key == k));
+    for k in given {
+        fields.set_from(spec_field(k), spec);
+    }
+    fields.any().then(|| SpecPatch {
+        fields: Box::new(fields),
         ..SpecPatch::default()
-    }))
+    })
 }
 
 /// The `AppSpec` field an app option sets.
@@ -251,14 +246,18 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(
-            Value::Object(p.fields),
-            json!({
-                "name": "api",
-                "interpreter_args": ["--max-old-space-size=100", "--trace-gc"],
-                "max_memory_restart": 104857600,
-                "kill_timeout": 3000,
-                "autorestart": false,
-            })
+            *p.fields,
+            SpecFields {
+                name: Some("api".into()),
+                interpreter_args: Some(vec![
+                    "--max-old-space-size=100".into(),
+                    "--trace-gc".into()
+                ]),
+                max_memory_restart: Some(Some(104857600)),
+                kill_timeout: Some(3000),
+                autorestart: Some(false),
+                ..SpecFields::default()
+            }
         );
         assert!(!p.toggle_watch);
         assert_eq!(patch(&["pmr", "restart", "web"]).unwrap(), None);
@@ -283,13 +282,14 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(
-            Value::Object(p.fields),
-            json!({
-                "cron_restart": null,
-                "max_memory_restart": null,
-                "interpreter_args": [],
-                "kill_timeout": 1600,
-            })
+            *p.fields,
+            SpecFields {
+                cron_restart: Some(None),
+                max_memory_restart: Some(None),
+                interpreter_args: Some(vec![]),
+                kill_timeout: Some(1600),
+                ..SpecFields::default()
+            }
         );
         // `null` removes the option's key from `jlist` too; `0` only turns it off.
         assert_eq!(p.removed, ["interpreter_args", "kill_timeout"]);
@@ -297,7 +297,10 @@ mod tests {
         let p = patch(&["pmr", "restart", "web", "--watch", "src"])
             .unwrap()
             .unwrap();
-        assert_eq!(p.fields["watch"], json!({"Paths": ["src"]}));
+        assert_eq!(
+            p.fields.watch,
+            Some(pmr_core::spec::Watch::Paths(vec!["src".into()]))
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use crate::client::Client;
 use anyhow::{bail, Result};
 use pmr_core::dump::{self, Contents};
 use pmr_core::paths::Home;
-use pmr_core::protocol::{Request, Response};
+use pmr_core::protocol::{Request, Response, ResurrectRequest};
 use std::path::Path;
 
 pub fn save(home: &Home, out: &Out, force: bool) -> Result<i32> {
@@ -70,9 +70,9 @@ pub fn resurrect(home: &Home, out: &Out, file: Option<&str>) -> Result<i32> {
     let mut client = Client::connect(home)?;
     let resp = call(
         &mut client,
-        &Request::Resurrect {
+        &Request::Resurrect(ResurrectRequest {
             procs: procs.clone(),
-        },
+        }),
     )?;
     let Response::Resurrected { results, skipped } = resp else {
         bail!("unexpected reply from the daemon: {resp:?}");

@@ -4,9 +4,9 @@
 //! `PM2_RUNTIME_DEBUG` on, `pmr-runtime` instead starts its apps through the home's background
 //! daemon, as `pmr start` does, and exits.
 
+use super::app_spec::{flags_to_options, spec_from_options};
 use super::ecosystem::{is_ecosystem, load_specs};
 use super::flags::AppArgs;
-use super::start::spec_from_options;
 use super::Out;
 use crate::client::Client;
 use anyhow::{anyhow, bail, Result};
@@ -162,7 +162,7 @@ fn in_background(
         apps.into_iter().partition(|p| p.from_file);
     let mut code = 0;
     if !files.is_empty() {
-        code = super::start::apply_files(
+        code = super::launch::apply_files(
             &mut client,
             out,
             files.into_iter().map(|p| p.spec).collect(),
@@ -171,7 +171,7 @@ fn in_background(
     if !scripts.is_empty() {
         let specs = scripts.into_iter().map(|p| p.spec).collect();
         // No `-f` here: a script already running as an app is refused, as by `pmr start`.
-        super::start::start_scripts(&mut client, out, specs, app, false)?;
+        super::launch::start_scripts(&mut client, out, specs, app, false)?;
     }
     super::show::print_table(&mut client, out)?;
     Ok(code)
@@ -229,7 +229,7 @@ fn build_specs(
             }));
             continue;
         }
-        let mut opts = super::start::flags_to_options(app);
+        let mut opts = flags_to_options(app);
         opts.insert("script".into(), json!(t));
         if !script_args.is_empty() {
             opts.insert("args".into(), json!(script_args));

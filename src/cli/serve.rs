@@ -3,7 +3,7 @@
 //! configured by the `PM2_SERVE_*` variables PM2 sets. Everything is checked before the daemon
 //! is asked: a bad port, path or half-given basic auth starts nothing.
 
-use super::start::spec_from_options;
+use super::app_spec::spec_from_options;
 use super::{call, Out};
 use crate::client::Client;
 use crate::serve::config::{parse_port, DEFAULT_PORT};
@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use pmr_config::app::BuildCtx;
 use pmr_core::paths::Home;
-use pmr_core::protocol::{Request, Response, SpecPatch};
+use pmr_core::protocol::{Request, Response, SpecFields, SpecPatch, StartRequest};
 use serde_json::{json, Map};
 
 #[derive(Args, Debug, Default)]
@@ -114,25 +114,26 @@ pub fn serve(home: &Home, out: &Out, a: ServeArgs) -> Result<i32> {
     let spec = spec_from_options(&opts, &ctx)?;
     // Serving the same port again after a stop restarts that app: with the settings given now
     // (path, --spa, auth...), not the old ones.
-    let mut fields = Map::new();
-    for key in ["env", "env_json", "cwd", "script", "args"] {
-        if let Some(v) = serde_json::to_value(&spec)?.get(key) {
-            fields.insert(key.into(), v.clone());
-        }
-    }
     let patch = Some(SpecPatch {
-        fields,
+        fields: Box::new(SpecFields {
+            env: Some(spec.env.clone()),
+            env_json: Some(spec.env_json.clone()),
+            cwd: Some(spec.cwd.clone()),
+            script: Some(spec.script.clone()),
+            args: Some(spec.args.clone()),
+            ..SpecFields::default()
+        }),
         ..SpecPatch::default()
     });
 
     let mut client = Client::connect(home)?;
     match call(
         &mut client,
-        &Request::Start {
+        &Request::Start(StartRequest {
             apps: vec![spec],
             force: false,
             patch,
-        },
+        }),
     )? {
         Response::Started { .. } => {}
         other => bail!("unexpected reply from the daemon: {other:?}"),

@@ -56,19 +56,9 @@ fn again_if_gone<T>(client: &mut Client, mut f: impl FnMut(&mut Client) -> Resul
 }
 
 fn terminal_width() -> Option<usize> {
-    let ws = nix::libc::winsize {
-        ws_row: 0,
-        ws_col: 0,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    let mut ws = ws;
-    // SAFETY: nix has no safe wrapper for TIOCGWINSZ. The request writes one `winsize`
-    // through the pointer, which points at `ws`, owned here and alive for the call; on a bad fd
-    // or a non-terminal the call fails without writing, and `r` says so.
-    let r = unsafe { nix::libc::ioctl(1, nix::libc::TIOCGWINSZ, &mut ws) };
-    (r == 0 && ws.ws_col > 0)
-        .then_some(ws.ws_col as usize)
+    let cols = rustix::termios::tcgetwinsize(std::io::stdout()).map_or(0, |ws| ws.ws_col);
+    (cols > 0)
+        .then_some(cols as usize)
         .or_else(|| std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()))
 }
 
@@ -153,7 +143,7 @@ pub fn jlist(home: &Home) -> Result<i32> {
             return Ok(0);
         }
         let procs = list(client)?;
-        print(&(pmr_render::jlist::jlist(&procs, &home_str(home)) + "\n"))?;
+        print(&(pmr_render::jlist(&procs, &home_str(home)) + "\n"))?;
         Ok(0)
     })
 }

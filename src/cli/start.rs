@@ -1,28 +1,16 @@
 //! `pmr start`: scripts, binaries, command strings, or existing apps (which are restarted).
 
+use super::app_spec::{flags_to_options, spec_from_options};
 use super::ecosystem::{is_ecosystem, load_specs};
-use super::flags::AppArgs;
-use super::{call, Out, StartArgs};
+use super::launch::{apply_files, start_scripts};
+use super::{Out, StartArgs};
 use crate::client::Client;
-use anyhow::{anyhow, bail, Result};
-use pmr_config::app::{build_spec, BuildCtx};
+use anyhow::{bail, Result};
+use pmr_config::app::BuildCtx;
 use pmr_config::options::normalize_app;
 use pmr_core::paths::Home;
-use pmr_core::protocol::{Request, Response};
-use pmr_core::spec::AppSpec;
-use serde_json::{json, Map, Value};
+use serde_json::json;
 use std::path::Path;
-
-/// PM2's command-line flags as raw app options (see `flags.rs`).
-pub fn flags_to_options(f: &AppArgs) -> Map<String, Value> {
-    f.options.clone()
-}
-
-/// Raw options → a complete spec, with errors that name the app and the option.
-pub fn spec_from_options(raw: &Map<String, Value>, ctx: &BuildCtx) -> Result<AppSpec> {
-    let opts = normalize_app(raw).map_err(|e| anyhow!("{e}"))?;
-    build_spec(&opts, ctx).map_err(|e| anyhow!("{e}"))
-}
 
 pub fn start(home: &Home, out: &Out, a: StartArgs) -> Result<i32> {
     if a.no_daemon {
@@ -128,67 +116,6 @@ pub fn start(home: &Home, out: &Out, a: StartArgs) -> Result<i32> {
     }
     super::show::print_table(&mut client, out)?;
     Ok(code)
-}
-
-/// The apps of ecosystem files, as PM2's startOrRestart (`apply`): those already known by name
-/// restart with their new spec. One line per instance; 1 when one of them failed.
-pub fn apply_files(client: &mut Client, out: &Out, apps: Vec<AppSpec>) -> Result<i32> {
-    let results = match call(
-        client,
-        &Request::Apply {
-            apps,
-            reload: false,
-        },
-    )? {
-        Response::Done { results } => results,
-        other => bail!("unexpected reply from the daemon: {other:?}"),
-    };
-    let mut code = 0;
-    for r in results {
-        match r.error {
-            None => out.info(format!("App [{}]({}) launched", r.name, r.id)),
-            Some(e) => {
-                code = 1;
-                eprintln!(
-                    "{} [{}]({}) {e}",
-                    pmr_core::personality::err(),
-                    r.name,
-                    r.id
-                );
-            }
-        }
-    }
-    Ok(code)
-}
-
-/// Scripts built from the command line (`app`: its options), as `start`: a stopped app of the
-/// same script restarts instead (the daemon decides), with the options given applied to it, as
-/// with `restart`. An error when one could not start.
-pub fn start_scripts(
-    client: &mut Client,
-    out: &Out,
-    apps: Vec<AppSpec>,
-    app: &AppArgs,
-    force: bool,
-) -> Result<()> {
-    let Some(first) = apps.first() else {
-        return Ok(());
-    };
-    let patch = super::patch::from_spec(app, first)?;
-    for s in &apps {
-        out.info(format!(
-            "Starting {} in {} ({} instance{})",
-            s.script,
-            s.exec_mode.pm2_name(),
-            s.instances,
-            if s.instances == 1 { "" } else { "s" }
-        ));
-    }
-    match call(client, &Request::Start { apps, force, patch })? {
-        Response::Started { .. } => out.info("Done."),
-        other => bail!("unexpected reply from the daemon: {other:?}"),
-    }
-    Ok(())
 }
 
 /// A number as JavaScript's `isNaN` sees it (`7`, ` 7 `, `1e1`): PM2 takes such a word as an id.

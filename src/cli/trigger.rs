@@ -5,7 +5,7 @@ use super::{call, Out};
 use crate::client::Client;
 use anyhow::{bail, Result};
 use pmr_core::paths::Home;
-use pmr_core::protocol::{Request, Response, TriggerReply};
+use pmr_core::protocol::{Request, Response, TriggerReply, TriggerRequest};
 
 pub struct TriggerArgs<'a> {
     pub target: &'a str,
@@ -21,13 +21,13 @@ pub fn trigger(home: &Home, out: &Out, a: TriggerArgs) -> Result<i32> {
     }
     let mut client = Client::connect(home)?;
     let ids = super::resolve(&mut client, &[a.target.to_string()])?;
-    let req = Request::Trigger {
+    let req = Request::Trigger(TriggerRequest {
         ids,
         action: a.action.to_string(),
         // PM2 passes the parameter as the string typed.
         param: a.param.map(|p| serde_json::Value::String(p.to_string())),
         timeout_ms: a.timeout_ms,
-    };
+    });
     let replies = match call(&mut client, &req)? {
         Response::Triggered { replies } => replies,
         other => bail!("unexpected reply from the daemon: {other:?}"),

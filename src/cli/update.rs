@@ -6,7 +6,7 @@ use super::{call, Out};
 use crate::client::Client;
 use anyhow::{anyhow, bail, Context, Result};
 use pmr_core::paths::Home;
-use pmr_core::protocol::{Request, Response};
+use pmr_core::protocol::{Request, Response, ResurrectRequest, UpdateRequest};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -48,7 +48,7 @@ pub fn update(home: &Home, out: &Out) -> Result<i32> {
         .to_str()
         .ok_or_else(|| anyhow!("update: {} is not UTF-8", binary.display()))?
         .to_string();
-    let instances = match client.call(&Request::Update { binary: binary_str }) {
+    let instances = match client.call(&Request::Update(UpdateRequest { binary: binary_str })) {
         Ok(Response::Updating { instances }) => instances,
         Ok(Response::Error { message }) if message.contains("unknown variant") => bail!(
             "update: the running daemon predates `update`: `pmr save`, `pmr kill`, then `pmr resurrect`"
@@ -77,7 +77,7 @@ pub fn update(home: &Home, out: &Out) -> Result<i32> {
             home.daemon_log().display(),
             procs.len()
         ));
-        match call(&mut client, &Request::Resurrect { procs })? {
+        match call(&mut client, &Request::Resurrect(ResurrectRequest { procs }))? {
             Response::Resurrected { results, .. } => {
                 for r in results.iter().filter(|r| r.error.is_some()) {
                     code = 1;

@@ -6,7 +6,7 @@ use crate::client::Client;
 use anyhow::{bail, Result};
 use clap::Args;
 use pmr_core::paths::Home;
-use pmr_core::protocol::{Request, Response};
+use pmr_core::protocol::{Request, Response, WebRequest};
 use pmr_daemon::http::{is_off, parse_addr, CONF_KEY, CONF_SECTION, DEFAULT_ADDR};
 use serde_json::Value;
 
@@ -27,7 +27,7 @@ pub struct WebArgs {
 }
 
 fn saved(home: &Home) -> Option<String> {
-    let conf = super::conf::read(home).ok()?;
+    let conf = super::conf_file::read(home).ok()?;
     match conf.get(CONF_SECTION)?.get(CONF_KEY)? {
         Value::String(s) if !is_off(s) => Some(s.clone()),
         _ => None,
@@ -35,7 +35,7 @@ fn saved(home: &Home) -> Option<String> {
 }
 
 fn save(home: &Home, value: &str) -> Result<()> {
-    let mut conf = super::conf::read(home)?;
+    let mut conf = super::conf_file::read(home)?;
     let entry = conf
         .entry(CONF_SECTION.to_string())
         .or_insert_with(|| Value::Object(Default::default()));
@@ -46,7 +46,7 @@ fn save(home: &Home, value: &str) -> Result<()> {
         .as_object_mut()
         .unwrap()
         .insert(CONF_KEY.to_string(), Value::String(value.to_string()));
-    super::conf::write(home, &conf)
+    super::conf_file::write(home, &conf)
 }
 
 fn ask(client: &mut Client, req: Request) -> Result<(Option<String>, String)> {
@@ -84,11 +84,11 @@ pub fn web(home: &Home, out: &super::Out, a: WebArgs) -> Result<i32> {
     let mut client = Client::connect(home)?;
     let (listen, token_file) = ask(
         &mut client,
-        Request::Web {
+        Request::Web(WebRequest {
             listen: Some(addr.to_string()),
             stop: false,
             rotate_token: a.rotate_token,
-        },
+        }),
     )?;
     let Some(listen) = listen else {
         bail!("the daemon did not start the HTTP API");
@@ -144,11 +144,11 @@ pub fn set(home: &Home, out: &super::Out, value: &str) -> Result<i32> {
     if let Some(mut c) = Client::connect_existing(home) {
         if let (Some(l), _) = ask(
             &mut c,
-            Request::Web {
+            Request::Web(WebRequest {
                 listen: Some(stored.clone()),
                 stop: false,
                 rotate_token: false,
-            },
+            }),
         )? {
             stored = l;
         }
@@ -170,11 +170,11 @@ fn stop_running(home: &Home, rotate_token: bool) -> Result<()> {
     if let Some(mut c) = Client::connect_existing(home) {
         ask(
             &mut c,
-            Request::Web {
+            Request::Web(WebRequest {
                 listen: None,
                 stop: true,
                 rotate_token,
-            },
+            }),
         )?;
     }
     Ok(())

@@ -3,7 +3,9 @@
 //! lines of the selected process; and what each key does to it.
 
 use super::input::{Cmd, Mode};
-use pmr_core::protocol::{Action, ProcInfo, Request, Status};
+use pmr_core::protocol::{
+    Action, ActionRequest, ProcInfo, Request, ScaleRequest, Status, TriggerRequest,
+};
 use serde_json::Value;
 use std::collections::VecDeque;
 
@@ -312,11 +314,11 @@ impl App {
                     let name = p.spec.name.clone();
                     return vec![Effect::Request {
                         what: format!("scale {name} {count:+}"),
-                        req: Request::Scale {
+                        req: Request::Scale(ScaleRequest {
                             name,
                             relative: true,
                             count,
-                        },
+                        }),
                     }];
                 }
             }
@@ -366,12 +368,12 @@ impl App {
         }
         vec![Effect::Request {
             what: format!("trigger {} ({}) {action}", t.name, t.id),
-            req: Request::Trigger {
+            req: Request::Trigger(TriggerRequest {
                 ids: vec![t.id],
                 action: action.to_string(),
                 param: param.map(|p| Value::String(p.to_string())),
                 timeout_ms: TRIGGER_TIMEOUT_MS,
-            },
+            }),
         }]
     }
 
@@ -443,13 +445,13 @@ impl App {
 
 fn action(action: Action, id: u32, name: &str, verb: &str) -> Effect {
     Effect::Request {
-        req: Request::Action {
+        req: Request::Action(ActionRequest {
             action,
             ids: vec![id],
             update_env: None,
             parallel: None,
             patch: None,
-        },
+        }),
         what: format!("{verb} {name} ({id})"),
     }
 }
@@ -618,7 +620,7 @@ mod tests {
         assert!(
             matches!(
                 &e[..],
-                [Effect::Request { req: Request::Trigger { ids, action, param: Some(Value::String(p)), .. }, .. }]
+                [Effect::Request { req: Request::Trigger(TriggerRequest { ids, action, param: Some(Value::String(p)), .. }), .. }]
                     if ids == &[0] && action == "echo" && p == "hi there"
             ),
             "{e:?}"
@@ -640,7 +642,7 @@ mod tests {
         let e = app.on_key(Cmd::Yes, 1);
         assert!(matches!(
             &e[..],
-            [Effect::Request { req: Request::Action { action: Action::Delete, ids, .. }, .. }] if ids == &[0]
+            [Effect::Request { req: Request::Action(ActionRequest { action: Action::Delete, ids, .. }), .. }] if ids == &[0]
         ));
     }
 

@@ -6,7 +6,7 @@
 
 use crate::client::Client;
 use pmr_core::paths::Home;
-use pmr_core::protocol::{ProcInfo, Request, Response};
+use pmr_core::protocol::{ProcInfo, Request, Response, SubscribeRequest};
 use ratatui::crossterm::event::{self as term, KeyEvent, KeyEventKind};
 use std::os::unix::net::UnixStream;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -148,12 +148,12 @@ impl Drop for LogFeed {
 pub fn subscribe(home: &Home, ids: Vec<u32>, gen: u64, tx: Sender<Event>) -> Option<LogFeed> {
     let mut client = Client::connect_existing(home)?;
     client
-        .send(&Request::Subscribe {
+        .send(&Request::Subscribe(SubscribeRequest {
             ids: Some(ids),
             out: true,
             err: true,
             daemon: false,
-        })
+        }))
         .ok()?;
     match client.recv() {
         Ok(Response::Subscribed) => {}

@@ -92,11 +92,10 @@ fn install(name: &str, src: &Path) -> PathBuf {
         return dir;
     }
     let lock = std::fs::File::create(root.join(format!("{name}.lock"))).unwrap();
-    // SAFETY: flock(2) on a file this function owns; released when `lock` is dropped.
-    assert_eq!(
-        unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) },
-        0
-    );
+    // Held until this function returns.
+    let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .unwrap();
     if ready.exists() {
         return dir;
     }

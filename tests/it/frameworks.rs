@@ -71,8 +71,9 @@ fn descends_from(mut pid: u64, ancestor: u64) -> bool {
 }
 
 fn cpus_online() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) as usize }
+    use nix::unistd::{sysconf, SysconfVar};
+    let n = sysconf(SysconfVar::_NPROCESSORS_ONLN).ok().flatten();
+    n.map_or(1, |n| n as usize)
 }
 
 /// The daemon logs a line naming SIGKILL whenever a stop needs it (see `daemon/instance.rs`).

@@ -3,7 +3,9 @@
 //! client, which keeps answering at once.
 
 use crate::support::*;
-use pmr_core::protocol::{read_frame, write_frame, Request, Response};
+use pmr_core::protocol::{
+    read_frame, write_frame, ApplyRequest, Request, Response, ScaleRequest, StartRequest,
+};
 use serde_json::json;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
@@ -68,11 +70,11 @@ fn absurd_scale_counts_are_refused_and_the_daemon_keeps_answering() {
     for (relative, count) in [(false, 5_000_000_000), (false, 10_000), (true, i64::MAX)] {
         let e = error_of(raw(
             &pmr,
-            &Request::Scale {
+            &Request::Scale(ScaleRequest {
                 name: "web".into(),
                 relative,
                 count,
-            },
+            }),
         ));
         assert!(
             e.contains("maximum of 1024") || e.contains("cannot scale web"),
@@ -133,11 +135,11 @@ fn too_many_instances_at_start_are_refused_and_nothing_starts() {
     spec.instances = 5000;
     let e = error_of(raw(
         &pmr,
-        &Request::Start {
+        &Request::Start(StartRequest {
             apps: vec![spec.clone()],
             force: false,
             patch: None,
-        },
+        }),
     ));
     assert!(e.contains("app \"huge\": 5000 instances"), "{e}");
     // All or nothing: a good app next to the bad one does not start either.
@@ -146,10 +148,10 @@ fn too_many_instances_at_start_are_refused_and_nothing_starts() {
     good.instances = 1;
     let e = error_of(raw(
         &pmr,
-        &Request::Apply {
+        &Request::Apply(ApplyRequest {
             apps: vec![good, spec],
             reload: false,
-        },
+        }),
     ));
     assert!(e.contains("maximum of 1024"), "{e}");
     ping_promptly(&pmr, &[]);
@@ -182,22 +184,22 @@ fn the_maximum_comes_from_pmr_max_instances() {
     // The daemon's own check counts the instances the app already has.
     let e = error_of(raw(
         &pmr,
-        &Request::Scale {
+        &Request::Scale(ScaleRequest {
             name: "web".into(),
             relative: false,
             count: 5,
-        },
+        }),
     ));
     assert!(e.contains("maximum of 4"), "{e}");
     let mut spec = first_spec(&pmr);
     spec.instances = 1;
     let e = error_of(raw(
         &pmr,
-        &Request::Start {
+        &Request::Start(StartRequest {
             apps: vec![spec],
             force: true,
             patch: None,
-        },
+        }),
     ));
     assert!(e.contains("app \"web\": 5 instances"), "{e}");
     ping_promptly(&pmr, &env);

@@ -459,10 +459,7 @@ fn reload_logs_and_sigusr2_reopen_moved_files_without_loss() {
     let moved2 = pmr.dir.join("tick-out.log.2");
     std::fs::rename(&live, &moved2).unwrap();
     let daemon = pmr.daemon_pid().unwrap();
-    // SAFETY: kill(2) on this test's own daemon.
-    unsafe {
-        libc::kill(daemon as i32, libc::SIGUSR2);
-    }
+    signal(daemon, Signal::SIGUSR2);
     wait_until("a new file after SIGUSR2", || {
         tick_numbers(&read(&live)).len() > 2
     });
@@ -677,8 +674,8 @@ fn fifty_apps_share_a_few_writer_threads_and_keep_their_lines_in_order() {
 /// The capacity of the pipe on `fd` of process `pid`.
 fn pipe_size(pid: u32, fd: u32) -> i32 {
     let f = std::fs::File::open(format!("/proc/{pid}/fd/{fd}")).unwrap();
-    // SAFETY: F_GETPIPE_SZ on a pipe fd we own; reads nothing.
-    unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&f), libc::F_GETPIPE_SZ) }
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
+    nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETPIPE_SZ).unwrap()
 }
 
 #[test]

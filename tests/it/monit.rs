@@ -294,10 +294,8 @@ fn monit_colours_ctrl_c_sigterm_and_a_vanished_daemon() {
     let t = Tmux::monit(&pmr, true);
     t.wait("both apps listed", |s| row_of(s, 0, "web"));
     let pid = t.monit_pid();
-    // SAFETY: kill(2) on the monit process this test started (the pane's child).
-    unsafe {
-        libc::kill(pid as i32, libc::SIGTERM);
-    }
+    // The monit process this test started (the pane's child).
+    signal(pid, Signal::SIGTERM);
     t.exited(0);
     drop(t);
 

@@ -260,7 +260,10 @@ fn a_save_that_cannot_be_written_leaves_the_previous_dump() {
     // at most 512 bytes per file (RLIMIT_FSIZE), so writing the dump fails with EFBIG.
     let mut c = pmr.cmd();
     c.arg("save");
-    // SAFETY: only async-signal-safe calls between fork and exec.
+    // SAFETY: std has no safe way to set a limit or a signal disposition for the child alone
+    // (setting them here would affect every test thread). The closure runs between fork and
+    // exec, where only async-signal-safe calls are sound: signal(2) and setrlimit(2) are, and
+    // nothing allocates (an error reads errno into an `io::Error` without allocating).
     unsafe {
         use std::os::unix::process::CommandExt;
         c.pre_exec(|| {
@@ -397,10 +400,7 @@ fn the_watchdog_is_fed_on_an_abstract_notify_socket_and_sigterm_says_stopping() 
     sd.expect("READY=1");
     sd.expect("WATCHDOG=1");
     sd.expect("WATCHDOG=1");
-    // SAFETY: kill(2) on the daemon this test started.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
+    signal(child.id(), Signal::SIGTERM);
     sd.expect("STOPPING=1");
     let _ = child.wait();
 }

@@ -128,10 +128,7 @@ impl Runtime {
     }
 
     fn signal(&self, sig: i32) {
-        // SAFETY: kill(2) on the runtime this test started.
-        unsafe {
-            libc::kill(self.pid as i32, sig);
-        }
+        signal(self.pid, Signal::try_from(sig).unwrap());
     }
 }
 
@@ -365,10 +362,7 @@ fn start_no_daemon_runs_in_the_foreground() {
         Some(child.id()),
         "the daemon is this process"
     );
-    // SAFETY: kill(2) on the process this test started.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGINT);
-    }
+    signal(child.id(), Signal::SIGINT);
     let deadline = Instant::now() + DEADLINE;
     let st = loop {
         if let Some(st) = child.try_wait().unwrap() {
@@ -592,10 +586,7 @@ fn a_stdout_nobody_reads_does_not_keep_it_alive() {
     wait_until("the app's last line in its log file", || {
         pmr.log_of("chatty-out.log").contains("line-19999-")
     });
-    // SAFETY: kill(2) on the process this test started.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
+    signal(child.id(), Signal::SIGTERM);
     let deadline = Instant::now() + DEADLINE;
     let st = loop {
         if let Some(st) = child.try_wait().unwrap() {

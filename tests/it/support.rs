@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub use nix::sys::signal::Signal;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -199,10 +200,12 @@ impl Drop for Pmr {
 }
 
 pub fn kill9(pid: u32) {
-    // SAFETY: kill(2) on a pid this test started.
-    unsafe {
-        libc::kill(pid as i32, libc::SIGKILL);
-    }
+    signal(pid, Signal::SIGKILL);
+}
+
+/// `sig` to a process this test started; gone already is fine.
+pub fn signal(pid: u32, sig: Signal) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
 }
 
 /// Whether a process exists and is not a zombie.

@@ -345,10 +345,7 @@ fn a_foreground_runtime_refuses_update() {
     let r = pmr.run(&["update"]).fails();
     assert!(r.stderr.contains("foreground"), "{}", r.stderr);
     assert_eq!(pids(&pmr.jlist()), before);
-    // SAFETY: kill(2) on the runtime this test started.
-    unsafe {
-        libc::kill(runtime_pid as i32, libc::SIGTERM);
-    }
+    signal(runtime_pid, Signal::SIGTERM);
     assert!(rt.wait().unwrap().success());
 }
 

@@ -42,7 +42,7 @@ fn find() -> Option<(PathBuf, PathBuf)> {
 /// present); otherwise the test fails here with what to install: it never skips.
 pub fn locate() -> (PathBuf, PathBuf) {
     static INSTALL: std::sync::Once = std::sync::Once::new();
-    if find().is_none() && unsafe { libc::geteuid() } == 0 && on_path(&["apt-get"]).is_some() {
+    if find().is_none() && nix::unistd::geteuid().is_root() && on_path(&["apt-get"]).is_some() {
         INSTALL.call_once(|| {
             eprintln!("dashboard test: installing chromium and chromium-driver with apt-get");
             let apt = |args: &[&str]| {
@@ -272,10 +272,9 @@ impl Drop for Browser {
             let path = format!("/session/{}", self.session);
             let _ = self.http("DELETE", &path, None);
         }
-        // SAFETY: kill(2) on the process group this test created (chromedriver's own pid).
-        unsafe {
-            libc::kill(-(self.driver.id() as i32), libc::SIGKILL);
-        }
+        // The process group this test created (chromedriver's own pid).
+        let group = nix::unistd::Pid::from_raw(self.driver.id() as i32);
+        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
         let _ = self.driver.wait();
     }
 }

@@ -326,12 +326,13 @@ pub fn home_root_from(get: &dyn Fn(&str) -> Option<String>, p: Personality, cwd:
     }
 }
 
-/// The environment a daemon started by this CLI gets: the home and every set path knob, as
-/// absolute paths under the winning name (the daemon runs in `/`), the losing names removed.
-pub fn daemon_env(home: &crate::paths::Home) -> (Vec<String>, Vec<(String, PathBuf)>) {
+/// The environment a daemon started by this CLI gets: the home (`home_root`, `paths::Home`'s
+/// root) and every set path knob, as absolute paths under the winning name (the daemon runs in
+/// `/`), the losing names removed.
+pub fn daemon_env(home_root: &Path) -> (Vec<String>, Vec<(String, PathBuf)>) {
     let p = personality::current();
     let mut remove = Vec::new();
-    let mut set = vec![(p.home_var().to_string(), home.root.clone())];
+    let mut set = vec![(p.home_var().to_string(), home_root.to_path_buf())];
     let cwd = std::env::current_dir().unwrap_or_default();
     let given = path_overrides_from(&env_get, p, &cwd);
     for suffix in PATH_KNOBS {

@@ -4,9 +4,14 @@
 //! [`MAX_FRAME`] are refused on both sides, so a garbage or hostile peer cannot make the daemon
 //! allocate without bound.
 
+mod patch;
+mod request;
+
+pub use patch::{SpecFields, SpecPatch};
+pub use request::*;
+
 use crate::spec::AppSpec;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::sync::Arc;
 
@@ -40,136 +45,6 @@ pub fn too_many_instances(app: &str, count: impl std::fmt::Display, max: u32) ->
     )
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "cmd", rename_all = "snake_case")]
-pub enum Request {
-    Ping,
-    /// Register and launch apps (each `AppSpec` becomes `instances` processes).
-    Start {
-        apps: Vec<AppSpec>,
-        /// `-f`: start even if the same script is already running under the same name.
-        #[serde(default)]
-        force: bool,
-        /// The command line's options, for the stopped apps this restarts.
-        #[serde(default)]
-        patch: Option<SpecPatch>,
-    },
-    /// The apps of an ecosystem file: restart those known by name (with the new spec), start
-    /// the others.
-    Apply {
-        apps: Vec<AppSpec>,
-        /// Reload (rather than restart) the apps that are known.
-        #[serde(default)]
-        reload: bool,
-    },
-    List,
-    /// Turn selectors into ids (errors on a selector that matches nothing).
-    Resolve {
-        selectors: Vec<String>,
-        /// The CLI's working directory: a selector also matches the apps whose script is that
-        /// path resolved against it (PM2's `pm_exec_path == path.resolve(x)`).
-        #[serde(default)]
-        cwd: Option<String>,
-    },
-    Action {
-        action: Action,
-        ids: Vec<u32>,
-        /// With `--update-env`: the CLI's current environment, merged over the stored one.
-        #[serde(default)]
-        update_env: Option<BTreeMap<String, String>>,
-        /// Reload: how many instances at once (default 1).
-        #[serde(default)]
-        parallel: Option<u32>,
-        /// Restart/reload: options given on the command line, applied to the stored spec first.
-        #[serde(default)]
-        patch: Option<SpecPatch>,
-    },
-    Signal {
-        signal: i32,
-        ids: Vec<u32>,
-    },
-    /// `send`/`attach`: write `line` (with its separator) to the stdin of each instance
-    /// (fork mode). Answered with `Done`, PM2's wording in each failure.
-    SendLine {
-        ids: Vec<u32>,
-        line: String,
-    },
-    /// Set an app's instance count: `+N`/`-N` relative, `N` absolute.
-    Scale {
-        name: String,
-        relative: bool,
-        count: i64,
-    },
-    /// Stop every app, then exit the daemon.
-    Kill,
-    /// Live log lines: the daemon answers `Subscribed`, then sends `Log` (and `Skipped`) frames
-    /// until the client hangs up. `ids: None` means every app, including apps started later.
-    Subscribe {
-        ids: Option<Vec<u32>>,
-        #[serde(default = "yes")]
-        out: bool,
-        #[serde(default = "yes")]
-        err: bool,
-        /// The daemon's own log (`pmr.log`) too.
-        #[serde(default)]
-        daemon: bool,
-    },
-    /// Empty the log files of these apps (`None`: every app and `pmr.log`).
-    Flush {
-        ids: Option<Vec<u32>>,
-    },
-    /// Reopen every log file (after an external rotation) and re-read `conf.json`.
-    ReloadLogs,
-    /// `resurrect`: register the processes of a dump in one go, skipping every app whose name
-    /// is already managed. Answered with `Resurrected`.
-    Resurrect {
-        procs: Vec<DumpProc>,
-    },
-    /// `update`: replace the daemon by the binary at `binary` (checked by the CLI and again by
-    /// the daemon). Answered with `Updating` just before the daemon re-executes itself.
-    Update {
-        binary: String,
-    },
-    /// `trigger`: send an @pm2/io action (with `param`) to each instance and wait up to
-    /// `timeout_ms` for each reply. Answered with `Triggered`, or an error when no instance is
-    /// running or none has the action.
-    Trigger {
-        ids: Vec<u32>,
-        action: String,
-        #[serde(default)]
-        param: Option<serde_json::Value>,
-        timeout_ms: u64,
-    },
-    /// `pmr web` / `pmr set pmr:http`: the HTTP API server. `listen`: serve there (rebinding if
-    /// it serves elsewhere); `stop`: serve nowhere; neither: just report. Answered with `Web`,
-    /// or `Error` (e.g. the port is taken: nothing changed then).
-    Web {
-        #[serde(default)]
-        listen: Option<String>,
-        #[serde(default)]
-        stop: bool,
-        /// Write a new `http.token` (the old one stops working at once).
-        #[serde(default)]
-        rotate_token: bool,
-    },
-    /// `jlist` and `ls` as the CLI prints them, rendered by the daemon: a thousand apps are
-    /// megabytes of `ProcInfo` that the CLI would only parse to print again. Answered with
-    /// [`Response::Rendered`] and the text after it. Sent only to a daemon of the same version.
-    Render {
-        view: View,
-    },
-}
-
-/// What [`Request::Render`] renders.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "view", rename_all = "snake_case")]
-pub enum View {
-    /// `jlist`; `home` is the CLI's home as it shows it (`env.PMR_HOME`).
-    Jlist { home: String },
-    /// `ls`: the CLI's terminal width (none: not a terminal) and colours.
-    Table { width: Option<usize>, color: bool },
-}
-
 /// One process of a dump (`pmr save`), as written to `dump.json` and sent by `resurrect`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DumpProc {
@@ -183,90 +58,6 @@ pub struct DumpProc {
     /// Why it cannot start (its script is gone): it is registered `errored` with this reason.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-}
-
-fn yes() -> bool {
-    true
-}
-
-/// Options given with `restart`, `reload` or `start` of an existing app (PM2's
-/// `_handleAttributeUpdate`): typed [`AppSpec`] fields, already checked by the CLI, that replace
-/// the stored ones. The daemon applies a patch to every selected instance or to none.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct SpecPatch {
-    /// `AppSpec` field name → its new value (as `AppSpec` serializes it; `null` clears an
-    /// optional field).
-    #[serde(default)]
-    pub fields: serde_json::Map<String, serde_json::Value>,
-    /// `--watch` without paths: watching on if it was off, off if it was on (as PM2).
-    #[serde(default)]
-    pub toggle_watch: bool,
-    /// Fields given `null` (also in `fields`, at their defaults): their keys leave `jlist`
-    /// ([`AppSpec::removed`]) until a patch gives them again.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub removed: Vec<String>,
-}
-
-impl SpecPatch {
-    pub fn is_empty(&self) -> bool {
-        self.fields.is_empty() && !self.toggle_watch
-    }
-
-    /// `spec` with the patch applied, or why it cannot be (nothing is applied then).
-    pub fn apply(&self, spec: &AppSpec) -> Result<AppSpec, String> {
-        let mut v = serde_json::to_value(spec).map_err(|e| e.to_string())?;
-        let obj = v
-            .as_object_mut()
-            .ok_or("an app spec is not a JSON object")?;
-        for (k, val) in &self.fields {
-            if !obj.contains_key(k) {
-                return Err(format!("unknown app field {k:?}"));
-            }
-            obj.insert(k.clone(), val.clone());
-        }
-        let mut out: AppSpec =
-            serde_json::from_value(v).map_err(|e| format!("bad option value: {e}"))?;
-        out.removed
-            .retain(|f| !self.fields.contains_key(f) || self.removed.contains(f));
-        for f in &self.removed {
-            if !out.removed.contains(f) {
-                out.removed.push(f.clone());
-            }
-        }
-        if self.toggle_watch {
-            out.watch = match out.watch {
-                crate::spec::Watch::Off => crate::spec::Watch::Cwd,
-                _ => crate::spec::Watch::Off,
-            };
-        }
-        if out.name.trim().is_empty() {
-            return Err("an app needs a name".into());
-        }
-        Ok(out)
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Action {
-    Stop,
-    Restart,
-    Reload,
-    Delete,
-    Reset,
-}
-
-impl Action {
-    /// PM2's RPC method name, printed in "Applying action ..." lines.
-    pub fn pm2_method(self) -> &'static str {
-        match self {
-            Action::Stop => "stopProcessId",
-            Action::Restart => "restartProcessId",
-            Action::Reload => "reloadProcessId",
-            Action::Delete => "deleteProcessId",
-            Action::Reset => "resetMetaProcessId",
-        }
-    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -631,57 +422,6 @@ mod tests {
                 "{bad}"
             );
         }
-    }
-
-    #[test]
-    fn a_spec_patch_applies_typed_fields_or_nothing() {
-        let spec = crate::spec::test_spec("web");
-        let mut p = SpecPatch::default();
-        p.fields.insert("name".into(), "api".into());
-        p.fields.insert("kill_timeout".into(), 3000.into());
-        p.fields
-            .insert("max_memory_restart".into(), serde_json::Value::Null);
-        p.toggle_watch = true;
-        let new = p.apply(&spec).unwrap();
-        assert_eq!(
-            (new.name.as_str(), new.kill_timeout, new.max_memory_restart),
-            ("api", 3000, None)
-        );
-        assert_eq!(new.watch, crate::spec::Watch::Cwd);
-        assert_eq!(p.apply(&new).unwrap().watch, crate::spec::Watch::Off);
-        let mut bad = SpecPatch::default();
-        bad.fields.insert("kill_timeout".into(), "soon".into());
-        assert!(bad.apply(&spec).is_err());
-        let mut unknown = SpecPatch::default();
-        unknown.fields.insert("kil_timeout".into(), 1.into());
-        assert!(unknown.apply(&spec).unwrap_err().contains("kil_timeout"));
-    }
-
-    #[test]
-    fn a_removed_field_stays_removed_until_given_again() {
-        let mut spec = crate::spec::test_spec("web");
-        spec.interpreter_args = vec!["--trace-gc".into()];
-        let mut clear = SpecPatch::default();
-        clear
-            .fields
-            .insert("interpreter_args".into(), serde_json::json!([]));
-        clear.removed = vec!["interpreter_args".into()];
-        let cleared = clear.apply(&spec).unwrap();
-        assert!(cleared.interpreter_args.is_empty());
-        assert!(cleared.removed("interpreter_args"));
-        // Another option leaves it removed; giving it again brings it back.
-        let mut other = SpecPatch::default();
-        other.fields.insert("kill_timeout".into(), 3000.into());
-        assert!(other.apply(&cleared).unwrap().removed("interpreter_args"));
-        let mut again = SpecPatch::default();
-        again
-            .fields
-            .insert("interpreter_args".into(), serde_json::json!(["--x"]));
-        let back = again.apply(&cleared).unwrap();
-        assert!(!back.removed("interpreter_args"));
-        assert_eq!(back.interpreter_args, ["--x"]);
-        // Cleared twice: listed once.
-        assert_eq!(clear.apply(&cleared).unwrap().removed, ["interpreter_args"]);
     }
 
     #[test]

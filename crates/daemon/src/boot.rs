@@ -4,7 +4,7 @@
 use crate::daemon::Daemon;
 use crate::requests::resurrect;
 use pmr_core::dump::{self, Contents};
-use pmr_core::protocol::Response;
+use pmr_core::protocol::{Response, ResurrectRequest};
 use std::sync::Arc;
 
 pub fn start(d: &Arc<Daemon>, resurrect_dump: bool) {
@@ -64,7 +64,7 @@ async fn run(d: &Arc<Daemon>) {
         return;
     };
     let n = procs.len();
-    match resurrect::resurrect(d, procs).await {
+    match resurrect::resurrect(d, ResurrectRequest { procs }).await {
         Response::Resurrected { results, .. } => {
             for r in results.iter() {
                 if let Some(e) = &r.error {

@@ -8,7 +8,7 @@ use crate::requests::{kill, start};
 use crate::server::{self, Stop};
 use anyhow::{bail, Result};
 use pmr_core::paths::Home;
-use pmr_core::protocol::{Response, Status};
+use pmr_core::protocol::{ApplyRequest, Response, Status};
 use pmr_core::spec::AppSpec;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -164,7 +164,14 @@ async fn launch(
     auto_exit: bool,
     ended: Arc<Mutex<Option<Outcome>>>,
 ) {
-    let answer = start::apply(&d, apps, false).await;
+    let answer = start::apply(
+        &d,
+        ApplyRequest {
+            apps,
+            reload: false,
+        },
+    )
+    .await;
     // A signal or `pmr kill` came during the start: its errors are that stop, not failures.
     if d.ctx
         .shutting_down

@@ -5,7 +5,9 @@ use crate::daemon::Daemon;
 use crate::requests::{action, kill, list, logs, ping, reload, resolve, scale, signal, start};
 use anyhow::{Context, Result};
 use pmr_core::paths::Home;
-use pmr_core::protocol::{self, Action, Request, Response, VERSION};
+use pmr_core::protocol::{
+    self, Action, Request, Response, SubscribeRequest, UpdateRequest, VERSION,
+};
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
@@ -156,12 +158,12 @@ async fn client(d: Arc<Daemon>, mut stream: UnixStream) {
                 return;
             }
         };
-        if let Request::Subscribe {
+        if let Request::Subscribe(SubscribeRequest {
             ids,
             out,
             err,
             daemon,
-        } = req
+        }) = req
         {
             let filter = crate::logs::hub::Filter {
                 ids,
@@ -178,7 +180,7 @@ async fn client(d: Arc<Daemon>, mut stream: UnixStream) {
             continue;
         }
         let is_kill = matches!(req, Request::Kill);
-        let Request::Update { binary } = req else {
+        let Request::Update(UpdateRequest { binary }) = req else {
             let _answering = Answering::begin();
             let (frame, text) = reply(&d, req).await;
             if stream.write_all(&frame).await.is_ok() {
@@ -198,9 +200,9 @@ async fn client(d: Arc<Daemon>, mut stream: UnixStream) {
         };
         let resp = handle(
             &d,
-            Request::Update {
+            Request::Update(UpdateRequest {
                 binary: binary.clone(),
-            },
+            }),
         )
         .await;
         let _ = protocol::write_frame_async(&mut stream, &resp).await;
@@ -259,8 +261,8 @@ async fn reply(d: &Arc<Daemon>, req: Request) -> (Vec<u8>, Vec<Vec<u8>>) {
         Request::List | Request::Render { .. } => WHOLE_TABLE.acquire().await.ok(),
         _ => None,
     };
-    if let Request::Render { view } = req {
-        return crate::requests::render::render(d, view).await;
+    if let Request::Render(req) = req {
+        return crate::requests::render::render(d, req).await;
     }
     let resp = handle(d, req).await;
     let frame = protocol::encode(&resp).unwrap_or_else(|e| {
@@ -287,47 +289,22 @@ pub(super) async fn call(d: &Arc<Daemon>, req: Request) -> Response {
 async fn handle(d: &Arc<Daemon>, req: Request) -> Response {
     match req {
         Request::Ping => ping::ping(),
-        Request::Start { apps, force, patch } => start::start(d, apps, force, patch).await,
-        Request::Apply { apps, reload } => start::apply(d, apps, reload).await,
+        Request::Start(req) => start::start(d, req).await,
+        Request::Apply(req) => start::apply(d, req).await,
         Request::List => list::list(d).await,
-        Request::Resolve { selectors, cwd } => resolve::resolve(d, &selectors, cwd.as_deref()),
-        Request::Action {
-            action: Action::Reload,
-            ids,
-            update_env,
-            parallel,
-            patch,
-        } => reload::reload(d, &ids, update_env, parallel, patch).await,
-        Request::Action {
-            action,
-            ids,
-            update_env,
-            patch,
-            ..
-        } => action::action(d, action, &ids, update_env, patch).await,
-        Request::Signal { signal, ids } => signal::signal(d, signal, &ids).await,
-        Request::SendLine { ids, line } => crate::requests::send::send_line(d, &ids, line).await,
-        Request::Scale {
-            name,
-            relative,
-            count,
-        } => scale::scale(d, &name, relative, count).await,
+        Request::Resolve(req) => resolve::resolve(d, req),
+        Request::Action(req) if req.action == Action::Reload => reload::reload(d, req).await,
+        Request::Action(req) => action::action(d, req).await,
+        Request::Signal(req) => signal::signal(d, req).await,
+        Request::SendLine(req) => crate::requests::send::send_line(d, req).await,
+        Request::Scale(req) => scale::scale(d, req).await,
         Request::Kill => kill::kill(d).await,
-        Request::Flush { ids } => logs::flush(d, ids).await,
+        Request::Flush(req) => logs::flush(d, req).await,
         Request::ReloadLogs => logs::reload(d).await,
-        Request::Resurrect { procs } => crate::requests::resurrect::resurrect(d, procs).await,
-        Request::Update { binary } => crate::update::request::update(d, &binary).await,
-        Request::Trigger {
-            ids,
-            action,
-            param,
-            timeout_ms,
-        } => crate::requests::trigger::trigger(d, &ids, &action, param, timeout_ms).await,
-        Request::Web {
-            listen,
-            stop,
-            rotate_token,
-        } => crate::http::web(d, listen, stop, rotate_token).await,
+        Request::Resurrect(req) => crate::requests::resurrect::resurrect(d, req).await,
+        Request::Update(req) => crate::update::request::update(d, &req.binary).await,
+        Request::Trigger(req) => crate::requests::trigger::trigger(d, req).await,
+        Request::Web(req) => crate::http::web(d, req.listen, req.stop, req.rotate_token).await,
         // Answered in `reply` (text follows the frame).
         Request::Render { .. } => Response::Error {
             message: "unexpected render".into(),

@@ -3,7 +3,7 @@
 
 use super::style::{self, paint};
 use super::table::{render_box, Cell};
-use super::{app_version, display_width, now_ms, status_colors, uptime_cell};
+use super::{app_version, display_width, now_ms, status_colors, uptime_cell, watching};
 use pmr_core::protocol::ProcInfo;
 
 /// `pmr describe <id>` for one process. Ends with a newline.
@@ -114,12 +114,6 @@ pub fn describe_at(p: &ProcInfo, color: bool, now: i64) -> String {
         out.push('\n');
     }
     out
-}
-
-/// Whether files are being watched: only while the daemon's watcher is set up, so `ls`
-/// never shows `enabled` for an app whose watch could not be (see the daemon log).
-pub(crate) fn watching(p: &ProcInfo) -> bool {
-    p.watching.is_some()
 }
 
 /// `new Date(ms).toISOString()`.

@@ -7,7 +7,7 @@
 //! its time. A base's text lives as long as an app holds the base (one per shell that started
 //! apps), at most [`MAX_TEXTS`] of them.
 
-use super::jlist_write::reserved;
+use super::jlist::reserved;
 use pmr_core::env_map::Base;
 use pmr_core::protocol::ProcInfo;
 use pmr_core::spec::env_string;

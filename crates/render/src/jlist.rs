@@ -1,5 +1,6 @@
 //! `pmr jlist`: PM2's `getMonitorData()` element shape, so exporters and scripts written for
-//! `pm2 jlist` read pmr unchanged (inventory §5).
+//! `pm2 jlist` read pmr unchanged (inventory §5). Each element as a `serde_json::Value`: the
+//! reference that `jlist_write`, which writes the text, matches byte for byte.
 
 use super::{app_version, json_number, live_monit};
 use pmr_core::protocol::ProcInfo;
@@ -214,10 +215,75 @@ pub(super) fn log_rotate_value(r: &LogRotate) -> Value {
     Value::Object(m)
 }
 
-/// `pmr jlist`: the whole list on one line, as `JSON.stringify` writes it.
-pub fn jlist(procs: &[ProcInfo], home: &str) -> String {
-    // Only JSON text (of strings that were UTF-8) was written.
-    String::from_utf8(super::jlist_write::jlist_bytes(procs, home)).unwrap_or_else(|_| "[]".into())
+/// Every key `jlist_value` puts in `pm2_env` itself, optional ones included.
+const KEYS: &[&str] = &[
+    "name",
+    "namespace",
+    "env",
+    "merge_logs",
+    "autostart",
+    "autorestart",
+    "watch",
+    "instance_var",
+    "treekill",
+    "username",
+    "kill_retry_time",
+    "node_args",
+    "pm_exec_path",
+    "pm_cwd",
+    "exec_interpreter",
+    "exec_mode",
+    "instances",
+    "kill_timeout",
+    "listen_timeout",
+    "min_uptime",
+    "max_restarts",
+    "restart_delay",
+    "exp_backoff_restart_delay",
+    "stop_exit_codes",
+    "wait_ready",
+    "shutdown_with_message",
+    "increment_var",
+    "log_date_format",
+    "disable_logs",
+    "log_type",
+    "ignore_watch",
+    "watch_delay",
+    "watch_options",
+    "max_memory_restart",
+    "drain_keepalive",
+    "catch_unhandled_rejections",
+    "listen",
+    "cron_restart",
+    "log_rotate",
+    "pm_out_log_path",
+    "pm_err_log_path",
+    "pm_log_path",
+    "pm_pid_path",
+    "args",
+    "status",
+    "pm_uptime",
+    "axm_actions",
+    "axm_monitor",
+    "axm_options",
+    "axm_dynamic",
+    "created_at",
+    "pm_id",
+    "restart_time",
+    "unstable_restarts",
+    "exit_code",
+    "prev_restart_delay",
+    "version",
+    "pmr_restart_history",
+    "pmr_watching",
+    "pmr_watch_last",
+    "pmr_log_lines_dropped",
+];
+
+/// Whether `k` is a key `jlist_value` puts in `pm2_env` itself: a user-named key equal to one
+/// takes its place there, so the byte writer leaves such an element to `jlist_value`.
+pub(super) fn reserved(k: &str) -> bool {
+    KEYS.contains(&k)
 }
 
 /// `pm2_env.env` as PM2's: the app's environment with the JSON types the config gave, this
@@ -430,20 +496,6 @@ mod tests {
         let watch = keys.iter().position(|k| *k == "watch").unwrap();
         let instance_var = keys.iter().position(|k| *k == "instance_var").unwrap();
         assert!(watch < instance_var);
-    }
-
-    #[test]
-    fn jlist_is_one_compact_line() {
-        let procs = [
-            proc_info(0, "api", Status::Online),
-            proc_info(1, "web", Status::Errored),
-        ];
-        let out = jlist(&procs, "/h");
-        assert!(!out.contains('\n'));
-        assert!(out.starts_with("[{\"pid\":4242,\"name\":\"api\",\"pm2_env\":{\"name\":\"api\","));
-        let back: Value = serde_json::from_str(&out).unwrap();
-        assert_eq!(back.as_array().unwrap().len(), 2);
-        assert_eq!(jlist(&[], "/h"), "[]");
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use super::env_write::{Bases, EnvText};
 use super::jlist::{
-    jlist_value, log_rotate_value, DEFAULT_KILL_TIMEOUT, DEFAULT_LISTEN_TIMEOUT,
+    jlist_value, log_rotate_value, reserved, DEFAULT_KILL_TIMEOUT, DEFAULT_LISTEN_TIMEOUT,
     DEFAULT_MAX_RESTARTS, DEFAULT_MIN_UPTIME,
 };
 use super::{app_version, json_number, live_monit};
@@ -17,70 +17,11 @@ use serde_json::Map;
 #[cfg(test)]
 use serde_json::Value;
 
-/// Every key `jlist_value` puts in `pm2_env` itself, optional ones included.
-const KEYS: &[&str] = &[
-    "name",
-    "namespace",
-    "env",
-    "merge_logs",
-    "autostart",
-    "autorestart",
-    "watch",
-    "instance_var",
-    "treekill",
-    "username",
-    "kill_retry_time",
-    "node_args",
-    "pm_exec_path",
-    "pm_cwd",
-    "exec_interpreter",
-    "exec_mode",
-    "instances",
-    "kill_timeout",
-    "listen_timeout",
-    "min_uptime",
-    "max_restarts",
-    "restart_delay",
-    "exp_backoff_restart_delay",
-    "stop_exit_codes",
-    "wait_ready",
-    "shutdown_with_message",
-    "increment_var",
-    "log_date_format",
-    "disable_logs",
-    "log_type",
-    "ignore_watch",
-    "watch_delay",
-    "watch_options",
-    "max_memory_restart",
-    "drain_keepalive",
-    "catch_unhandled_rejections",
-    "listen",
-    "cron_restart",
-    "log_rotate",
-    "pm_out_log_path",
-    "pm_err_log_path",
-    "pm_log_path",
-    "pm_pid_path",
-    "args",
-    "status",
-    "pm_uptime",
-    "axm_actions",
-    "axm_monitor",
-    "axm_options",
-    "axm_dynamic",
-    "created_at",
-    "pm_id",
-    "restart_time",
-    "unstable_restarts",
-    "exit_code",
-    "prev_restart_delay",
-    "version",
-    "pmr_restart_history",
-    "pmr_watching",
-    "pmr_watch_last",
-    "pmr_log_lines_dropped",
-];
+/// `pmr jlist`: the whole list on one line, as `JSON.stringify` writes it.
+pub fn jlist(procs: &[ProcInfo], home: &str) -> String {
+    // Only JSON text (of strings that were UTF-8) was written.
+    String::from_utf8(jlist_bytes(procs, home)).unwrap_or_else(|_| "[]".into())
+}
 
 /// `pmr jlist`'s text (without the final newline) for `procs`.
 pub fn jlist_bytes(procs: &[ProcInfo], home: &str) -> Vec<u8> {
@@ -139,10 +80,6 @@ fn elements<'a>(out: &mut Vec<u8>, procs: &'a [ProcInfo], home: &'a str, after_o
         }
         element(out, p, home, &mut bases);
     }
-}
-
-pub(super) fn reserved(k: &str) -> bool {
-    KEYS.contains(&k)
 }
 
 /// One element, written directly when no user-named key meets one of ours.
@@ -548,5 +485,19 @@ mod tests {
             p
         };
         same(&[f, all[0].clone()], "/h");
+    }
+
+    #[test]
+    fn jlist_is_one_compact_line() {
+        let procs = [
+            proc_info(0, "api", Status::Online),
+            proc_info(1, "web", Status::Errored),
+        ];
+        let out = jlist(&procs, "/h");
+        assert!(!out.contains('\n'));
+        assert!(out.starts_with("[{\"pid\":4242,\"name\":\"api\",\"pm2_env\":{\"name\":\"api\","));
+        let back: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(back.as_array().unwrap().len(), 2);
+        assert_eq!(jlist(&[], "/h"), "[]");
     }
 }

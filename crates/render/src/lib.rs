@@ -16,7 +16,8 @@ pub mod table;
 
 pub use describe::{describe, describe_at};
 pub use env::env_listing;
-pub use jlist::{jlist, jlist_value};
+pub use jlist::jlist_value;
+pub use jlist_write::jlist;
 pub use prettylist::inspect;
 pub use table::{ls, ls_at};
 
@@ -199,6 +200,13 @@ pub fn uptime_cell(p: &ProcInfo, now: i64) -> String {
     } else {
         "0".into()
     }
+}
+
+/// Whether files are being watched (`ls` and `describe`): only while the daemon's watcher is
+/// set up, so `ls` never shows `enabled` for an app whose watch could not be (see the daemon
+/// log).
+pub(crate) fn watching(p: &ProcInfo) -> bool {
+    p.watching.is_some()
 }
 
 /// ANSI styling, so each renderer states *what* it highlights, not escape codes.

@@ -309,7 +309,7 @@ fn cell<'a>(p: &'a ProcInfo, col: Col, now: i64, versions: &mut HashMap<&'a str,
         Col::Mem => Cell::plain(human_bytes(memory)),
         Col::User => Cell::styled(&*p.username, &[style::BOLD]),
         Col::Watching => {
-            if super::describe::watching(p) {
+            if super::watching(p) {
                 Cell::styled("enabled", &[style::GREEN, style::BOLD])
             } else {
                 Cell::styled("disabled", &[style::GREY])

@@ -7,7 +7,10 @@ use crate::http::reply::{self, ApiError};
 use hyper::body::Incoming;
 use hyper::header::{AUTHORIZATION, CONTENT_LENGTH};
 use hyper::{Method, Request, Response};
-use pmr_core::protocol::{Action, ProcInfo, Request as Req, Response as Resp};
+use pmr_core::protocol::{
+    Action, ActionRequest, ApplyRequest, ProcInfo, Request as Req, ResolveRequest,
+    Response as Resp, ScaleRequest, TriggerRequest,
+};
 use serde_json::{json, Value};
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -135,13 +138,13 @@ async fn route(api: &Arc<Api>, req: Request<Incoming>) -> Result<Response<Out>, 
             let ids = resolve(d, sel).await?;
             let r = call(
                 d,
-                Req::Action {
+                Req::Action(ActionRequest {
                     action: act,
                     ids,
                     update_env: None,
                     parallel: None,
                     patch: None,
-                },
+                }),
             )
             .await;
             done(r, 200)
@@ -252,10 +255,10 @@ pub async fn list(d: &Arc<crate::daemon::Daemon>) -> Result<Vec<ProcInfo>, ApiEr
 pub async fn resolve(d: &Arc<crate::daemon::Daemon>, sel: &str) -> Result<Vec<u32>, ApiError> {
     match call(
         d,
-        Req::Resolve {
+        Req::Resolve(ResolveRequest {
             selectors: vec![sel.to_string()],
             cwd: None,
-        },
+        }),
     )
     .await
     {
@@ -282,7 +285,7 @@ async fn apps_json(
     procs: Vec<ProcInfo>,
 ) -> Result<Response<Out>, ApiError> {
     let home = d.ctx.home.root.to_string_lossy().into_owned();
-    let text = tokio::task::spawn_blocking(move || pmr_render::jlist::jlist(&procs, &home))
+    let text = tokio::task::spawn_blocking(move || pmr_render::jlist(&procs, &home))
         .await
         .map_err(|e| ApiError::new(500, e.to_string()))?;
     Ok(reply::bytes(200, "application/json", text))
@@ -323,10 +326,10 @@ async fn start(api: &Arc<Api>, bytes: &[u8]) -> Result<Response<Out>, ApiError> 
         .map_err(|m| ApiError::new(400, m))?;
     let r = call(
         &api.d,
-        Req::Apply {
+        Req::Apply(ApplyRequest {
             apps: specs,
             reload: false,
-        },
+        }),
     )
     .await;
     done(r, 201)
@@ -361,11 +364,11 @@ async fn scale(api: &Arc<Api>, name: &str, bytes: &[u8]) -> Result<Response<Out>
     }
     let r = call(
         &api.d,
-        Req::Scale {
+        Req::Scale(ScaleRequest {
             name: name.to_string(),
             relative,
             count,
-        },
+        }),
     )
     .await;
     match r {
@@ -404,12 +407,12 @@ async fn trigger(api: &Arc<Api>, sel: &str, bytes: &[u8]) -> Result<Response<Out
     let ids = resolve(&api.d, sel).await?;
     let r = call(
         &api.d,
-        Req::Trigger {
+        Req::Trigger(TriggerRequest {
             ids,
             action,
             param,
             timeout_ms,
-        },
+        }),
     )
     .await;
     match r {

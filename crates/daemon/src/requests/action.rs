@@ -4,18 +4,20 @@ use crate::daemon::Daemon;
 use crate::instances::instance::{self, Ctl};
 use crate::requests::fan_out_each;
 use crate::requests::patch::patched;
-use pmr_core::protocol::{Action, ActionResult, Response, SpecPatch};
+use pmr_core::protocol::{Action, ActionRequest, ActionResult, Response};
 use pmr_core::spec::AppSpec;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-pub async fn action(
-    d: &Arc<Daemon>,
-    action: Action,
-    ids: &[u32],
-    update_env: Option<BTreeMap<String, String>>,
-    patch: Option<SpecPatch>,
-) -> Response {
+pub async fn action(d: &Arc<Daemon>, req: ActionRequest) -> Response {
+    let ActionRequest {
+        action,
+        ids,
+        update_env,
+        patch,
+        ..
+    } = req;
+    let ids = &ids[..];
     let specs = match patch.filter(|p| !p.is_empty()) {
         Some(p) if matches!(action, Action::Restart | Action::Reload) => {
             match patched(&d.registry.lock().unwrap(), ids, &p) {

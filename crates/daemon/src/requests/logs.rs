@@ -1,11 +1,12 @@
 //! `flush` (empty log files) and `reloadLogs` (reopen them).
 
 use crate::daemon::Daemon;
-use pmr_core::protocol::Response;
+use pmr_core::protocol::{FlushRequest, Response};
 use std::sync::Arc;
 
 /// `flush`: empty the log files of these apps (`None`: all, and `pmr.log`).
-pub async fn flush(d: &Arc<Daemon>, ids: Option<Vec<u32>>) -> Response {
+pub async fn flush(d: &Arc<Daemon>, req: FlushRequest) -> Response {
+    let FlushRequest { ids } = req;
     let paths: Vec<String> = {
         let reg = d.registry.lock().unwrap();
         reg.snapshot()

@@ -28,7 +28,7 @@ pub fn patched(
         old_names.insert(spec.name.clone());
         out.insert(id, Arc::new(new));
     }
-    if let Some(name) = patch.fields.get("name").and_then(|v| v.as_str()) {
+    if let Some(name) = patch.fields.name.as_deref() {
         // pmr decision: instance numbers are counted per name, so two apps may not share one,
         // and one new name for several apps would merge them.
         if old_names.len() > 1 {

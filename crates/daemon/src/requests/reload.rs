@@ -5,19 +5,21 @@ use crate::instances::instance::{self, Ctl};
 use crate::requests::action::renamed;
 use crate::requests::fan_out_each;
 use crate::requests::patch::patched;
-use pmr_core::protocol::{ActionResult, Response, SpecPatch};
+use pmr_core::protocol::{ActionRequest, ActionResult, Response};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Reload `ids` a few at a time (`parallel`, default 1 or `PM2_CONCURRENT_ACTIONS`), so capacity never drops by more than
 /// that many workers; a failure stops the reload of that app's remaining instances.
-pub async fn reload(
-    d: &Arc<Daemon>,
-    ids: &[u32],
-    update_env: Option<BTreeMap<String, String>>,
-    parallel: Option<u32>,
-    patch: Option<SpecPatch>,
-) -> Response {
+pub async fn reload(d: &Arc<Daemon>, req: ActionRequest) -> Response {
+    let ActionRequest {
+        ids,
+        update_env,
+        parallel,
+        patch,
+        ..
+    } = req;
+    let ids = &ids[..];
     // Every new spec is computed before the first instance is touched: all or nothing.
     let specs = match patch.filter(|p| !p.is_empty()) {
         Some(p) => match patched(&d.registry.lock().unwrap(), ids, &p) {

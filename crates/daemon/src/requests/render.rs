@@ -6,12 +6,13 @@
 
 use crate::daemon::Daemon;
 use crate::requests::list;
-use pmr_core::protocol::{self, Response, View};
+use pmr_core::protocol::{self, RenderRequest, Response, View};
 use std::sync::Arc;
 
 /// The reply frame and the text to write after it, in parts (written apart from the frame:
 /// the text is megabytes; in parts: two threads render a long `jlist`).
-pub async fn render(d: &Arc<Daemon>, view: View) -> (Vec<u8>, Vec<Vec<u8>>) {
+pub async fn render(d: &Arc<Daemon>, req: RenderRequest) -> (Vec<u8>, Vec<Vec<u8>>) {
+    let RenderRequest { view } = req;
     let d = d.clone();
     let text = tokio::task::spawn_blocking(move || {
         let procs = list::procs_now(&d, true);

@@ -5,7 +5,9 @@ use crate::daemon::Daemon;
 use crate::instances::registry::{Registry, Slot};
 use crate::requests::collect;
 use crate::requests::register::{self, launch_as, Initial, NewInstances};
-use pmr_core::protocol::{max_instances, ActionResult, DumpProc, Response, Status};
+use pmr_core::protocol::{
+    max_instances, ActionResult, DumpProc, Response, ResurrectRequest, Status,
+};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -70,7 +72,8 @@ fn plan(reg: &mut Registry, procs: Vec<DumpProc>) -> Result<Plan, String> {
     Ok(plan)
 }
 
-pub async fn resurrect(d: &Arc<Daemon>, procs: Vec<DumpProc>) -> Response {
+pub async fn resurrect(d: &Arc<Daemon>, req: ResurrectRequest) -> Response {
+    let ResurrectRequest { procs } = req;
     let plan = match plan(&mut d.registry.lock().unwrap(), procs) {
         Ok(p) => p,
         Err(message) => return Response::Error { message },

@@ -4,14 +4,20 @@ use super::{collect, fan_out};
 use crate::daemon::Daemon;
 use crate::instances::instance::Ctl;
 use crate::requests::register::{self, launch};
-use pmr_core::protocol::{max_instances, too_many_instances, ActionResult, Response};
+use pmr_core::protocol::{max_instances, too_many_instances, ActionResult, Response, ScaleRequest};
 use pmr_core::spec::AppSpec;
 use std::sync::Arc;
 
 /// Scale an app: new instances take the next free instance numbers with the app's spec;
 /// scaling down retires the highest instance numbers (PM2 stops the lowest, which kills
 /// instance 0, where apps often run their once-per-cluster jobs).
-pub async fn scale(d: &Arc<Daemon>, name: &str, relative: bool, count: i64) -> Response {
+pub async fn scale(d: &Arc<Daemon>, req: ScaleRequest) -> Response {
+    let ScaleRequest {
+        name,
+        relative,
+        count,
+    } = req;
+    let name = &name[..];
     let mut members: Vec<(u32, u32, Arc<AppSpec>)> = d
         .registry
         .lock()

@@ -3,11 +3,13 @@
 
 use crate::daemon::Daemon;
 use crate::processes::stdin;
-use pmr_core::protocol::{ActionResult, Response, Status};
+use pmr_core::protocol::{ActionResult, Response, SendLineRequest, Status};
 use pmr_core::spec::ExecMode;
 use std::sync::Arc;
 
-pub async fn send_line(d: &Arc<Daemon>, ids: &[u32], line: String) -> Response {
+pub async fn send_line(d: &Arc<Daemon>, req: SendLineRequest) -> Response {
+    let SendLineRequest { ids, line } = req;
+    let ids = &ids[..];
     let mut results = Vec::new();
     for &id in ids {
         let found = d.registry.lock().unwrap().entries.get(&id).map(|e| {

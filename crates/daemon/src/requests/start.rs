@@ -9,7 +9,7 @@ use crate::requests::action::act_with;
 use crate::requests::patch::patched;
 use crate::requests::register::{self, launch, NewInstances};
 use crate::requests::reload::reload_with;
-use pmr_core::protocol::{max_instances, Action, Response, SpecPatch, Status};
+use pmr_core::protocol::{max_instances, Action, ApplyRequest, Response, StartRequest, Status};
 use pmr_core::spec::AppSpec;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -138,12 +138,8 @@ fn plan(reg: &mut Registry, apps: Vec<AppSpec>, mode: Mode) -> Result<Plan, Stri
 
 /// `patch`: the options of the command line, for the stopped apps this restarts (PM2 applies
 /// them as it does for `restart`).
-pub async fn start(
-    d: &Arc<Daemon>,
-    apps: Vec<AppSpec>,
-    force: bool,
-    patch: Option<SpecPatch>,
-) -> Response {
+pub async fn start(d: &Arc<Daemon>, req: StartRequest) -> Response {
+    let StartRequest { apps, force, patch } = req;
     let (plan, specs) = {
         let mut reg = d.registry.lock().unwrap();
         let plan = match plan(&mut reg, apps, Mode::Start { force }) {
@@ -193,7 +189,11 @@ pub async fn start(
 
 /// The apps of an ecosystem file: those already known by name restart with their new spec,
 /// the others start (PM2's startOrRestart, which `start`/`restart` of a file also do).
-pub async fn apply(d: &Arc<Daemon>, apps: Vec<AppSpec>, reload_known: bool) -> Response {
+pub async fn apply(d: &Arc<Daemon>, req: ApplyRequest) -> Response {
+    let ApplyRequest {
+        apps,
+        reload: reload_known,
+    } = req;
     let plan = match plan(&mut d.registry.lock().unwrap(), apps, Mode::Apply) {
         Ok(p) => p,
         Err(message) => return Response::Error { message },

@@ -3,21 +3,21 @@
 
 use crate::daemon::Daemon;
 use crate::node::axm::TriggerError;
-use pmr_core::protocol::{Response, TriggerReply};
-use serde_json::Value;
+use pmr_core::protocol::{Response, TriggerReply, TriggerRequest};
 use std::sync::Arc;
 use std::time::Duration;
 
 /// The longest a trigger may wait (an hour): a bigger timeout is this one.
 const MAX_TIMEOUT_MS: u64 = 3_600_000;
 
-pub async fn trigger(
-    d: &Arc<Daemon>,
-    ids: &[u32],
-    action: &str,
-    param: Option<Value>,
-    timeout_ms: u64,
-) -> Response {
+pub async fn trigger(d: &Arc<Daemon>, req: TriggerRequest) -> Response {
+    let TriggerRequest {
+        ids,
+        action,
+        param,
+        timeout_ms,
+    } = req;
+    let (ids, action) = (&ids[..], &action[..]);
     let targets: Vec<_> = {
         let reg = d.registry.lock().unwrap();
         ids.iter()

@@ -1,0 +1,25 @@
+//! `$PMR_HOME/conf.json` (PM2's `module_conf.json`) as the CLI reads and writes it, for
+//! `pmr set|unset|get` and the `pmr:http` setting of `pmr web`.
+
+use anyhow::{Context, Result};
+use pmr_core::paths::Home;
+use serde_json::{Map, Value};
+
+fn conf_path(home: &Home) -> std::path::PathBuf {
+    home.root.join("conf.json")
+}
+
+pub fn read(home: &Home) -> Result<Map<String, Value>> {
+    pmr_core::conf::read_conf(&conf_path(home)).map_err(anyhow::Error::msg)
+}
+
+pub fn write(home: &Home, conf: &Map<String, Value>) -> Result<()> {
+    let path = conf_path(home);
+    std::fs::create_dir_all(&home.root)
+        .with_context(|| format!("cannot create {}", home.root.display()))?;
+    let tmp = path.with_extension("json.tmp");
+    let text = serde_json::to_string_pretty(conf)? + "\n";
+    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}

@@ -55,6 +55,7 @@ impl Daemon {
                 notify: notifier,
                 notify_path,
                 table,
+                launcher: Arc::new(crate::instances::instance::Spawner),
             }),
             registry: Mutex::new(Registry::default()),
             sampler: Arc::new(Mutex::new(metrics::Sampler::keeping_files())),

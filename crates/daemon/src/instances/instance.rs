@@ -26,14 +26,15 @@ mod retire;
 mod terminate;
 
 pub use control::{channel, Ctl, CtlReceiver, CtlSender, Reply, Update};
+pub use launch::{App, Held, Launcher, Spawner, Started};
 
 use crate::instances::history::{History, Why};
 use crate::instances::policy::{self, Counters, ExitDecision};
 use crate::logs::Sinks;
 use crate::node::ipc::{IpcEvent, IpcHandle};
+use crate::processes::handle::Process;
 use launch::write_pid_file;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use pmr_core::protocol::{RestartCause, Status};
 use pmr_core::spec::AppSpec;
 use retire::retire;
@@ -63,6 +64,8 @@ pub struct Ctx {
     pub table: Arc<crate::recovery::table_file::TableWriter>,
     /// What the daemon writes itself, which never restarts a watched app.
     pub own: Arc<crate::watch::OwnFiles>,
+    /// Starts the processes: [`Spawner`] (a fake in the state machine's tests).
+    pub launcher: Arc<dyn Launcher>,
 }
 
 #[derive(Debug, Clone)]
@@ -169,7 +172,7 @@ pub fn now_ms() -> i64 {
 
 /// One started process of the instance.
 struct Running {
-    child: crate::processes::child::ChildHandle,
+    child: Box<dyn Process>,
     pid: u32,
     started: Instant,
     ipc_rx: Option<mpsc::Receiver<IpcEvent>>,
@@ -182,17 +185,9 @@ struct Running {
     waiters: Vec<Reply>,
     /// Why the last `listen()` failed (EADDRINUSE...), for `describe` when it dies of it.
     listen_error: Option<String>,
-    /// In the table on disk until this process is dropped (after it was reaped).
-    _tracked: Option<crate::recovery::table_file::Tracked>,
-    /// Released when this process is dropped (after it exited).
-    _membership: Option<crate::node::cluster::Membership>,
-    _notify: Option<crate::processes::notify::Registration>,
-    /// The stdin pipe (fork mode): closed when this process is dropped.
-    _stdin: Option<crate::processes::stdin::Feed>,
-    /// Field 22 of its /proc stat (`update` hands it over with its pid).
-    start_ticks: Option<u64>,
-    /// Copies of our ends of its pipes and channel, for `update` (see `handoff.rs`).
-    keep: crate::update::handoff::Keep,
+    /// Its place in the table on disk, cluster membership, stdin...: released when this
+    /// process is dropped (after it was reaped).
+    held: Held,
 }
 
 /// What an IPC event asks of the instance.
@@ -518,9 +513,7 @@ impl Instance {
             Ctl::Signal(sig, reply) => {
                 let res = Signal::try_from(sig)
                     .map_err(|e| e.to_string())
-                    .and_then(|sig| {
-                        kill(Pid::from_raw(r.pid as i32), sig).map_err(|e| e.to_string())
-                    });
+                    .and_then(|sig| r.child.signal(sig).map_err(|e| e.to_string()));
                 let _ = reply.send(res);
                 Phase::Running(r)
             }

@@ -6,6 +6,7 @@ pub mod cron;
 pub mod events;
 pub mod history;
 pub mod instance;
+pub mod limits;
 pub mod memory_guard;
 pub mod policy;
 pub mod registry;

@@ -46,7 +46,7 @@ mod source;
 mod spare;
 mod writer;
 
-pub use pump::{freeze_pumps, live_pumps, pump, pump_pipe};
+pub use pump::{pump, pump_pipe, Pumps};
 pub use sinks::{Sink, Sinks};
 pub use source::Source;
 
@@ -75,6 +75,7 @@ pub const BUSY_HOLD: Duration = Duration::from_secs(1);
 /// Linux's `PIPE_BUF`.
 const PIPE_BUF: usize = 4096;
 
+/// Process-wide: one thread compresses and prunes the rotated files of every log.
 pub(crate) static HOUSEKEEPER: Housekeeper = Housekeeper::new();
 
 pub(crate) fn release_free_memory() {

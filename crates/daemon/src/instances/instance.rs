@@ -38,10 +38,9 @@ use nix::sys::signal::Signal;
 use pmr_core::protocol::{RestartCause, Status};
 use pmr_core::spec::AppSpec;
 use retire::retire;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-pub use terminate::sigkills;
 use terminate::terminate;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -66,6 +65,17 @@ pub struct Ctx {
     pub own: Arc<crate::watch::OwnFiles>,
     /// Starts the processes: [`Spawner`] (a fake in the state machine's tests).
     pub launcher: Arc<dyn Launcher>,
+    /// Source of [`Shared::ended`].
+    pub ended: AtomicU64,
+    /// How many stop sequences ended in SIGKILL since the daemon started: `pmr-runtime` exits
+    /// 137 when one did during its shutdown.
+    pub sigkills: AtomicU64,
+    /// Told of every spec with a memory limit (shared with the registry).
+    pub limits: Arc<crate::instances::limits::Limits>,
+    /// State changes for live watchers (shared with the registry).
+    pub events: Arc<crate::instances::events::Events>,
+    /// The stdin pipes of the running processes.
+    pub stdin: Arc<crate::processes::stdin::Feeds>,
 }
 
 #[derive(Debug, Clone)]
@@ -107,9 +117,6 @@ pub struct Shared {
     /// The running process's @pm2/io metrics and actions (PM2 forgets them when it exits).
     pub axm: Option<Arc<crate::node::axm::Agent>>,
 }
-
-/// Source of `Shared::ended`.
-static ENDED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 fn is_over(s: Status) -> bool {
     matches!(s, Status::Stopped | Status::Errored)
@@ -220,16 +227,12 @@ impl Instance {
             let was_over = is_over(s.status);
             let r = f(&mut s);
             if !was_over && is_over(s.status) {
-                s.ended = ENDED.fetch_add(1, Ordering::SeqCst) + 1;
+                s.ended = self.ctx.ended.fetch_add(1, Ordering::SeqCst) + 1;
             }
             if s.status != before.0 {
-                crate::instances::events::state(
-                    self.id,
-                    &s.spec.name,
-                    s.status,
-                    s.pid,
-                    s.restart_time,
-                );
+                self.ctx
+                    .events
+                    .state(self.id, &s.spec.name, s.status, s.pid, s.restart_time);
             }
             (r, s.fingerprint() != before)
         };
@@ -501,7 +504,7 @@ impl Instance {
                     s.status = Status::Stopping;
                     s.spec.clone()
                 });
-                retire(*r, None, &spec, &self.label()).await;
+                retire(*r, None, &spec, &self.label(), &self.ctx.sigkills).await;
                 self.with(|s| {
                     s.status = Status::Stopped;
                     s.pid = 0;
@@ -596,7 +599,7 @@ impl Instance {
     fn apply(&self, update: Update) {
         self.with(|s| {
             if let Some(spec) = update.spec {
-                crate::instances::memory_guard::note_spec(&spec);
+                self.ctx.limits.note_spec(&spec);
                 s.spec = spec;
             }
             if let Some(env) = update.env {
@@ -723,9 +726,9 @@ impl Instance {
             new.pid,
             old.pid
         );
-        let label = self.label();
+        let (label, ctx) = (self.label(), self.ctx.clone());
         tokio::spawn(async move {
-            retire(*old, old_exit, &spec, &label).await;
+            retire(*old, old_exit, &spec, &label, &ctx.sigkills).await;
             let _ = reply.send(Ok(()));
         });
         Phase::Running(new)
@@ -749,7 +752,7 @@ impl Instance {
         let (spec, label) = (self.with(|s| s.spec.clone()), self.label());
         let old_gone = async {
             if !old_exited {
-                terminate(&mut old, &spec, &label).await;
+                terminate(&mut old, &spec, &label, &self.ctx.sigkills).await;
             }
         };
         tokio::join!(self.stop_running(*new), old_gone);
@@ -926,7 +929,7 @@ impl Instance {
         for w in r.waiters.drain(..) {
             let _ = w.send(Err("stopped before it was ready".into()));
         }
-        let code = terminate(&mut r, &spec, &self.label()).await;
+        let code = terminate(&mut r, &spec, &self.label(), &self.ctx.sigkills).await;
         let pid_path = self.with(|s| {
             s.status = Status::Stopped;
             s.pid = 0;

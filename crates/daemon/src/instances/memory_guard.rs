@@ -6,18 +6,20 @@
 //!
 //! Without an instance that has a limit, a tick looks at nothing: looking at each of 1,000
 //! instances twice a second took 3-6 ms a time on a VM whose idle memory is slow to touch
-//! again, most of the daemon's idle CPU. [`note_spec`] tells the guard a limit may have come;
-//! until then it stays idle. The grace (`PMR_MEMORY_GRACE_MS`, a knob checked by the CLI
+//! again, most of the daemon's idle CPU. [`Limits::note_spec`] tells the guard a limit may have
+//! come; until then it stays idle. The grace (`PMR_MEMORY_GRACE_MS`, a knob checked by the CLI
 //! before the daemon starts; default [`DEFAULT_GRACE_MS`]) keeps one short spike from
 //! restarting an app.
 
 use crate::daemon::Daemon;
 use crate::instances::history::Why;
 use crate::instances::instance::{Ctl, CtlSender};
+#[cfg(doc)]
+use crate::instances::limits::Limits;
 use crate::processes::metrics::Sampler;
 use pmr_core::protocol::{RestartCause, Status};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -36,22 +38,11 @@ struct Over {
     asked: Option<Instant>,
 }
 
-/// Bumped whenever an instance is given a spec with a memory limit.
-static LIMITS_GIVEN: AtomicU64 = AtomicU64::new(0);
-
-/// Called wherever an instance gets its spec (a new instance, an update of its options), once
-/// a look would find it there: the count a look reads first must not be ahead of what it finds.
-pub fn note_spec(spec: &pmr_core::spec::AppSpec) {
-    if spec.max_memory_restart.is_some_and(|l| l > 0) {
-        LIMITS_GIVEN.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
 /// Whether a tick must look at the instances: not while no limit was given since a look that
 /// found none.
 #[derive(Default)]
 struct Idle {
-    /// `LIMITS_GIVEN` when a look found no instance with a limit.
+    /// [`Limits::given`] when a look found no instance with a limit.
     none_at: Option<u64>,
 }
 
@@ -94,7 +85,7 @@ async fn run(d: Arc<Daemon>, grace: Duration) {
             return;
         }
         // Read before the look: a limit given during it changes the count, and is looked for.
-        let given = LIMITS_GIVEN.load(Ordering::SeqCst);
+        let given = d.ctx.limits.given();
         if !idle.must_look(given) {
             continue;
         }
@@ -206,20 +197,20 @@ mod tests {
     #[test]
     fn idle_without_limits_until_one_is_given() {
         let mut idle = Idle::default();
-        let given = LIMITS_GIVEN.load(Ordering::SeqCst);
+        let limits = crate::instances::limits::Limits::default();
+        let given = limits.given();
         assert!(idle.must_look(given), "the first tick looks");
         idle.looked(given, false);
         assert!(!idle.must_look(given), "none found: idle");
         let mut spec = pmr_core::spec::test_spec("guarded");
-        note_spec(&spec);
+        limits.note_spec(&spec);
         spec.max_memory_restart = Some(0);
-        note_spec(&spec);
-        let now = LIMITS_GIVEN.load(Ordering::SeqCst);
-        // Other tests may give limits meanwhile; these two specs have none.
-        assert!(now == given || idle.must_look(now));
+        limits.note_spec(&spec);
+        assert_eq!(limits.given(), given, "these two specs have no limit");
+        assert!(!idle.must_look(limits.given()));
         spec.max_memory_restart = Some(1 << 20);
-        note_spec(&spec);
-        let now = LIMITS_GIVEN.load(Ordering::SeqCst);
+        limits.note_spec(&spec);
+        let now = limits.given();
         assert!(now > given && idle.must_look(now), "a limit given: look");
         idle.looked(now, true);
         assert!(

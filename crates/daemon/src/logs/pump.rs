@@ -25,16 +25,31 @@ pub async fn pump_pipe(pipe: std::io::Result<OwnedFd>, src: Source) {
     }
 }
 
-/// `update`: every pump hands on what it holds (a partial line too, without ending it) and
-/// stops reading; the pipes cross the exec and the next daemon's pumps read on.
-pub fn freeze_pumps() {
-    let _ = frozen().send(true);
+/// The daemon's pumps: how many still read, and `update`'s order to stop.
+pub struct Pumps {
+    live: AtomicUsize,
+    frozen: tokio::sync::watch::Sender<bool>,
 }
 
-fn frozen() -> &'static tokio::sync::watch::Sender<bool> {
-    static FROZEN: std::sync::OnceLock<tokio::sync::watch::Sender<bool>> =
-        std::sync::OnceLock::new();
-    FROZEN.get_or_init(|| tokio::sync::watch::channel(false).0)
+impl Default for Pumps {
+    fn default() -> Pumps {
+        Pumps {
+            live: AtomicUsize::new(0),
+            frozen: tokio::sync::watch::channel(false).0,
+        }
+    }
+}
+
+impl Pumps {
+    /// See [`Sinks::freeze_pumps`](super::Sinks::freeze_pumps).
+    pub fn freeze(&self) {
+        let _ = self.frozen.send(true);
+    }
+
+    /// See [`Sinks::live_pumps`](super::Sinks::live_pumps).
+    pub fn live(&self) -> usize {
+        self.live.load(Ordering::SeqCst)
+    }
 }
 
 /// One read of the pump: `None` when the partial line's time is due first.
@@ -50,8 +65,8 @@ async fn read_or_due(
 }
 
 async fn pump_paced(mut pipe: impl pace::Input, src: Source) {
-    let _live = LivePump::new();
-    let mut freeze = frozen().subscribe();
+    let _live = LivePump::new(src.pumps.clone());
+    let mut freeze = src.pumps.frozen.subscribe();
     let mut pace = pace::Pace::default();
     // A quiet stream reads into a small buffer, taken when there is something to read and
     // given back once its lines are written: a buffer kept per stream (64 KiB, later 1 KiB)
@@ -152,25 +167,18 @@ fn hold(since: Instant, now: Instant, busy: bool) -> Instant {
     }
 }
 
-static LIVE_PUMPS: AtomicUsize = AtomicUsize::new(0);
-
-/// Pumps still reading a pipe: the foreground daemon waits for them before it exits, so the
-/// last lines of stopped apps reach its console.
-pub fn live_pumps() -> usize {
-    LIVE_PUMPS.load(Ordering::SeqCst)
-}
-
-struct LivePump;
+/// Counts one pump in [`Pumps::live`] while it reads.
+struct LivePump(std::sync::Arc<Pumps>);
 
 impl LivePump {
-    fn new() -> LivePump {
-        LIVE_PUMPS.fetch_add(1, Ordering::SeqCst);
-        LivePump
+    fn new(pumps: std::sync::Arc<Pumps>) -> LivePump {
+        pumps.live.fetch_add(1, Ordering::SeqCst);
+        LivePump(pumps)
     }
 }
 
 impl Drop for LivePump {
     fn drop(&mut self) {
-        LIVE_PUMPS.fetch_sub(1, Ordering::SeqCst);
+        self.0.live.fetch_sub(1, Ordering::SeqCst);
     }
 }

@@ -27,7 +27,8 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// The daemon's own children while reaping is on (nothing is recorded otherwise), each with a
-/// pidfd when the kernel gives one (Linux ≥ 5.3).
+/// pidfd when the kernel gives one (Linux ≥ 5.3). Process-wide: being a child subreaper, and
+/// the thread that reaps, are the process's.
 static MANAGED: OnceLock<Mutex<HashMap<u32, Option<OwnedFd>>>> = OnceLock::new();
 
 /// How long a foreign zombie must have been seen before it is reaped; also the pause between

@@ -184,7 +184,7 @@ pub fn spawn(
 }
 
 /// The fd limit the daemon was started with, when it raised its own (see [`raise_nofile`]):
-/// its apps get this one back.
+/// its apps get this one back. Process-wide: an rlimit of the process, saved at its start.
 static ORIGINAL_NOFILE: std::sync::OnceLock<libc::rlimit> = std::sync::OnceLock::new();
 
 /// Raise the daemon's soft fd limit to its hard limit: each running process costs it up to

@@ -295,10 +295,10 @@ fn start_writer(d: &Arc<Daemon>) {
     let weak = Arc::downgrade(d);
     let me = std::process::id();
     let writer = d.ctx.table.clone();
+    // This process's start time, read once, on the writer thread: /proc is file I/O.
+    let start = std::sync::OnceLock::new();
     let spawned = writer.start(move || {
-        // Read here, on the writer thread: /proc is file I/O.
-        static START: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-        let ticks = *START.get_or_init(|| {
+        let ticks = *start.get_or_init(|| {
             pmr_core::procfs::read_stat(me)
                 .map(|s| s.start_ticks)
                 .unwrap_or(0)

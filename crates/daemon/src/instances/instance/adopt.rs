@@ -110,7 +110,9 @@ impl Instance {
         if let Some(err) = err {
             tokio::spawn(pump_pipe(Ok(err), err_sinks));
         }
-        let stdin = stdin.and_then(|s| crate::processes::stdin::Feed::new(self.id, pid, s).ok());
+        let stdin = stdin.and_then(|s| {
+            crate::processes::stdin::Feed::new(&self.ctx.stdin, self.id, pid, s).ok()
+        });
         let cluster = spec.exec_mode == pmr_core::spec::ExecMode::Cluster;
         let cluster_ctx = (cluster && spec.listen.is_empty()).then(|| ClusterCtx {
             listeners: self.ctx.listeners.clone(),

@@ -209,7 +209,7 @@ async fn spawn_child(ctx: &Ctx, app: App<'_>) -> Result<Started, String> {
         ipc: spawned.ipc.as_ref().and_then(crate::update::handoff::dup),
     };
     let stdin = spawned.stdin.take().and_then(|s| {
-        crate::processes::stdin::Feed::new(id, pid, s)
+        crate::processes::stdin::Feed::new(&ctx.stdin, id, pid, s)
             .map_err(|e| tracing::warn!("App {label}: no stdin: {e}"))
             .ok()
     });

@@ -7,19 +7,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// How many stop sequences ended in SIGKILL since the daemon started: `pmr-runtime` exits 137
-/// when one did during its shutdown.
-static SIGKILLS: AtomicU64 = AtomicU64::new(0);
-
-pub fn sigkills() -> u64 {
-    SIGKILLS.load(Ordering::SeqCst)
-}
-
 /// The stop sequence: the stop signal (SIGINT, or `PM2_KILL_SIGNAL`) or `'shutdown'`
 /// (`shutdown_with_message`, or `PM2_KILL_USE_MESSAGE` for every app with a channel) to the
 /// tree, SIGKILL after `kill_timeout` (or `PM2_KILL_TIMEOUT` for apps without one) to every
-/// process of the tree in one pass, and wait until none is left. Returns the exit code.
-pub(super) async fn terminate(r: &mut Running, spec: &AppSpec, label: &str) -> Option<i32> {
+/// process of the tree in one pass, and wait until none is left. Returns the exit code;
+/// `sigkills` counts the sequences that needed SIGKILL.
+pub(super) async fn terminate(
+    r: &mut Running,
+    spec: &AppSpec,
+    label: &str,
+    sigkills: &AtomicU64,
+) -> Option<i32> {
     let knobs = pmr_core::knobs::get();
     let kill_timeout = knobs.kill_timeout(spec.kill_timeout);
     let deadline = Instant::now() + Duration::from_millis(kill_timeout);
@@ -43,7 +41,7 @@ pub(super) async fn terminate(r: &mut Running, spec: &AppSpec, label: &str) -> O
             tracing::warn!(
                 "App {label} still alive after kill_timeout ({kill_timeout} ms): SIGKILL"
             );
-            SIGKILLS.fetch_add(1, Ordering::SeqCst);
+            sigkills.fetch_add(1, Ordering::SeqCst);
             r.child
                 .signal_tree(Some(Signal::SIGKILL), spec.treekill)
                 .await;
@@ -56,7 +54,7 @@ pub(super) async fn terminate(r: &mut Running, spec: &AppSpec, label: &str) -> O
         while r.child.tree_alive().await {
             let now = Instant::now();
             if now >= deadline && !killed {
-                SIGKILLS.fetch_add(1, Ordering::SeqCst);
+                sigkills.fetch_add(1, Ordering::SeqCst);
                 r.child.signal_tree(Some(Signal::SIGKILL), true).await;
                 killed = true;
             } else if now >= deadline + Duration::from_secs(2) {

@@ -24,6 +24,8 @@ mod control;
 mod launch;
 mod retire;
 mod terminate;
+#[cfg(test)]
+mod tests;
 
 pub use control::{channel, Ctl, CtlReceiver, CtlSender, Reply, Update};
 pub use launch::{App, Held, Launcher, Spawner, Started};

@@ -46,8 +46,8 @@ mod source;
 mod spare;
 mod writer;
 
-pub use pump::{pump, pump_pipe, Pumps};
-pub use sinks::{Sink, Sinks};
+pub use pump::{pump, pump_pipe};
+pub use sinks::{Pumps, Sink, Sinks};
 pub use source::Source;
 
 use rotate::Housekeeper;

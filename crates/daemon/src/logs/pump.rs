@@ -1,11 +1,12 @@
 //! Reading a child's pipe: whole lines move on whole, a partial line waits while the pipe keeps
 //! talking (see the module doc of `logs`), a busy pipe is read in batches.
 
+use super::sinks::Pumps;
 use super::source::Source;
 use super::{pace, spare};
 use super::{BUSY_HOLD, CHUNK, HOLD_MAX, PIPE_BUF, QUIET, QUIET_BUF};
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use tokio::io::AsyncRead;
 use tokio::time::Instant;
 
@@ -22,33 +23,6 @@ pub async fn pump_pipe(pipe: std::io::Result<OwnedFd>, src: Source) {
     match pipe.and_then(pace::PipeIn::new) {
         Ok(p) => pump_paced(p, src).await,
         Err(e) => tracing::error!("cannot read the output of {}: {e}", src.name),
-    }
-}
-
-/// The daemon's pumps: how many still read, and `update`'s order to stop.
-pub struct Pumps {
-    live: AtomicUsize,
-    frozen: tokio::sync::watch::Sender<bool>,
-}
-
-impl Default for Pumps {
-    fn default() -> Pumps {
-        Pumps {
-            live: AtomicUsize::new(0),
-            frozen: tokio::sync::watch::channel(false).0,
-        }
-    }
-}
-
-impl Pumps {
-    /// See [`Sinks::freeze_pumps`](super::Sinks::freeze_pumps).
-    pub fn freeze(&self) {
-        let _ = self.frozen.send(true);
-    }
-
-    /// See [`Sinks::live_pumps`](super::Sinks::live_pumps).
-    pub fn live(&self) -> usize {
-        self.live.load(Ordering::SeqCst)
     }
 }
 

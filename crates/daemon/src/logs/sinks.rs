@@ -5,14 +5,13 @@
 use super::daemon_log;
 use super::hub::Hub;
 use super::pool;
-use super::pump::Pumps;
 use super::writer::{open_append, Msg, Writer};
 use super::SINK_QUEUE;
 use pmr_core::conf::{self, RotateConf};
 use std::collections::HashMap;
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use tokio::sync::{mpsc, oneshot};
 
@@ -95,6 +94,33 @@ impl Sink {
             }
         });
         *slot = Some(stop_tx);
+    }
+}
+
+/// The daemon's pumps: how many still read, and `update`'s order to stop.
+pub struct Pumps {
+    pub(super) live: AtomicUsize,
+    pub(super) frozen: tokio::sync::watch::Sender<bool>,
+}
+
+impl Default for Pumps {
+    fn default() -> Pumps {
+        Pumps {
+            live: AtomicUsize::new(0),
+            frozen: tokio::sync::watch::channel(false).0,
+        }
+    }
+}
+
+impl Pumps {
+    /// See [`Sinks::freeze_pumps`].
+    pub fn freeze(&self) {
+        let _ = self.frozen.send(true);
+    }
+
+    /// See [`Sinks::live_pumps`].
+    pub fn live(&self) -> usize {
+        self.live.load(Ordering::SeqCst)
     }
 }
 

@@ -21,7 +21,7 @@ pub struct Source {
     /// `None` with `disable_logs`: no live stream either (as PM2).
     pub hub: Option<Arc<Hub>>,
     /// Counts the pump reading it while it does (the daemon's).
-    pub pumps: Arc<super::pump::Pumps>,
+    pub pumps: Arc<super::sinks::Pumps>,
 }
 
 impl Source {

@@ -3,10 +3,10 @@
 
 use crate::instances::instance::Ctx;
 use crate::instances::registry::Registry;
+use crate::instances::table_file;
 use crate::logs;
 use crate::node::drain;
 use crate::processes::{metrics, notify};
-use crate::recovery::table_file;
 use pmr_core::paths::Home;
 use pmr_core::protocol::{Request, Response};
 use std::future::Future;
@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 pub struct Daemon {
     pub ctx: Arc<Ctx>,
-    pub registry: Mutex<Registry>,
+    pub registry: Arc<Mutex<Registry>>,
     pub sampler: Arc<Mutex<metrics::Sampler>>,
     pub username: Arc<str>,
     /// Tells the accept loop to shut down (after `kill` has stopped every app).
@@ -111,7 +111,7 @@ impl Daemon {
                 events: events.clone(),
                 stdin: Default::default(),
             }),
-            registry: Mutex::new(Registry::new(limits, events)),
+            registry: Arc::new(Mutex::new(Registry::new(limits, events))),
             sampler: Arc::new(Mutex::new(metrics::Sampler::keeping_files())),
             username: current_username().into(),
             exit: tokio::sync::Notify::new(),

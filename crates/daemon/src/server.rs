@@ -48,13 +48,14 @@ pub async fn serve(home: Home, resurrect: bool, hook: Option<Hook>) -> Result<St
         pmr_core::knobs::get().describe()
     );
     // Off the runtime's threads: a plain blocking read (and the rename of a bad file).
-    let table_path = crate::recovery::table_file::path(&home);
+    let table_path = crate::instances::table_file::path(&home);
     let table =
-        tokio::task::spawn_blocking(move || crate::recovery::table_file::load(&table_path)).await?;
+        tokio::task::spawn_blocking(move || crate::instances::table_file::load(&table_path))
+            .await?;
     // What a daemon replaced by `update` handed over (its running processes), if any.
     let handoff = {
         let h = home.clone();
-        tokio::task::spawn_blocking(move || crate::update::handoff::take(&h)).await?
+        tokio::task::spawn_blocking(move || crate::instances::handoff::take(&h)).await?
     };
     let d = Arc::new(Daemon::new(home, |d, req| Box::pin(call(d, req))));
     if let Some(h) = &handoff {
@@ -62,7 +63,7 @@ pub async fn serve(home: Home, resurrect: bool, hook: Option<Hook>) -> Result<St
             .next_worker
             .fetch_max(h.next_worker, std::sync::atomic::Ordering::SeqCst);
     }
-    crate::instances::memory_guard::spawn(d.clone());
+    crate::instances::memory_guard::spawn(d.ctx.clone(), d.registry.clone());
     tokio::spawn(crate::alloc::reclaimer());
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

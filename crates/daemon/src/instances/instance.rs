@@ -62,7 +62,7 @@ pub struct Ctx {
     /// `$NOTIFY_SOCKET`, offered to every app.
     pub notify_path: Option<String>,
     /// The table on disk (`table_file.rs`): told of every change, knows every live child.
-    pub table: Arc<crate::recovery::table_file::TableWriter>,
+    pub table: Arc<crate::instances::table_file::TableWriter>,
     /// What the daemon writes itself, which never restarts a watched app.
     pub own: Arc<crate::watch::OwnFiles>,
     /// Starts the processes: [`Spawner`] (a fake in the state machine's tests).

@@ -11,16 +11,16 @@
 //! before the daemon starts; default [`DEFAULT_GRACE_MS`]) keeps one short spike from
 //! restarting an app.
 
-use crate::daemon::Daemon;
 use crate::instances::history::Why;
-use crate::instances::instance::{Ctl, CtlSender};
+use crate::instances::instance::{Ctl, CtlSender, Ctx};
 #[cfg(doc)]
 use crate::instances::limits::Limits;
+use crate::instances::registry::Registry;
 use crate::processes::metrics::Sampler;
 use pmr_core::protocol::{RestartCause, Status};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -65,14 +65,15 @@ struct Watched {
     ctl: CtlSender,
 }
 
-pub fn spawn(d: Arc<Daemon>) {
+/// Start the guard of the instances of `registry`.
+pub fn spawn(ctx: Arc<Ctx>, registry: Arc<Mutex<Registry>>) {
     let grace = pmr_core::knobs::get()
         .memory_grace
         .unwrap_or(DEFAULT_GRACE_MS);
-    tokio::spawn(run(d, Duration::from_millis(grace)));
+    tokio::spawn(run(ctx, registry, Duration::from_millis(grace)));
 }
 
-async fn run(d: Arc<Daemon>, grace: Duration) {
+async fn run(ctx: Arc<Ctx>, registry: Arc<Mutex<Registry>>, grace: Duration) {
     let mut tick = tokio::time::interval(CHECK_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     // Its own sampler: CPU figures of `jlist` are averages since the previous `jlist`.
@@ -81,15 +82,15 @@ async fn run(d: Arc<Daemon>, grace: Duration) {
     let mut idle = Idle::default();
     loop {
         tick.tick().await;
-        if d.ctx.shutting_down.load(Ordering::SeqCst) {
+        if ctx.shutting_down.load(Ordering::SeqCst) {
             return;
         }
         // Read before the look: a limit given during it changes the count, and is looked for.
-        let given = d.ctx.limits.given();
+        let given = ctx.limits.given();
         if !idle.must_look(given) {
             continue;
         }
-        let (watched, any_limit) = watched(&d);
+        let (watched, any_limit) = watched(&registry);
         idle.looked(given, any_limit);
         over.retain(|id, _| watched.iter().any(|w| w.id == *id));
         if watched.is_empty() {
@@ -154,8 +155,8 @@ async fn run(d: Arc<Daemon>, grace: Duration) {
 
 /// Online instances with a limit (in-memory work only, under the table's lock), and whether
 /// any instance, online or not, has one.
-fn watched(d: &Daemon) -> (Vec<Watched>, bool) {
-    let reg = d.registry.lock().unwrap();
+fn watched(registry: &Mutex<Registry>) -> (Vec<Watched>, bool) {
+    let reg = registry.lock().unwrap();
     let mut any_limit = false;
     let watched = reg
         .entries

@@ -156,16 +156,16 @@ pub async fn update(d: &Arc<Daemon>, binary: &str) -> Response {
         started.elapsed().as_millis(),
         path.display()
     );
-    let handoff = crate::update::handoff::HandoffFile {
-        format: crate::update::handoff::FORMAT,
+    let handoff = crate::instances::handoff::HandoffFile {
+        format: crate::instances::handoff::FORMAT,
         next_worker: d.ctx.next_worker.load(Ordering::SeqCst),
         children,
     };
-    let file = crate::recovery::table_file::path(&d.ctx.home);
-    let handoff_path = crate::update::handoff::path(&d.ctx.home);
+    let file = crate::instances::table_file::path(&d.ctx.home);
+    let handoff_path = crate::instances::handoff::path(&d.ctx.home);
     let written = tokio::task::spawn_blocking(move || {
-        crate::update::handoff::write(&handoff_path, &handoff)?;
-        crate::recovery::table_file::write_atomic(&file, &table)
+        crate::instances::handoff::write(&handoff_path, &handoff)?;
+        crate::instances::table_file::write_atomic(&file, &table)
     })
     .await;
     match written {
@@ -271,7 +271,7 @@ pub fn exec(binary: &str) -> std::io::Error {
     }
     let sockets = serde_json::to_string(&handed).unwrap_or_else(|_| "[]".into());
     // The apps' pipes and IPC channels (see `handoff.rs`).
-    crate::update::handoff::open_for_exec();
+    crate::instances::handoff::open_for_exec();
     let mut args = std::env::args_os();
     // argv[0] is kept: it selects the personality (pmr or pm2) and so the home's names.
     let arg0 = args.next().unwrap_or_else(|| "pmr".into());
@@ -297,7 +297,7 @@ pub fn inherited_lock() -> Option<std::fs::File> {
     std::env::remove_var(SOCKETS_VAR);
     let v = std::env::var(LOCK_FD_VAR).ok()?;
     std::env::remove_var(LOCK_FD_VAR);
-    crate::update::handoff::mark_replacing();
+    crate::instances::handoff::mark_replacing();
     if let Some(s) = sockets {
         *HELD.lock().unwrap() = inherited_sockets(&s);
     }

@@ -5,11 +5,11 @@
 //! channel (with what was read of a partial message), stdin, cluster membership.
 
 use super::{now_ms, Held, Instance, Phase, Running};
+use crate::instances::handoff::{self, HandedChild, Keep, Kind};
 use crate::logs::pump_pipe;
 use crate::node::ipc::{self as node_ipc, ClusterCtx};
 use crate::processes::child::ChildHandle;
 use crate::processes::handle::Process;
-use crate::update::handoff::{self, HandedChild, Keep, Kind};
 use pmr_core::protocol::Status;
 use std::time::Duration;
 use tokio::sync::mpsc;

@@ -95,7 +95,7 @@ pub struct Started {
 #[derive(Default)]
 pub struct Held {
     /// In the table on disk.
-    pub tracked: Option<crate::recovery::table_file::Tracked>,
+    pub tracked: Option<crate::instances::table_file::Tracked>,
     /// Its cluster membership (and so its share of the listening sockets).
     pub membership: Option<crate::node::cluster::Membership>,
     pub notify: Option<crate::processes::notify::Registration>,
@@ -104,7 +104,7 @@ pub struct Held {
     /// Field 22 of its /proc stat (`update` hands it over with its pid).
     pub start_ticks: Option<u64>,
     /// Copies of our ends of its pipes and channel, for `update` (see `handoff.rs`).
-    pub keep: crate::update::handoff::Keep,
+    pub keep: crate::instances::handoff::Keep,
 }
 
 /// The real launcher: fork and exec.
@@ -201,12 +201,16 @@ async fn spawn_child(ctx: &Ctx, app: App<'_>) -> Result<Started, String> {
         .map(|s| s.start_ticks);
     let tracked = start_ticks.map(|t| ctx.table.track(pid, t, id));
     // Our own copies, for an `update` that keeps this process (see `handoff.rs`).
-    let dup = |fd: &Option<std::os::fd::OwnedFd>| fd.as_ref().and_then(crate::update::handoff::dup);
-    let mut keep = crate::update::handoff::Keep {
+    let dup =
+        |fd: &Option<std::os::fd::OwnedFd>| fd.as_ref().and_then(crate::instances::handoff::dup);
+    let mut keep = crate::instances::handoff::Keep {
         out: dup(&spawned.stdout),
         err: dup(&spawned.stderr),
         stdin: dup(&spawned.stdin),
-        ipc: spawned.ipc.as_ref().and_then(crate::update::handoff::dup),
+        ipc: spawned
+            .ipc
+            .as_ref()
+            .and_then(crate::instances::handoff::dup),
     };
     let stdin = spawned.stdin.take().and_then(|s| {
         crate::processes::stdin::Feed::new(&ctx.stdin, id, pid, s)

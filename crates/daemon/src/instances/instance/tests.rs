@@ -214,7 +214,7 @@ impl Harness {
             preload: None,
             notify: Arc::default(),
             notify_path: None,
-            table: Arc::new(crate::recovery::table_file::TableWriter::new(
+            table: Arc::new(crate::instances::table_file::TableWriter::new(
                 dir.join("table.json"),
             )),
             launcher: fake.clone(),

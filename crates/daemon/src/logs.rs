@@ -80,11 +80,7 @@ pub(crate) static HOUSEKEEPER: Housekeeper = Housekeeper::new();
 
 pub(crate) fn release_free_memory() {
     spare::clear();
-    // SAFETY: malloc_trim only releases free memory of the allocator's arenas.
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    unsafe {
-        libc::malloc_trim(0);
-    }
+    crate::alloc::trim();
 }
 
 #[cfg(test)]

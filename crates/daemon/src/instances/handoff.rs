@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -181,11 +181,10 @@ pub fn take_fd(fd: RawFd, kind: Kind) -> Option<OwnedFd> {
     Some(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// A close-on-exec copy of `fd` (the instance's own, for a later handoff).
-pub fn dup(fd: &impl AsRawFd) -> Option<OwnedFd> {
-    let n = nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3)).ok()?;
-    // SAFETY: a new fd nothing else owns.
-    Some(unsafe { OwnedFd::from_raw_fd(n) })
+/// A close-on-exec copy of `fd` (the instance's own, for a later handoff), numbered 3 or above
+/// (std's `F_DUPFD_CLOEXEC`).
+pub fn dup(fd: &impl AsFd) -> Option<OwnedFd> {
+    fd.as_fd().try_clone_to_owned().ok()
 }
 
 /// The instance's copies of its process's fds, kept for a handoff.

@@ -115,7 +115,8 @@ impl Process for ChildHandle {
     }
 }
 
-fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
+/// A pidfd on `pid` (Linux ≥ 5.3): no wrapper in nix or std yet.
+pub(super) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
     // SAFETY: pidfd_open(2) takes a pid and flags and returns a new fd or -1; nothing of ours
     // is passed by pointer.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::c_int, 0) };

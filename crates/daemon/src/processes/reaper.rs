@@ -22,7 +22,7 @@ use nix::errno::Errno;
 use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag};
 use nix::unistd::Pid;
 use std::collections::HashMap;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -125,11 +125,7 @@ fn zombie_children(me: u32) -> Vec<u32> {
 }
 
 fn pidfd_open(pid: u32) -> Option<OwnedFd> {
-    // SAFETY: pidfd_open(2) takes a pid and flags and returns a new fd or -1; nothing of ours
-    // is passed by pointer.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::c_int, 0) };
-    // SAFETY: a non-negative return is a new fd that nothing else owns.
-    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
+    super::child::pidfd_open(pid).ok()
 }
 
 /// Whether the process a pidfd names has been reaped (a zombie can still be signalled).

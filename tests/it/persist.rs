@@ -294,7 +294,9 @@ fn a_save_that_cannot_be_written_leaves_the_previous_dump() {
     // The dump's temporary file is gone (the daemon's own `state.json` may have one for an
     // instant: it writes that table whenever something changes).
     assert!(
-        !names.iter().any(|n| n.contains(".tmp") && n.contains("dump")),
+        !names
+            .iter()
+            .any(|n| n.contains(".tmp") && n.contains("dump")),
         "{names:?}"
     );
 }

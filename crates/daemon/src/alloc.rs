@@ -68,6 +68,15 @@ pub async fn reclaimer() {
     }
 }
 
+/// Hand the allocator's free memory back to the system (glibc; nothing elsewhere).
+pub fn trim() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory of the allocator's arenas.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Anonymous resident bytes of the daemon (heap, arenas, stacks): what the allocator's free
 /// memory shows up in. `None` where it cannot be known.
 pub fn anon_resident() -> Option<u64> {
@@ -92,11 +101,7 @@ fn reclaim(floor: Option<u64>) -> Option<u64> {
     let Some(floor) = floor.filter(|&f| unused > f + RECLAIM_OVER) else {
         return Some(floor.map_or(unused, |f| f.min(unused)));
     };
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free memory of the allocator's arenas.
-    unsafe {
-        libc::malloc_trim(0);
-    }
+    trim();
     let left = anon_resident().unwrap_or(unused);
     Some(if unused - left.min(unused) < RECLAIM_OVER / 2 {
         left

@@ -90,10 +90,13 @@ pub fn run(home: Home, opts: Options) -> Result<Outcome> {
     let (printed_tx, printed) = std::sync::mpsc::channel::<()>();
     let printer_started = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let hub: Arc<Mutex<Option<Arc<crate::logs::hub::Hub>>>> = Arc::default();
+    // The daemon's log sinks, whose pumps are waited for once the apps are gone.
+    let sinks: Arc<Mutex<Option<Arc<crate::logs::Sinks>>>> = Arc::default();
     let hook = {
         let ended = ended.clone();
         let printer_started = printer_started.clone();
         let hub = hub.clone();
+        let sinks = sinks.clone();
         let Options {
             apps,
             auto_exit,
@@ -110,6 +113,7 @@ pub fn run(home: Home, opts: Options) -> Result<Outcome> {
                 daemon: false,
             };
             *hub.lock().unwrap() = Some(d.ctx.sinks.hub.clone());
+            *sinks.lock().unwrap() = Some(d.ctx.sinks.clone());
             if let Some(rx) = d.ctx.sinks.hub.subscribe(filter, CONSOLE_QUEUE) {
                 let spawned = std::thread::Builder::new()
                     .name("pmr-console".into())
@@ -132,7 +136,9 @@ pub fn run(home: Home, opts: Options) -> Result<Outcome> {
         let stop = server::serve(home.clone(), false, Some(hook)).await;
         // The apps are gone; their pipes end as soon as their pumps have read the rest.
         let deadline = tokio::time::Instant::now() + PUMPS_DRAIN;
-        while crate::logs::live_pumps() > 0 && tokio::time::Instant::now() < deadline {
+        let sinks = sinks.lock().unwrap().clone();
+        let live = || sinks.as_ref().map_or(0, |s| s.live_pumps());
+        while live() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         stop

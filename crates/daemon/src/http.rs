@@ -5,9 +5,11 @@
 //! at start-up) nothing here exists: no socket, no task, no buffer. On, it is two accept tasks
 //! (TCP and `$PMR_HOME/http.sock`) on the daemon's runtime and one task per connection.
 
+mod ask;
 mod assets;
 mod auth;
 mod body;
+mod error;
 mod listen;
 mod logs;
 mod openapi;
@@ -19,9 +21,9 @@ mod start_body;
 
 pub use listen::parse_addr;
 
-use crate::daemon::Daemon;
+use crate::daemon::{Daemon, HttpServer};
 use pmr_core::protocol::Response;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 /// The `conf.json` key (`pmr set pmr:http ADDR`, `false` to turn off).
@@ -32,26 +34,11 @@ pub const DEFAULT_ADDR: &str = "127.0.0.1:9615";
 /// What every route shares.
 pub struct Api {
     pub d: Arc<Daemon>,
-    /// Replaced in place by `--rotate-token`.
-    pub token: RwLock<String>,
+    /// Replaced in place by `--rotate-token` (shared with the [`HttpServer`]).
+    pub token: Arc<RwLock<String>>,
     /// How long a request body may take to arrive (`PMR_HTTP_BODY_TIMEOUT_MS`, for tests).
     pub body_timeout: Duration,
 }
-
-struct Running {
-    addr: std::net::SocketAddr,
-    api: Arc<Api>,
-    /// Dropped (or sent) to stop the accept loops and close every connection.
-    stop: tokio::sync::watch::Sender<bool>,
-    /// The accept loops: awaited on stop, so the port is free when `Web` answers.
-    loops: Vec<tokio::task::JoinHandle<()>>,
-}
-
-static RUNNING: Mutex<Option<Running>> = Mutex::new(None);
-/// `Web` requests one at a time (bind, swap, persist are not atomic together).
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-/// A `Web` request was answered: `boot` (which may run after it) must not undo it.
-static ASKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 fn body_timeout() -> Duration {
     std::env::var("PMR_HTTP_BODY_TIMEOUT_MS")
@@ -68,8 +55,10 @@ pub async fn web(
     stop: bool,
     rotate_token: bool,
 ) -> Response {
-    let _one = SERIAL.lock().await;
-    ASKED.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _one = d.http.serial.lock().await;
+    d.http
+        .asked
+        .store(true, std::sync::atomic::Ordering::SeqCst);
     match web_locked(d, listen, stop, rotate_token).await {
         Ok(()) => state(d),
         Err(message) => Response::Error { message },
@@ -78,7 +67,13 @@ pub async fn web(
 
 fn state(d: &Arc<Daemon>) -> Response {
     Response::Web {
-        listen: RUNNING.lock().unwrap().as_ref().map(|r| r.addr.to_string()),
+        listen: d
+            .http
+            .running
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map(|r| r.addr.to_string()),
         token_file: auth::token_path(&d.ctx.home).to_string_lossy().into_owned(),
     }
 }
@@ -96,8 +91,8 @@ async fn web_locked(
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-        if let Some(r) = RUNNING.lock().unwrap().as_ref() {
-            *r.api.token.write().unwrap() = token;
+        if let Some(r) = d.http.running.lock().unwrap().as_ref() {
+            *r.token.write().unwrap() = token;
         }
     }
     if stop {
@@ -108,7 +103,8 @@ async fn web_locked(
         return Ok(());
     };
     let addr = parse_addr(&listen)?;
-    if RUNNING
+    if d.http
+        .running
         .lock()
         .unwrap()
         .as_ref()
@@ -124,9 +120,10 @@ async fn web_locked(
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     stop_server(d).await;
+    let token = Arc::new(RwLock::new(token));
     let api = Arc::new(Api {
         d: d.clone(),
-        token: RwLock::new(token),
+        token: token.clone(),
         body_timeout: body_timeout(),
     });
     let bound = tcp.local_addr().unwrap_or(addr);
@@ -147,9 +144,9 @@ async fn web_locked(
         "HTTP API listening on http://{bound} and {}",
         sock_path(d).display()
     );
-    *RUNNING.lock().unwrap() = Some(Running {
+    *d.http.running.lock().unwrap() = Some(HttpServer {
         addr: bound,
-        api,
+        token,
         stop: tx,
         loops,
     });
@@ -161,7 +158,7 @@ fn sock_path(d: &Daemon) -> std::path::PathBuf {
 }
 
 async fn stop_server(d: &Daemon) {
-    let running = RUNNING.lock().unwrap().take();
+    let running = d.http.running.lock().unwrap().take();
     if let Some(r) = running {
         let _ = r.stop.send(true);
         for l in r.loops {
@@ -175,7 +172,7 @@ async fn stop_server(d: &Daemon) {
 /// At start-up: serve where `conf.json` says (`pmr:http`), if it says so. A taken port is
 /// logged; the daemon runs on without the API.
 pub async fn boot(d: &Arc<Daemon>) {
-    let _ = prometheus::STARTED.set(std::time::Instant::now());
+    let _ = d.http.started.set(std::time::Instant::now());
     let conf = d.ctx.home.root.join("conf.json");
     let value = tokio::task::spawn_blocking(move || pmr_core::conf::read_conf(&conf))
         .await
@@ -190,8 +187,8 @@ pub async fn boot(d: &Arc<Daemon>) {
     if is_off(&text) {
         return;
     }
-    let _one = SERIAL.lock().await;
-    if ASKED.load(std::sync::atomic::Ordering::SeqCst) {
+    let _one = d.http.serial.lock().await;
+    if d.http.asked.load(std::sync::atomic::Ordering::SeqCst) {
         return;
     }
     if let Err(message) = web_locked(d, Some(text), false, false).await {

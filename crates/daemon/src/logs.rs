@@ -46,8 +46,8 @@ mod source;
 mod spare;
 mod writer;
 
-pub use pump::{freeze_pumps, live_pumps, pump, pump_pipe};
-pub use sinks::{Sink, Sinks};
+pub use pump::{pump, pump_pipe};
+pub use sinks::{Pumps, Sink, Sinks};
 pub use source::Source;
 
 use rotate::Housekeeper;
@@ -75,15 +75,12 @@ pub const BUSY_HOLD: Duration = Duration::from_secs(1);
 /// Linux's `PIPE_BUF`.
 const PIPE_BUF: usize = 4096;
 
+/// Process-wide: one thread compresses and prunes the rotated files of every log.
 pub(crate) static HOUSEKEEPER: Housekeeper = Housekeeper::new();
 
 pub(crate) fn release_free_memory() {
     spare::clear();
-    // SAFETY: malloc_trim only releases free memory of the allocator's arenas.
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    unsafe {
-        libc::malloc_trim(0);
-    }
+    crate::alloc::trim();
 }
 
 #[cfg(test)]

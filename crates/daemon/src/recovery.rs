@@ -1,6 +1,5 @@
-//! Surviving the daemon: the process table on disk, a new daemon restoring a dead one's
-//! table, and the processes the dead one left.
+//! Surviving the daemon: a new daemon restoring the table a dead one left on disk
+//! (`instances/table_file.rs`), and the processes the dead one left.
 
 pub mod leftovers;
 pub mod recover;
-pub mod table_file;

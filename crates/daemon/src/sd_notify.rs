@@ -12,6 +12,7 @@ struct Target {
     addr: SocketAddr,
 }
 
+/// Process-wide: `$NOTIFY_SOCKET` is this process's, read once at start.
 static TARGET: OnceLock<Option<Target>> = OnceLock::new();
 
 fn address(spec: &str) -> std::io::Result<SocketAddr> {

@@ -50,21 +50,22 @@ pub async fn serve(home: Home, resurrect: bool, hook: Option<Hook>) -> Result<St
         pmr_core::knobs::get().describe()
     );
     // Off the runtime's threads: a plain blocking read (and the rename of a bad file).
-    let table_path = crate::recovery::table_file::path(&home);
+    let table_path = crate::instances::table_file::path(&home);
     let table =
-        tokio::task::spawn_blocking(move || crate::recovery::table_file::load(&table_path)).await?;
+        tokio::task::spawn_blocking(move || crate::instances::table_file::load(&table_path))
+            .await?;
     // What a daemon replaced by `update` handed over (its running processes), if any.
     let handoff = {
         let h = home.clone();
-        tokio::task::spawn_blocking(move || crate::update::handoff::take(&h)).await?
+        tokio::task::spawn_blocking(move || crate::instances::handoff::take(&h)).await?
     };
-    let d = Arc::new(Daemon::new(home));
+    let d = Arc::new(Daemon::new(home, |d, req| Box::pin(call(d, req))));
     if let Some(h) = &handoff {
         d.ctx
             .next_worker
             .fetch_max(h.next_worker, std::sync::atomic::Ordering::SeqCst);
     }
-    crate::instances::memory_guard::spawn(d.clone());
+    crate::instances::memory_guard::spawn(d.ctx.clone(), d.registry.clone());
     tokio::spawn(crate::alloc::reclaimer());
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -134,10 +135,11 @@ pub async fn serve(home: Home, resurrect: bool, hook: Option<Hook>) -> Result<St
 
 /// SIGTERM/SIGINT: stop every app, and say whether one had to be SIGKILLed.
 async fn on_signal(d: &Arc<Daemon>) -> Stop {
-    let before = crate::instances::instance::sigkills();
+    let sigkills = || d.ctx.sigkills.load(std::sync::atomic::Ordering::SeqCst);
+    let before = sigkills();
     kill::shutdown(d).await;
     Stop::Signal {
-        sigkilled: crate::instances::instance::sigkills() != before,
+        sigkilled: sigkills() != before,
     }
 }
 
@@ -174,14 +176,14 @@ async fn client(d: Arc<Daemon>, mut stream: UnixStream) {
             let hub = d.ctx.sinks.hub.clone();
             return hub.serve(stream, filter).await;
         }
-        if crate::update::request::refused_meanwhile(&req) {
+        if crate::update::request::refused_meanwhile(&d, &req) {
             let message = "the daemon is being replaced (`update`): retry in a moment".into();
             let _ = protocol::write_frame_async(&mut stream, &Response::Error { message }).await;
             continue;
         }
         let is_kill = matches!(req, Request::Kill);
         let Request::Update(UpdateRequest { binary }) = req else {
-            let _answering = Answering::begin();
+            let _answering = Answering::begin(&d.answering);
             let (frame, text) = reply(&d, req).await;
             if stream.write_all(&frame).await.is_ok() {
                 for part in &text {
@@ -210,7 +212,7 @@ async fn client(d: Arc<Daemon>, mut stream: UnixStream) {
             // A request read before the update (a `restart` that the update waited for) is
             // answered before the exec closes its connection: its CLI must not be left without
             // knowing whether it was done. Bounded: a client that does not read its reply.
-            Answering::wait_none(std::time::Duration::from_secs(2)).await;
+            Answering::wait_none(&d.answering, std::time::Duration::from_secs(2)).await;
             // Returns only when the exec failed. The table is written: exiting lets the next
             // CLI call start a daemon that restores it.
             let e = crate::update::request::exec(&binary);
@@ -221,21 +223,19 @@ async fn client(d: Arc<Daemon>, mut stream: UnixStream) {
     }
 }
 
-/// Requests read from a client whose reply is not written yet.
-static ANSWERING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+/// Counts one request in [`Daemon::answering`] from its read to its reply's last byte (or a
+/// failed write).
+struct Answering<'a>(&'a std::sync::atomic::AtomicUsize);
 
-/// Counts one request from its read to its reply's last byte (or a failed write).
-struct Answering;
-
-impl Answering {
-    fn begin() -> Answering {
-        ANSWERING.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Answering
+impl Answering<'_> {
+    fn begin(count: &std::sync::atomic::AtomicUsize) -> Answering<'_> {
+        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Answering(count)
     }
 
-    async fn wait_none(limit: std::time::Duration) {
+    async fn wait_none(count: &std::sync::atomic::AtomicUsize, limit: std::time::Duration) {
         let deadline = tokio::time::Instant::now() + limit;
-        while ANSWERING.load(std::sync::atomic::Ordering::SeqCst) > 0
+        while count.load(std::sync::atomic::Ordering::SeqCst) > 0
             && tokio::time::Instant::now() < deadline
         {
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
@@ -243,22 +243,17 @@ impl Answering {
     }
 }
 
-impl Drop for Answering {
+impl Drop for Answering<'_> {
     fn drop(&mut self) {
-        ANSWERING.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
-
-/// Replies that carry every app (`list`: ~6 KB per app) are built and encoded two at a time.
-/// Fifty CLI calls at once (each `restart` ends with the table) would otherwise hold fifty
-/// copies of the table in the allocator at the same moment, memory it keeps afterwards.
-static WHOLE_TABLE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 
 /// The encoded reply frame, and the text that follows it for `render`; the response itself is
 /// freed before the frame is written, so a slow reader holds one buffer and no permit.
 async fn reply(d: &Arc<Daemon>, req: Request) -> (Vec<u8>, Vec<Vec<u8>>) {
     let _permit = match req {
-        Request::List | Request::Render { .. } => WHOLE_TABLE.acquire().await.ok(),
+        Request::List | Request::Render { .. } => d.whole_table.acquire().await.ok(),
         _ => None,
     };
     if let Request::Render(req) = req {
@@ -274,10 +269,11 @@ async fn reply(d: &Arc<Daemon>, req: Request) -> (Vec<u8>, Vec<Vec<u8>>) {
     (frame, Vec::new())
 }
 
-/// A request from the HTTP API: the same handlers, the same bound on whole-table replies.
-pub(super) async fn call(d: &Arc<Daemon>, req: Request) -> Response {
+/// A request from the HTTP API (its [`Daemon::http`] handler): the same handlers, the same
+/// bound on whole-table replies ([`Daemon::whole_table`]).
+async fn call(d: &Arc<Daemon>, req: Request) -> Response {
     let _permit = match req {
-        Request::List => WHOLE_TABLE.acquire().await.ok(),
+        Request::List => d.whole_table.acquire().await.ok(),
         _ => None,
     };
     let resp = handle(d, req).await;

@@ -1,5 +1,4 @@
-//! `pmr update`: the daemon replaces its binary in place (the request) and hands its processes'
-//! fds over the exec (the handoff file).
+//! `pmr update`: the daemon replaces its binary in place (the request), handing its processes'
+//! fds over the exec (the handoff file, `instances/handoff.rs`).
 
-pub mod handoff;
 pub mod request;

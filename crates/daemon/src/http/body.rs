@@ -1,7 +1,7 @@
 //! Bodies: requests read whole with a size limit and a deadline (413 / 408), responses either
 //! one buffer or a stream fed through a bounded channel (Server-Sent Events).
 
-use crate::http::reply::ApiError;
+use crate::http::error::ApiError;
 use http_body_util::BodyExt;
 use hyper::body::{Bytes, Frame, Incoming, SizeHint};
 use std::pin::Pin;

@@ -19,8 +19,6 @@ const MAX_CONNECTIONS: usize = 64;
 /// A client gets this long to send a request's headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-static CONNECTIONS: Semaphore = Semaphore::const_new(MAX_CONNECTIONS);
-
 /// `HOST:PORT` (IPv4, `[IPv6]`, `localhost`) or a bare port (on 127.0.0.1).
 pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
     let t = s.trim();
@@ -97,7 +95,12 @@ fn connection<S>(stream: S, api: Arc<Api>, mut stop: watch::Receiver<bool>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let Ok(permit) = CONNECTIONS.try_acquire() else {
+    let connections = api
+        .d
+        .http
+        .connections
+        .get_or_init(|| Arc::new(Semaphore::new(MAX_CONNECTIONS)));
+    let Ok(permit) = connections.clone().try_acquire_owned() else {
         tracing::warn!("HTTP API: {MAX_CONNECTIONS} connections open, one more refused");
         return;
     };

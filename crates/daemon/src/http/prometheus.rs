@@ -17,11 +17,7 @@ use pmr_core::protocol::ProcInfo;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::OnceLock;
 use std::time::Instant;
-
-/// When the daemon started serving (set at boot, whether the API is on or not).
-pub static STARTED: OnceLock<Instant> = OnceLock::new();
 
 const BUILTIN: &[(&str, &str, &str)] = &[
     ("pm2_up", "gauge", "Is the process running"),
@@ -286,8 +282,9 @@ pub struct SelfStats {
     pub uptime_s: f64,
 }
 
-/// The daemon's own figures from `/proc/self` (blocking: call on the blocking pool).
-pub fn self_stats() -> SelfStats {
+/// The daemon's own figures from `/proc/self` (blocking: call on the blocking pool);
+/// `started`: when it started serving.
+pub fn self_stats(started: Option<Instant>) -> SelfStats {
     let mut s = SelfStats::default();
     if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
         for line in status.lines() {
@@ -305,9 +302,7 @@ pub fn self_stats() -> SelfStats {
         }
     }
     s.fds = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64);
-    s.uptime_s = STARTED
-        .get()
-        .map_or(0.0, |t| t.elapsed().as_secs_f64().floor());
+    s.uptime_s = started.map_or(0.0, |t| t.elapsed().as_secs_f64().floor());
     s
 }
 

@@ -1,23 +1,9 @@
 //! Response helpers: JSON bodies, the one error shape `{"error": "..."}`.
 
 use crate::http::body::Out;
+pub use crate::http::error::ApiError;
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
-
-#[derive(Debug)]
-pub struct ApiError {
-    pub status: u16,
-    pub message: String,
-}
-
-impl ApiError {
-    pub fn new(status: u16, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            message: message.into(),
-        }
-    }
-}
 
 pub fn bytes(
     status: u16,

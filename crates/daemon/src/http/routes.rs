@@ -1,6 +1,7 @@
-//! The router: method and path → the same daemon request the CLI would send
-//! (`server::call`, in-process), its reply → JSON with the API's status codes.
+//! The router: method and path → the same daemon request the CLI would send (`ask.rs`,
+//! in-process), its reply → JSON with the API's status codes.
 
+use super::ask::{call, decode, list, resolve, unexpected};
 use super::{assets, auth, Api};
 use crate::http::body::{self, Out};
 use crate::http::reply::{self, ApiError};
@@ -8,8 +9,8 @@ use hyper::body::Incoming;
 use hyper::header::{AUTHORIZATION, CONTENT_LENGTH};
 use hyper::{Method, Request, Response};
 use pmr_core::protocol::{
-    Action, ActionRequest, ApplyRequest, ProcInfo, Request as Req, ResolveRequest,
-    Response as Resp, ScaleRequest, TriggerRequest,
+    Action, ActionRequest, ApplyRequest, ProcInfo, Request as Req, Response as Resp, ScaleRequest,
+    TriggerRequest,
 };
 use serde_json::{json, Value};
 use std::convert::Infallible;
@@ -152,8 +153,9 @@ async fn route(api: &Arc<Api>, req: Request<Incoming>) -> Result<Response<Out>, 
         (&Method::GET, ["api", "events"]) => crate::http::sse::open(api.clone(), &query).await,
         (&Method::GET, ["metrics"]) => {
             let procs = list(d).await?;
+            let started = d.http.started.get().copied();
             let text = tokio::task::spawn_blocking(move || {
-                let own = crate::http::prometheus::self_stats();
+                let own = crate::http::prometheus::self_stats(started);
                 let now = chrono::Utc::now().timestamp_millis();
                 crate::http::prometheus::render(&procs, &own, now)
             })
@@ -204,28 +206,6 @@ fn not_found(method: &Method, path: &str) -> ApiError {
     }
 }
 
-/// Percent-decoding of one path segment (app names may hold spaces and such).
-pub fn decode(seg: &str) -> Result<String, ApiError> {
-    let b = seg.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = b
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| ApiError::new(400, format!("bad percent-encoding in {seg:?}")))?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| ApiError::new(400, format!("{seg:?} is not UTF-8")))
-}
-
 pub async fn read_body(api: &Api, req: Request<Incoming>) -> Result<hyper::body::Bytes, ApiError> {
     let declared = req
         .headers()
@@ -238,45 +218,6 @@ pub async fn read_body(api: &Api, req: Request<Incoming>) -> Result<hyper::body:
 fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
     serde_json::from_slice(bytes)
         .map_err(|e| ApiError::new(400, format!("bad JSON in the request body: {e}")))
-}
-
-pub async fn call(d: &Arc<crate::daemon::Daemon>, req: Req) -> Resp {
-    crate::server::call(d, req).await
-}
-
-pub async fn list(d: &Arc<crate::daemon::Daemon>) -> Result<Vec<ProcInfo>, ApiError> {
-    match call(d, Req::List).await {
-        Resp::List { procs } => Ok(procs),
-        other => Err(unexpected(other)),
-    }
-}
-
-/// A selector → ids, with the CLI's error (404) when it matches nothing.
-pub async fn resolve(d: &Arc<crate::daemon::Daemon>, sel: &str) -> Result<Vec<u32>, ApiError> {
-    match call(
-        d,
-        Req::Resolve(ResolveRequest {
-            selectors: vec![sel.to_string()],
-            cwd: None,
-        }),
-    )
-    .await
-    {
-        Resp::Ids { ids } if !ids.is_empty() => Ok(ids),
-        Resp::Ids { .. } => Err(ApiError::new(
-            404,
-            format!("Process or Namespace {sel} not found"),
-        )),
-        Resp::Error { message } => Err(ApiError::new(404, message)),
-        other => Err(unexpected(other)),
-    }
-}
-
-fn unexpected(r: Resp) -> ApiError {
-    match r {
-        Resp::Error { message } => ApiError::new(400, message),
-        other => ApiError::new(500, format!("unexpected reply from the daemon: {other:?}")),
-    }
 }
 
 /// PM2's jlist array (~6 KB per process: built on the blocking pool, off the runtime's workers).
@@ -419,18 +360,5 @@ async fn trigger(api: &Arc<Api>, sel: &str, bytes: &[u8]) -> Result<Response<Out
         Resp::Triggered { replies } => Ok(reply::json(200, &json!({ "replies": replies }))),
         Resp::Error { message } => Err(ApiError::new(409, message)),
         other => Err(unexpected(other)),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn segments_are_percent_decoded() {
-        assert_eq!(decode("my%20app").unwrap(), "my app");
-        assert_eq!(decode("a%2Fb").unwrap(), "a/b");
-        assert!(decode("bad%zz").is_err());
-        assert!(decode("cut%2").is_err());
     }
 }

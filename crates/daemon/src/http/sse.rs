@@ -7,8 +7,8 @@
 //! disconnected rather than buffered without bound; the page reconnects and reloads the list.
 
 use crate::http::body::Out;
+use crate::http::error::ApiError;
 use crate::http::logs::query_param;
-use crate::http::reply::ApiError;
 use crate::http::Api;
 use crate::instances::events;
 use crate::logs::hub::{Filter, Queued, SUB_QUEUE};
@@ -27,7 +27,7 @@ const KEEPALIVE_EVERY: Duration = Duration::from_secs(15);
 pub async fn open(api: Arc<Api>, query: &str) -> Result<Response<Out>, ApiError> {
     let logs = match query_param(query, "logs") {
         None | Some("") => None,
-        Some(sel) => Some(crate::http::routes::decode(sel)?),
+        Some(sel) => Some(crate::http::ask::decode(sel)?),
     };
     let filter = match logs.as_deref() {
         None => None,
@@ -39,7 +39,7 @@ pub async fn open(api: Arc<Api>, query: &str) -> Result<Response<Out>, ApiError>
             daemon: false,
         }),
         Some(sel) => Some(Filter {
-            ids: Some(crate::http::routes::resolve(&api.d, sel).await?),
+            ids: Some(crate::http::ask::resolve(&api.d, sel).await?),
             out: true,
             err: true,
             daemon: false,
@@ -52,7 +52,7 @@ pub async fn open(api: Arc<Api>, query: &str) -> Result<Response<Out>, ApiError>
                 ApiError::new(503, "too many live log readers at once; retry later")
             })?),
         };
-    let states = events::subscribe();
+    let states = api.d.ctx.events.subscribe();
     let (tx, rx) = mpsc::channel(QUEUE);
     // Sent at once: the client knows the stream is open before the first event.
     let _ = tx.try_send(Bytes::from_static(b": pmr events\n\n"));
@@ -118,7 +118,7 @@ async fn pump(
                 }
                 None => return,
             },
-            _ = monit.tick() => match crate::http::routes::list(&api.d).await {
+            _ = monit.tick() => match crate::http::ask::list(&api.d).await {
                 Ok(procs) => {
                     let m: Vec<serde_json::Value> = procs
                         .iter()

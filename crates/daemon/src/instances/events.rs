@@ -24,51 +24,57 @@ pub struct StateEvent {
     pub at: i64,
 }
 
-static CHANNEL: OnceLock<broadcast::Sender<StateEvent>> = OnceLock::new();
-
-/// A new receiver (creating the channel on first use).
-pub fn subscribe() -> broadcast::Receiver<StateEvent> {
-    CHANNEL
-        .get_or_init(|| broadcast::channel(BUFFER).0)
-        .subscribe()
+/// The daemon's state events: a channel created by the first event stream.
+#[derive(Default)]
+pub struct Events {
+    channel: OnceLock<broadcast::Sender<StateEvent>>,
 }
 
-/// Whether anyone could receive: callers skip building the event otherwise.
-pub fn wanted() -> bool {
-    CHANNEL.get().is_some_and(|tx| tx.receiver_count() > 0)
-}
-
-fn send(ev: StateEvent) {
-    if let Some(tx) = CHANNEL.get() {
-        // No receiver: nothing to do.
-        let _ = tx.send(ev);
+impl Events {
+    /// A new receiver (creating the channel on first use).
+    pub fn subscribe(&self) -> broadcast::Receiver<StateEvent> {
+        self.channel
+            .get_or_init(|| broadcast::channel(BUFFER).0)
+            .subscribe()
     }
-}
 
-pub fn state(pm_id: u32, name: &str, status: Status, pid: u32, restart_time: u32) {
-    if !wanted() {
-        return;
+    /// Whether anyone could receive: callers skip building the event otherwise.
+    pub fn wanted(&self) -> bool {
+        self.channel.get().is_some_and(|tx| tx.receiver_count() > 0)
     }
-    send(StateEvent {
-        pm_id,
-        name: name.to_string(),
-        status: status.as_str(),
-        pid,
-        restart_time,
-        at: chrono::Utc::now().timestamp_millis(),
-    });
-}
 
-pub fn deleted(pm_id: u32, name: &str, restart_time: u32) {
-    if !wanted() {
-        return;
+    fn send(&self, ev: StateEvent) {
+        if let Some(tx) = self.channel.get() {
+            // No receiver: nothing to do.
+            let _ = tx.send(ev);
+        }
     }
-    send(StateEvent {
-        pm_id,
-        name: name.to_string(),
-        status: "deleted",
-        pid: 0,
-        restart_time,
-        at: chrono::Utc::now().timestamp_millis(),
-    });
+
+    pub fn state(&self, pm_id: u32, name: &str, status: Status, pid: u32, restart_time: u32) {
+        if !self.wanted() {
+            return;
+        }
+        self.send(StateEvent {
+            pm_id,
+            name: name.to_string(),
+            status: status.as_str(),
+            pid,
+            restart_time,
+            at: chrono::Utc::now().timestamp_millis(),
+        });
+    }
+
+    pub fn deleted(&self, pm_id: u32, name: &str, restart_time: u32) {
+        if !self.wanted() {
+            return;
+        }
+        self.send(StateEvent {
+            pm_id,
+            name: name.to_string(),
+            status: "deleted",
+            pid: 0,
+            restart_time,
+            at: chrono::Utc::now().timestamp_millis(),
+        });
+    }
 }

@@ -24,23 +24,25 @@ mod control;
 mod launch;
 mod retire;
 mod terminate;
+#[cfg(test)]
+mod tests;
 
 pub use control::{channel, Ctl, CtlReceiver, CtlSender, Reply, Update};
+pub use launch::{App, Held, Launcher, Spawner, Started};
 
 use crate::instances::history::{History, Why};
 use crate::instances::policy::{self, Counters, ExitDecision};
 use crate::logs::Sinks;
 use crate::node::ipc::{IpcEvent, IpcHandle};
+use crate::processes::handle::Process;
 use launch::write_pid_file;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use pmr_core::protocol::{RestartCause, Status};
 use pmr_core::spec::AppSpec;
 use retire::retire;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-pub use terminate::sigkills;
 use terminate::terminate;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -60,9 +62,22 @@ pub struct Ctx {
     /// `$NOTIFY_SOCKET`, offered to every app.
     pub notify_path: Option<String>,
     /// The table on disk (`table_file.rs`): told of every change, knows every live child.
-    pub table: Arc<crate::recovery::table_file::TableWriter>,
+    pub table: Arc<crate::instances::table_file::TableWriter>,
     /// What the daemon writes itself, which never restarts a watched app.
     pub own: Arc<crate::watch::OwnFiles>,
+    /// Starts the processes: [`Spawner`] (a fake in the state machine's tests).
+    pub launcher: Arc<dyn Launcher>,
+    /// Source of [`Shared::ended`].
+    pub ended: AtomicU64,
+    /// How many stop sequences ended in SIGKILL since the daemon started: `pmr-runtime` exits
+    /// 137 when one did during its shutdown.
+    pub sigkills: AtomicU64,
+    /// Told of every spec with a memory limit (shared with the registry).
+    pub limits: Arc<crate::instances::limits::Limits>,
+    /// State changes for live watchers (shared with the registry).
+    pub events: Arc<crate::instances::events::Events>,
+    /// The stdin pipes of the running processes.
+    pub stdin: Arc<crate::processes::stdin::Feeds>,
 }
 
 #[derive(Debug, Clone)]
@@ -104,9 +119,6 @@ pub struct Shared {
     /// The running process's @pm2/io metrics and actions (PM2 forgets them when it exits).
     pub axm: Option<Arc<crate::node::axm::Agent>>,
 }
-
-/// Source of `Shared::ended`.
-static ENDED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 fn is_over(s: Status) -> bool {
     matches!(s, Status::Stopped | Status::Errored)
@@ -169,7 +181,7 @@ pub fn now_ms() -> i64 {
 
 /// One started process of the instance.
 struct Running {
-    child: crate::processes::child::ChildHandle,
+    child: Box<dyn Process>,
     pid: u32,
     started: Instant,
     ipc_rx: Option<mpsc::Receiver<IpcEvent>>,
@@ -182,17 +194,9 @@ struct Running {
     waiters: Vec<Reply>,
     /// Why the last `listen()` failed (EADDRINUSE...), for `describe` when it dies of it.
     listen_error: Option<String>,
-    /// In the table on disk until this process is dropped (after it was reaped).
-    _tracked: Option<crate::recovery::table_file::Tracked>,
-    /// Released when this process is dropped (after it exited).
-    _membership: Option<crate::node::cluster::Membership>,
-    _notify: Option<crate::processes::notify::Registration>,
-    /// The stdin pipe (fork mode): closed when this process is dropped.
-    _stdin: Option<crate::processes::stdin::Feed>,
-    /// Field 22 of its /proc stat (`update` hands it over with its pid).
-    start_ticks: Option<u64>,
-    /// Copies of our ends of its pipes and channel, for `update` (see `handoff.rs`).
-    keep: crate::update::handoff::Keep,
+    /// Its place in the table on disk, cluster membership, stdin...: released when this
+    /// process is dropped (after it was reaped).
+    held: Held,
 }
 
 /// What an IPC event asks of the instance.
@@ -225,16 +229,12 @@ impl Instance {
             let was_over = is_over(s.status);
             let r = f(&mut s);
             if !was_over && is_over(s.status) {
-                s.ended = ENDED.fetch_add(1, Ordering::SeqCst) + 1;
+                s.ended = self.ctx.ended.fetch_add(1, Ordering::SeqCst) + 1;
             }
             if s.status != before.0 {
-                crate::instances::events::state(
-                    self.id,
-                    &s.spec.name,
-                    s.status,
-                    s.pid,
-                    s.restart_time,
-                );
+                self.ctx
+                    .events
+                    .state(self.id, &s.spec.name, s.status, s.pid, s.restart_time);
             }
             (r, s.fingerprint() != before)
         };
@@ -506,7 +506,7 @@ impl Instance {
                     s.status = Status::Stopping;
                     s.spec.clone()
                 });
-                retire(*r, None, &spec, &self.label()).await;
+                retire(*r, None, &spec, &self.label(), &self.ctx.sigkills).await;
                 self.with(|s| {
                     s.status = Status::Stopped;
                     s.pid = 0;
@@ -518,9 +518,7 @@ impl Instance {
             Ctl::Signal(sig, reply) => {
                 let res = Signal::try_from(sig)
                     .map_err(|e| e.to_string())
-                    .and_then(|sig| {
-                        kill(Pid::from_raw(r.pid as i32), sig).map_err(|e| e.to_string())
-                    });
+                    .and_then(|sig| r.child.signal(sig).map_err(|e| e.to_string()));
                 let _ = reply.send(res);
                 Phase::Running(r)
             }
@@ -603,7 +601,7 @@ impl Instance {
     fn apply(&self, update: Update) {
         self.with(|s| {
             if let Some(spec) = update.spec {
-                crate::instances::memory_guard::note_spec(&spec);
+                self.ctx.limits.note_spec(&spec);
                 s.spec = spec;
             }
             if let Some(env) = update.env {
@@ -730,9 +728,9 @@ impl Instance {
             new.pid,
             old.pid
         );
-        let label = self.label();
+        let (label, ctx) = (self.label(), self.ctx.clone());
         tokio::spawn(async move {
-            retire(*old, old_exit, &spec, &label).await;
+            retire(*old, old_exit, &spec, &label, &ctx.sigkills).await;
             let _ = reply.send(Ok(()));
         });
         Phase::Running(new)
@@ -756,7 +754,7 @@ impl Instance {
         let (spec, label) = (self.with(|s| s.spec.clone()), self.label());
         let old_gone = async {
             if !old_exited {
-                terminate(&mut old, &spec, &label).await;
+                terminate(&mut old, &spec, &label, &self.ctx.sigkills).await;
             }
         };
         tokio::join!(self.stop_running(*new), old_gone);
@@ -933,7 +931,7 @@ impl Instance {
         for w in r.waiters.drain(..) {
             let _ = w.send(Err("stopped before it was ready".into()));
         }
-        let code = terminate(&mut r, &spec, &self.label()).await;
+        let code = terminate(&mut r, &spec, &self.label(), &self.ctx.sigkills).await;
         let pid_path = self.with(|s| {
             s.status = Status::Stopped;
             s.pid = 0;

@@ -6,19 +6,21 @@
 //!
 //! Without an instance that has a limit, a tick looks at nothing: looking at each of 1,000
 //! instances twice a second took 3-6 ms a time on a VM whose idle memory is slow to touch
-//! again, most of the daemon's idle CPU. [`note_spec`] tells the guard a limit may have come;
-//! until then it stays idle. The grace (`PMR_MEMORY_GRACE_MS`, a knob checked by the CLI
+//! again, most of the daemon's idle CPU. [`Limits::note_spec`] tells the guard a limit may have
+//! come; until then it stays idle. The grace (`PMR_MEMORY_GRACE_MS`, a knob checked by the CLI
 //! before the daemon starts; default [`DEFAULT_GRACE_MS`]) keeps one short spike from
 //! restarting an app.
 
-use crate::daemon::Daemon;
 use crate::instances::history::Why;
-use crate::instances::instance::{Ctl, CtlSender};
+use crate::instances::instance::{Ctl, CtlSender, Ctx};
+#[cfg(doc)]
+use crate::instances::limits::Limits;
+use crate::instances::registry::Registry;
 use crate::processes::metrics::Sampler;
 use pmr_core::protocol::{RestartCause, Status};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -36,22 +38,11 @@ struct Over {
     asked: Option<Instant>,
 }
 
-/// Bumped whenever an instance is given a spec with a memory limit.
-static LIMITS_GIVEN: AtomicU64 = AtomicU64::new(0);
-
-/// Called wherever an instance gets its spec (a new instance, an update of its options), once
-/// a look would find it there: the count a look reads first must not be ahead of what it finds.
-pub fn note_spec(spec: &pmr_core::spec::AppSpec) {
-    if spec.max_memory_restart.is_some_and(|l| l > 0) {
-        LIMITS_GIVEN.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
 /// Whether a tick must look at the instances: not while no limit was given since a look that
 /// found none.
 #[derive(Default)]
 struct Idle {
-    /// `LIMITS_GIVEN` when a look found no instance with a limit.
+    /// [`Limits::given`] when a look found no instance with a limit.
     none_at: Option<u64>,
 }
 
@@ -74,14 +65,15 @@ struct Watched {
     ctl: CtlSender,
 }
 
-pub fn spawn(d: Arc<Daemon>) {
+/// Start the guard of the instances of `registry`.
+pub fn spawn(ctx: Arc<Ctx>, registry: Arc<Mutex<Registry>>) {
     let grace = pmr_core::knobs::get()
         .memory_grace
         .unwrap_or(DEFAULT_GRACE_MS);
-    tokio::spawn(run(d, Duration::from_millis(grace)));
+    tokio::spawn(run(ctx, registry, Duration::from_millis(grace)));
 }
 
-async fn run(d: Arc<Daemon>, grace: Duration) {
+async fn run(ctx: Arc<Ctx>, registry: Arc<Mutex<Registry>>, grace: Duration) {
     let mut tick = tokio::time::interval(CHECK_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     // Its own sampler: CPU figures of `jlist` are averages since the previous `jlist`.
@@ -90,15 +82,15 @@ async fn run(d: Arc<Daemon>, grace: Duration) {
     let mut idle = Idle::default();
     loop {
         tick.tick().await;
-        if d.ctx.shutting_down.load(Ordering::SeqCst) {
+        if ctx.shutting_down.load(Ordering::SeqCst) {
             return;
         }
         // Read before the look: a limit given during it changes the count, and is looked for.
-        let given = LIMITS_GIVEN.load(Ordering::SeqCst);
+        let given = ctx.limits.given();
         if !idle.must_look(given) {
             continue;
         }
-        let (watched, any_limit) = watched(&d);
+        let (watched, any_limit) = watched(&registry);
         idle.looked(given, any_limit);
         over.retain(|id, _| watched.iter().any(|w| w.id == *id));
         if watched.is_empty() {
@@ -163,8 +155,8 @@ async fn run(d: Arc<Daemon>, grace: Duration) {
 
 /// Online instances with a limit (in-memory work only, under the table's lock), and whether
 /// any instance, online or not, has one.
-fn watched(d: &Daemon) -> (Vec<Watched>, bool) {
-    let reg = d.registry.lock().unwrap();
+fn watched(registry: &Mutex<Registry>) -> (Vec<Watched>, bool) {
+    let reg = registry.lock().unwrap();
     let mut any_limit = false;
     let watched = reg
         .entries
@@ -206,20 +198,20 @@ mod tests {
     #[test]
     fn idle_without_limits_until_one_is_given() {
         let mut idle = Idle::default();
-        let given = LIMITS_GIVEN.load(Ordering::SeqCst);
+        let limits = crate::instances::limits::Limits::default();
+        let given = limits.given();
         assert!(idle.must_look(given), "the first tick looks");
         idle.looked(given, false);
         assert!(!idle.must_look(given), "none found: idle");
         let mut spec = pmr_core::spec::test_spec("guarded");
-        note_spec(&spec);
+        limits.note_spec(&spec);
         spec.max_memory_restart = Some(0);
-        note_spec(&spec);
-        let now = LIMITS_GIVEN.load(Ordering::SeqCst);
-        // Other tests may give limits meanwhile; these two specs have none.
-        assert!(now == given || idle.must_look(now));
+        limits.note_spec(&spec);
+        assert_eq!(limits.given(), given, "these two specs have no limit");
+        assert!(!idle.must_look(limits.given()));
         spec.max_memory_restart = Some(1 << 20);
-        note_spec(&spec);
-        let now = LIMITS_GIVEN.load(Ordering::SeqCst);
+        limits.note_spec(&spec);
+        let now = limits.given();
         assert!(now > given && idle.must_look(now), "a limit given: look");
         idle.looked(now, true);
         assert!(

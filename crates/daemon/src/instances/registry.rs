@@ -1,7 +1,9 @@
 //! The process table: ids, instance numbers (with reservations for instances being built),
 //! selectors. Only in-memory work happens under its lock.
 
+use crate::instances::events::Events;
 use crate::instances::instance::{CtlSender, Shared};
+use crate::instances::limits::Limits;
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -25,9 +27,21 @@ pub struct Registry {
     /// Ids handed out by `reserve` whose entries are still being built outside the lock, with
     /// their app name and instance number: nobody else may take them meanwhile.
     pending: BTreeMap<u32, (String, u32)>,
+    /// Told of every instance listed with a memory limit (the instances' context's).
+    limits: Arc<Limits>,
+    /// Told of every instance that leaves (the instances' context's).
+    events: Arc<Events>,
 }
 
 impl Registry {
+    pub fn new(limits: Arc<Limits>, events: Arc<Events>) -> Registry {
+        Registry {
+            limits,
+            events,
+            ..Default::default()
+        }
+    }
+
     /// Reserve ids and the lowest free instance numbers of `name` for `count` new instances,
     /// refusing to go past `max` instances of that name (counting reservations not yet filled).
     /// Fill each with `insert`, or give them back with `release`.
@@ -96,7 +110,7 @@ impl Registry {
     /// Fill a slot from `reserve`.
     pub fn insert(&mut self, id: u32, entry: Entry) {
         self.pending.remove(&id);
-        Self::note_limit(&entry);
+        self.note_limit(&entry);
         self.entries.insert(id, entry);
     }
 
@@ -104,14 +118,14 @@ impl Registry {
     /// guard's look takes after reading the count: a look that read the new count finds the
     /// instance (noted from `Shared::new`, before it was listed here, a look could read the
     /// new count, find nothing and go idle for good).
-    fn note_limit(entry: &Entry) {
-        crate::instances::memory_guard::note_spec(&entry.shared.lock().unwrap().spec);
+    fn note_limit(&self, entry: &Entry) {
+        self.limits.note_spec(&entry.shared.lock().unwrap().spec);
     }
 
     /// Put back an instance of the table a dead daemon left, under its old id; new ids come
     /// after the highest one.
     pub fn restore(&mut self, id: u32, entry: Entry) {
-        Self::note_limit(&entry);
+        self.note_limit(&entry);
         self.entries.insert(id, entry);
         self.next_id = self.next_id.max(id.saturating_add(1));
     }
@@ -119,9 +133,9 @@ impl Registry {
     /// As PM2: ids start again from 0 once the table is empty.
     pub fn remove(&mut self, id: u32) {
         if let Some(e) = self.entries.remove(&id) {
-            if crate::instances::events::wanted() {
+            if self.events.wanted() {
                 let s = e.shared.lock().unwrap();
-                crate::instances::events::deleted(id, &s.spec.name, s.restart_time);
+                self.events.deleted(id, &s.spec.name, s.restart_time);
             }
         }
         self.reset_ids_if_empty();

@@ -21,6 +21,8 @@ struct State {
     last_rotation: rotate::Last,
 }
 
+/// Process-wide: the daemon's own log is what tracing's global subscriber writes, on the
+/// process's fds 1 and 2.
 static STATE: Mutex<Option<State>> = Mutex::new(None);
 static SIZE: AtomicU64 = AtomicU64::new(0);
 static MAX: AtomicU64 = AtomicU64::new(u64::MAX);

@@ -16,6 +16,7 @@
 //! most about one nap.
 
 use crate::logs::QUIET_BUF;
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use std::future::Future;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -144,10 +145,9 @@ impl Input for PipeIn {
 
     fn grow(&mut self) -> bool {
         let Some(fd) = self.fd() else { return false };
-        // SAFETY: fcntl on a pipe fd we own; it only changes the pipe's capacity.
-        if unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, BUSY_PIPE) } < 0 {
+        if let Err(e) = fcntl(fd, FcntlArg::F_SETPIPE_SZ(BUSY_PIPE)) {
             // Over the user's pipe-user-pages-soft limit, or a pipe-max-size set lower.
-            tracing::debug!("F_SETPIPE_SZ: {}", io::Error::last_os_error());
+            tracing::debug!("F_SETPIPE_SZ: {}", io::Error::from(e));
             return false;
         }
         true
@@ -162,13 +162,8 @@ fn register(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
 
 fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
     let fd = fd.as_raw_fd();
-    // SAFETY: fcntl on an fd we own, changing only its O_NONBLOCK flag.
-    unsafe {
-        let flags = libc::fcntl(fd, libc::F_GETFL);
-        if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
+    let flags = OFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GETFL)?);
+    fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
     Ok(())
 }
 

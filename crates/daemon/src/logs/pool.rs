@@ -30,6 +30,7 @@ const BUDGET: usize = SINK_QUEUE;
 const IDLE_TRIM: Duration = Duration::from_millis(100);
 
 /// A writer drained a burst: free memory is to be returned once the pool is idle.
+/// Process-wide, as the pool and the allocator it trims.
 static TRIM: AtomicBool = AtomicBool::new(false);
 
 fn trim_when_idle() {
@@ -110,6 +111,7 @@ struct Pool {
     running: Mutex<usize>,
 }
 
+/// Process-wide: a few threads write every log file of the process.
 static POOL: Pool = Pool {
     ready: Mutex::new(VecDeque::new()),
     cv: Condvar::new(),

@@ -1,11 +1,12 @@
 //! Reading a child's pipe: whole lines move on whole, a partial line waits while the pipe keeps
 //! talking (see the module doc of `logs`), a busy pipe is read in batches.
 
+use super::sinks::Pumps;
 use super::source::Source;
 use super::{pace, spare};
 use super::{BUSY_HOLD, CHUNK, HOLD_MAX, PIPE_BUF, QUIET, QUIET_BUF};
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use tokio::io::AsyncRead;
 use tokio::time::Instant;
 
@@ -25,18 +26,6 @@ pub async fn pump_pipe(pipe: std::io::Result<OwnedFd>, src: Source) {
     }
 }
 
-/// `update`: every pump hands on what it holds (a partial line too, without ending it) and
-/// stops reading; the pipes cross the exec and the next daemon's pumps read on.
-pub fn freeze_pumps() {
-    let _ = frozen().send(true);
-}
-
-fn frozen() -> &'static tokio::sync::watch::Sender<bool> {
-    static FROZEN: std::sync::OnceLock<tokio::sync::watch::Sender<bool>> =
-        std::sync::OnceLock::new();
-    FROZEN.get_or_init(|| tokio::sync::watch::channel(false).0)
-}
-
 /// One read of the pump: `None` when the partial line's time is due first.
 async fn read_or_due(
     pipe: &mut impl pace::Input,
@@ -50,8 +39,8 @@ async fn read_or_due(
 }
 
 async fn pump_paced(mut pipe: impl pace::Input, src: Source) {
-    let _live = LivePump::new();
-    let mut freeze = frozen().subscribe();
+    let _live = LivePump::new(src.pumps.clone());
+    let mut freeze = src.pumps.frozen.subscribe();
     let mut pace = pace::Pace::default();
     // A quiet stream reads into a small buffer, taken when there is something to read and
     // given back once its lines are written: a buffer kept per stream (64 KiB, later 1 KiB)
@@ -152,25 +141,18 @@ fn hold(since: Instant, now: Instant, busy: bool) -> Instant {
     }
 }
 
-static LIVE_PUMPS: AtomicUsize = AtomicUsize::new(0);
-
-/// Pumps still reading a pipe: the foreground daemon waits for them before it exits, so the
-/// last lines of stopped apps reach its console.
-pub fn live_pumps() -> usize {
-    LIVE_PUMPS.load(Ordering::SeqCst)
-}
-
-struct LivePump;
+/// Counts one pump in [`Pumps::live`] while it reads.
+struct LivePump(std::sync::Arc<Pumps>);
 
 impl LivePump {
-    fn new() -> LivePump {
-        LIVE_PUMPS.fetch_add(1, Ordering::SeqCst);
-        LivePump
+    fn new(pumps: std::sync::Arc<Pumps>) -> LivePump {
+        pumps.live.fetch_add(1, Ordering::SeqCst);
+        LivePump(pumps)
     }
 }
 
 impl Drop for LivePump {
     fn drop(&mut self) {
-        LIVE_PUMPS.fetch_sub(1, Ordering::SeqCst);
+        self.0.live.fetch_sub(1, Ordering::SeqCst);
     }
 }

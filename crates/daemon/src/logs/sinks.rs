@@ -5,13 +5,13 @@
 use super::daemon_log;
 use super::hub::Hub;
 use super::pool;
-use super::writer::{open_append, Msg, Writer, DROPPED_ANY};
+use super::writer::{open_append, Msg, Writer};
 use super::SINK_QUEUE;
 use pmr_core::conf::{self, RotateConf};
 use std::collections::HashMap;
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use tokio::sync::{mpsc, oneshot};
 
@@ -97,9 +97,35 @@ impl Sink {
     }
 }
 
+/// The daemon's pumps: how many still read, and `update`'s order to stop.
+pub struct Pumps {
+    pub(super) live: AtomicUsize,
+    pub(super) frozen: tokio::sync::watch::Sender<bool>,
+}
+
+impl Default for Pumps {
+    fn default() -> Pumps {
+        Pumps {
+            live: AtomicUsize::new(0),
+            frozen: tokio::sync::watch::channel(false).0,
+        }
+    }
+}
+
+impl Pumps {
+    /// See [`Sinks::freeze_pumps`].
+    pub fn freeze(&self) {
+        let _ = self.frozen.send(true);
+    }
+
+    /// See [`Sinks::live_pumps`].
+    pub fn live(&self) -> usize {
+        self.live.load(Ordering::SeqCst)
+    }
+}
+
 /// All open sinks by path (so that instances writing one file share one writer), the live
-/// subscribers, and the global rotation settings.
-#[derive(Default)]
+/// subscribers, the global rotation settings, and the pumps that feed them.
 pub struct Sinks {
     open: Mutex<HashMap<PathBuf, Weak<Sink>>>,
     pub hub: Arc<Hub>,
@@ -107,6 +133,27 @@ pub struct Sinks {
     conf_path: Option<PathBuf>,
     daemon_log: Option<PathBuf>,
     global: RwLock<RotateConf>,
+    /// Some file has dropped lines (set by its writer).
+    dropped_any: Arc<AtomicBool>,
+    pub(super) pumps: Arc<Pumps>,
+    /// The next [`Source::owner`](super::Source::owner).
+    next_owner: AtomicU64,
+}
+
+impl Default for Sinks {
+    fn default() -> Sinks {
+        Sinks {
+            open: Mutex::default(),
+            hub: Arc::default(),
+            conf_path: None,
+            daemon_log: None,
+            global: RwLock::default(),
+            dropped_any: Arc::default(),
+            pumps: Arc::default(),
+            // 0 is the writer's `CUT_LINE`.
+            next_owner: AtomicU64::new(1),
+        }
+    }
 }
 
 impl Sinks {
@@ -154,7 +201,13 @@ impl Sinks {
         let conf = self.global.read().unwrap().with_app(app_rotate);
         let (tx, rx) = mpsc::channel(SINK_QUEUE);
         let dropped = Arc::new(AtomicU64::new(0));
-        let writer = Writer::new(file, path, conf.clone(), dropped.clone());
+        let writer = Writer::new(
+            file,
+            path,
+            conf.clone(),
+            dropped.clone(),
+            self.dropped_any.clone(),
+        );
         let slot = pool::Slot::new(writer, rx)?;
         let sink = Arc::new(Sink {
             path: path.to_path_buf(),
@@ -173,7 +226,7 @@ impl Sinks {
     /// Lines dropped so far because `path` could not be written (0 when it is not open).
     pub fn dropped(&self, path: &Path) -> u64 {
         // `list` asks for every file of every app: no lock nor lookup while nothing failed.
-        if !DROPPED_ANY.load(Ordering::Relaxed) {
+        if !self.dropped_any.load(Ordering::Relaxed) {
             return 0;
         }
         let open = self.open.lock().unwrap();
@@ -247,6 +300,23 @@ impl Sinks {
 }
 
 impl Sinks {
+    /// A stream's own owner number, unique for the daemon's life.
+    pub(super) fn next_owner(&self) -> u64 {
+        self.next_owner.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// `update`: every pump hands on what it holds (a partial line too, without ending it) and
+    /// stops reading; the pipes cross the exec and the next daemon's pumps read on.
+    pub fn freeze_pumps(&self) {
+        self.pumps.freeze();
+    }
+
+    /// Pumps still reading a pipe: the foreground daemon waits for them before it exits, so
+    /// the last lines of stopped apps reach its console.
+    pub fn live_pumps(&self) -> usize {
+        self.pumps.live()
+    }
+
     /// `update`: every open file has written what was queued before this call.
     pub async fn sync_all(&self) {
         for s in self.live() {

@@ -7,7 +7,6 @@ use super::sinks::{Sink, Sinks};
 use super::spare;
 use pmr_core::spec::AppSpec;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// One stream (stdout or stderr) of one instance: where its lines go and how they look.
@@ -21,14 +20,11 @@ pub struct Source {
     pub sinks: Vec<Arc<Sink>>,
     /// `None` with `disable_logs`: no live stream either (as PM2).
     pub hub: Option<Arc<Hub>>,
+    /// Counts the pump reading it while it does (the daemon's).
+    pub pumps: Arc<super::sinks::Pumps>,
 }
 
 impl Source {
-    pub fn next_owner() -> u64 {
-        static NEXT: AtomicU64 = AtomicU64::new(1);
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    }
-
     /// Hand on whole lines, or (last) a partial line written out early: raw files get it as
     /// it is; a date prefix or JSON makes it a line of its own.
     pub(super) async fn send(&self, lines: Vec<u8>) {
@@ -109,7 +105,7 @@ impl Sinks {
         }
         let name: Arc<str> = spec.name.as_str().into();
         let source = |stream: Stream, sinks| Source {
-            owner: Source::next_owner(),
+            owner: self.next_owner(),
             id,
             name: name.clone(),
             stream,
@@ -123,6 +119,7 @@ impl Sinks {
             },
             sinks,
             hub: (!spec.disable_logs).then(|| self.hub.clone()),
+            pumps: self.pumps.clone(),
         };
         Ok((
             source(Stream::Out, out_sinks),

@@ -10,6 +10,7 @@ use std::sync::Mutex;
 
 const MAX: usize = 4;
 
+/// Process-wide: buffers of the process's allocator, released with its free memory.
 static SPARE: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
 
 /// An empty buffer of at least [`CHUNK`] bytes' capacity.

@@ -8,15 +8,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 
-fn source(sinks: Vec<Arc<Sink>>) -> Source {
+/// A stream of `of` (for its owner number) writing to `sinks`.
+fn source(of: &Sinks, sinks: Vec<Arc<Sink>>) -> Source {
     Source {
-        owner: Source::next_owner(),
+        owner: of.next_owner(),
         id: 0,
         name: "t".into(),
         stream: Stream::Out,
         format: LineFormat::default(),
         sinks,
         hub: None,
+        pumps: Arc::default(),
     }
 }
 
@@ -40,7 +42,7 @@ async fn lines_are_kept_whole_and_the_last_partial_line_is_completed() {
     let sinks = Sinks::default();
     let sink = sinks.get(&path, None).unwrap();
     let (mut w, r) = tokio::io::duplex(1024);
-    let task = tokio::spawn(pump(r, source(vec![sink.clone()])));
+    let task = tokio::spawn(pump(r, source(&sinks, vec![sink.clone()])));
     let mut expected = String::new();
     for i in 0..5000 {
         let line = format!("line {i} {}\n", "x".repeat(i % 97));
@@ -76,8 +78,11 @@ async fn a_partial_line_is_written_out_when_the_pipe_goes_quiet() {
     let sinks = Sinks::default();
     let (mut w1, r1) = tokio::io::duplex(1024);
     let (mut w2, r2) = tokio::io::duplex(1024);
-    let t1 = tokio::spawn(pump(r1, source(vec![sinks.get(&raw, None).unwrap()])));
-    let mut dated_src = source(vec![sinks.get(&dated, None).unwrap()]);
+    let t1 = tokio::spawn(pump(
+        r1,
+        source(&sinks, vec![sinks.get(&raw, None).unwrap()]),
+    ));
+    let mut dated_src = source(&sinks, vec![sinks.get(&dated, None).unwrap()]);
     dated_src.format.date_format = Some("[T]".into());
     let t2 = tokio::spawn(pump(r2, dated_src));
     for w in [&mut w1, &mut w2] {
@@ -109,8 +114,8 @@ async fn in_a_shared_file_another_stream_never_continues_an_open_line() {
     let sink = sinks.get(&path, None).unwrap();
     let (mut wa, ra) = tokio::io::duplex(1024);
     let (mut wb, rb) = tokio::io::duplex(1024);
-    let ta = tokio::spawn(pump(ra, source(vec![sink.clone()])));
-    let tb = tokio::spawn(pump(rb, source(vec![sink.clone()])));
+    let ta = tokio::spawn(pump(ra, source(&sinks, vec![sink.clone()])));
+    let tb = tokio::spawn(pump(rb, source(&sinks, vec![sink.clone()])));
     wa.write_all(b"a1").await.unwrap();
     wait_for(&path, "a1").await;
     wb.write_all(b"b1\n").await.unwrap();
@@ -136,7 +141,7 @@ async fn a_large_write_cut_by_the_pipe_waits_for_its_rest() {
     let dir = test_dir("busy");
     let path = dir.join("d.log");
     let sinks = Sinks::default();
-    let mut src = source(vec![sinks.get(&path, None).unwrap()]);
+    let mut src = source(&sinks, vec![sinks.get(&path, None).unwrap()]);
     src.format.date_format = Some("[T]".into());
     let (mut w, r) = tokio::io::duplex(2 * CHUNK);
     let task = tokio::spawn(pump(r, src));
@@ -173,7 +178,7 @@ async fn many_files_share_the_writer_pool_and_keep_their_order() {
     for f in 0..FILES {
         let sink = sinks.get(&dir.join(format!("f{f}.log")), None).unwrap();
         let (mut w, r) = tokio::io::duplex(4096);
-        let pumping = tokio::spawn(pump(r, source(vec![sink])));
+        let pumping = tokio::spawn(pump(r, source(&sinks, vec![sink])));
         tasks.push(tokio::spawn(async move {
             for i in 0..LINES {
                 w.write_all(format!("{f} {i}\n").as_bytes()).await.unwrap();
@@ -211,7 +216,7 @@ async fn size_rotation_splits_at_line_boundaries_and_loses_nothing() {
     };
     let sink = sinks.get(&path, Some(&block)).unwrap();
     let (mut w, r) = tokio::io::duplex(4096);
-    let task = tokio::spawn(pump(r, source(vec![sink.clone()])));
+    let task = tokio::spawn(pump(r, source(&sinks, vec![sink.clone()])));
     let mut expected = String::new();
     for i in 0..2000 {
         let line = format!("{i:05} {}\n", "y".repeat(i % 50));

@@ -10,13 +10,9 @@ use pmr_core::conf::RotateConf;
 use std::fs::{File, OpenOptions};
 use std::io::{IoSlice, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
-
-/// Some file of the daemon has dropped lines.
-pub(super) static DROPPED_ANY: std::sync::atomic::AtomicBool =
-    std::sync::atomic::AtomicBool::new(false);
 
 /// A message to a file's writer.
 pub(super) enum Msg {
@@ -84,7 +80,7 @@ impl Piece {
 /// Largest number of pieces given to one `writev` (Linux's `IOV_MAX` is 1024).
 const MAX_IOV: usize = 512;
 
-/// The owner of an open line no stream has ([`Source::next_owner`] starts at 1): the file ends
+/// The owner of an open line no stream has (`Sinks::next_owner` starts at 1): the file ends
 /// mid-line after a failed write, so whoever writes next starts a new line.
 pub(super) const CUT_LINE: u64 = 0;
 
@@ -120,6 +116,8 @@ pub(crate) struct Writer {
     batch_mid_line: bool,
     /// Lines that could not be written (shared with the [`Sink`]).
     dropped: Arc<AtomicU64>,
+    /// Set when any file of the daemon drops lines (shared with the [`Sinks`]).
+    dropped_any: Arc<AtomicBool>,
     /// While writes fail: the lines dropped since they began to.
     failing: Option<u64>,
     /// The batch: written with one `writev` when the queue is drained, and before a rotation,
@@ -134,6 +132,7 @@ impl Writer {
         path: &Path,
         conf: RotateConf,
         dropped: Arc<AtomicU64>,
+        dropped_any: Arc<AtomicBool>,
     ) -> Writer {
         Writer {
             size: file.metadata().map(|m| m.len()).unwrap_or(0),
@@ -145,6 +144,7 @@ impl Writer {
             open_line: None,
             batch_mid_line: false,
             dropped,
+            dropped_any,
             failing: None,
             out: Vec::new(),
             since_trim: 0,
@@ -359,7 +359,7 @@ impl Writer {
         self.open_line = mid_line.then_some(CUT_LINE);
         self.size -= unwritten as u64;
         self.dropped.fetch_add(lines, Ordering::Relaxed);
-        DROPPED_ANY.store(true, Ordering::Relaxed);
+        self.dropped_any.store(true, Ordering::Relaxed);
         match &mut self.failing {
             Some(n) => *n += lines,
             None => {
@@ -432,7 +432,13 @@ mod tests {
     /// A writer of `path` whose fd is `file`, and its dropped-lines counter.
     fn bare_writer(path: &Path, file: File) -> (Writer, Arc<AtomicU64>) {
         let dropped = Arc::new(AtomicU64::new(0));
-        let w = Writer::new(file, path, RotateConf::default(), dropped.clone());
+        let w = Writer::new(
+            file,
+            path,
+            RotateConf::default(),
+            dropped.clone(),
+            Arc::default(),
+        );
         (w, dropped)
     }
 

@@ -18,7 +18,7 @@
 //! One [`Agent`] per started Node process; the instance's snapshot points at the current
 //! one, so `jlist` (and every reader of it) shows the metrics without knowing about IPC.
 
-use crate::node::ipc::IpcHandle;
+use crate::node::channel::IpcHandle;
 use pmr_core::protocol::AxmInfo;
 use serde_json::{json, Map, Value};
 use std::sync::{Mutex, OnceLock};

@@ -11,6 +11,8 @@
 //! reads: the daemon's work for a flooding app is bounded while it still keeps up with it.
 
 use crate::node::axm::Agent;
+use crate::node::channel::Out;
+pub use crate::node::channel::{Frozen, IpcHandle};
 use crate::node::cluster::{Listeners, Query};
 use serde_json::{json, Value};
 use std::collections::VecDeque;
@@ -76,56 +78,6 @@ pub struct ClusterCtx {
     /// Unique for the daemon's life (NODE_UNIQUE_ID), so a reloading pm_id's old and new
     /// workers are told apart.
     pub worker: u64,
-}
-
-enum Out {
-    User(Value),
-    Disconnect,
-    /// `update`: stop here, keeping the worker's membership, and hand back what was read.
-    Freeze(tokio::sync::oneshot::Sender<Frozen>),
-}
-
-/// A channel as `update` carries it across the exec: the socket's fd goes separately; this is
-/// what was read of a message not yet complete, and the next sequence number.
-#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
-pub struct Frozen {
-    pub partial: Vec<u8>,
-    pub seq: u64,
-}
-
-/// The instance's handle on the channel.
-#[derive(Clone)]
-pub struct IpcHandle(mpsc::UnboundedSender<Out>);
-
-impl IpcHandle {
-    /// A handle whose messages come out of the receiver, for tests.
-    #[cfg(test)]
-    pub fn detached() -> (IpcHandle, mpsc::UnboundedReceiver<Value>) {
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let (vtx, vrx) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            while let Some(o) = rx.recv().await {
-                if let Out::User(v) = o {
-                    let _ = vtx.send(v);
-                }
-            }
-        });
-        (IpcHandle(tx), vrx)
-    }
-    /// A message the app receives with `process.on('message')` (e.g. `'shutdown'`).
-    pub fn send(&self, msg: Value) {
-        let _ = self.0.send(Out::User(msg));
-    }
-    /// Cluster `disconnect`: the worker closes its servers and leaves once they drain.
-    pub fn disconnect(&self) {
-        let _ = self.0.send(Out::Disconnect);
-    }
-    /// See [`Out::Freeze`]; `None` if the channel had already ended.
-    pub async fn freeze(&self) -> Option<Frozen> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.0.send(Out::Freeze(tx)).ok()?;
-        rx.await.ok()
-    }
 }
 
 /// Take over our end of the socketpair.

@@ -6,11 +6,16 @@
 //! replaces this one (`update`: same pid, so the children are still its children): it opens a
 //! pidfd on the pid it was handed and waits for it the same way.
 
+use super::handle::{BoxFuture, Process};
+use super::tree;
+use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
 use std::io;
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
+use std::task::{ready, Context, Poll};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
@@ -19,6 +24,8 @@ pub struct ChildHandle {
     pidfd: AsyncFd<OwnedFd>,
     /// Once reaped: the pid may be someone else's from then on.
     status: Option<ExitStatus>,
+    /// Its tree as the stop sequence last saw it (`treekill`).
+    tree: Vec<u32>,
 }
 
 impl ChildHandle {
@@ -31,6 +38,7 @@ impl ChildHandle {
             pid,
             pidfd,
             status: None,
+            tree: Vec::new(),
         })
     }
 
@@ -41,11 +49,15 @@ impl ChildHandle {
     /// Wait for the exit and reap the child. Cancel-safe: the status is kept once reaped, and
     /// the reaping itself is one syscall with nothing awaited after it.
     pub async fn wait(&mut self) -> io::Result<ExitStatus> {
+        std::future::poll_fn(|cx| self.poll_exit(cx)).await
+    }
+
+    fn poll_exit(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<ExitStatus>> {
         loop {
             if let Some(st) = self.status {
-                return Ok(st);
+                return Poll::Ready(Ok(st));
             }
-            let mut guard = self.pidfd.readable().await?;
+            let mut guard = ready!(self.pidfd.poll_read_ready(cx))?;
             let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG;
             match waitid(Id::PIDFd(self.pidfd.get_ref().as_fd()), flags) {
                 Ok(WaitStatus::Exited(_, code)) => {
@@ -59,13 +71,52 @@ impl ChildHandle {
                 // Not exited yet (a stray wake-up).
                 Ok(_) => guard.clear_ready(),
                 Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => return Err(e.into()),
+                Err(e) => return Poll::Ready(Err(e.into())),
             }
         }
     }
 }
 
-fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
+impl Process for ChildHandle {
+    fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    fn poll_wait(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<ExitStatus>> {
+        self.poll_exit(cx)
+    }
+
+    fn signal(&self, sig: Signal) -> nix::Result<()> {
+        kill(Pid::from_raw(self.pid as i32), sig)
+    }
+
+    fn signal_tree(&mut self, sig: Option<Signal>, treekill: bool) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            if treekill && self.status.is_none() {
+                // What the tree is now, with what it was: a child forked since the stop signal
+                // gets its SIGKILL in the same pass.
+                let known = std::mem::take(&mut self.tree);
+                self.tree = tree::members(self.pid, known).await;
+            }
+            if let Some(sig) = sig {
+                tree::signal(self.pid, &self.tree, treekill, sig);
+            }
+        })
+    }
+
+    fn tree_alive(&self) -> BoxFuture<'static, bool> {
+        let (pid, tree) = (self.pid, self.tree.clone());
+        Box::pin(async move {
+            // /proc reads stay off the runtime's threads.
+            tokio::task::spawn_blocking(move || tree::group_alive(pid, &tree))
+                .await
+                .unwrap_or(false)
+        })
+    }
+}
+
+/// A pidfd on `pid` (Linux ≥ 5.3): no wrapper in nix or std yet.
+pub(super) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
     // SAFETY: pidfd_open(2) takes a pid and flags and returns a new fd or -1; nothing of ours
     // is passed by pointer.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::c_int, 0) };

@@ -22,12 +22,13 @@ use nix::errno::Errno;
 use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag};
 use nix::unistd::Pid;
 use std::collections::HashMap;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// The daemon's own children while reaping is on (nothing is recorded otherwise), each with a
-/// pidfd when the kernel gives one (Linux ≥ 5.3).
+/// pidfd when the kernel gives one (Linux ≥ 5.3). Process-wide: being a child subreaper, and
+/// the thread that reaps, are the process's.
 static MANAGED: OnceLock<Mutex<HashMap<u32, Option<OwnedFd>>>> = OnceLock::new();
 
 /// How long a foreign zombie must have been seen before it is reaped; also the pause between
@@ -124,11 +125,7 @@ fn zombie_children(me: u32) -> Vec<u32> {
 }
 
 fn pidfd_open(pid: u32) -> Option<OwnedFd> {
-    // SAFETY: pidfd_open(2) takes a pid and flags and returns a new fd or -1; nothing of ours
-    // is passed by pointer.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::c_int, 0) };
-    // SAFETY: a non-negative return is a new fd that nothing else owns.
-    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
+    super::child::pidfd_open(pid).ok()
 }
 
 /// Whether the process a pidfd names has been reaped (a zombie can still be signalled).

@@ -21,6 +21,7 @@ struct State {
     last: Stats,
 }
 
+/// Process-wide: a cache of the machine's process table, shared by every thread that asks.
 static STATE: Mutex<Option<State>> = Mutex::new(None);
 static DONE: Condvar = Condvar::new();
 

@@ -3,6 +3,7 @@
 //! on fd 3.
 
 use nix::fcntl::{fcntl, FcntlArg};
+use nix::sys::resource::{getrlimit, setrlimit, Resource};
 use nix::unistd::dup2;
 use pmr_core::spec::AppSpec;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -148,11 +149,11 @@ pub fn spawn(
     if !pass.is_empty() || nofile.is_some() {
         // SAFETY: pre_exec runs in the forked child, where only async-signal-safe work is
         // allowed: place_fds makes fcntl and dup2 calls on a stack array, setrlimit is one
-        // syscall on a value copied in, nothing else.
+        // syscall on values copied in, nothing else.
         unsafe {
             cmd.pre_exec(move || {
-                if let Some(lim) = &nofile {
-                    libc::setrlimit(libc::RLIMIT_NOFILE, lim);
+                if let Some((soft, hard)) = nofile {
+                    let _ = setrlimit(Resource::RLIMIT_NOFILE, soft, hard);
                 }
                 place_fds(&pass)
             });
@@ -184,46 +185,34 @@ pub fn spawn(
 }
 
 /// The fd limit the daemon was started with, when it raised its own (see [`raise_nofile`]):
-/// its apps get this one back.
-static ORIGINAL_NOFILE: std::sync::OnceLock<libc::rlimit> = std::sync::OnceLock::new();
+/// its apps get this one back (soft, hard). Process-wide: an rlimit of the process, saved at
+/// its start.
+static ORIGINAL_NOFILE: std::sync::OnceLock<(libc::rlim_t, libc::rlim_t)> =
+    std::sync::OnceLock::new();
 
 /// Raise the daemon's soft fd limit to its hard limit: each running process costs it up to
 /// nine fds (pipes, IPC channel, pidfd, and the copies kept for `update`, see `handoff.rs`),
 /// and a 1024 soft limit would stop a hundred apps. The apps get the original limit back.
 pub fn raise_nofile() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
     // A daemon replaced by `update` raised it already: the original comes with the exec.
     let handed = std::env::var(NOFILE_VAR).ok();
     std::env::remove_var(NOFILE_VAR);
     if let Some((cur, max)) = handed.as_deref().and_then(|v| v.split_once(' ')) {
         if let (Ok(cur), Ok(max)) = (cur.parse(), max.parse()) {
-            let _ = ORIGINAL_NOFILE.set(libc::rlimit {
-                rlim_cur: cur,
-                rlim_max: max,
-            });
+            let _ = ORIGINAL_NOFILE.set((cur, max));
             return;
         }
     }
-    // SAFETY: getrlimit/setrlimit on a local struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return;
-        }
-        // The kernel's default `nr_open`: an unlimited hard limit cannot be the soft one.
-        let target = lim.rlim_max.min(1 << 20);
-        if lim.rlim_cur >= target {
-            return;
-        }
-        let raised = libc::rlimit {
-            rlim_cur: target,
-            rlim_max: lim.rlim_max,
-        };
-        if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-            let _ = ORIGINAL_NOFILE.set(lim);
-        }
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    // The kernel's default `nr_open`: an unlimited hard limit cannot be the soft one.
+    let target = hard.min(1 << 20);
+    if soft >= target {
+        return;
+    }
+    if setrlimit(Resource::RLIMIT_NOFILE, target, hard).is_ok() {
+        let _ = ORIGINAL_NOFILE.set((soft, hard));
     }
 }
 
@@ -234,7 +223,7 @@ pub const NOFILE_VAR: &str = "PMR_UPDATE_NOFILE";
 pub fn original_nofile() -> Option<String> {
     ORIGINAL_NOFILE
         .get()
-        .map(|l| format!("{} {}", l.rlim_cur, l.rlim_max))
+        .map(|(soft, hard)| format!("{soft} {hard}"))
 }
 
 /// In the child: put `fds` at 3, 4, ... without one overwriting another. First move each

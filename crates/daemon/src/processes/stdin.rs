@@ -4,13 +4,13 @@
 //! cluster workers see EOF.)
 //!
 //! From the first line sent to it, each process's pipe end is owned by one small writer task
-//! (until then the table below holds it), so a process that does not read
+//! (until then the [`Feeds`] table holds it), so a process that does not read
 //! its stdin never holds up the daemon: a write that cannot complete within [`WRITE_TIMEOUT`]
 //! fails the request. The [`Feed`] lives in the instance's running process and goes with it:
 //! dropping it ends the task and closes the pipe, so nothing is left open across restarts.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, oneshot};
@@ -32,26 +32,32 @@ enum Pipe {
 }
 
 /// The stdin of each running process by instance id, with the pid it was started for.
-type Table = HashMap<u32, (u32, Pipe)>;
-static FEEDS: Mutex<Option<Table>> = Mutex::new(None);
+#[derive(Default)]
+pub struct Feeds(Mutex<HashMap<u32, (u32, Pipe)>>);
 
 /// The daemon's hold on one process's stdin; dropping it closes the pipe.
 pub struct Feed {
+    feeds: Arc<Feeds>,
     id: u32,
     pid: u32,
 }
 
 impl Feed {
-    /// Keep instance `id`'s process `pid`'s stdin (our end of its pipe) until it is written to
-    /// or the process goes. Needs the tokio runtime.
-    pub fn new(id: u32, pid: u32, stdin: std::os::fd::OwnedFd) -> std::io::Result<Feed> {
+    /// Keep instance `id`'s process `pid`'s stdin (our end of its pipe) in `feeds` until it is
+    /// written to or the process goes. Needs the tokio runtime.
+    pub fn new(
+        feeds: &Arc<Feeds>,
+        id: u32,
+        pid: u32,
+        stdin: std::os::fd::OwnedFd,
+    ) -> std::io::Result<Feed> {
         let stdin = tokio::net::unix::pipe::Sender::from_owned_fd(stdin)?;
-        FEEDS
-            .lock()
-            .unwrap()
-            .get_or_insert_with(HashMap::new)
-            .insert(id, (pid, Pipe::Idle(stdin)));
-        Ok(Feed { id, pid })
+        feeds.0.lock().unwrap().insert(id, (pid, Pipe::Idle(stdin)));
+        Ok(Feed {
+            feeds: feeds.clone(),
+            id,
+            pid,
+        })
     }
 }
 
@@ -77,8 +83,7 @@ fn start_writer(mut stdin: tokio::net::unix::pipe::Sender) -> (mpsc::Sender<Line
 
 impl Drop for Feed {
     fn drop(&mut self) {
-        let mut feeds = FEEDS.lock().unwrap();
-        let Some(map) = feeds.as_mut() else { return };
+        let mut map = self.feeds.0.lock().unwrap();
         // A newer process of the same instance may already be registered.
         if map.get(&self.id).is_some_and(|(pid, _)| *pid == self.pid) {
             if let Some((_, Pipe::Writing(_, task))) = map.remove(&self.id) {
@@ -90,34 +95,35 @@ impl Drop for Feed {
     }
 }
 
-/// Write `bytes` to the stdin of instance `id`'s running process. `Ok(false)`: no process of
-/// this instance holds a stdin pipe.
-pub async fn write(id: u32, bytes: Vec<u8>) -> Result<bool, String> {
-    let tx = {
-        let mut feeds = FEEDS.lock().unwrap();
-        let Some(map) = feeds.as_mut() else {
-            return Ok(false);
-        };
-        let Some((pid, pipe)) = map.remove(&id) else {
-            return Ok(false);
-        };
+impl Feeds {
+    /// Write `bytes` to the stdin of instance `id`'s running process. `Ok(false)`: no process
+    /// of this instance holds a stdin pipe.
+    pub async fn write(&self, id: u32, bytes: Vec<u8>) -> Result<bool, String> {
+        let tx = self.writer(id);
+        let Some(tx) = tx else { return Ok(false) };
+        let (reply, done) = oneshot::channel();
+        match tokio::time::timeout(WRITE_TIMEOUT, tx.send((bytes, reply))).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Ok(false),
+            Err(_) => return Err("its stdin is full (lines are waiting)".into()),
+        }
+        drop(tx);
+        match done.await {
+            Ok(r) => r.map(|()| true),
+            // The process went away while the line waited.
+            Err(_) => Ok(false),
+        }
+    }
+
+    /// The queue of instance `id`'s writer, started on first use.
+    fn writer(&self, id: u32) -> Option<mpsc::Sender<Line>> {
+        let mut map = self.0.lock().unwrap();
+        let (pid, pipe) = map.remove(&id)?;
         let (tx, task) = match pipe {
             Pipe::Idle(stdin) => start_writer(stdin),
             Pipe::Writing(tx, task) => (tx, task),
         };
         map.insert(id, (pid, Pipe::Writing(tx.clone(), task)));
-        tx
-    };
-    let (reply, done) = oneshot::channel();
-    match tokio::time::timeout(WRITE_TIMEOUT, tx.send((bytes, reply))).await {
-        Ok(Ok(())) => {}
-        Ok(Err(_)) => return Ok(false),
-        Err(_) => return Err("its stdin is full (lines are waiting)".into()),
-    }
-    drop(tx);
-    match done.await {
-        Ok(r) => r.map(|()| true),
-        // The process went away while the line waited.
-        Err(_) => Ok(false),
+        Some(tx)
     }
 }

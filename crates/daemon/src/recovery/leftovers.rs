@@ -8,7 +8,7 @@
 //! app's own child is stopped with its group). Either way a process is only signalled while
 //! its pid still has the start time it was found with: a reused pid is never touched.
 
-use crate::recovery::table_file::{Proc, Table};
+use crate::instances::table_file::{Proc, Table};
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 use std::time::Duration;

@@ -16,12 +16,12 @@
 //! those processes are taken over (`instance/adopt.rs`), not stopped.
 
 use crate::daemon::Daemon;
+use crate::instances::handoff::HandedChild;
 use crate::instances::instance::{Ctl, Instance, Paths, Shared};
 use crate::instances::registry::Entry;
+use crate::instances::table_file::{self, Loaded, Record, Table, Wanted};
 use crate::processes::spawn;
-use crate::recovery::table_file::{self, Loaded, Record, Table, Wanted};
 use crate::requests::register::default_paths;
-use crate::update::handoff::HandedChild;
 use pmr_core::protocol::Status;
 use std::sync::{Arc, Mutex};
 
@@ -205,9 +205,9 @@ fn release<'a>(handed: impl Iterator<Item = &'a HandedChild>) {
             .into_iter()
             .flatten()
         {
-            drop(crate::update::handoff::take_fd(
+            drop(crate::instances::handoff::take_fd(
                 fd,
-                crate::update::handoff::Kind::Any,
+                crate::instances::handoff::Kind::Any,
             ));
         }
         pids.push(h.pid);
@@ -295,10 +295,10 @@ fn start_writer(d: &Arc<Daemon>) {
     let weak = Arc::downgrade(d);
     let me = std::process::id();
     let writer = d.ctx.table.clone();
+    // This process's start time, read once, on the writer thread: /proc is file I/O.
+    let start = std::sync::OnceLock::new();
     let spawned = writer.start(move || {
-        // Read here, on the writer thread: /proc is file I/O.
-        static START: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-        let ticks = *START.get_or_init(|| {
+        let ticks = *start.get_or_init(|| {
             pmr_core::procfs::read_stat(me)
                 .map(|s| s.start_ticks)
                 .unwrap_or(0)

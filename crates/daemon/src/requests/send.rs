@@ -2,7 +2,6 @@
 //! checks and wording (`God.sendLineToStdin`): unknown id, cluster mode, not running.
 
 use crate::daemon::Daemon;
-use crate::processes::stdin;
 use pmr_core::protocol::{ActionResult, Response, SendLineRequest, Status};
 use pmr_core::spec::ExecMode;
 use std::sync::Arc;
@@ -26,7 +25,7 @@ pub async fn send_line(d: &Arc<Daemon>, req: SendLineRequest) -> Response {
                 Some("Cannot send line to processes in cluster mode".into()),
             ),
             Some((name, _, Status::Online | Status::Launching)) => {
-                let error = match stdin::write(id, line.clone().into_bytes()).await {
+                let error = match d.ctx.stdin.write(id, line.clone().into_bytes()).await {
                     Ok(true) => None,
                     Ok(false) => Some(format!("Process with ID <{id}> offline.")),
                     Err(e) => Some(format!("Process with ID <{id}>: {e}")),

@@ -17,22 +17,20 @@ use serde::{Deserialize, Serialize};
 use std::os::fd::RawFd;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// The fd of the home's lock, set by `daemon::run_with` (the daemon the CLI starts, and the
 /// boot unit's `pmr daemon --resurrect`: systemd keeps tracking the same pid, and the new
 /// binary inherits `NOTIFY_SOCKET` and sends `READY=1` again): it is handed to the new
-/// binary, so the home is never without a daemon owning it.
+/// binary, so the home is never without a daemon owning it. Process-wide: the lock is the
+/// process's, taken before the daemon's state exists, and crosses `execve`.
 pub static LOCK_FD: OnceLock<RawFd> = OnceLock::new();
 
-/// Set once an update has begun: requests that change the table are refused from then on
-/// (an app started now would not be in the table handed over).
-static IN_PROGRESS: AtomicBool = AtomicBool::new(false);
-
-/// Whether `req` must wait for the new daemon.
-pub fn refused_meanwhile(req: &Request) -> bool {
-    IN_PROGRESS.load(Ordering::SeqCst)
+/// Whether `req` must wait for the new daemon: once an update has begun, requests that change
+/// the table are refused (an app started now would not be in the table handed over).
+pub fn refused_meanwhile(d: &Daemon, req: &Request) -> bool {
+    d.updating.load(Ordering::SeqCst)
         && !matches!(
             req,
             Request::Ping | Request::List | Request::Resolve { .. } | Request::Subscribe { .. }
@@ -45,7 +43,8 @@ const LOCK_FD_VAR: &str = "PMR_UPDATE_LOCK_FD";
 const SOCKETS_VAR: &str = "PMR_UPDATE_SOCKETS";
 
 /// The sockets held across the stops, until the exec (old side), or inherited until the
-/// server adopts them (new side).
+/// server adopts them (new side). Process-wide: they cross `execve`, and the new side reads
+/// them before the daemon's state exists.
 static HELD: Mutex<Vec<Held>> = Mutex::new(Vec::new());
 
 /// One listening socket as it crosses the exec.
@@ -95,7 +94,7 @@ pub async fn update(d: &Arc<Daemon>, binary: &str) -> Response {
             }
         }
     }
-    if IN_PROGRESS.swap(true, Ordering::SeqCst) {
+    if d.updating.swap(true, Ordering::SeqCst) {
         return Response::Error {
             message: "update: an update is already in progress".into(),
         };
@@ -103,7 +102,7 @@ pub async fn update(d: &Arc<Daemon>, binary: &str) -> Response {
     // From here new changes are refused; those under way finish first (bounded), or the
     // update is refused and nothing has changed.
     if let Err(busy) = settle(d).await {
-        IN_PROGRESS.store(false, Ordering::SeqCst);
+        d.updating.store(false, Ordering::SeqCst);
         return Response::Error {
             message: format!(
                 "update: {busy} after {} s; nothing changed (the daemon keeps running): try again once it is done",
@@ -135,9 +134,9 @@ pub async fn update(d: &Arc<Daemon>, binary: &str) -> Response {
     }
     // The log pumps hand on what they read (a partial line too) and stop; then every log
     // file writes out what is queued: nothing read from a pipe is lost at the exec.
-    crate::logs::freeze_pumps();
+    d.ctx.sinks.freeze_pumps();
     let quiet = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
-    while crate::logs::live_pumps() > 0 && tokio::time::Instant::now() < quiet {
+    while d.ctx.sinks.live_pumps() > 0 && tokio::time::Instant::now() < quiet {
         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
     }
     d.ctx.sinks.sync_all().await;
@@ -157,16 +156,16 @@ pub async fn update(d: &Arc<Daemon>, binary: &str) -> Response {
         started.elapsed().as_millis(),
         path.display()
     );
-    let handoff = crate::update::handoff::HandoffFile {
-        format: crate::update::handoff::FORMAT,
+    let handoff = crate::instances::handoff::HandoffFile {
+        format: crate::instances::handoff::FORMAT,
         next_worker: d.ctx.next_worker.load(Ordering::SeqCst),
         children,
     };
-    let file = crate::recovery::table_file::path(&d.ctx.home);
-    let handoff_path = crate::update::handoff::path(&d.ctx.home);
+    let file = crate::instances::table_file::path(&d.ctx.home);
+    let handoff_path = crate::instances::handoff::path(&d.ctx.home);
     let written = tokio::task::spawn_blocking(move || {
-        crate::update::handoff::write(&handoff_path, &handoff)?;
-        crate::recovery::table_file::write_atomic(&file, &table)
+        crate::instances::handoff::write(&handoff_path, &handoff)?;
+        crate::instances::table_file::write_atomic(&file, &table)
     })
     .await;
     match written {
@@ -272,7 +271,7 @@ pub fn exec(binary: &str) -> std::io::Error {
     }
     let sockets = serde_json::to_string(&handed).unwrap_or_else(|_| "[]".into());
     // The apps' pipes and IPC channels (see `handoff.rs`).
-    crate::update::handoff::open_for_exec();
+    crate::instances::handoff::open_for_exec();
     let mut args = std::env::args_os();
     // argv[0] is kept: it selects the personality (pmr or pm2) and so the home's names.
     let arg0 = args.next().unwrap_or_else(|| "pmr".into());
@@ -298,7 +297,7 @@ pub fn inherited_lock() -> Option<std::fs::File> {
     std::env::remove_var(SOCKETS_VAR);
     let v = std::env::var(LOCK_FD_VAR).ok()?;
     std::env::remove_var(LOCK_FD_VAR);
-    crate::update::handoff::mark_replacing();
+    crate::instances::handoff::mark_replacing();
     if let Some(s) = sockets {
         *HELD.lock().unwrap() = inherited_sockets(&s);
     }

@@ -4,11 +4,12 @@
 //! ([`Instance::run_adopted`]): same pid, log pumps on the same pipes, IPC reader on the same
 //! channel (with what was read of a partial message), stdin, cluster membership.
 
-use super::{now_ms, Instance, Phase, Running};
+use super::{now_ms, Held, Instance, Phase, Running};
+use crate::instances::handoff::{self, HandedChild, Keep, Kind};
 use crate::logs::pump_pipe;
 use crate::node::ipc::{self as node_ipc, ClusterCtx};
 use crate::processes::child::ChildHandle;
-use crate::update::handoff::{self, HandedChild, Keep, Kind};
+use crate::processes::handle::Process;
 use pmr_core::protocol::Status;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -25,13 +26,13 @@ impl Instance {
     /// Describe `r` for the next daemon, its fds kept for the exec. `None`: it cannot be
     /// handed over (no start time known); the next daemon stops and starts it again.
     pub(super) async fn hand_over(&self, r: &mut Running) -> Option<HandedChild> {
-        let start_ticks = r.start_ticks?;
+        let start_ticks = r.held.start_ticks?;
         // The reader stops between two reads: what it has of a message goes with the fd.
         let frozen = match &r.ipc {
             Some(ipc) => ipc.freeze().await,
             None => None,
         };
-        let keep = std::mem::take(&mut r.keep);
+        let keep = std::mem::take(&mut r.held.keep);
         let ipc_fd = match frozen {
             Some(_) => keep.ipc.map(handoff::cross),
             // The channel had ended: nothing to read on.
@@ -43,13 +44,13 @@ impl Instance {
             start_ticks,
             pm_uptime: self.with(|s| s.pm_uptime),
             ready: r.ready_deadline.is_none(),
-            worker: r._membership.as_ref().map(|m| m.worker),
+            worker: r.held.membership.as_ref().map(|m| m.worker),
             out_fd: keep.out.map(handoff::cross),
             err_fd: keep.err.map(handoff::cross),
             stdin_fd: keep.stdin.map(handoff::cross),
             ipc_fd,
             ipc: frozen.unwrap_or_default(),
-            notify: r._notify.is_some(),
+            notify: r.held.notify.is_some(),
             axm: r.axm.as_ref().map(|a| a.snapshot()).unwrap_or_default(),
         })
     }
@@ -109,7 +110,9 @@ impl Instance {
         if let Some(err) = err {
             tokio::spawn(pump_pipe(Ok(err), err_sinks));
         }
-        let stdin = stdin.and_then(|s| crate::processes::stdin::Feed::new(self.id, pid, s).ok());
+        let stdin = stdin.and_then(|s| {
+            crate::processes::stdin::Feed::new(&self.ctx.stdin, self.id, pid, s).ok()
+        });
         let cluster = spec.exec_mode == pmr_core::spec::ExecMode::Cluster;
         let cluster_ctx = (cluster && spec.listen.is_empty()).then(|| ClusterCtx {
             listeners: self.ctx.listeners.clone(),
@@ -159,7 +162,7 @@ impl Instance {
         });
         tracing::info!("App {} taken over: pid {pid}", self.label());
         Ok(Box::new(Running {
-            child,
+            child: Box::new(child) as Box<dyn Process>,
             pid,
             started,
             ipc_rx,
@@ -167,12 +170,14 @@ impl Instance {
             ready_deadline,
             waiters: Vec::new(),
             listen_error: None,
-            _tracked: Some(self.ctx.table.track(pid, ticks, self.id)),
-            _membership: membership,
-            _notify: notify,
-            _stdin: stdin,
-            start_ticks: Some(ticks),
-            keep,
+            held: Held {
+                tracked: Some(self.ctx.table.track(pid, ticks, self.id)),
+                membership,
+                notify,
+                stdin,
+                start_ticks: Some(ticks),
+                keep,
+            },
             axm,
         }))
     }

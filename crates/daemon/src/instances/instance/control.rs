@@ -50,7 +50,7 @@ pub enum Ctl {
     Resume(Reply),
     /// `update`: describe the running process (if any) for the next daemon and its fds, then
     /// do nothing more (the task parks until the exec).
-    Handoff(oneshot::Sender<Option<crate::update::handoff::HandedChild>>),
+    Handoff(oneshot::Sender<Option<crate::instances::handoff::HandedChild>>),
 }
 
 impl Ctl {

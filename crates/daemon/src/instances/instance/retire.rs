@@ -4,6 +4,7 @@ use super::{recv_opt, Running};
 use crate::instances::instance::terminate::terminate;
 use crate::node::ipc::IpcEvent;
 use pmr_core::spec::AppSpec;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -17,6 +18,7 @@ pub(super) async fn retire(
     exited: Option<std::io::Result<std::process::ExitStatus>>,
     spec: &AppSpec,
     label: &str,
+    sigkills: &AtomicU64,
 ) {
     if exited.is_some() {
         return;
@@ -46,5 +48,5 @@ pub(super) async fn retire(
             }
         }
     }
-    terminate(&mut old, spec, label).await;
+    terminate(&mut old, spec, label, sigkills).await;
 }

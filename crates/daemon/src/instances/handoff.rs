@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -56,7 +56,8 @@ pub fn path(home: &pmr_core::paths::Home) -> PathBuf {
     home.root.join("handoff.json")
 }
 
-/// Our copies of the fds that cross the exec (old side), until the exec.
+/// Our copies of the fds that cross the exec (old side), until the exec. Process-wide: what
+/// crosses `execve` is the process's.
 static CROSSING: Mutex<Vec<OwnedFd>> = Mutex::new(Vec::new());
 
 /// Keep `fd` open until the exec; its number goes in the file.
@@ -83,6 +84,7 @@ pub fn write(path: &Path, file: &HandoffFile) -> std::io::Result<()> {
 }
 
 /// Set by the new daemon when it inherited the lock (it replaces one: a handoff may exist).
+/// Process-wide: set before the daemon's state exists, from what the exec handed over.
 static REPLACING: AtomicBool = AtomicBool::new(false);
 
 pub fn mark_replacing() {
@@ -147,7 +149,7 @@ pub enum Kind {
     Any,
 }
 
-/// Fds already taken: never two owners of one number.
+/// Fds already taken: never two owners of one number. Process-wide, as fd numbers are.
 static TAKEN: Mutex<Option<HashSet<RawFd>>> = Mutex::new(None);
 
 /// Take an inherited fd, if it is open and of the expected kind (a stray number is left
@@ -179,11 +181,10 @@ pub fn take_fd(fd: RawFd, kind: Kind) -> Option<OwnedFd> {
     Some(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// A close-on-exec copy of `fd` (the instance's own, for a later handoff).
-pub fn dup(fd: &impl AsRawFd) -> Option<OwnedFd> {
-    let n = nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3)).ok()?;
-    // SAFETY: a new fd nothing else owns.
-    Some(unsafe { OwnedFd::from_raw_fd(n) })
+/// A close-on-exec copy of `fd` (the instance's own, for a later handoff), numbered 3 or above
+/// (std's `F_DUPFD_CLOEXEC`).
+pub fn dup(fd: &impl AsFd) -> Option<OwnedFd> {
+    fd.as_fd().try_clone_to_owned().ok()
 }
 
 /// The instance's copies of its process's fds, kept for a handoff.

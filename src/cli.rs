@@ -254,8 +254,8 @@ pub enum Cmd {
     Unstartup(startup::StartupArgs),
     /// Run apps in the foreground, for containers (PM2's pm2-runtime; also `pmr-runtime`).
     Runtime(runtime::RuntimeArgs),
-    /// Replace the daemon by the installed binary, keeping ids, names and counters (apps are
-    /// restarted: in-place handoff is not supported yet).
+    /// Replace the daemon by the installed binary in place: the apps keep running, with their
+    /// pids, ids, names and counters.
     #[command(alias = "updatePM2", alias = "updatepm2")]
     Update,
     /// A terminal dashboard: processes, the selected one's logs, metrics and details; keys to

@@ -120,7 +120,7 @@ async fn restore_table(d: &Arc<Daemon>, t: Table, handed: Vec<HandedChild>) {
     start_writer(d);
     for t in tasks {
         match t.handed {
-            Some(h) => tokio::spawn(t.inst.run_adopted(t.rx, h)),
+            Some(h) => tokio::spawn(t.inst.run_adopted(t.rx, h, t.taken_over)),
             None => tokio::spawn(t.inst.run(t.rx)),
         };
     }
@@ -147,6 +147,9 @@ struct Task {
     rx: crate::instances::instance::CtlReceiver,
     /// Its process, handed over by the daemon this one replaces.
     handed: Option<HandedChild>,
+    /// Told once that process is taken over (or started again): the first client's list
+    /// shows every handed process with its pid (`update` compares them).
+    taken_over: Option<tokio::sync::oneshot::Sender<Result<(), String>>>,
 }
 
 /// One instance as it was, its entry and task; online ones get a `Resume` queued.
@@ -174,11 +177,17 @@ fn rebuild(
     state.last_error = rec.last_error;
     let shared = Arc::new(Mutex::new(state));
     let (tx, rx) = crate::instances::instance::channel();
-    let wait = (rec.wanted == Wanted::Online && handed.is_none()).then(|| {
+    let (wait, taken_over) = if handed.is_some() {
         let (rtx, rrx) = tokio::sync::oneshot::channel();
-        let _ = tx.send(Ctl::Resume(rtx));
-        (id, spec.name.clone(), rrx)
-    });
+        (Some((id, spec.name.clone(), rrx)), Some(rtx))
+    } else {
+        let wait = (rec.wanted == Wanted::Online).then(|| {
+            let (rtx, rrx) = tokio::sync::oneshot::channel();
+            let _ = tx.send(Ctl::Resume(rtx));
+            (id, spec.name.clone(), rrx)
+        });
+        (wait, None)
+    };
     let inst = Instance {
         id,
         shared: shared.clone(),
@@ -191,6 +200,7 @@ fn rebuild(
             inst,
             rx,
             handed,
+            taken_over,
         },
         wait,
     )

@@ -57,7 +57,12 @@ impl Instance {
 
     /// The new daemon's task for an instance whose process was handed over: online with it,
     /// or, if it cannot be taken over, started afresh (the process, if still ours, killed).
-    pub async fn run_adopted(self, rx: crate::instances::instance::CtlReceiver, h: HandedChild) {
+    pub async fn run_adopted(
+        self,
+        rx: crate::instances::instance::CtlReceiver,
+        h: HandedChild,
+        taken_over: Option<tokio::sync::oneshot::Sender<Result<(), String>>>,
+    ) {
         let (pid, ticks) = (h.pid, h.start_ticks);
         let phase = match self.adopt(h).await {
             Ok(r) => Phase::Running(r),
@@ -70,6 +75,9 @@ impl Instance {
                 self.launch(None).await
             }
         };
+        if let Some(t) = taken_over {
+            let _ = t.send(Ok(()));
+        }
         self.run_in(phase, rx).await
     }
 

@@ -20,7 +20,7 @@ mod serve;
 mod show;
 mod start;
 mod startup;
-mod startup_templates;
+pub mod startup_templates;
 mod trigger;
 mod update;
 mod web;

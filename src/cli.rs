@@ -8,6 +8,7 @@ mod conf_file;
 mod ecosystem;
 mod flags;
 mod launch;
+mod links;
 mod logs;
 mod misc;
 mod ops;
@@ -215,6 +216,16 @@ pub enum Cmd {
     },
     /// PM2 modules: `pmr install pm2-logrotate` explains the built-in log rotation.
     Install { module: String },
+    /// Link `pmr-runtime` (with --pm2, also `pm2` and `pm2-runtime`) to this binary, beside it or
+    /// in DIR; the npm package and the .deb make `pmr-runtime` themselves.
+    #[command(name = "setup-links")]
+    SetupLinks {
+        /// Where the links go (default: the directory of this binary).
+        dir: Option<std::path::PathBuf>,
+        /// Also `pm2` and `pm2-runtime`: pmr with PM2's home and names when called so.
+        #[arg(long)]
+        pm2: bool,
+    },
     /// PM2 Plus (PM2's hosted monitoring) is not offered: says so and exits 0.
     #[command(hide = true)]
     Link(SaasArgs),
@@ -497,6 +508,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             | Cmd::Examples
             | Cmd::Completion { .. }
             | Cmd::Install { .. }
+            | Cmd::SetupLinks { .. }
             | Cmd::ConfigCheck { .. }
             | Cmd::Link(_)
             | Cmd::Unlink(_)
@@ -529,6 +541,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Cmd::Report => report::report(&home, &out),
         Cmd::Completion { shell } => misc::completion(shell),
         Cmd::Install { module } => misc::install(&out, &module),
+        Cmd::SetupLinks { dir, pm2 } => links::setup_links(&out, dir.as_deref(), pm2),
         Cmd::Jlist => show::jlist(&home),
         Cmd::Prettylist => show::prettylist(&home),
         Cmd::Describe { target } => show::describe(&home, &out, &target),

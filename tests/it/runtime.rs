@@ -804,3 +804,62 @@ fn runtime_debug_with_bad_input_starts_nothing() {
         );
     }
 }
+
+/// `pmr setup-links`: `pmr-runtime` (and with `--pm2`, `pm2` and `pm2-runtime`) beside the
+/// binary, as `cargo install` users need; run again, it says so; a name taken by something
+/// else is an error and nothing is made.
+#[test]
+fn setup_links_makes_the_runtime_name_beside_the_binary() {
+    let pmr = Pmr::new();
+    let bin_dir = pmr.dir.join("bin");
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    let bin = bin_dir.join("pmr");
+    std::fs::copy(BIN, &bin).unwrap();
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new(&bin)
+            .args(args)
+            .env("PMR_HOME", &pmr.home)
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = run(&["setup-links"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let link = bin_dir.join("pmr-runtime");
+    assert_eq!(
+        std::fs::read_link(&link).unwrap(),
+        bin.canonicalize().unwrap()
+    );
+    let o = std::process::Command::new(&link)
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&o.stdout);
+    assert!(help.contains("Usage: pmr-runtime"), "{help}");
+    assert!(
+        help.contains("--no-auto-exit"),
+        "the runtime's own options: {help}"
+    );
+    let (code, out, _) = run(&["setup-links"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("already links to"), "{out}");
+
+    // `pm2` is some other program here: nothing is made, the error names it.
+    std::fs::write(bin_dir.join("pm2"), "#!/bin/sh\n").unwrap();
+    let (code, _, err) = run(&["setup-links", "--pm2"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("pm2 exists and is a file"), "{err}");
+    assert!(bin_dir.join("pm2-runtime").symlink_metadata().is_err());
+    std::fs::remove_file(bin_dir.join("pm2")).unwrap();
+    let elsewhere = pmr.dir.join("links");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let (code, _, err) = run(&["setup-links", "--pm2", elsewhere.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    for n in ["pmr-runtime", "pm2", "pm2-runtime"] {
+        assert!(elsewhere.join(n).symlink_metadata().is_ok(), "{n}");
+    }
+}

@@ -56,6 +56,7 @@ type HomeLock = nix::fcntl::Flock<std::fs::File>;
 /// Take the home's lock (`None`: another daemon has it), check the knobs, create the home's
 /// directories and set up the daemon's log. Shared by `run` and `foreground::run`.
 fn prepare(home: &Home, level: tracing::Level) -> Result<Option<HomeLock>> {
+    processes::child::check_kernel().map_err(|e| anyhow::anyhow!("{e}"))?;
     alloc::tune();
     std::fs::create_dir_all(&home.root)
         .with_context(|| format!("cannot create {}", home.root.display()))?;

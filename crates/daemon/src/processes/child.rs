@@ -115,6 +115,32 @@ impl Process for ChildHandle {
     }
 }
 
+/// The oldest kernel pmr runs on: every managed process is held by a pidfd (`pidfd_open`,
+/// Linux 5.3), which is what lets a re-executed daemon wait for the children it inherited.
+pub const MIN_KERNEL: &str = "5.3";
+
+/// Whether this kernel has what pmr needs; the one line to say if not, naming the kernel and
+/// the minimum (rather than ENOSYS for every app started).
+pub fn check_kernel() -> Result<(), String> {
+    let release = || {
+        nix::sys::utsname::uname()
+            .map(|u| u.release().to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "unknown".into())
+    };
+    kernel_verdict(pidfd_open(std::process::id()).map(drop), release)
+}
+
+fn kernel_verdict(probe: io::Result<()>, release: impl Fn() -> String) -> Result<(), String> {
+    match probe {
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => Err(format!(
+            "pmr needs Linux {MIN_KERNEL} or later (pidfd_open); this kernel is {}",
+            release()
+        )),
+        Err(e) => Err(format!("pidfd_open: {e}")),
+        Ok(()) => Ok(()),
+    }
+}
+
 /// A pidfd on `pid` (Linux ≥ 5.3): no wrapper in nix or std yet.
 pub(super) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
     // SAFETY: pidfd_open(2) takes a pid and flags and returns a new fd or -1; nothing of ours
@@ -130,6 +156,20 @@ pub(super) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_old_kernel_gets_one_line_naming_it_and_the_minimum() {
+        assert_eq!(check_kernel(), Ok(()));
+        let enosys = Err(io::Error::from_raw_os_error(libc::ENOSYS));
+        assert_eq!(
+            kernel_verdict(enosys, || "4.19.0-27-amd64".into()),
+            Err("pmr needs Linux 5.3 or later (pidfd_open); this kernel is 4.19.0-27-amd64".into())
+        );
+        let eperm = Err(io::Error::from_raw_os_error(libc::EPERM));
+        assert!(kernel_verdict(eperm, String::new)
+            .unwrap_err()
+            .starts_with("pidfd_open: "));
+    }
 
     // The handle reaps them (clippy cannot know).
     #[allow(clippy::zombie_processes)]

@@ -93,9 +93,10 @@ impl Client {
         protocol::read_frame(&mut self.stream)
     }
 
-    /// Warn when the running daemon is another pmr version (DESIGN §1): its requests may not
-    /// match ours until it is restarted. The one place this warning is printed.
-    /// `false` when the daemon closed the connection unanswered (it is going away).
+    /// Warn when the running daemon is another pmr version (the greeting, docs/ARCHITECTURE.md
+    /// "CLI ↔ daemon"): its requests may not match ours until it is restarted. The one place
+    /// this warning is printed. `false` when the daemon closed the connection unanswered (it is
+    /// going away).
     fn greet(&mut self) -> bool {
         let answer = protocol::write_frame(&mut self.stream, &Request::Ping)
             .and_then(|()| protocol::read_frame(&mut self.stream));

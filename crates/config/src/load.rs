@@ -1,9 +1,9 @@
 //! Loading ecosystem files into a `serde_json::Value`, exactly as the file exports it.
 //!
-//! Formats (PM2 inventory §2.1, plus `.toml`): `.json` (JSON5-tolerant; as a last resort, like
-//! PM2, evaluated as a JavaScript expression), `.yaml`/`.yml`, `.toml`, `.js`/`.cjs` (CommonJS)
-//! and `.mjs` (ES module) in an embedded engine (see `load/js.rs`). A JS config that needs a module
-//! the engine lacks (`dotenv`, `child_process`, ...) is handed to `node` when it is on `PATH`.
+//! Formats (PM2's, plus `.toml`): `.json` (JSON5-tolerant; as a last resort, like PM2, evaluated
+//! as a JavaScript expression), `.yaml`/`.yml`, `.toml`, `.js`/`.cjs` (CommonJS) and `.mjs` (ES
+//! module) in an embedded engine (see `load/js.rs`). A JS config that needs a module the engine
+//! lacks (`dotenv`, `child_process`, ...) is handed to `node` when it is on `PATH`.
 //!
 //! This module only loads; validating and normalising app options happens elsewhere.
 

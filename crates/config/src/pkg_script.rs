@@ -1,5 +1,6 @@
 //! `npm start` / `yarn start` / `pnpm run dev` in cluster mode: find the Node entry point that
-//! the package script runs, so the workers are that file and really share the port (DESIGN §3).
+//! the package script runs, so the workers are that file and really share the port (README,
+//! "Cluster mode").
 //!
 //! PM2 runs the package manager itself: in cluster mode it loads `bash` or `npm` as JavaScript
 //! and crash-loops, or one untracked grandchild serves everything. Here the script is resolved

@@ -1,4 +1,5 @@
-//! The `$PMR_HOME` layout (DESIGN §1), with PM2's path overrides, and PM2's log/pid file naming.
+//! The `$PMR_HOME` layout (docs/ARCHITECTURE.md, "Files on disk"), with PM2's path overrides, and
+//! PM2's log/pid file naming.
 
 use std::path::{Path, PathBuf};
 

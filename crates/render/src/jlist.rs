@@ -1,5 +1,6 @@
 //! `pmr jlist`: PM2's `getMonitorData()` element shape, so exporters and scripts written for
-//! `pm2 jlist` read pmr unchanged (inventory §5). Each element as a `serde_json::Value`: the
+//! `pm2 jlist` read pmr unchanged (PM2 7's own output is in `testdata/`; the differential harness,
+//! docs/pm2-diff-harness.md, compares the two). Each element as a `serde_json::Value`: the
 //! reference that `jlist_write`, which writes the text, matches byte for byte.
 
 use super::{app_version, json_number, live_monit};

@@ -1,5 +1,5 @@
-//! One task per managed instance: it owns the child process and runs the state machine of
-//! DESIGN §2 on control messages, the child's exit, IPC messages and timers.
+//! One task per managed instance: it owns the child process and runs the instance state
+//! machine (docs/ARCHITECTURE.md) on control messages, the child's exit, IPC messages and timers.
 //!
 //! ```text
 //!  stopped/errored ──start──▶ launching ──ready──▶ online
@@ -658,11 +658,12 @@ impl Instance {
         self.launch(waiters).await
     }
 
-    /// Zero-downtime replacement of a cluster worker (DESIGN §3): the new process takes this
-    /// pm_id once it is ready, then the old one is retired in the background; `reply` is
-    /// answered when the old one is gone. If the new one dies before it is ready, it is
-    /// dropped and the old one keeps serving. A stop (delete, scale down) sent meanwhile
-    /// aborts the reload; other control messages wait until the swap is done.
+    /// Zero-downtime replacement of a cluster worker (docs/ARCHITECTURE.md, "Cluster mode and
+    /// reload"): the new process takes this pm_id once it is ready, then the old one is retired
+    /// in the background; `reply` is answered when the old one is gone. If the new one dies
+    /// before it is ready, it is dropped and the old one keeps serving. A stop (delete, scale
+    /// down) sent meanwhile aborts the reload; other control messages wait until the swap is
+    /// done.
     async fn reload(
         &self,
         mut old: Box<Running>,

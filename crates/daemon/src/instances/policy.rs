@@ -1,7 +1,8 @@
 //! The restart policy: what happens when a child exits that nobody asked to stop.
 //!
-//! Pure functions, so the rules of DESIGN §2 (the instance state machine) are unit-tested apart
-//! from processes and timers. The instance task (`instance.rs`) applies the decisions.
+//! Pure functions, so the rules of the instance state machine (docs/ARCHITECTURE.md) are
+//! unit-tested apart from processes and timers. The instance task (`instance.rs`) applies the
+//! decisions.
 
 use pmr_core::spec::AppSpec;
 

@@ -1,4 +1,4 @@
-//! Daemon-owned listening sockets for cluster mode (`../shared/node-cluster-protocol.md` §3).
+//! Daemon-owned listening sockets for cluster mode (`docs/node-cluster-protocol.md` §3).
 //!
 //! Shared-handle mode: the first worker's `queryServer` binds a socket (bound and listening),
 //! every worker that asks for the same handle gets a dup of it over IPC and accepts on it

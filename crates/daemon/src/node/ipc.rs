@@ -1,5 +1,5 @@
 //! Node's IPC channel: newline-delimited JSON over a Unix socketpair, with file descriptors
-//! passed alongside (`../shared/node-cluster-protocol.md` §2–3).
+//! passed alongside (`docs/node-cluster-protocol.md` §2–3).
 //!
 //! One task per channel reads and writes it. It answers the cluster protocol itself (so a
 //! worker's `listen()` never waits on the instance task), and reports what the instance task

@@ -1,5 +1,5 @@
 //! The README documents every app option: its table is generated from the option table in
-//! `config/options.rs`, and this test keeps the two in sync.
+//! `crates/config/src/options.rs`, and this test keeps the two in sync.
 
 #[test]
 fn readme_has_the_current_options_table() {

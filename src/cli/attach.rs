@@ -1,6 +1,6 @@
 //! `send` (a line to an app's stdin) and `attach` (its output on ours, our lines to its
 //! stdin), as PM2's `sendLineToStdin` and `attach`. The daemon holds fork-mode apps' stdin
-//! open (see `daemon::stdin`).
+//! open (see `pmr_daemon::processes::stdin`).
 
 use super::{call, Out};
 use crate::client::Client;

@@ -1,5 +1,5 @@
 //! `update` (alias `updatePM2`): replace the running daemon by the installed binary (see
-//! `daemon/requests/update.rs`). The binary is the one this CLI runs from, or
+//! `crates/daemon/src/update/request.rs`). The binary is the one this CLI runs from, or
 //! `PMR_UPDATE_BINARY`; it is checked before anything changes.
 
 use super::{call, Out};

@@ -1,7 +1,7 @@
 //! Output buffers of long renders, kept between calls for a while.
 //!
 //! A `jlist` of 1,000 apps is 4 MB of text. A buffer that size is mapped fresh by the allocator
-//! (the daemon's mmap threshold is fixed, `daemon/alloc.rs`) and unmapped when freed, so every
+//! (the daemon's mmap threshold is fixed, `crates/daemon/src/alloc.rs`) and unmapped when freed, so every
 //! call faulted its ~1,000 pages in again: about a tenth of the daemon's CPU for the call.
 //! Buffers given back here are reused by the next render, and dropped once none has been taken
 //! for [`KEEP_FOR`]: memory is held only while somebody polls, and at most [`MAX_KEPT`]

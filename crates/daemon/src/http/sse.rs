@@ -1,4 +1,4 @@
-//! `GET /api/events`: Server-Sent Events. `state` on every status change (`daemon/events.rs`),
+//! `GET /api/events`: Server-Sent Events. `state` on every status change (`instances/events.rs`),
 //! `monit` every 2 s (CPU and memory of every process, as jlist), `log` for the lines of the
 //! apps matching `?logs=<selector>` (the hub `pmr logs` subscribes to), a comment every 15 s.
 //!

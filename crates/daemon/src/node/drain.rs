@@ -15,7 +15,7 @@
 use std::path::Path;
 
 pub const PRELOAD: &str = r#"'use strict';
-// pmr drain preload (see src/daemon/drain.rs). Changes nothing until pmr disconnects this worker.
+// pmr drain preload (see crates/daemon/src/node/drain.rs). Changes nothing until pmr disconnects this worker.
 const http = require('http');
 const net = require('net');
 const servers = new Set();

@@ -15,7 +15,7 @@ use pmr_core::spec::AppSpec;
 use std::path::Path;
 
 pub const PRELOAD: &str = r#"'use strict';
-// pmr: log unhandled promise rejections and keep running, as PM2 does (src/daemon/rejections.rs).
+// pmr: log unhandled promise rejections and keep running, as PM2 does (crates/daemon/src/node/rejections.rs).
 process.on('unhandledRejection', function pmrUnhandledRejection(reason) {
   const error = reason && reason.stack ? reason.stack : reason;
   process.stderr.write('You have triggered an unhandledRejection, you may have forgotten to catch a Promise rejection:\n' + error + '\n');

@@ -28,7 +28,7 @@ mod web;
 
 use crate::client::Client;
 use anyhow::{bail, Result};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use pmr_core::paths::Home;
 use pmr_core::protocol::{Request, ResolveRequest, Response};
 
@@ -428,6 +428,20 @@ pub struct AppFlags {
     pub execute_command: Option<String>,
 }
 
+/// The command line's definition with every help text: what `--help`, the completion scripts
+/// and the man pages show.
+pub fn command() -> clap::Command {
+    flags::with_help(Cli::command())
+}
+
+/// Whether clap may show help texts for these arguments: `-h`, `--help`, `help`, or nothing.
+fn shows_help(args: &[std::ffi::OsString]) -> bool {
+    args.len() <= 1
+        || args[1..]
+            .iter()
+            .any(|a| a == "-h" || a == "--help" || a == "help")
+}
+
 /// Run the CLI; the returned code is the process exit status.
 pub fn main() -> i32 {
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
@@ -435,7 +449,15 @@ pub fn main() -> i32 {
     if args.first().is_some_and(|a0| runtime::is_runtime_name(a0)) {
         args.insert(1, "runtime".into());
     }
-    let cli = Cli::parse_from(args);
+    let cmd = if shows_help(&args) {
+        command()
+    } else {
+        Cli::command()
+    };
+    let cli = match Cli::from_arg_matches(&cmd.get_matches_from(args)) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     if let Cmd::Daemon { resurrect } = cli.cmd {
         return match pmr_daemon::run_with(Home::from_env(), resurrect) {
             Ok(()) => 0,

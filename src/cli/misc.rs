@@ -2,7 +2,6 @@
 
 use super::Out;
 use anyhow::{bail, Result};
-use clap::CommandFactory;
 
 /// PM2's `pm2 examples`, with pmr's commands.
 const EXAMPLES: &[(&str, &[&str])] = &[
@@ -58,7 +57,7 @@ pub fn completion(shell: Option<clap_complete::Shell>) -> Result<i32> {
     let Some(shell) = shell.or_else(clap_complete::Shell::from_env) else {
         bail!("name the shell: pmr completion bash|zsh|fish ($SHELL is not one pmr knows)");
     };
-    let mut cmd = super::Cli::command();
+    let mut cmd = super::command();
     // Named after the binary as invoked, so a `pm2` link completes as `pm2`.
     let name = std::env::args_os()
         .next()

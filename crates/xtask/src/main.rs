@@ -39,7 +39,7 @@ fn run(args: Vec<String>) -> Result<()> {
 fn man(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     // No `help` subcommand page: `pmr help <cmd>` is `--help`, which every page is.
-    let mut cmd = pmr::cli::Cli::command().disable_help_subcommand(true);
+    let mut cmd = pmr::cli::command().disable_help_subcommand(true);
     cmd.build();
     let source = format!(
         "{} {}",

@@ -49,6 +49,7 @@ impl Env {
         Env::default()
     }
 
+    #[inline]
     pub fn get(&self, key: &str) -> Option<&String> {
         match self.own.get(key) {
             Some(v) => v.as_ref(),
@@ -89,6 +90,7 @@ impl Env {
     }
 
     /// Variables in key order, as a `BTreeMap` gives them.
+    #[inline]
     pub fn iter(&self) -> Iter<'_> {
         Iter {
             base: self.base.iter().peekable(),
@@ -98,6 +100,7 @@ impl Env {
     }
 
     /// The shared part, which renderers may cache work for (see [`Iter::next_sourced`]).
+    #[inline]
     pub fn base(&self) -> &Arc<Base> {
         &self.base
     }
@@ -225,6 +228,7 @@ pub struct Iter<'a> {
 
 impl<'a> Iter<'a> {
     /// The next variable, with its position in [`Env::base`] when the value is the base's.
+    #[inline]
     pub fn next_sourced(&mut self) -> Option<(&'a String, &'a String, Option<usize>)> {
         loop {
             let order = match (self.base.peek(), self.own.peek()) {
@@ -251,6 +255,7 @@ impl<'a> Iter<'a> {
 impl<'a> Iterator for Iter<'a> {
     type Item = (&'a String, &'a String);
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         self.next_sourced().map(|(k, v, _)| (k, v))
     }

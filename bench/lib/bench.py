@@ -41,13 +41,13 @@ import f_http_api
 
 ROOT = BENCH.parent
 WORK = BENCH / ".work"
-FIGURES = ["memory", "cli", "start", "cluster", "reload", "logs", "crash", "nextjs",
+FIGURES = ["memory", "cli", "start", "cluster", "spread", "reload", "logs", "crash", "nextjs",
            "memrestart", "resurrect", "runtime", "recover", "scale", "watch", "update", "monit", "axm", "http_api", "stop"]
-WRK_FIGURES = {"cluster", "reload", "nextjs"}
+WRK_FIGURES = {"cluster", "spread", "reload", "nextjs"}
 FAMILIES = [  # (module, figures it measures)
     (f_idle, {"memory", "cli"}),
     (f_start, {"start"}),
-    (f_http, {"cluster", "reload"}),
+    (f_http, {"cluster", "spread", "reload"}),
     (f_logs, {"logs"}),
     (f_crash, {"crash"}),
     (f_next, {"nextjs"}),

@@ -20,7 +20,7 @@ import subprocess
 import threading
 import time
 
-from common import write_ecosystem, cpu_seconds, APPS, free_port, http_pid, wait_until
+from common import write_ecosystem, cpu_seconds, APPS, free_port, http_pid, median, wait_until
 from report import Row, Section, fmt_ms, fmt_rps, not_measurable, ratio
 
 NO_CLUSTER = "pmr has no cluster mode yet"
@@ -104,10 +104,13 @@ def cluster_check(tool, port):
 
 
 class PlainNode:
-    def __init__(self, port):
+    """Plain Node: one process (`workers` None) or a Node cluster primary with its workers."""
+
+    def __init__(self, port, workers=None, app="hello.js"):
         import os
-        self.proc = subprocess.Popen(["node", str(APPS / "hello.js")],
-                                     env=dict(os.environ, PORT=str(port)))
+        env = dict(os.environ, PORT=str(port), APP=str(APPS / app), WORKERS=str(workers or 1))
+        script = APPS / ("node-cluster.js" if workers else app)
+        self.proc = subprocess.Popen(["node", str(script)], env=env)
         if not wait_until(lambda: http_pid(port), 10, 0.05):
             self.stop()
             raise RuntimeError("plain node hello.js does not answer")
@@ -117,71 +120,189 @@ class PlainNode:
         self.proc.wait()
 
 
+# ---------------------------------------------------------------- spread
+
+def conns_by_pid(port):
+    """Established connections to `port` per process holding them (ss)."""
+    out = subprocess.run(["ss", "-tnpH", "state", "established", f"( sport = :{port} )"],
+                         capture_output=True, text=True).stdout
+    counts = {}
+    for m in re.finditer(r"pid=(\d+)", out):
+        counts[int(m.group(1))] = counts.get(int(m.group(1)), 0) + 1
+    return counts
+
+
+def kept_spread(port, workers, conns):
+    """max/min of the keep-alive connections each worker holds, `wrk -c conns` half-way."""
+    p = subprocess.Popen(wrk_cmd(port, 1, conns, 4, False), stdout=subprocess.PIPE, text=True)
+    time.sleep(2)
+    counts = conns_by_pid(port)
+    p.communicate()
+    shares = sorted(counts.values()) + [0] * max(0, workers - len(counts))
+    return shares, (max(shares) / min(shares) if min(shares) else float("inf"))
+
+
+def fresh_spread(port, workers, n=200):
+    """Which worker answers each of n sequential fresh connections: the largest deviation from
+    an even share, as a fraction of it."""
+    counts = {}
+    for _ in range(n):
+        pid = http_pid(port)
+        counts[pid] = counts.get(pid, 0) + 1
+    shares = sorted(counts.values()) + [0] * max(0, workers - len(counts))
+    even = n / workers
+    return shares, max(abs(c - even) for c in shares) / even
+
+
 # ---------------------------------------------------------------- throughput
+
+# What runs the hello-world app with 2 workers: pmr (default round-robin, and
+# `instance_balancing: 'kernel'`), PM2, and a plain Node cluster primary.
+SETUPS = ("pmr", "pmr-kernel", "pm2", "node")
+RUNS = 3
+
+
+def start_setup(name, tools, port, workers=2):
+    pmr, pm2 = tools
+    if name == "node":
+        return None, PlainNode(port, workers)
+    tool = pm2 if name == "pm2" else pmr
+    tool.delete_all()
+    args = ["start", APPS / "hello.js", "--name", "hello", "-i", str(workers)]
+    env = {"PORT": str(port)}
+    if name == "pmr-kernel":
+        env["NODE_CLUSTER_SCHED_POLICY"] = "none"
+    tool.run(*args, extra_env=env)
+    if not wait_until(lambda: http_pid(port), 10, 0.05):
+        raise RuntimeError(f"{name}: hello.js does not answer on port {port}")
+    return tool, None
+
+
+def stop_setup(tool, plain):
+    if tool:
+        tool.delete_all()
+    else:
+        plain.stop()
+
+
+def med(runs, kind, key):
+    return median([r[kind][key] for r in runs if r[kind][key] is not None])
+
 
 def throughput(tools, quick):
     pmr, pm2 = tools
-    res, notes = {}, []
-    for name in ("pmr", "pm2", "node"):
-        port = free_port()
-        tool = {"pmr": pmr, "pm2": pm2}.get(name)
-        plain = None
-        if tool:
-            tool.delete_all()
-            start_hello(tool, "cluster", port)
-            ok, ev = cluster_check(tool, port)
-            notes.append(f"{tool.name} `-i 2`: {ev}.")
-            if not ok:
-                tool.delete_all()
-                res[name] = None
-                continue
-        else:
-            plain = PlainNode(port)
-        try:
-            wrk(port, secs=2)  # warm-up (JIT, caches)
-            dpid = tool.daemon_pid() if tool else None
-            cpu0 = cpu_seconds(dpid) if dpid else None
-            res[name] = {"keep": wrk(port), "close": wrk(port, close=True)}
-            if dpid:
-                res[name]["daemon_cpu"] = cpu_seconds(dpid) - cpu0
-        finally:
-            if tool:
-                tool.delete_all()
-            else:
-                plain.stop()
+    runs = {name: [] for name in SETUPS}
+    notes = []
+    port = free_port()
+    tool, plain = start_setup("pmr", tools, port)
+    ok, ev = cluster_check(pmr, port)
+    notes.append(f"pmr `-i 2`: {ev}.")
+    stop_setup(tool, plain)
+    if not ok:
+        s = Section("Cluster throughput")
+        s.rows.append(Row("cluster ×2", not_measurable(NO_CLUSTER), "—"))
+        return s, {}
+    secs = 5
+    for _ in range(RUNS):
+        for name in SETUPS:
+            port = free_port()
+            tool, plain = start_setup(name, tools, port)
+            try:
+                wrk(port, secs=2)  # warm-up (JIT, caches)
+                dpid = tool.daemon_pid() if tool else None
+                cpu0 = cpu_seconds(dpid) if dpid else None
+                r = {"keep": wrk(port, secs=secs)}
+                if dpid:
+                    r["daemon_cpu_keep"] = cpu_seconds(dpid) - cpu0
+                r["close"] = wrk(port, secs=secs, close=True)
+                if dpid:
+                    r["daemon_cpu"] = cpu_seconds(dpid) - cpu0
+                runs[name].append(r)
+            finally:
+                stop_setup(tool, plain)
 
     s = Section("Cluster throughput")
-    a, b, n = res["pmr"], res["pm2"], res["node"]
-    for kind, label, need in (("keep", "keep-alive", 1.0), ("close", "new connection per request", 1.15)):
-        nk = n[kind]
-        if a is None:
-            s.rows.append(Row(f"cluster ×2, {label}: req/s", not_measurable(NO_CLUSTER),
-                              fmt_rps(b[kind]["rps"]), "—",
-                              f"≥ {need:.2f}× (plain node: {fmt_rps(nk['rps'])})"))
-            s.rows.append(Row(f"cluster ×2, {label}: p99 latency", not_measurable(NO_CLUSTER),
-                              fmt_ms(b[kind]["p99"]), "—", f"— (plain node: {fmt_ms(nk['p99'])})"))
-            continue
-        ak, bk = a[kind], b[kind]
-        s.rows.append(Row(f"cluster ×2, {label}: req/s", fmt_rps(ak["rps"]), fmt_rps(bk["rps"]),
-                          ratio(ak["rps"], bk["rps"]),
-                          f"≥ {need:.2f}× (plain node: {fmt_rps(nk['rps'])})",
-                          ok=ak["rps"] >= need * bk["rps"]))
-        s.rows.append(Row(f"cluster ×2, {label}: p99 latency", fmt_ms(ak["p99"]), fmt_ms(bk["p99"]),
-                          ratio(ak["p99"], bk["p99"]), f"— (plain node: {fmt_ms(nk['p99'])})"))
-    if a is not None:
-        s.rows.append(Row("cluster ×2: daemon CPU time during the 20 s of load", fmt_ms(a["daemon_cpu"]),
-                          fmt_ms(b["daemon_cpu"]), ratio(a["daemon_cpu"], b["daemon_cpu"]),
-                          "near zero", ok=a["daemon_cpu"] < 0.1))
-    s.details.append("`wrk -t1 -c64 -d10s --latency` after a 2 s warm-up run, "
-                     "`-H 'Connection: close'` for a new connection per request. "
-                     + " ".join(notes))
-    for name, r in res.items():
-        for kind in ("keep", "close"):
-            if r and (r[kind]["connect"] or r[kind]["kept"] or r[kind]["non2xx"]):
-                s.details.append(f"{name} {kind}: errors connect {r[kind]['connect']}, "
-                                 f"read {r[kind]['read']}, write {r[kind]['write']}, "
-                                 f"timeout {r[kind]['timeout']}, non-2xx {r[kind]['non2xx']}.")
-    return s, res
+    a, b, k, n = runs["pmr"], runs["pm2"], runs["pmr-kernel"], runs["node"]
+    ka, kb, kn = med(a, "keep", "rps"), med(b, "keep", "rps"), med(n, "keep", "rps")
+    s.rows.append(Row("cluster ×2, keep-alive: req/s", fmt_rps(ka), fmt_rps(kb), ratio(ka, kb),
+                      f"≥ 0.97× plain node cluster ({fmt_rps(kn)})", ok=ka >= 0.97 * kn))
+    pa, pb, pn = med(a, "keep", "p99"), med(b, "keep", "p99"), med(n, "keep", "p99")
+    s.rows.append(Row("cluster ×2, keep-alive: p99 latency", fmt_ms(pa), fmt_ms(pb), ratio(pa, pb),
+                      f"≤ PM2 (plain node cluster: {fmt_ms(pn)})", ok=pa <= pb))
+    ca, cb, cn = med(a, "close", "rps"), med(b, "close", "rps"), med(n, "close", "rps")
+    s.rows.append(Row("cluster ×2, new connection per request: req/s", fmt_rps(ca), fmt_rps(cb),
+                      ratio(ca, cb), f"≥ 2× (plain node cluster: {fmt_rps(cn)})", ok=ca >= 2 * cb))
+    ck = med(k, "close", "rps")
+    s.rows.append(Row("… with `instance_balancing: 'kernel'`", fmt_rps(ck), fmt_rps(cb),
+                      ratio(ck, cb), "≥ 2×", ok=ck >= 2 * cb))
+    s.rows.append(Row("… kernel, keep-alive: req/s, p99", f"{fmt_rps(med(k, 'keep', 'rps'))}, "
+                      f"{fmt_ms(med(k, 'keep', 'p99'))}", f"{fmt_rps(kb)}, {fmt_ms(pb)}"))
+    s.rows.append(Row("cluster ×2, p99 of a new connection per request",
+                      fmt_ms(med(a, "close", "p99")), fmt_ms(med(b, "close", "p99")),
+                      ratio(med(a, "close", "p99"), med(b, "close", "p99")),
+                      f"— (kernel: {fmt_ms(med(k, 'close', 'p99'))}, plain node cluster: "
+                      f"{fmt_ms(med(n, 'close', 'p99'))})"))
+    dk = median([r["daemon_cpu_keep"] for r in a])
+    s.rows.append(Row(f"cluster ×2: daemon CPU time during {secs} s of keep-alive load", fmt_ms(dk),
+                      fmt_ms(median([r["daemon_cpu_keep"] for r in b])), "—", "near zero",
+                      ok=dk < 0.1))
+    da = median([r["daemon_cpu"] - r["daemon_cpu_keep"] for r in a])
+    db = median([r["daemon_cpu"] - r["daemon_cpu_keep"] for r in b])
+    s.rows.append(Row(f"cluster ×2: daemon CPU time during {secs} s of new connections",
+                      fmt_ms(da), fmt_ms(db), ratio(da, db)))
+    s.details.append(f"`wrk -t1 -c64 -d{secs}s --latency` after a 2 s warm-up run, keep-alive then "
+                     "`-H 'Connection: close'` (a new connection per request); medians of "
+                     f"{RUNS} runs, the four setups interleaved in each (pmr, pmr with "
+                     "`NODE_CLUSTER_SCHED_POLICY=none` i.e. kernel balancing, PM2, a plain Node "
+                     "cluster primary `bench/apps/node-cluster.js`). " + " ".join(notes))
+    for name, rs in runs.items():
+        for r in rs:
+            for kind in ("keep", "close"):
+                if r[kind]["connect"] or r[kind]["kept"] or r[kind]["non2xx"]:
+                    s.details.append(f"{name} {kind}: errors connect {r[kind]['connect']}, "
+                                     f"read {r[kind]['read']}, write {r[kind]['write']}, "
+                                     f"timeout {r[kind]['timeout']}, non-2xx {r[kind]['non2xx']}.")
+    return s, {name: [{k: {kk: vv for kk, vv in v.items() if kk != "raw"} if isinstance(v, dict)
+                       else v for k, v in r.items()} for r in rs] for name, rs in runs.items()}
+
+
+def spread(tools):
+    """How evenly the workers share connections: 16 keep-alive connections per worker (held,
+    counted with ss half-way through a wrk run), and 200 sequential fresh connections."""
+    s = Section("Cluster spread")
+    res = {}
+    for workers in (2, 4):
+        for name in ("pmr", "pmr-kernel", "pm2"):
+            kept, fresh = [], []
+            for _ in range(RUNS):
+                port = free_port()
+                tool, plain = start_setup(name, tools, port, workers)
+                try:
+                    wait_until(lambda: len(tool.procs()) == workers and all(
+                        p["status"] == "online" for p in tool.procs()), 10, 0.1)
+                    kept.append(kept_spread(port, workers, 16 * workers))
+                    fresh.append(fresh_spread(port, workers))
+                finally:
+                    stop_setup(tool, plain)
+            res[(name, workers)] = (kept, fresh)
+        for name in ("pmr", "pmr-kernel"):
+            (ka, fa), (kb, fb) = res[(name, workers)], res[("pm2", workers)]
+            label = "" if name == "pmr" else " (`kernel`)"
+            rk = median([r for _, r in ka])
+            s.rows.append(Row(f"{workers} workers{label}, {16 * workers} keep-alive connections: "
+                              "max/min per worker", f"{rk:.2f}",
+                              f"{median([r for _, r in kb]):.2f}", "—", "≤ 1.5",
+                              ok=(rk <= 1.5) if name == "pmr" else None))
+            rf = median([r for _, r in fa])
+            s.rows.append(Row(f"{workers} workers{label}, 200 fresh connections: largest "
+                              "deviation from even", f"{rf:.0%}",
+                              f"{median([r for _, r in fb]):.0%}", "—", "≤ 25%",
+                              ok=(rf <= 0.25) if name == "pmr" else None))
+    s.details.append(f"Medians of {RUNS} runs. Shares per run: " + "; ".join(
+        f"{name} ×{w}: kept {[k for k, _ in kept]}, fresh {[f for f, _ in fresh]}"
+        for (name, w), (kept, fresh) in res.items()))
+    return s, {f"{n}/{w}": {"kept": [k for k, _ in kept], "fresh": [f for f, _ in fresh]}
+               for (n, w), (kept, fresh) in res.items()}
 
 
 # ---------------------------------------------------------------- reload under load
@@ -338,6 +459,9 @@ def run(tools, quick, select):
     sections, res = [], {}
     if "cluster" in select:
         s, res["throughput"] = throughput(tools, quick)
+        sections.append(s)
+    if "spread" in select:
+        s, res["spread"] = spread(tools)
         sections.append(s)
     if "reload" in select:
         s, r = reload_under_load(tools, quick)

@@ -6,6 +6,7 @@ mod support;
 mod apps;
 mod auto;
 mod axm;
+mod balancing;
 mod cluster;
 mod cluster_shared;
 mod daemon;

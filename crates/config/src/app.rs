@@ -112,6 +112,7 @@ pub fn build(raw: RawApp, ctx: &BuildCtx) -> Result<AppSpec, String> {
         log_type: logs.log_type,
         listen: scaling.listen,
         drain_keepalive: runtime.drain_keepalive.unwrap_or(true),
+        instance_balancing: runtime.instance_balancing,
         catch_unhandled_rejections: runtime.catch_unhandled_rejections.unwrap_or(true),
         log_rotate: logs.log_rotate,
         watch: watching.watch,

@@ -180,6 +180,8 @@ pub struct RuntimeOpts {
     pub increment_var: Option<String>,
     #[serde(deserialize_with = "de::flag")]
     pub drain_keepalive: Option<bool>,
+    #[serde(deserialize_with = "de::text")]
+    pub instance_balancing: Option<String>,
     #[serde(deserialize_with = "de::flag")]
     pub catch_unhandled_rejections: Option<bool>,
 }

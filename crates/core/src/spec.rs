@@ -82,6 +82,10 @@ pub struct AppSpec {
     pub listen: Vec<ListenAddr>,
     /// Cluster workers get the keep-alive draining preload (`drain_keepalive`, default true).
     pub drain_keepalive: bool,
+    /// How cluster workers share a TCP port (`instance_balancing`): `round_robin` (the daemon
+    /// hands each new connection to the next worker) or `kernel` (every worker accepts on the
+    /// socket). `None`: the app's `NODE_CLUSTER_SCHED_POLICY` (`none` = kernel), else round-robin.
+    pub instance_balancing: Option<String>,
     /// Node apps get PM2's unhandled-rejection handler (`catch_unhandled_rejections`, default
     /// true); false leaves Node's own default (exit).
     pub catch_unhandled_rejections: bool,
@@ -211,6 +215,20 @@ impl Watch {
 }
 
 impl AppSpec {
+    /// Cluster workers get their connections from the daemon, in turn (see
+    /// [`AppSpec::instance_balancing`]).
+    pub fn round_robin(&self) -> bool {
+        match self.instance_balancing.as_deref() {
+            Some(b) => b != "kernel",
+            None => {
+                self.env
+                    .get("NODE_CLUSTER_SCHED_POLICY")
+                    .map(String::as_str)
+                    != Some("none")
+            }
+        }
+    }
+
     /// The paths `watch` names, resolved against `cwd` (`true` or `[]`: `cwd` itself).
     pub fn watch_paths(&self) -> Vec<std::path::PathBuf> {
         let cwd = std::path::Path::new(&self.cwd);
@@ -357,6 +375,7 @@ pub fn test_spec(name: &str) -> AppSpec {
         log_type: None,
         listen: vec![],
         drain_keepalive: true,
+        instance_balancing: None,
         catch_unhandled_rejections: true,
         log_rotate: None,
         watch: Watch::Off,
@@ -373,6 +392,24 @@ pub fn test_spec(name: &str) -> AppSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn balancing_is_round_robin_unless_kernel_is_asked_for() {
+        let mut s = test_spec("web");
+        assert!(s.round_robin());
+        s.env
+            .insert("NODE_CLUSTER_SCHED_POLICY".into(), "none".into());
+        assert!(
+            !s.round_robin(),
+            "Node's own variable, as its primary reads it"
+        );
+        s.instance_balancing = Some("round_robin".into());
+        assert!(s.round_robin(), "the option wins over the variable");
+        s.instance_balancing = Some("kernel".into());
+        s.env
+            .insert("NODE_CLUSTER_SCHED_POLICY".into(), "rr".into());
+        assert!(!s.round_robin());
+    }
 
     #[test]
     fn listen_addresses_parse_and_keep_their_text() {

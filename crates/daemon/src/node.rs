@@ -2,6 +2,7 @@
 //! sockets cluster workers share, @pm2/io messages, and the preloads (drain, rejections).
 
 pub mod axm;
+pub mod balance;
 pub mod channel;
 pub mod cluster;
 pub mod drain;

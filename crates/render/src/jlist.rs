@@ -106,6 +106,9 @@ pub fn jlist_value(p: &ProcInfo, home: &str) -> Value {
     if !s.drain_keepalive {
         put(&mut e, "drain_keepalive", json!(false));
     }
+    if let Some(v) = &s.instance_balancing {
+        put(&mut e, "instance_balancing", json!(v));
+    }
     if !s.catch_unhandled_rejections {
         put(&mut e, "catch_unhandled_rejections", json!(false));
     }
@@ -253,6 +256,7 @@ const KEYS: &[&str] = &[
     "watch_options",
     "max_memory_restart",
     "drain_keepalive",
+    "instance_balancing",
     "catch_unhandled_rejections",
     "listen",
     "cron_restart",

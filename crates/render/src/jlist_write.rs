@@ -180,6 +180,9 @@ fn element<'a>(out: &mut Vec<u8>, p: &'a ProcInfo, home: &'a str, bases: &mut Ba
     if !s.drain_keepalive {
         w.put("drain_keepalive", &false);
     }
+    if let Some(v) = &s.instance_balancing {
+        w.put("instance_balancing", v);
+    }
     if !s.catch_unhandled_rejections {
         w.put("catch_unhandled_rejections", &false);
     }

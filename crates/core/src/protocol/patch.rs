@@ -144,6 +144,7 @@ spec_fields! {
         log_type: Option<String>,
         listen: Vec<crate::spec::ListenAddr>,
         drain_keepalive: bool,
+        instance_balancing: Option<String>,
         catch_unhandled_rejections: bool,
         log_rotate: Option<crate::spec::LogRotate>,
         watch: Watch,

@@ -7,7 +7,12 @@
 //! listening on one port share it, and the kernel spreads connections over all their workers.
 //! A socket stays open while any worker of any app holds it: during a reload the new worker
 //! joins before the old one leaves, so no connection is refused; it is closed with the last.
+//!
+//! Round-robin mode (the default for TCP, `balance.rs`): the socket is not handed to the
+//! workers; the daemon accepts on it and hands each connection to one worker in turn. A socket's
+//! mode is set by the first worker that asks for it; every later one follows it.
 
+use crate::node::balance::Balancer;
 use pmr_core::spec::{ListenAddr, ListenKind};
 use serde_json::Value;
 use socket2::{Domain, Socket, Type};
@@ -117,6 +122,18 @@ struct Listener {
     data: Value,
     members: HashSet<u64>,
     unix_path: Option<PathBuf>,
+    /// Round-robin: the daemon accepts and hands connections out.
+    rr: Option<Arc<Balancer>>,
+    /// Node's `server.address()` for round-robin workers, which get no socket to ask.
+    sockname: Value,
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Some(b) = &self.rr {
+            b.close();
+        }
+    }
 }
 
 /// All listening sockets of the daemon, by owner and handle key.
@@ -128,11 +145,15 @@ pub struct Listeners {
 pub struct Joined {
     pub socket: Arc<OwnedFd>,
     pub data: Value,
+    /// Round-robin: the worker gets connections from this, not the socket.
+    pub rr: Option<Arc<Balancer>>,
+    pub sockname: Value,
 }
 
 impl Listeners {
-    /// Join `worker` to `owner`'s socket for `key`, binding it on first use.
-    /// Errors are errno values (positive), which the worker receives negated.
+    /// Join `worker` to `owner`'s socket for `key`, binding it on first use (in round-robin
+    /// mode if `round_robin` and it is TCP). Errors are errno values (positive), which the
+    /// worker receives negated.
     pub fn join(
         &self,
         owner: Owner,
@@ -140,31 +161,44 @@ impl Listeners {
         worker: u64,
         q: &Query,
         data: &Value,
+        round_robin: bool,
     ) -> Result<Joined, i32> {
         let mut map = self.map.lock().unwrap();
         let k = (owner, key.to_string());
         if let Some(l) = map.get_mut(&k) {
             l.members.insert(worker);
-            return Ok(Joined {
-                socket: l.socket.clone(),
-                data: l.data.clone(),
-            });
+            return Ok(l.joined());
         }
         let (socket, unix_path) = bind(q)?;
-        let socket = Arc::new(socket);
-        map.insert(
-            k,
-            Listener {
-                socket: socket.clone(),
-                data: data.clone(),
-                members: [worker].into_iter().collect(),
-                unix_path,
-            },
-        );
-        Ok(Joined {
-            socket,
+        let rr = match round_robin && unix_path.is_none() {
+            true => Some(Balancer::start(key, &socket).map_err(|e| errno_of(&e))?),
+            false => None,
+        };
+        let l = Listener {
+            sockname: sockname(&socket),
+            socket: Arc::new(socket),
             data: data.clone(),
-        })
+            members: [worker].into_iter().collect(),
+            unix_path,
+            rr,
+        };
+        let j = l.joined();
+        map.insert(k, l);
+        Ok(j)
+    }
+
+    /// A worker handed over by `update` takes its round-robin connections again, through its
+    /// resumed channel.
+    pub fn rejoin(
+        &self,
+        worker: u64,
+        tx: &tokio::sync::mpsc::UnboundedSender<crate::node::balance::Conn>,
+    ) {
+        for l in self.map.lock().unwrap().values() {
+            if let (Some(b), true) = (&l.rr, l.members.contains(&worker)) {
+                b.add(worker, tx.clone());
+            }
+        }
     }
 
     /// The worker closed that server: the socket is closed with its last member, whichever
@@ -182,7 +216,13 @@ impl Listeners {
     fn leave_where(&self, worker: u64, key_matches: impl Fn(&str) -> bool) {
         let mut map = self.map.lock().unwrap();
         map.retain(|(_, k), l| {
-            if key_matches(k) && l.members.remove(&worker) && l.members.is_empty() {
+            if !key_matches(k) || !l.members.remove(&worker) {
+                return true;
+            }
+            if let Some(b) = &l.rr {
+                b.remove(worker);
+            }
+            if l.members.is_empty() {
                 if let Some(p) = &l.unix_path {
                     let _ = std::fs::remove_file(p);
                 }
@@ -206,22 +246,45 @@ impl Listeners {
                 data: l.data.clone(),
                 unix_path: l.unix_path.take(),
                 members: l.members.iter().copied().collect(),
+                round_robin: l.rr.is_some(),
             })
             .collect()
+    }
+
+    /// `update`: the daemon stops accepting on its round-robin sockets (the next one accepts
+    /// again, see [`adopt`](Self::adopt)).
+    pub fn stop_balancing(&self) {
+        for l in self.map.lock().unwrap().values() {
+            if let Some(b) = &l.rr {
+                b.close();
+            }
+        }
     }
 
     /// The new daemon's side of [`hold_all`](Self::hold_all): the socket keeps its handed
     /// members, and waits for any worker started again that asks for its key.
     pub fn adopt(&self, h: Held) {
+        let rr = match h.round_robin {
+            true => match Balancer::start(&h.key, &h.socket) {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    tracing::warn!("cluster: {}: round-robin lost in update ({e})", h.key);
+                    None
+                }
+            },
+            false => None,
+        };
         self.map
             .lock()
             .unwrap()
             .entry((h.owner, h.key))
             .or_insert(Listener {
+                sockname: sockname(&h.socket),
                 socket: h.socket,
                 data: h.data,
                 members: h.members.into_iter().collect(),
                 unix_path: h.unix_path,
+                rr,
             });
     }
 
@@ -253,6 +316,34 @@ pub struct Held {
     pub unix_path: Option<PathBuf>,
     /// The workers that had joined it: those handed over (`update` in place) still have it.
     pub members: Vec<u64>,
+    pub round_robin: bool,
+}
+
+impl Listener {
+    fn joined(&self) -> Joined {
+        Joined {
+            socket: self.socket.clone(),
+            data: self.data.clone(),
+            rr: self.rr.clone(),
+            sockname: self.sockname.clone(),
+        }
+    }
+}
+
+/// What Node's `getsockname` gives for a TCP socket: `{address, family, port}`.
+fn sockname(fd: &OwnedFd) -> Value {
+    match socket2::SockRef::from(fd)
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+    {
+        Some(a) => serde_json::json!({
+            "address": a.ip().to_string(),
+            "family": if a.is_ipv6() { "IPv6" } else { "IPv4" },
+            "port": a.port(),
+        }),
+        None => Value::Null,
+    }
 }
 
 /// A process's hold on its sockets: released (and each socket closed with its last holder)
@@ -366,13 +457,19 @@ mod tests {
         let l = Listeners::default();
         let q = query(0);
         assert_eq!(q.owner("web"), Owner::App("web".into()));
-        let a = l.join(q.owner("web"), "k", 1, &q, &Value::Null).unwrap();
-        let b = l.join(q.owner("web"), "k", 2, &q, &Value::Null).unwrap();
+        let a = l
+            .join(q.owner("web"), "k", 1, &q, &Value::Null, false)
+            .unwrap();
+        let b = l
+            .join(q.owner("web"), "k", 2, &q, &Value::Null, false)
+            .unwrap();
         assert!(Arc::ptr_eq(&a.socket, &b.socket));
         // Workers' libuv relies on the shared open file being non-blocking.
         assert!(nonblocking(&a.socket));
         // Another app's n-th listen(0) gets a port of its own.
-        let c = l.join(q.owner("other"), "k", 3, &q, &Value::Null).unwrap();
+        let c = l
+            .join(q.owner("other"), "k", 3, &q, &Value::Null, false)
+            .unwrap();
         assert_ne!(fd_port(&a.socket), fd_port(&c.socket));
         l.leave("k", 1);
         assert_eq!(l.count(), 2);
@@ -390,9 +487,11 @@ mod tests {
         let q = query(port as i64);
         assert_eq!(q.owner("a"), Owner::Shared);
         let data = serde_json::json!({"ticketKeys": "aa"});
-        let a = l.join(q.owner("a"), "k", 1, &q, &data).unwrap();
+        let a = l.join(q.owner("a"), "k", 1, &q, &data, false).unwrap();
         // App b's worker gets the same socket, and the first worker's TLS data.
-        let b = l.join(q.owner("b"), "k", 2, &q, &Value::Null).unwrap();
+        let b = l
+            .join(q.owner("b"), "k", 2, &q, &Value::Null, false)
+            .unwrap();
         assert!(Arc::ptr_eq(&a.socket, &b.socket));
         assert_eq!(b.data, data);
         assert_eq!(l.count(), 1);
@@ -416,7 +515,9 @@ mod tests {
     fn held_sockets_outlive_their_workers_and_are_joined_after_adoption() {
         let old = Listeners::default();
         let q = query(0);
-        let a = old.join(q.owner("web"), "k", 1, &q, &Value::Null).unwrap();
+        let a = old
+            .join(q.owner("web"), "k", 1, &q, &Value::Null, false)
+            .unwrap();
         let port = fd_port(&a.socket).unwrap();
         drop(a);
         let held = old.hold_all();
@@ -429,12 +530,16 @@ mod tests {
         for h in held {
             new.adopt(h);
         }
-        let b = new.join(q.owner("web"), "k", 2, &q, &Value::Null).unwrap();
+        let b = new
+            .join(q.owner("web"), "k", 2, &q, &Value::Null, false)
+            .unwrap();
         assert!(Arc::ptr_eq(&b.socket, &sock));
         // An adopted socket nobody joined is closed after the restore; a joined one stays.
         let c = query(0);
         let other = Listeners::default();
-        let x = other.join(c.owner("x"), "k2", 3, &c, &Value::Null).unwrap();
+        let x = other
+            .join(c.owner("x"), "k2", 3, &c, &Value::Null, false)
+            .unwrap();
         let x_port = fd_port(&x.socket).unwrap();
         drop(x);
         let unjoined = other.hold_all();
@@ -456,7 +561,10 @@ mod tests {
     fn an_adopted_socket_keeps_its_handed_members() {
         let old = Listeners::default();
         let q = query(0);
-        drop(old.join(q.owner("web"), "k", 7, &q, &Value::Null).unwrap());
+        drop(
+            old.join(q.owner("web"), "k", 7, &q, &Value::Null, false)
+                .unwrap(),
+        );
         let new = Listeners::default();
         for h in old.hold_all() {
             new.adopt(h);
@@ -466,6 +574,37 @@ mod tests {
         // The handed worker's exit (its `Membership` dropped) closes it.
         new.leave_all(7);
         assert_eq!(new.count(), 0);
+    }
+
+    #[tokio::test]
+    async fn round_robin_is_for_tcp_and_set_by_the_first_worker() {
+        let l = Listeners::default();
+        let a = l
+            .join(Owner::Shared, "k", 1, &query(0), &Value::Null, true)
+            .unwrap();
+        assert!(a.rr.is_some());
+        assert_eq!(a.sockname["port"], fd_port(&a.socket).unwrap());
+        assert_eq!(a.sockname["family"], "IPv4");
+        // A later worker follows the socket's mode, whatever its own app says.
+        let b = l
+            .join(Owner::Shared, "k", 2, &query(0), &Value::Null, false)
+            .unwrap();
+        assert!(b.rr.is_some());
+        let dir = std::env::temp_dir().join(format!("pmr-rr-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.sock");
+        let unix = Query {
+            address: Some(path.to_string_lossy().into()),
+            port: -1,
+            address_type: -1,
+            backlog: 511,
+        };
+        let u = l
+            .join(Owner::Shared, "u", 3, &unix, &Value::Null, true)
+            .unwrap();
+        assert!(u.rr.is_none(), "a unix socket is always shared");
+        l.leave_all(3);
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
@@ -478,12 +617,20 @@ mod tests {
                 1,
                 &query(0),
                 &Value::Null,
+                false,
             )
             .unwrap();
         let q = query(fd_port(&a.socket).unwrap() as i64);
         assert_eq!(
-            l.join(Owner::App("b".into()), "listen:x", 2, &q, &Value::Null)
-                .err(),
+            l.join(
+                Owner::App("b".into()),
+                "listen:x",
+                2,
+                &q,
+                &Value::Null,
+                false
+            )
+            .err(),
             Some(libc::EADDRINUSE)
         );
     }

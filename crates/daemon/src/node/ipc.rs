@@ -11,11 +11,12 @@
 //! reads: the daemon's work for a flooding app is bounded while it still keeps up with it.
 
 use crate::node::axm::Agent;
+use crate::node::balance::Conn;
 use crate::node::channel::Out;
 pub use crate::node::channel::{Frozen, IpcHandle};
-use crate::node::cluster::{Listeners, Query};
+use crate::node::cluster::{Joined, Listeners, Query};
 use serde_json::{json, Value};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
@@ -39,6 +40,12 @@ const BUSY_RATE: u32 = 1000;
 const BUSY_PAUSE: Duration = Duration::from_millis(20);
 /// How every @pm2/io metrics message starts (`JSON.stringify({type, data})`).
 const MONITOR_PREFIX: &[u8] = br#"{"type":"axm:monitor","#;
+/// How often a round-robin worker's answers are read while connections flow.
+const ACK_BATCH: Duration = Duration::from_millis(2);
+/// Node's answer for every descriptor received, as it writes it.
+const HANDLE_ACK: &[u8] = br#"{"cmd":"NODE_HANDLE_ACK"}"#;
+/// How Node's internal messages start (`cmd` is the first key it writes).
+const NODE_PREFIX: &[u8] = br#"{"cmd":"NODE_"#;
 
 #[derive(Debug)]
 pub enum IpcEvent {
@@ -78,6 +85,8 @@ pub struct ClusterCtx {
     /// Unique for the daemon's life (NODE_UNIQUE_ID), so a reloading pm_id's old and new
     /// workers are told apart.
     pub worker: u64,
+    /// The app's `instance_balancing` is round-robin (`balance.rs`).
+    pub round_robin: bool,
 }
 
 /// Take over our end of the socketpair.
@@ -100,6 +109,10 @@ pub fn resume(
     let stream = UnixStream::from_std(stream)?;
     let (out_tx, out_rx) = mpsc::unbounded_channel();
     let (ev_tx, ev_rx) = mpsc::channel(64);
+    let (conn_tx, conn_rx) = mpsc::unbounded_channel();
+    if let Some(c) = &cluster {
+        c.listeners.rejoin(c.worker, &conn_tx);
+    }
     let ch = Channel {
         stream,
         cluster,
@@ -109,6 +122,7 @@ pub fn resume(
         fds_in: VecDeque::new(),
         warned_fds: false,
         inflight: false,
+        fds_out: VecDeque::new(),
         queue: VecDeque::new(),
         seq: frozen.seq,
         agent,
@@ -117,10 +131,12 @@ pub fn resume(
         monitor_next: Instant::now(),
         window: (Instant::now(), 0),
         paused_until: None,
+        me: conn_tx,
+        conns: HashMap::new(),
     };
     let handle = IpcHandle(out_tx);
     ch.agent.attach(handle.clone());
-    tokio::spawn(ch.run(out_rx));
+    tokio::spawn(ch.run(out_rx, conn_rx));
     Ok((handle, ev_rx))
 }
 
@@ -137,6 +153,9 @@ struct Channel {
     /// A message with a descriptor was sent and not yet acknowledged: Node accepts one at a
     /// time, so later messages wait in `queue`, in order.
     inflight: bool,
+    /// Every descriptor sent and not yet acknowledged, oldest first (the worker acknowledges in
+    /// order): true for a connection, which does not hold back what follows.
+    fds_out: VecDeque<bool>,
     queue: VecDeque<(Vec<u8>, Option<Arc<OwnedFd>>)>,
     seq: u64,
     agent: Arc<Agent>,
@@ -149,10 +168,18 @@ struct Channel {
     window: (Instant, u32),
     /// A busy channel waits until then before its next read.
     paused_until: Option<Instant>,
+    /// Where the round-robin balancer hands this worker its connections.
+    me: mpsc::UnboundedSender<Conn>,
+    /// Connections handed to the worker and not yet answered for, by `newconn` seq.
+    conns: HashMap<u64, Conn>,
 }
 
 impl Channel {
-    async fn run(mut self, mut out: mpsc::UnboundedReceiver<Out>) {
+    async fn run(
+        mut self,
+        mut out: mpsc::UnboundedReceiver<Out>,
+        mut conns: mpsc::UnboundedReceiver<Conn>,
+    ) {
         let mut out_open = true;
         loop {
             let paused = self.paused_until;
@@ -165,6 +192,7 @@ impl Channel {
                 }
                 _ = sleep_opt(paused) => self.paused_until = None,
                 _ = sleep_opt(monitor_due) => self.flush_monitor(),
+                Some(c) = conns.recv() => self.hand(c).await,
                 o = out.recv(), if out_open => match o {
                     Some(Out::User(v)) => self.send(v, None).await,
                     Some(Out::Disconnect) => {
@@ -182,6 +210,15 @@ impl Channel {
         }
         if let Some(c) = &self.cluster {
             c.listeners.leave_all(c.worker);
+            // What the worker had not answered for when its channel ended, it never served
+            // (it answers before it serves): another worker takes it. A worker retired by a
+            // reload leaves this way with the connections handed to it while it closed.
+            for (_, conn) in self.conns.drain() {
+                let from = conn.from.clone();
+                if let Ok(fd) = Arc::try_unwrap(conn.fd).or_else(|fd| fd.try_clone()) {
+                    from.dispatch(fd, Some(c.worker));
+                }
+            }
         }
         self.flush_monitor();
         self.emit(IpcEvent::Closed);
@@ -216,6 +253,7 @@ impl Channel {
         if n == 0 {
             return false;
         }
+        let mut app_lines = false;
         for &b in &buf[..n] {
             if b != b'\n' {
                 if !self.skipping {
@@ -232,7 +270,16 @@ impl Channel {
                 continue;
             }
             let line = std::mem::take(&mut self.rbuf);
-            self.count_message();
+            // Node's own messages (a round-robin worker answers two per connection) do not
+            // make a channel busy: only the app's do.
+            if !line.starts_with(NODE_PREFIX) {
+                self.count_message();
+                app_lines = true;
+            }
+            if line == HANDLE_ACK {
+                self.on_handle_ack().await;
+                continue;
+            }
             // A busy channel's metrics: only the latest message counts (@pm2/io sends every
             // metric in each), parsed at most every MONITOR_EVERY.
             if self.window.1 > BUSY_RATE && line.starts_with(MONITOR_PREFIX) {
@@ -254,8 +301,13 @@ impl Channel {
         }
         // A busy channel that has been read dry waits a little, so the next read takes a
         // batch rather than one message.
-        if n < buf.len() && self.window.1 > BUSY_RATE {
+        if n < buf.len() && self.window.1 > BUSY_RATE && self.conns.is_empty() {
             self.paused_until = Some(Instant::now() + BUSY_PAUSE);
+        }
+        // A round-robin worker's answers are read in batches too: reading each as it comes
+        // woke the daemon twice more per connection, its largest cost.
+        if n < buf.len() && !app_lines && !self.conns.is_empty() && self.rbuf.is_empty() {
+            self.paused_until = Some(Instant::now() + ACK_BATCH);
         }
         // A descriptor arrives with the first byte of the message that claims it: once no
         // message is partly read, nothing can claim those still here.
@@ -356,12 +408,9 @@ impl Channel {
             return;
         }
         match cmd {
-            "NODE_HANDLE_ACK" | "NODE_HANDLE_NACK" => {
-                // A NACK means the worker could not take the fd: nothing useful to retry with
-                // a listening socket it asked for, so move on in both cases.
-                self.inflight = false;
-                self.flush_queue().await;
-            }
+            // A NACK means the worker could not take the fd: nothing useful to retry with a
+            // listening socket it asked for (a connection is answered for apart), so move on.
+            "NODE_HANDLE_ACK" | "NODE_HANDLE_NACK" => self.on_handle_ack().await,
             "NODE_HANDLE" => {
                 // The worker sent us a handle: we have no use for it; acknowledge and close it.
                 let fd = self.fds_in.pop_front();
@@ -377,17 +426,83 @@ impl Channel {
         }
     }
 
+    async fn on_handle_ack(&mut self) {
+        if self.fds_out.pop_front() == Some(false) {
+            self.inflight = false;
+            self.flush_queue().await;
+        }
+    }
+
+    /// Hand a connection to the worker as Node's primary does: `newconn` with the fd; the
+    /// worker answers `{ack, accepted}`.
+    async fn hand(&mut self, c: Conn) {
+        let seq = self.seq;
+        self.seq += 1;
+        let line = format!(
+            "{}\n",
+            format_args!(
+                r#"{{"cmd":"NODE_HANDLE","type":"net.Native","msg":{{"cmd":"NODE_CLUSTER","act":"newconn","key":{},"seq":{seq}}}}}"#,
+                Value::from(&*c.key)
+            )
+        );
+        let fd = c.fd.clone();
+        self.conns.insert(seq, c);
+        // Not queued behind an unacknowledged listening socket: the worker takes each
+        // descriptor with the message it starts (`docs/node-cluster-protocol.md` §2).
+        self.fds_out.push_back(true);
+        self.write_now(line.as_bytes(), Some(fd)).await;
+    }
+
+    /// The worker's answer for a connection: taken, or refused (its server is closing), which
+    /// goes to another worker.
+    fn on_conn_answer(&mut self, m: &Value) {
+        let (Some(c), Some(ack)) = (&self.cluster, m["ack"].as_u64()) else {
+            return;
+        };
+        let Some(conn) = self.conns.remove(&ack) else {
+            return;
+        };
+        conn.from.done(c.worker);
+        if m["accepted"] != Value::Bool(true) {
+            let from = conn.from.clone();
+            let fd = Arc::try_unwrap(conn.fd).or_else(|fd| fd.try_clone());
+            if let Ok(fd) = fd {
+                from.dispatch(fd, Some(c.worker));
+            }
+        }
+    }
+
     async fn on_cluster(&mut self, m: Value) {
+        if m.get("act").is_none() && m.get("accepted").is_some() {
+            return self.on_conn_answer(&m);
+        }
         let Some(c) = &self.cluster else { return };
         match m["act"].as_str().unwrap_or("") {
             "queryServer" => {
                 let key = Query::key(&m);
                 let q = Query::from_message(&m);
                 let seq = m["seq"].clone();
-                match c
-                    .listeners
-                    .join(q.owner(&c.app), &key, c.worker, &q, &m["data"])
-                {
+                match c.listeners.join(
+                    q.owner(&c.app),
+                    &key,
+                    c.worker,
+                    &q,
+                    &m["data"],
+                    c.round_robin,
+                ) {
+                    Ok(Joined {
+                        rr: Some(rr),
+                        data,
+                        sockname,
+                        ..
+                    }) => {
+                        // Round-robin: no socket; connections come as `newconn`.
+                        rr.add(c.worker, self.me.clone());
+                        let reply = self.cluster_msg(json!({
+                            "errno": 0, "key": key, "ack": seq, "data": data, "sockname": sockname,
+                        }));
+                        self.send(reply, None).await;
+                    }
                     Ok(j) => {
                         let reply = json!({
                             "cmd": "NODE_HANDLE",
@@ -429,12 +544,21 @@ impl Channel {
     }
 
     async fn send(&mut self, msg: Value, fd: Option<Arc<OwnedFd>>) {
-        let line = line_of(&msg);
+        self.send_line(line_of(&msg), fd).await;
+    }
+
+    async fn send_line(&mut self, mut line: Vec<u8>, fd: Option<Arc<OwnedFd>>) {
+        if line.last() != Some(&b'\n') {
+            line.push(b'\n');
+        }
         if self.inflight {
             self.queue.push_back((line, fd));
             return;
         }
         let has_fd = fd.is_some();
+        if has_fd {
+            self.fds_out.push_back(false);
+        }
         self.write_now(&line, fd).await;
         self.inflight = has_fd;
     }
@@ -445,6 +569,9 @@ impl Channel {
                 return;
             };
             let has_fd = fd.is_some();
+            if has_fd {
+                self.fds_out.push_back(false);
+            }
             self.write_now(&line, fd).await;
             self.inflight = has_fd;
         }

@@ -57,6 +57,9 @@ struct Handed {
     unix_path: Option<PathBuf>,
     #[serde(default)]
     members: Vec<u64>,
+    /// Round-robin: the new daemon accepts on it again (an older daemon's absent field: shared).
+    #[serde(default)]
+    round_robin: bool,
 }
 
 /// Why `binary` cannot replace the daemon, if it cannot (shared with the CLI's check).
@@ -111,6 +114,9 @@ pub async fn update(d: &Arc<Daemon>, binary: &str) -> Response {
         };
     }
     let started = std::time::Instant::now();
+    // No more round-robin handing from here: a connection handed to a channel about to be
+    // frozen could be lost at the exec. New ones wait in the backlog for the next daemon.
+    d.ctx.listeners.stop_balancing();
     // Every instance describes its running process and parks: nothing starts, stops or
     // restarts any more in this daemon.
     let waits: Vec<_> = {
@@ -267,6 +273,7 @@ pub fn exec(binary: &str) -> std::io::Error {
             data: h.data.clone(),
             unix_path: h.unix_path.clone(),
             members: h.members.clone(),
+            round_robin: h.round_robin,
         });
     }
     let sockets = serde_json::to_string(&handed).unwrap_or_else(|_| "[]".into());
@@ -361,6 +368,7 @@ fn inherited_socket(h: Handed) -> Option<Held> {
         data: h.data,
         unix_path: h.unix_path,
         members: h.members,
+        round_robin: h.round_robin,
     })
 }
 

@@ -126,6 +126,7 @@ impl Instance {
             listeners: self.ctx.listeners.clone(),
             app: spec.name.clone(),
             worker: h.worker.unwrap_or(0),
+            round_robin: spec.round_robin(),
         });
         let mut notify = None;
         let agent = std::sync::Arc::new(crate::node::axm::Agent::restore(self.label(), h.axm));

@@ -159,6 +159,7 @@ async fn spawn_child(ctx: &Ctx, app: App<'_>) -> Result<Started, String> {
             worker.unwrap_or(0),
             &q,
             &serde_json::Value::Null,
+            false,
         ) {
             Ok(j) => sockets.push(j.socket),
             Err(errno) => {
@@ -227,6 +228,7 @@ async fn spawn_child(ctx: &Ctx, app: App<'_>) -> Result<Started, String> {
         listeners: ctx.listeners.clone(),
         app: spec.name.clone(),
         worker: worker.unwrap_or(0),
+        round_robin: spec.round_robin(),
     });
     let mut notify = None;
     let agent = Arc::new(Agent::new(label.to_string()));

@@ -1,0 +1,8 @@
+// Plain Node cluster, the reference for pmr's and PM2's cluster mode: a primary forks
+// $WORKERS workers of $APP (Node's default scheduling: round-robin through the primary).
+const cluster = require('cluster');
+if (cluster.isPrimary) {
+  for (let i = 0; i < Number(process.env.WORKERS || 2); i++) cluster.fork();
+} else {
+  require(process.env.APP);
+}

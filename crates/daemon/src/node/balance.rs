@@ -11,10 +11,11 @@
 //!
 //! Each worker has at most [`MAX_PENDING`] connections handed and not yet acknowledged; when
 //! every worker is at that bound the daemon stops accepting, and connections wait in the
-//! kernel's backlog as they would for busy workers. A worker with [`SKIP_PENDING`] or more
-//! waiting is passed over while another can take (one that stopped reading its channel must
-//! not collect every [`1/N`] connection). A connection a worker refuses (its server was closing:
-//! a reload) goes to another worker.
+//! kernel's backlog as they would for busy workers. A worker whose unanswered connections exceed
+//! the least busy one's by [`LAG`] is passed over: a worker whose event loop is held up (a slow
+//! request, a GC pause) must not be handed every N-th connection regardless, which cost a third
+//! of Next.js's new-connection throughput. A connection a worker refuses (its server was
+//! closing: a reload) goes to another worker.
 
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,8 +26,9 @@ use tokio::sync::{mpsc, Notify};
 
 /// Connections handed to one worker and not yet acknowledged, at most.
 const MAX_PENDING: usize = 128;
-/// A worker with this many unacknowledged connections is passed over while another can take.
-const SKIP_PENDING: usize = 32;
+/// A worker with this many more unanswered connections than the least busy one is passed over:
+/// its event loop is behind (a slow request, a GC pause), and what it was given waits.
+const LAG: usize = 4;
 
 /// A connection on its way to a worker: the channel task keeps it until the worker's answer.
 pub struct Conn {
@@ -48,20 +50,18 @@ struct State {
 }
 
 impl State {
-    /// The next worker in turn that is not `except` and not backed up; else the least backed
-    /// up of the others.
+    /// The next worker in turn that is not `except` and not lagging behind the others.
     fn pick(&self, except: Option<u64>) -> Option<usize> {
         let n = self.members.len();
         let eligible = |i: &usize| Some(self.members[*i].worker) != except;
+        let least = (0..n)
+            .filter(eligible)
+            .map(|i| self.members[i].pending)
+            .min()?;
         (0..n)
             .map(|k| (self.next + k) % n)
             .filter(eligible)
-            .find(|&i| self.members[i].pending < SKIP_PENDING)
-            .or_else(|| {
-                (0..n)
-                    .filter(eligible)
-                    .min_by_key(|&i| self.members[i].pending)
-            })
+            .find(|&i| self.members[i].pending <= least + LAG)
     }
 
     fn can_take(&self) -> bool {
@@ -224,7 +224,7 @@ mod tests {
     }
 
     #[test]
-    fn turns_go_round_and_skip_a_backed_up_worker() {
+    fn turns_go_round_and_skip_a_lagging_worker() {
         let mut st = State {
             members: vec![member(1, 0), member(2, 0), member(3, 0)],
             next: 1,
@@ -232,14 +232,16 @@ mod tests {
         assert_eq!(st.pick(None), Some(1));
         st.next = 3;
         assert_eq!(st.pick(None), Some(0));
-        st.members[0].pending = SKIP_PENDING;
-        assert_eq!(st.pick(None), Some(1));
-        assert_eq!(st.pick(Some(2)), Some(2));
+        st.members[0].pending = LAG;
+        assert_eq!(st.pick(None), Some(0), "within the lag: its turn");
+        st.members[0].pending = LAG + 1;
+        assert_eq!(st.pick(None), Some(1), "behind the others: passed over");
+        assert_eq!(st.pick(Some(2)), Some(2), "not the one that refused");
         for m in &mut st.members {
-            m.pending = SKIP_PENDING + 3;
+            m.pending = 50;
         }
-        st.members[2].pending = SKIP_PENDING + 1;
-        assert_eq!(st.pick(None), Some(2), "all backed up: the least");
+        st.members[2].pending = 40;
+        assert_eq!(st.pick(None), Some(2), "all busy: the least");
         assert!(st.can_take());
         for m in &mut st.members {
             m.pending = MAX_PENDING;

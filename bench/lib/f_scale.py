@@ -130,7 +130,7 @@ def run(tools, quick, select):
     a, b = res["pmr"]["churn"], res["pm2"]["churn"]
     s = Section("Scale and churn")
     s.rows.append(Row("daemon RSS, 100 idle apps", fmt_mb(a["rss0"]), fmt_mb(b["rss0"]),
-                      ratio(a["rss0"], b["rss0"]), "≤ 12 MB", ok=a["rss0"] <= 12 * 1024))
+                      ratio(a["rss0"], b["rss0"]), "≤ 10 MB", ok=a["rss0"] <= 10 * 1024))
     grow = a["rss1"] / a["rss0"]
     s.rows.append(Row(f"daemon RSS after {a['restarts']} restarts ({AT_ONCE} at a time)",
                       f"{fmt_mb(a['rss1'])} ({grow:.2f}× before)",
@@ -162,8 +162,8 @@ def run(tools, quick, select):
     s.rows.append(Row("daemon RSS / threads, 1,000 idle apps",
                       f"{fmt_mb(A.get('rss'))} / {A.get('threads')}",
                       f"{fmt_mb(B.get('rss'))} / {B.get('threads')}",
-                      ratio(A.get("rss"), B.get("rss")), "RSS ≤ 40 MB",
-                      ok=A.get("rss") is not None and A["rss"] <= 40 * 1024))
+                      ratio(A.get("rss"), B.get("rss")), "RSS ≤ 30 MB",
+                      ok=A.get("rss") is not None and A["rss"] <= 30 * 1024))
     s.details += [
         f"Apps are `sleep 100000` from one JSON ecosystem file. Churn: 100 apps, daemon RSS "
         f"read {SETTLE:.0f} s after all are online, then {RESTARTS} `restart <name>` CLI calls "

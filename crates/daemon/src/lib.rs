@@ -14,6 +14,7 @@ pub mod recovery;
 mod requests;
 pub mod sd_notify;
 mod server;
+mod text;
 pub mod update;
 pub mod watch;
 

@@ -90,6 +90,8 @@ pub async fn serve(home: Home, resurrect: bool, hook: Option<Hook>) -> Result<St
         let d = d.clone();
         tokio::spawn(async move { crate::http::boot(&d).await });
     }
+    // Serving from now on: what only starting used leaves the resident set.
+    crate::text::drop_start_up_pages();
     // After the handlers: a SIGTERM from now on stops the apps the hook starts.
     if let Some(hook) = hook {
         hook(d.clone());

@@ -37,6 +37,15 @@ pub struct Conn {
     pub from: Arc<Balancer>,
 }
 
+impl Conn {
+    /// To another worker than `worker`, which refused it or left without answering for it.
+    pub fn hand_back(self, worker: u64) {
+        if let Ok(fd) = Arc::try_unwrap(self.fd).or_else(|fd| fd.try_clone()) {
+            self.from.dispatch(fd, Some(worker));
+        }
+    }
+}
+
 struct Member {
     worker: u64,
     tx: mpsc::UnboundedSender<Conn>,

@@ -214,10 +214,7 @@ impl Channel {
             // (it answers before it serves): another worker takes it. A worker retired by a
             // reload leaves this way with the connections handed to it while it closed.
             for (_, conn) in self.conns.drain() {
-                let from = conn.from.clone();
-                if let Ok(fd) = Arc::try_unwrap(conn.fd).or_else(|fd| fd.try_clone()) {
-                    from.dispatch(fd, Some(c.worker));
-                }
+                conn.hand_back(c.worker);
             }
         }
         self.flush_monitor();
@@ -464,11 +461,7 @@ impl Channel {
         };
         conn.from.done(c.worker);
         if m["accepted"] != Value::Bool(true) {
-            let from = conn.from.clone();
-            let fd = Arc::try_unwrap(conn.fd).or_else(|fd| fd.try_clone());
-            if let Ok(fd) = fd {
-                from.dispatch(fd, Some(c.worker));
-            }
+            conn.hand_back(c.worker);
         }
     }
 

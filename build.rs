@@ -32,6 +32,7 @@ fn main() {
     if target != "x86_64-unknown-linux-gnu"
         || !own_linker
         || env::var("PROFILE").as_deref() != Ok("release")
+        || !links_with_lld()
     {
         return;
     }
@@ -46,4 +47,23 @@ fn main() {
             map.to_string_lossy()
         );
     }
+}
+
+/// Rust links x86_64 Linux programs with its own lld from 1.90 on; an older compiler uses the
+/// system's linker (GNU ld), which does not know `--symbol-ordering-file` and would fail the
+/// link of a `cargo install` there.
+fn links_with_lld() -> bool {
+    let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let Ok(out) = std::process::Command::new(rustc).arg("-vV").output() else {
+        return false;
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let Some(release) = text.lines().find_map(|l| l.strip_prefix("release: ")) else {
+        return false;
+    };
+    let mut parts = release
+        .split(['.', '-'])
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (major, minor) >= (1, 90)
 }

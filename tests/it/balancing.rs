@@ -109,6 +109,46 @@ fn kernel_balancing_is_every_worker_accepting_itself() {
     assert!(list
         .iter()
         .all(|p| p["pm2_env"]["instance_balancing"] == "kernel"));
+    // Each worker holds the listening socket itself; under round-robin none does.
+    let inode = listening_inode(port);
+    for pid in online_pids(&pmr) {
+        assert!(
+            holds(pid, &inode),
+            "worker {pid} holds no copy of the socket"
+        );
+    }
+    let rr = Pmr::new();
+    let port = free_port();
+    start(&rr, "web", 2, port, None);
+    let inode = listening_inode(port);
+    for pid in online_pids(&rr) {
+        assert!(
+            !holds(pid, &inode),
+            "round-robin worker {pid} holds the socket"
+        );
+    }
+}
+
+/// The inode of the socket listening on 127.0.0.1:`port` (/proc/net/tcp, state 0A).
+fn listening_inode(port: u16) -> String {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let local = format!("0100007F:{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f[1] == local && f[3] == "0A")
+        .map(|f| f[9].to_string())
+        .unwrap_or_else(|| panic!("nothing listens on {port}:\n{table}"))
+}
+
+/// Does process `pid` have the socket with that inode open?
+fn holds(pid: u64, inode: &str) -> bool {
+    let want = format!("socket:[{inode}]");
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .any(|l| l.to_string_lossy() == want)
 }
 
 #[test]

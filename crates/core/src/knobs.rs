@@ -263,6 +263,7 @@ pub const PATH_KNOBS: &[&str] = &[
     "DEFAULT_PID_PATH",
     "DUMP_FILE_PATH",
     "DAEMON_RPC_PORT",
+    "DAEMON_PUB_PORT",
 ];
 
 /// The file overrides that are set, resolved to absolute paths: `(suffix, path)`.
@@ -292,12 +293,14 @@ pub fn path_overrides_from(
 /// Values a path knob cannot take: PM2's `DAEMON_RPC_PORT` may be a TCP port, pmr's socket is a
 /// unix socket path only.
 pub fn check_paths(get: &dyn Fn(&str) -> Option<String>, p: Personality) -> Result<(), String> {
-    if let Some(r) = pick(get, p, "DAEMON_RPC_PORT") {
-        if r.value.trim().parse::<u32>().is_ok() {
-            return Err(format!(
-                "{}={:?}: pmr's daemon listens on a unix socket only; give a file path",
-                r.var, r.value
-            ));
+    for knob in ["DAEMON_RPC_PORT", "DAEMON_PUB_PORT"] {
+        if let Some(r) = pick(get, p, knob) {
+            if r.value.trim().parse::<u32>().is_ok() {
+                return Err(format!(
+                    "{}={:?}: pmr's daemon listens on a unix socket only; give a file path",
+                    r.var, r.value
+                ));
+            }
         }
     }
     Ok(())

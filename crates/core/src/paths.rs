@@ -17,6 +17,8 @@ pub fn is_null_device(path: &str) -> bool {
 pub struct Home {
     pub root: PathBuf,
     socket: PathBuf,
+    /// PM2's event bus (`pm2/bus.rs` in the daemon).
+    pub_socket: PathBuf,
     pid_file: PathBuf,
     daemon_log: PathBuf,
     logs_dir: PathBuf,
@@ -43,6 +45,7 @@ impl Home {
     pub fn named(root: PathBuf, p: crate::personality::Personality) -> Home {
         Home {
             socket: root.join("rpc.sock"),
+            pub_socket: root.join("pub.sock"),
             pid_file: root.join(p.pid_file_name()),
             daemon_log: root.join(p.log_file_name()),
             logs_dir: root.join("logs"),
@@ -61,12 +64,16 @@ impl Home {
             "DEFAULT_PID_PATH" => &mut self.pids_dir,
             "DUMP_FILE_PATH" => &mut self.dump_file,
             "DAEMON_RPC_PORT" => &mut self.socket,
+            "DAEMON_PUB_PORT" => &mut self.pub_socket,
             other => unreachable!("path knob {other} has no file"),
         }
     }
 
     pub fn socket(&self) -> PathBuf {
         self.socket.clone()
+    }
+    pub fn pub_socket(&self) -> PathBuf {
+        self.pub_socket.clone()
     }
     pub fn pid_file(&self) -> PathBuf {
         self.pid_file.clone()

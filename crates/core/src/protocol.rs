@@ -4,6 +4,7 @@
 //! [`MAX_FRAME`] are refused on both sides, so a garbage or hostile peer cannot make the daemon
 //! allocate without bound.
 
+pub mod amp;
 mod patch;
 mod request;
 

@@ -33,8 +33,8 @@ pub struct Daemon {
     pub http: HttpState,
 }
 
-/// How the HTTP API has a request answered: by the socket server's handlers (`server.rs`),
-/// which the API cannot name (the server starts the API).
+/// How the HTTP API and PM2's protocol (`pm2/`) have a request answered: by the socket
+/// server's handlers (`server.rs`), which they cannot name (the server starts them).
 pub type Handler =
     for<'a> fn(&'a Arc<Daemon>, Request) -> Pin<Box<dyn Future<Output = Response> + Send + 'a>>;
 
@@ -110,6 +110,7 @@ impl Daemon {
                 limits: limits.clone(),
                 events: events.clone(),
                 stdin: Default::default(),
+                bus: Default::default(),
             }),
             registry: Arc::new(Mutex::new(Registry::new(limits, events))),
             sampler: Arc::new(Mutex::new(metrics::Sampler::keeping_files())),

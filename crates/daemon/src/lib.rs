@@ -3,12 +3,14 @@
 
 pub mod alloc;
 pub mod boot;
+pub mod bus;
 mod daemon;
 pub mod foreground;
 pub mod http;
 pub mod instances;
 pub mod logs;
 pub mod node;
+pub mod pm2;
 pub mod processes;
 pub mod recovery;
 mod requests;
@@ -85,9 +87,14 @@ fn prepare(home: &Home, level: tracing::Level) -> Result<Option<HomeLock>> {
         anyhow::bail!("{}", pmr_core::foreign::refusal(home, &f));
     }
     pmr_core::knobs::init(knobs);
-    for dir in [home.pid_file(), home.daemon_log(), home.socket()]
-        .iter()
-        .filter_map(|p| p.parent())
+    for dir in [
+        home.pid_file(),
+        home.daemon_log(),
+        home.socket(),
+        home.pub_socket(),
+    ]
+    .iter()
+    .filter_map(|p| p.parent())
     {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
@@ -112,6 +119,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 fn finish(home: &Home, rt: tokio::runtime::Runtime, lock: HomeLock) {
     let _ = std::fs::remove_file(home.socket());
+    let _ = std::fs::remove_file(home.pub_socket());
     let _ = std::fs::remove_file(home.pid_file());
     let _ = std::fs::remove_file(home.root.join("http.sock"));
     tracing::info!("daemon exited");

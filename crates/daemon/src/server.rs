@@ -28,17 +28,8 @@ pub type Hook = Box<dyn FnOnce(Arc<Daemon>) + Send>;
 
 /// `resurrect`: start what the dump holds once serving (`pmr daemon --resurrect`).
 pub async fn serve(home: Home, resurrect: bool, hook: Option<Hook>) -> Result<Stop> {
-    let sock = home.socket();
-    // We hold the lock, so any socket file here is stale.
-    let _ = std::fs::remove_file(&sock);
-    let listener = {
-        // Created 0600 from the start: no window in which another user could connect.
-        let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
-        let l = UnixListener::bind(&sock);
-        nix::sys::stat::umask(old);
-        l.with_context(|| format!("cannot bind {}", sock.display()))?
-    };
-    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600))?;
+    let listener = bind(&home.socket())?;
+    let bus_listener = bind(&home.pub_socket())?;
     std::fs::write(home.pid_file(), std::process::id().to_string())?;
     std::fs::create_dir_all(home.logs_dir())?;
     std::fs::create_dir_all(home.pids_dir())?;
@@ -60,6 +51,9 @@ pub async fn serve(home: Home, resurrect: bool, hook: Option<Hook>) -> Result<St
         tokio::task::spawn_blocking(move || crate::instances::handoff::take(&h)).await?
     };
     let d = Arc::new(Daemon::new(home, |d, req| Box::pin(call(d, req))));
+    tokio::spawn(d.ctx.bus.clone().serve(bus_listener));
+    crate::pm2::events::spawn(&d);
+    let pm2_clients = Arc::new(tokio::sync::Semaphore::new(crate::pm2::rpc::MAX_CLIENTS));
     if let Some(h) = &handoff {
         d.ctx
             .next_worker
@@ -118,7 +112,7 @@ pub async fn serve(home: Home, resurrect: bool, hook: Option<Hook>) -> Result<St
                         continue;
                     }
                 }
-                tokio::spawn(client(d.clone(), stream));
+                tokio::spawn(connection(d.clone(), stream, pm2_clients.clone()));
             }
             _ = d.exit.notified() => return Ok(Stop::Requested),
             _ = term.recv() => return Ok(on_signal(&d).await),
@@ -135,8 +129,61 @@ pub async fn serve(home: Home, resurrect: bool, hook: Option<Hook>) -> Result<St
     }
 }
 
+/// A unix socket of ours, created 0600 from the start: no window in which another user could
+/// connect. We hold the lock, so any socket file there is stale.
+fn bind(path: &std::path::Path) -> Result<UnixListener> {
+    let _ = std::fs::remove_file(path);
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+    let l = UnixListener::bind(path);
+    nix::sys::stat::umask(old);
+    let l = l.with_context(|| format!("cannot bind {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(l)
+}
+
+/// Which protocol a client speaks, from its first byte: pmr's frames start with the high byte
+/// of a length under 16 MiB (0), PM2's AMP messages with `0x1N` (version 1, N arguments).
+async fn connection(d: Arc<Daemon>, stream: UnixStream, pm2_clients: Arc<tokio::sync::Semaphore>) {
+    match first_byte(&stream).await {
+        // Closed without a word: PM2's client checks that a daemon is there this way.
+        None => {}
+        Some(b) if b >> 4 == pmr_core::protocol::amp::VERSION => {
+            // Beyond the bound, closed at once: its descriptor is not kept.
+            if let Ok(_slot) = pm2_clients.try_acquire_owned() {
+                crate::pm2::rpc::serve(d, stream).await;
+            }
+        }
+        Some(_) => client(d, stream).await,
+    }
+}
+
+async fn first_byte(stream: &UnixStream) -> Option<u8> {
+    use std::os::fd::AsRawFd;
+    loop {
+        stream.readable().await.ok()?;
+        let mut b = [0u8; 1];
+        let r = stream.try_io(tokio::io::Interest::READABLE, || {
+            // SAFETY: a valid socket and a 1-byte buffer we own.
+            let n =
+                unsafe { libc::recv(stream.as_raw_fd(), b.as_mut_ptr().cast(), 1, libc::MSG_PEEK) };
+            if n < 0 {
+                Err(std::io::Error::last_os_error())
+            } else {
+                Ok(n)
+            }
+        });
+        match r {
+            Ok(0) => return None,
+            Ok(_) => return Some(b[0]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(_) => return None,
+        }
+    }
+}
+
 /// SIGTERM/SIGINT: stop every app, and say whether one had to be SIGKILLed.
 async fn on_signal(d: &Arc<Daemon>) -> Stop {
+    crate::pm2::events::killed(d, "pm2 has been killed by SIGNAL");
     let sigkills = || d.ctx.sigkills.load(std::sync::atomic::Ordering::SeqCst);
     let before = sigkills();
     kill::shutdown(d).await;
@@ -261,7 +308,12 @@ async fn reply(d: &Arc<Daemon>, req: Request) -> (Vec<u8>, Vec<Vec<u8>>) {
     if let Request::Render(req) = req {
         return crate::requests::render::render(d, req).await;
     }
+    if matches!(req, Request::Kill) {
+        crate::pm2::events::killed(d, "pm2 has been killed via CLI");
+    }
+    let manual = crate::pm2::events::before(d, &req).await;
     let resp = handle(d, req).await;
+    crate::pm2::events::after(d, manual, &resp).await;
     let frame = protocol::encode(&resp).unwrap_or_else(|e| {
         protocol::encode(&Response::Error {
             message: e.to_string(),

@@ -8,7 +8,11 @@ use std::sync::Arc;
 
 /// Any request, answered by the socket server's handlers ([`Daemon::http`]'s handler).
 pub async fn call(d: &Arc<Daemon>, req: Req) -> Resp {
-    (d.http.handler)(d, req).await
+    // Announced on PM2's bus as PM2's CLI announces its actions.
+    let manual = crate::pm2::events::before(d, &req).await;
+    let resp = (d.http.handler)(d, req).await;
+    crate::pm2::events::after(d, manual, &resp).await;
+    resp
 }
 
 pub async fn list(d: &Arc<Daemon>) -> Result<Vec<ProcInfo>, ApiError> {

@@ -78,6 +78,8 @@ pub struct Ctx {
     pub events: Arc<crate::instances::events::Events>,
     /// The stdin pipes of the running processes.
     pub stdin: Arc<crate::processes::stdin::Feeds>,
+    /// PM2's event bus (`pub.sock`), for the messages apps send.
+    pub bus: Arc<crate::bus::Bus>,
 }
 
 #[derive(Debug, Clone)]
@@ -804,7 +806,17 @@ impl Instance {
                 tracing::error!("App {}: {e}", self.label());
                 r.listen_error = Some(e);
             }
-            IpcEvent::Message(_) | IpcEvent::Closed => {}
+            IpcEvent::Message(m) => {
+                let (name, namespace) =
+                    self.with(|s| (s.spec.name.clone(), s.spec.namespace.clone()));
+                let app = crate::bus::AppId {
+                    pm_id: self.id,
+                    name,
+                    namespace,
+                };
+                self.ctx.bus.from_app(&app, None, &m);
+            }
+            IpcEvent::Closed => {}
             IpcEvent::Garbage(g) => {
                 tracing::warn!("App {} sent a malformed IPC message: {g:?}", self.label());
                 if cluster {

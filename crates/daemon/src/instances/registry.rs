@@ -163,23 +163,32 @@ impl Registry {
     pub fn snapshot_lean(&self) -> Vec<(u32, Shared)> {
         self.entries
             .iter()
-            .map(|(&id, e)| {
-                let mut s = e.shared.lock().unwrap();
-                // Taken out for the copy and put back under the same lock: nobody sees it gone.
-                let env = std::mem::take(&mut s.env);
-                let mut copy = s.clone();
-                if let Some((k, v)) = copy
-                    .spec
-                    .increment_var
-                    .as_ref()
-                    .and_then(|var| env.get(var).map(|v| (var, v)))
-                {
-                    copy.env.insert(k.clone(), v.clone());
-                }
-                s.env = env;
-                (id, copy)
-            })
+            .map(|(&id, e)| (id, Self::lean_of(e)))
             .collect()
+    }
+
+    /// [`Registry::snapshot_lean`] of these ids (those that exist).
+    pub fn snapshot_lean_of(&self, ids: &[u32]) -> Vec<(u32, Shared)> {
+        ids.iter()
+            .filter_map(|id| self.entries.get(id).map(|e| (*id, Self::lean_of(e))))
+            .collect()
+    }
+
+    fn lean_of(e: &Entry) -> Shared {
+        let mut s = e.shared.lock().unwrap();
+        // Taken out for the copy and put back under the same lock: nobody sees it gone.
+        let env = std::mem::take(&mut s.env);
+        let mut copy = s.clone();
+        if let Some((k, v)) = copy
+            .spec
+            .increment_var
+            .as_ref()
+            .and_then(|var| env.get(var).map(|v| (var, v)))
+        {
+            copy.env.insert(k.clone(), v.clone());
+        }
+        s.env = env;
+        copy
     }
 
     /// Selectors as PM2 reads them: `all`, a name or a script path, a namespace, an id, or

@@ -9,8 +9,10 @@
 //!   when it carries a `name`; pmr does not: an app renaming itself would break selectors).
 //! - `axm:reply`, `axm:scoped_action:*`: answers to [`Agent::trigger`].
 //! - `process:exception`: logged (warn, shortened) and counted, the last one kept.
-//! - `human:event` and any other type: PM2 publishes them on its bus for PM2 Plus; pmr has no
-//!   bus, so they are counted and logged at debug level.
+//! - `human:event` and any other type: counted and logged at debug level.
+//!
+//! Every message but the agent's own bookkeeping (`axm:action`, `axm:monitor`,
+//! `axm:option:*`) is also given to the [`Relay`], which puts it on PM2's bus (`pm2/events.rs`).
 //!
 //! Everything is bounded: [`MAX_METRICS`], [`MAX_ACTIONS`], names and values cut to a size; a
 //! refused metric or action is logged once per process.
@@ -63,7 +65,11 @@ pub struct Agent {
     label: String,
     ipc: OnceLock<IpcHandle>,
     st: Mutex<State>,
+    relay: OnceLock<Relay>,
 }
+
+/// Where the app's messages go besides the agent: `(type, data)` of a `{type, data}` message.
+pub type Relay = Box<dyn Fn(&str, &Value) + Send + Sync>;
 
 impl std::fmt::Debug for Agent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -110,6 +116,7 @@ impl Agent {
             label,
             ipc: OnceLock::new(),
             st: Mutex::new(State::default()),
+            relay: OnceLock::new(),
         }
     }
 
@@ -137,6 +144,15 @@ impl Agent {
         let _ = self.ipc.set(ipc);
     }
 
+    pub fn relay_to(&self, relay: Relay) {
+        let _ = self.relay.set(relay);
+    }
+
+    /// A message the app receives with `process.on('message')`; false without a channel.
+    pub fn send(&self, msg: Value) -> bool {
+        self.ipc.get().map(|i| i.send(msg)).is_some()
+    }
+
     /// What `jlist` shows of the process.
     pub fn snapshot(&self) -> AxmInfo {
         let s = self.st.lock().unwrap();
@@ -152,6 +168,14 @@ impl Agent {
 
     /// A `{type, data}` message from the app (PM2's test: both present, `data` truthy).
     pub fn on_message(&self, ty: &str, data: Value) {
+        if let Some(relay) = self.relay.get() {
+            if !matches!(
+                ty,
+                "axm:action" | "axm:monitor" | "axm:option:setPID" | "axm:option:configuration"
+            ) {
+                relay(ty, &data);
+            }
+        }
         match ty {
             "axm:monitor" => self.on_monitor(data),
             "axm:action" => self.on_action(data),

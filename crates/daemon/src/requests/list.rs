@@ -51,6 +51,18 @@ pub fn procs_now(d: &Daemon, lean: bool) -> Vec<ProcInfo> {
             reg.snapshot()
         }
     };
+    infos(d, snap)
+}
+
+/// [`procs_now`] (lean) of these instances only (PM2's protocol answers with the processes it
+/// acted on, and its bus events carry one).
+pub fn procs_of(d: &Daemon, ids: &[u32]) -> Vec<ProcInfo> {
+    let mut snap = d.registry.lock().unwrap().snapshot_lean_of(ids);
+    snap.sort_by_key(|(id, _)| *id);
+    infos(d, snap)
+}
+
+fn infos(d: &Daemon, snap: Vec<(u32, crate::instances::instance::Shared)>) -> Vec<ProcInfo> {
     let roots: Vec<u32> = snap
         .iter()
         .map(|(_, s)| s.pid)

@@ -63,6 +63,7 @@ impl OwnFiles {
             home.pid_file(),
             home.dump_file(),
             home.socket(),
+            home.pub_socket(),
         ];
         // For the daemon's whole life.
         std::mem::forget(own.hold(home_files.iter().map(PathBuf::as_path)));

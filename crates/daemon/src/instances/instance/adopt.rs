@@ -130,6 +130,7 @@ impl Instance {
         });
         let mut notify = None;
         let agent = std::sync::Arc::new(crate::node::axm::Agent::restore(self.label(), h.axm));
+        super::launch::relay(&agent, &self.ctx, self.id, &spec);
         let (ipc, ipc_rx) = match ipc {
             Some(fd) => {
                 let stream = std::os::unix::net::UnixStream::from(fd);

@@ -232,6 +232,7 @@ async fn spawn_child(ctx: &Ctx, app: App<'_>) -> Result<Started, String> {
     });
     let mut notify = None;
     let agent = Arc::new(Agent::new(label.to_string()));
+    relay(&agent, ctx, id, spec);
     let (ipc, events) = match spawned
         .ipc
         .take()
@@ -274,4 +275,15 @@ pub(super) fn write_pid_file(path: &str, pid: u32) {
     if let Err(e) = std::fs::write(p, pid.to_string()) {
         tracing::warn!("cannot write pid file {path}: {e}");
     }
+}
+
+/// The app's messages to PM2's bus too.
+pub(super) fn relay(agent: &Agent, ctx: &Ctx, id: u32, spec: &AppSpec) {
+    let bus = ctx.bus.clone();
+    let app = crate::bus::AppId {
+        pm_id: id,
+        name: spec.name.clone(),
+        namespace: spec.namespace.clone(),
+    };
+    agent.relay_to(Box::new(move |ty, data| bus.from_app(&app, Some(ty), data)));
 }

@@ -223,6 +223,7 @@ impl Harness {
             limits: Arc::default(),
             events: Arc::default(),
             stdin: Arc::default(),
+            bus: Arc::default(),
             home,
         });
         let file = |n: &str| -> Arc<str> { dir.join(n).to_string_lossy().into() };

@@ -1,0 +1,238 @@
+//! What PM2's bus carries, made from pmr's own events:
+//!
+//! - `process:event`: from the instances' state changes (`start` at each launch, `online`,
+//!   `exit` when a process ends, `restart overlimit` before the `exit` that leaves it errored,
+//!   as `God.js` emits them), and for actions asked of pmr (`restart`, `stop`, `delete`,
+//!   `reload`, `manually: true`), which PM2's own CLI announces with `notifyByProcessId`;
+//! - `log:out`, `log:err` (a block of lines as read), `log:PM2` (the daemon's log);
+//! - `process:msg` and every `{type, data}` an app sends (relayed by the app's agent, `axm.rs`);
+//! - `pm2:kill`.
+//!
+//! Nothing is built while nobody subscribes: the log feed subscribes to the log hub only while
+//! the bus has subscribers.
+
+use super::payload;
+use crate::bus::Bus;
+use crate::daemon::Daemon;
+use crate::logs::hub::{Filter, Stream};
+use pmr_core::protocol::{Action, Request, Response};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Blocks of log lines waiting to be published.
+const LOG_QUEUE: usize = 64;
+
+pub fn process_event(d: &Daemon, event: &str, manually: bool, formatted: &Value) {
+    d.ctx.bus.publish(
+        "process:event",
+        &json!({
+            "event": event,
+            "manually": manually,
+            "process": payload::clu(formatted),
+            "at": payload::now_ms(),
+        }),
+    );
+}
+
+/// `notifyKillPM2`: PM2 stops restarting crashed apps from then on; pmr does so once the kill
+/// itself begins (`Ctx::shutting_down`), which follows at once.
+pub fn notify_kill(_d: &Daemon) {}
+
+pub fn killed(d: &Daemon, msg: &str) {
+    d.ctx
+        .bus
+        .publish("pm2:kill", &json!({ "status": "killed", "msg": msg }));
+}
+
+/// Start the feeds of the bus (once, when the daemon starts).
+pub fn spawn(d: &Arc<Daemon>) {
+    tokio::spawn(states(d.clone()));
+    tokio::spawn(logs(d.clone()));
+}
+
+/// The PM2 events of a change from `prev` to `now` (status words).
+fn transitions(prev: Option<&str>, now: &str) -> &'static [&'static str] {
+    let was_running = matches!(prev, Some("online" | "launching" | "stopping"));
+    match now {
+        "launching" => &["start"],
+        // A first launch is not announced as `launching`.
+        "online" if prev == Some("launching") => &["online"],
+        "online" => &["start", "online"],
+        "errored" if was_running => &["restart overlimit", "exit"],
+        "stopped" | "waiting restart" | "errored" if was_running => &["exit"],
+        _ => &[],
+    }
+}
+
+async fn states(d: Arc<Daemon>) {
+    let mut rx = d.ctx.events.subscribe();
+    let mut last: HashMap<u32, &'static str> = HashMap::new();
+    loop {
+        let ev = match rx.recv().await {
+            Ok(ev) => ev,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        };
+        let prev = if ev.status == "deleted" {
+            last.remove(&ev.pm_id)
+        } else {
+            last.insert(ev.pm_id, ev.status)
+        };
+        let events = transitions(prev, ev.status);
+        if events.is_empty() || !d.ctx.bus.active() {
+            continue;
+        }
+        let id = ev.pm_id;
+        let dd = d.clone();
+        let Ok(Some(p)) =
+            tokio::task::spawn_blocking(move || payload::formatted(&dd, &[id]).pop()).await
+        else {
+            continue;
+        };
+        for e in events {
+            let manually = *e == "start";
+            process_event(&d, e, manually, &p);
+        }
+    }
+}
+
+async fn logs(d: Arc<Daemon>) {
+    let bus: &Bus = &d.ctx.bus;
+    loop {
+        while !bus.active() {
+            bus.joined.notified().await;
+        }
+        let filter = Filter {
+            ids: None,
+            out: true,
+            err: true,
+            daemon: true,
+        };
+        let Some(mut rx) = d.ctx.sinks.hub.subscribe(filter, LOG_QUEUE) else {
+            // The hub is full of `pmr logs` clients: try again when the next one joins.
+            bus.joined.notified().await;
+            continue;
+        };
+        while let Some((_, block)) = rx.recv().await {
+            if !bus.active() {
+                break;
+            }
+            let data = String::from_utf8_lossy(&block.lines);
+            let (topic, process) = match (block.stream, block.id) {
+                (Stream::Daemon, _) | (_, None) => (
+                    "log:PM2",
+                    json!({ "pm_id": "PM2", "name": "PM2", "rev": null }),
+                ),
+                (stream, Some(id)) => {
+                    let namespace = d
+                        .registry
+                        .lock()
+                        .unwrap()
+                        .entries
+                        .get(&id)
+                        .map(|e| e.shared.lock().unwrap().spec.namespace.clone())
+                        .unwrap_or_else(|| "default".into());
+                    let topic = if stream == Stream::Err {
+                        "log:err"
+                    } else {
+                        "log:out"
+                    };
+                    (topic, payload::short(id, &block.name, &namespace))
+                }
+            };
+            bus.publish(
+                topic,
+                &json!({ "process": process, "at": block.time, "data": data }),
+            );
+        }
+    }
+}
+
+/// An action asked of pmr (its CLI or HTTP API), to announce once done.
+pub struct Manual {
+    event: &'static str,
+    ids: Vec<u32>,
+    /// Deleted processes, as they were before.
+    before: Vec<Value>,
+}
+
+pub async fn before(d: &Arc<Daemon>, req: &Request) -> Option<Manual> {
+    let Request::Action(a) = req else { return None };
+    if !d.ctx.bus.active() {
+        return None;
+    }
+    let event = match a.action {
+        Action::Stop => "stop",
+        Action::Restart => "restart",
+        Action::Reload => "reload",
+        Action::Delete => "delete",
+        Action::Reset => return None,
+    };
+    let ids = a.ids.clone();
+    let before = if a.action == Action::Delete {
+        let (dd, ids) = (d.clone(), ids.clone());
+        tokio::task::spawn_blocking(move || payload::formatted(&dd, &ids))
+            .await
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    Some(Manual { event, ids, before })
+}
+
+pub async fn after(d: &Arc<Daemon>, m: Option<Manual>, resp: &Response) {
+    let Some(Manual { event, ids, before }) = m else {
+        return;
+    };
+    let Response::Done { results } = resp else {
+        return;
+    };
+    let done: Vec<u32> = ids
+        .into_iter()
+        .filter(|id| results.iter().any(|r| r.id == *id && r.error.is_none()))
+        .collect();
+    let procs = if before.is_empty() {
+        let dd = d.clone();
+        tokio::task::spawn_blocking(move || payload::formatted(&dd, &done))
+            .await
+            .unwrap_or_default()
+    } else {
+        before
+            .into_iter()
+            .filter(|p| {
+                p["pm_id"]
+                    .as_u64()
+                    .is_some_and(|id| done.contains(&(id as u32)))
+            })
+            .collect()
+    };
+    for p in &procs {
+        process_event(d, event, true, p);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::transitions;
+
+    #[test]
+    fn state_changes_give_pm2_events() {
+        assert_eq!(transitions(None, "launching"), ["start"]);
+        assert_eq!(transitions(Some("launching"), "online"), ["online"]);
+        assert_eq!(transitions(None, "online"), ["start", "online"]);
+        assert_eq!(transitions(Some("online"), "stopping"), [] as [&str; 0]);
+        assert_eq!(transitions(Some("stopping"), "stopped"), ["exit"]);
+        assert_eq!(transitions(Some("online"), "waiting restart"), ["exit"]);
+        assert_eq!(
+            transitions(Some("online"), "errored"),
+            ["restart overlimit", "exit"]
+        );
+        // Never ran: no exit.
+        assert_eq!(transitions(Some("stopped"), "stopped"), [] as [&str; 0]);
+        assert_eq!(
+            transitions(Some("waiting restart"), "errored"),
+            [] as [&str; 0]
+        );
+    }
+}

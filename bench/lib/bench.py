@@ -38,11 +38,12 @@ import f_update
 import f_monit
 import f_axm
 import f_http_api
+import f_pm2proto
 
 ROOT = BENCH.parent
 WORK = BENCH / ".work"
 FIGURES = ["memory", "cli", "start", "cluster", "spread", "reload", "logs", "crash", "nextjs",
-           "memrestart", "resurrect", "runtime", "recover", "scale", "watch", "update", "monit", "axm", "http_api", "stop"]
+           "memrestart", "resurrect", "runtime", "recover", "scale", "watch", "update", "monit", "axm", "http_api", "stop", "pm2proto"]
 WRK_FIGURES = {"cluster", "spread", "reload", "nextjs"}
 FAMILIES = [  # (module, figures it measures)
     (f_idle, {"memory", "cli"}),
@@ -62,6 +63,7 @@ FAMILIES = [  # (module, figures it measures)
     (f_axm, {"axm"}),
     (f_http_api, {"http_api"}),
     (f_stop, {"stop"}),
+    (f_pm2proto, {"pm2proto"}),
 ]
 
 

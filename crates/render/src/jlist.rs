@@ -35,7 +35,9 @@ pub fn jlist_value(p: &ProcInfo, home: &str) -> Value {
     }
     put(&mut e, "autostart", json!(s.autostart));
     put(&mut e, "autorestart", json!(s.autorestart));
-    put(&mut e, "watch", s.watch.to_json());
+    if !s.removed("watch") {
+        put(&mut e, "watch", s.watch.to_json());
+    }
     put(&mut e, "instance_var", json!(s.instance_var));
     put(&mut e, "treekill", json!(s.treekill));
     put(&mut e, "username", json!(p.username));

@@ -111,7 +111,9 @@ fn element<'a>(out: &mut Vec<u8>, p: &'a ProcInfo, home: &'a str, bases: &mut Ba
     }
     w.put("autostart", &s.autostart);
     w.put("autorestart", &s.autorestart);
-    w.put("watch", &s.watch.to_json());
+    if !s.removed("watch") {
+        w.put("watch", &s.watch.to_json());
+    }
     w.put("instance_var", &s.instance_var);
     w.put("treekill", &s.treekill);
     w.put("username", &p.username);

@@ -15,6 +15,29 @@ pub struct Scenario {
 
 pub const ALL: &[Scenario] = &[
     Scenario {
+        // The `pm2` package as a library (`pm2lib.js`), against each tool's daemon: PM2's own
+        // protocol. The first command starts the daemon (else the library would start PM2's).
+        name: "pm2_library",
+        steps: &[
+            "ls",
+            "! node pm2lib.js start http.js api",
+            "! node pm2lib.js start-config",
+            "=",
+            "! node pm2lib.js restart api",
+            "! node pm2lib.js stop cfg",
+            "=",
+            "! node pm2lib.js reload api",
+            "! node pm2lib.js restart nope",
+            "! node pm2lib.js start-cluster",
+            "=",
+            "! node pm2lib.js delete cfg",
+            "! node pm2lib.js list",
+            "=",
+            "! node pm2lib.js delete all",
+            "=",
+        ],
+    },
+    Scenario {
         // Fork mode from the CLI, and every selector form on it.
         name: "fork_cli",
         steps: &[

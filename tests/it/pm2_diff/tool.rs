@@ -33,6 +33,8 @@ pub struct Side {
     pub cwd: PathBuf,
     pub user_home: PathBuf,
     program: PathBuf,
+    /// The `pm2` package's folder.
+    pm2_module: PathBuf,
     pids: Mutex<BTreeSet<u32>>,
 }
 
@@ -81,6 +83,7 @@ impl Side {
             cwd,
             user_home,
             program,
+            pm2_module: pm2_dir.join("node_modules/pm2"),
             pids: Default::default(),
         }
     }
@@ -121,11 +124,18 @@ impl Side {
     }
 
     /// A program that is not the tool (`node burst.js src 200`), in the cwd: its exit code.
+    /// It gets PM2's variables for this side's home, and `PM2_MODULE`, the `pm2` package, for
+    /// scripts that use it as a library (against pmr's daemon too: it speaks PM2's protocol).
     pub fn run_helper(&self, args: &[String]) -> Out {
         let (program, rest) = args.split_first().expect("a program");
         let o = Command::new(program)
             .args(rest)
             .current_dir(&self.cwd)
+            .env("HOME", &self.user_home)
+            .env("PM2_HOME", &self.home)
+            .env("PM2_DISABLE_VERSION_CHECK", "1")
+            .env("PM2_MODULE", &self.pm2_module)
+            .env_remove("PMR_HOME")
             .stdin(Stdio::null())
             .output()
             .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));

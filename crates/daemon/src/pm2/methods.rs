@@ -527,22 +527,37 @@ async fn prepare(d: &Arc<Daemon>, conf: Value) -> Reply {
         .find_map(|k| app.get(*k).and_then(Value::as_str))
         .filter(|c| std::path::Path::new(c).is_absolute())
         .map(std::path::PathBuf::from);
+    // The client puts the app's module settings under its name in `env` (`getAdditionalConf`):
+    // an object for a script (`pm2.start(path)`), a string for an app object, whose `env` it
+    // stringifies as for a config file. pmr builds that variable itself, the same way.
+    let from_file = app
+        .get("name")
+        .and_then(Value::as_str)
+        .and_then(|n| app.get("env")?.get(n))
+        .is_none_or(Value::is_string);
+    // PM2's client sends `watch` only when it is given, and PM2 shows it only then.
+    let watch_given = app.contains_key("watch");
     strip_internal(&mut app);
     let built = tokio::task::spawn_blocking(move || {
         let ctx = pmr_config::app::BuildCtx {
             base_dir: cwd.unwrap_or_else(|| std::path::PathBuf::from("/")),
             env: BTreeMap::new(),
-            from_file: false,
+            from_file,
             ..pmr_config::app::BuildCtx::from_process(None)
         };
         pmr_config::specs::build_all(&Value::Object(app), "prepare", &ctx, false, |_| {})
     })
     .await;
-    let specs = match built {
+    let mut specs = match built {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return Reply::Error(e),
         Err(e) => return Reply::Error(e.to_string()),
     };
+    if !watch_given {
+        for s in &mut specs {
+            s.removed.push("watch".into());
+        }
+    }
     let req = Request::Start(StartRequest {
         apps: specs,
         force: true,

@@ -1,0 +1,84 @@
+// A raw client of PM2's daemon protocol (AMP frames by hand, no `pm2` package), for the
+// protocol figures: the same bytes reach PM2 and pmr, and neither side's JSON parsing in the
+// `pm2` package is counted.
+//   node axon-client.js rtt <home> <n>          n sequential getMonitorData round trips:
+//                                                prints {"median_us", "p99_us", "bytes"}
+//   node axon-client.js subscribe <home> <k> <ms>  k bus subscribers for ms: prints
+//                                                {"messages": [per subscriber]}
+const net = require('net');
+const path = require('path');
+const [mode, home, a, b] = process.argv.slice(2);
+
+function frame(args) {
+  const parts = args.map((x) => Buffer.from(typeof x === 'string' ? 's:' + x : 'j:' + JSON.stringify(x)));
+  const head = Buffer.from([0x10 | parts.length]);
+  const out = [head];
+  for (const p of parts) {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(p.length);
+    out.push(len, p);
+  }
+  return Buffer.concat(out);
+}
+
+// Calls back with each whole message's byte length.
+function reader(onMessage) {
+  let buf = Buffer.alloc(0);
+  return (chunk) => {
+    buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
+    for (;;) {
+      if (buf.length < 1) return;
+      const argc = buf[0] & 0xf;
+      let off = 1;
+      for (let i = 0; i < argc; i++) {
+        if (buf.length < off + 4) return;
+        off += 4 + buf.readUInt32BE(off);
+      }
+      if (buf.length < off) return;
+      onMessage(off);
+      buf = buf.subarray(off);
+    }
+  };
+}
+
+if (mode === 'rtt') {
+  const n = Number(a);
+  const sock = net.connect(path.join(home, 'rpc.sock'));
+  const times = [];
+  let bytes = 0;
+  let t0;
+  const send = () => {
+    t0 = process.hrtime.bigint();
+    sock.write(frame([{ type: 'call', method: 'getMonitorData', args: [{}] }, 'bench:' + times.length]));
+  };
+  sock.on('connect', send);
+  sock.on('data', reader((len) => {
+    times.push(Number(process.hrtime.bigint() - t0) / 1000);
+    bytes = len;
+    if (times.length < n) return send();
+    sock.end();
+    times.sort((x, y) => x - y);
+    const q = (p) => times[Math.min(times.length - 1, Math.floor(p * times.length))];
+    console.log(JSON.stringify({ median_us: q(0.5), p99_us: q(0.99), bytes }));
+  }));
+} else if (mode === 'subscribe') {
+  const k = Number(a);
+  const counts = new Array(k).fill(0);
+  const socks = [];
+  let connected = 0;
+  for (let i = 0; i < k; i++) {
+    const s = net.connect(path.join(home, 'pub.sock'));
+    s.on('connect', () => {
+      if (++connected === k) console.log('ready');
+    });
+    s.on('data', reader(() => counts[i]++));
+    socks.push(s);
+  }
+  setTimeout(() => {
+    socks.forEach((s) => s.destroy());
+    console.log(JSON.stringify({ messages: counts }));
+  }, Number(b));
+} else {
+  console.error('usage: axon-client.js rtt <home> <n> | subscribe <home> <k> <ms>');
+  process.exit(2);
+}

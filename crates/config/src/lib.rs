@@ -7,6 +7,7 @@
 pub mod app;
 pub mod load;
 pub mod loose;
+pub mod module;
 pub mod node_detect;
 pub mod options;
 pub mod pkg_script;

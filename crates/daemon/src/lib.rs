@@ -8,6 +8,7 @@ pub mod foreground;
 pub mod http;
 pub mod instances;
 pub mod logs;
+mod modules;
 pub mod node;
 pub mod processes;
 pub mod recovery;

@@ -180,12 +180,98 @@ pub fn ls(procs: &[ProcInfo], width: Option<usize>, color: bool) -> String {
     ls_at(procs, width, color, now_ms())
 }
 
-/// [`ls`] with the clock given, for reproducible output.
+/// [`ls`] with the clock given, for reproducible output. PM2 modules (`pmr install`) get their
+/// own table under the apps', headed "Module"/"Modules", as PM2's.
 pub fn ls_at(procs: &[ProcInfo], width: Option<usize>, color: bool, now: i64) -> String {
     // PM2 sorts by name; the sort is stable, so instances of one app stay in id order.
     let mut sorted: Vec<&ProcInfo> = procs.iter().collect();
     sorted.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+    let (modules, apps): (Vec<&ProcInfo>, Vec<&ProcInfo>) =
+        sorted.into_iter().partition(|p| p.spec.pmx_module);
+    let (mut text, full) = apps_table(apps, width, color, now);
+    if !modules.is_empty() {
+        let head = if modules.len() > 1 {
+            "Modules"
+        } else {
+            "Module"
+        };
+        text.push_str(&paint(color, &[style::BOLD], head));
+        text.push('\n');
+        text.push_str(&modules_table(&modules, full, width, color, now));
+    }
+    text
+}
 
+/// PM2's module table: fixed widths, the full layout when the apps' table has it, else its
+/// condensed one (id, name, status, cpu, mem).
+fn modules_table(
+    mods: &[&ProcInfo],
+    full: bool,
+    width: Option<usize>,
+    color: bool,
+    now: i64,
+) -> String {
+    let id_w = 4.max(
+        2 + mods
+            .iter()
+            .map(|p| p.pm_id.to_string().len())
+            .max()
+            .unwrap_or(0),
+    );
+    let longest = mods
+        .iter()
+        .map(|p| display_width(&p.spec.name))
+        .max()
+        .unwrap_or(0);
+    let cols: Vec<(Col, &str, usize)> = if full {
+        vec![
+            (Col::Id, "id", id_w),
+            (Col::Name, "module", 30),
+            (Col::Version, "version", 15),
+            (Col::Pid, "pid", 10),
+            (Col::Status, "status", 10),
+            (Col::Restarts, "↺", 6),
+            (Col::Cpu, "cpu", 10),
+            (Col::Mem, "mem", 10),
+            (Col::User, "user", 10),
+        ]
+    } else {
+        vec![
+            (Col::Id, "id", id_w),
+            (Col::Name, "name", (longest + 5).min(20)),
+            (Col::Status, "status", 10),
+            (Col::Cpu, "cpu", 10),
+            (Col::Mem, "mem", 10),
+        ]
+    };
+    let widths: Vec<usize> = cols.iter().map(|c| c.2).collect();
+    let head: Vec<&str> = cols.iter().map(|c| c.1).collect();
+    let mut versions: HashMap<&str, String> = HashMap::new();
+    let rows: Vec<Vec<Cell>> = mods
+        .iter()
+        .map(|p| {
+            cols.iter()
+                .map(|(c, _, _)| cell(p, *c, now, &mut versions))
+                .collect()
+        })
+        .collect();
+    let plain = render_box(&widths, Some(&head), &rows, false);
+    match width {
+        Some(w) if plain.lines().any(|l| display_width(l) > w) => {
+            plain.lines().map(|l| truncate_hard(l, w) + "\n").collect()
+        }
+        _ if color => render_box(&widths, Some(&head), &rows, true),
+        _ => plain,
+    }
+}
+
+/// The apps' table, and whether it has PM2's full layout.
+fn apps_table(
+    sorted: Vec<&ProcInfo>,
+    width: Option<usize>,
+    color: bool,
+    now: i64,
+) -> (String, bool) {
     let id_w = 4.max(
         2 + sorted
             .iter()
@@ -265,14 +351,16 @@ pub fn ls_at(procs: &[ProcInfo], width: Option<usize>, color: bool, now: i64) ->
         .collect();
 
     let plain = render_box(&widths, Some(&head), &rows, false);
-    match width {
+    let full = std::ptr::eq(cols, FULL);
+    let text = match width {
         // Only for terminals too narrow even for id, a short name and status.
         Some(w) if plain.lines().any(|l| display_width(l) > w) => {
             plain.lines().map(|l| truncate_hard(l, w) + "\n").collect()
         }
         _ if color => render_box(&widths, Some(&head), &rows, true),
         _ => plain,
-    }
+    };
+    (text, full)
 }
 
 fn truncate_hard(s: &str, width: usize) -> String {

@@ -82,6 +82,9 @@ pub fn install(home: &Home, out: &Out, what: &str, tarball: bool) -> Result<i32>
         .map_err(|e| anyhow::anyhow!("cannot install {what}: {e}; nothing was installed"))?;
 
     let mut client = Client::connect(home)?;
+    // Answered once a daemon that is just starting has started the modules `conf.json`
+    // lists: before this one is listed there, so that only this command starts it.
+    super::call(&mut client, &Request::Ping)?;
     let prefix = module::prefix(&home.modules_dir(), &name);
     let old = home
         .root
@@ -319,7 +322,13 @@ fn target(what: &str, tarball: bool) -> Result<Target> {
                 abs.display()
             );
         }
-        module::read_package(&abs).map_err(|e| anyhow::anyhow!("cannot install {what}: {e}"))?;
+        let pkg = module::read_package(&abs)
+            .map_err(|e| anyhow::anyhow!("cannot install {what}: {e}"))?;
+        // Before npm: a package that drives PM2 would have npm fetch all of PM2 first.
+        if let Some(why) = module::unfit(&pkg) {
+            let name = pkg.get("name").and_then(Value::as_str).unwrap_or("?");
+            bail!("cannot install {what} ({name}): {why}; nothing was installed");
+        }
     }
     Ok(Target {
         folder: abs.is_dir(),

@@ -122,6 +122,19 @@ fn a_module_installs_runs_with_its_settings_survives_the_daemon_and_uninstalls()
     let dump = std::fs::read_to_string(pmr.home.join("dump.json")).unwrap();
     assert!(dump.contains("\"app\""), "{dump}");
     assert!(!dump.contains(NAME), "{dump}");
+    // `all` means the apps, not the modules (as PM2's).
+    pmr.run(&["stop", "all"]).ok();
+    let all = pmr.jlist();
+    let status = |name: &str| {
+        all.iter().find(|p| p["name"] == name).unwrap()["pm2_env"]["status"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(
+        (status("app"), status(NAME)),
+        ("stopped".into(), "online".into())
+    );
 
     // A new daemon starts it again: after `kill` (which forgets the apps) and after a daemon
     // that died (whose table brings it back: still one module, not two).

@@ -434,6 +434,50 @@ mod tests {
         (vec![web1, api, web2], now)
     }
 
+    #[test]
+    fn modules_have_their_own_table_under_the_apps() {
+        let (mut procs, now) = sample_procs();
+        let mut m = proc_info(3, "pm2-mod", Status::Online);
+        std::sync::Arc::make_mut(&mut m.spec).pmx_module = true;
+        m.pid = 20900;
+        procs.push(m);
+        let text = ls_at(&procs, None, false, now);
+        let (apps, mods) = text.split_once("Module\n").expect(&text);
+        assert!(!apps.contains("pm2-mod"), "{text}");
+        let lines: Vec<&str> = mods.lines().collect();
+        let head: Vec<&str> = lines[1].split('│').map(str::trim).collect();
+        assert_eq!(
+            head,
+            ["", "id", "module", "version", "pid", "status", "↺", "cpu", "mem", "user", ""]
+        );
+        assert!(
+            lines[3].contains("pm2-mod") && lines[3].contains("20900"),
+            "{text}"
+        );
+        // PM2's fixed widths: 30 for the name, 15 for the version.
+        assert_eq!(
+            lines[0].chars().count(),
+            4 + 30 + 15 + 10 + 10 + 6 + 10 + 10 + 10 + 10
+        );
+        // Narrow: the condensed layout.
+        let narrow = ls_at(&procs, Some(80), false, now);
+        let mods = narrow.split_once("Module\n").expect(&narrow).1;
+        let head: Vec<&str> = mods
+            .lines()
+            .nth(1)
+            .unwrap()
+            .split('│')
+            .map(str::trim)
+            .collect();
+        assert_eq!(head, ["", "id", "name", "status", "cpu", "mem", ""]);
+        assert!(narrow.lines().all(|l| l.chars().count() <= 80), "{narrow}");
+        // Two modules: "Modules".
+        let mut m2 = proc_info(4, "pm2-other", Status::Online);
+        std::sync::Arc::make_mut(&mut m2.spec).pmx_module = true;
+        procs.push(m2);
+        assert!(ls_at(&procs, None, false, now).contains("Modules\n"));
+    }
+
     /// A copy of a pm2-reference sample without the lines pmr does not print (PM2's actions
     /// and its "host metrics" line).
     fn table_lines(text: &str) -> String {

@@ -250,3 +250,31 @@ fn failed_installs_name_the_package_and_change_nothing() {
     // No daemon was needed, none started.
     assert!(pmr.daemon_pid().is_none());
 }
+
+/// A real PM2 module from the registry, pinned: pm2-server-monit 3.0.0 (its one dependency is
+/// @pm2/io; it does not drive PM2). Its `apps` section names its script and a memory limit.
+#[test]
+fn a_real_module_from_npm_runs_with_its_apps_section() {
+    let pmr = Pmr::new();
+    pmr.run(&["install", "pm2-server-monit@3.0.0"]).ok();
+    let m = modules(&pmr);
+    assert_eq!(m.len(), 1, "{m:#?}");
+    let id = m[0]["pm_id"].as_u64().unwrap();
+    assert_eq!(m[0]["name"], "pm2-server-monit");
+    let p = pmr.wait_status(id, "online");
+    assert!(
+        p["pm2_env"]["pm_exec_path"]
+            .as_str()
+            .unwrap()
+            .ends_with("modules/pm2-server-monit/node_modules/pm2-server-monit/src/index.js"),
+        "{p:#}"
+    );
+    assert_eq!(p["pm2_env"]["max_memory_restart"], 150 * 1024 * 1024);
+    // @pm2/io tells the daemon it is a module.
+    pmr.wait_proc(id, "isModule from @pm2/io", |p| {
+        p["pm2_env"]["axm_options"]["isModule"] == true
+    });
+    pmr.run(&["uninstall", "pm2-server-monit"]).ok();
+    assert!(modules(&pmr).is_empty());
+    assert!(!pmr.home.join("modules/pm2-server-monit").exists());
+}

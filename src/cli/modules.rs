@@ -166,9 +166,10 @@ pub fn uninstall(home: &Home, out: &Out, name: &str) -> Result<i32> {
         bail!("Unknown module {name}: it is not installed");
     }
     out.info(format!("Uninstalling module {name}"));
-    if let Some(mut c) = Client::connect_existing(home) {
-        delete_apps(&mut c, name)?;
-    }
+    // A daemon is started if none runs (as PM2's CLI does): one that died may have left the
+    // module in its table, and the next daemon would bring it back without its folder.
+    let mut client = Client::connect(home)?;
+    delete_apps(&mut client, name)?;
     if listed {
         if let Some(db) = conf.get_mut(MODULE_DB).and_then(Value::as_object_mut) {
             db.remove(name);

@@ -1,7 +1,8 @@
 //! PM2 modules: `install` of a local folder with the real npm (`tests/fixtures/module`, which
 //! writes the settings it got to `$PMR_HOME/fixture-module.json`), its `pmx_module` entry,
 //! the Module table, `set` restarting it, `save` leaving it out, a new daemon starting it,
-//! `uninstall`; and installs that must fail and change nothing.
+//! `uninstall`; a tarball; a real module from npm, pinned; and installs that must fail and change
+//! nothing.
 
 use crate::support::*;
 use serde_json::Value;
@@ -277,4 +278,25 @@ fn a_real_module_from_npm_runs_with_its_apps_section() {
     pmr.run(&["uninstall", "pm2-server-monit"]).ok();
     assert!(modules(&pmr).is_empty());
     assert!(!pmr.home.join("modules/pm2-server-monit").exists());
+}
+
+/// An npm tarball (`npm pack`) installs under its package's name, whatever the file is called.
+#[test]
+fn a_tarball_installs_under_its_package_name() {
+    let pmr = Pmr::new();
+    let folder = fixture_copy(&pmr);
+    let packed = std::process::Command::new("npm")
+        .args(["pack", &folder, "--silent", "--pack-destination"])
+        .arg(&pmr.dir)
+        .output()
+        .unwrap();
+    assert!(packed.status.success(), "{packed:?}");
+    let tgz = pmr.dir.join("renamed.tgz");
+    std::fs::rename(pmr.dir.join("pmr-fixture-module-1.2.3.tgz"), &tgz).unwrap();
+    pmr.run(&["install", tgz.to_str().unwrap()]).ok();
+    let m = modules(&pmr);
+    assert_eq!(m.len(), 1, "{m:#?}");
+    assert_eq!(m[0]["name"], NAME);
+    assert_eq!(module_saw(&pmr, None)["greeting"], "hello");
+    assert!(pmr.home.join("modules").join(NAME).is_dir());
 }

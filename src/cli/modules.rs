@@ -1,8 +1,9 @@
 //! `pmr install|uninstall|module:update`: PM2 modules, installed by the real `npm` into
 //! `$PMR_HOME/modules/<name>` (PM2's layout), their package's `config` seeded into `conf.json`,
 //! and started as apps marked `pmx_module` (a daemon starts them again when it starts:
-//! `crates/daemon/src/modules.rs`). An install is staged in a folder of its own and moved into place only once npm succeeded and the package is a module
-//! pmr can run, so a failure leaves `modules/`, `conf.json` and the apps as they were.
+//! `crates/daemon/src/modules.rs`). An install is staged in a folder of its own and moved into
+//! place only once npm succeeded and the package is a module pmr can run, so a failure leaves
+//! `modules/`, `conf.json` and the apps as they were.
 
 use super::conf_file;
 use super::Out;
@@ -128,7 +129,9 @@ pub fn install(home: &Home, out: &Out, what: &str, tarball: bool) -> Result<i32>
             let _ = std::fs::remove_dir(home.modules_dir());
         }
         let _ = match &conf_before {
-            Some(bytes) => std::fs::write(home.conf_file(), bytes),
+            Some(bytes) => {
+                pmr_core::atomic_file::replace_private(&home.conf_file(), |w| w.write_all(bytes))
+            }
             None => std::fs::remove_file(home.conf_file()),
         };
         if replacing && std::fs::rename(&old, &prefix).is_ok() {
@@ -140,10 +143,9 @@ pub fn install(home: &Home, out: &Out, what: &str, tarball: bool) -> Result<i32>
         let _ = std::fs::remove_dir_all(&old);
     }
     out.info(format!("Module {name} installed and started"));
+    let arg0 = pmr_core::personality::current().arg0();
     out.info(format!(
-        "Its settings: `{} get {name}`; change one with `{} set {name}:<key> <value>`",
-        pmr_core::personality::current().arg0(),
-        pmr_core::personality::current().arg0()
+        "Its settings: `{arg0} get {name}`; change one with `{arg0} set {name}:<key> <value>`"
     ));
     super::show::print_table(&mut client, out)?;
     Ok(0)
@@ -179,6 +181,10 @@ pub fn uninstall(home: &Home, out: &Out, name: &str) -> Result<i32> {
     if prefix.exists() {
         std::fs::remove_dir_all(&prefix)
             .with_context(|| format!("cannot remove {}", prefix.display()))?;
+        if name.starts_with('@') {
+            // The `@scope/` folder, if this was its last module.
+            let _ = prefix.parent().map(std::fs::remove_dir);
+        }
     }
     out.info(format!("Module {name} uninstalled"));
     Ok(0)

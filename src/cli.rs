@@ -11,6 +11,7 @@ mod launch;
 mod links;
 mod logs;
 mod misc;
+mod modules;
 mod ops;
 mod patch;
 mod persist;
@@ -214,8 +215,26 @@ pub enum Cmd {
         #[arg(value_enum)]
         shell: Option<clap_complete::Shell>,
     },
-    /// PM2 modules: `pmr install pm2-logrotate` explains the built-in log rotation.
-    Install { module: String },
+    /// Install (or update) a PM2 module with npm and run it: an npm name, name@version, a
+    /// tarball or a folder (`pmr install pm2-logrotate` explains the built-in log rotation).
+    #[command(alias = "module:install")]
+    Install {
+        module: String,
+        /// The argument is a local tarball.
+        #[arg(long)]
+        tarball: bool,
+    },
+    /// Update a PM2 module (install it again) and run it.
+    #[command(name = "module:update")]
+    ModuleUpdate {
+        module: String,
+        /// The argument is a local tarball.
+        #[arg(long)]
+        tarball: bool,
+    },
+    /// Stop and uninstall a PM2 module.
+    #[command(alias = "module:uninstall")]
+    Uninstall { module: String },
     /// Link `pmr-runtime` (with --pm2, also `pm2` and `pm2-runtime`) to this binary, beside it or
     /// in DIR; the npm package and the .deb make `pmr-runtime` themselves.
     #[command(name = "setup-links")]
@@ -529,7 +548,6 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Cmd::Init { .. }
             | Cmd::Examples
             | Cmd::Completion { .. }
-            | Cmd::Install { .. }
             | Cmd::SetupLinks { .. }
             | Cmd::ConfigCheck { .. }
             | Cmd::Link(_)
@@ -562,7 +580,14 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Cmd::Examples => misc::examples(&out),
         Cmd::Report => report::report(&home, &out),
         Cmd::Completion { shell } => misc::completion(shell),
-        Cmd::Install { module } => misc::install(&out, &module),
+        Cmd::Install { module, tarball } | Cmd::ModuleUpdate { module, tarball } => {
+            if misc::is_logrotate(&module) {
+                misc::install(&out, &module)
+            } else {
+                modules::install(&home, &out, &module, tarball)
+            }
+        }
+        Cmd::Uninstall { module } => modules::uninstall(&home, &out, &module),
         Cmd::SetupLinks { dir, pm2 } => links::setup_links(&out, dir.as_deref(), pm2),
         Cmd::Jlist => show::jlist(&home),
         Cmd::Prettylist => show::prettylist(&home),

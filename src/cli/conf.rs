@@ -71,6 +71,7 @@ pub fn set(home: &Home, out: &super::Out, key: &str, value: &str) -> Result<i32>
     write(home, &conf)?;
     out.info(format!("Module {section} configured: {k} = {value}"));
     apply(home)?;
+    super::modules::restart_if_module(home, out, &section)?;
     Ok(0)
 }
 

@@ -6,7 +6,7 @@ use pmr_core::paths::Home;
 use serde_json::{Map, Value};
 
 fn conf_path(home: &Home) -> std::path::PathBuf {
-    home.root.join("conf.json")
+    home.conf_file()
 }
 
 pub fn read(home: &Home) -> Result<Map<String, Value>> {
@@ -17,9 +17,8 @@ pub fn write(home: &Home, conf: &Map<String, Value>) -> Result<()> {
     let path = conf_path(home);
     std::fs::create_dir_all(&home.root)
         .with_context(|| format!("cannot create {}", home.root.display()))?;
-    let tmp = path.with_extension("json.tmp");
     let text = serde_json::to_string_pretty(conf)? + "\n";
-    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
+    // Crash-safe: the list of installed modules lives here too.
+    pmr_core::atomic_file::replace_private(&path, |w| w.write_all(text.as_bytes()))
+        .with_context(|| format!("cannot write {}", path.display()))
 }

@@ -74,11 +74,22 @@ pub fn completion(shell: Option<clap_complete::Shell>) -> Result<i32> {
     Ok(0)
 }
 
-/// `pmr install <module>`: PM2 modules are not run; pm2-logrotate's job is built in.
+/// `pm2-logrotate` (any version) or `pmr-logrotate`: what `pmr install` answers with the
+/// built-in rotation rather than npm (docs/decisions/modules.md).
+pub fn is_logrotate(module: &str) -> bool {
+    use pmr_core::conf::{CONF_SECTION, PM2_SECTION};
+    let name = module
+        .strip_prefix(PM2_SECTION)
+        .filter(|rest| rest.is_empty() || rest.starts_with('@'));
+    name.is_some() || module == CONF_SECTION
+}
+
+/// `pmr install pm2-logrotate`: the real module drives PM2 through PM2's API, which pmr does
+/// not serve; pmr's built-in rotation does its job, configured by the same keys.
 pub fn install(out: &Out, module: &str) -> Result<i32> {
     use pmr_core::conf::{CONF_SECTION, KEYS, PM2_SECTION};
-    if module != PM2_SECTION && module != CONF_SECTION {
-        bail!("pmr runs no PM2 modules: cannot install {module} (log rotation, pm2-logrotate's job, is built in)");
+    if !is_logrotate(module) {
+        bail!("{module} is not pm2-logrotate");
     }
     out.info("log rotation is built in and on by default: nothing to install");
     out.info(format!(

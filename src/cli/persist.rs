@@ -12,7 +12,13 @@ use std::path::Path;
 pub fn save(home: &Home, out: &Out, force: bool) -> Result<i32> {
     let mut client = Client::connect(home)?;
     out.info("Saving current process list...");
-    let mut procs: Vec<_> = list(&mut client)?.iter().map(dump::proc_of).collect();
+    // Modules are not the user's apps: a daemon starts them from `conf.json` (as PM2's dump
+    // leaves them out).
+    let mut procs: Vec<_> = list(&mut client)?
+        .iter()
+        .filter(|p| !p.spec.pmx_module)
+        .map(dump::proc_of)
+        .collect();
     let path = home.dump_file();
     if procs.is_empty() && !force {
         // As PM2 (#3485): an empty list never replaces a dump by accident (a daemon that

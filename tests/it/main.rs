@@ -20,6 +20,7 @@ mod knobs;
 mod limits;
 mod load;
 mod logs;
+mod modules;
 mod monit;
 mod node_apps;
 mod persist;

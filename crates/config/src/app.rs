@@ -123,6 +123,7 @@ pub fn build(raw: RawApp, ctx: &BuildCtx) -> Result<AppSpec, String> {
         max_memory_restart: policy.max_memory_restart,
         extra,
         removed: Vec::new(),
+        pmx_module: false,
     };
     watching::check(&spec)?;
     for key in spec.unsupported() {

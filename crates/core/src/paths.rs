@@ -93,6 +93,14 @@ impl Home {
     pub fn dump_file(&self) -> PathBuf {
         self.dump_file.clone()
     }
+    /// The module settings: PM2's `module_conf.json`, pmr's `conf.json` (both personalities).
+    pub fn conf_file(&self) -> PathBuf {
+        self.root.join("conf.json")
+    }
+    /// Where `pmr install` puts PM2 modules, one npm prefix each (`modules/<name>`), as PM2.
+    pub fn modules_dir(&self) -> PathBuf {
+        self.root.join("modules")
+    }
 }
 
 /// PM2's file-name sanitising: anything but letters, digits, `.`, `-` and `_` becomes `-`.

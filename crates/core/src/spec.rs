@@ -112,6 +112,11 @@ pub struct AppSpec {
     /// Giving the option again brings the key back.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub removed: Vec<String>,
+    /// A PM2 module (`pmr install`): listed in its own `ls` table, left out of `save`'s dump,
+    /// started again from `conf.json` whenever a daemon starts. Never a user option: only
+    /// `pmr_config::module` sets it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pmx_module: bool,
 }
 
 /// An address of the `listen` option: `127.0.0.1:8000`, `[::]:80`, `:8000` or `8000` (all
@@ -386,6 +391,7 @@ pub fn test_spec(name: &str) -> AppSpec {
         max_memory_restart: None,
         extra: Default::default(),
         removed: vec![],
+        pmx_module: false,
     }
 }
 

@@ -9,6 +9,7 @@ pub mod foreground;
 pub mod http;
 pub mod instances;
 pub mod logs;
+mod modules;
 pub mod node;
 pub mod pm2;
 pub mod processes;

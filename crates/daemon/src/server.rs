@@ -77,6 +77,11 @@ pub async fn serve(home: Home, resurrect: bool, hook: Option<Hook>) -> Result<St
         // Those of apps that did not come back (stopped, errored, not online in time).
         d.ctx.listeners.drop_unjoined();
     }
+    // After the restored apps (a module among them stays as it is). Not in the foreground:
+    // `pmr-runtime` runs the apps it is given and exits when they end.
+    if hook.is_none() {
+        crate::modules::launch(&d).await;
+    }
     // After the restored apps: `resurrect` skips the names they have.
     crate::boot::start(&d, resurrect);
     // The HTTP API, when `conf.json` turns it on (off: nothing is created).

@@ -33,6 +33,9 @@ pub fn jlist_value(p: &ProcInfo, home: &str) -> Value {
     if s.merge_logs {
         put(&mut e, "merge_logs", json!(true));
     }
+    if s.pmx_module {
+        put(&mut e, "pmx_module", json!(true));
+    }
     put(&mut e, "autostart", json!(s.autostart));
     put(&mut e, "autorestart", json!(s.autorestart));
     if !s.removed("watch") {
@@ -227,6 +230,7 @@ const KEYS: &[&str] = &[
     "namespace",
     "env",
     "merge_logs",
+    "pmx_module",
     "autostart",
     "autorestart",
     "watch",

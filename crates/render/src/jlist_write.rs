@@ -109,6 +109,9 @@ fn element<'a>(out: &mut Vec<u8>, p: &'a ProcInfo, home: &'a str, bases: &mut Ba
     if s.merge_logs {
         w.put("merge_logs", &true);
     }
+    if s.pmx_module {
+        w.put("pmx_module", &true);
+    }
     w.put("autostart", &s.autostart);
     w.put("autorestart", &s.autorestart);
     if !s.removed("watch") {

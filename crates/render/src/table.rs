@@ -180,12 +180,98 @@ pub fn ls(procs: &[ProcInfo], width: Option<usize>, color: bool) -> String {
     ls_at(procs, width, color, now_ms())
 }
 
-/// [`ls`] with the clock given, for reproducible output.
+/// [`ls`] with the clock given, for reproducible output. PM2 modules (`pmr install`) get their
+/// own table under the apps', headed "Module"/"Modules", as PM2's.
 pub fn ls_at(procs: &[ProcInfo], width: Option<usize>, color: bool, now: i64) -> String {
     // PM2 sorts by name; the sort is stable, so instances of one app stay in id order.
     let mut sorted: Vec<&ProcInfo> = procs.iter().collect();
     sorted.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+    let (modules, apps): (Vec<&ProcInfo>, Vec<&ProcInfo>) =
+        sorted.into_iter().partition(|p| p.spec.pmx_module);
+    let (mut text, full) = apps_table(apps, width, color, now);
+    if !modules.is_empty() {
+        let head = if modules.len() > 1 {
+            "Modules"
+        } else {
+            "Module"
+        };
+        text.push_str(&paint(color, &[style::BOLD], head));
+        text.push('\n');
+        text.push_str(&modules_table(&modules, full, width, color, now));
+    }
+    text
+}
 
+/// PM2's module table: fixed widths, the full layout when the apps' table has it, else its
+/// condensed one (id, name, status, cpu, mem).
+fn modules_table(
+    mods: &[&ProcInfo],
+    full: bool,
+    width: Option<usize>,
+    color: bool,
+    now: i64,
+) -> String {
+    let id_w = 4.max(
+        2 + mods
+            .iter()
+            .map(|p| p.pm_id.to_string().len())
+            .max()
+            .unwrap_or(0),
+    );
+    let longest = mods
+        .iter()
+        .map(|p| display_width(&p.spec.name))
+        .max()
+        .unwrap_or(0);
+    let cols: Vec<(Col, &str, usize)> = if full {
+        vec![
+            (Col::Id, "id", id_w),
+            (Col::Name, "module", 30),
+            (Col::Version, "version", 15),
+            (Col::Pid, "pid", 10),
+            (Col::Status, "status", 10),
+            (Col::Restarts, "↺", 6),
+            (Col::Cpu, "cpu", 10),
+            (Col::Mem, "mem", 10),
+            (Col::User, "user", 10),
+        ]
+    } else {
+        vec![
+            (Col::Id, "id", id_w),
+            (Col::Name, "name", (longest + 5).min(20)),
+            (Col::Status, "status", 10),
+            (Col::Cpu, "cpu", 10),
+            (Col::Mem, "mem", 10),
+        ]
+    };
+    let widths: Vec<usize> = cols.iter().map(|c| c.2).collect();
+    let head: Vec<&str> = cols.iter().map(|c| c.1).collect();
+    let mut versions: HashMap<&str, String> = HashMap::new();
+    let rows: Vec<Vec<Cell>> = mods
+        .iter()
+        .map(|p| {
+            cols.iter()
+                .map(|(c, _, _)| cell(p, *c, now, &mut versions))
+                .collect()
+        })
+        .collect();
+    let plain = render_box(&widths, Some(&head), &rows, false);
+    match width {
+        Some(w) if plain.lines().any(|l| display_width(l) > w) => {
+            plain.lines().map(|l| truncate_hard(l, w) + "\n").collect()
+        }
+        _ if color => render_box(&widths, Some(&head), &rows, true),
+        _ => plain,
+    }
+}
+
+/// The apps' table, and whether it has PM2's full layout.
+fn apps_table(
+    sorted: Vec<&ProcInfo>,
+    width: Option<usize>,
+    color: bool,
+    now: i64,
+) -> (String, bool) {
     let id_w = 4.max(
         2 + sorted
             .iter()
@@ -265,14 +351,16 @@ pub fn ls_at(procs: &[ProcInfo], width: Option<usize>, color: bool, now: i64) ->
         .collect();
 
     let plain = render_box(&widths, Some(&head), &rows, false);
-    match width {
+    let full = std::ptr::eq(cols, FULL);
+    let text = match width {
         // Only for terminals too narrow even for id, a short name and status.
         Some(w) if plain.lines().any(|l| display_width(l) > w) => {
             plain.lines().map(|l| truncate_hard(l, w) + "\n").collect()
         }
         _ if color => render_box(&widths, Some(&head), &rows, true),
         _ => plain,
-    }
+    };
+    (text, full)
 }
 
 fn truncate_hard(s: &str, width: usize) -> String {
@@ -344,6 +432,50 @@ mod tests {
         let now = api.pm_uptime + 2_500;
         // Out of name order on purpose: PM2 sorts by name.
         (vec![web1, api, web2], now)
+    }
+
+    #[test]
+    fn modules_have_their_own_table_under_the_apps() {
+        let (mut procs, now) = sample_procs();
+        let mut m = proc_info(3, "pm2-mod", Status::Online);
+        std::sync::Arc::make_mut(&mut m.spec).pmx_module = true;
+        m.pid = 20900;
+        procs.push(m);
+        let text = ls_at(&procs, None, false, now);
+        let (apps, mods) = text.split_once("Module\n").expect(&text);
+        assert!(!apps.contains("pm2-mod"), "{text}");
+        let lines: Vec<&str> = mods.lines().collect();
+        let head: Vec<&str> = lines[1].split('│').map(str::trim).collect();
+        assert_eq!(
+            head,
+            ["", "id", "module", "version", "pid", "status", "↺", "cpu", "mem", "user", ""]
+        );
+        assert!(
+            lines[3].contains("pm2-mod") && lines[3].contains("20900"),
+            "{text}"
+        );
+        // PM2's fixed widths: 30 for the name, 15 for the version.
+        assert_eq!(
+            lines[0].chars().count(),
+            4 + 30 + 15 + 10 + 10 + 6 + 10 + 10 + 10 + 10
+        );
+        // Narrow: the condensed layout.
+        let narrow = ls_at(&procs, Some(80), false, now);
+        let mods = narrow.split_once("Module\n").expect(&narrow).1;
+        let head: Vec<&str> = mods
+            .lines()
+            .nth(1)
+            .unwrap()
+            .split('│')
+            .map(str::trim)
+            .collect();
+        assert_eq!(head, ["", "id", "name", "status", "cpu", "mem", ""]);
+        assert!(narrow.lines().all(|l| l.chars().count() <= 80), "{narrow}");
+        // Two modules: "Modules".
+        let mut m2 = proc_info(4, "pm2-other", Status::Online);
+        std::sync::Arc::make_mut(&mut m2.spec).pmx_module = true;
+        procs.push(m2);
+        assert!(ls_at(&procs, None, false, now).contains("Modules\n"));
     }
 
     /// A copy of a pm2-reference sample without the lines pmr does not print (PM2's actions

@@ -158,6 +158,7 @@ spec_fields! {
     // or not options at all (`extra`, `removed`).
     kept {
         exec_mode, instances, out_file, error_file, log_file, pid_file, merge_logs, extra, removed,
+        pmx_module,
     }
 }
 

@@ -191,13 +191,13 @@ impl Registry {
         copy
     }
 
-    /// Selectors as PM2 reads them: `all`, a name or a script path, a namespace, an id, or
+    /// Selectors as PM2 reads them: `all` (every app but the PM2 modules), a name or a script path, a namespace, an id, or
     /// `/regex/`. Name (or path) is tried before namespace before id, so an app named `3`
     /// shadows id 3. A path is resolved against `cwd` (the CLI's) and matches the apps whose
     /// script is that file (PM2's `name == x || pm_exec_path == path.resolve(x)`).
     pub fn resolve(&self, selectors: &[String], cwd: Option<&Path>) -> Result<Vec<u32>, String> {
         let mut ids = Vec::new();
-        let snap: Vec<(u32, String, String, String)> = self
+        let snap: Vec<(u32, String, String, String, bool)> = self
             .entries
             .iter()
             .map(|(&id, e)| {
@@ -207,12 +207,14 @@ impl Registry {
                     s.spec.name.clone(),
                     s.spec.namespace.clone(),
                     s.spec.script.clone(),
+                    s.spec.pmx_module,
                 )
             })
             .collect();
         for sel in selectors {
             let found: Vec<u32> = if sel == "all" {
-                snap.iter().map(|x| x.0).collect()
+                // As PM2's `_operate`: `all` leaves the modules alone (named, they are acted on).
+                snap.iter().filter(|x| !x.4).map(|x| x.0).collect()
             } else if let Some(pat) = sel
                 .strip_prefix('/')
                 .and_then(|s| s.strip_suffix('/'))

@@ -27,6 +27,7 @@ mod persist;
 mod pm2_cli;
 mod pm2_diff;
 mod pm2_env;
+mod pm2_library;
 mod recovery;
 mod report;
 mod restart_policy;

@@ -233,7 +233,8 @@ impl Instance {
             if !was_over && is_over(s.status) {
                 s.ended = self.ctx.ended.fetch_add(1, Ordering::SeqCst) + 1;
             }
-            if s.status != before.0 {
+            // A new pid without a new status: a reload's new process took over.
+            if s.status != before.0 || s.pid != before.3 {
                 self.ctx
                     .events
                     .state(self.id, &s.spec.name, s.status, s.pid, s.restart_time);

@@ -51,8 +51,18 @@ pub fn spawn(d: &Arc<Daemon>) {
     tokio::spawn(logs(d.clone()));
 }
 
-/// The PM2 events of a change from `prev` to `now` (status words).
-fn transitions(prev: Option<&str>, now: &str) -> &'static [&'static str] {
+/// The PM2 events of a change from `prev` to `now` (status words and pids).
+fn transitions(prev: Option<(&str, u32)>, now: (&str, u32)) -> &'static [&'static str] {
+    let (now, pid) = now;
+    if let (Some(("online", old)), "online") = (prev, now) {
+        // A reload's new process (PM2 starts a new worker, which comes online).
+        return if old != pid && pid != 0 {
+            &["start", "online"]
+        } else {
+            &[]
+        };
+    }
+    let prev = prev.map(|p| p.0);
     let was_running = matches!(prev, Some("online" | "launching" | "stopping"));
     match now {
         "launching" => &["start"],
@@ -67,7 +77,7 @@ fn transitions(prev: Option<&str>, now: &str) -> &'static [&'static str] {
 
 async fn states(d: Arc<Daemon>) {
     let mut rx = d.ctx.events.subscribe();
-    let mut last: HashMap<u32, &'static str> = HashMap::new();
+    let mut last: HashMap<u32, (&'static str, u32)> = HashMap::new();
     loop {
         let ev = match rx.recv().await {
             Ok(ev) => ev,
@@ -77,9 +87,9 @@ async fn states(d: Arc<Daemon>) {
         let prev = if ev.status == "deleted" {
             last.remove(&ev.pm_id)
         } else {
-            last.insert(ev.pm_id, ev.status)
+            last.insert(ev.pm_id, (ev.status, ev.pid))
         };
-        let events = transitions(prev, ev.status);
+        let events = transitions(prev, (ev.status, ev.pid));
         if events.is_empty() || !d.ctx.bus.active() {
             continue;
         }
@@ -218,21 +228,34 @@ mod tests {
 
     #[test]
     fn state_changes_give_pm2_events() {
-        assert_eq!(transitions(None, "launching"), ["start"]);
-        assert_eq!(transitions(Some("launching"), "online"), ["online"]);
-        assert_eq!(transitions(None, "online"), ["start", "online"]);
-        assert_eq!(transitions(Some("online"), "stopping"), [] as [&str; 0]);
-        assert_eq!(transitions(Some("stopping"), "stopped"), ["exit"]);
-        assert_eq!(transitions(Some("online"), "waiting restart"), ["exit"]);
+        let none: [&str; 0] = [];
+        assert_eq!(transitions(None, ("launching", 0)), ["start"]);
         assert_eq!(
-            transitions(Some("online"), "errored"),
+            transitions(Some(("launching", 0)), ("online", 7)),
+            ["online"]
+        );
+        assert_eq!(transitions(None, ("online", 7)), ["start", "online"]);
+        assert_eq!(transitions(Some(("online", 7)), ("stopping", 7)), none);
+        assert_eq!(transitions(Some(("stopping", 7)), ("stopped", 0)), ["exit"]);
+        assert_eq!(
+            transitions(Some(("online", 7)), ("waiting restart", 0)),
+            ["exit"]
+        );
+        assert_eq!(
+            transitions(Some(("online", 7)), ("errored", 0)),
             ["restart overlimit", "exit"]
         );
-        // Never ran: no exit.
-        assert_eq!(transitions(Some("stopped"), "stopped"), [] as [&str; 0]);
+        // A reload's new process; the same one again is nothing.
         assert_eq!(
-            transitions(Some("waiting restart"), "errored"),
-            [] as [&str; 0]
+            transitions(Some(("online", 7)), ("online", 8)),
+            ["start", "online"]
+        );
+        assert_eq!(transitions(Some(("online", 7)), ("online", 7)), none);
+        // Never ran: no exit.
+        assert_eq!(transitions(Some(("stopped", 0)), ("stopped", 0)), none);
+        assert_eq!(
+            transitions(Some(("waiting restart", 0)), ("errored", 0)),
+            none
         );
     }
 }

@@ -216,7 +216,7 @@ pub enum Cmd {
         shell: Option<clap_complete::Shell>,
     },
     /// Install (or update) a PM2 module with npm and run it: an npm name, name@version, a
-    /// tarball or a folder (`pmr install pm2-logrotate` explains the built-in log rotation).
+    /// tarball or a folder (`pmr install pmr-logrotate` explains the built-in log rotation).
     #[command(alias = "module:install")]
     Install {
         module: String,
@@ -581,7 +581,8 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Cmd::Report => report::report(&home, &out),
         Cmd::Completion { shell } => misc::completion(shell),
         Cmd::Install { module, tarball } | Cmd::ModuleUpdate { module, tarball } => {
-            if misc::is_logrotate(&module) {
+            // `pmr-logrotate` is the built-in rotation; `pm2-logrotate` the real module.
+            if module == pmr_core::conf::CONF_SECTION {
                 misc::install(&out, &module)
             } else {
                 modules::install(&home, &out, &module, tarball)

@@ -10,15 +10,18 @@ use pmr_core::paths::Home;
 use pmr_core::protocol::{Request, Response};
 use serde_json::{Map, Value};
 
-/// `section:key` or `section.key`; pm2-logrotate's keys are stored under pmr-logrotate.
-fn split_key(key: &str) -> Result<(String, String)> {
+/// `section:key` or `section.key`; pm2-logrotate's keys are stored under pmr-logrotate, unless
+/// the real pm2-logrotate module is installed: they are its settings then.
+fn split_key(home: &Home, key: &str) -> Result<(String, String)> {
     let Some((section, k)) = key.split_once(':').or_else(|| key.split_once('.')) else {
         bail!("a setting is named module:key (e.g. {CONF_SECTION}:max_size); got {key:?}");
     };
     if section.is_empty() || k.is_empty() {
         bail!("a setting is named module:key (e.g. {CONF_SECTION}:max_size); got {key:?}");
     }
-    let section = if section == PM2_SECTION {
+    let module = section == PM2_SECTION
+        && read(home).is_ok_and(|c| pmr_core::conf::module_rotates(&c));
+    let section = if section == PM2_SECTION && !module {
         CONF_SECTION
     } else {
         section
@@ -33,7 +36,7 @@ fn split_key(key: &str) -> Result<(String, String)> {
 }
 
 /// Tell a running daemon to apply the new settings (a stopped one reads them when it starts).
-fn apply(home: &Home) -> Result<()> {
+pub(super) fn apply(home: &Home) -> Result<()> {
     if let Some(mut c) = Client::connect_existing(home) {
         if let Response::LogsReloaded { warnings, .. } = c.call(&Request::ReloadLogs)? {
             for w in warnings {
@@ -45,7 +48,7 @@ fn apply(home: &Home) -> Result<()> {
 }
 
 pub fn set(home: &Home, out: &super::Out, key: &str, value: &str) -> Result<i32> {
-    let (section, k) = split_key(key)?;
+    let (section, k) = split_key(home, key)?;
     if section == pmr_daemon::http::CONF_SECTION && k == pmr_daemon::http::CONF_KEY {
         return super::web::set(home, out, value);
     }
@@ -76,7 +79,7 @@ pub fn set(home: &Home, out: &super::Out, key: &str, value: &str) -> Result<i32>
 }
 
 pub fn unset(home: &Home, out: &super::Out, key: &str) -> Result<i32> {
-    let (section, k) = split_key(key)?;
+    let (section, k) = split_key(home, key)?;
     if section == pmr_daemon::http::CONF_SECTION && k == pmr_daemon::http::CONF_KEY {
         super::web::unset_running(home, out)?;
     }
@@ -107,7 +110,7 @@ pub fn get(home: &Home, key: Option<&str>) -> Result<i32> {
     match key {
         None => println!("{}", serde_json::to_string_pretty(&conf)?),
         Some(key) => {
-            let (section, k) = split_key(key)?;
+            let (section, k) = split_key(home, key)?;
             match conf.get(&section).and_then(|s| s.get(&k)) {
                 Some(Value::String(s)) => println!("{s}"),
                 Some(v) => println!("{v}"),

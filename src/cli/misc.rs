@@ -1,4 +1,4 @@
-//! Small commands PM2 users type: `examples`, `completion`, `install pm2-logrotate`.
+//! Small commands PM2 users type: `examples`, `completion`, `install pmr-logrotate`.
 
 use super::Out;
 use anyhow::{bail, Result};
@@ -74,8 +74,7 @@ pub fn completion(shell: Option<clap_complete::Shell>) -> Result<i32> {
     Ok(0)
 }
 
-/// `pm2-logrotate` (any version) or `pmr-logrotate`: what `pmr install` answers with the
-/// built-in rotation rather than npm (docs/decisions/modules.md).
+/// `pm2-logrotate` (any version) or `pmr-logrotate`: the settings of a log rotation.
 pub fn is_logrotate(module: &str) -> bool {
     use pmr_core::conf::{CONF_SECTION, PM2_SECTION};
     let name = module
@@ -84,12 +83,12 @@ pub fn is_logrotate(module: &str) -> bool {
     name.is_some() || module == CONF_SECTION
 }
 
-/// `pmr install pm2-logrotate`: the real module drives PM2 through PM2's API, which pmr does
-/// not serve; pmr's built-in rotation does its job, configured by the same keys.
+/// `pmr install pmr-logrotate`: the built-in rotation, configured by pm2-logrotate's keys,
+/// needs no install; this says how to configure it.
 pub fn install(out: &Out, module: &str) -> Result<i32> {
     use pmr_core::conf::{CONF_SECTION, KEYS, PM2_SECTION};
     if !is_logrotate(module) {
-        bail!("{module} is not pm2-logrotate");
+        bail!("{module} is not pmr-logrotate");
     }
     out.info("log rotation is built in and on by default: nothing to install");
     out.info(format!(

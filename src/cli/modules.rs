@@ -143,6 +143,11 @@ pub fn install(home: &Home, out: &Out, what: &str, tarball: bool) -> Result<i32>
         let _ = std::fs::remove_dir_all(&old);
     }
     out.info(format!("Module {name} installed and started"));
+    if name == pmr_core::conf::PM2_SECTION {
+        // The real module rotates from now on: the built-in rotation steps aside.
+        super::conf::apply(home)?;
+        out.info("pmr's built-in log rotation is off while pm2-logrotate is installed");
+    }
     let arg0 = pmr_core::personality::current().arg0();
     out.info(format!(
         "Its settings: `{arg0} get {name}`; change one with `{arg0} set {name}:<key> <value>`"
@@ -158,7 +163,7 @@ pub fn uninstall(home: &Home, out: &Out, name: &str) -> Result<i32> {
     let prefix = module::prefix(&home.modules_dir(), name);
     let listed = module::installed(&conf).iter().any(|n| n == name);
     if !module::valid_name(name) || (!listed && !prefix.is_dir()) {
-        if super::misc::is_logrotate(name) {
+        if name == pmr_core::conf::CONF_SECTION {
             bail!(
                 "Unknown module {name}: log rotation is built in (turn it off with `{} set {}:max_size 0`)",
                 pmr_core::personality::current().arg0(),
@@ -187,6 +192,10 @@ pub fn uninstall(home: &Home, out: &Out, name: &str) -> Result<i32> {
         }
     }
     out.info(format!("Module {name} uninstalled"));
+    if name == pmr_core::conf::PM2_SECTION {
+        super::conf::apply(home)?;
+        out.info("pmr's built-in log rotation is on again");
+    }
     Ok(0)
 }
 

@@ -218,7 +218,7 @@ fn completion_scripts_come_from_the_command_definitions() {
 }
 
 #[test]
-fn examples_and_install_pm2_logrotate() {
+fn examples_and_install_pmr_logrotate() {
     let pmr = Pmr::new();
     let r = pmr.run(&["examples"]).ok();
     assert!(
@@ -232,7 +232,8 @@ fn examples_and_install_pm2_logrotate() {
         r.stdout
     );
 
-    let r = pmr.run(&["install", "pm2-logrotate"]).ok();
+    // The built-in rotation (`pm2-logrotate` installs the real module: tests/it/pm2_modules.rs).
+    let r = pmr.run(&["install", "pmr-logrotate"]).ok();
     assert!(r.stdout.contains("built in"), "{}", r.stdout);
     // Every key it names is one `pmr set` takes.
     for (key, value) in [

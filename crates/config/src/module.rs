@@ -59,21 +59,10 @@ pub fn read_package(dir: &Path) -> Result<Map<String, Value>, String> {
     }
 }
 
-/// Why the package cannot run as a module under pmr, if it cannot: nothing to start, or it
-/// drives PM2 itself (`require('pm2')`, as pm2-logrotate does), which would start a real PM2
-/// daemon, since pmr's socket does not speak PM2's RPC.
+/// Why the package cannot run as a module under pmr, if it cannot: nothing to start. (A module
+/// that drives PM2 with `require('pm2')`, as pm2-logrotate does, talks to pmr's daemon, which
+/// speaks PM2's protocol.)
 pub fn unfit(pkg: &Map<String, Value>) -> Option<String> {
-    if pkg
-        .get("dependencies")
-        .and_then(Value::as_object)
-        .is_some_and(|d| d.contains_key("pm2"))
-    {
-        return Some(
-            "it depends on the pm2 package: it drives PM2 through PM2's own API, which pmr does \
-             not serve (it would start a real PM2 daemon)"
-                .into(),
-        );
-    }
     if apps_value(pkg).is_none() {
         return Some(
             "it is not a PM2 module: its package.json has no `apps`, `pm2`, `bin` or `main` to \
@@ -184,7 +173,7 @@ mod tests {
         assert!(unfit(&obj(
             json!({"main": "a.js", "dependencies": {"pm2": "latest"}})
         ))
-        .is_some());
+        .is_none());
         assert!(unfit(&obj(
             json!({"main": "a.js", "dependencies": {"pmx": "latest"}})
         ))

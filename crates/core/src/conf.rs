@@ -30,6 +30,16 @@ pub struct RotateConf {
     pub retain: u32,
     pub compress: bool,
     pub schedule: Option<Schedule>,
+    /// The real pm2-logrotate module is installed and rotates instead ([`module_rotates`]).
+    pub by_module: bool,
+}
+
+/// Whether the real pm2-logrotate module is installed (`pmr install pm2-logrotate`, listed in
+/// `module-db-v2`): it then rotates every log file, and pmr's built-in rotation steps aside.
+pub fn module_rotates(conf: &Map<String, Value>) -> bool {
+    conf.get("module-db-v2")
+        .and_then(Value::as_object)
+        .is_some_and(|db| db.contains_key(PM2_SECTION))
 }
 
 impl Default for RotateConf {
@@ -39,6 +49,7 @@ impl Default for RotateConf {
             retain: DEFAULT_RETAIN,
             compress: false,
             schedule: None,
+            by_module: false,
         }
     }
 }
@@ -142,6 +153,14 @@ impl RotateConf {
     pub fn global(conf: &Map<String, Value>) -> (RotateConf, Vec<String>) {
         let mut c = RotateConf::default();
         let mut errors = Vec::new();
+        if module_rotates(conf) {
+            // The real module rotates every file, the built-in rotation none (never both), and
+            // `pm2-logrotate`'s settings are the module's.
+            c.max_size = None;
+            c.schedule = None;
+            c.by_module = true;
+            return (c, errors);
+        }
         for section in [PM2_SECTION, CONF_SECTION] {
             if let Some(Value::Object(m)) = conf.get(section) {
                 for (k, v) in m {
@@ -157,7 +176,7 @@ impl RotateConf {
     /// These settings overridden by an app's `log_rotate` block.
     pub fn with_app(&self, block: Option<&LogRotate>) -> RotateConf {
         let mut c = self.clone();
-        let Some(b) = block else {
+        let Some(b) = block.filter(|_| !self.by_module) else {
             return c;
         };
         if let Some(n) = b.max_size {

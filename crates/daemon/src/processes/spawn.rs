@@ -50,6 +50,11 @@ pub fn child_env(spec: &AppSpec, pm_id: u32, instance: u32, home: &str) -> pmr_c
     // `PM2_HOME` as `pm2`: a `pm2` command run by the app finds this daemon.
     let home_var = pmr_core::personality::current().home_var();
     env.insert(home_var.into(), home.to_string());
+    if spec.pmx_module {
+        // A module drives the daemon with `require('pm2')`, which finds it by `PM2_HOME` (pmr's
+        // daemon speaks PM2's protocol); without it, it would look in ~/.pm2.
+        env.insert("PM2_HOME".into(), home.to_string());
+    }
     env.insert("exec_mode".into(), spec.exec_mode.pm2_name().into());
     if let Some(var) = &spec.increment_var {
         // PM2: starts from the value given in env (or 0) and adds the instance number.

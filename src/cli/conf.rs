@@ -36,7 +36,7 @@ fn split_key(home: &Home, key: &str) -> Result<(String, String)> {
 }
 
 /// Tell a running daemon to apply the new settings (a stopped one reads them when it starts).
-pub(super) fn apply(home: &Home) -> Result<()> {
+fn apply(home: &Home) -> Result<()> {
     if let Some(mut c) = Client::connect_existing(home) {
         if let Response::LogsReloaded { warnings, .. } = c.call(&Request::ReloadLogs)? {
             for w in warnings {

@@ -397,6 +397,15 @@ impl Drop for Staging {
     }
 }
 
+/// Installing or removing pm2-logrotate moves the log files between it and the built-in
+/// rotation: a running daemon reads `conf.json` again now (`reloadLogs`).
+fn rotation_changed(home: &Home) -> Result<()> {
+    if let Some(mut c) = Client::connect_existing(home) {
+        c.call(&pmr_core::protocol::Request::ReloadLogs)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -412,13 +421,4 @@ mod tests {
             json!({"mod": {"a": "user", "b": false}, "module-db-v2": {"other": {}, "mod": {}}})
         );
     }
-}
-
-/// Installing or removing pm2-logrotate moves the log files between it and the built-in
-/// rotation: a running daemon reads `conf.json` again now (`reloadLogs`).
-fn rotation_changed(home: &Home) -> Result<()> {
-    if let Some(mut c) = Client::connect_existing(home) {
-        c.call(&pmr_core::protocol::Request::ReloadLogs)?;
-    }
-    Ok(())
 }

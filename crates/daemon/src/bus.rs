@@ -18,6 +18,8 @@ use tokio::sync::mpsc;
 
 pub const QUEUE_BYTES: usize = 1 << 20;
 pub const MAX_SUBSCRIBERS: usize = 64;
+/// Queued messages written together, up to this many bytes.
+const BATCH: usize = 64 << 10;
 
 struct Sub {
     tx: mpsc::UnboundedSender<Arc<[u8]>>,
@@ -165,12 +167,21 @@ impl Bus {
 async fn feed(stream: UnixStream, (mut rx, queued): Subscription) {
     let (mut r, mut w) = stream.into_split();
     let mut sink = [0u8; 512];
+    let mut batch = Vec::new();
     loop {
         tokio::select! {
             m = rx.recv() => {
                 let Some(frame) = m else { return };
-                let ok = w.write_all(&frame).await.is_ok();
-                queued.fetch_sub(frame.len(), Ordering::Relaxed);
+                // What else is queued goes in the same write (a burst of log blocks).
+                batch.extend_from_slice(&frame);
+                while batch.len() < BATCH {
+                    let Ok(more) = rx.try_recv() else { break };
+                    batch.extend_from_slice(&more);
+                }
+                let ok = w.write_all(&batch).await.is_ok();
+                queued.fetch_sub(batch.len(), Ordering::Relaxed);
+                batch.clear();
+                batch.shrink_to(BATCH);
                 if !ok {
                     return;
                 }

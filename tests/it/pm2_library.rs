@@ -344,3 +344,71 @@ fn raw_axon_round_trips() {
         eprintln!("{}", run.stdout.trim());
     }
 }
+
+fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+/// Clients that connect 1,000 times and hold their connections (PM2's #2013, #2319), on the RPC
+/// socket (each after the first byte of a PM2 message, or silent) and on the bus: the daemon
+/// keeps serving, holds a bounded number of descriptors, and gives them back when they leave.
+#[test]
+fn a_thousand_held_connections_leave_the_daemon_serving_and_bounded() {
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+    let (pmr, daemon, _guard) = started();
+    // Room for our own 1,000 sockets (a soft limit of 1,024 is common).
+    // SAFETY: plain getrlimit/setrlimit on a local struct.
+    unsafe {
+        let mut l = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 && l.rlim_cur < 4096 {
+            l.rlim_cur = l.rlim_max.min(8192);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+        }
+    }
+    let before = fd_count(daemon);
+    let rss = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/statm"))
+            .ok()
+            .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .unwrap_or(0)
+            * 4
+    };
+    let rss_before = rss(daemon);
+    let mut held = Vec::new();
+    for i in 0..1000 {
+        let path = if i % 2 == 0 { "rpc.sock" } else { "pub.sock" };
+        let Ok(mut s) = UnixStream::connect(pmr.home.join(path)) else {
+            continue;
+        };
+        // Half the RPC ones start a PM2 message and never finish it; the others say nothing.
+        if i % 4 == 0 {
+            let _ = s.write_all(&[0x12, 0, 0]);
+        }
+        held.push(s);
+    }
+    pmr.run(&["ping"]).ok();
+    pmr.run(&["jlist"]).ok();
+    let during = fd_count(daemon);
+    // At most 512 connections before their first byte, 256 PM2 clients and 64 bus subscribers.
+    assert!(
+        during <= before + 512 + 256 + 64 + 8,
+        "the daemon holds {during} descriptors for 1,000 held connections (before: {before})"
+    );
+    let grown = rss(daemon).saturating_sub(rss_before);
+    assert!(grown < 30 << 10, "the daemon grew by {grown} KiB");
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while fd_count(daemon) > before + 5 {
+        assert!(
+            Instant::now() < deadline,
+            "the daemon still holds {} descriptors after the clients left (before: {before})",
+            fd_count(daemon)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    pmr.run(&["ping"]).ok();
+}

@@ -54,6 +54,7 @@ pub async fn serve(home: Home, resurrect: bool, hook: Option<Hook>) -> Result<St
     tokio::spawn(d.ctx.bus.clone().serve(bus_listener));
     crate::pm2::events::spawn(&d);
     let pm2_clients = Arc::new(tokio::sync::Semaphore::new(crate::pm2::rpc::MAX_CLIENTS));
+    let unidentified = Arc::new(tokio::sync::Semaphore::new(MAX_UNIDENTIFIED));
     if let Some(h) = &handoff {
         d.ctx
             .next_worker
@@ -117,7 +118,11 @@ pub async fn serve(home: Home, resurrect: bool, hook: Option<Hook>) -> Result<St
                         continue;
                     }
                 }
-                tokio::spawn(connection(d.clone(), stream, pm2_clients.clone()));
+                // Beyond the bound, closed at once (its descriptor is not kept).
+                let Ok(waiting) = unidentified.clone().try_acquire_owned() else {
+                    continue;
+                };
+                tokio::spawn(connection(d.clone(), stream, waiting, pm2_clients.clone()));
             }
             _ = d.exit.notified() => return Ok(Stop::Requested),
             _ = term.recv() => return Ok(on_signal(&d).await),
@@ -148,8 +153,17 @@ fn bind(path: &std::path::Path) -> Result<UnixListener> {
 
 /// Which protocol a client speaks, from its first byte: pmr's frames start with the high byte
 /// of a length under 16 MiB (0), PM2's AMP messages with `0x1N` (version 1, N arguments).
-async fn connection(d: Arc<Daemon>, stream: UnixStream, pm2_clients: Arc<tokio::sync::Semaphore>) {
-    match first_byte(&stream).await {
+async fn connection(
+    d: Arc<Daemon>,
+    stream: UnixStream,
+    waiting: tokio::sync::OwnedSemaphorePermit,
+    pm2_clients: Arc<tokio::sync::Semaphore>,
+) {
+    // Every client says something at once (PM2's probe closes at once): one that stays silent
+    // is not kept, so that connections held open in a loop cannot pile up.
+    let first = tokio::time::timeout(FIRST_BYTE_WITHIN, first_byte(&stream)).await;
+    drop(waiting);
+    match first.ok().flatten() {
         // Closed without a word: PM2's client checks that a daemon is there this way.
         None => {}
         Some(b) if b >> 4 == pmr_core::protocol::amp::VERSION => {
@@ -161,6 +175,10 @@ async fn connection(d: Arc<Daemon>, stream: UnixStream, pm2_clients: Arc<tokio::
         Some(_) => client(d, stream).await,
     }
 }
+
+const FIRST_BYTE_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+/// Connections not yet past their first byte, at most.
+const MAX_UNIDENTIFIED: usize = 512;
 
 async fn first_byte(stream: &UnixStream) -> Option<u8> {
     use std::os::fd::AsRawFd;

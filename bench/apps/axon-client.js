@@ -21,22 +21,47 @@ function frame(args) {
   return Buffer.concat(out);
 }
 
-// Calls back with each whole message's byte length.
+// Calls back with each whole message's byte length. Chunks are kept as they come and only the
+// length fields are read across them, so a long message costs no copying here.
 function reader(onMessage) {
-  let buf = Buffer.alloc(0);
+  let chunks = [];
+  let have = 0;
+  const byteAt = (i) => {
+    for (const c of chunks) {
+      if (i < c.length) return c[i];
+      i -= c.length;
+    }
+    return undefined;
+  };
+  const u32At = (i) => ((byteAt(i) << 24) | (byteAt(i + 1) << 16) | (byteAt(i + 2) << 8) | byteAt(i + 3)) >>> 0;
+  // The length of the first whole message, or 0 if it is not all there yet.
+  const whole = () => {
+    if (have < 1) return 0;
+    const argc = byteAt(0) & 0xf;
+    let off = 1;
+    for (let i = 0; i < argc; i++) {
+      if (have < off + 4) return 0;
+      off += 4 + u32At(off);
+    }
+    return have >= off ? off : 0;
+  };
   return (chunk) => {
-    buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
-    for (;;) {
-      if (buf.length < 1) return;
-      const argc = buf[0] & 0xf;
-      let off = 1;
-      for (let i = 0; i < argc; i++) {
-        if (buf.length < off + 4) return;
-        off += 4 + buf.readUInt32BE(off);
+    chunks.push(chunk);
+    have += chunk.length;
+    for (let n = whole(); n > 0; n = whole()) {
+      onMessage(n);
+      // Drop the message's bytes.
+      let drop = n;
+      while (drop > 0) {
+        if (chunks[0].length <= drop) {
+          drop -= chunks[0].length;
+          chunks.shift();
+        } else {
+          chunks[0] = chunks[0].subarray(drop);
+          drop = 0;
+        }
       }
-      if (buf.length < off) return;
-      onMessage(off);
-      buf = buf.subarray(off);
+      have -= n;
     }
   };
 }

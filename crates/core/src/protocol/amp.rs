@@ -42,8 +42,8 @@ pub enum AmpError {
     Version(u8),
     #[error("an AMP message without arguments")]
     NoArgs,
-    #[error("an AMP message of {0} bytes or more exceeds the {MAX_FRAME}-byte limit")]
-    TooLong(usize),
+    #[error("an AMP message of {0} bytes or more exceeds the {1}-byte limit")]
+    TooLong(usize, usize),
     #[error("a j: argument that is not JSON: {0}")]
     BadJson(String),
 }
@@ -93,6 +93,11 @@ pub fn encode(args: &[Arg]) -> Vec<u8> {
 /// is checked as soon as it is there, the total as soon as each length is: a peer cannot make
 /// the reader buffer more than [`MAX_FRAME`] bytes.
 pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, AmpError> {
+    frame_len_within(buf, MAX_FRAME)
+}
+
+/// [`frame_len`] with a lower bound than [`MAX_FRAME`] (what a reader takes from a peer).
+pub fn frame_len_within(buf: &[u8], max: usize) -> Result<Option<usize>, AmpError> {
     let Some(&head) = buf.first() else {
         return Ok(None);
     };
@@ -105,8 +110,8 @@ pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, AmpError> {
         };
         let len = u32::from_be_bytes(len.try_into().expect("4 bytes")) as usize;
         off = off.saturating_add(4).saturating_add(len);
-        if off > MAX_FRAME {
-            return Err(AmpError::TooLong(off));
+        if off > max {
+            return Err(AmpError::TooLong(off, max));
         }
     }
     Ok((buf.len() >= off).then_some(off))
@@ -134,11 +139,11 @@ pub fn decode(frame: &[u8]) -> Result<Vec<Arg>, AmpError> {
         let len = frame
             .get(off..off + 4)
             .map(|b| u32::from_be_bytes(b.try_into().expect("4 bytes")) as usize)
-            .ok_or(AmpError::TooLong(frame.len()))?;
+            .ok_or(AmpError::TooLong(frame.len(), frame.len()))?;
         off += 4;
         let bytes = frame
             .get(off..off + len)
-            .ok_or(AmpError::TooLong(off + len))?;
+            .ok_or(AmpError::TooLong(off + len, frame.len()))?;
         args.push(Arg::parse(bytes)?);
         off += len;
     }
@@ -184,7 +189,11 @@ mod tests {
         assert_eq!(frame_len(&[0x10]), Err(AmpError::NoArgs));
         assert_eq!(
             frame_len(&[0x11, 0xff, 0xff, 0xff, 0xff]),
-            Err(AmpError::TooLong(5 + 0xffff_ffff))
+            Err(AmpError::TooLong(5 + 0xffff_ffff, MAX_FRAME))
+        );
+        assert_eq!(
+            frame_len_within(&[0x11, 0, 0, 4, 0], 1024),
+            Err(AmpError::TooLong(5 + 1024, 1024))
         );
         let bad = encode_raw(&[b"j:{nope"]);
         assert!(matches!(decode(&bad), Err(AmpError::BadJson(_))));

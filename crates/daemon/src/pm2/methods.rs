@@ -24,8 +24,6 @@ pub enum Reply {
     Error(String),
     /// PM2 never calls back (`notifyKillPM2`).
     None,
-    /// `killMe`, from the client of this pid (which waits for our SIGQUIT), never answered.
-    KillMe(Option<u32>),
 }
 
 /// Every method, with its parameter names as pm2-axon-rpc describes them (`{type:'methods'}`).
@@ -193,7 +191,8 @@ pub async fn call(d: &Arc<Daemon>, method: &str, args: Vec<Value>) -> Reply {
             events::notify_kill(d);
             Reply::None
         }
-        "killMe" => Reply::KillMe(pm_id(&arg["pid"])),
+        // Handled by the connection (`rpc.rs`): the daemon leaves after it.
+        "killMe" => Reply::None,
         "profileCPU" | "profileMEM" => Reply::Error(format!(
             "{method} profiles PM2's Node.js daemon: pmr's daemon is not a Node.js process"
         )),
@@ -205,7 +204,11 @@ pub async fn call(d: &Arc<Daemon>, method: &str, args: Vec<Value>) -> Reply {
 /// when it gets it. The daemon leaves once the client has closed `stream` (or after PM2's
 /// client's own 3 s): connections closed under it before the signal would make it reconnect
 /// for ever instead of exiting.
-pub async fn kill_me(d: &Arc<Daemon>, pid: Option<u32>, stream: &mut tokio::net::UnixStream) {
+pub async fn kill_me(
+    d: &Arc<Daemon>,
+    pid: Option<u32>,
+    stream: &mut (impl tokio::io::AsyncRead + Unpin),
+) {
     use tokio::io::AsyncReadExt;
     events::killed(d, "pm2 has been killed via CLI");
     ask(d, Request::Kill).await;

@@ -19,8 +19,9 @@ use std::sync::Arc;
 pub enum Reply {
     /// `{args: […]}`: the callback's arguments after `err`.
     Args(Vec<Value>),
-    /// The whole `j:` argument, already written (`getMonitorData`'s list).
-    Raw(Vec<u8>),
+    /// The whole `j:` argument, already written in pieces (`getMonitorData`'s list: the
+    /// rendered `jlist` between `j:{"args":[` and `]}`, never copied into one buffer).
+    Parts(Vec<Vec<u8>>),
     Error(String),
     /// PM2 never calls back (`notifyKillPM2`).
     None,
@@ -335,23 +336,20 @@ async fn start_id(d: &Arc<Daemon>, arg: &Value) -> Reply {
 
 async fn monitor_data(d: &Arc<Daemon>) -> Reply {
     let _permit = d.whole_table.acquire().await.ok();
-    let text = blocking(d, |d| {
+    let parts = blocking(d, |d| {
         let procs = crate::requests::list::procs_now(d, true);
         pmr_render::forget_versions();
-        let parts = pmr_render::jlist_write::jlist_parts(&procs, &payload::home(d));
-        let len: usize = parts.iter().map(Vec::len).sum();
-        let mut out = Vec::with_capacity(len + 12);
-        out.extend_from_slice(b"j:{\"args\":[");
-        for p in parts {
-            out.extend_from_slice(&p);
-            pmr_render::bufs::give(p);
-        }
-        out.extend_from_slice(b"]}");
-        out
+        let mut parts = vec![b"j:{\"args\":[".to_vec()];
+        parts.extend(pmr_render::jlist_write::jlist_parts(
+            &procs,
+            &payload::home(d),
+        ));
+        parts.push(b"]}".to_vec());
+        parts
     })
     .await;
-    match text {
-        Some(t) => Reply::Raw(t),
+    match parts {
+        Some(p) => Reply::Parts(p),
         None => Reply::Error("the process list could not be read".into()),
     }
 }

@@ -26,11 +26,16 @@ const MAX_MESSAGE: usize = 1 << 20;
 
 pub async fn serve(d: Arc<Daemon>, stream: UnixStream) {
     let (mut r, mut w) = stream.into_split();
-    let (tx, mut replies) = mpsc::channel::<Vec<u8>>(IN_FLIGHT);
+    let (tx, mut replies) = mpsc::channel::<Vec<Vec<u8>>>(IN_FLIGHT);
     let writer = tokio::spawn(async move {
         while let Some(out) = replies.recv().await {
-            if w.write_all(&out).await.is_err() {
-                break;
+            for part in out {
+                let ok = w.write_all(&part).await.is_ok();
+                // The rendered list's buffers go back for the next render.
+                pmr_render::bufs::give(part);
+                if !ok {
+                    return;
+                }
             }
         }
     });
@@ -73,7 +78,7 @@ pub async fn serve(d: Arc<Daemon>, stream: UnixStream) {
         tokio::spawn(async move {
             let _slot = slot;
             if let Some(reply) = answer(&d, msg).await {
-                let _ = tx.send(amp::encode_raw(&[&reply, &id])).await;
+                let _ = tx.send(message(reply, id)).await;
             }
         });
     }
@@ -106,27 +111,40 @@ fn call_of(frame: &[u8]) -> Option<(Value, Vec<u8>)> {
     Some((msg, id))
 }
 
-/// The reply's first argument (`j:…`), or `None` for what PM2 leaves unanswered.
-async fn answer(d: &Arc<Daemon>, mut msg: Value) -> Option<Vec<u8>> {
+/// The AMP message `[reply, id]`, in pieces to write one after the other.
+fn message(reply: Vec<Vec<u8>>, id: Vec<u8>) -> Vec<Vec<u8>> {
+    let len: usize = reply.iter().map(Vec::len).sum();
+    let mut head = vec![amp::VERSION << 4 | 2];
+    head.extend_from_slice(&(len as u32).to_be_bytes());
+    let mut tail = (id.len() as u32).to_be_bytes().to_vec();
+    tail.extend_from_slice(&id);
+    let mut out = Vec::with_capacity(reply.len() + 2);
+    out.push(head);
+    out.extend(reply);
+    out.push(tail);
+    out
+}
+
+/// The reply's first argument (`j:…`, in pieces), or `None` for what PM2 leaves unanswered.
+async fn answer(d: &Arc<Daemon>, mut msg: Value) -> Option<Vec<Vec<u8>>> {
     if msg["type"] == "methods" {
-        return Some(amp::json_arg(
-            &json!({ "methods": methods::descriptions() }),
-        ));
+        let all = json!({ "methods": methods::descriptions() });
+        return Some(vec![amp::json_arg(&all)]);
     }
     let Some(method) = msg["method"]
         .as_str()
         .filter(|m| !m.is_empty())
         .map(str::to_string)
     else {
-        return Some(error(".method required"));
+        return Some(vec![error(".method required")]);
     };
     let Value::Array(args) = msg["args"].take() else {
-        return Some(error(".args required"));
+        return Some(vec![error(".args required")]);
     };
     match methods::call(d, &method, args).await {
-        methods::Reply::Args(a) => Some(amp::json_arg(&json!({ "args": a }))),
-        methods::Reply::Raw(bytes) => Some(bytes),
-        methods::Reply::Error(e) => Some(error(&e)),
+        methods::Reply::Args(a) => Some(vec![amp::json_arg(&json!({ "args": a }))]),
+        methods::Reply::Parts(parts) => Some(parts),
+        methods::Reply::Error(e) => Some(vec![error(&e)]),
         methods::Reply::None => None,
     }
 }
@@ -134,4 +152,18 @@ async fn answer(d: &Arc<Daemon>, mut msg: Value) -> Option<Vec<u8>> {
 /// PM2's error reply (an `Error`'s message and stack).
 pub fn error(message: &str) -> Vec<u8> {
     amp::json_arg(&json!({ "error": message, "stack": format!("Error: {message}") }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::message;
+    use pmr_core::protocol::amp::{decode, encode_raw, Arg};
+
+    #[test]
+    fn a_reply_in_pieces_is_one_amp_message() {
+        let pieces = vec![b"j:{\"args\":[".to_vec(), b"1,2".to_vec(), b"]}".to_vec()];
+        let out: Vec<u8> = message(pieces, b"s:c:1".to_vec()).concat();
+        assert_eq!(out, encode_raw(&[b"j:{\"args\":[1,2]}", b"s:c:1"]));
+        assert_eq!(decode(&out).unwrap()[1], Arg::Str("c:1".into()));
+    }
 }

@@ -19,8 +19,8 @@ fn split_key(home: &Home, key: &str) -> Result<(String, String)> {
     if section.is_empty() || k.is_empty() {
         bail!("a setting is named module:key (e.g. {CONF_SECTION}:max_size); got {key:?}");
     }
-    let module = section == PM2_SECTION
-        && read(home).is_ok_and(|c| pmr_core::conf::module_rotates(&c));
+    let module =
+        section == PM2_SECTION && read(home).is_ok_and(|c| pmr_core::conf::module_rotates(&c));
     let section = if section == PM2_SECTION && !module {
         CONF_SECTION
     } else {

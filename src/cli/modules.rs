@@ -340,7 +340,7 @@ fn target(what: &str, tarball: bool) -> Result<Target> {
         }
         let pkg = module::read_package(&abs)
             .map_err(|e| anyhow::anyhow!("cannot install {what}: {e}"))?;
-        // Before npm: a package that drives PM2 would have npm fetch all of PM2 first.
+        // Before npm: a package with nothing to start is refused before its dependencies download.
         if let Some(why) = module::unfit(&pkg) {
             let name = pkg.get("name").and_then(Value::as_str).unwrap_or("?");
             bail!("cannot install {what} ({name}): {why}; nothing was installed");

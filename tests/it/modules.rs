@@ -203,23 +203,12 @@ fn failed_installs_name_the_package_and_change_nothing() {
         r#"{"name":"a-library","version":"1.0.0"}"#,
     )
     .unwrap();
-    let drives_pm2 = pmr.dir.join("drives-pm2");
-    std::fs::create_dir_all(&drives_pm2).unwrap();
-    std::fs::write(
-        drives_pm2.join("package.json"),
-        r#"{"name":"drives-pm2","version":"1.0.0","main":"index.js","dependencies":{"pm2":"*"}}"#,
-    )
-    .unwrap();
-    std::fs::write(drives_pm2.join("index.js"), "").unwrap();
     let lib = lib.to_str().unwrap().to_string();
-    let drives_pm2 = drives_pm2.to_str().unwrap().to_string();
 
     let cases: Vec<(Vec<&str>, &str, &str)> = vec![
         (vec!["./not-here"], "./not-here", "No such file"),
         (vec!["no-package"], "no-package", "no package.json"),
         (vec![&lib], "a-library", "not a PM2 module"),
-        // Checked before npm runs: its pm2 dependency is never downloaded.
-        (vec![&drives_pm2], "drives-pm2", "PM2's own API"),
         (
             vec!["pmr-test-no-such-package-4f1c9e"],
             "pmr-test-no-such-package-4f1c9e",

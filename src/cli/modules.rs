@@ -145,7 +145,7 @@ pub fn install(home: &Home, out: &Out, what: &str, tarball: bool) -> Result<i32>
     out.info(format!("Module {name} installed and started"));
     if name == pmr_core::conf::PM2_SECTION {
         // The real module rotates from now on: the built-in rotation steps aside.
-        super::conf::apply(home)?;
+        conf_file::apply(home)?;
         out.info("pmr's built-in log rotation is off while pm2-logrotate is installed");
     }
     let arg0 = pmr_core::personality::current().arg0();
@@ -193,7 +193,7 @@ pub fn uninstall(home: &Home, out: &Out, name: &str) -> Result<i32> {
     }
     out.info(format!("Module {name} uninstalled"));
     if name == pmr_core::conf::PM2_SECTION {
-        super::conf::apply(home)?;
+        conf_file::apply(home)?;
         out.info("pmr's built-in log rotation is on again");
     }
     Ok(0)

@@ -1,6 +1,6 @@
 //! `$PMR_HOME/conf.json` (PM2's `module_conf.json`) as the CLI reads and writes it, for
-//! `pmr set|unset|get` and the `pmr:http` setting of `pmr web`, and telling a running daemon to apply
-//! it (after `set`, and after pm2-logrotate is installed or removed).
+//! `pmr set|unset|get` and the `pmr:http` setting of `pmr web`, and telling a running daemon to
+//! apply it (after `set`, and after pm2-logrotate is installed or removed).
 
 use crate::client::Client;
 use anyhow::{Context, Result};

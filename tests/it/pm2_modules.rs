@@ -408,9 +408,12 @@ fn pm2_metrics_exports_the_apps_and_their_custom_metrics() {
     });
 }
 
-/// The numbers `tick N pid P` lines carry, checked consecutive; `None` if a line is not one.
+/// The numbers `tick N pid P` lines carry; `None` if a line is not one. A last line without its
+/// newline (being written as the file was read) is left out.
 fn tick_numbers(text: &str) -> Option<Vec<u64>> {
-    text.lines()
+    let whole = text.rfind('\n').map_or("", |i| &text[..=i]);
+    whole
+        .lines()
         .map(|l| l.strip_prefix("tick ")?.split(' ').next()?.parse().ok())
         .collect()
 }

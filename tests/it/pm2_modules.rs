@@ -168,6 +168,9 @@ impl Ctl {
     fn cmd(&self) -> Command {
         let mut c = Command::new(&self.bin);
         c.env(self.var, &self.home)
+            // A PM2 library that missed pmr's daemon would start a PM2 in `$HOME/.pm2`: here,
+            // where `no_stray_pm2` looks (npm fetches nothing: the modules come bundled).
+            .env("HOME", &self.base)
             .env("NO_COLOR", "1")
             .env("npm_config_update_notifier", "false")
             .current_dir(&self.dir)
@@ -268,6 +271,12 @@ impl Ctl {
                 .is_some_and(|p| p["pm2_env"]["status"] == "online")
         });
         last.unwrap()
+    }
+
+    /// No module's PM2 library started a PM2 daemon of its own.
+    fn no_stray_pm2(&self) {
+        let stray = self.base.join(".pm2");
+        assert!(!stray.exists(), "a PM2 home was made: {}", stray.display());
     }
 
     fn daemon_pid(&self) -> Option<u32> {
@@ -373,6 +382,7 @@ fn pm2_metrics_exports_the_apps_and_their_custom_metrics() {
         "pm2-metrics' /metrics with axm-app's metrics",
         MODULE_DEADLINE,
         || {
+            ctl.no_stray_pm2();
             body = http_get_path(port, "/metrics").unwrap_or_default();
             sample(&body, "pm2_realtime_users", "axm-app").is_some()
         },
@@ -406,6 +416,7 @@ fn pm2_metrics_exports_the_apps_and_their_custom_metrics() {
         body = http_get_path(port, "/metrics").unwrap_or_default();
         sample(&body, "pm2_up", "axm-app") == Some(0.0)
     });
+    ctl.no_stray_pm2();
 }
 
 /// The numbers `tick N pid P` lines carry; `None` if a line is not one. A last line without its
@@ -558,6 +569,7 @@ fn pm2_logrotate_rotates_app_and_daemon_logs_by_copy_and_truncate() {
             assert!(!rotated_bytes.contains(&0), "NUL bytes in {name}");
         }
     }
+    ctl.no_stray_pm2();
 }
 
 /// pm2-intercom 1.0.0: what an app sends with `process.send({topic, data})` reaches the other
@@ -599,4 +611,5 @@ fn pm2_intercom_relays_a_message_between_apps() {
     assert_eq!(first["data"]["from"], "sender", "{first}");
     assert_eq!(first["data"]["pid"], sender_pid, "{first}");
     assert!(first["data"]["n"].as_u64().is_some(), "{first}");
+    ctl.no_stray_pm2();
 }

@@ -2,12 +2,10 @@
 //! `section:key` → `{"section": {"key": "value"}}`. pmr itself reads the `pmr-logrotate`
 //! section (`pm2-logrotate` is an alias): the global log rotation settings.
 
-use super::conf_file::{read, write};
-use crate::client::Client;
+use super::conf_file::{apply, read, write};
 use anyhow::{bail, Result};
 use pmr_core::conf::{RotateConf, CONF_SECTION, KEYS, PM2_SECTION};
 use pmr_core::paths::Home;
-use pmr_core::protocol::{Request, Response};
 use serde_json::{Map, Value};
 
 /// `section:key` or `section.key`; pm2-logrotate's keys are stored under pmr-logrotate, unless
@@ -33,18 +31,6 @@ fn split_key(home: &Home, key: &str) -> Result<(String, String)> {
         _ => k,
     };
     Ok((section.to_string(), k.to_string()))
-}
-
-/// Tell a running daemon to apply the new settings (a stopped one reads them when it starts).
-fn apply(home: &Home) -> Result<()> {
-    if let Some(mut c) = Client::connect_existing(home) {
-        if let Response::LogsReloaded { warnings, .. } = c.call(&Request::ReloadLogs)? {
-            for w in warnings {
-                eprintln!("{} conf.json: {w}", pmr_core::personality::warn());
-            }
-        }
-    }
-    Ok(())
 }
 
 pub fn set(home: &Home, out: &super::Out, key: &str, value: &str) -> Result<i32> {

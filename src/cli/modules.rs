@@ -145,7 +145,7 @@ pub fn install(home: &Home, out: &Out, what: &str, tarball: bool) -> Result<i32>
     out.info(format!("Module {name} installed and started"));
     if name == pmr_core::conf::PM2_SECTION {
         // The real module rotates from now on: the built-in rotation steps aside.
-        rotation_changed(home)?;
+        conf_file::apply(home)?;
         out.info("pmr's built-in log rotation is off while pm2-logrotate is installed");
     }
     let arg0 = pmr_core::personality::current().arg0();
@@ -193,7 +193,7 @@ pub fn uninstall(home: &Home, out: &Out, name: &str) -> Result<i32> {
     }
     out.info(format!("Module {name} uninstalled"));
     if name == pmr_core::conf::PM2_SECTION {
-        rotation_changed(home)?;
+        conf_file::apply(home)?;
         out.info("pmr's built-in log rotation is on again");
     }
     Ok(0)
@@ -340,7 +340,7 @@ fn target(what: &str, tarball: bool) -> Result<Target> {
         }
         let pkg = module::read_package(&abs)
             .map_err(|e| anyhow::anyhow!("cannot install {what}: {e}"))?;
-        // Before npm: a package that drives PM2 would have npm fetch all of PM2 first.
+        // Before npm: a package with nothing to start is refused before its dependencies download.
         if let Some(why) = module::unfit(&pkg) {
             let name = pkg.get("name").and_then(Value::as_str).unwrap_or("?");
             bail!("cannot install {what} ({name}): {why}; nothing was installed");
@@ -395,15 +395,6 @@ impl Drop for Staging {
             let _ = std::fs::remove_dir_all(&self.0);
         }
     }
-}
-
-/// Installing or removing pm2-logrotate moves the log files between it and the built-in
-/// rotation: a running daemon reads `conf.json` again now (`reloadLogs`).
-fn rotation_changed(home: &Home) -> Result<()> {
-    if let Some(mut c) = Client::connect_existing(home) {
-        c.call(&pmr_core::protocol::Request::ReloadLogs)?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

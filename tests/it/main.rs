@@ -28,6 +28,7 @@ mod pm2_cli;
 mod pm2_diff;
 mod pm2_env;
 mod pm2_library;
+mod pm2_modules;
 mod recovery;
 mod report;
 mod restart_policy;

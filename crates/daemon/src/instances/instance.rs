@@ -233,7 +233,8 @@ impl Instance {
             if !was_over && is_over(s.status) {
                 s.ended = self.ctx.ended.fetch_add(1, Ordering::SeqCst) + 1;
             }
-            // A new pid without a new status: a reload's new process took over.
+            // A new pid without a new status: a reload's new process took over. (Not a pid
+            // cleared as a process ends, before its status changes: that is no new state.)
             if s.status != before.0 || (s.pid != before.3 && s.pid != 0) {
                 self.ctx
                     .events

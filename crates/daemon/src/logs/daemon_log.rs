@@ -53,10 +53,21 @@ pub fn set_hub(hub: Arc<Hub>) {
 
 pub fn configure(conf: &RotateConf) {
     if let Some(s) = STATE.lock().unwrap().as_mut() {
-        s.conf = conf.clone();
+        s.conf = own_conf(conf, &s.path);
         if s.owns_stderr {
-            MAX.store(conf.max_size.unwrap_or(u64::MAX), Ordering::Relaxed);
+            MAX.store(s.conf.max_size.unwrap_or(u64::MAX), Ordering::Relaxed);
         }
+    }
+}
+
+/// The settings the daemon's log at `path` rotates with. The real pm2-logrotate rotates
+/// `$PM2_HOME/pm2.log` (the daemon's log as `pm2`) and no other: as `pmr`, `pmr.log` is no file
+/// of its, so the built-in rotation keeps it, with its defaults, rather than letting it grow.
+fn own_conf(conf: &RotateConf, path: &std::path::Path) -> RotateConf {
+    if conf.by_module && path.file_name().is_none_or(|n| n != "pm2.log") {
+        RotateConf::default()
+    } else {
+        conf.clone()
     }
 }
 
@@ -152,5 +163,32 @@ impl Write for DaemonLog {
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn pm2_logrotate_rotates_pm2_log_only() {
+        let by_module = RotateConf {
+            max_size: None,
+            by_module: true,
+            ..RotateConf::default()
+        };
+        let c = own_conf(&by_module, Path::new("/h/.pm2/pm2.log"));
+        assert_eq!((c.max_size, c.by_module), (None, true));
+        let c = own_conf(&by_module, Path::new("/h/.pmr/pmr.log"));
+        assert_eq!(c.max_size, Some(pmr_core::conf::DEFAULT_MAX_SIZE));
+        let mine = RotateConf {
+            max_size: Some(1024),
+            ..RotateConf::default()
+        };
+        assert_eq!(
+            own_conf(&mine, Path::new("/h/.pmr/pmr.log")).max_size,
+            Some(1024)
+        );
     }
 }

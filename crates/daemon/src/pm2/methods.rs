@@ -61,6 +61,12 @@ const METHODS: &[(&str, &[&str])] = &[
     ("reloadLogs", &["opts", "cb"]),
 ];
 
+/// What `getVersion` answers: the PM2 release whose protocol and behaviour pmr follows. PM2's
+/// clients read it as the running PM2's version and compare it with PM2's releases
+/// (pm2-intercom quits below 0.15.11, PM2's CLI says "out-of-date" when it differs from its
+/// own): pmr's own version (0.x) reads as an ancient PM2. `getReport` still names pmr's.
+const PM2_VERSION: &str = "7.0.4";
+
 pub fn descriptions() -> Value {
     let mut m = Map::new();
     for (name, params) in METHODS {
@@ -113,7 +119,7 @@ pub async fn call(d: &Arc<Daemon>, method: &str, args: Vec<Value>) -> Reply {
     let arg = args.first().cloned().unwrap_or(Value::Null);
     match method {
         "ping" => Reply::Args(vec![json!({ "msg": "pong" })]),
-        "getVersion" => Reply::Args(vec![json!(VERSION)]),
+        "getVersion" => Reply::Args(vec![json!(PM2_VERSION)]),
         "getReport" => Reply::Args(vec![report(d)]),
         "getSystemData" => Reply::Args(vec![json!({})]),
         "getMonitorData" => monitor_data(d).await,

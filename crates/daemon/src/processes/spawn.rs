@@ -51,8 +51,9 @@ pub fn child_env(spec: &AppSpec, pm_id: u32, instance: u32, home: &str) -> pmr_c
     let home_var = pmr_core::personality::current().home_var();
     env.insert(home_var.into(), home.to_string());
     if spec.pmx_module {
-        // A module drives the daemon with `require('pm2')`, which finds it by `PM2_HOME` (pmr's
-        // daemon speaks PM2's protocol); without it, it would look in ~/.pm2.
+        // A module is PM2's client by nature (pm2-logrotate, pm2-metrics, pm2-intercom
+        // `require('pm2')`): PM2's library must find this daemon, which speaks PM2's protocol,
+        // whatever the personality; without it, it starts a PM2 daemon of its own in ~/.pm2.
         env.insert("PM2_HOME".into(), home.to_string());
     }
     env.insert("exec_mode".into(), spec.exec_mode.pm2_name().into());
@@ -278,5 +279,11 @@ mod tests {
         assert_eq!(env["NODE_APP_INSTANCE"], "2");
         assert_eq!(env["pm_id"], "7");
         assert_eq!(env["PMR_HOME"], "/h");
+        assert!(!env.contains_key("PM2_HOME"));
+        // A module's PM2 library finds this daemon, even when the user's PM2_HOME is another.
+        s.pmx_module = true;
+        s.env.insert("PM2_HOME".into(), "/home/u/.pm2".into());
+        let env = child_env(&s, 7, 2, "/h");
+        assert_eq!(env["PM2_HOME"], "/h");
     }
 }

@@ -17,7 +17,8 @@
 //!   buffer space, such as the 64 KiB log read buffers, that is not resident.)
 //!
 //! The reclaimer's tick also drops the output buffers of long renders once unused for a while
-//! (`render::bufs`): kept between calls, they spare a `jlist` of 1,000 apps its page faults.
+//! (`render::bufs`): kept between calls, they spare a `jlist` of 1,000 apps its page faults;
+//! and, once requests stop for a moment, the pages of code they ran (`text.rs`).
 //!
 //! mimalloc was tried instead: it keeps a heap per thread and started at 93 MB with the 211
 //! threads the daemon has today (log writers), against 17 MB.
@@ -58,6 +59,7 @@ pub async fn reclaimer() {
         tick.tick().await;
         match tokio::task::spawn_blocking(move || {
             pmr_render::bufs::expire();
+            crate::text::drop_if_quiet();
             reclaim(floor)
         })
         .await

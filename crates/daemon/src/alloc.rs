@@ -59,8 +59,11 @@ pub async fn reclaimer() {
         tick.tick().await;
         match tokio::task::spawn_blocking(move || {
             pmr_render::bufs::expire();
-            crate::text::drop_if_quiet();
-            reclaim(floor)
+            if crate::text::drop_if_quiet() {
+                quiet_trim()
+            } else {
+                reclaim(floor)
+            }
         })
         .await
         {
@@ -92,6 +95,15 @@ pub fn anon_resident() -> Option<u64> {
         .ok()
         .flatten()? as u64;
     Some(resident.saturating_sub(shared) * page)
+}
+
+/// Once requests have stopped (`text::drop_if_quiet`): whatever the floor, free memory goes
+/// back, and what is left is the new floor. A floor raised by many apps (a trim at 1,000 apps
+/// returns nothing: it is live) would otherwise keep the memory they freed on `delete`: free
+/// memory below the old level is never above it by [`RECLAIM_OVER`].
+fn quiet_trim() -> Option<u64> {
+    trim();
+    anon_resident()
 }
 
 /// Trims when the anonymous resident memory is more than [`RECLAIM_OVER`] above `floor`, the

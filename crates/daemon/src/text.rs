@@ -39,19 +39,20 @@ pub fn note_request() {
 /// Called now and then (the reclaimer's tick, on the blocking pool): once no request was
 /// answered for [`QUIET`], the pages of code they faulted in leave the resident set as the
 /// start-up ones did. What the daemon runs while quiet (its timers) comes back at once and
-/// stays; a request's pages are kept while requests keep coming.
-pub fn drop_if_quiet() {
+/// stays; a request's pages are kept while requests keep coming. Whether it dropped them.
+pub fn drop_if_quiet() -> bool {
     let at = ANSWERED_AT.load(Ordering::Relaxed);
     if !quiet_since(at, millis(Instant::now())) {
-        return;
+        return false;
     }
     // A request answered meanwhile keeps its mark: its pages go at a later tick.
-    if ANSWERED_AT
+    let quiet = ANSWERED_AT
         .compare_exchange(at, 0, Ordering::Relaxed, Ordering::Relaxed)
-        .is_ok()
-    {
+        .is_ok();
+    if quiet {
         drop_start_up_pages();
     }
+    quiet
 }
 
 /// Whether a request answered at `at` (0: none since the last drop) was [`QUIET`] ago at `now`.

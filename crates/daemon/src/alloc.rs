@@ -17,7 +17,8 @@
 //!   buffer space, such as the 64 KiB log read buffers, that is not resident.)
 //!
 //! The reclaimer's tick also drops the output buffers of long renders once unused for a while
-//! (`render::bufs`): kept between calls, they spare a `jlist` of 1,000 apps its page faults.
+//! (`render::bufs`): kept between calls, they spare a `jlist` of 1,000 apps its page faults;
+//! and, once requests stop for a moment, the pages of code they ran (`text.rs`).
 //!
 //! mimalloc was tried instead: it keeps a heap per thread and started at 93 MB with the 211
 //! threads the daemon has today (log writers), against 17 MB.
@@ -58,7 +59,11 @@ pub async fn reclaimer() {
         tick.tick().await;
         match tokio::task::spawn_blocking(move || {
             pmr_render::bufs::expire();
-            reclaim(floor)
+            if crate::text::drop_if_quiet() {
+                quiet_trim()
+            } else {
+                reclaim(floor)
+            }
         })
         .await
         {
@@ -90,6 +95,15 @@ pub fn anon_resident() -> Option<u64> {
         .ok()
         .flatten()? as u64;
     Some(resident.saturating_sub(shared) * page)
+}
+
+/// Once requests have stopped (`text::drop_if_quiet`): whatever the floor, free memory goes
+/// back, and what is left is the new floor. A floor raised by many apps (a trim at 1,000 apps
+/// returns nothing: it is live) would otherwise keep the memory they freed on `delete`: free
+/// memory below the old level is never above it by [`RECLAIM_OVER`].
+fn quiet_trim() -> Option<u64> {
+    trim();
+    anon_resident()
 }
 
 /// Trims when the anonymous resident memory is more than [`RECLAIM_OVER`] above `floor`, the

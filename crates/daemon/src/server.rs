@@ -232,6 +232,7 @@ async fn client(d: Arc<Daemon>, mut stream: UnixStream) {
                 return;
             }
         };
+        crate::text::note_request();
         if let Request::Subscribe(SubscribeRequest {
             ids,
             out,
@@ -265,6 +266,7 @@ async fn client(d: Arc<Daemon>, mut stream: UnixStream) {
                 }
             }
             text.into_iter().for_each(pmr_render::bufs::give);
+            crate::text::note_request();
             list::rescan_if_due(&d);
             if is_kill {
                 d.exit.notify_one();

@@ -6,8 +6,59 @@
 //! daemon's resident set is what it uses while serving, not what it once ran
 //! (docs/decisions/daemon-memory.md).
 //!
+//! The same is done again whenever the daemon has been without requests for a moment
+//! ([`drop_if_quiet`]): a `jlist`, a `start`, a `logs` run code that an idle daemon does not.
+//!
 //! Only read-only, file-backed segments: never a writable one, nor the relocated read-only
 //! data (`PT_GNU_RELRO`), whose pages are private copies that the file does not hold.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// A request was answered at this many milliseconds of [`EPOCH`] (0: none since the last drop).
+static ANSWERED_AT: AtomicU64 = AtomicU64::new(0);
+static EPOCH: OnceLock<Instant> = OnceLock::new();
+/// How long the daemon goes without a request before the code the requests ran is dropped
+/// again: faulting it back costs the next request a few dozen minor faults (a fraction of a
+/// millisecond), so even a short pause is worth it.
+const QUIET: Duration = Duration::from_secs(1);
+
+fn millis(now: Instant) -> u64 {
+    // +1: 0 means "nothing answered since the last drop".
+    now.duration_since(*EPOCH.get_or_init(Instant::now))
+        .as_millis() as u64
+        + 1
+}
+
+/// A request was answered: the code it ran is dropped once the daemon is quiet again.
+pub fn note_request() {
+    ANSWERED_AT.store(millis(Instant::now()), Ordering::Relaxed);
+}
+
+/// Called now and then (the reclaimer's tick, on the blocking pool): once no request was
+/// answered for [`QUIET`], the pages of code they faulted in leave the resident set as the
+/// start-up ones did. What the daemon runs while quiet (its timers) comes back at once and
+/// stays; a request's pages are kept while requests keep coming. Whether it dropped them.
+pub fn drop_if_quiet() -> bool {
+    let at = ANSWERED_AT.load(Ordering::Relaxed);
+    if !quiet_since(at, millis(Instant::now())) {
+        return false;
+    }
+    // A request answered meanwhile keeps its mark: its pages go at a later tick.
+    let quiet = ANSWERED_AT
+        .compare_exchange(at, 0, Ordering::Relaxed, Ordering::Relaxed)
+        .is_ok();
+    if quiet {
+        drop_start_up_pages();
+    }
+    quiet
+}
+
+/// Whether a request answered at `at` (0: none since the last drop) was [`QUIET`] ago at `now`.
+fn quiet_since(at: u64, now: u64) -> bool {
+    at != 0 && now >= at + QUIET.as_millis() as u64
+}
 
 /// Unmaps the start-up pages (see the module). Linux with glibc; nothing elsewhere.
 pub fn drop_start_up_pages() {
@@ -131,6 +182,17 @@ mod tests {
         // Nothing left.
         assert!(whole_pages(&[(0x1000, 0x1800)], &[], p).is_empty());
         assert!(whole_pages(&[(0x1800, 0x1900)], &[], p).is_empty());
+    }
+
+    #[test]
+    fn dropped_once_quiet_after_a_request() {
+        let q = QUIET.as_millis() as u64;
+        assert!(
+            !quiet_since(0, 10 * q),
+            "nothing answered since the last drop"
+        );
+        assert!(!quiet_since(5, 5 + q - 1));
+        assert!(quiet_since(5, 5 + q));
     }
 
     #[test]

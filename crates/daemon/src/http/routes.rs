@@ -19,6 +19,7 @@ use std::sync::Arc;
 pub async fn handle(api: Arc<Api>, req: Request<Incoming>) -> Result<Response<Out>, Infallible> {
     let t0 = std::time::Instant::now();
     let mut r = route(&api, req).await.unwrap_or_else(reply::error);
+    crate::text::note_request();
     // The daemon's own time for the answer (a stream: until its headers), for clients and
     // the benchmark: the standard `Server-Timing` header.
     let dur = format!("daemon;dur={:.3}", t0.elapsed().as_secs_f64() * 1000.0);

@@ -703,7 +703,7 @@ impl Instance {
                     if ev.is_readiness(self.with(|s| s.spec.wait_ready)) {
                         new.ready_deadline = None;
                     } else if let IpcEvent::ListenError(e) = ev {
-                        new.listen_error = Some(e);
+                        new.listen_error = Some(*e);
                     }
                 }
                 // The old worker's events are not needed any more; keep its queue drained.
@@ -806,7 +806,7 @@ impl Instance {
             IpcEvent::Ready | IpcEvent::Listening { .. } => {}
             IpcEvent::ListenError(e) => {
                 tracing::error!("App {}: {e}", self.label());
-                r.listen_error = Some(e);
+                r.listen_error = Some(*e);
             }
             IpcEvent::Message(m) => {
                 let (name, namespace) =

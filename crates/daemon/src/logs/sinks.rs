@@ -11,7 +11,7 @@ use pmr_core::conf::{self, RotateConf};
 use std::collections::HashMap;
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use tokio::sync::{mpsc, oneshot};
 
@@ -47,12 +47,12 @@ impl Sink {
     }
 
     /// Queue bytes of stream `owner` for the file; waits while the queue is full.
-    pub async fn write(&self, owner: u64, bytes: Arc<Vec<u8>>) {
+    pub async fn write(&self, owner: u32, bytes: Arc<Vec<u8>>) {
         // An error means the writer is gone (daemon shutting down): nothing to do.
         self.send(Msg::Data(owner, bytes)).await;
     }
 
-    pub(super) async fn end_line(&self, owner: u64) {
+    pub(super) async fn end_line(&self, owner: u32) {
         self.send(Msg::EndLine(owner)).await;
     }
 
@@ -137,7 +137,9 @@ pub struct Sinks {
     dropped_any: Arc<AtomicBool>,
     pub(super) pumps: Arc<Pumps>,
     /// The next [`Source::owner`](super::Source::owner).
-    next_owner: AtomicU64,
+    /// Wraps after 2^32 streams: owners are only compared between the streams writing one
+    /// file at the same time, which are never that many starts apart.
+    next_owner: AtomicU32,
 }
 
 impl Default for Sinks {
@@ -151,7 +153,7 @@ impl Default for Sinks {
             dropped_any: Arc::default(),
             pumps: Arc::default(),
             // 0 is the writer's `CUT_LINE`.
-            next_owner: AtomicU64::new(1),
+            next_owner: AtomicU32::new(1),
         }
     }
 }
@@ -259,7 +261,7 @@ impl Sinks {
         for s in &sinks {
             let conf = global.with_app(s.app_rotate.as_ref());
             s.schedule(&conf);
-            s.request(|ack| Msg::Reopen(Box::new(conf), ack)).await;
+            s.request(|ack| Msg::Reopen(Box::new((conf, ack)))).await;
         }
         (sinks.len() + 1, warnings)
     }
@@ -300,9 +302,12 @@ impl Sinks {
 }
 
 impl Sinks {
-    /// A stream's own owner number, unique for the daemon's life.
-    pub(super) fn next_owner(&self) -> u64 {
-        self.next_owner.fetch_add(1, Ordering::Relaxed)
+    /// A stream's own owner number, never [`super::writer::CUT_LINE`].
+    pub(super) fn next_owner(&self) -> u32 {
+        match self.next_owner.fetch_add(1, Ordering::Relaxed) {
+            super::writer::CUT_LINE => self.next_owner.fetch_add(1, Ordering::Relaxed),
+            o => o,
+        }
     }
 
     /// `update`: every pump hands on what it holds (a partial line too, without ending it) and

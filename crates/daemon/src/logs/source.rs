@@ -12,7 +12,7 @@ use std::sync::Arc;
 /// One stream (stdout or stderr) of one instance: where its lines go and how they look.
 pub struct Source {
     /// Unique for the daemon's life: which stream an open line in a shared file belongs to.
-    pub owner: u64,
+    pub owner: u32,
     pub id: u32,
     pub name: Arc<str>,
     pub stream: Stream,

@@ -17,12 +17,13 @@ use tokio::sync::{mpsc, oneshot};
 /// A message to a file's writer.
 pub(super) enum Msg {
     /// Bytes from one stream (its [`Source::owner`]): whole lines, the last possibly partial.
-    Data(u64, Arc<Vec<u8>>),
+    Data(u32, Arc<Vec<u8>>),
     /// The stream ended: complete its line if it is still open.
-    EndLine(u64),
-    /// Reopen the path (after an external rotation) with these settings. Boxed: each file's
-    /// queue allocates room for 32 messages at once, the size of the largest.
-    Reopen(Box<RotateConf>, oneshot::Sender<()>),
+    EndLine(u32),
+    /// Reopen the path (after an external rotation) with these settings. Boxed, and owners
+    /// are `u32`: each file's queue allocates room for 32 messages at once, the size of the
+    /// largest (16 bytes, not 24).
+    Reopen(Box<(RotateConf, oneshot::Sender<()>)>),
     /// Truncate the file.
     Flush(oneshot::Sender<()>),
     /// The rotation schedule fired: rotate if the file is not empty.
@@ -30,6 +31,8 @@ pub(super) enum Msg {
     /// Write out what came before, then answer (`update`: nothing is left in memory).
     Sync(oneshot::Sender<()>),
 }
+
+const _: () = assert!(std::mem::size_of::<Msg>() <= 16);
 
 /// How a drain of a file's queue ended.
 #[derive(PartialEq, Eq)]
@@ -82,7 +85,7 @@ const MAX_IOV: usize = 512;
 
 /// The owner of an open line no stream has (`Sinks::next_owner` starts at 1): the file ends
 /// mid-line after a failed write, so whoever writes next starts a new line.
-pub(super) const CUT_LINE: u64 = 0;
+pub(super) const CUT_LINE: u32 = 0;
 
 /// The lines in bytes not written: a last piece without its newline is one too.
 fn lines_in(bytes: &[IoSlice]) -> u64 {
@@ -110,7 +113,7 @@ pub(crate) struct Writer {
     last_rotation: rotate::Last,
     /// The stream whose last line in the file has no newline yet (a partial line written
     /// out early), if any; [`CUT_LINE`] after a failed write.
-    open_line: Option<u64>,
+    open_line: Option<u32>,
     /// Whether the file ended mid-line when the batch began: where it still ends if none of
     /// the batch gets written.
     batch_mid_line: bool,
@@ -192,10 +195,11 @@ impl Writer {
                     self.open_line = None;
                 }
             }
-            Msg::Reopen(conf, ack) => {
+            Msg::Reopen(reopen) => {
+                let (conf, ack) = *reopen;
                 self.write_out();
                 self.open_line = None;
-                self.conf = *conf;
+                self.conf = conf;
                 self.rotate_blocked_until = None;
                 match open_append(&self.path) {
                     Ok(f) => {
@@ -244,7 +248,7 @@ impl Writer {
 
     /// Write a block of `owner`'s stream. Its first bytes continue the file's open line if that
     /// line is `owner`'s; another stream's open line is ended first.
-    fn write_block(&mut self, owner: u64, bytes: Arc<Vec<u8>>) {
+    fn write_block(&mut self, owner: u32, bytes: Arc<Vec<u8>>) {
         let len = bytes.len();
         if len == 0 {
             return;
@@ -442,7 +446,7 @@ mod tests {
         (w, dropped)
     }
 
-    fn write(w: &mut Writer, owner: u64, bytes: &[u8]) {
+    fn write(w: &mut Writer, owner: u32, bytes: &[u8]) {
         w.handle(Msg::Data(owner, Arc::new(bytes.to_vec())));
         w.write_out();
     }

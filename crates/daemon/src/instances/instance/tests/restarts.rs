@@ -98,7 +98,7 @@ async fn a_worker_that_breaks_the_cluster_protocol_is_restarted() {
     let mut h = Harness::new(cluster());
     let a = h.start();
     let mut p = h.launched().await;
-    p.say(IpcEvent::Garbage("{not json".into())).await;
+    p.say(IpcEvent::Garbage(Box::new("{not json".into()))).await;
     assert_eq!(p.signal().await, Signal::SIGINT);
     assert_eq!(
         err(a).await,

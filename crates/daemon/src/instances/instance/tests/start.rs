@@ -95,7 +95,7 @@ async fn a_process_that_dies_while_launching_fails_the_start_and_follows_the_pol
     let mut h = Harness::new(s);
     let a = h.start();
     let p = h.launched().await;
-    p.say(IpcEvent::ListenError("EADDRINUSE :3000".into()))
+    p.say(IpcEvent::ListenError(Box::new("EADDRINUSE :3000".into())))
         .await;
     // Read before the exit is seen.
     settle().await;

@@ -80,6 +80,8 @@ pub async fn serve(d: Arc<Daemon>, stream: UnixStream) {
             if let Some(reply) = answer(&d, msg).await {
                 let _ = tx.send(message(reply, id)).await;
             }
+            // As for pmr's own requests: their code leaves the resident set once calls stop.
+            crate::text::note_request();
         });
     }
     // The writer ends once the calls still running have answered.

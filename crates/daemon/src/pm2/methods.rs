@@ -354,6 +354,8 @@ async fn monitor_data(d: &Arc<Daemon>) -> Reply {
         parts
     })
     .await;
+    // The process trees' scan the sample deferred, off the reply's path (as after `jlist`).
+    crate::requests::list::rescan_if_due(d);
     match parts {
         Some(p) => Reply::Parts(p),
         None => Reply::Error("the process list could not be read".into()),

@@ -27,6 +27,8 @@ const MAX_MESSAGE: usize = 1 << 20;
 pub async fn serve(d: Arc<Daemon>, stream: UnixStream) {
     let (mut r, mut w) = stream.into_split();
     let (tx, mut replies) = mpsc::channel::<Vec<Vec<u8>>>(IN_FLIGHT);
+    // The write half comes back when the replies end: dropping it would shut the client's
+    // side down (a half-close PM2's client takes for the daemon's end, and reconnects).
     let writer = tokio::spawn(async move {
         while let Some(out) = replies.recv().await {
             for part in out {
@@ -34,10 +36,11 @@ pub async fn serve(d: Arc<Daemon>, stream: UnixStream) {
                 // The rendered list's buffers go back for the next render.
                 pmr_render::bufs::give(part);
                 if !ok {
-                    return;
+                    return w;
                 }
             }
         }
+        w
     });
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     let mut buf: Vec<u8> = Vec::new();
@@ -68,7 +71,8 @@ pub async fn serve(d: Arc<Daemon>, stream: UnixStream) {
             // Not answered (PM2's client waits for our SIGQUIT): the daemon leaves after it.
             let pid = msg["args"][0]["pid"].as_u64().map(|p| p as u32);
             drop(tx);
-            let _ = writer.await;
+            // Held open until the client closes it (see `kill_me`).
+            let _w = writer.await;
             return methods::kill_me(&d, pid, &mut r).await;
         }
         let Ok(slot) = slots.clone().acquire_owned().await else {

@@ -808,9 +808,12 @@ impl Instance {
                 tracing::error!("App {}: {e}", self.label());
                 r.listen_error = Some(*e);
             }
-            IpcEvent::Message(m) => {
-                let (name, namespace) =
-                    self.with(|s| (s.spec.name.clone(), s.spec.namespace.clone()));
+            // On PM2's bus, built only when someone subscribes.
+            IpcEvent::Message(m) if self.ctx.bus.active() => {
+                let (name, namespace) = {
+                    let s = self.shared.lock().unwrap();
+                    (s.spec.name.clone(), s.spec.namespace.clone())
+                };
                 let app = crate::bus::AppId {
                     pm_id: self.id,
                     name,
@@ -818,7 +821,7 @@ impl Instance {
                 };
                 self.ctx.bus.from_app(&app, None, &m);
             }
-            IpcEvent::Closed => {}
+            IpcEvent::Message(_) | IpcEvent::Closed => {}
             IpcEvent::Garbage(g) => {
                 tracing::warn!("App {} sent a malformed IPC message: {g:?}", self.label());
                 if cluster {

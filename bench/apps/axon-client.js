@@ -9,17 +9,8 @@ const net = require('net');
 const path = require('path');
 const [mode, home, a, b] = process.argv.slice(2);
 
-function frame(args) {
-  const parts = args.map((x) => Buffer.from(typeof x === 'string' ? 's:' + x : 'j:' + JSON.stringify(x)));
-  const head = Buffer.from([0x10 | parts.length]);
-  const out = [head];
-  for (const p of parts) {
-    const len = Buffer.alloc(4);
-    len.writeUInt32BE(p.length);
-    out.push(len, p);
-  }
-  return Buffer.concat(out);
-}
+// The tests' AMP encoder (one frame of strings and JSON values).
+const { encode: frame } = require(path.join(__dirname, '../../tests/pm2-client/amp.js'));
 
 // Calls back with each whole message's byte length. Chunks are kept as they come and only the
 // length fields are read across them, so a long message costs no copying here.

@@ -106,16 +106,7 @@ pub fn install(home: &Home, out: &Out, what: &str, tarball: bool) -> Result<i32>
         std::fs::rename(&staging.0, &prefix)
             .with_context(|| format!("cannot move the module to {}", prefix.display()))?;
         conf_file::write(home, &seeded)?;
-        let specs = module_specs(&module::package_dir(&prefix, &name), &name, &seeded)?;
-        super::call(
-            &mut client,
-            &Request::Start(StartRequest {
-                apps: specs,
-                force: false,
-                patch: None,
-            }),
-        )?;
-        Ok(())
+        start_module(&mut client, home, &name, &seeded)
     })();
     if let Err(e) = done {
         // Back to how it was: the previous version (if any) restarted, the settings unchanged.

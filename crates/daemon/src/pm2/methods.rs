@@ -488,17 +488,23 @@ async fn msg_process(d: &Arc<Daemon>, cmd: Value) -> Reply {
 }
 
 async fn duplicate(d: &Arc<Daemon>, arg: &Value) -> Reply {
-    let Some(id) = pm_id(arg).filter(|&id| exists(d, id)) else {
+    // One look at the table: the id may go between two.
+    let found = pm_id(arg).and_then(|id| {
+        let reg = d.registry.lock().unwrap();
+        let name = reg
+            .entries
+            .get(&id)?
+            .shared
+            .lock()
+            .unwrap()
+            .spec
+            .name
+            .clone();
+        Some((name, reg.entries.keys().copied().collect::<Vec<u32>>()))
+    });
+    let Some((name, before)) = found else {
         return Reply::Error(format!("{} id unknown", show(arg)));
     };
-    let name = d.registry.lock().unwrap().entries[&id]
-        .shared
-        .lock()
-        .unwrap()
-        .spec
-        .name
-        .clone();
-    let before: Vec<u32> = d.registry.lock().unwrap().entries.keys().copied().collect();
     let req = Request::Scale(ScaleRequest {
         name,
         relative: true,
